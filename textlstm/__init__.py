@@ -1,0 +1,3 @@
+"""textlstm: train, sample from and evaluate LSTM language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""The `textlstm` command: a click group whose errors are one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from textlstm import __version__
+from textlstm.errors import TextlstmError
+
+DEBUG_ENV = "TEXTLSTM_DEBUG"  # set to 1 to see tracebacks of unexpected errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="textlstm")
+def cli() -> None:
+    """Train, sample from and evaluate LSTM language models."""
+
+
+def _register_commands() -> None:
+    from textlstm.commands.train import train
+
+    for command in (train,):
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="textlstm", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else str(error))
+        sys.exit(2)
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "textlstm"
+        fail(f"{error.format_message()} (see '{command} --help')", 2)
+    except click.ClickException as error:
+        fail(error.format_message(), error.exit_code)
+    except click.exceptions.Exit as error:
+        sys.exit(error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except TextlstmError as error:
+        fail(str(error))
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into a program that stopped reading, e.g. `| head`
+        sys.exit(141)
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        fail(f"unexpected {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for the traceback)")

@@ -1,0 +1,109 @@
+"""`textlstm train`: options in, a trained checkpoint folder out."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from click.core import ParameterSource
+
+from textlstm.config import DataConfig, ModelConfig, TrainConfig
+
+# Options that may change when a run is resumed; everything else is fixed by the saved config.
+RESUMABLE = ("epochs", "max_steps", "eval_every", "eval_tokens", "patience", "device")
+POSITIVE = click.IntRange(min=1)
+PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
+
+
+@click.command()
+@click.option("--dataset", help="Hugging Face hub id, a local file/folder/glob (txt, json, jsonl, csv, parquet), "
+              "or a corpus card name from corpora/. Default: the built-in corpus (Python's own documentation).")
+@click.option("--dataset-config", help="Configuration name of a hub dataset.")
+@click.option("--split", default=DataConfig.split, show_default=True, help="Split to train on.")
+@click.option("--valid-split", help="Split to validate on. Default: the dataset's validation split, "
+              "else the last 10% of the training text.")
+@click.option("--text-column", help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column.")
+@click.option("--tokenizer", type=click.Choice(["char", "word", "bpe"]), default=DataConfig.tokenizer, show_default=True,
+              help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE.")
+@click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size for word (default 10000) and bpe (default 4096).")
+@click.option("--batching", type=click.Choice(["stream", "documents"]), default=DataConfig.batching, show_default=True,
+              help="stream: documents joined into one text, truncated BPTT with the state carried across batches. "
+              "documents: each document on its own, padded and masked; for corpora of short independent texts.")
+@click.option("--embedding-size", type=POSITIVE, default=ModelConfig.embedding_size, show_default=True)
+@click.option("--hidden-size", type=POSITIVE, default=ModelConfig.hidden_size, show_default=True, help="LSTM units per layer.")
+@click.option("--layers", type=POSITIVE, default=ModelConfig.layers, show_default=True, help="Stacked LSTM layers.")
+@click.option("--dropout", type=PROBABILITY, default=ModelConfig.dropout, show_default=True,
+              help="Dropout on embeddings, between LSTM layers and before the output layer.")
+@click.option("--recurrent-dropout", type=PROBABILITY, default=ModelConfig.recurrent_dropout, show_default=True,
+              help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time.")
+@click.option("--tie-weights/--no-tie-weights", default=ModelConfig.tie_weights, show_default=True,
+              help="Share the embedding matrix with the output layer.")
+@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True)
+@click.option("--seq-len", type=POSITIVE, default=TrainConfig.seq_len, show_default=True,
+              help="Tokens per row per step (the truncated-BPTT length).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
+              help="Peak learning rate (AdamW).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay, show_default=True)
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=TrainConfig.schedule, show_default=True,
+              help="Learning rate after warmup: cosine decay to 10% of --lr at the last step, or constant.")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=TrainConfig.warmup_steps, show_default=True)
+@click.option("--clip", type=click.FloatRange(min=0), default=TrainConfig.clip, show_default=True,
+              help="Gradient norm clipping (0: off).")
+@click.option("--epochs", type=POSITIVE, help="Passes over the training split (with --max-steps, whichever ends first).")
+@click.option("--max-steps", type=POSITIVE, help=f"Training steps. Default: {TrainConfig.max_steps}, or none when --epochs is given.")
+@click.option("--eval-every", type=POSITIVE, default=TrainConfig.eval_every, show_default=True,
+              help="Evaluate and save a checkpoint every N steps (and at the end).")
+@click.option("--eval-tokens", type=POSITIVE, default=TrainConfig.eval_tokens, show_default=True,
+              help="Validation tokens scored by the periodic evaluations; the final one scores all.")
+@click.option("--patience", type=click.IntRange(min=0), default=TrainConfig.patience, show_default=True,
+              help="Stop after this many evaluations without improvement (0: never).")
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
+@click.pass_context
+def train(ctx: click.Context, **options) -> None:
+    """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
+    from textlstm.config import RunConfig
+    from textlstm.progress import RichReporter
+    from textlstm.train import train as run_training
+
+    given = {name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    reporter = RichReporter()
+    if options["resume"]:
+        fixed = sorted(given - set(RESUMABLE) - {"resume"})
+        if fixed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+            raise click.UsageError(f"{flags} cannot change when resuming; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can")
+        overrides = {name: options[name] for name in given if name != "resume"}
+        if "epochs" in overrides and "max_steps" not in overrides:
+            overrides["max_steps"] = None
+        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
+    else:
+        config = RunConfig(
+            model=ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"})),
+            data=DataConfig(**_pick(options, DataConfig)),
+            train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
+        )
+        result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
+    _report(reporter, result)
+
+
+def _pick(options: dict, cls, default_max_steps: bool = False, exclude: set = frozenset()) -> dict:
+    names = set(cls.__dataclass_fields__) - exclude
+    picked = {name: options[name] for name in names if name in options and options[name] is not None}
+    if default_max_steps and options.get("epochs") is None and options.get("max_steps") is None:
+        picked["max_steps"] = TrainConfig.max_steps
+    elif default_max_steps and options.get("max_steps") is None:
+        picked["max_steps"] = None
+    return picked
+
+
+def _report(reporter, result) -> None:
+    if result.interrupted:
+        reporter.message(f"interrupted at step {result.steps}: checkpoint saved in {result.output}")
+        reporter.message(f"continue with: textlstm train --resume {result.output}")
+        sys.exit(130)
+    why = "stopped early (no improvement)" if result.stopped_early else "done"
+    reporter.message(f"{why} after {result.steps} steps: best validation loss {result.best_valid_loss:.4f}, saved in {result.output}")

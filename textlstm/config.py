@@ -1,0 +1,126 @@
+"""Settings of a run as dataclasses, checked on creation and saved as `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from textlstm import __version__
+from textlstm.errors import TextlstmError
+
+# Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
+CHECKPOINT_FORMAT = 1
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise TextlstmError(message)
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # 0: taken from the tokenizer when training starts
+    embedding_size: int = 64
+    hidden_size: int = 512
+    layers: int = 2
+    dropout: float = 0.1
+    recurrent_dropout: float = 0.1
+    tie_weights: bool = False
+
+    def __post_init__(self):
+        _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
+        for name in ("embedding_size", "hidden_size", "layers"):
+            _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "recurrent_dropout"):
+            value = getattr(self, name)
+            _check(0 <= value < 1, f"{name.replace('_', '-')} must be in [0, 1), got {value}")
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = None  # None: the built-in corpus
+    dataset_config: str | None = None
+    split: str = "train"
+    valid_split: str | None = None
+    text_column: str | None = None
+    tokenizer: str = "char"
+    vocab_size: int | None = None  # word and bpe only
+    batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
+
+    def __post_init__(self):
+        _check(self.tokenizer in ("char", "word", "bpe"), f"tokenizer must be char, word or bpe, got {self.tokenizer!r}")
+        _check(self.batching in ("stream", "documents"), f"batching must be stream or documents, got {self.batching!r}")
+        _check(self.vocab_size is None or self.vocab_size >= 8, f"vocab-size must be at least 8, got {self.vocab_size}")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    seq_len: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    schedule: str = "cosine"  # "cosine" (warmup, then cosine decay to min_lr_ratio * lr) or "constant"
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    epochs: int | None = None
+    max_steps: int | None = 1000
+    eval_every: int = 200
+    eval_tokens: int = 262_144  # periodic evaluations score this many validation tokens; the final one all
+    patience: int = 3  # stop after this many evaluations without improvement; 0: never
+    seed: int = 1337
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name in ("batch_size", "seq_len", "eval_every", "eval_tokens"):
+            _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("epochs", "max_steps"):
+            value = getattr(self, name)
+            _check(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
+        _check(self.epochs is not None or self.max_steps is not None, "give --epochs or --max-steps")
+        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
+        _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
+        _check(self.warmup_steps >= 0, f"warmup-steps must not be negative, got {self.warmup_steps}")
+        _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
+        _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    version: str = __version__
+    format: int = CHECKPOINT_FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            raw = json.loads(text)
+            _check(isinstance(raw, dict), "config.json does not hold a JSON object")
+            fmt = raw.get("format")
+            _check(fmt == CHECKPOINT_FORMAT, f"checkpoint format {fmt} is not supported (this textlstm reads format {CHECKPOINT_FORMAT})")
+            return cls(
+                model=ModelConfig(**raw["model"]),
+                data=DataConfig(**raw.get("data", {})),
+                train=TrainConfig(**raw.get("train", {})),
+                version=raw.get("version", "unknown"),
+                format=fmt,
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise TextlstmError(f"config.json is not a valid textlstm config: {error}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise TextlstmError(f"cannot read {path}: {error}") from None
+        return cls.from_json(text)

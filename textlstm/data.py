@@ -1,0 +1,254 @@
+"""Token ids on disk, and the batchers that read them.
+
+A split is stored as one flat array of ids: every document starts with the end-of-text token and
+the split ends with one, `EOT doc1 EOT doc2 ... EOT`. So every token of the text (and each
+document's end) has something before it to be predicted from. The files are memory-mapped: a corpus
+larger than memory trains in bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from textlstm.checkpoint import atomic_write
+from textlstm.errors import TextlstmError
+from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, build_tokenizer
+
+CACHE_ENV = "TEXTLSTM_CACHE"
+CHUNK_CHARS = 1 << 16  # texts are encoded in pieces of about this size, cut after a line break
+ENCODE_BATCH = 64  # pieces per encode_batch call (parallel inside tokenizers)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "textlstm")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+
+
+# ----------------------------------------------------------------------------- text pieces
+
+
+def split_long_text(text: str, limit: int = CHUNK_CHARS) -> Iterator[str]:
+    """Cut `text` into pieces of about `limit` characters, each ending after a line break when possible."""
+    start = 0
+    while len(text) - start > limit:
+        cut = text.rfind("\n", start + limit // 2, start + limit)
+        cut = start + limit if cut < 0 else cut + 1
+        while cut < len(text) and text[cut].isspace() and cut - start < 2 * limit:
+            cut += 1  # keep whitespace runs whole: word and BPE tokenizers treat them as one piece
+        yield text[start:cut]
+        start = cut
+    if start < len(text):
+        yield text[start:]
+
+
+def documents_as_pieces(rows: Iterable[str], documents: bool) -> Iterator[list[str]]:
+    """Group rows into documents, each a list of pieces to encode.
+
+    documents=True: each row is one document. documents=False: the rows are consecutive parts of one
+    running text (the lines of a .txt file), so they all form a single document.
+    """
+    if documents:
+        for row in rows:
+            if row:
+                yield list(split_long_text(row))
+        return
+    pieces, buffer, size = [], [], 0
+    for row in rows:
+        if size >= CHUNK_CHARS and row[:1] and not row[:1].isspace():
+            pieces.append("".join(buffer))
+            buffer, size = [], 0
+        buffer.append(row)
+        size += len(row)
+        if size >= 4 * CHUNK_CHARS:  # one very long line
+            pieces.extend(split_long_text("".join(buffer)))
+            buffer, size = [], 0
+    if buffer:
+        pieces.append("".join(buffer))
+    pieces = [p for p in pieces if p]
+    if pieces:
+        yield pieces
+
+
+def _rows(dataset, batch_rows: int = 1024) -> Iterator[str]:
+    for batch in dataset.iter(batch_size=batch_rows):
+        yield from batch["text"]
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class SplitInfo:
+    tokens: int  # ids in the file, the leading end-of-text included
+    chars: int  # characters of text, each document end counted as one
+    bytes: int  # UTF-8 bytes, likewise
+    documents: int
+    dtype: str
+
+    @property
+    def scored_tokens(self) -> int:
+        return self.tokens - 1
+
+
+@dataclass
+class TokenizedSplit:
+    ids: np.ndarray  # memory-mapped
+    info: SplitInfo
+
+
+def get_tokenizer(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
+    """The tokenizer trained on the corpus's train split, built once and cached."""
+    path = cache_root() / "tokenizers" / f"{_digest(corpus.fingerprint, kind, str(vocab_size))}.json"
+    if path.is_file():
+        return TextTokenizer.load(path)
+    texts = (piece for doc in documents_as_pieces(_rows(corpus.train), corpus.documents) for piece in doc)
+    tokenizer = build_tokenizer(kind, texts, vocab_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, tokenizer.save)
+    return tokenizer
+
+
+def tokenize_splits(corpus, tokenizer: TextTokenizer, progress=None) -> dict[str, TokenizedSplit]:
+    """Ids of the corpus's train and valid splits, from the cache or encoded now and cached."""
+    folder = cache_root() / "ids" / _digest(corpus.fingerprint, tokenizer.to_str())
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for name, dataset in (("train", corpus.train), ("valid", corpus.valid)):
+        meta_path = folder / f"{name}.json"
+        if not meta_path.is_file():
+            info = _encode_to_file(dataset, corpus.documents, tokenizer, folder / f"{name}.bin", progress)
+            atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(asdict(info))))
+        splits[name] = open_split(folder / f"{name}.bin", SplitInfo(**json.loads(meta_path.read_text())))
+    return splits
+
+
+def open_split(path: Path, info: SplitInfo) -> TokenizedSplit:
+    ids = np.memmap(path, dtype=info.dtype, mode="r", shape=(info.tokens,))
+    return TokenizedSplit(ids, info)
+
+
+def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Path, progress=None) -> SplitInfo:
+    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
+    counts = {"tokens": 1, "chars": 0, "bytes": 0, "documents": 0}
+    eot = np.array([EOT_ID], dtype=dtype)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
+            out.write(eot.tobytes())
+            for doc in documents_as_pieces(_rows(dataset), documents):
+                for start in range(0, len(doc), ENCODE_BATCH):
+                    batch = doc[start : start + ENCODE_BATCH]
+                    for ids in tokenizer.encode_batch(batch):
+                        out.write(np.asarray(ids, dtype=dtype).tobytes())
+                        counts["tokens"] += len(ids)
+                    counts["chars"] += sum(len(p) for p in batch)
+                    counts["bytes"] += sum(len(p.encode("utf-8", "surrogatepass")) for p in batch)
+                    if progress is not None:
+                        progress(sum(len(p) for p in batch))
+                out.write(eot.tobytes())
+                counts["tokens"] += 1
+                counts["chars"] += 1
+                counts["bytes"] += 1
+                counts["documents"] += 1
+
+    atomic_write(path, write)
+    return SplitInfo(dtype=np.dtype(dtype).name, **counts)
+
+
+# ----------------------------------------------------------------------------- batchers
+
+
+class StreamBatcher:
+    """Truncated-BPTT batches from one long stream of ids.
+
+    The stream is cut into `world_size * batch_size` contiguous rows; batch i holds columns
+    [i*seq_len, (i+1)*seq_len] of this process's rows, so the LSTM state after batch i is the right
+    start for batch i+1. Batches are a pure function of (i, rank): a resumed run reads the same data.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1):
+        rows = batch_size * world_size
+        self.row_len = (len(ids) - 1) // rows
+        if self.row_len < 1:
+            raise TextlstmError(
+                f"the training split has {len(ids)} tokens: too few for {rows} rows; lower --batch-size"
+            )
+        self.ids = ids
+        self.batch_size = batch_size
+        self.seq_len = min(seq_len, self.row_len)
+        self.first_row = rank * batch_size
+
+    def __len__(self) -> int:
+        return -(-self.row_len // self.seq_len)
+
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets, each [batch_size, T] int64 (T is seq_len, or less for the last batch)."""
+        start = i * self.seq_len
+        width = min(self.seq_len, self.row_len - start)
+        rows = [
+            self.ids[row * self.row_len + start : row * self.row_len + start + width + 1]
+            for row in range(self.first_row, self.first_row + self.batch_size)
+        ]
+        block = torch.from_numpy(np.stack(rows).astype(np.int64))
+        return block[:, :-1], block[:, 1:]
+
+
+class DocumentBatcher:
+    """Padded batches of whole documents, for corpora of short, independent documents.
+
+    Each document (`EOT doc EOT`) is cut into windows of at most seq_len + 1 ids; windows are
+    shuffled each epoch with a generator seeded by (seed, epoch), padded with the padding id and
+    given with their lengths, so the model masks the padding. The LSTM state starts at zero for
+    every window.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0, world_size: int = 1):
+        ends = np.flatnonzero(np.asarray(ids) == EOT_ID)
+        starts, lengths = [], []
+        for begin, end in zip(ends[:-1], ends[1:]):
+            for window in range(begin, end, seq_len):
+                starts.append(window)
+                lengths.append(min(seq_len, end - window) + 1)
+        if len(starts) < batch_size * world_size:
+            raise TextlstmError(
+                f"the training split has {len(starts)} document windows: too few for {batch_size * world_size} rows; lower --batch-size"
+            )
+        self.ids = ids
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self._order_epoch, self._order_cache = None, None
+
+    def __len__(self) -> int:
+        return len(self.starts) // (self.batch_size * self.world_size)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._order_epoch != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order_cache = torch.randperm(len(self.starts), generator=generator).numpy()
+            self._order_epoch = epoch
+        return self._order_cache
+
+    def batch(self, i: int, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs, targets [batch, T] and lengths [batch] (lengths on the CPU)."""
+        per_step = self.batch_size * self.world_size
+        first = i * per_step + self.rank * self.batch_size
+        chosen = self._order(epoch)[first : first + self.batch_size]
+        width = int(self.lengths[chosen].max())
+        block = np.full((len(chosen), width), PAD_ID, dtype=np.int64)
+        for row, window in enumerate(chosen):
+            piece = self.ids[self.starts[window] : self.starts[window] + self.lengths[window]]
+            block[row, : len(piece)] = piece
+        block = torch.from_numpy(block)
+        return block[:, :-1], block[:, 1:], torch.from_numpy(self.lengths[chosen] - 1)

@@ -1,0 +1,8 @@
+"""The one exception type the CLI turns into a single error line."""
+
+
+class TextlstmError(Exception):
+    """A problem the user can fix: bad input, a missing file, a corrupt checkpoint.
+
+    Its message is one line that says what is wrong and, where it helps, what to do.
+    """

@@ -1,0 +1,54 @@
+"""A rich progress display for training: a bar with step, loss, validation loss, tokens/s, time left."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from textlstm.train import Reporter
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class RichReporter(Reporter):
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True, soft_wrap=True)
+        self.progress = Progress(
+            TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
+            BarColumn(),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[valid]}  {task.fields[rate]} tok/s"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = None
+        self.valid = None
+
+    def message(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def start(self, total_steps: int, first_step: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total_steps, completed=first_step, loss="-", valid="-", rate="-")
+
+    def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None:
+        self.progress.update(self.task, completed=step, loss=f"{loss:.3f}", rate=f"{tokens_per_sec:,.0f}")
+
+    def evaluated(self, record: dict) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, valid=f"{record['valid_loss']:.3f}")
+        label = "final" if record["final"] else "eval "
+        self.console.print(
+            f"{label} step {record['step']:>6}  train {_fmt(record['train_loss'], '.4f')}  "
+            f"valid {record['valid_loss']:.4f}  ppl {record['valid_perplexity']:.2f}  "
+            f"bpc {_fmt(record['valid_bits_per_char'], '.4f')}  {_fmt(record['tokens_per_sec'], ',.0f')} tok/s  "
+            f"{record['elapsed_sec']:.0f}s",
+            highlight=False,
+        )
+
+    def stop(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,126 @@
+"""Character, word and BPE tokenizers, built and saved with Hugging Face `tokenizers`.
+
+Every tokenizer has the same two special tokens at the same ids: padding (0) and end of text (1),
+so the model, the batchers and the sampler never need to know which kind they were given.
+
+- char: one token per character seen in training; any other character falls back to its UTF-8
+  bytes, so decode(encode(text)) == text for every string.
+- word: words, punctuation runs and whitespace runs (a single leading space stays on the word);
+  pieces not in the vocabulary become the unknown token.
+- bpe: byte-level BPE, exact round trip for every string.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from textlstm.errors import TextlstmError
+
+PAD = "<|pad|>"
+EOT = "<|endoftext|>"
+UNK = "<|unk|>"
+PAD_ID = 0
+EOT_ID = 1
+KINDS = ("char", "word", "bpe")
+WORD_PATTERN = r" ?\w+| ?[^\w\s]+|\s+"
+
+
+class TextTokenizer:
+    """A `tokenizers.Tokenizer` with the ids this project relies on."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.hf = tokenizer
+        if tokenizer.token_to_id(PAD) != PAD_ID or tokenizer.token_to_id(EOT) != EOT_ID:
+            raise TextlstmError(f"tokenizer has no {PAD} / {EOT} tokens at ids 0 / 1: not a textlstm tokenizer")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.hf.token_to_id(UNK)
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`; padding is dropped, end of text and unknown tokens are shown by name."""
+        ids = [i for i in ids if i != PAD_ID]
+        return self.hf.decode(ids, skip_special_tokens=False)
+
+    def to_str(self) -> str:
+        return self.hf.to_str()
+
+    def save(self, path: str | Path) -> None:
+        self.hf.save(str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextTokenizer":
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except TextlstmError:
+            raise
+        except Exception as error:  # tokenizers raises a bare Exception on bad JSON
+            raise TextlstmError(f"cannot read tokenizer {path}: {error}") from None
+
+    @classmethod
+    def from_str(cls, text: str) -> "TextTokenizer":
+        return cls(Tokenizer.from_str(text))
+
+
+def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> TextTokenizer:
+    """Train a tokenizer of `kind` on `texts` (an iterable of strings, read once)."""
+    if kind == "char":
+        return TextTokenizer(_build_char(texts))
+    if kind == "word":
+        return TextTokenizer(_build_word(texts, vocab_size or 10_000))
+    if kind == "bpe":
+        return TextTokenizer(_build_bpe(texts, vocab_size or 4_096))
+    raise TextlstmError(f"unknown tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
+
+
+def _build_char(texts: Iterable[str]) -> Tokenizer:
+    counts: collections.Counter[str] = collections.Counter()
+    for text in texts:
+        counts.update(text)
+    vocab = {PAD: PAD_ID, EOT: EOT_ID}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for char in sorted(counts):
+        vocab.setdefault(char, len(vocab))
+    # A BPE model without merges is a character model; byte_fallback covers unseen characters.
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True))
+    tokenizer.add_special_tokens([PAD, EOT])
+    tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    return tokenizer
+
+
+def _build_word(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")
+    tokenizer.decoder = decoders.Fuse()
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOT, UNK], show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def _build_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
