@@ -34,6 +34,8 @@ class TextTokenizer:
 
     def __init__(self, tokenizer: Tokenizer):
         self.hf = tokenizer
+        # Text that happens to spell a special token ("<|endoftext|>") is text, not that token.
+        self.hf.encode_special_tokens = True
         if tokenizer.token_to_id(PAD) != PAD_ID or tokenizer.token_to_id(EOT) != EOT_ID:
             raise TextlstmError(f"tokenizer has no {PAD} / {EOT} tokens at ids 0 / 1: not a textlstm tokenizer")
 

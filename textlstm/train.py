@@ -27,7 +27,6 @@ from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokeniz
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
-from textlstm.tokenizer import TextTokenizer
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 

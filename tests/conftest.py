@@ -1,0 +1,108 @@
+"""Shared test set-up: offline, with every cache in the test's own temporary folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Before torch, datasets or huggingface_hub are imported (they read these once, at import), and
+# inherited by the subprocesses tests start: no network, no writes to the user's caches, and one
+# thread (the tests' models are tiny, and two threads on a busy 2-core machine are far slower).
+_SESSION_HOME = tempfile.mkdtemp(prefix="textlstm-tests-")
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    HF_HOME=os.path.join(_SESSION_HOME, "hf"),
+    HF_DATASETS_CACHE=os.path.join(_SESSION_HOME, "hf", "datasets"),
+    TEXTLSTM_CACHE=os.path.join(_SESSION_HOME, "textlstm-cache"),
+    OMP_NUM_THREADS="1",
+)
+
+import datasets  # noqa: E402
+import huggingface_hub.constants  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPORA = REPO.parent / "shared" / "corpora"
+TINYSHAKESPEARE = SHARED_CORPORA / "tinyshakespeare" / "input.txt"
+
+
+@pytest.fixture(autouse=True)
+def offline_and_isolated(tmp_path, monkeypatch) -> Path:
+    """Offline, every cache under tmp_path, and a cwd whose checkpoints/ is the test's own.
+
+    Returns the datasets cache folder. datasets and huggingface_hub keep copies of their settings
+    made at import, so those are patched as well as the environment.
+    """
+    home = tmp_path / "hf-home"
+    cache = home / "datasets"
+    for variable, value in {
+        "HF_HOME": str(home),
+        "HF_DATASETS_CACHE": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TEXTLSTM_CACHE": str(tmp_path / "textlstm-cache"),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH", cache / "downloads")
+    monkeypatch.setattr(datasets.config, "EXTRACTED_DATASETS_PATH", cache / "downloads" / "extracted")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.chdir(tmp_path)
+    return cache
+
+
+@pytest.fixture
+def shakespeare_text() -> str:
+    if not TINYSHAKESPEARE.is_file():
+        pytest.skip(f"{TINYSHAKESPEARE} not found (the shared corpora sit beside the repo)")
+    return TINYSHAKESPEARE.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def small_corpus(tmp_path, shakespeare_text) -> Path:
+    """About 40 KB of real English text in a .txt file."""
+    path = tmp_path / "data" / "small.txt"
+    path.parent.mkdir()
+    path.write_text(shakespeare_text[:40_000], encoding="utf-8")
+    return path
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `textlstm ARGS...` in this process, the way the console script does."""
+    from textlstm.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+TINY_MODEL = ("--embedding-size", "16", "--hidden-size", "32", "--layers", "2", "--batch-size", "4", "--seq-len", "32")
+
+
+def pytest_report_header(config):
+    return f"textlstm tests; shared corpora: {SHARED_CORPORA if SHARED_CORPORA.is_dir() else 'missing'}; python {sys.version.split()[0]}"

@@ -1,0 +1,122 @@
+import torch
+import torch.nn.functional as F
+
+from textlstm.config import ModelConfig
+from textlstm.model import LSTMLanguageModel
+from textlstm.tokenizer import PAD_ID
+
+VOCAB = 30
+
+
+def make_model(**overrides) -> LSTMLanguageModel:
+    torch.manual_seed(0)
+    settings = dict(vocab_size=VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0)
+    settings.update(overrides)
+    return LSTMLanguageModel(ModelConfig(**settings))
+
+
+def test_padded_batch_equals_each_sequence_run_alone():
+    model = make_model().eval()
+    sequences = [torch.randint(2, VOCAB, (n,)) for n in (7, 3, 5)]
+    width = max(len(s) for s in sequences)
+    batch = torch.full((len(sequences), width), PAD_ID)
+    for row, seq in enumerate(sequences):
+        batch[row, : len(seq)] = seq
+    lengths = torch.tensor([len(s) for s in sequences])
+    targets = torch.where(batch == PAD_ID, PAD_ID, (batch + 1) % VOCAB)
+    targets[targets == PAD_ID] = PAD_ID
+
+    logits, (h, c) = model(batch, lengths=lengths)
+    batch_loss, batch_count, _ = model.loss(batch, targets, lengths=lengths)
+
+    alone_loss = 0.0
+    for row, seq in enumerate(sequences):
+        alone_logits, (h1, c1) = model(seq[None])
+        torch.testing.assert_close(logits[row, : len(seq)], alone_logits[0])
+        torch.testing.assert_close(h[:, row], h1[:, 0])
+        torch.testing.assert_close(c[:, row], c1[:, 0])
+        loss, count, _ = model.loss(seq[None], targets[row, : len(seq)][None])
+        alone_loss += float(loss)
+        assert int(count) == len(seq)
+    assert int(batch_count) == int(lengths.sum())
+    assert abs(float(batch_loss) - alone_loss) < 1e-4
+
+
+def test_padding_positions_add_no_loss():
+    model = make_model().eval()
+    ids = torch.randint(2, VOCAB, (1, 6))
+    targets = torch.randint(2, VOCAB, (1, 6))
+    padded_targets = targets.clone()
+    padded_targets[0, 4:] = PAD_ID
+    loss_all, count_all, _ = model.loss(ids, targets)
+    loss_pad, count_pad, _ = model.loss(ids, padded_targets)
+    assert int(count_pad) == 4 and int(count_all) == 6
+    assert float(loss_pad) < float(loss_all)
+    logits, _ = model(ids)
+    expected = F.cross_entropy(logits[0, :4], targets[0, :4], reduction="sum")
+    torch.testing.assert_close(loss_pad, expected)
+
+
+def manual_lstm_with_fixed_masks(model, ids, masks):
+    """A per-time-step loop that multiplies h(t-1) by a fixed mask: recurrent dropout by definition."""
+    x = model.embedding(ids)
+    hidden = model.config.hidden_size
+    for layer, mask in enumerate(masks):
+        w_ih, w_hh = getattr(model.lstm, f"weight_ih_l{layer}"), getattr(model.lstm, f"weight_hh_l{layer}")
+        bias = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+        h = x.new_zeros(x.shape[0], hidden)
+        c = x.new_zeros(x.shape[0], hidden)
+        outputs = []
+        for t in range(x.shape[1]):
+            gates = x[:, t] @ w_ih.T + (h * mask) @ w_hh.T + bias
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        x = torch.stack(outputs, dim=1)
+    return model.logits(x)
+
+
+def test_recurrent_dropout_is_a_mask_on_h_fixed_over_time():
+    p = 0.5
+    model = make_model(recurrent_dropout=p).train()
+    ids = torch.randint(2, VOCAB, (3, 9))
+    torch.manual_seed(123)
+    masks = [torch.empty(model.config.hidden_size).bernoulli_(1 - p) / (1 - p) for _ in range(model.config.layers)]
+    assert any((m == 0).any() for m in masks)
+    torch.manual_seed(123)
+    fused, _ = model(ids)
+    torch.testing.assert_close(fused, manual_lstm_with_fixed_masks(model, ids, masks), rtol=1e-4, atol=1e-5)
+
+
+def test_recurrent_dropout_trains_and_is_off_in_eval_mode():
+    model = make_model(recurrent_dropout=0.5)
+    ids = torch.randint(2, VOCAB, (2, 5))
+    model.train()
+    first, _ = model(ids)
+    second, _ = model(ids)
+    assert not torch.allclose(first, second)
+    loss, count, _ = model.loss(ids, ids)
+    loss.backward()
+    assert model.lstm.weight_hh_l0.grad is not None and model.lstm.weight_hh_l0.grad.abs().sum() > 0
+    model.eval()
+    plain = make_model(recurrent_dropout=0.0).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(ids)[0], plain(ids)[0])
+
+
+def test_state_carries_across_calls():
+    model = make_model().eval()
+    ids = torch.randint(2, VOCAB, (2, 10))
+    whole, _ = model(ids)
+    head, state = model(ids[:, :6])
+    tail, _ = model(ids[:, 6:], state)
+    torch.testing.assert_close(torch.cat([head, tail], dim=1), whole)
+
+
+def test_tied_weights_share_the_embedding_even_with_a_projection():
+    model = make_model(tie_weights=True, embedding_size=8, hidden_size=12)
+    assert model.decoder.weight is model.embedding.weight
+    assert model.projection is not None
+    logits, _ = model(torch.randint(2, VOCAB, (1, 4)))
+    assert logits.shape == (1, 4, VOCAB)
