@@ -151,3 +151,64 @@ def test_builtin_corpus_trains_offline_by_default(run_cli, tmp_path):
     runs = list((tmp_path / "checkpoints").iterdir())
     assert len(runs) == 1 and runs[0].name.endswith("-pydoc-char")
     assert "built-in" in result.err
+
+
+def _bad_inputs(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "body.jsonl").write_text('{"body": "some text"}\n' * 50)
+    return {
+        "missing path": (["--dataset", tmp_path / "nope.txt"], "no such file or folder"),
+        "empty corpus": (["--dataset", tmp_path / "empty.txt"], "empty"),
+        "unknown hub id offline": (["--dataset", "someone/no-such-dataset"], "could not load 'someone/no-such-dataset'"),
+        "missing text column": (["--dataset", tmp_path / "body.jsonl", "--text-column", "text"], "no column 'text'"),
+        "hidden size 0": (["--hidden-size", "0"], "--hidden-size"),
+        "negative layers": (["--layers", "-2"], "--layers"),
+        "dropout 1.5": (["--dropout", "1.5"], "--dropout"),
+        "recurrent dropout 1": (["--recurrent-dropout", "1"], "--recurrent-dropout"),
+        "resume a folder without a run": (["--resume", tmp_path / "nowhere"], "cannot resume"),
+        "unknown option": (["--hidden", "3"], "No such option"),
+    }
+
+
+BAD_INPUT_CASES = [
+    "missing path", "empty corpus", "unknown hub id offline", "missing text column", "hidden size 0",
+    "negative layers", "dropout 1.5", "recurrent dropout 1", "resume a folder without a run", "unknown option",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_bad_input_is_one_clear_line(run_cli, tmp_path, case):
+    args, expected = _bad_inputs(tmp_path)[case]
+    result = run_cli("train", *args)
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert expected in lines[0]
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_invalid_utf8_is_replaced_with_a_warning(run_cli, tmp_path, shakespeare_text):
+    path = tmp_path / "bytes.txt"
+    path.write_bytes(shakespeare_text[:5000].encode() + b"\xff\xfe odd bytes\n" + shakespeare_text[5000:10000].encode())
+    result = run_cli("train", "--dataset", path, *TINY_MODEL, "--max-steps", "2", "--output", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert "warning: " in result.err and "not valid UTF-8" in result.err and "Traceback" not in result.err
+
+
+def test_an_output_folder_holding_another_run_is_left_untouched(run_cli, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "3", "--output", out).code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--hidden-size", "16", "--max-steps", "3", "--output", out)
+    assert result.code != 0
+    assert result.err.count("\n") == 1 and "--resume" in result.err and "--overwrite" in result.err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    again = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "3", "--output", out, "--overwrite")
+    assert again.code == 0, again.err
+
+
+def test_resume_refuses_to_change_the_model(run_cli, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "3", "--output", out).code == 0
+    result = run_cli("train", "--resume", out, "--hidden-size", "64")
+    assert result.code == 2 and "--hidden-size cannot change when resuming" in result.err

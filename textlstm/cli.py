@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 
@@ -20,9 +21,10 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from textlstm.commands.eval import eval_command
     from textlstm.commands.train import train
 
-    for command in (train,):
+    for command in (train, eval_command):
         cli.add_command(command)
 
 
@@ -34,7 +36,12 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=argv, prog_name="textlstm", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as error:

@@ -23,7 +23,7 @@ def _check(condition: bool, message: str) -> None:
 class ModelConfig:
     vocab_size: int = 0  # 0: taken from the tokenizer when training starts
     embedding_size: int = 64
-    hidden_size: int = 512
+    hidden_size: int = 256
     layers: int = 2
     dropout: float = 0.1
     recurrent_dropout: float = 0.1
@@ -66,7 +66,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     clip: float = 1.0
     epochs: int | None = None
-    max_steps: int | None = 1000
+    max_steps: int | None = 800
     eval_every: int = 200
     eval_tokens: int = 262_144  # periodic evaluations score this many validation tokens; the final one all
     patience: int = 3  # stop after this many evaluations without improvement; 0: never

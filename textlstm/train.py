@@ -405,8 +405,14 @@ def train(
     if output is None:
         output = new_run_folder(Path(checkpoints_root), _corpus_label(config), config.data.tokenizer)
     output = Path(output)
+    created = not output.exists()
     prepare_output(output, overwrite)
-    return Trainer(config, output, reporter).run()
+    try:
+        return Trainer(config, output, reporter).run()
+    except BaseException:
+        if created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # failed before anything was saved: leave no empty run folder behind
+        raise
 
 
 def _corpus_label(config: RunConfig) -> str:

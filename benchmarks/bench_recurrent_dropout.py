@@ -1,0 +1,83 @@
+"""Does recurrent dropout keep the fused LSTM kernel? Time a real training step with and without it.
+
+Hidden 512, 2 layers, char-sized vocabulary, batch 64 x 128, through textlstm's own model and
+optimizer step. The two settings are timed in alternation (A B A B ...) so that load from other
+processes hits both alike; the figure is the ratio of the medians.
+
+    python benchmarks/bench_recurrent_dropout.py [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from textlstm.config import ModelConfig
+from textlstm.model import LSTMLanguageModel
+
+RESULTS = Path(__file__).parent / "results" / "recurrent_dropout.json"
+
+
+def make_step(dropout: float, recurrent_dropout: float, batch: int, seq_len: int, vocab: int):
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=vocab, embedding_size=128, hidden_size=512, layers=2,
+                                          dropout=dropout, recurrent_dropout=recurrent_dropout)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    inputs = torch.randint(2, vocab, (batch, seq_len))
+    targets = torch.randint(2, vocab, (batch, seq_len))
+
+    def step() -> float:
+        start = time.perf_counter()
+        loss_sum, count, _ = model.loss(inputs, targets)
+        optimizer.zero_grad(set_to_none=True)
+        (loss_sum / count).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return time.perf_counter() - start
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=128)
+    args = parser.parse_args()
+    vocab = 100
+    plain = make_step(0.0, 0.0, args.batch, args.seq_len, vocab)
+    dropped = make_step(0.2, 0.25, args.batch, args.seq_len, vocab)
+    for _ in range(3):
+        plain(), dropped()
+    plain_times, dropped_times = [], []
+    for _ in range(args.rounds):
+        plain_times.append(plain())
+        dropped_times.append(dropped())
+    tokens = args.batch * args.seq_len
+    result = {
+        "plain_step_sec": statistics.median(plain_times),
+        "dropout_step_sec": statistics.median(dropped_times),
+        "ratio": statistics.median(dropped_times) / statistics.median(plain_times),
+        "plain_tokens_per_sec": tokens / statistics.median(plain_times),
+        "dropout_tokens_per_sec": tokens / statistics.median(dropped_times),
+        "settings": {"embedding": 128, "hidden": 512, "layers": 2, "batch": args.batch, "seq_len": args.seq_len,
+                     "vocab": vocab, "dropout": 0.2, "recurrent_dropout": 0.25, "rounds": args.rounds},
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"step without dropout: {result['plain_step_sec'] * 1000:.0f} ms ({result['plain_tokens_per_sec']:,.0f} tok/s)")
+    print(f"step with dropout 0.2 + recurrent dropout 0.25: {result['dropout_step_sec'] * 1000:.0f} ms "
+          f"({result['dropout_tokens_per_sec']:,.0f} tok/s)")
+    print(f"ratio: {result['ratio']:.3f} (target <= 1.15); written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
