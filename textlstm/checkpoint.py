@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -81,12 +82,18 @@ def save_trainer_state(state: dict, path: Path) -> None:
 def load_trainer_state(path: Path) -> dict:
     """Load trainer state with weights_only=True: tensors and plain containers only, no code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; the error below says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TextlstmError(f"no trainer state in {path.parent}: cannot resume from it") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TextlstmError(f"refusing to load {path}: it is corrupt or not plain tensor data ({first_line})") from None
+    except pickle.UnpicklingError:
+        raise TextlstmError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, which could run code"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TextlstmError(f"cannot read {path}: it is corrupt or incomplete ({detail})") from None
 
 
 def load_config(folder: Path) -> RunConfig:

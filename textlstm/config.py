@@ -68,6 +68,8 @@ class TrainConfig:
     epochs: int | None = None
     max_steps: int | None = 800
     eval_every: int = 200
+    save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
+    save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
     eval_tokens: int = 262_144  # periodic evaluations score this many validation tokens; the final one all
     patience: int = 3  # stop after this many evaluations without improvement; 0: never
     seed: int = 1337
@@ -84,6 +86,8 @@ class TrainConfig:
         _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
         _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
         _check(self.warmup_steps >= 0, f"warmup-steps must not be negative, got {self.warmup_steps}")
+        _check(self.save_every is None or self.save_every >= 1, f"save-every must be at least 1, got {self.save_every}")
+        _check(self.save_every_minutes >= 0, f"save-every-minutes must not be negative, got {self.save_every_minutes}")
         _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
         _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")

@@ -191,8 +191,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.records: list[dict] = []
 
-    def _resume(self) -> None:
-        state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE)
+    def _resume(self, state: dict) -> None:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -217,10 +216,12 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> TrainResult:
+        # A resume state that cannot be loaded is reported before any time goes into the data.
+        saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
         self._load_data()
         self._build()
-        if self.resuming:
-            self._resume()
+        if saved_state is not None:
+            self._resume(saved_state)
         self._write_run_files()
         result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
         with self.stop:
@@ -230,7 +231,7 @@ class Trainer:
 
     def _loop(self, result: TrainResult) -> None:
         train_cfg = self.config.train
-        self.started = time.perf_counter()
+        self.started = self.last_save = time.perf_counter()
         window = _Window()
         bad_steps = 0
         self.reporter.start(self.total_steps, self.step)
@@ -258,6 +259,8 @@ class Trainer:
                     if self._evaluate(window, final=False):
                         result.stopped_early = True
                         break
+                elif self._save_due():
+                    self._save_resume_state()
         finally:
             self.reporter.stop()
         self._evaluate(window, final=True)
@@ -313,7 +316,7 @@ class Trainer:
             "valid_tokens": result.tokens,
             "tokens_per_sec": window.rate(),
             "lr": self._lr(),
-            "elapsed_sec": self.elapsed_before + time.perf_counter() - self.started,
+            "elapsed_sec": self._elapsed(),
             "final": final,
         }
         window.reset()
@@ -329,23 +332,40 @@ class Trainer:
         patience = train_cfg.patience
         return bool(patience) and self.evals_since_best >= patience
 
-    def _save(self, record: dict, improved: bool) -> None:
-        if not distributed.is_main():
-            return
-        if improved or not (self.output / ckpt.BEST_WEIGHTS).exists():
-            ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
-        ckpt.save_trainer_state(self._trainer_state(record), self.output / ckpt.TRAINER_STATE)
-        with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
+    def _save_due(self) -> bool:
+        train_cfg = self.config.train
+        if train_cfg.save_every and self.step % train_cfg.save_every == 0:
+            return True
+        minutes = train_cfg.save_every_minutes
+        return bool(minutes) and time.perf_counter() - self.last_save >= minutes * 60
 
-    def _trainer_state(self, record: dict) -> dict:
+    def _save(self, record: dict, improved: bool) -> None:
+        if distributed.is_main():
+            if improved or not (self.output / ckpt.BEST_WEIGHTS).exists():
+                ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
+            with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        self._save_resume_state()
+
+    def _save_resume_state(self) -> None:
+        """Write everything --resume needs in one atomic file (weights of the best model aside)."""
+        self.last_save = time.perf_counter()
+        if distributed.is_main():
+            if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
+                ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
+            ckpt.save_trainer_state(self._trainer_state(), self.output / ckpt.TRAINER_STATE)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _trainer_state(self) -> dict:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "best_valid_loss": self.best_valid_loss,
             "evals_since_best": self.evals_since_best,
-            "elapsed_sec": record["elapsed_sec"],
+            "elapsed_sec": self._elapsed(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "lstm_state": None if self.lstm_state is None else tuple(t.cpu() for t in self.lstm_state),

@@ -10,7 +10,7 @@ from click.core import ParameterSource
 from textlstm.config import DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
-RESUMABLE = ("epochs", "max_steps", "eval_every", "eval_tokens", "patience", "device")
+RESUMABLE = ("epochs", "max_steps", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 
@@ -53,6 +53,9 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 @click.option("--max-steps", type=POSITIVE, help=f"Training steps. Default: {TrainConfig.max_steps}, or none when --epochs is given.")
 @click.option("--eval-every", type=POSITIVE, default=TrainConfig.eval_every, show_default=True,
               help="Evaluate and save a checkpoint every N steps (and at the end).")
+@click.option("--save-every", type=POSITIVE, help="Also save the resume state every N steps. Default: at each evaluation.")
+@click.option("--save-every-minutes", type=click.FloatRange(min=0), default=TrainConfig.save_every_minutes, show_default=True,
+              help="Also save the resume state when this many minutes have passed since the last save (0: off).")
 @click.option("--eval-tokens", type=POSITIVE, default=TrainConfig.eval_tokens, show_default=True,
               help="Validation tokens scored by the periodic evaluations; the final one scores all.")
 @click.option("--patience", type=click.IntRange(min=0), default=TrainConfig.patience, show_default=True,
