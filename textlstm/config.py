@@ -70,7 +70,7 @@ class TrainConfig:
     eval_every: int = 200
     save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
     save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
-    eval_tokens: int = 262_144  # periodic evaluations score this many validation tokens; the final one all
+    eval_tokens: int = 1_048_576  # validation tokens scored by each evaluation during training
     patience: int = 3  # stop after this many evaluations without improvement; 0: never
     seed: int = 1337
     device: str = "auto"

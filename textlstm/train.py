@@ -303,7 +303,7 @@ class Trainer:
         result = evaluate_split(
             self.model, valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
-            max_tokens=None if final else train_cfg.eval_tokens, device=self.device,
+            max_tokens=train_cfg.eval_tokens, device=self.device,
         )
         record = {
             "step": self.step,

@@ -57,7 +57,7 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 @click.option("--save-every-minutes", type=click.FloatRange(min=0), default=TrainConfig.save_every_minutes, show_default=True,
               help="Also save the resume state when this many minutes have passed since the last save (0: off).")
 @click.option("--eval-tokens", type=POSITIVE, default=TrainConfig.eval_tokens, show_default=True,
-              help="Validation tokens scored by the periodic evaluations; the final one scores all.")
+              help="Validation tokens scored by each evaluation during training (textlstm eval scores the whole split).")
 @click.option("--patience", type=click.IntRange(min=0), default=TrainConfig.patience, show_default=True,
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
