@@ -1,0 +1,162 @@
+"""The Python API for sampling: load a checkpoint, then generate text, stream it, or chat.
+
+    import textlstm
+    lm = textlstm.load()                      # newest checkpoint under checkpoints/
+    print(lm.generate("To be", max_tokens=200, seed=1))
+    for piece in lm.stream("To be", temperature=0.5):
+        print(piece, end="", flush=True)
+    chat = lm.session(temperature=0.7)        # keeps the LSTM state across turns
+    for piece in chat.send("Hello"):
+        print(piece, end="")
+
+Options (all keyword): temperature, top_k, top_p, repetition_penalty, max_tokens, stop, seed; see
+`SamplingOptions`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from textlstm.checkpoint import find_latest_checkpoint, load_checkpoint
+from textlstm.errors import TextlstmError
+from textlstm.model import LSTMLanguageModel
+from textlstm.sampling import (
+    LSTMStepper,
+    SamplingOptions,
+    TextDecoder,
+    TokenSampler,
+    make_rng,
+    sample_tokens,
+    stream_text,
+)
+from textlstm.tokenizer import EOT_ID, TextTokenizer
+
+BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")
+DECODE_CONTEXT = 4  # prompt ids handed to the streaming decoder, for decoders that look back
+
+
+class UnknownTokenWarning(UserWarning):
+    """The prompt holds text the model never saw in training (read as bytes or as the unknown token)."""
+
+
+def load(checkpoint: str | Path | None = None, device: str = "cpu") -> TextGenerator:
+    """Load a checkpoint folder (default: the newest one under ./checkpoints) for sampling."""
+    folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
+    model, tokenizer, _ = load_checkpoint(folder, device=_check_device(device))
+    return TextGenerator(model, tokenizer, checkpoint=folder)
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise TextlstmError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise TextlstmError(f"device {device!r} is not available: this torch has no usable CUDA GPU")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise TextlstmError(f"device {device!r} is not available on this machine")
+    return parsed
+
+
+class TextGenerator:
+    """A model and its tokenizer, ready to continue text."""
+
+    def __init__(self, model: LSTMLanguageModel, tokenizer: TextTokenizer, checkpoint: Path | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.checkpoint = checkpoint  # the folder it was loaded from, if any
+        self.device = model.embedding.weight.device
+        self._byte_ids = {i for token, i in tokenizer.hf.get_vocab().items() if BYTE_TOKEN.fullmatch(token)}
+
+    def stream(self, prompt: str = "", **options) -> Iterator[str]:
+        """Text pieces continuing `prompt` (not repeated), yielded as they are produced."""
+        options = SamplingOptions(**options)
+        ids = self.encode(prompt)
+        stepper = self.new_stepper(ids)
+        return self.reply(stepper, ids, options, make_rng(options.seed, self.device))
+
+    def generate(self, prompt: str = "", **options) -> str:
+        """The continuation of `prompt` (not repeated) as one string."""
+        return "".join(self.stream(prompt, **options))
+
+    def session(self, **options) -> Session:
+        """A conversation whose LSTM state is kept from one `send` to the next."""
+        return Session(self, **options)
+
+    def new_stepper(self, ids: Sequence[int] = ()) -> LSTMStepper:
+        """A stepper that has read `ids` as the start of a document (after the end-of-text token)."""
+        stepper = LSTMStepper(self.model)
+        stepper.read([EOT_ID, *ids])  # one forward pass over the whole prompt
+        return stepper
+
+    def reply(
+        self, stepper: LSTMStepper, prompt_ids: list[int], options: SamplingOptions, rng: torch.Generator, stops: tuple[str, ...] = ()
+    ) -> Iterator[str]:
+        """Text sampled from where `stepper` stands; `prompt_ids` count as seen for the repetition penalty."""
+        sampler = TokenSampler(options, self.tokenizer.vocab_size, rng, self.device)
+        sampler.mark_seen(prompt_ids)
+        tokens = sample_tokens(stepper, sampler, options.max_tokens)
+        decoder = TextDecoder(self.tokenizer, prompt_ids[-DECODE_CONTEXT:])
+        return stream_text(tokens, decoder, options.stop + stops)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; warns (UnknownTokenWarning) about text the model never saw."""
+        encoding = self.tokenizer.hf.encode(text, add_special_tokens=False)
+        unk_id = self.tokenizer.unk_id
+        unknown = [
+            text[start:end].strip() or text[start:end]
+            for i, (start, end) in zip(encoding.ids, encoding.offsets)
+            if i == unk_id or i in self._byte_ids
+        ]
+        if unknown:
+            shown = list(dict.fromkeys(unknown))
+            listing = ", ".join(repr(s) for s in shown[:8]) + (", ..." if len(shown) > 8 else "")
+            how = "the unknown token" if unk_id is not None and unk_id in encoding.ids else "UTF-8 bytes"
+            warnings.warn(
+                f"the prompt has text this model never saw in training, read as {how}: {listing}",
+                UnknownTokenWarning,
+                stacklevel=3,
+            )
+        return encoding.ids
+
+
+class Session:
+    """A chat: each `send` reads the user's line (plus a newline) and continues from there.
+
+    The LSTM state carries the whole conversation, so no turn re-reads the history. A reply ends at
+    end of text, a blank line, a stop string or max_tokens.
+    """
+
+    TURN_END = "\n\n"
+
+    def __init__(self, generator: TextGenerator, **options):
+        self.generator = generator
+        self.options = SamplingOptions(**options)
+        self.rng = make_rng(self.options.seed, generator.device)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the conversation: back to the start of a document."""
+        self._stepper = self.generator.new_stepper()
+
+    def configure(self, **changes) -> None:
+        """Change sampling options for the next turns; a new seed restarts the random stream."""
+        try:
+            options = dataclasses.replace(self.options, **changes)
+        except TypeError as error:
+            raise TextlstmError(str(error)) from None
+        if "seed" in changes:
+            self.rng = make_rng(options.seed, self.generator.device)
+        self.options = options
+
+    def send(self, text: str) -> Iterator[str]:
+        """Read `text` and a newline now; the reply is streamed as the iterator is consumed."""
+        ids = self.generator.encode(text + "\n")
+        self._stepper.read(ids)
+        return self.generator.reply(self._stepper, ids, self.options, self.rng, stops=(self.TURN_END,))
