@@ -200,3 +200,35 @@ def test_any_bytes_in_a_corpus_file_load_or_fail_clearly(tmp_path, raw):
         assert text == raw.decode("utf-8").replace("\r\n", "\n") or text == raw.decode("utf-8")
     except UnicodeDecodeError:
         assert "\ufffd" in text
+
+
+PEAK_MEMORY_OF_GENERATION = textwrap.dedent(
+    """
+    import resource, sys
+    import textlstm
+    lm = textlstm.load(sys.argv[1])
+    prompt = ("All the world's a stage, and all the men and women merely players. " * 20000)[: int(sys.argv[2])]
+    text = "".join(lm.stream(prompt, max_tokens=int(sys.argv[3]), seed=1))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """
+)
+
+
+def test_a_1_mb_prompt_and_a_long_generation_run_in_bounded_memory(run_cli, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    args = ("--embedding-size", "16", "--hidden-size", "128", "--layers", "1", "--batch-size", "2", "--seq-len", "16")
+    assert run_cli("train", "--dataset", small_corpus, *args, "--max-steps", "1", "--output", out).code == 0
+    script = tmp_path / "peak.py"
+    script.write_text(PEAK_MEMORY_OF_GENERATION)
+
+    def peak_mb(prompt_chars: int, tokens: int) -> int:
+        done = subprocess.run([sys.executable, str(script), str(out), str(prompt_chars), str(tokens)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.strip().splitlines()[-1])
+
+    baseline = peak_mb(10, 10)
+    # Reading 1M prompt tokens in one pass would hold ~1M x 128 x 4 gates x 4 bytes = 2 GB of activations.
+    long_prompt = peak_mb(1_000_000, 10)
+    assert long_prompt - baseline < 400
+    assert peak_mb(10, 20_000) - baseline < 50

@@ -119,6 +119,9 @@ class TokenSampler:
         return token
 
 
+PROMPT_CHUNK = 4096  # prompt ids read per forward pass
+
+
 class LSTMStepper:
     """The model with its carried (h, c) and the logits for the next token.
 
@@ -151,8 +154,10 @@ class LSTMStepper:
             if len(ids) == 1 and self.state is not None:
                 self._step(ids[0])
                 return
-            batch = torch.tensor([ids], dtype=torch.long, device=self.model.embedding.weight.device)
-            hidden, self.state = self.model.hidden_states(batch, self.state)
+            device = self.model.embedding.weight.device
+            for start in range(0, len(ids), PROMPT_CHUNK):  # bounded memory for very long prompts
+                batch = torch.tensor([ids[start : start + PROMPT_CHUNK]], dtype=torch.long, device=device)
+                hidden, self.state = self.model.hidden_states(batch, self.state)
             self.logits = self.model.logits(hidden[0, -1])
 
     def _step(self, token: int) -> None:
