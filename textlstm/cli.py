@@ -21,10 +21,12 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from textlstm.commands.chat import chat
     from textlstm.commands.eval import eval_command
+    from textlstm.commands.generate import generate
     from textlstm.commands.train import train
 
-    for command in (train, eval_command):
+    for command in (train, eval_command, generate, chat):
         cli.add_command(command)
 
 

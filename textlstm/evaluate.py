@@ -4,8 +4,9 @@ The ids are `EOT text ... EOT`; every id after the first is scored exactly once,
 conditioned on the start state. To use a batch, the stream is cut into `batch_size` parts that are
 scored side by side; each part after the first is preceded by a burn-in: the `burn_in` ids before
 it are run through the LSTM (not scored) so its state carries the text's recent context, as it
-would if the whole stream were scored in one row. With a burn-in much longer than the model's
-memory, the result does not depend on the batch size.
+would if the whole stream were scored in one row. Then every part's start state is checked against
+the state the part before it ended in, and parts that started wrong are scored again, so the result
+is the one-row result (to float rounding) whatever the batch size, the chunk length or the burn-in.
 
 Per-token figures depend on the tokenizer; bits per character and per byte of the same text do not,
 so they compare char, word and BPE models.
@@ -19,12 +20,21 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from textlstm.data import SplitInfo
 from textlstm.model import LSTMLanguageModel
+from textlstm.precision import autocast
 from textlstm.tokenizer import PAD_ID
 
 LN2 = math.log(2)
+# The burn-in only has to be long enough that the check in `score_stream` rarely finds a stale part.
+# On a char LSTM trained on tiny Shakespeare, 128 ids already pass it (the loss then matches one
+# row to 1e-10); 64 leave a few parts to score again.
+DEFAULT_BURN_IN = 512
+# How close a part's start state must be to the end state of the part before: float32 rounding, or
+# bfloat16's (8 bits of mantissa), where the same row run at two batch shapes differs by ~1e-2.
+STATE_TOLERANCE = {"float32": 1e-5, "bfloat16": 3e-2}
 
 
 @dataclass
@@ -33,11 +43,14 @@ class EvalResult:
     tokens: int
     chars: int | None  # None when only part of the split was scored
     bytes: int | None
-    seconds: float
+    seconds: float  # wall time of the scoring
+    checkpoint: str | None = None  # what was evaluated, when known
+    text: str | None = None
 
     @property
     def loss(self) -> float:
-        return self.loss_sum / max(self.tokens, 1)
+        """Mean nats per token (NaN when nothing was scored)."""
+        return self.loss_sum / self.tokens if self.tokens else math.nan
 
     @property
     def perplexity(self) -> float:
@@ -46,6 +59,10 @@ class EvalResult:
     @property
     def bits_per_token(self) -> float:
         return self.loss / LN2
+
+    @property
+    def nats_per_char(self) -> float | None:
+        return self.loss_sum / self.chars if self.chars else None
 
     @property
     def bits_per_char(self) -> float | None:
@@ -57,7 +74,7 @@ class EvalResult:
 
     def as_dict(self) -> dict:
         record = asdict(self)
-        for name in ("loss", "perplexity", "bits_per_token", "bits_per_char", "bits_per_byte"):
+        for name in ("loss", "perplexity", "bits_per_token", "nats_per_char", "bits_per_char", "bits_per_byte"):
             record[name] = getattr(self, name)
         return record
 
@@ -69,58 +86,108 @@ def score_stream(
     batch_size: int = 32,
     seq_len: int = 256,
     max_tokens: int | None = None,
-    burn_in: int = 512,
+    burn_in: int = DEFAULT_BURN_IN,
     device: torch.device | str = "cpu",
+    precision: str = "float32",
 ) -> tuple[float, int]:
-    """Summed loss (nats) and count of the first `max_tokens` scored ids of `ids` (all by default)."""
-    was_training = model.training
+    """Summed loss (nats) and count of the first `max_tokens` scored ids of `ids` (all by default).
+
+    The parts start from burned-in states, a guess; then each part's start state is checked
+    against the state the part before it ended in, and the parts where they differ are scored
+    again from that end state, until every start state is the one the stream would carry. So the
+    result is the exact one-row result (to float rounding) whatever the model's memory; a long
+    enough burn-in only saves the rescoring. In bfloat16 the states are compared to bfloat16's
+    own rounding, so "exact" means to that precision.
+    """
+    total = max(0, len(ids) - 1)
+    if max_tokens is not None:
+        total = min(total, max(0, max_tokens))
+    if total == 0:
+        return 0.0, 0
+    # Positions are input indices: position i feeds ids[i] and scores ids[i + 1].
+    part_len = -(-total // max(1, min(batch_size, total)))
+    parts = [(start, min(start + part_len, total)) for start in range(0, total, part_len)]
+    was_training, cudnn_tf32 = model.training, torch.backends.cudnn.allow_tf32
     model.eval()
+    # cuDNN's LSTM in TF32 would make the same row differ by batch shape more than the check allows.
+    torch.backends.cudnn.allow_tf32 = False
+    tolerance = STATE_TOLERANCE[precision]
     try:
-        total = len(ids) - 1 if max_tokens is None else min(len(ids) - 1, max_tokens)
-        if total <= 0:
-            return 0.0, 0
-        parts = max(1, min(batch_size, total))
-        part_len = -(-total // parts)
-        starts = [p * part_len for p in range(parts) if p * part_len < total]
-        state = _burned_in_state(model, ids, starts, burn_in, device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        for offset in range(0, part_len, seq_len):
-            inputs, targets = _columns(ids, starts, offset, min(seq_len, part_len - offset), total)
-            loss, _, state = model.loss(inputs.to(device), targets.to(device), state)
-            loss_sum += loss.double()
-        return float(loss_sum), total
+        with autocast(precision, device):
+            starts = _burned_in_state(model, ids, [start for start, _ in parts], burn_in, device)
+            losses, ends = _score_parts(model, ids, parts, starts, seq_len)
+            # Part k is right after round k at the latest, so this ends within len(parts) - 1 rounds.
+            while len(stale := _stale_parts(starts, ends, tolerance)):
+                for start, end in zip(starts, ends):
+                    start[:, stale] = end[:, stale - 1]
+                chosen = [parts[row] for row in stale.tolist()]
+                losses[stale], new_ends = _score_parts(model, ids, chosen, _rows(starts, stale), seq_len)
+                for end, new_end in zip(ends, new_ends):
+                    end[:, stale] = new_end
     finally:
         model.train(was_training)
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+    return float(losses.sum()), total
 
 
-def _columns(ids: np.ndarray, starts: list[int], offset: int, width: int, total: int):
-    """Inputs and targets [parts, width]: ids at starts+offset... and the ids after them; padding past `total`."""
-    block = np.full((len(starts), width + 1), PAD_ID, dtype=np.int64)
-    for row, start in enumerate(starts):
+def _score_parts(model: LSTMLanguageModel, ids: np.ndarray, parts: list[tuple[int, int]], state, seq_len: int):
+    """Summed loss of each part (float64 [parts]) scored side by side from `state`, and the state each ends in."""
+    part_len = max(end - start for start, end in parts)
+    device = state[0].device
+    losses = torch.zeros(len(parts), dtype=torch.float64, device=device)
+    for offset in range(0, part_len, seq_len):
+        inputs, targets = _chunk(ids, parts, offset, min(seq_len, part_len - offset))
+        logits, state = model(inputs.to(device), state)
+        nats = F.cross_entropy(logits.transpose(1, 2).float(), targets.to(device), ignore_index=PAD_ID, reduction="none")
+        losses += nats.double().sum(dim=1)
+    return losses, state
+
+
+def _stale_parts(starts, ends, tolerance: float = 1e-5) -> torch.Tensor:
+    """Indices of the parts (after the first) whose start state is not the end state of the part before.
+
+    States are compared as the LSTM's output sees them: h, and c through tanh. Trained models grow
+    counter-like cells to |c| in the hundreds whose raw value depends on the whole history but
+    whose tanh is exactly +-1 and so changes nothing; raw c would never match.
+    """
+    (h_start, c_start), (h_end, c_end) = starts, ends
+    same = torch.ones(h_start.shape[1] - 1, dtype=torch.bool, device=h_start.device)
+    for start, end in ((h_start, h_end), (c_start.tanh(), c_end.tanh())):  # [layers, parts, hidden]
+        same &= ((start[:, 1:] - end[:, :-1]).abs() <= tolerance).all(dim=2).all(dim=0)
+    return torch.nonzero(~same).flatten() + 1
+
+
+def _rows(state, index: torch.Tensor):
+    return tuple(tensor[:, index].contiguous() for tensor in state)
+
+
+def _chunk(ids: np.ndarray, parts: list[tuple[int, int]], offset: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets [parts, width] for positions offset..offset+width of each part; padding past a part's end.
+
+    Padded inputs past a part's end disturb that row's state, but the row has nothing left to score,
+    and only the last part, whose end state nothing reads, can be shorter than the others.
+    """
+    inputs = np.full((len(parts), width), PAD_ID, dtype=np.int64)
+    targets = np.full((len(parts), width), PAD_ID, dtype=np.int64)
+    for row, (start, end) in enumerate(parts):
         begin = start + offset
-        end = min(begin + width, total)  # last scored target index (exclusive), in target positions
-        if end > begin:
-            block[row, : end - begin + 1] = ids[begin : end + 1]
-    inputs = torch.from_numpy(block[:, :-1].copy())
-    targets = torch.from_numpy(block[:, 1:].copy())
-    # a target past the end of the scored range is padding; its input may be a real id, harmless
-    for row, start in enumerate(starts):
-        real = max(0, min(width, total - (start + offset)))
-        targets[row, real:] = PAD_ID
-    return inputs, targets
+        n = max(0, min(width, end - begin))
+        inputs[row, :n] = ids[begin : begin + n]
+        targets[row, :n] = ids[begin + 1 : begin + n + 1]
+    return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
-def _burned_in_state(model, ids, starts, burn_in, device):
+def _burned_in_state(model: LSTMLanguageModel, ids: np.ndarray, starts: list[int], burn_in: int, device):
+    """Start state of each part: zero for the first, else the state after reading the `burn_in` ids before it."""
     state = model.initial_state(len(starts), device)
-    rows = [r for r, start in enumerate(starts) if start > 0 and burn_in > 0]
+    rows = [row for row, start in enumerate(starts) if start > 0 and burn_in > 0]
     if not rows:
         return state
-    lengths = [min(burn_in, starts[r]) for r in rows]
-    width = max(lengths)
-    block = np.full((len(rows), width), PAD_ID, dtype=np.int64)
-    for i, (r, length) in enumerate(zip(rows, lengths)):
-        block[i, :length] = ids[starts[r] - length : starts[r]]
-    _, (h, c) = model(torch.from_numpy(block).to(device), lengths=torch.tensor(lengths))
+    lengths = [min(burn_in, starts[row]) for row in rows]
+    block = np.full((len(rows), max(lengths)), PAD_ID, dtype=np.int64)
+    for i, (row, length) in enumerate(zip(rows, lengths)):
+        block[i, :length] = ids[starts[row] - length : starts[row]]
+    _, (h, c) = model.hidden_states(torch.from_numpy(block).to(device), lengths=torch.tensor(lengths))
     index = torch.tensor(rows, device=device)
     state[0][:, index] = h
     state[1][:, index] = c
@@ -135,10 +202,12 @@ def evaluate_split(
     seq_len: int = 256,
     max_tokens: int | None = None,
     device: torch.device | str = "cpu",
+    burn_in: int = DEFAULT_BURN_IN,
+    precision: str = "float32",
 ) -> EvalResult:
     """Score a split; characters and bytes are reported when the whole split is scored."""
     start = time.perf_counter()
-    loss_sum, tokens = score_stream(model, ids, batch_size, seq_len, max_tokens, device=device)
+    loss_sum, tokens = score_stream(model, ids, batch_size, seq_len, max_tokens, burn_in, device, precision)
     whole = info is not None and tokens == info.scored_tokens
     return EvalResult(
         loss_sum=loss_sum,

@@ -1,0 +1,241 @@
+"""Tests for evaluation: `textlstm eval` against a plain token-by-token loop, independence from the
+batch shape, per-character figures across tokenizers, and one-line errors on bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from textlstm import checkpoint as ckpt
+from textlstm.config import DataConfig, ModelConfig, RunConfig
+from textlstm.corpora import load_corpus
+from textlstm.data import SplitInfo, get_tokenizer
+from textlstm.evaluate import evaluate_split
+from textlstm.model import LSTMLanguageModel
+from textlstm.tokenizer import EOT_ID
+
+TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
+VALID_TEXT = (
+    "MENENIUS:\nWhat work's, my countrymen, in hand? where go you\nWith bats and clubs? The matter? speak, I pray you.\n\n"
+    "First Citizen:\nOur business is not unknown to the senate; they have had inkling this fortnight what we intend.\n"
+) * 6
+
+
+@pytest.fixture
+def folder_corpus(tmp_path) -> Path:
+    """A corpus folder with train and validation files: the validation text is exactly VALID_TEXT."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_text(TRAIN_TEXT, encoding="utf-8")
+    (folder / "validation.txt").write_text(VALID_TEXT, encoding="utf-8")
+    return folder
+
+
+def make_checkpoint(folder: Path, dataset: Path, kind: str = "char", vocab_size: int | None = None, seed: int = 0):
+    """A checkpoint with random weights (no training), shaped so that the LSTM state matters.
+
+    Forget gates nearly shut make the cells remember for thousands of steps (an LSTM that a burn-in
+    of a few hundred tokens cannot warm up); a larger output layer makes predictions peaky.
+    """
+    corpus = load_corpus(str(dataset))
+    tokenizer = get_tokenizer(corpus, kind, vocab_size)
+    config = RunConfig(
+        model=ModelConfig(
+            vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.0, recurrent_dropout=0.0
+        ),
+        data=DataConfig(dataset=str(dataset), tokenizer=kind, vocab_size=vocab_size),
+    )
+    torch.manual_seed(seed)
+    model = LSTMLanguageModel(config.model)
+    hidden = config.model.hidden_size
+    with torch.no_grad():
+        for name, param in model.lstm.named_parameters():
+            if name.startswith("bias_ih"):
+                param[hidden : 2 * hidden] = 7.0
+        model.decoder.weight.mul_(8.0)
+    folder.mkdir(parents=True)
+    ckpt.write_text(folder / ckpt.CONFIG, config.to_json())
+    ckpt.atomic_write(folder / ckpt.TOKENIZER, tokenizer.save)
+    ckpt.save_weights(model, folder / ckpt.BEST_WEIGHTS, step=0)
+    return model.eval(), tokenizer
+
+
+def loss_one_token_at_a_time(model: LSTMLanguageModel, ids: list[int]) -> float:
+    """Summed nats: feed one token, take the log-probability of the next, carry the state."""
+    total, state = 0.0, None
+    with torch.no_grad():
+        for current, following in zip(ids[:-1], ids[1:]):
+            logits, state = model(torch.tensor([[current]]), state)
+            total -= F.log_softmax(logits[0, -1].double(), dim=-1)[following].item()
+    return total
+
+
+def eval_json(run_cli, *args) -> dict:
+    result = run_cli("eval", "--json", "--device", "cpu", *args)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def assert_one_error_line(result, *fragments: str) -> None:
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert "Traceback" not in result.err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# ---------------------------------------------------------------- exactness
+
+
+def test_eval_cli_matches_a_token_by_token_loop(tmp_path, folder_corpus, run_cli):
+    model, tokenizer = make_checkpoint(tmp_path / "run", folder_corpus)
+    ids = [EOT_ID, *tokenizer.encode(VALID_TEXT), EOT_ID]
+    expected = loss_one_token_at_a_time(model, ids)
+
+    got = eval_json(run_cli, "--checkpoint", tmp_path / "run")  # default batch 32: the text is cut into parts
+
+    assert got["tokens"] == len(ids) - 1
+    assert got["chars"] == len(VALID_TEXT) + 1  # the document end counts as one character
+    assert got["bytes"] == len(VALID_TEXT.encode()) + 1
+    assert got["perplexity"] == pytest.approx(math.exp(expected / (len(ids) - 1)), rel=1e-5)
+    assert got["bits_per_char"] == pytest.approx(expected / math.log(2) / got["chars"], rel=1e-5)
+    assert got["checkpoint"] == str(tmp_path / "run")
+
+
+def test_result_does_not_depend_on_batch_size_or_seq_len(tmp_path, folder_corpus, run_cli):
+    make_checkpoint(tmp_path / "run", folder_corpus)
+    one_row = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--batch-size", "1", "--seq-len", "1000")
+    for batch, seq_len in (("32", "256"), ("32", "7"), ("5", "64"), ("200", "3")):
+        other = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--batch-size", batch, "--seq-len", seq_len)
+        assert other["tokens"] == one_row["tokens"]
+        assert other["perplexity"] == pytest.approx(one_row["perplexity"], rel=1e-5), (batch, seq_len)
+
+
+def test_exact_even_when_the_model_remembers_longer_than_the_burn_in(tmp_path, folder_corpus):
+    """Each part's start state is checked against the state the stream carries into it, so the
+    result is exact however short the burn-in is."""
+    model, tokenizer = make_checkpoint(tmp_path / "run", folder_corpus)
+    ids = np.array([EOT_ID, *tokenizer.encode(VALID_TEXT), EOT_ID])
+    with torch.no_grad():  # 1000 tokens on, this model's prediction still depends on where it started
+        tail = torch.from_numpy(ids[None, 300:1300])
+        cold, _ = model(tail)
+        warm, _ = model(tail, model(torch.from_numpy(ids[None, :300]))[1])
+    assert (cold[0, -1] - warm[0, -1]).abs().max() > 1e-2
+
+    exact = evaluate_split(model, ids, batch_size=1).loss
+    for burn_in in (0, 16, 1024):
+        assert evaluate_split(model, ids, batch_size=32, burn_in=burn_in).loss == pytest.approx(exact, rel=1e-6)
+
+
+def test_tiny_splits_and_the_token_cap(tmp_path, folder_corpus):
+    model, tokenizer = make_checkpoint(tmp_path / "run", folder_corpus)
+    ids = [EOT_ID, *tokenizer.encode(VALID_TEXT), EOT_ID]
+    array = np.array(ids, dtype=np.uint16)
+    info = SplitInfo(tokens=len(ids), chars=len(VALID_TEXT) + 1, bytes=len(VALID_TEXT) + 1, documents=1, dtype="uint16")
+
+    for n in (2, 3, 5):  # fewer tokens than the batch has rows
+        result = evaluate_split(model, array[:n], batch_size=32)
+        assert result.tokens == n - 1
+        assert result.loss_sum == pytest.approx(loss_one_token_at_a_time(model, ids[:n]), rel=1e-5)
+
+    capped = evaluate_split(model, array, info, batch_size=8, seq_len=16, max_tokens=100)
+    assert capped.tokens == 100
+    assert capped.loss_sum == pytest.approx(loss_one_token_at_a_time(model, ids[:101]), rel=1e-5)
+    assert capped.chars is None and capped.bits_per_char is None  # per-char figures need the whole split
+
+    whole = evaluate_split(model, array, info, batch_size=8, max_tokens=10**9)
+    assert whole.tokens == len(ids) - 1 and whole.chars == info.chars
+
+    nothing = evaluate_split(model, array[:1], info)
+    assert nothing.tokens == 0 and math.isnan(nothing.loss)
+
+
+# ---------------------------------------------------------------- which text, and per-character figures
+
+
+def test_bits_per_char_of_char_and_bpe_models_cover_the_same_characters(tmp_path, folder_corpus, run_cli):
+    make_checkpoint(tmp_path / "char", folder_corpus, kind="char")
+    make_checkpoint(tmp_path / "bpe", folder_corpus, kind="bpe", vocab_size=300)
+    text = tmp_path / "other.txt"
+    text.write_text(VALID_TEXT + "Is this the text to score? ¿Sí, señor — ünïcode too.\n", encoding="utf-8")
+
+    char = eval_json(run_cli, "--checkpoint", tmp_path / "char", "--dataset", text, "--split", "train")
+    bpe = eval_json(run_cli, "--checkpoint", tmp_path / "bpe", "--dataset", text, "--split", "train")
+
+    assert char["chars"] == bpe["chars"] == len(text.read_text(encoding="utf-8")) + 1
+    assert char["bytes"] == bpe["bytes"] == len(text.read_bytes()) + 1
+    assert bpe["tokens"] < char["tokens"]
+    for got in (char, bpe):
+        assert got["bits_per_char"] == pytest.approx(got["loss"] * got["tokens"] / math.log(2) / got["chars"])
+
+
+def test_default_text_is_the_validation_text_training_held_out(tmp_path, shakespeare_text, run_cli):
+    path = tmp_path / "play.txt"
+    path.write_text(shakespeare_text[:5000], encoding="utf-8")
+    make_checkpoint(tmp_path / "run", path)
+    corpus = load_corpus(str(path))  # a single .txt file: the last 10% of its characters are held out
+    held_out = "".join(corpus.valid["text"])
+
+    got = eval_json(run_cli, "--checkpoint", tmp_path / "run")
+    assert got["chars"] == len(held_out) + 1
+    assert "validation" in got["text"]
+
+    whole = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--split", "train")  # the checkpoint's corpus, whole
+    assert whole["chars"] == 5000 + 1
+
+
+def test_table_shows_per_token_and_per_character_figures(tmp_path, folder_corpus, run_cli):
+    make_checkpoint(tmp_path / "checkpoints" / "run", folder_corpus)
+    result = run_cli("eval", "--device", "cpu")  # the newest checkpoint under ./checkpoints
+    assert result.code == 0, result.err
+    table = " ".join(result.out.split())
+    for words in ("per token", "per character", "perplexity", "bits", "compare across tokenizers", "perplexity do not"):
+        assert words in table
+
+
+# ---------------------------------------------------------------- bad inputs: one error line
+
+
+def test_empty_split_is_an_error(tmp_path, run_cli):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps({"text": TRAIN_TEXT}) + "\n", encoding="utf-8")
+    (folder / "test.jsonl").write_text(json.dumps({"text": ""}) + "\n", encoding="utf-8")
+    (folder / "validation.jsonl").write_text(json.dumps({"text": ""}) + "\n", encoding="utf-8")
+    make_checkpoint(tmp_path / "run", folder / "train.jsonl")
+
+    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", folder, "--split", "test"), "empty")
+    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", folder), "empty")
+
+
+def test_missing_split_is_an_error(tmp_path, folder_corpus, run_cli):
+    make_checkpoint(tmp_path / "run", folder_corpus)
+    result = run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", folder_corpus, "--split", "test")
+    assert_one_error_line(result, "no split 'test'", "validation")
+
+
+def test_missing_text_column_is_an_error(tmp_path, folder_corpus, run_cli):
+    make_checkpoint(tmp_path / "run", folder_corpus)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"body": line}) + "\n" for line in VALID_TEXT.splitlines()), encoding="utf-8")
+    result = run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", rows, "--text-column", "text")
+    assert_one_error_line(result, "no column 'text'", "body")
+
+
+def test_tokenizer_that_does_not_match_the_weights_is_an_error(tmp_path, folder_corpus, run_cli):
+    make_checkpoint(tmp_path / "char", folder_corpus, kind="char")
+    make_checkpoint(tmp_path / "bpe", folder_corpus, kind="bpe", vocab_size=300)
+    (tmp_path / "char" / ckpt.TOKENIZER).write_bytes((tmp_path / "bpe" / ckpt.TOKENIZER).read_bytes())
+    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "char"), "tokenizer", "300")
+
+
+def test_missing_checkpoint_is_an_error(tmp_path, run_cli):
+    assert_one_error_line(run_cli("eval"), "no checkpoint")
+    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "nowhere"), "nowhere")
