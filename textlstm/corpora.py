@@ -26,6 +26,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import datasets
 import numpy as np
@@ -37,6 +38,7 @@ from datasets.exceptions import DatasetGenerationError, DatasetsError
 from pandas.errors import EmptyDataError
 
 from textlstm.errors import TextlstmError
+from textlstm.pageout import page_out_array
 
 DEFAULT_CARD = "pydoc"
 DEFAULT_SPLIT = "train"
@@ -101,6 +103,11 @@ def load_corpus(
     options = _Options(config, split or DEFAULT_SPLIT, valid_split, text_column, valid_fraction)
     with _quiet_datasets():
         loaded = _load_source(None if dataset is None else os.fspath(dataset), options)
+        # Building the Arrow files reads them all once; those pages need not stay in our RSS.
+        for split in loaded.splits.values():
+            for column in split.data.columns:
+                for chunk in column.chunks:
+                    page_out_array(chunk)
         return _make_corpus(loaded, options)
 
 
@@ -353,7 +360,10 @@ def _load_files(name: str, data_files: dict[str, list[str]], source: str) -> _Lo
 
 
 def _run_builder(builder: str, data_files: dict[str, list[str]], name: str, **extra) -> dict[str, datasets.Dataset]:
-    settings = {"keep_linebreaks": True, **extra} if builder == "text" else extra
+    # Arrow batches of 100,000 lines, not 1,000: opening a memory-mapped Arrow stream reads every
+    # batch header, and with small batches that faults in every page of a GB-sized file.
+    text_settings = {"keep_linebreaks": True, "writer_batch_size": 100_000}
+    settings = {**text_settings, **extra} if builder == "text" else extra
     try:
         return dict(datasets.load_dataset(builder, data_files=data_files, **settings))
     except (DatasetsError, ValueError, OSError) as error:
@@ -522,28 +532,43 @@ def _only_text(dataset: datasets.Dataset, column: str, name: str, split: str) ->
     return dataset
 
 
-def _character_lengths(dataset: datasets.Dataset) -> np.ndarray:
-    return pc.utf8_length(dataset.data.column("text")).to_numpy().astype(np.int64)
+# Chunk by chunk: a 1 GB text file is 40 million rows, and arrays of all their lengths took 800 MB.
+def _chunk_lengths(dataset: datasets.Dataset) -> Iterator[np.ndarray]:
+    for chunk in dataset.data.column("text").chunks:
+        lengths = pc.utf8_length(chunk).to_numpy(zero_copy_only=False).astype(np.int64)
+        page_out_array(chunk)  # counting characters reads all the text
+        yield lengths
 
 
 def _character_count(dataset: datasets.Dataset) -> int:
-    return int(_character_lengths(dataset).sum()) if len(dataset) else 0
+    return sum(int(lengths.sum()) for lengths in _chunk_lengths(dataset))
+
+
+def _row_holding(dataset: datasets.Dataset, position: int) -> tuple[int, int]:
+    """The first row that ends after character `position`, and the characters of the rows before it."""
+    rows_before = chars_before = 0
+    for lengths in _chunk_lengths(dataset):
+        ends = chars_before + np.cumsum(lengths)
+        if len(ends) and ends[-1] > position:
+            row = int(np.searchsorted(ends, position, side="right"))
+            return rows_before + row, int(ends[row] - lengths[row])
+        rows_before += len(lengths)
+        chars_before = int(ends[-1]) if len(ends) else chars_before
+    raise ValueError(f"character {position} is past the end of the text")
 
 
 def _hold_out_tail(
     train: datasets.Dataset, valid_fraction: float, name: str
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Move the last `valid_fraction` of the characters to validation, cutting the row that straddles the boundary."""
-    lengths = _character_lengths(train)
-    ends = np.cumsum(lengths)
-    total = int(ends[-1])
+    total = _character_count(train)
     boundary = int(total * (1 - valid_fraction))
     if boundary == 0 or boundary == total:
         raise TextlstmError(
             f"the corpus '{name}' is too small ({total} characters) to hold out {valid_fraction:g} of it for validation"
         )
-    row = int(np.searchsorted(ends, boundary, side="right"))  # the first row that ends after the boundary
-    cut = boundary - int(ends[row] - lengths[row])
+    row, chars_before = _row_holding(train, boundary)
+    cut = boundary - chars_before
     text = train[row]["text"]
     before = [train.select(range(row))] if row else []
     after = [train.select(range(row + 1, len(train)))] if row + 1 < len(train) else []
@@ -579,6 +604,7 @@ def _text_digest(dataset: datasets.Dataset) -> bytes:
         lengths.update(np.diff(offsets).astype(np.int64).tobytes())
         if offsets[-1] > offsets[0]:  # a chunk of empty strings may have no data buffer at all
             text.update(chunk.buffers()[2][int(offsets[0]) : int(offsets[-1])])
+        page_out_array(chunk)
     return lengths.digest() + text.digest()
 
 

@@ -9,6 +9,7 @@ larger than memory trains in bounded memory.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,11 +21,14 @@ import torch
 
 from textlstm.checkpoint import atomic_write
 from textlstm.errors import TextlstmError
+from textlstm.pageout import page_out_array
 from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, build_tokenizer
 
 CACHE_ENV = "TEXTLSTM_CACHE"
 CHUNK_CHARS = 1 << 16  # texts are encoded in pieces of about this size, cut after a line break
-ENCODE_BATCH = 64  # pieces per encode_batch call (parallel inside tokenizers)
+# Pieces per encode call (parallel inside tokenizers). Each piece's Encoding takes ~100 bytes per
+# token until it is converted, so 64 pieces peaked at +560 MB; 16 keep 2 cores busy for ~100 MB.
+ENCODE_BATCH = 16
 
 
 def cache_root() -> Path:
@@ -52,37 +56,55 @@ def split_long_text(text: str, limit: int = CHUNK_CHARS) -> Iterator[str]:
         yield text[start:]
 
 
-def documents_as_pieces(rows: Iterable[str], documents: bool) -> Iterator[list[str]]:
-    """Group rows into documents, each a list of pieces to encode.
+def documents_as_pieces(rows: Iterable[str], documents: bool) -> Iterator[Iterator[str]]:
+    """Group rows into documents, each an iterator of pieces to encode.
 
     documents=True: each row is one document. documents=False: the rows are consecutive parts of one
-    running text (the lines of a .txt file), so they all form a single document.
+    running text (the lines of a .txt file), so they all form a single document. Pieces come lazily
+    (read each document's pieces before the next document): a running text of many GB is never
+    held in memory whole.
     """
     if documents:
         for row in rows:
             if row:
-                yield list(split_long_text(row))
+                yield split_long_text(row)
         return
-    pieces, buffer, size = [], [], 0
+    pieces = _running_text_pieces(rows)
+    first = next(pieces, None)
+    if first is not None:
+        yield itertools.chain([first], pieces)
+
+
+def _running_text_pieces(rows: Iterable[str]) -> Iterator[str]:
+    buffer, size = [], 0
     for row in rows:
         if size >= CHUNK_CHARS and row[:1] and not row[:1].isspace():
-            pieces.append("".join(buffer))
+            yield "".join(buffer)
             buffer, size = [], 0
         buffer.append(row)
         size += len(row)
         if size >= 4 * CHUNK_CHARS:  # one very long line
-            pieces.extend(split_long_text("".join(buffer)))
+            yield from split_long_text("".join(buffer))
             buffer, size = [], 0
-    if buffer:
-        pieces.append("".join(buffer))
-    pieces = [p for p in pieces if p]
-    if pieces:
-        yield pieces
+    if buffer and (last := "".join(buffer)):
+        yield last
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 def _rows(dataset, batch_rows: int = 1024) -> Iterator[str]:
-    for batch in dataset.iter(batch_size=batch_rows):
-        yield from batch["text"]
+    if dataset._indices is not None:  # a selection: let datasets resolve it
+        for batch in dataset.iter(batch_size=batch_rows):
+            yield from batch["text"]
+        return
+    for chunk in dataset.data.column("text").chunks:
+        for start in range(0, len(chunk), batch_rows):
+            yield from chunk.slice(start, batch_rows).to_pylist()
+        page_out_array(chunk)  # read once: keep the memory-mapped text from piling up in RSS
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -147,10 +169,9 @@ def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Pa
         with open(tmp, "wb") as out:
             out.write(eot.tobytes())
             for doc in documents_as_pieces(_rows(dataset), documents):
-                for start in range(0, len(doc), ENCODE_BATCH):
-                    batch = doc[start : start + ENCODE_BATCH]
-                    for ids in tokenizer.encode_batch(batch):
-                        out.write(np.asarray(ids, dtype=dtype).tobytes())
+                for batch in _batches(doc, ENCODE_BATCH):
+                    for ids in tokenizer.encode_arrays(batch):
+                        out.write(ids.astype(dtype).tobytes())
                         counts["tokens"] += len(ids)
                     counts["chars"] += sum(len(p) for p in batch)
                     counts["bytes"] += sum(len(p.encode("utf-8", "surrogatepass")) for p in batch)
