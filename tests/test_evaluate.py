@@ -17,6 +17,7 @@ from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.corpora import load_corpus
 from textlstm.data import SplitInfo, get_tokenizer
 from textlstm.evaluate import evaluate_split
+from textlstm.evaluation_run import evaluate_checkpoint
 from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import EOT_ID
 
@@ -190,6 +191,10 @@ def test_default_text_is_the_validation_text_training_held_out(tmp_path, shakesp
     whole = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--split", "train")  # the checkpoint's corpus, whole
     assert whole["chars"] == 5000 + 1
 
+    from_python = evaluate_checkpoint(tmp_path / "run", device="cpu")
+    assert (from_python.tokens, from_python.chars) == (got["tokens"], got["chars"])
+    assert from_python.perplexity == pytest.approx(got["perplexity"], rel=1e-9)
+
 
 def test_table_shows_per_token_and_per_character_figures(tmp_path, folder_corpus, run_cli):
     make_checkpoint(tmp_path / "checkpoints" / "run", folder_corpus)
@@ -231,9 +236,9 @@ def test_missing_text_column_is_an_error(tmp_path, folder_corpus, run_cli):
 
 def test_tokenizer_that_does_not_match_the_weights_is_an_error(tmp_path, folder_corpus, run_cli):
     make_checkpoint(tmp_path / "char", folder_corpus, kind="char")
-    make_checkpoint(tmp_path / "bpe", folder_corpus, kind="bpe", vocab_size=300)
+    _, bpe = make_checkpoint(tmp_path / "bpe", folder_corpus, kind="bpe", vocab_size=300)
     (tmp_path / "char" / ckpt.TOKENIZER).write_bytes((tmp_path / "bpe" / ckpt.TOKENIZER).read_bytes())
-    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "char"), "tokenizer", "300")
+    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "char"), "tokenizer", str(bpe.vocab_size))
 
 
 def test_missing_checkpoint_is_an_error(tmp_path, run_cli):

@@ -26,6 +26,7 @@ import torch
 from textlstm.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.errors import TextlstmError
 from textlstm.model import LSTMLanguageModel
+from textlstm.precision import check_precision
 from textlstm.sampling import (
     LSTMStepper,
     SamplingOptions,
@@ -45,10 +46,18 @@ class UnknownTokenWarning(UserWarning):
     """The prompt holds text the model never saw in training (read as bytes or as the unknown token)."""
 
 
-def load(checkpoint: str | Path | None = None, device: str = "cpu") -> TextGenerator:
-    """Load a checkpoint folder (default: the newest one under ./checkpoints) for sampling."""
+def load(checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32") -> TextGenerator:
+    """Load a checkpoint folder (default: the newest one under ./checkpoints) for sampling.
+
+    precision "bfloat16" holds the weights in bfloat16: at batch 1 the step is bound by reading the
+    weights from memory, so half the bytes is about twice the tokens per second on a CPU (measured
+    in benchmarks/RESULTS.md; autocast with float32 weights was slower than float32). Sampling still
+    runs on float32 logits.
+    """
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     model, tokenizer, _ = load_checkpoint(folder, device=_check_device(device))
+    if check_precision(precision) == "bfloat16":
+        model = model.to(torch.bfloat16)
     return TextGenerator(model, tokenizer, checkpoint=folder)
 
 

@@ -28,9 +28,27 @@ class ModelConfig:
     dropout: float = 0.1
     recurrent_dropout: float = 0.1
     tie_weights: bool = False
+    output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
+    adaptive_cutoffs: list[int] | None = None  # None: derived from vocab_size (see model.default_cutoffs)
 
     def __post_init__(self):
         _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
+        _check(self.output_layer in ("full", "adaptive"), f"output-layer must be full or adaptive, got {self.output_layer!r}")
+        _check(
+            not (self.tie_weights and self.output_layer == "adaptive"),
+            "--tie-weights does not work with --output-layer adaptive (the adaptive softmax has no single output matrix to tie)",
+        )
+        if self.adaptive_cutoffs is not None:
+            _check(self.output_layer == "adaptive", "--adaptive-cutoffs needs --output-layer adaptive")
+            cutoffs = list(self.adaptive_cutoffs)
+            _check(
+                cutoffs == sorted(set(cutoffs)) and all(c >= 1 for c in cutoffs) and cutoffs,
+                f"adaptive-cutoffs must be increasing positive integers, got {cutoffs}",
+            )
+            _check(
+                self.vocab_size == 0 or cutoffs[-1] < self.vocab_size,
+                f"adaptive-cutoffs must be below the vocabulary size ({self.vocab_size}), got {cutoffs}",
+            )
         for name in ("embedding_size", "hidden_size", "layers"):
             _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("dropout", "recurrent_dropout"):
@@ -67,6 +85,7 @@ class TrainConfig:
     clip: float = 1.0
     epochs: int | None = None
     max_steps: int | None = 800
+    max_minutes: float | None = None  # also stop after this much time; the cosine schedule then follows the clock
     eval_every: int = 200
     save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
     save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
@@ -74,6 +93,7 @@ class TrainConfig:
     patience: int = 3  # stop after this many evaluations without improvement; 0: never
     seed: int = 1337
     device: str = "auto"
+    precision: str = "float32"  # or "bfloat16": the forward pass under autocast, weights and optimizer in float32
 
     def __post_init__(self):
         for name in ("batch_size", "seq_len", "eval_every", "eval_tokens"):
@@ -82,6 +102,7 @@ class TrainConfig:
             value = getattr(self, name)
             _check(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
         _check(self.epochs is not None or self.max_steps is not None, "give --epochs or --max-steps")
+        _check(self.max_minutes is None or self.max_minutes > 0, f"max-minutes must be positive, got {self.max_minutes}")
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
         _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
@@ -91,6 +112,7 @@ class TrainConfig:
         _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
         _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")
+        _check(self.precision in ("float32", "bfloat16"), f"precision must be float32 or bfloat16, got {self.precision!r}")
 
 
 @dataclass

@@ -140,7 +140,7 @@ def _score_parts(model: LSTMLanguageModel, ids: np.ndarray, parts: list[tuple[in
         logits, state = model(inputs.to(device), state)
         nats = F.cross_entropy(logits.transpose(1, 2).float(), targets.to(device), ignore_index=PAD_ID, reduction="none")
         losses += nats.double().sum(dim=1)
-    return losses, state
+    return losses, (state[0].float(), state[1].float())  # float32 also under bfloat16 autocast
 
 
 def _stale_parts(starts, ends, tolerance: float = 1e-5) -> torch.Tensor:
@@ -189,8 +189,8 @@ def _burned_in_state(model: LSTMLanguageModel, ids: np.ndarray, starts: list[int
         block[i, :length] = ids[starts[row] - length : starts[row]]
     _, (h, c) = model.hidden_states(torch.from_numpy(block).to(device), lengths=torch.tensor(lengths))
     index = torch.tensor(rows, device=device)
-    state[0][:, index] = h
-    state[1][:, index] = c
+    state[0][:, index] = h.to(state[0].dtype)  # bfloat16 under autocast
+    state[1][:, index] = c.to(state[1].dtype)
     return state
 
 

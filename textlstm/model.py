@@ -15,9 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from textlstm.config import ModelConfig
+from textlstm.dropout import FastDropout
 from textlstm.tokenizer import PAD_ID
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
@@ -37,31 +38,39 @@ class LSTMLanguageModel(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
             batch_first=True,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = FastDropout(config.dropout)
         output_size = config.hidden_size
         self.projection = None
         if config.tie_weights and config.hidden_size != config.embedding_size:
             self.projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
             output_size = config.embedding_size
-        self.decoder = nn.Linear(output_size, config.vocab_size)
+        self.decoder, self.adaptive = None, None
+        if config.output_layer == "adaptive":
+            cutoffs = config.adaptive_cutoffs or default_cutoffs(config.vocab_size)
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(output_size, config.vocab_size, cutoffs, div_value=4.0)
+        else:
+            self.decoder = nn.Linear(output_size, config.vocab_size)
         if config.tie_weights:
             self.decoder.weight = self.embedding.weight
         self._init_weights()
 
     def _init_weights(self) -> None:
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        # PyTorch's own initializations learn fastest here: a small uniform embedding (AWD-LSTM's) or
+        # an open forget gate kept char models on the unigram plateau for hundreds of steps (measured).
+        # A tied embedding is also the output matrix, so it starts small to keep the first logits sane.
+        if self.config.tie_weights:
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
-            hidden = self.config.hidden_size
-            for name, param in self.lstm.named_parameters():
-                if name.startswith("bias_ih"):  # gate order i, f, g, o: start with the forget gate open
-                    param[hidden : 2 * hidden].fill_(1.0)
-        nn.init.zeros_(self.decoder.bias)
+        if self.decoder is not None:
+            nn.init.zeros_(self.decoder.bias)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         shape = (self.config.layers, batch_size, self.config.hidden_size)
-        device = device or self.embedding.weight.device
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        weight = self.embedding.weight
+        device = device or weight.device
+        # The weights' dtype, so a model held in bfloat16 (for sampling) gets a bfloat16 state.
+        return torch.zeros(shape, device=device, dtype=weight.dtype), torch.zeros(shape, device=device, dtype=weight.dtype)
 
     def forward(
         self, ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
@@ -87,27 +96,60 @@ class LSTMLanguageModel(nn.Module):
         return self.dropout(x), state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token scores [..., vocab] for hidden [..., hidden]: logits, or with the adaptive softmax
+        its full log-probabilities (already normalized, so softmax and temperature treat them as logits)."""
         if self.projection is not None:
             hidden = self.projection(hidden)
+        if self.adaptive is not None:
+            flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]))
+            return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
         return self.decoder(hidden)
 
     def _run_lstm(self, x, state: State):
-        p = self.config.recurrent_dropout
-        if not (self.training and p > 0):
+        if not self.training:
             return self.lstm(x, state)
-        hidden = self.config.hidden_size
+        weights = self._dropped_recurrent_weights()
+        if isinstance(x, PackedSequence):  # padded documents: nn.LSTM sorts the rows and applies its own dropout
+            return functional_call(self.lstm, weights, (x, state)) if weights else self.lstm(x, state)
+        return self._run_layers(x, state, weights)
+
+    def _dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
+        """W_hh of each layer with the recurrent-dropout mask applied to its columns (none without recurrent dropout)."""
+        p = self.config.recurrent_dropout
+        if p == 0:
+            return {}
         dropped = {}
         for layer in range(self.config.layers):
             name = f"weight_hh_l{layer}"
             weight = getattr(self.lstm, name)
-            mask = torch.empty(hidden, device=weight.device, dtype=weight.dtype).bernoulli_(1 - p) / (1 - p)
+            mask = torch.empty(self.config.hidden_size, device=weight.device, dtype=weight.dtype).bernoulli_(1 - p) / (1 - p)
             dropped[name] = weight * mask
-        return functional_call(self.lstm, dropped, (x, state))
+        return dropped
+
+    def _run_layers(self, x: torch.Tensor, state: State, weights: dict[str, torch.Tensor]):
+        """The stacked LSTM one layer at a time (the same fused kernel nn.LSTM calls per layer), with
+        FastDropout between layers instead of nn.LSTM's slower built-in one."""
+        h, c = state
+        hs, cs = [], []
+        for layer in range(self.config.layers):
+            if layer > 0:
+                x = self.dropout(x)
+            params = [
+                weights.get(f"{name}_l{layer}", getattr(self.lstm, f"{name}_l{layer}"))
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            # torch.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+            x, h_layer, c_layer = torch.lstm(x, (h[layer : layer + 1], c[layer : layer + 1]), params, True, 1, 0.0, True, False, True)
+            hs.append(h_layer)
+            cs.append(c_layer)
+        return x, (torch.cat(hs), torch.cat(cs))
 
     def loss(
         self, ids: torch.Tensor, targets: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Summed cross-entropy (nats) over non-padding targets, their count, and the new state."""
+        if self.adaptive is not None:
+            return self._adaptive_loss(ids, targets, state, lengths)
         logits, state = self(ids, state, lengths)
         total = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum"
@@ -115,9 +157,30 @@ class LSTMLanguageModel(nn.Module):
         count = (targets != PAD_ID).sum()
         return total, count, state
 
+    def _adaptive_loss(self, ids, targets, state, lengths):
+        # Only the head and the clusters of the actual targets are computed: the point of the adaptive softmax.
+        hidden, state = self.hidden_states(ids, state, lengths)
+        if self.projection is not None:
+            hidden = self.projection(hidden)
+        keep = targets.reshape(-1) != PAD_ID
+        count = keep.sum()
+        if not bool(count):
+            return hidden.sum() * 0.0, count, state
+        target_log_probs, _ = self.adaptive(hidden.reshape(-1, hidden.shape[-1])[keep], targets.reshape(-1)[keep])
+        return -target_log_probs.float().sum(), count, state
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
+def default_cutoffs(vocab_size: int) -> list[int]:
+    """Cluster boundaries for the adaptive softmax: the 2,000 most frequent tokens in the head, the
+    next 8,000 in one cluster, the rest in another; clipped to the vocabulary (word ids are in order
+    of frequency after the special tokens)."""
+    cutoffs = [cutoff for cutoff in (2_000, 10_000) if cutoff < vocab_size]
+    return cutoffs or [max(1, vocab_size // 4)]
+
+
 def detach_state(state: State) -> State:
-    return state[0].detach(), state[1].detach()
+    """The state cut from the graph, in float32 (it is bfloat16 after a step under autocast)."""
+    return state[0].detach().float(), state[1].detach().float()

@@ -27,6 +27,7 @@ from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokeniz
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
+from textlstm.precision import autocast
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 
@@ -63,12 +64,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+def learning_rate(step: int, total_steps: int, config: TrainConfig, elapsed_sec: float = 0.0) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
-    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    if config.max_minutes:  # whichever limit is nearer drives the decay
+        progress = max(progress, elapsed_sec / (60 * config.max_minutes))
+    progress = min(1.0, progress)
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -232,6 +236,7 @@ class Trainer:
     def _loop(self, result: TrainResult) -> None:
         train_cfg = self.config.train
         self.started = self.last_save = time.perf_counter()
+        self.clock = 0.0
         window = _Window()
         bad_steps = 0
         self.reporter.start(self.total_steps, self.step)
@@ -239,6 +244,8 @@ class Trainer:
             while self.step < self.total_steps:
                 if self.stop.requested:
                     result.interrupted = True
+                    break
+                if self._out_of_time():
                     break
                 step_start = time.perf_counter()
                 loss_sum, count = self._train_step()
@@ -270,7 +277,7 @@ class Trainer:
 
     def _train_step(self) -> tuple[float, int]:
         epoch, index = divmod(self.step, len(self.batcher))
-        lr = learning_rate(self.step, self.total_steps, self.config.train)
+        lr = learning_rate(self.step, self.total_steps, self.config.train, self.clock)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
@@ -281,7 +288,8 @@ class Trainer:
             inputs, targets = self.batcher.batch(index)
             lengths = None
             state = None if index == 0 else self.lstm_state
-        loss_sum, count, new_state = self.model.loss(inputs.to(self.device), targets.to(self.device), state, lengths)
+        with autocast(self.config.train.precision, self.device):  # the backward pass runs outside it
+            loss_sum, count, new_state = self.model.loss(inputs.to(self.device), targets.to(self.device), state, lengths)
         totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double()]))
         loss_value, count_value = float(totals[0]), int(totals[1])
         if not math.isfinite(loss_value):
@@ -303,7 +311,7 @@ class Trainer:
         result = evaluate_split(
             self.model, valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
-            max_tokens=train_cfg.eval_tokens, device=self.device,
+            max_tokens=train_cfg.eval_tokens, device=self.device, precision=train_cfg.precision,
         )
         record = {
             "step": self.step,
@@ -357,6 +365,18 @@ class Trainer:
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
+
+    def _out_of_time(self) -> bool:
+        """Whether the max_minutes budget is spent; also sets `clock`, the elapsed time the schedule reads.
+
+        The processes share one clock (the mean of theirs), so they stop at the same step and use the same rate.
+        """
+        budget = self.config.train.max_minutes
+        if not budget:
+            return False
+        elapsed = torch.tensor(self._elapsed(), dtype=torch.float64, device=self.device)
+        self.clock = float(distributed.sum_across(elapsed)) / distributed.world_size()
+        return self.clock >= 60 * budget
 
     def _trainer_state(self) -> dict:
         return {

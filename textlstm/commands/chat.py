@@ -12,7 +12,7 @@ from textlstm.commands.generate import option_values, sampling_options, warnings
 
 @click.command()
 @sampling_options(max_tokens=300)
-def chat(checkpoint: Path | None, device: str, **params) -> None:
+def chat(checkpoint: Path | None, device: str, precision: str, **params) -> None:
     """Talk to a model: each line you type is read by the model, which answers by continuing the text.
 
     An answer streams until the model ends the text, writes a blank line, writes a --stop string or
@@ -25,7 +25,7 @@ def chat(checkpoint: Path | None, device: str, **params) -> None:
 
     interactive = sys.stdin.isatty()
     with warnings_as_lines():
-        model = load(checkpoint, device=device)
+        model = load(checkpoint, device=device, precision=precision)
         session = model.session(**option_values(params))
         banner = f"textlstm chat with {model.checkpoint}. Type a line to talk, /help for commands, Ctrl-D to leave."
         ChatRepl(session, interactive=interactive).run(banner)

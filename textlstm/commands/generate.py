@@ -66,6 +66,14 @@ def sampling_options(max_tokens: int):
             help="End the output just before this text appears (repeatable). In bash, $'\\n\\n' is a blank line.",
         ),
         click.option("--device", default="cpu", show_default=True, help="torch device to run on: cpu, cuda, cuda:N, mps."),
+        click.option(
+            "--precision",
+            type=click.Choice(["float32", "bfloat16"]),
+            default="float32",
+            show_default=True,
+            help="bfloat16: hold the weights in bfloat16, about 2x the tokens per second on a CPU "
+            "(generation reads every weight for each token); the text differs slightly from float32's.",
+        ),
     ]
 
     def decorate(command):
@@ -100,7 +108,7 @@ def warnings_as_lines():
 )
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="How many independent samples to write.")
 @sampling_options(max_tokens=500)
-def generate(prompt: str, num_samples: int, checkpoint: Path | None, device: str, **params) -> None:
+def generate(prompt: str, num_samples: int, checkpoint: Path | None, device: str, precision: str, **params) -> None:
     """Continue a prompt with text sampled from a trained model.
 
     The prompt is printed first and the new text streams after it as it is produced, so the output
@@ -111,7 +119,7 @@ def generate(prompt: str, num_samples: int, checkpoint: Path | None, device: str
     from textlstm.api import load
 
     with warnings_as_lines():
-        model = load(checkpoint, device=device)
+        model = load(checkpoint, device=device, precision=precision)
         options = option_values(params)
         for index in range(num_samples):
             if index:

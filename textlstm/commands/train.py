@@ -10,7 +10,7 @@ from click.core import ParameterSource
 from textlstm.config import DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
-RESUMABLE = ("epochs", "max_steps", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device")
+RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "precision")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 
@@ -38,6 +38,11 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time.")
 @click.option("--tie-weights/--no-tie-weights", default=ModelConfig.tie_weights, show_default=True,
               help="Share the embedding matrix with the output layer.")
+@click.option("--output-layer", type=click.Choice(["full", "adaptive"]), default=ModelConfig.output_layer, show_default=True,
+              help="full: softmax over the whole vocabulary. adaptive: adaptive softmax (frequent tokens in a small head, "
+              "rare ones in clusters); much faster for large word vocabularies, still an exact distribution.")
+@click.option("--adaptive-cutoffs", callback=lambda ctx, param, value: _int_list(value),
+              help="Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.")
 @click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True)
 @click.option("--seq-len", type=POSITIVE, default=TrainConfig.seq_len, show_default=True,
               help="Tokens per row per step (the truncated-BPTT length).")
@@ -51,6 +56,9 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               help="Gradient norm clipping (0: off).")
 @click.option("--epochs", type=POSITIVE, help="Passes over the training split (with --max-steps, whichever ends first).")
 @click.option("--max-steps", type=POSITIVE, help=f"Training steps. Default: {TrainConfig.max_steps}, or none when --epochs is given.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Also stop after this many minutes (with --max-steps/--epochs, whichever ends first); "
+              "the learning-rate schedule then follows the clock as well.")
 @click.option("--eval-every", type=POSITIVE, default=TrainConfig.eval_every, show_default=True,
               help="Evaluate and save a checkpoint every N steps (and at the end).")
 @click.option("--save-every", type=POSITIVE, help="Also save the resume state every N steps. Default: at each evaluation.")
@@ -62,6 +70,9 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=TrainConfig.precision, show_default=True,
+              help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
+              "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs.")
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
@@ -91,6 +102,15 @@ def train(ctx: click.Context, **options) -> None:
         )
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
     _report(reporter, result)
+
+
+def _int_list(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
 def _pick(options: dict, cls, default_max_steps: bool = False, exclude: set = frozenset()) -> dict:

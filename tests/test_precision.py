@@ -1,0 +1,51 @@
+"""bfloat16: training, evaluation and sampling run, and land close to float32."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from textlstm.config import ModelConfig
+from textlstm.evaluate import evaluate_split
+from textlstm.model import LSTMLanguageModel
+
+STEPS = ("--max-steps", "40", "--eval-every", "40", "--lr", "0.01", "--seed", "3")
+
+
+def valid_loss(folder) -> float:
+    return json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])["valid_loss"]
+
+
+def test_bfloat16_training_lands_close_to_float32(run_cli, small_corpus, tmp_path):
+    for precision in ("float32", "bfloat16"):
+        result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, *STEPS, "--precision", precision,
+                         "--output", tmp_path / precision)
+        assert result.code == 0, result.err
+    float32, bfloat16 = valid_loss(tmp_path / "float32"), valid_loss(tmp_path / "bfloat16")
+    assert float32 < 3.5  # it learned something, so "close" means something
+    assert bfloat16 == pytest.approx(float32, rel=0.03)
+    config = json.loads((tmp_path / "bfloat16" / "config.json").read_text())
+    assert config["train"]["precision"] == "bfloat16"
+
+
+def test_bfloat16_evaluation_matches_float32():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32))
+    ids = torch.randint(2, 40, (3000,)).numpy()
+    float32 = evaluate_split(model, ids, batch_size=4, seq_len=64)
+    bfloat16 = evaluate_split(model, ids, batch_size=4, seq_len=64, precision="bfloat16")
+    assert bfloat16.tokens == float32.tokens
+    assert bfloat16.loss == pytest.approx(float32.loss, rel=0.01)
+
+
+def test_generate_and_eval_accept_bfloat16(run_cli, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "5", "--output", out).code == 0
+    result = run_cli("generate", "--checkpoint", out, "--prompt", "To be", "--max-tokens", "20", "--seed", "1",
+                     "--precision", "bfloat16")
+    assert result.code == 0, result.err
+    assert result.out.startswith("To be") and len(result.out) > len("To be")
+    result = run_cli("eval", "--checkpoint", out, "--precision", "bfloat16", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["loss"] > 0
