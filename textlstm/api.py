@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from textlstm.checkpoint import find_latest_checkpoint, load_checkpoint
+from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.model import LSTMLanguageModel
 from textlstm.precision import check_precision
@@ -55,22 +56,10 @@ def load(checkpoint: str | Path | None = None, device: str = "cpu", precision: s
     runs on float32 logits.
     """
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    model, tokenizer, _ = load_checkpoint(folder, device=_check_device(device))
+    model, tokenizer, _ = load_checkpoint(folder, device=resolve_device(device))
     if check_precision(precision) == "bfloat16":
         model = model.to(torch.bfloat16)
     return TextGenerator(model, tokenizer, checkpoint=folder)
-
-
-def _check_device(device: str) -> torch.device:
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise TextlstmError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise TextlstmError(f"device {device!r} is not available: this torch has no usable CUDA GPU")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise TextlstmError(f"device {device!r} is not available on this machine")
-    return parsed
 
 
 class TextGenerator:

@@ -19,7 +19,7 @@ from textlstm.data import tokenize_splits
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import EvalResult, evaluate_split
 from textlstm.precision import check_precision
-from textlstm.train import resolve_device
+from textlstm.device import resolve_device
 
 
 def evaluate_checkpoint(

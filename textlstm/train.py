@@ -24,6 +24,7 @@ from textlstm import distributed
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.corpora import load_corpus
 from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokenize_splits
+from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
@@ -50,18 +51,6 @@ class TrainResult:
     interrupted: bool = False
     stopped_early: bool = False
     records: list[dict] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TextlstmError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TextlstmError(f"device {name!r} asked for, but this PyTorch sees no CUDA GPU")
-    return device
 
 
 def learning_rate(step: int, total_steps: int, config: TrainConfig, elapsed_sec: float = 0.0) -> float:
