@@ -7,16 +7,20 @@ from pathlib import Path
 # Why a target misses or needs a caveat (written from the profile and the experiments; see the notes below).
 WHY_MISSED = {
     "char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32":
-        ". The dropout textlstm adds costs ~5% of the step (Experiments: no dropout at all is the baseline's "
-        "speed; recurrent dropout ~2%, the other dropouts ~3%); the LSTM path itself matches the baseline. "
-        "Runs on this shared machine scatter by a few % around 0.95 (the --quick run measured 1.01x).",
+        ". The dropout textlstm adds costs ~5% of the step (Experiments: without any dropout textlstm runs at "
+        "the baseline's speed); the LSTM path itself is the baseline's kernel. Across runs on this shared "
+        "machine the ratio scattered between 0.92x and 1.01x.",
     "generation at batch 1, float32 weights (default sampling), tokens/s":
-        ". Load-bound: the best run reached 2,213 tokens/s; an earlier bench_generate run at load 2.7 had a "
-        "median of 1,611. With `--precision bfloat16` (bfloat16 weights) the median is 2,360.",
+        ". Batch-1 generation is per-call overhead bound and slows most when other processes share the "
+        "2 cores; `--precision bfloat16` weights are about 2x faster (see Generation).",
     "char training float32, achieved / measured float32 matmul peak":
-        " (caveat: above 100% means the 2048 x 2048 product is not this CPU's real float32 peak: MKL's and "
-        "oneDNN's large square GEMMs reach ~95-110 GFLOP/s on one thread here, while oneDNN's LSTM kernel "
-        "reaches ~135. The target is met against what was measured, not against a true peak.)",
+        " (caveat: the 'peak' is the faster of torch.mm and a oneDNN 1x1 convolution on a 2048 x 2048 "
+        "product, see the matmul table; the two back ends differ by up to 2x here, so the ratio says as "
+        "much about the peak measurement as about the step.)",
+    "evaluation / training tokens/s (char model, float32)":
+        ". Only scored tokens are counted: each of the 32 parts scored side by side first reads up to 512 "
+        "ids before it (burn-in) and parts whose start state differs from the previous part's end are "
+        "scored again, so that the result does not depend on the batch size.",
 }
 
 
