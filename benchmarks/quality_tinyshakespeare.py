@@ -9,8 +9,8 @@ transformer on an A100, about 1.88 for its CPU setting.
 
 A full run writes benchmarks/results/quality_tinyshakespeare.json; a --trial run (for trying
 settings) appends one line to benchmarks/results/quality_tinyshakespeare_trials.jsonl. Both
-re-render benchmarks/QUALITY.md, keeping its hand-written "## Notes" section. Timings depend on whatever else the machine is running: the load
-average before and after is recorded with them.
+re-render benchmarks/QUALITY.md, keeping its hand-written "## Notes" section. Timings depend on
+whatever else the machine is running: the load average before and after is recorded with them.
 """
 
 from __future__ import annotations
@@ -71,16 +71,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget, wall clock")
     parser.add_argument("--trial", action="store_true", help="a short try of settings: append to the trials log")
-    parser.add_argument("--hidden-size", type=int, default=512)
+    parser.add_argument("--hidden-size", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--embedding-size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--embedding-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=4e-3)
+    parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--recurrent-dropout", type=float, default=0.0)
     parser.add_argument("--warmup-steps", type=int, default=50)
-    parser.add_argument("--eval-every", type=int, default=250, help="steps between validation evaluations (they count against the budget)")
+    parser.add_argument("--eval-every", type=int, default=500, help="steps between validation evaluations (they count against the budget)")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "out" / "quality_tinyshakespeare")
     return parser.parse_args()
