@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
         "eval_sec": final.seconds,
         "total_sec": time.perf_counter() - started,
         "parameters": sum(p.numel() for p in _model_parameters(args.output)),
-        "settings": {**vars(args), "output": str(args.output)},
+        "settings": {**vars(args), "output": _shown_path(args.output)},
         "curve": [{k: r[k] for k in ("step", "elapsed_sec", "train_loss", "valid_loss", "lr")} for r in result.records],
         "machine": machine(),
         "load_average_before": load_before,
@@ -230,6 +230,13 @@ def _settings(s: dict) -> str:
 
 def _load(values) -> str:
     return "/".join(f"{v:.1f}" for v in values)
+
+
+def _shown_path(path) -> str:
+    """The checkpoint folder relative to the repository when inside it: results name no machine's paths."""
+    path = Path(path).resolve()
+    repo = Path(__file__).resolve().parents[1]
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else path.name
 
 
 def main() -> None:
