@@ -106,3 +106,42 @@ TINY_MODEL = ("--embedding-size", "16", "--hidden-size", "32", "--layers", "2", 
 
 def pytest_report_header(config):
     return f"textlstm tests; shared corpora: {SHARED_CORPORA if SHARED_CORPORA.is_dir() else 'missing'}; python {sys.version.split()[0]}"
+
+
+TINY_CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"
+
+
+def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = False):
+    """An untrained char model with well-separated logits that writes plain characters: never a byte
+    token or end of text, and no newline unless `allow_newline`; `bias` sets chosen tokens' output
+    bias. Returns (model in eval mode, tokenizer, RunConfig)."""
+    from textlstm.config import ModelConfig, RunConfig
+    from textlstm.model import LSTMLanguageModel
+    from textlstm.tokenizer import EOT_ID, build_tokenizer
+
+    tokenizer = build_tokenizer("char", [TINY_CORPUS])
+    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2))
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(config.model)
+    with torch.no_grad():
+        model.decoder.weight.mul_(20)
+        for byte in range(256):
+            model.decoder.bias[tokenizer.hf.token_to_id(f"<0x{byte:02X}>")] = -30
+        model.decoder.bias[EOT_ID] = -30
+        if not allow_newline:
+            model.decoder.bias[tokenizer.hf.token_to_id("\n")] = -30
+        for text, value in (bias or {}).items():
+            model.decoder.bias[tokenizer.hf.token_to_id(text)] = value
+    return model.eval(), tokenizer, config
+
+
+def write_tiny_checkpoint(folder: Path, **model_options) -> Path:
+    """A checkpoint folder holding `tiny_char_model(**model_options)`."""
+    from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+
+    model, tokenizer, config = tiny_char_model(**model_options)
+    folder.mkdir(parents=True)
+    write_text(folder / CONFIG, config.to_json())
+    tokenizer.save(folder / TOKENIZER)
+    save_weights(model, folder / BEST_WEIGHTS, step=0)
+    return folder

@@ -13,42 +13,15 @@ import torch
 
 from textlstm.api import Session, TextGenerator
 from textlstm.chat import ChatRepl
-from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
-from textlstm.config import ModelConfig, RunConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import EOT_ID, build_tokenizer
+
+from conftest import tiny_char_model, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"
-
-
-def tiny_model(bias: dict[str, float] | None = None) -> tuple[LSTMLanguageModel, object, RunConfig]:
-    """An untrained char model with well-separated logits whose answers are one line of plain
-    characters (no byte tokens, no newline, no end of text) unless `bias` says otherwise."""
-    tokenizer = build_tokenizer("char", [CORPUS])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2))
-    torch.manual_seed(0)
-    model = LSTMLanguageModel(config.model)
-    with torch.no_grad():
-        model.decoder.weight.mul_(20)
-        for byte in range(256):
-            model.decoder.bias[tokenizer.hf.token_to_id(f"<0x{byte:02X}>")] = -30
-        model.decoder.bias[EOT_ID] = -30
-        model.decoder.bias[tokenizer.hf.token_to_id("\n")] = -30
-        for text, value in (bias or {}).items():
-            model.decoder.bias[tokenizer.hf.token_to_id(text)] = value
-    return model.eval(), tokenizer, config
 
 
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    model, tokenizer, config = tiny_model()
-    folder = tmp_path / "checkpoints" / "run"
-    folder.mkdir(parents=True)
-    write_text(folder / CONFIG, config.to_json())
-    tokenizer.save(folder / TOKENIZER)
-    save_weights(model, folder / BEST_WEIGHTS, step=0)
-    return folder
+    return write_tiny_checkpoint(tmp_path / "checkpoints" / "run")
 
 
 def chat(*args: str, input: str) -> subprocess.CompletedProcess:
@@ -63,7 +36,7 @@ def chat(*args: str, input: str) -> subprocess.CompletedProcess:
 
 def test_session_carries_the_conversation_in_its_state():
     """Turn 2 from the carried state equals a fresh read of the whole conversation so far."""
-    model, tokenizer, _ = tiny_model()
+    model, tokenizer, _ = tiny_char_model()
     lm = TextGenerator(model, tokenizer)
     session = lm.session(temperature=1.0, max_tokens=25, seed=3)
     first = "".join(session.send("the fox"))
@@ -90,16 +63,16 @@ def test_session_carries_the_conversation_in_its_state():
 
 
 def test_answers_end_at_a_blank_line_or_end_of_text():
-    model, tokenizer, _ = tiny_model(bias={"\n": 100})  # always a newline
+    model, tokenizer, _ = tiny_char_model(bias={"\n": 100})  # always a newline
     assert "".join(TextGenerator(model, tokenizer).session(max_tokens=50).send("hi")) == ""
     assert TextGenerator(model, tokenizer).generate("hi", max_tokens=50) == "\n" * 50
 
-    model, tokenizer, _ = tiny_model(bias={"<|endoftext|>": 100})
+    model, tokenizer, _ = tiny_char_model(bias={"<|endoftext|>": 100})
     assert "".join(TextGenerator(model, tokenizer).session(max_tokens=50).send("hi")) == ""
 
 
 def test_session_settings_are_checked_and_seed_restarts_the_random_stream():
-    model, tokenizer, _ = tiny_model()
+    model, tokenizer, _ = tiny_char_model()
     session = Session(TextGenerator(model, tokenizer), temperature=1.5, max_tokens=30, seed=5)
     first = "".join(session.send("the"))
     session.reset()

@@ -14,31 +14,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
-from textlstm.config import ModelConfig, RunConfig
+from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
+from textlstm.config import RunConfig
 from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import EOT_ID, build_tokenizer
+from textlstm.tokenizer import build_tokenizer
+
+from conftest import TINY_CORPUS, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"
+CORPUS = TINY_CORPUS
 
 
 def write_checkpoint(folder: Path) -> Path:
     """An untrained char model that writes plain characters and never ends the text by itself."""
-    tokenizer = build_tokenizer("char", [CORPUS])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2))
-    torch.manual_seed(0)
-    model = LSTMLanguageModel(config.model)
-    with torch.no_grad():
-        model.decoder.weight.mul_(20)
-        for byte in range(256):
-            model.decoder.bias[tokenizer.hf.token_to_id(f"<0x{byte:02X}>")] = -30
-        model.decoder.bias[EOT_ID] = -30
-    folder.mkdir(parents=True)
-    write_text(folder / CONFIG, config.to_json())
-    tokenizer.save(folder / TOKENIZER)
-    save_weights(model, folder / BEST_WEIGHTS, step=0)
-    return folder
+    return write_tiny_checkpoint(folder, allow_newline=True)
 
 
 @pytest.fixture
