@@ -338,7 +338,7 @@ class Trainer:
 
     def _save(self, record: dict, improved: bool) -> None:
         if distributed.is_main():
-            if improved or not (self.output / ckpt.BEST_WEIGHTS).exists():
+            if improved:  # a first model.safetensors is written by _save_resume_state in any case
                 ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
             with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
