@@ -98,12 +98,15 @@ class LSTMLanguageModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token scores [..., vocab] for hidden [..., hidden]: logits, or with the adaptive softmax
         its full log-probabilities (already normalized, so softmax and temperature treat them as logits)."""
-        if self.projection is not None:
-            hidden = self.projection(hidden)
+        hidden = self._project(hidden)
         if self.adaptive is not None:
             flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]))
             return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
         return self.decoder(hidden)
+
+    def _project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states in the output layer's size (the embedding size when tied to a smaller embedding)."""
+        return hidden if self.projection is None else self.projection(hidden)
 
     def _run_lstm(self, x, state: State):
         if not self.training:
@@ -160,8 +163,7 @@ class LSTMLanguageModel(nn.Module):
     def _adaptive_loss(self, ids, targets, state, lengths):
         # Only the head and the clusters of the actual targets are computed: the point of the adaptive softmax.
         hidden, state = self.hidden_states(ids, state, lengths)
-        if self.projection is not None:
-            hidden = self.projection(hidden)
+        hidden = self._project(hidden)
         keep = targets.reshape(-1) != PAD_ID
         count = keep.sum()
         if not bool(count):
