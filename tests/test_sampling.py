@@ -108,8 +108,8 @@ def test_prompt_is_read_in_one_forward_pass_and_each_token_is_one_step(lm, monke
     original = lm.model.hidden_states
     monkeypatch.setattr(lm.model, "hidden_states", lambda ids, *a, **k: calls.append(ids.shape) or original(ids, *a, **k))
     steps = []
-    original_step = LSTMStepper._step
-    monkeypatch.setattr(LSTMStepper, "_step", lambda self, token: steps.append(token) or original_step(self, token))
+    original_step = lm.model.step
+    monkeypatch.setattr(lm.model, "step", lambda ids, state: steps.append(ids.tolist()) or original_step(ids, state))
     text = lm.generate("the quick", max_tokens=50, seed=3)
     assert calls == [torch.Size([1, 1 + len("the quick")])]  # end of text + prompt, once
     assert len(steps) == 50 and len(text) == 50

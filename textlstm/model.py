@@ -4,9 +4,10 @@ Masking: the embedding has a padding index, and when `lengths` are given the LST
 sequence, so padded steps neither change the recurrent state nor produce outputs; the loss ignores
 the padding id.
 
-Recurrent dropout: a dropout mask on h(t-1) that is fixed over time and shared by the batch equals
-zeroing (and rescaling) the matching columns of W_hh. Doing that to the weight before the call keeps
-PyTorch's fused LSTM kernel instead of a Python loop over time steps.
+One LSTM, two ways to run it, both on the same per-layer weights (`_layer_weights`, which applies
+recurrent dropout in training): `forward` / `hidden_states` / `loss` read whole sequences (training,
+scoring, prompts) through the fused kernel, and `step` reads one token per row (sampling, serving).
+Nothing outside this module reads the LSTM's weights.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from textlstm.config import ModelConfig
-from textlstm.dropout import FastDropout
+from textlstm.dropout import FastDropout, drop_recurrent_columns
 from textlstm.tokenizer import PAD_ID
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
@@ -35,8 +35,7 @@ class LSTMLanguageModel(nn.Module):
             config.embedding_size,
             config.hidden_size,
             num_layers=config.layers,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-            batch_first=True,
+            batch_first=True,  # a container of the weights: _run_lstm and step run them
         )
         self.dropout = FastDropout(config.dropout)
         output_size = config.hidden_size
@@ -108,44 +107,59 @@ class LSTMLanguageModel(nn.Module):
         """Hidden states in the output layer's size (the embedding size when tied to a smaller embedding)."""
         return hidden if self.projection is None else self.projection(hidden)
 
-    def _run_lstm(self, x, state: State):
-        if not self.training:
-            return self.lstm(x, state)
-        weights = self._dropped_recurrent_weights()
-        if isinstance(x, PackedSequence):  # padded documents: nn.LSTM sorts the rows and applies its own dropout
-            return functional_call(self.lstm, weights, (x, state)) if weights else self.lstm(x, state)
-        return self._run_layers(x, state, weights)
+    def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Read one token per row: logits [batch, vocab] for the next token, and the new state.
 
-    def _dropped_recurrent_weights(self) -> dict[str, torch.Tensor]:
-        """W_hh of each layer with the recurrent-dropout mask applied to its columns (none without recurrent dropout)."""
-        p = self.config.recurrent_dropout
-        if p == 0:
-            return {}
-        dropped = {}
-        for layer in range(self.config.layers):
-            name = f"weight_hh_l{layer}"
-            weight = getattr(self.lstm, name)
-            mask = torch.empty(self.config.hidden_size, device=weight.device, dtype=weight.dtype).bernoulli_(1 - p) / (1 - p)
-            dropped[name] = weight * mask
-        return dropped
-
-    def _run_layers(self, x: torch.Tensor, state: State, weights: dict[str, torch.Tensor]):
-        """The stacked LSTM one layer at a time (the same fused kernel nn.LSTM calls per layer), with
-        FastDropout between layers instead of nn.LSTM's slower built-in one."""
+        ids: [batch] token ids. The same network as `forward`, one time step at a time through
+        `torch.lstm_cell`: on the CPU the fused sequence kernel re-lays out the weights on every
+        call, which at one step costs about ten times the step itself.
+        """
+        if state is None:
+            state = self.initial_state(ids.shape[0], ids.device)
+        x = self.dropout(self.embedding(ids))
         h, c = state
         hs, cs = [], []
         for layer in range(self.config.layers):
             if layer > 0:
                 x = self.dropout(x)
-            params = [
-                weights.get(f"{name}_l{layer}", getattr(self.lstm, f"{name}_l{layer}"))
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
-            # torch.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-            x, h_layer, c_layer = torch.lstm(x, (h[layer : layer + 1], c[layer : layer + 1]), params, True, 1, 0.0, True, False, True)
+            x, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *self._layer_weights(layer))
+            hs.append(x)
+            cs.append(c_layer)
+        return self.logits(self.dropout(x)), (torch.stack(hs), torch.stack(cs))
+
+    def _layer_weights(self, layer: int) -> list[torch.Tensor]:
+        """W_ih, W_hh, b_ih, b_hh of one layer; in training W_hh carries the recurrent-dropout mask."""
+        w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        if self.training:
+            w_hh = drop_recurrent_columns(w_hh, self.config.recurrent_dropout)
+        return [w_ih, w_hh, b_ih, b_hh]
+
+    def _run_lstm(self, x: torch.Tensor | PackedSequence, state: State):
+        """The stacked LSTM one layer at a time through `torch.lstm` (the fused kernel nn.LSTM calls),
+        with FastDropout between layers; a packed sequence (padded documents) runs the same way."""
+        packed = isinstance(x, PackedSequence)
+        h, c = state
+        if packed and x.sorted_indices is not None:  # the packed kernel wants the rows in length order
+            h, c = h[:, x.sorted_indices], c[:, x.sorted_indices]
+        data = x.data if packed else x
+        hs, cs = [], []
+        for layer in range(self.config.layers):
+            if layer > 0:
+                data = self.dropout(data)
+            hx, params = (h[layer : layer + 1], c[layer : layer + 1]), self._layer_weights(layer)
+            # torch.lstm(input, [batch_sizes,] hx, params, has_biases, num_layers, dropout, train, bidirectional[, batch_first])
+            if packed:
+                data, h_layer, c_layer = torch.lstm(data, x.batch_sizes, hx, params, True, 1, 0.0, self.training, False)
+            else:
+                data, h_layer, c_layer = torch.lstm(data, hx, params, True, 1, 0.0, self.training, False, True)
             hs.append(h_layer)
             cs.append(c_layer)
-        return x, (torch.cat(hs), torch.cat(cs))
+        h, c = torch.cat(hs), torch.cat(cs)
+        if packed:
+            if x.unsorted_indices is not None:
+                h, c = h[:, x.unsorted_indices], c[:, x.unsorted_indices]
+            return PackedSequence(data, x.batch_sizes, x.sorted_indices, x.unsorted_indices), (h, c)
+        return data, (h, c)
 
     def loss(
         self, ids: torch.Tensor, targets: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None

@@ -125,10 +125,8 @@ PROMPT_CHUNK = 4096  # prompt ids read per forward pass
 class LSTMStepper:
     """The model with its carried (h, c) and the logits for the next token.
 
-    Several ids are read in one forward pass of the model. A single id, the per-token hot path, is
-    run through the LSTM's weights with `torch.lstm_cell` directly: same arithmetic, but it skips
-    nn.LSTM's per-call setup (on the CPU the oneDNN kernel re-lays out the weights on every call,
-    which costs ~10x the step itself at batch 1).
+    Several ids are read in one forward pass of the model; a single id, the per-token hot path,
+    in one `model.step`.
 
     On the CPU it runs on one thread: at batch 1 the matrices are too small to share, and with a
     second thread every op waits for it (measured 10-20x slower on a busy 2-core machine).
@@ -136,40 +134,24 @@ class LSTMStepper:
 
     def __init__(self, model: LSTMLanguageModel, state: State | None = None):
         self.model = model
-        lstm = model.lstm
-        self._layers = [
-            tuple(getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            for layer in range(lstm.num_layers)
-        ]
         self.state = state
         self.logits: torch.Tensor | None = None  # [vocab], for the token after the last one read
-        self._on_cpu = model.embedding.weight.device.type == "cpu"
+        self._device = model.embedding.weight.device
 
     @torch.inference_mode()
     def read(self, ids: list[int]) -> None:
         """Advance over `ids`: all of them in one forward pass, or one step for a single id."""
         if not ids:
             return
-        with _one_cpu_thread(self._on_cpu):
+        with _one_cpu_thread(self._device.type == "cpu"):
             if len(ids) == 1 and self.state is not None:
-                self._step(ids[0])
+                logits, self.state = self.model.step(torch.tensor(ids, device=self._device), self.state)
+                self.logits = logits[0]
                 return
-            device = self.model.embedding.weight.device
             for start in range(0, len(ids), PROMPT_CHUNK):  # bounded memory for very long prompts
-                batch = torch.tensor([ids[start : start + PROMPT_CHUNK]], dtype=torch.long, device=device)
+                batch = torch.tensor([ids[start : start + PROMPT_CHUNK]], dtype=torch.long, device=self._device)
                 hidden, self.state = self.model.hidden_states(batch, self.state)
             self.logits = self.model.logits(hidden[0, -1])
-
-    def _step(self, token: int) -> None:
-        x = self.model.embedding.weight[token : token + 1]  # a view: no lookup op, no copy
-        h, c = self.state
-        hs, cs = [], []
-        for layer, weights in enumerate(self._layers):
-            x, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *weights)
-            hs.append(x)
-            cs.append(c_layer)
-        self.state = (torch.stack(hs), torch.stack(cs))
-        self.logits = self.model.logits(x[0])
 
 
 @contextmanager
