@@ -1,0 +1,46 @@
+"""How a conversation becomes text: the one format used by `textlstm chat`, the server's chat
+endpoint, and any corpus card that declares turns.
+
+A user turn is the user prefix, the text and a newline; the model's answer follows the bot prefix
+and ends at a blank line or where the model starts the next user turn:
+
+    ROMEO: What light through yonder window breaks?
+    JULIET: It is the east.
+    ROMEO: ...
+
+With empty prefixes (the default) a turn is just a line of text, and an answer ends at a blank line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+BLANK_LINE = "\n\n"
+
+
+@dataclass(frozen=True)
+class TurnFormat:
+    user_prefix: str = ""
+    bot_prefix: str = ""
+
+    def user_turn(self, text: str) -> str:
+        """The text the model reads for one user turn, up to where its answer starts."""
+        return f"{self.user_prefix}{text}\n{self.bot_prefix}"
+
+    def stops(self) -> tuple[str, ...]:
+        """Where an answer ends: a blank line, or the model beginning the next user turn."""
+        if self.user_prefix.strip():
+            return (BLANK_LINE, "\n" + self.user_prefix.rstrip())
+        return (BLANK_LINE,)
+
+    def conversation(self, turns: Iterable[tuple[str, str]]) -> str:
+        """A whole conversation as text, ready for the next answer: `turns` are (role, text) pairs,
+        role "user" or "assistant"; it ends with the user turn the answer is for."""
+        parts = []
+        for role, text in turns:
+            if role == "assistant":
+                parts.append(f"{text}\n")
+            else:
+                parts.append(self.user_turn(text))
+        return "".join(parts)
