@@ -38,7 +38,7 @@ from datasets.exceptions import DatasetGenerationError, DatasetsError
 from pandas.errors import EmptyDataError
 
 from textlstm.errors import TextlstmError
-from textlstm.pageout import page_out_array
+from textlstm.resident_memory import page_out_array
 
 DEFAULT_CARD = "pydoc"
 DEFAULT_SPLIT = "train"
