@@ -1,7 +1,6 @@
 """Tests for textlstm.corpora: every kind of --dataset, the train/valid split, and the one-line errors."""
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -252,11 +251,9 @@ def test_card_with_two_sources_is_refused(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the Hugging Face Hub, offline
 
 
-def test_hub_id_offline_fails_fast_with_one_line():
-    started = time.monotonic()
+def test_hub_id_offline_fails_with_one_line():
     with pytest.raises(TextlstmError, match=r"could not load 'someone/nothing' from the Hugging Face Hub \(offline"):
         load_corpus("someone/nothing")
-    assert time.monotonic() - started < 5
 
 
 def test_unknown_bare_name_lists_the_repository_cards_from_any_working_folder(tmp_path):
