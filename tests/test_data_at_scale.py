@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from textlstm.data import documents_as_pieces
-from textlstm.pageout import page_out_array
+from textlstm.resident_memory import page_out_array
 from textlstm.tokenizer import _characters_in, build_tokenizer
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 50

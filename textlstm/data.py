@@ -21,7 +21,7 @@ import torch
 
 from textlstm.checkpoint import atomic_write
 from textlstm.errors import TextlstmError
-from textlstm.pageout import page_out_array
+from textlstm.resident_memory import page_out_array
 from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, build_tokenizer
 
 CACHE_ENV = "TEXTLSTM_CACHE"

@@ -1,4 +1,5 @@
-"""Hand pages of memory-mapped Arrow data back to the kernel once they have been read.
+"""Keep resident memory bounded while a large corpus is read: pages of memory-mapped Arrow data go
+back to the kernel once they have been read.
 
 `datasets` memory-maps its Arrow files. Reading a 1 GB corpus once (fingerprint, tokenizer,
 encoding) leaves every page of it resident in this process, counted in its RSS although the kernel
