@@ -203,3 +203,19 @@ def test_missing_folder_and_bad_value_in_a_real_process(tmp_path):
         result = run_textlstm("generate", "--prompt", "a", *args)
         assert result.returncode != 0 and result.stdout == ""
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("command_name", ["generate", "chat"])
+def test_every_sampling_setting_is_an_option_with_the_dataclass_default(command_name):
+    import dataclasses
+
+    from textlstm.cli import cli
+    from textlstm.config import SamplingOptions
+
+    command = cli.commands[command_name]
+    options = {param.name: param for param in command.params}
+    for field in dataclasses.fields(SamplingOptions):
+        option = options[field.name]
+        assert option.opts == ["--" + field.name.replace("_", "-")]
+        assert option.default == field.default, field.name
+        assert option.help == field.metadata["help"]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from textlstm.commands.generate import option_values, sampling_options, warnings_as_lines
+from textlstm.commands.generate import model_options, sampling_options, sampling_values, warnings_as_lines
 
 
 @click.command()
-@sampling_options(max_tokens=300)
+@sampling_options
+@model_options
 def chat(checkpoint: Path | None, device: str, precision: str, **params) -> None:
     """Talk to a model: each line you type is read by the model, which answers by continuing the text.
 
@@ -26,6 +27,6 @@ def chat(checkpoint: Path | None, device: str, precision: str, **params) -> None
     interactive = sys.stdin.isatty()
     with warnings_as_lines():
         model = load(checkpoint, device=device, precision=precision)
-        session = model.session(**option_values(params))
+        session = model.session(**sampling_values(params))
         banner = f"textlstm chat with {model.checkpoint}. Type a line to talk, /help for commands, Ctrl-D to leave."
         ChatRepl(session, interactive=interactive).run(banner)
