@@ -14,6 +14,7 @@ from pathlib import Path
 
 from textlstm import __version__
 from textlstm.errors import TextlstmError
+from textlstm.turns import TurnFormat, turn_format
 
 # Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
 CHECKPOINT_FORMAT = 1
@@ -71,8 +72,11 @@ class DataConfig:
     tokenizer: str = "char"
     vocab_size: int | None = None  # word and bpe only
     batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
+    turns: TurnFormat | None = None  # how the corpus writes a conversation: its card's [chat] table
 
     def __post_init__(self):
+        if isinstance(self.turns, dict):  # as read back from config.json
+            self.turns = turn_format(self.turns, "the data.turns of config.json")
         _check(self.tokenizer in ("char", "word", "bpe"), f"tokenizer must be char, word or bpe, got {self.tokenizer!r}")
         _check(self.batching in ("stream", "documents"), f"batching must be stream or documents, got {self.batching!r}")
         _check(self.vocab_size is None or self.vocab_size >= 8, f"vocab-size must be at least 8, got {self.vocab_size}")

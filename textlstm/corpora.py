@@ -39,6 +39,7 @@ from pandas.errors import EmptyDataError
 
 from textlstm.errors import TextlstmError
 from textlstm.pageout import page_out_array
+from textlstm.turns import TurnFormat, turn_format
 
 DEFAULT_CARD = "pydoc"
 DEFAULT_SPLIT = "train"
@@ -58,6 +59,7 @@ CARD_SETTINGS = {
     "text_column": str,
     "valid_fraction": float,
     "documents": bool,
+    "chat": dict,  # user_prefix / bot_prefix: how the corpus writes a conversation (turns.py)
 }
 
 
@@ -69,6 +71,7 @@ class Corpus:
     documents: bool  # True: rows are separate documents; False: rows are pieces of one running text
     fingerprint: str  # same text and options -> same string; a cache key for tokenized ids
     source: str  # human-readable description of where the text came from
+    turns: TurnFormat | None = None  # the card's [chat] table, if it has one
 
 
 @dataclass
@@ -88,6 +91,7 @@ class _Loaded:
     splits: dict[str, datasets.Dataset]
     documents: bool
     source: str
+    turns: TurnFormat | None = None
 
 
 def load_corpus(
@@ -212,6 +216,8 @@ def _load_card(card: Path, options: _Options) -> _Loaded:
         loaded = _load_path(path)
     loaded.name = _safe_name(card.stem)
     loaded.documents = settings.get("documents", loaded.documents)
+    if "chat" in settings:
+        loaded.turns = turn_format(settings["chat"], f"the [chat] table of corpus card {card}")
     return loaded
 
 
@@ -478,6 +484,7 @@ def _make_corpus(loaded: _Loaded, options: _Options) -> Corpus:
         documents=loaded.documents,
         fingerprint=_fingerprint(train, valid, loaded.documents),
         source=loaded.source,
+        turns=loaded.turns,
     )
 
 
