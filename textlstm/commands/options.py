@@ -36,7 +36,7 @@ def flag(name: str) -> str:
 
 
 def _option(field: dataclasses.Field, hint, show_defaults: bool):
-    kind, repeatable = _base_type(hint)
+    kind, repeatable = base_type(hint)
     extra = {"multiple": True, "metavar": "TEXT"} if repeatable else {}
     return click.option(
         flag(field.name),
@@ -49,7 +49,7 @@ def _option(field: dataclasses.Field, hint, show_defaults: bool):
     )
 
 
-def _base_type(hint) -> tuple[type, bool]:
+def base_type(hint) -> tuple[type, bool]:
     """(the scalar type, whether the field holds a tuple of them) of `int | None`, `tuple[str, ...]`..."""
     if typing.get_origin(hint) is tuple:
         return typing.get_args(hint)[0], True
