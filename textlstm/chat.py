@@ -43,7 +43,7 @@ SETTINGS = _setting_commands()
 
 
 def _help() -> str:
-    rows = [(f"{name} {'N' if kind is int else 'X'}", option.metadata["help"]) for name, (option, kind) in SETTINGS.items()]
+    rows = [(f"{name} {option.metadata['metavar']}", option.metadata["help"]) for name, (option, _) in SETTINGS.items()]
     rows += [
         ("/show", "the current settings"),
         ("/load FILE", "send the text of FILE as one turn"),

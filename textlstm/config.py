@@ -190,9 +190,9 @@ def _number(value: float | None) -> str:
     return f"{value:g}" if value is not None else ""
 
 
-def setting(default, help: str, range: Range | None = None):
-    """A dataclass field with the help text and range that its command-line option shows."""
-    return field(default=default, metadata={"help": help, "range": range})
+def setting(default, metavar: str, help: str, range: Range | None = None):
+    """A dataclass field with the name of its value, help text and range that its option shows."""
+    return field(default=default, metadata={"metavar": metavar, "help": help, "range": range})
 
 
 @dataclass(frozen=True)
@@ -201,25 +201,28 @@ class SamplingOptions:
 
     temperature: float = setting(
         0.8,
+        "T",
         "Randomness: below 1 sharpens the distribution, above 1 flattens it, 0 always takes the most likely token.",
         Range(0),
     )
-    top_k: int = setting(0, "Sample only among the K most likely tokens; 0 turns this off.", Range(0))
+    top_k: int = setting(0, "K", "Sample only among the K most likely tokens; 0 turns this off.", Range(0))
     top_p: float = setting(
         1.0,
+        "P",
         "Nucleus sampling: sample only among the fewest most likely tokens whose probabilities add up to P; 1 turns this off.",
         Range(0, 1, min_open=True),
     )
     repetition_penalty: float = setting(
         1.0,
+        "X",
         "Above 1 makes tokens already in the prompt or the output less likely (CTRL-style); 1 turns this off.",
         Range(0, min_open=True),
     )
-    max_tokens: int = setting(500, "Stop after this many new tokens.", Range(1))
+    max_tokens: int = setting(500, "N", "Stop after this many new tokens.", Range(1))
     stop: tuple[str, ...] = setting(
-        (), "End the output just before this text appears (repeatable). In bash, $'\\n\\n' is a blank line."
+        (), "TEXT", "End the output just before this text appears (repeatable). In bash, $'\\n\\n' is a blank line."
     )
-    seed: int | None = setting(None, "Random seed: the same seed gives the same text. Default: random.")
+    seed: int | None = setting(None, "N", "Random seed: the same seed gives the same text. Default: random.")
 
     def __post_init__(self):
         object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))

@@ -37,7 +37,6 @@ def flag(name: str) -> str:
 
 def _option(field: dataclasses.Field, hint, show_defaults: bool):
     kind, repeatable = base_type(hint)
-    extra = {"multiple": True, "metavar": "TEXT"} if repeatable else {}
     return click.option(
         flag(field.name),
         field.name,
@@ -45,7 +44,8 @@ def _option(field: dataclasses.Field, hint, show_defaults: bool):
         default=field.default,
         show_default=show_defaults and field.default not in (None, (), ""),
         help=field.metadata.get("help"),
-        **extra,
+        metavar=field.metadata.get("metavar"),
+        multiple=repeatable,
     )
 
 
