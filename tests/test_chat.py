@@ -13,8 +13,10 @@ import torch
 
 from textlstm.api import Session, TextGenerator
 from textlstm.chat import ChatRepl
+from textlstm.tokenizer import EOT_ID
+from textlstm.turns import TurnFormat
 
-from conftest import tiny_char_model, write_tiny_checkpoint
+from conftest import TINY_CORPUS, TINY_MODEL, tiny_char_model, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,35 +33,88 @@ def chat(*args: str, input: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture
+def chat_here(run_cli, monkeypatch):
+    """`textlstm chat ARGS` with `input` piped to it, run in this process (no start-up time)."""
+
+    def run(*args: str, input: str):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(input))
+        return run_cli("chat", *args)
+
+    return run
+
+
 # --- the session (Python API) ---------------------------------------------------------------------
 
 
+def assert_same_state(stepper, text: str, lm: TextGenerator) -> None:
+    """The stepper's state and next-token logits are those of reading `text` in one go."""
+    one_go = lm.new_stepper(lm.tokenizer.encode(text))
+    torch.testing.assert_close(stepper.logits, one_go.logits, atol=1e-4, rtol=1e-4)
+    for carried, fresh in zip(stepper.state, one_go.state):
+        torch.testing.assert_close(carried, fresh, atol=1e-5, rtol=1e-4)
+
+
 def test_session_carries_the_conversation_in_its_state():
-    """Turn 2 from the carried state equals a fresh read of the whole conversation so far."""
+    """Each turn continues from the carried state, which equals a fresh read of the transcript."""
     model, tokenizer, _ = tiny_char_model()
     lm = TextGenerator(model, tokenizer)
     session = lm.session(temperature=1.0, max_tokens=25, seed=3)
     first = "".join(session.send("the fox"))
-    rng_state = session.rng.get_state()
     second = "".join(session.send("the dog"))
     assert len(first) == 25 and len(second) == 25
-
-    def reply_after(text: str) -> str:
-        ids = lm.tokenizer.encode(text)
-        rng = torch.Generator()
-        rng.set_state(rng_state)  # the same random draws as the session's second turn
-        return "".join(lm.reply(lm.new_stepper(ids), ids, session.options, rng))
-
-    assert second == reply_after(f"the fox\n{first}the dog\n")
-    with_history = lm.new_stepper(lm.tokenizer.encode(f"the fox\n{first}the dog\n")).logits
-    without = lm.new_stepper(lm.tokenizer.encode("the dog\n")).logits
-    assert not torch.allclose(with_history, without, atol=1e-4)  # the first turn mattered
+    assert session.text() == f"the fox\n{first}\nthe dog\n{second}\n"  # each answer ends its line
+    session.send("the end")  # the user's turn is read now, the answer when the iterator is consumed
+    assert_same_state(session._stepper, f"the fox\n{first}\nthe dog\n{second}\nthe end\n", lm)
+    with_history = session._stepper.logits
+    assert not torch.allclose(with_history, lm.new_stepper(lm.tokenizer.encode("the end\n")).logits, atol=1e-4)
 
     session = lm.session(temperature=0, max_tokens=25)
     greedy = "".join(session.send("the fox"))
     "".join(session.send("the dog"))
     session.reset()
     assert "".join(session.send("the fox")) == greedy
+
+
+class ScriptedSampler:
+    """Picks the tokens of a given text, one per call, whatever the logits say."""
+
+    def __init__(self, ids):
+        self.ids = iter(ids)
+
+    def mark_seen(self, ids):
+        pass
+
+    def __call__(self, logits):
+        return next(self.ids)
+
+
+def test_after_an_answer_stops_the_state_has_read_the_answer_and_not_what_stopped_it(monkeypatch):
+    """The sampler reads past the end of an answer (the stop string, end of text); the state the
+    next turn continues from must still be that of the transcript read in one go."""
+    import textlstm.api
+
+    model, tokenizer, _ = tiny_char_model(allow_newline=True)
+    lm = TextGenerator(model, tokenizer)
+    scripts = iter([
+        tokenizer.encode("the lazy dog\nfox! jumps over"),  # stops where the model starts the next user turn
+        tokenizer.encode("quick\n\nbrown"),  # stops at a blank line
+        [*tokenizer.encode("over"), EOT_ID, *tokenizer.encode("the")],  # stops at end of text
+        tokenizer.encode("brown fox! THE"),  # stops at a --stop string
+    ])
+    monkeypatch.setattr(textlstm.api, "TokenSampler", lambda *args, **kwargs: ScriptedSampler(next(scripts)))
+    session = lm.session(turns=TurnFormat("fox! ", "dog. "), max_tokens=50, stop=("THE",))
+
+    assert [("".join(session.send(line))) for line in ("hello", "the fox", "jumps", "lazy")] == [
+        "the lazy dog", "quick", "over", "brown fox! "
+    ]
+    session.send("over")  # reads the next user turn, up to where its answer starts
+    read_so_far = (
+        "fox! hello\ndog. the lazy dog\nfox! the fox\ndog. quick\nfox! jumps\ndog. over\n"
+        "fox! lazy\ndog. brown fox! \nfox! over\ndog. "
+    )
+    assert session.text() == read_so_far + "\n"  # the (so far empty) answer ends its line
+    assert_same_state(session._stepper, read_so_far, lm)
 
 
 def test_answers_end_at_a_blank_line_or_end_of_text():
@@ -133,9 +188,12 @@ def test_piped_chat_answers_each_line_and_obeys_slash_commands(checkpoint, tmp_p
                      "cannot save"):
         assert any(expected in line for line in messages), (expected, messages)
 
-    transcript = (tmp_path / "talk.txt").read_text()
-    assert transcript.count("> the quick fox\n") == 5
-    assert f"> the quick fox\n{a1}\n\n" in transcript and f"> the end\n{end}\n" in transcript
+    # The transcript is the text the model read: the conversations /reset separates, with a blank
+    # line between them.
+    assert (tmp_path / "talk.txt").read_text() == (
+        f"the quick fox\n{a1}\n\nthe quick fox\n{a2}\nthe quick fox\n{a3}\n\nthe quick fox\n{g1}\n\n"
+        f"the quick fox\n{g2}\nthe end\n{end}\n"
+    )
 
 
 def test_piped_chat_ends_at_end_of_input_without_banners(checkpoint):
@@ -151,14 +209,79 @@ def test_chat_without_a_checkpoint_is_one_line(tmp_path):
     assert result.stderr.startswith("error: no checkpoint found") and result.stderr.count("\n") == 1
 
 
+def test_prefixes_frame_each_turn_and_the_saved_transcript(chat_here, checkpoint, tmp_path):
+    script = f"the quick fox\nthe lazy dog\n/show\n/save {tmp_path / 'talk.txt'}\n"
+    result = chat_here("--user-prefix", "fox! ", "--bot-prefix", "dog. ", "--max-tokens", "12", "--seed", "1", input=script)
+    assert result.code == 0, result.err
+    first, second = result.out.splitlines()  # piped: the answers alone, without the prefix
+    assert (tmp_path / "talk.txt").read_text() == f"fox! the quick fox\ndog. {first}\nfox! the lazy dog\ndog. {second}\n"
+    shown = settings_shown(result.err)
+    assert shown["user-prefix"] == "'fox! '" and shown["bot-prefix"] == "'dog. '"
+    assert shown["temperature"] == "0.8" and shown["max-tokens"] == "12" and shown["seed"] == "1" and shown["stop"] == "(none)"
+
+
+def settings_shown(messages: str) -> dict[str, str]:
+    """The `name = value` lines of /show."""
+    pairs = (line.split(" = ", 1) for line in messages.splitlines() if " = " in line)
+    return {name.strip(): value for name, value in pairs}
+
+
+def test_a_block_of_lines_is_one_turn(chat_here, checkpoint, tmp_path):
+    script = f'"""\nthe quick fox\n/reset is text here\n\n"""\nthe end\n/save {tmp_path / "talk.txt"}\n'
+    result = chat_here("--max-tokens", "6", "--seed", "1", input=script)
+    assert result.code == 0, result.err
+    block_answer, end_answer = result.out.splitlines()
+    assert (tmp_path / "talk.txt").read_text() == f"the quick fox\n/reset is text here\n\n{block_answer}\nthe end\n{end_answer}\n"
+    unclosed = chat_here("--max-tokens", "6", input='"""\nthe fox\n')  # the end of input closes a block
+    assert unclosed.code == 0 and len(unclosed.out.splitlines()) == 1
+
+
+def test_load_sends_a_file_as_one_turn_and_a_bad_file_is_one_line(chat_here, checkpoint, tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("the quick\nbrown fox\n")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    script = f"/load {prompt}\n/load {tmp_path / 'missing.txt'}\n/load {tmp_path / 'binary.txt'}\n/load\n/save {tmp_path / 'talk.txt'}\n"
+    result = chat_here("--max-tokens", "6", "--seed", "1", input=script)
+    assert result.code == 0, result.err
+    (answer,) = result.out.splitlines()
+    assert (tmp_path / "talk.txt").read_text() == f"the quick\nbrown fox\n{answer}\n"
+    messages = result.err.splitlines()
+    assert "Traceback" not in result.err
+    assert sum("missing.txt" in line for line in messages) == 1
+    assert any("binary.txt" in line and "UTF-8" in line for line in messages)
+    assert "/load needs a file name" in messages
+
+
+def test_chat_finds_the_turn_format_of_the_corpus_card_in_the_checkpoint(chat_here, run_cli, tmp_path):
+    from textlstm.api import load
+    from textlstm.config import RunConfig
+
+    (tmp_path / "corpora").mkdir()
+    (tmp_path / "corpora" / "foxes.txt").write_text(TINY_CORPUS * 40)
+    (tmp_path / "corpora" / "foxes.toml").write_text('path = "foxes.txt"\n\n[chat]\nuser_prefix = "fox! "\nbot_prefix = "dog. "\n')
+    trained = run_cli("train", "--dataset", "foxes", *TINY_MODEL, "--max-steps", "1", "--output", tmp_path / "run")
+    assert trained.code == 0, trained.err
+    assert RunConfig.load(tmp_path / "run" / "config.json").data.turns == TurnFormat("fox! ", "dog. ")
+    assert load(tmp_path / "run").session().turns == TurnFormat("fox! ", "dog. ")
+
+    shown = settings_shown(chat_here("--checkpoint", str(tmp_path / "run"), "--bot-prefix", "cat. ", input="/show\n").err)
+    assert shown["user-prefix"] == "'fox! '" and shown["bot-prefix"] == "'cat. '"  # the command line wins
+
+    (tmp_path / "corpora" / "foxes.toml").write_text('path = "foxes.txt"\n\n[chat]\nuser = "fox! "\n')
+    bad = run_cli("train", "--dataset", "foxes", *TINY_MODEL, "--max-steps", "1", "--output", tmp_path / "run2")
+    assert bad.code != 0 and bad.err.count("\n") == 1 and "[chat]" in bad.err and "user" in bad.err, bad.err
+
+
 class InterruptedSession:
     """Answers 'ab', then the user presses Ctrl-C."""
 
+    turns = TurnFormat()
+
     def __init__(self):
-        self.turns = 0
+        self.sends = 0
 
     def send(self, text):
-        self.turns += 1
+        self.sends += 1
         yield "a"
         yield "b"
         if text == "interrupt me":
@@ -171,8 +294,54 @@ def test_ctrl_c_stops_the_answer_and_the_repl_goes_on(monkeypatch):
     session = InterruptedSession()
     repl = ChatRepl(session, interactive=False, out=out, messages=messages)
     repl.run()
-    assert session.turns == 2
+    assert session.sends == 2
     assert out.getvalue() == "ab [stopped]\nab\n"
+
+
+class TypedLines:
+    """Stands in for input(): returns the given lines, raises the given exceptions, records the prompts."""
+
+    def __init__(self, *events):
+        self.events = list(events)
+        self.prompts = []
+
+    def __call__(self, prompt=""):
+        self.prompts.append(prompt)
+        event = self.events.pop(0) if self.events else EOFError()
+        if isinstance(event, BaseException):
+            raise event
+        return event
+
+
+def test_ctrl_c_on_an_empty_line_says_how_to_leave(monkeypatch, tmp_path):
+    import textlstm.chat
+
+    monkeypatch.setattr(textlstm.chat, "HISTORY_FILE", tmp_path / "history")
+    out = io.StringIO()
+    for typed, hint_expected in (("", True), ("half a line", False)):
+        monkeypatch.setattr(textlstm.chat, "_typed_so_far", lambda: typed)
+        monkeypatch.setattr("builtins.input", TypedLines(KeyboardInterrupt(), "/quit"))
+        out.seek(0), out.truncate()
+        ChatRepl(InterruptedSession(), interactive=True, out=out).run()
+        assert ("to leave, type /quit or press Ctrl-D" in out.getvalue()) == hint_expected
+
+
+def test_color_marks_the_prompt_and_the_answer_prefix(chat_here, monkeypatch, tmp_path, checkpoint):
+    import textlstm.chat
+
+    monkeypatch.setattr(textlstm.chat, "HISTORY_FILE", tmp_path / "history")
+    model, tokenizer, _ = tiny_char_model()
+    session = TextGenerator(model, tokenizer).session(turns=TurnFormat("fox! ", "dog. "), max_tokens=5)
+    for color in (True, False):
+        typed = TypedLines("the quick fox")
+        monkeypatch.setattr("builtins.input", typed)
+        out = io.StringIO()
+        ChatRepl(session, interactive=True, out=out, color=color).run()
+        assert ("\x1b[" in typed.prompts[0]) == color and "fox! " in typed.prompts[0]
+        assert ("\x1b[1;35mdog. \x1b[0m" in out.getvalue()) == color and "dog. " in out.getvalue()
+
+    piped = chat_here("--color", "--max-tokens", "5", input="the fox\n/help\n")  # not a terminal: no colour
+    assert piped.code == 0 and "\x1b" not in piped.out + piped.err
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs a Linux pseudo-terminal")
@@ -204,6 +373,8 @@ def test_terminal_session_prompts_and_ctrl_c_stops_a_long_answer(checkpoint, tmp
         assert read_until(b"> ").rstrip().endswith(b"[stopped]\r\n>")
         os.write(terminal, b"/max-tokens 3\r")
         assert b"max-tokens = 3" in read_until(b"> ")
+        os.write(terminal, b"\x03")  # Ctrl-C on an empty line
+        assert b"to leave, type /quit or press Ctrl-D" in read_until(b"> ")
         os.write(terminal, b"\x04")  # Ctrl-D leaves
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0

@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+from ast import literal_eval
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,117 @@ def test_missing_folder_and_bad_value_in_a_real_process(tmp_path):
         result = run_textlstm("generate", "--prompt", "a", *args)
         assert result.returncode != 0 and result.stdout == ""
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize("command_name", ["generate", "chat"])
+def test_every_sampling_setting_is_an_option_with_the_dataclass_default(command_name):
+    import dataclasses
+
+    from textlstm.cli import cli
+    from textlstm.config import SamplingOptions
+
+    command = cli.commands[command_name]
+    options = {param.name: param for param in command.params}
+    for field in dataclasses.fields(SamplingOptions):
+        option = options[field.name]
+        assert option.opts == ["--" + field.name.replace("_", "-")]
+        assert option.default == field.default, field.name
+        assert option.help == field.metadata["help"]
+
+
+# --- --prompt-file --------------------------------------------------------------------------------
+
+
+def test_prompt_file_is_the_prompt(run_cli, checkpoint, tmp_path):
+    prompt = "the lazy dog\njumps over the quick brown fox. " * 20
+    (tmp_path / "prompt.txt").write_text(prompt, encoding="utf-8")
+    args = ("generate", "--max-tokens", "20", "--seed", "4")
+    from_file = run_cli(*args, "--prompt-file", tmp_path / "prompt.txt")
+    assert from_file.code == 0, from_file.err
+    assert from_file.out == run_cli(*args, "--prompt", prompt).out
+    assert from_file.out.startswith(prompt) and len(from_file.out) == len(prompt) + 20 + 1
+
+
+@pytest.mark.parametrize(
+    "make, args, expected",
+    [
+        (None, ["--prompt-file", "missing.txt"], "missing.txt"),
+        (lambda d: (d / "binary.txt").write_bytes(b"the \xff\xfe"), ["--prompt-file", "binary.txt"], "not UTF-8"),
+        (lambda d: (d / "folder").mkdir(), ["--prompt-file", "folder"], "folder"),
+        (lambda d: (d / "p.txt").write_text("a"), ["--prompt-file", "p.txt", "--prompt", "b"], "not both"),
+    ],
+    ids=["missing", "not utf-8", "a folder", "with --prompt"],
+)
+def test_bad_prompt_file_is_one_line(run_cli, checkpoint, tmp_path, make, args, expected):
+    if make:
+        make(tmp_path)
+    result = run_cli("generate", *args)
+    one_line_error(result)
+    assert expected in result.err
+
+
+# --- --interactive: choosing the next token -------------------------------------------------------
+
+
+def choices_shown(messages: str) -> list[list[tuple[float, str]]]:
+    """Each step's list of (probability in %, token as shown), from the lines `  N   P%  'token'`."""
+    steps = []
+    for line in messages.splitlines():
+        if line.startswith("text: "):
+            steps.append([])
+        elif line[:4].strip().isdigit():
+            number, percent, token = line.split(maxsplit=2)
+            assert int(number) == len(steps[-1]) + 1
+            steps[-1].append((float(percent.rstrip("%")), token))
+    return steps
+
+
+def test_interactive_shows_the_likeliest_tokens_and_takes_a_choice_or_text(run_cli, checkpoint, monkeypatch):
+    from textlstm.api import load
+    from textlstm.config import SamplingOptions
+    from textlstm.sampling import process_logits
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2\n\nfox\n\\7\n"))
+    result = run_cli("generate", "--interactive", "--prompt", "the ", "--choices", "5", "--temperature", "0.7")
+    assert result.code == 0, result.err
+    steps = choices_shown(result.err)
+    assert len(steps) == 5 and all(len(step) == 5 for step in steps)  # one menu per input line, and the last
+
+    lm = load(checkpoint)
+    stepper = lm.new_stepper(lm.tokenizer.encode("the "))
+    probs = torch.softmax(process_logits(stepper.logits, SamplingOptions(temperature=0.7)), dim=-1)
+    top = torch.topk(probs, 5)
+    expected = [(round(100 * p, 1), repr(lm.tokenizer.decode([t]))) for p, t in zip(top.values.tolist(), top.indices.tolist())]
+    assert steps[0] == expected
+
+    second, first_of_next = steps[0][1][1], steps[1][0][1]
+    text = "the " + literal_eval(second) + literal_eval(first_of_next) + "fox" + "7"  # 2, Enter (the likeliest), text, \-escaped text
+    assert result.out == text + "\n"
+    assert [p for p, _ in steps[0]] == sorted((p for p, _ in steps[0]), reverse=True)
+
+
+def test_interactive_bad_choice_is_a_message_and_end_of_text_ends(run_cli, checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("99\n1\n"))
+    result = run_cli("generate", "--interactive", "--prompt", "the ", "--choices", "3", "--seed", "1")
+    assert result.code == 0 and "choose 1 to 3" in result.err
+    assert len(choices_shown(result.err)) == 3 and len(result.out) == len("the ") + 1 + 1
+
+    always_ends = write_tiny_checkpoint(tmp_path / "ends", bias={"<|endoftext|>": 100})
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1\n1\n1\n"))
+    result = run_cli("generate", "--interactive", "--prompt", "the ", "--checkpoint", always_ends)
+    assert result.code == 0 and result.out == "the \n"
+    assert choices_shown(result.err)[0][0] == (100.0, "<end of text>") and len(choices_shown(result.err)) == 1
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--interactive", "--num-samples", "2"], "--num-samples"),
+        (["--interactive", "--prompt", "-"], "--prompt-file"),
+        (["--choices", "3"], "--choices needs --interactive"),
+    ],
+)
+def test_interactive_conflicts_are_one_line(run_cli, checkpoint, args, expected):
+    result = run_cli("generate", *args)
+    one_line_error(result)
+    assert expected in result.err

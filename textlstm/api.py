@@ -38,6 +38,7 @@ from textlstm.sampling import (
     stream_text,
 )
 from textlstm.tokenizer import EOT_ID, TextTokenizer
+from textlstm.turns import TurnFormat
 
 BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")
 DECODE_CONTEXT = 4  # prompt ids handed to the streaming decoder, for decoders that look back
@@ -56,19 +57,22 @@ def load(checkpoint: str | Path | None = None, device: str = "cpu", precision: s
     runs on float32 logits.
     """
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    model, tokenizer, _ = load_checkpoint(folder, device=resolve_device(device))
+    model, tokenizer, config = load_checkpoint(folder, device=resolve_device(device))
     if check_precision(precision) == "bfloat16":
         model = model.to(torch.bfloat16)
-    return TextGenerator(model, tokenizer, checkpoint=folder)
+    return TextGenerator(model, tokenizer, checkpoint=folder, turns=config.data.turns)
 
 
 class TextGenerator:
     """A model and its tokenizer, ready to continue text."""
 
-    def __init__(self, model: LSTMLanguageModel, tokenizer: TextTokenizer, checkpoint: Path | None = None):
+    def __init__(
+        self, model: LSTMLanguageModel, tokenizer: TextTokenizer, checkpoint: Path | None = None, turns: TurnFormat | None = None
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.checkpoint = checkpoint  # the folder it was loaded from, if any
+        self.turns = turns or TurnFormat()  # how its sessions write a conversation
         self.device = model.embedding.weight.device
         self._byte_ids = {i for token, i in tokenizer.hf.get_vocab().items() if BYTE_TOKEN.fullmatch(token)}
 
@@ -83,9 +87,9 @@ class TextGenerator:
         """The continuation of `prompt` (not repeated) as one string."""
         return "".join(self.stream(prompt, **options))
 
-    def session(self, **options) -> Session:
+    def session(self, turns: TurnFormat | None = None, **options) -> Session:
         """A conversation whose LSTM state is kept from one `send` to the next."""
-        return Session(self, **options)
+        return Session(self, turns, **options)
 
     def new_stepper(self, ids: Sequence[int] = ()) -> LSTMStepper:
         """A stepper that has read `ids` as the start of a document (after the end-of-text token)."""
@@ -125,16 +129,19 @@ class TextGenerator:
 
 
 class Session:
-    """A chat: each `send` reads the user's line (plus a newline) and continues from there.
+    """A chat in the turn format of `turns` (default: the generator's, from its checkpoint).
 
-    The LSTM state carries the whole conversation, so no turn re-reads the history. A reply ends at
-    end of text, a blank line, a stop string or max_tokens.
+    Each `send` reads the user's turn and streams the answer, which ends at end of text, a blank
+    line, the model starting the next user turn, a stop string or max_tokens. The LSTM state
+    carries the whole conversation, so no turn re-reads the history: after every turn it has read
+    the conversation's text, `self.text()`, but for the newline that ends the last answer (the
+    next turn reads it). An answer stopped part way (Ctrl-C, or the iterator closed) leaves the
+    state where the sampler stopped.
     """
 
-    TURN_END = "\n\n"
-
-    def __init__(self, generator: TextGenerator, **options):
+    def __init__(self, generator: TextGenerator, turns: TurnFormat | None = None, **options):
         self.generator = generator
+        self.turns = turns if turns is not None else generator.turns
         self.options = SamplingOptions(**options)
         self.rng = make_rng(self.options.seed, generator.device)
         self.reset()
@@ -142,6 +149,7 @@ class Session:
     def reset(self) -> None:
         """Forget the conversation: back to the start of a document."""
         self._stepper = self.generator.new_stepper()
+        self.history: list[tuple[str, str]] = []  # (role, text), role "user" or "assistant"
 
     def configure(self, **changes) -> None:
         """Change sampling options for the next turns; a new seed restarts the random stream."""
@@ -153,8 +161,27 @@ class Session:
             self.rng = make_rng(options.seed, self.generator.device)
         self.options = options
 
+    def text(self) -> str:
+        """The conversation so far in the turn format: what the model has read, each answer ending its line."""
+        return self.turns.conversation(self.history)
+
     def send(self, text: str) -> Iterator[str]:
-        """Read `text` and a newline now; the reply is streamed as the iterator is consumed."""
-        ids = self.generator.encode(text + "\n")
+        """Read the user's turn now; the answer is streamed as the iterator is consumed."""
+        # The state stands at the end of the last answer, whose line ends only now.
+        ids = self.generator.encode(("\n" if self.history else "") + self.turns.user_turn(text))
         self._stepper.read(ids)
-        return self.generator.reply(self._stepper, ids, self.options, self.rng, stops=(self.TURN_END,))
+        self.history += [("user", text), ("assistant", "")]
+        return self._answer(ids)
+
+    def _answer(self, prompt_ids: list[int]) -> Iterator[str]:
+        start = self._stepper.state, self._stepper.logits
+        pieces = []
+        for piece in self.generator.reply(self._stepper, prompt_ids, self.options, self.rng, stops=self.turns.stops()):
+            pieces.append(piece)
+            self.history[-1] = ("assistant", "".join(pieces))
+            yield piece
+        # Ending at a stop string or end of text, the sampler has read past the answer. The next
+        # turn follows the answer itself, so the state reads the answer again from its start (one
+        # forward pass); then the model's context is exactly the transcript, `self.text()`.
+        self._stepper.state, self._stepper.logits = start
+        self._stepper.read(self.generator.encode(self.history[-1][1]))

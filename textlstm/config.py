@@ -1,14 +1,20 @@
-"""Settings of a run as dataclasses, checked on creation and saved as `config.json`."""
+"""Settings as dataclasses, checked on creation: a run's (saved as `config.json`) and sampling's.
+
+The sampling settings carry their help text and allowed range, so the commands that take them
+(generate, chat) derive their options from the dataclass instead of repeating it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from textlstm import __version__
 from textlstm.errors import TextlstmError
+from textlstm.turns import TurnFormat, turn_format
 
 # Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
 CHECKPOINT_FORMAT = 1
@@ -66,8 +72,11 @@ class DataConfig:
     tokenizer: str = "char"
     vocab_size: int | None = None  # word and bpe only
     batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
+    turns: TurnFormat | None = None  # how the corpus writes a conversation: its card's [chat] table
 
     def __post_init__(self):
+        if isinstance(self.turns, dict):  # as read back from config.json
+            self.turns = turn_format(self.turns, "the data.turns of config.json")
         _check(self.tokenizer in ("char", "word", "bpe"), f"tokenizer must be char, word or bpe, got {self.tokenizer!r}")
         _check(self.batching in ("stream", "documents"), f"batching must be stream or documents, got {self.batching!r}")
         _check(self.vocab_size is None or self.vocab_size >= 8, f"vocab-size must be at least 8, got {self.vocab_size}")
@@ -150,3 +159,74 @@ class RunConfig:
         except (OSError, UnicodeDecodeError) as error:
             raise TextlstmError(f"cannot read {path}: {error}") from None
         return cls.from_json(text)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number setting may take; None is no bound on that side."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    min_open: bool = False  # True: the minimum itself is not allowed
+    max_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.minimum is None or (value > self.minimum if self.min_open else value >= self.minimum)
+        below = self.maximum is None or (value < self.maximum if self.max_open else value <= self.maximum)
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = _number(self.minimum), _number(self.maximum)
+        if self.maximum is None:
+            return f"more than {low}" if self.min_open else f"{low} or more"
+        if self.minimum is None:
+            return f"less than {high}" if self.max_open else f"{high} or less"
+        return f"in {'(' if self.min_open else '['}{low}, {high}{')' if self.max_open else ']'}"
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if value is not None else ""
+
+
+def setting(default, metavar: str, help: str, range: Range | None = None):
+    """A dataclass field with the name of its value, help text and range that its option shows."""
+    return field(default=default, metadata={"metavar": metavar, "help": help, "range": range})
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to pick tokens. temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off."""
+
+    temperature: float = setting(
+        0.8,
+        "T",
+        "Randomness: below 1 sharpens the distribution, above 1 flattens it, 0 always takes the most likely token.",
+        Range(0),
+    )
+    top_k: int = setting(0, "K", "Sample only among the K most likely tokens; 0 turns this off.", Range(0))
+    top_p: float = setting(
+        1.0,
+        "P",
+        "Nucleus sampling: sample only among the fewest most likely tokens whose probabilities add up to P; 1 turns this off.",
+        Range(0, 1, min_open=True),
+    )
+    repetition_penalty: float = setting(
+        1.0,
+        "X",
+        "Above 1 makes tokens already in the prompt or the output less likely (CTRL-style); 1 turns this off.",
+        Range(0, min_open=True),
+    )
+    max_tokens: int = setting(500, "N", "Stop after this many new tokens.", Range(1))
+    stop: tuple[str, ...] = setting(
+        (), "TEXT", "End the output just before this text appears (repeatable). In bash, $'\\n\\n' is a blank line."
+    )
+    seed: int | None = setting(None, "N", "Random seed: the same seed gives the same text. Default: random.")
+
+    def __post_init__(self):
+        object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
+        for option in dataclasses.fields(self):
+            allowed, value = option.metadata["range"], getattr(self, option.name)
+            _check(allowed is None or allowed.holds(value), f"{option.name.replace('_', '-')} must be {allowed}, got {value}")
+        _check(all(self.stop), "a stop string must not be empty")

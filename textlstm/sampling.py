@@ -12,44 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 from tokenizers.decoders import DecodeStream
 
-from textlstm.errors import TextlstmError
+from textlstm.config import SamplingOptions
 from textlstm.model import LSTMLanguageModel, State
 from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How to pick tokens. temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off."""
-
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    max_tokens: int = 500
-    stop: tuple[str, ...] = field(default_factory=tuple)
-    seed: int | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "stop", tuple(self.stop) if not isinstance(self.stop, str) else (self.stop,))
-        _check(math.isfinite(self.temperature) and self.temperature >= 0, f"temperature must be 0 or more, got {self.temperature}")
-        _check(self.top_k >= 0, f"top-k must be 0 (off) or more, got {self.top_k}")
-        _check(0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}")
-        _check(
-            math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
-            f"repetition-penalty must be positive, got {self.repetition_penalty}",
-        )
-        _check(self.max_tokens >= 1, f"max-tokens must be at least 1, got {self.max_tokens}")
-        _check(all(self.stop), "a stop string must not be empty")
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise TextlstmError(message)
 
 
 def make_rng(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:

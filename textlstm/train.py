@@ -156,6 +156,8 @@ class Trainer:
             f"({data.tokenizer} tokenizer, {self.tokenizer.vocab_size:,} tokens in the vocabulary)"
         )
         self.corpus = corpus
+        if data.turns is None and corpus.turns is not None:  # recorded in config.json for chat
+            self.config.data = dataclasses.replace(data, turns=corpus.turns)
 
     def _build(self) -> None:
         train_cfg = self.config.train

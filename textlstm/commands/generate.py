@@ -12,58 +12,20 @@ import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
+
+from textlstm.commands.options import dataclass_options, dataclass_values
+from textlstm.config import SamplingOptions
 
 
-def sampling_options(max_tokens: int):
-    """The options shared by generate and chat."""
+def model_options(command):
+    """--checkpoint, --device and --precision: which model to load and how to run it."""
     options = [
         click.option(
             "--checkpoint",
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
             help="Checkpoint folder to sample from. Default: the newest one under ./checkpoints.",
-        ),
-        click.option(
-            "--temperature",
-            type=click.FloatRange(min=0),
-            default=0.8,
-            show_default=True,
-            help="Randomness: below 1 sharpens the distribution, above 1 flattens it, 0 always takes the most likely token.",
-        ),
-        click.option(
-            "--top-k",
-            type=click.IntRange(min=0),
-            default=0,
-            show_default=True,
-            help="Sample only among the K most likely tokens; 0 turns this off.",
-        ),
-        click.option(
-            "--top-p",
-            type=click.FloatRange(min=0, max=1, min_open=True),
-            default=1.0,
-            show_default=True,
-            help="Nucleus sampling: sample only among the fewest most likely tokens whose probabilities add up to P; 1 turns this off.",
-        ),
-        click.option(
-            "--repetition-penalty",
-            type=click.FloatRange(min=0, min_open=True),
-            default=1.0,
-            show_default=True,
-            help="Above 1 makes tokens already in the prompt or the output less likely (CTRL-style); 1 turns this off.",
-        ),
-        click.option(
-            "--max-tokens",
-            type=click.IntRange(min=1),
-            default=max_tokens,
-            show_default=True,
-            help="Stop after this many new tokens.",
-        ),
-        click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text. Default: random."),
-        click.option(
-            "--stop",
-            multiple=True,
-            metavar="TEXT",
-            help="End the output just before this text appears (repeatable). In bash, $'\\n\\n' is a blank line.",
         ),
         click.option("--device", default="cpu", show_default=True, help="torch device to run on: cpu, cuda, cuda:N, mps."),
         click.option(
@@ -75,19 +37,17 @@ def sampling_options(max_tokens: int):
             "(generation reads every weight for each token); the text differs slightly from float32's.",
         ),
     ]
-
-    def decorate(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
-def option_values(params: dict) -> dict:
+sampling_options = dataclass_options(SamplingOptions)
+
+
+def sampling_values(params: dict) -> dict:
     """The SamplingOptions fields among a command's parameters."""
-    names = ("temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "seed", "stop")
-    return {name: params[name] for name in names}
+    return dataclass_values(SamplingOptions, params)
 
 
 @contextlib.contextmanager
@@ -106,21 +66,46 @@ def warnings_as_lines():
     metavar="TEXT",
     help="Text to continue; '-' reads it from stdin. Empty (the default) starts a new document.",
 )
+@click.option(
+    "--prompt-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the prompt from this UTF-8 text file (for long prompts) instead of --prompt.",
+)
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="How many independent samples to write.")
-@sampling_options(max_tokens=500)
-def generate(prompt: str, num_samples: int, checkpoint: Path | None, device: str, precision: str, **params) -> None:
+@click.option(
+    "--interactive",
+    is_flag=True,
+    help="Write the text yourself, one token at a time: each step shows the most likely next tokens with their "
+    "probabilities; type a number to take one, or any other text to add it. Ctrl-D ends and prints the text.",
+)
+@click.option(
+    "--choices", type=click.IntRange(min=1), default=10, show_default=True, help="With --interactive: how many next tokens to show."
+)
+@sampling_options
+@model_options
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool, choices: int,
+             checkpoint: Path | None, device: str, precision: str, **params) -> None:
     """Continue a prompt with text sampled from a trained model.
 
     The prompt is printed first and the new text streams after it as it is produced, so the output
     reads as one continuous text. With --num-samples, samples are separated by a line of dashes.
     """
-    if prompt == "-":
+    _check_combinations(ctx, prompt, prompt_file, num_samples, interactive)
+    if prompt_file is not None:
+        from textlstm.prompt_file import read_prompt_file
+
+        prompt = read_prompt_file(prompt_file)
+    elif prompt == "-":
         prompt = sys.stdin.read()
     from textlstm.api import load
 
     with warnings_as_lines():
         model = load(checkpoint, device=device, precision=precision)
-        options = option_values(params)
+        options = sampling_values(params)
+        if interactive:
+            _choose_tokens(model, prompt, options, choices)
+            return
         for index in range(num_samples):
             if index:
                 _write("---\n")
@@ -134,6 +119,26 @@ def generate(prompt: str, num_samples: int, checkpoint: Path | None, device: str
                 last = piece
             if not last.endswith("\n"):
                 _write("\n")
+
+
+def _check_combinations(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool) -> None:
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    if prompt_file is not None and "prompt" in given:
+        raise click.UsageError("give --prompt or --prompt-file, not both")
+    if interactive and num_samples > 1:
+        raise click.UsageError("--interactive writes one text: leave out --num-samples")
+    if interactive and prompt == "-":
+        raise click.UsageError("--interactive reads your choices from stdin, so --prompt - cannot read the prompt from it: use --prompt-file")
+    if "choices" in given and not interactive:
+        raise click.UsageError("--choices needs --interactive")
+
+
+def _choose_tokens(model, prompt: str, options: dict, choices: int) -> None:
+    from textlstm.config import SamplingOptions
+    from textlstm.next_token import ChooserLoop, NextTokenChooser
+
+    chooser = NextTokenChooser(model, prompt, SamplingOptions(**options))
+    ChooserLoop(chooser, choices, interactive=sys.stdin.isatty()).run()
 
 
 def _write(text: str) -> None:

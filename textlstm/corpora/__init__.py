@@ -29,6 +29,7 @@ from textlstm.corpora.loaded import DEFAULT_SPLIT, DEFAULT_VALID_FRACTION, Loade
 from textlstm.corpora.splits import Corpus, make_corpus
 from textlstm.errors import TextlstmError
 from textlstm.resident_memory import page_out_array
+from textlstm.turns import turn_format
 
 __all__ = ["Corpus", "load_corpus"]
 
@@ -99,6 +100,8 @@ def _load_card(card: Path, options: Options) -> Loaded:
         loaded = load_path(path)
     loaded.name = safe_name(card.stem)
     loaded.documents = settings.get("documents", loaded.documents)
+    if "chat" in settings:
+        loaded.turns = turn_format(settings["chat"], f"the [chat] table of corpus card {card}")
     return loaded
 
 

@@ -21,6 +21,7 @@ CARD_SETTINGS = {
     "text_column": str,
     "valid_fraction": float,
     "documents": bool,
+    "chat": dict,  # user_prefix / bot_prefix: how the corpus writes a conversation (turns.py)
 }
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import datasets
 
+from textlstm.turns import TurnFormat
+
 DEFAULT_SPLIT = "train"
 DEFAULT_VALID_FRACTION = 0.1
 
@@ -30,6 +32,7 @@ class Loaded:
     splits: dict[str, datasets.Dataset]
     documents: bool
     source: str
+    turns: TurnFormat | None = None
 
 
 def safe_name(text: str) -> str:

@@ -14,6 +14,7 @@ from textlstm.corpora.fingerprint import text_fingerprint
 from textlstm.corpora.loaded import Loaded, Options
 from textlstm.errors import TextlstmError
 from textlstm.resident_memory import page_out_array
+from textlstm.turns import TurnFormat
 
 OWN_VALID_SPLITS = ("validation", "valid", "dev")
 
@@ -28,6 +29,7 @@ class Corpus:
     documents: bool  # True: rows are separate documents; False: rows are pieces of one running text
     fingerprint: str  # same text and options -> same string; a cache key for tokenized ids
     source: str  # human-readable description of where the text came from
+    turns: TurnFormat | None = None  # the card's [chat] table, if it has one
 
 
 def make_corpus(loaded: Loaded, options: Options) -> Corpus:
@@ -54,6 +56,7 @@ def make_corpus(loaded: Loaded, options: Options) -> Corpus:
         documents=loaded.documents,
         fingerprint=text_fingerprint(train, valid, loaded.documents),
         source=loaded.source,
+        turns=loaded.turns,
     )
 
 
