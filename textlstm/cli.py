@@ -25,10 +25,11 @@ def _register_commands() -> None:
     from textlstm.commands.eval import eval_command
     from textlstm.commands.generate import generate
     from textlstm.commands.info import info
+    from textlstm.commands.plot import plot
     from textlstm.commands.runs import runs
     from textlstm.commands.train import train
 
-    for command in (train, eval_command, generate, chat, info, runs):
+    for command in (train, eval_command, generate, chat, info, runs, plot):
         cli.add_command(command)
 
 
