@@ -75,6 +75,9 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs.")
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
+@click.option("--init-from", type=click.Path(file_okay=False),
+              help="Fine-tune: start from this checkpoint's weights and tokenizer (its model shape too), "
+              "with a new optimizer, schedule and run folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
@@ -95,13 +98,28 @@ def train(ctx: click.Context, **options) -> None:
             overrides["max_steps"] = None
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
     else:
+        model = _parent_model(options, given) if options["init_from"] else ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"}))
         config = RunConfig(
-            model=ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"})),
+            model=model,
             data=DataConfig(**_pick(options, DataConfig)),
             train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
         )
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
     _report(reporter, result)
+
+
+def _parent_model(options: dict, given: set) -> ModelConfig:
+    """The parent checkpoint's model, with the dropouts given on the command line."""
+    import dataclasses
+
+    from textlstm.finetune import conflicts, load_parent
+
+    parent = load_parent(options["init_from"])
+    refused = conflicts({name: options[name] for name in given}, parent)
+    if refused:
+        raise click.UsageError(f"{'; '.join(refused)}: with --init-from the model's shape and tokenizer come from the parent")
+    changed = {name: options[name] for name in ("dropout", "recurrent_dropout") if name in given}
+    return dataclasses.replace(parent.config.model, **changed)
 
 
 def _int_list(value: str | None) -> list[int] | None:
