@@ -61,7 +61,12 @@ class Run:
     @property
     def modified(self) -> datetime:
         """When the run last wrote a file."""
-        times = [p.stat().st_mtime for p in self.folder.iterdir() if p.is_file()] or [self.folder.stat().st_mtime]
+        times = [self.folder.stat().st_mtime]
+        for path in self.folder.iterdir():
+            try:
+                times.append(path.stat().st_mtime)
+            except FileNotFoundError:  # a temporary file renamed by a run still writing
+                pass
         return datetime.fromtimestamp(max(times))
 
     def layers(self) -> list[LayerRow]:
