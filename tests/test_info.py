@@ -97,7 +97,8 @@ def test_runs_lists_newest_first_and_survives_a_broken_run(run_cli, small_corpus
     for name in ("broken", "older"):
         for path in [root / name, *(root / name).iterdir()]:
             os.utime(path, (past, past))
-    os.utime(root / "broken" / "config.json", (past - 60, past - 60))
+    for path in (root / "broken", root / "broken" / "config.json"):
+        os.utime(path, (past - 60, past - 60))
 
     listed = json.loads(run_cli("runs", "--json").out)
     assert [row["name"] for row in listed] == ["newer", "older", "broken"]
