@@ -41,7 +41,7 @@ def _print(run, details: dict) -> None:
     if details["steps"] is None:
         lines.append("trained: no evaluation recorded yet")
     else:
-        lines.append(f"trained: {details['steps']:,} steps")
+        lines.append(f"trained: {details['steps']:,} step{'' if details['steps'] == 1 else 's'}")
         bpc = details["best_valid_bits_per_char"]
         lines.append(
             f"best validation: loss {details['best_valid_loss']:.4f} nats per token at step {details['best_step']:,}"
