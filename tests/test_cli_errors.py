@@ -45,6 +45,15 @@ CASES = [
     ("eval", ["--checkpoint", "no/such/folder"], "no/such/folder"),
     ("eval", ["--checkpoint", "{run}", "--dataset", "missing.txt"], "no such file or folder"),
     ("eval", ["--checkpoint", "{run}", "--split", "nosuchsplit"], "nosuchsplit"),
+    # info, runs, plot; train --config and --init-from
+    ("info", ["no/such/folder"], "no run no/such/folder"),
+    ("info", [], "no checkpoint found"),
+    ("runs", ["--root", "no/such/folder"], "no run folder no/such/folder"),
+    ("plot", ["no/such/run"], "no run no/such/run"),
+    ("plot", [], "Missing argument"),
+    ("train", ["--config", "missing.toml"], "--config"),
+    ("train", ["--init-from", "no/such/folder"], "no such checkpoint folder"),
+    ("train", ["--init-from", "{run}", "--layers", "5"], "--layers 5 (the parent has 2)"),
     # the group
     ("frobnicate", [], "No such command"),
     ("train", ["--no-such-option"], "No such option"),

@@ -24,9 +24,12 @@ def _register_commands() -> None:
     from textlstm.commands.chat import chat
     from textlstm.commands.eval import eval_command
     from textlstm.commands.generate import generate
+    from textlstm.commands.info import info
+    from textlstm.commands.plot import plot
+    from textlstm.commands.runs import runs
     from textlstm.commands.train import train
 
-    for command in (train, eval_command, generate, chat):
+    for command in (train, eval_command, generate, chat, info, runs, plot):
         cli.add_command(command)
 
 

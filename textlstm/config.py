@@ -103,6 +103,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     precision: str = "float32"  # or "bfloat16": the forward pass under autocast, weights and optimizer in float32
+    init_from: str | None = None  # the checkpoint whose weights and tokenizer this run started from (its parent)
 
     def __post_init__(self):
         for name in ("batch_size", "seq_len", "eval_every", "eval_tokens"):

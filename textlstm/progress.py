@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -18,7 +20,7 @@ class RichReporter(Reporter):
         self.progress = Progress(
             TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
             BarColumn(),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[valid]}  {task.fields[rate]} tok/s"),
+            TextColumn("loss {task.fields[loss]}  val {task.fields[valid]} (best {task.fields[best]})  {task.fields[rate]} tok/s"),
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
@@ -26,21 +28,33 @@ class RichReporter(Reporter):
             transient=True,
         )
         self.task = None
-        self.valid = None
+        self.best_valid = None
 
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
+    def ready(self, model, config, best_valid_loss: float) -> None:
+        from textlstm.summary import layer_rows, summary_table
+
+        if math.isfinite(best_valid_loss):  # a resumed run
+            self.best_valid = best_valid_loss
+        rows = layer_rows(model, masked=config.data.batching == "documents")
+        self.console.print(summary_table(rows, title="model"))
+
     def start(self, total_steps: int, first_step: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task("train", total=total_steps, completed=first_step, loss="-", valid="-", rate="-")
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=first_step, loss="-", valid="-", best="-", rate="-"
+        )
 
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None:
         self.progress.update(self.task, completed=step, loss=f"{loss:.3f}", rate=f"{tokens_per_sec:,.0f}")
 
     def evaluated(self, record: dict) -> None:
+        if self.best_valid is None or record["valid_loss"] < self.best_valid:
+            self.best_valid = record["valid_loss"]
         if self.task is not None:
-            self.progress.update(self.task, valid=f"{record['valid_loss']:.3f}")
+            self.progress.update(self.task, valid=f"{record['valid_loss']:.3f}", best=f"{self.best_valid:.3f}")
         label = "final" if record["final"] else "eval "
         self.console.print(
             f"{label} step {record['step']:>6}  train {_fmt(record['train_loss'], '.4f')}  "

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from textlstm import checkpoint as ckpt
-from textlstm import distributed
+from textlstm import distributed, finetune
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.corpora import load_corpus
 from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokenize_splits
@@ -37,6 +37,7 @@ class Reporter:
     """What the loop tells the outside world; the CLI draws it, the Python API ignores it."""
 
     def message(self, text: str) -> None: ...
+    def ready(self, model: LSTMLanguageModel, config: RunConfig, best_valid_loss: float) -> None: ...
     def start(self, total_steps: int, first_step: int) -> None: ...
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None: ...
     def evaluated(self, record: dict) -> None: ...
@@ -143,6 +144,8 @@ class Trainer:
         self.reporter.message(f"corpus: {corpus.source}")
         if self.resuming:
             self.tokenizer = ckpt.load_tokenizer(self.output)
+        elif self.parent is not None:
+            self.tokenizer = self.parent.tokenizer()
         else:
             self.tokenizer = get_tokenizer(corpus, data.tokenizer, data.vocab_size)
         self.splits = tokenize_splits(corpus, self.tokenizer)
@@ -155,6 +158,8 @@ class Trainer:
             f"tokens: {train.tokens:,} train, {valid.tokens:,} validation "
             f"({data.tokenizer} tokenizer, {self.tokenizer.vocab_size:,} tokens in the vocabulary)"
         )
+        if self.parent is not None and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
+            self.reporter.message(note)
         self.corpus = corpus
         if data.turns is None and corpus.turns is not None:  # recorded in config.json for chat
             self.config.data = dataclasses.replace(data, turns=corpus.turns)
@@ -213,10 +218,16 @@ class Trainer:
     def run(self) -> TrainResult:
         # A resume state that cannot be loaded is reported before any time goes into the data.
         saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
+        init_from = self.config.train.init_from
+        self.parent = finetune.load_parent(init_from) if init_from and not self.resuming else None
         self._load_data()
         self._build()
+        if self.parent is not None:
+            step = self.parent.load_weights(self.model)
+            self.reporter.message(f"fine-tuning {self.parent.folder} (its weights from step {step:,}): new optimizer and schedule")
         if saved_state is not None:
             self._resume(saved_state)
+        self.reporter.ready(self.model, self.config, self.best_valid_loss)
         self._write_run_files()
         result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
         with self.stop:
@@ -423,6 +434,8 @@ def train(
 
     resume: a checkpoint folder to continue. Its own config.json is used, with `train_overrides`
     (TrainConfig fields such as max_steps or epochs) applied on top.
+    config.train.init_from: a checkpoint folder to fine-tune. Its model shape, tokenizer and weights
+    are used; of config.model only dropout and recurrent_dropout apply.
     """
     if resume is not None:
         folder = Path(resume)
@@ -433,6 +446,8 @@ def train(
         check_writable(folder)
         return Trainer(saved, folder, reporter, resume=True).run()
     config = config or RunConfig(model=ModelConfig())
+    if config.train.init_from:
+        config = finetune.inherit(config, finetune.load_parent(config.train.init_from))
     if output is None:
         output = new_run_folder(Path(checkpoints_root), _corpus_label(config), config.data.tokenizer)
     output = Path(output)

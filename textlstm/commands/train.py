@@ -15,7 +15,25 @@ POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 
 
+def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Options from a TOML file become the defaults of this command, so the command line overrides them."""
+    if value is None:
+        return
+    from textlstm.errors import TextlstmError
+    from textlstm.options_file import read_options
+
+    known = {p.name for p in ctx.command.params if p.name not in ("config", "help")}
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **read_options(value, known)}
+    except TextlstmError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 @click.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), is_eager=True, expose_value=False,
+              callback=_read_config_file,
+              help="Read options from this TOML file (keys are option names: hidden-size = 512); "
+              "options on the command line override it. Recipes are in recipes/.")
 @click.option("--dataset", help="Hugging Face hub id, a local file/folder/glob (txt, json, jsonl, csv, parquet), "
               "or a corpus card name from corpora/. Default: the built-in corpus (Python's own documentation).")
 @click.option("--dataset-config", help="Configuration name of a hub dataset.")
@@ -75,15 +93,17 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs.")
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
+@click.option("--init-from", type=click.Path(file_okay=False),
+              help="Fine-tune: start from this checkpoint's weights and tokenizer (its model shape too), "
+              "with a new optimizer, schedule and run folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
     """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
-    from textlstm.config import RunConfig
     from textlstm.progress import RichReporter
     from textlstm.train import train as run_training
 
-    given = {name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    given = given_options(ctx)
     reporter = RichReporter()
     if options["resume"]:
         fixed = sorted(given - set(RESUMABLE) - {"resume"})
@@ -95,13 +115,41 @@ def train(ctx: click.Context, **options) -> None:
             overrides["max_steps"] = None
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
     else:
-        config = RunConfig(
-            model=ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"})),
-            data=DataConfig(**_pick(options, DataConfig)),
-            train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
-        )
+        config = run_config(options, given)
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
     _report(reporter, result)
+
+
+def given_options(ctx: click.Context) -> set[str]:
+    """Options set on the command line or in the --config file (not left at their defaults)."""
+    sources = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)
+    return {name for name in ctx.params if ctx.get_parameter_source(name) in sources}
+
+
+def run_config(options: dict, given: set[str]):
+    """The settings of a new run from the command's options."""
+    from textlstm.config import RunConfig
+
+    model = _parent_model(options, given) if options["init_from"] else ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"}))
+    return RunConfig(
+        model=model,
+        data=DataConfig(**_pick(options, DataConfig)),
+        train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
+    )
+
+
+def _parent_model(options: dict, given: set) -> ModelConfig:
+    """The parent checkpoint's model, with the dropouts given on the command line."""
+    import dataclasses
+
+    from textlstm.finetune import conflicts, load_parent
+
+    parent = load_parent(options["init_from"])
+    refused = conflicts({name: options[name] for name in given}, parent)
+    if refused:
+        raise click.UsageError(f"{'; '.join(refused)}: with --init-from the model's shape and tokenizer come from the parent")
+    changed = {name: options[name] for name in ("dropout", "recurrent_dropout") if name in given}
+    return dataclasses.replace(parent.config.model, **changed)
 
 
 def _int_list(value: str | None) -> list[int] | None:

@@ -1,0 +1,80 @@
+"""`textlstm train --config FILE.toml` and the recipes in recipes/."""
+
+import json
+
+import pytest
+
+from conftest import REPO
+from textlstm.commands.train import given_options, run_config, train
+
+RECIPES = REPO / "recipes"
+
+
+def config_of(*args):
+    """The RunConfig `textlstm train ARGS` would train, without training."""
+    ctx = train.make_context("train", [str(a) for a in args])
+    return run_config(ctx.params, given_options(ctx))
+
+
+def test_the_default_recipe_is_the_defaults_written_out():
+    assert config_of("--config", RECIPES / "default.toml") == config_of()
+
+
+def test_the_ten_minute_recipe_has_the_settings_of_the_recorded_benchmark():
+    recorded = json.loads((REPO / "benchmarks" / "results" / "quality_tinyshakespeare.json").read_text())["settings"]
+    config = config_of("--config", RECIPES / "tinyshakespeare-10min.toml")
+    for section in (config.model, config.train):
+        for name, value in vars(section).items():
+            if name in recorded:
+                assert value == recorded[name], name
+    assert config.train.max_minutes == recorded["minutes"]
+    assert config.train.patience == 0 and config.train.max_steps > 10**6  # the clock ends the run
+    assert config.data.dataset == "tinyshakespeare" and config.data.tokenizer == "char"
+
+
+def test_file_options_in_tables_or_not_dashes_or_underscores_and_the_command_line_wins(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'tokenizer = "word"\nhidden_size = 48\n'
+        "[model]\nembedding-size = 24\nlayers = 1\noutput-layer = \"adaptive\"\nadaptive-cutoffs = [100, 500]\n"
+        "[train]\nlr = 0.01\nmax-steps = 7\n"
+    )
+    config = config_of("--config", path, "--layers", "3", "--lr", "0.02")
+    assert (config.model.hidden_size, config.model.embedding_size, config.model.layers) == (48, 24, 3)
+    assert config.model.adaptive_cutoffs == [100, 500] and config.data.tokenizer == "word"
+    assert config.train.lr == 0.02 and config.train.max_steps == 7
+    assert config_of("--lr", "0.02", "--config", path).train.lr == 0.02  # wherever --config stands
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("hiden-size = 3\n", "unknown option 'hiden-size'"),
+        ("[optimizer]\nlr = 0.1\n", "unknown table [optimizer]"),
+        ("hidden-size = \n", "is not a valid TOML file"),
+        ('hidden-size = "big"\n', "--hidden-size"),
+        ("layers = 0\n", "--layers"),
+        ("lr = 0.1\n[train]\nlr = 0.2\n", "option 'lr' is given twice"),
+    ],
+)
+def test_a_bad_file_is_one_error_line_naming_the_problem(run_cli, tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = run_cli("train", "--config", path)
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and result.err.startswith("error: ") and expected in result.err, result.err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_training_from_a_config_file(run_cli, small_corpus, tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        f'dataset = "{small_corpus}"\n'
+        "[model]\nembedding-size = 16\nhidden-size = 24\nlayers = 1\n"
+        "[train]\nbatch-size = 4\nseq-len = 16\nmax-steps = 3\neval-every = 3\n"
+    )
+    result = run_cli("train", "--config", path, "--output", tmp_path / "run")
+    assert result.code == 0, result.err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["hidden_size"] == 24 and saved["train"]["max_steps"] == 3
+    assert saved["data"]["dataset"] == str(small_corpus)
