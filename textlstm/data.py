@@ -19,8 +19,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from textlstm.checkpoint import atomic_write
 from textlstm.errors import TextlstmError
+from textlstm.fileio import atomic_write
 from textlstm.pageout import page_out_array
 from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, build_tokenizer
 
