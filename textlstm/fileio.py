@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -14,9 +14,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     A crash at any moment leaves either the old file or the new one under the real name.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temporary_file(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -26,6 +24,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _new_temporary_file(path: Path) -> Path:
+    """An empty new file beside `path`, created with mode 0666 less the umask like any other file
+    (tempfile.mkstemp's 0600 would survive the rename: checkpoints only their owner could read)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
 
 
 def write_text(path: Path, text: str) -> None:
