@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from textlstm.data import documents_as_pieces
+from textlstm.pieces import documents_as_pieces
 from textlstm.pageout import page_out_array
 from textlstm.tokenizer import _characters_in, build_tokenizer
 

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from textlstm import checkpoint as ckpt
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.corpora import load_corpus
-from textlstm.data import SplitInfo, get_tokenizer
+from textlstm.data import SplitInfo
 from textlstm.evaluate import evaluate_split
 from textlstm.evaluation_run import evaluate_checkpoint
 from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import EOT_ID
+from textlstm.tokenizer import EOT_ID, tokenizer_for_corpus
 
 TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
 VALID_TEXT = (
@@ -45,7 +45,7 @@ def make_checkpoint(folder: Path, dataset: Path, kind: str = "char", vocab_size:
     of a few hundred tokens cannot warm up); a larger output layer makes predictions peaky.
     """
     corpus = load_corpus(str(dataset))
-    tokenizer = get_tokenizer(corpus, kind, vocab_size)
+    tokenizer = tokenizer_for_corpus(corpus, kind, vocab_size)
     config = RunConfig(
         model=ModelConfig(
             vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.0, recurrent_dropout=0.0

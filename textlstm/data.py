@@ -8,10 +8,8 @@ larger than memory trains in bounded memory.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -19,95 +17,18 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from textlstm.cache import cache_key, cache_root
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write
-from textlstm.pageout import page_out_array
-from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, build_tokenizer
+from textlstm.pieces import dataset_rows, documents_as_pieces
+from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer
 
-CACHE_ENV = "TEXTLSTM_CACHE"
-CHUNK_CHARS = 1 << 16  # texts are encoded in pieces of about this size, cut after a line break
 # Pieces per encode call (parallel inside tokenizers). Each piece's Encoding takes ~100 bytes per
 # token until it is converted, so 64 pieces peaked at +560 MB; 16 keep 2 cores busy for ~100 MB.
 ENCODE_BATCH = 16
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "textlstm")
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
-
-
-# ----------------------------------------------------------------------------- text pieces
-
-
-def split_long_text(text: str, limit: int = CHUNK_CHARS) -> Iterator[str]:
-    """Cut `text` into pieces of about `limit` characters, each ending after a line break when possible."""
-    start = 0
-    while len(text) - start > limit:
-        cut = text.rfind("\n", start + limit // 2, start + limit)
-        cut = start + limit if cut < 0 else cut + 1
-        while cut < len(text) and text[cut].isspace() and cut - start < 2 * limit:
-            cut += 1  # keep whitespace runs whole: word and BPE tokenizers treat them as one piece
-        yield text[start:cut]
-        start = cut
-    if start < len(text):
-        yield text[start:]
-
-
-def documents_as_pieces(rows: Iterable[str], documents: bool) -> Iterator[Iterator[str]]:
-    """Group rows into documents, each an iterator of pieces to encode.
-
-    documents=True: each row is one document. documents=False: the rows are consecutive parts of one
-    running text (the lines of a .txt file), so they all form a single document. Pieces come lazily
-    (read each document's pieces before the next document): a running text of many GB is never
-    held in memory whole.
-    """
-    if documents:
-        for row in rows:
-            if row:
-                yield split_long_text(row)
-        return
-    pieces = _running_text_pieces(rows)
-    first = next(pieces, None)
-    if first is not None:
-        yield itertools.chain([first], pieces)
-
-
-def _running_text_pieces(rows: Iterable[str]) -> Iterator[str]:
-    buffer, size = [], 0
-    for row in rows:
-        if size >= CHUNK_CHARS and row[:1] and not row[:1].isspace():
-            yield "".join(buffer)
-            buffer, size = [], 0
-        buffer.append(row)
-        size += len(row)
-        if size >= 4 * CHUNK_CHARS:  # one very long line
-            yield from split_long_text("".join(buffer))
-            buffer, size = [], 0
-    if buffer and (last := "".join(buffer)):
-        yield last
-
-
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    items = iter(items)
-    while batch := list(itertools.islice(items, size)):
-        yield batch
-
-
-def _rows(dataset, batch_rows: int = 1024) -> Iterator[str]:
-    if dataset._indices is not None:  # a selection: let datasets resolve it
-        for batch in dataset.iter(batch_size=batch_rows):
-            yield from batch["text"]
-        return
-    for chunk in dataset.data.column("text").chunks:
-        for start in range(0, len(chunk), batch_rows):
-            yield from chunk.slice(start, batch_rows).to_pylist()
-        page_out_array(chunk)  # read once: keep the memory-mapped text from piling up in RSS
-
-
-# ----------------------------------------------------------------------------- the cache
+# ----------------------------------------------------------------------------- ids on disk, cached
 
 
 @dataclass
@@ -129,21 +50,9 @@ class TokenizedSplit:
     info: SplitInfo
 
 
-def get_tokenizer(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
-    """The tokenizer trained on the corpus's train split, built once and cached."""
-    path = cache_root() / "tokenizers" / f"{_digest(corpus.fingerprint, kind, str(vocab_size))}.json"
-    if path.is_file():
-        return TextTokenizer.load(path)
-    texts = (piece for doc in documents_as_pieces(_rows(corpus.train), corpus.documents) for piece in doc)
-    tokenizer = build_tokenizer(kind, texts, vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, tokenizer.save)
-    return tokenizer
-
-
 def tokenize_splits(corpus, tokenizer: TextTokenizer, progress=None) -> dict[str, TokenizedSplit]:
     """Ids of the corpus's train and valid splits, from the cache or encoded now and cached."""
-    folder = cache_root() / "ids" / _digest(corpus.fingerprint, tokenizer.to_str())
+    folder = cache_root() / "ids" / cache_key(corpus.fingerprint, tokenizer.to_str())
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
     for name, dataset in (("train", corpus.train), ("valid", corpus.valid)):
@@ -168,7 +77,7 @@ def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Pa
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
             out.write(eot.tobytes())
-            for doc in documents_as_pieces(_rows(dataset), documents):
+            for doc in documents_as_pieces(dataset_rows(dataset), documents):
                 for batch in _batches(doc, ENCODE_BATCH):
                     for ids in tokenizer.encode_arrays(batch):
                         out.write(ids.astype(dtype).tobytes())
@@ -185,6 +94,12 @@ def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Pa
 
     atomic_write(path, write)
     return SplitInfo(dtype=np.dtype(dtype).name, **counts)
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 # ----------------------------------------------------------------------------- batchers

@@ -23,12 +23,13 @@ from textlstm import checkpoint as ckpt
 from textlstm import distributed
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.corpora import load_corpus
-from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokenize_splits
+from textlstm.data import DocumentBatcher, StreamBatcher, tokenize_splits
 from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
 from textlstm.precision import autocast
+from textlstm.tokenizer import tokenizer_for_corpus
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 
@@ -144,7 +145,7 @@ class Trainer:
         if self.resuming:
             self.tokenizer = ckpt.load_tokenizer(self.output)
         else:
-            self.tokenizer = get_tokenizer(corpus, data.tokenizer, data.vocab_size)
+            self.tokenizer = tokenizer_for_corpus(corpus, data.tokenizer, data.vocab_size)
         self.splits = tokenize_splits(corpus, self.tokenizer)
         train, valid = self.splits["train"].info, self.splits["valid"].info
         if train.scored_tokens < 2:
