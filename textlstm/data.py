@@ -4,6 +4,8 @@ A split is stored as one flat array of ids: every document starts with the end-o
 the split ends with one, `EOT doc1 EOT doc2 ... EOT`. So every token of the text (and each
 document's end) has something before it to be predicted from. The files are memory-mapped: a corpus
 larger than memory trains in bounded memory.
+
+`prepare` is the one way from a DataConfig to ids: training, resuming and evaluation all go through it.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from textlstm.cache import cache_key, cache_root
+from textlstm.config import DataConfig
+from textlstm.corpora import Corpus, load_corpus
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write
 from textlstm.pieces import dataset_rows, documents_as_pieces
-from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer
+from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, tokenizer_for_corpus
 
 # Pieces per encode call (parallel inside tokenizers). Each piece's Encoding takes ~100 bytes per
 # token until it is converted, so 64 pieces peaked at +560 MB; 16 keep 2 cores busy for ~100 MB.
@@ -50,14 +54,56 @@ class TokenizedSplit:
     info: SplitInfo
 
 
-def tokenize_splits(corpus, tokenizer: TextTokenizer, progress=None) -> dict[str, TokenizedSplit]:
-    """Ids of the corpus's train and valid splits, from the cache or encoded now and cached."""
+@dataclass
+class Prepared:
+    corpus: Corpus
+    tokenizer: TextTokenizer
+    splits: dict[str, TokenizedSplit]  # "train" and/or "valid"
+
+
+def prepare(
+    data: DataConfig,
+    tokenizer: TextTokenizer | None = None,
+    report: Callable[[str], None] = lambda text: None,
+    splits: tuple[str, ...] = ("train", "valid"),
+) -> Prepared:
+    """The corpus `data` names, a tokenizer and the token ids of `splits`, each from the cache when it is there.
+
+    tokenizer: use this one (a checkpoint's, to resume or evaluate it) instead of the one trained
+    on the corpus's train split. report: called with a line about the corpus and one about the ids.
+    A split asked for that holds no token to score is an error.
+    """
+    corpus = load_corpus(
+        data.dataset, config=data.dataset_config, split=data.split, valid_split=data.valid_split, text_column=data.text_column
+    )
+    report(f"corpus: {corpus.source}")
+    if tokenizer is None:
+        tokenizer = tokenizer_for_corpus(corpus, data.tokenizer, data.vocab_size)
+    tokenized = tokenize_splits(corpus, tokenizer, names=splits)
+    if "train" in tokenized and tokenized["train"].info.scored_tokens < 2:
+        raise TextlstmError(f"the training split of {corpus.name} has no text to learn from")
+    if "valid" in tokenized and tokenized["valid"].info.scored_tokens < 1:
+        which = f" ('{data.valid_split}')" if data.valid_split else ""
+        raise TextlstmError(f"the validation split{which} of {corpus.name} is empty")
+    counts = ", ".join(f"{split.info.tokens:,} {_SPLIT_WORDS[name]}" for name, split in tokenized.items())
+    report(f"tokens: {counts} ({data.tokenizer} tokenizer, {tokenizer.vocab_size:,} tokens in the vocabulary)")
+    return Prepared(corpus, tokenizer, tokenized)
+
+
+_SPLIT_WORDS = {"train": "train", "valid": "validation"}
+
+
+def tokenize_splits(
+    corpus: Corpus, tokenizer: TextTokenizer, progress=None, names: tuple[str, ...] = ("train", "valid")
+) -> dict[str, TokenizedSplit]:
+    """Ids of the corpus's splits `names` ("train", "valid"), from the cache or encoded now and cached."""
     folder = cache_root() / "ids" / cache_key(corpus.fingerprint, tokenizer.to_str())
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
-    for name, dataset in (("train", corpus.train), ("valid", corpus.valid)):
+    for name in names:
         meta_path = folder / f"{name}.json"
         if not meta_path.is_file():
+            dataset = {"train": corpus.train, "valid": corpus.valid}[name]
             info = _encode_to_file(dataset, corpus.documents, tokenizer, folder / f"{name}.bin", progress)
             atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(asdict(info))))
         splits[name] = open_split(folder / f"{name}.bin", SplitInfo(**json.loads(meta_path.read_text())))

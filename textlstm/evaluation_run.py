@@ -9,14 +9,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 from textlstm.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.config import DataConfig
-from textlstm.corpora import Corpus, load_corpus
-from textlstm.data import tokenize_splits
-from textlstm.errors import TextlstmError
+from textlstm.data import prepare
 from textlstm.evaluate import EvalResult, evaluate_split
 from textlstm.precision import check_precision
 from textlstm.device import resolve_device
@@ -45,39 +42,35 @@ def evaluate_checkpoint(
     """
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     model, tokenizer, config = load_checkpoint(folder, device=resolve_device(device))
-    corpus, what = _text_to_score(config.data, dataset, dataset_config, split, text_column)
-    held_out = tokenize_splits(corpus, tokenizer)["valid"]
-    if held_out.info.scored_tokens < 1:
-        raise TextlstmError(f"{what} of the corpus '{corpus.name}' is empty: nothing to evaluate")
+    data, what = _text_to_score(config.data, dataset, dataset_config, split, text_column)
+    prepared = prepare(data, tokenizer, splits=("valid",))
+    held_out = prepared.splits["valid"]
     result = evaluate_split(
         model, held_out.ids, held_out.info, batch_size=batch_size, seq_len=seq_len,
         device=model.embedding.weight.device, precision=check_precision(precision),
     )
-    return dataclasses.replace(result, checkpoint=str(folder), text=f"{what}, from {corpus.source}")
+    return dataclasses.replace(result, checkpoint=str(folder), text=f"{what}, from {prepared.corpus.source}")
 
 
 def _text_to_score(
     trained_on: DataConfig, dataset: str | None, dataset_config: str | None, split: str | None, text_column: str | None
-) -> tuple[Corpus, str]:
-    """The corpus whose `valid` split is the text to score, and a description of that text."""
+) -> tuple[DataConfig, str]:
+    """Data settings whose validation split is the text to score, and a description of that text."""
     if dataset is None:
-        dataset = trained_on.dataset
-        dataset_config = dataset_config or trained_on.dataset_config
-        text_column = text_column or trained_on.text_column
-        if split is None:
-            corpus = load_corpus(
-                dataset, config=dataset_config, split=trained_on.split,
-                valid_split=trained_on.valid_split, text_column=text_column,
-            )
-            return corpus, "the validation text used in training"
+        data = dataclasses.replace(
+            trained_on,
+            dataset_config=dataset_config or trained_on.dataset_config,
+            text_column=text_column or trained_on.text_column,
+        )
+        what = "the validation text used in training"
+    else:
+        defaults = DataConfig()
+        data = dataclasses.replace(
+            trained_on, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
+            split=defaults.split, valid_split=defaults.valid_split,
+        )
+        what = "the held-out validation text"
     if split is None:
-        return load_corpus(dataset, config=dataset_config, text_column=text_column), "the held-out validation text"
+        return data, what
     # The named split, whole: as both "train" and "valid" so that nothing of it is held out.
-    corpus = load_corpus(dataset, config=dataset_config, split=split, valid_split=split, text_column=text_column)
-    return _valid_only(corpus), f"split '{split}'"
-
-
-def _valid_only(corpus: Corpus) -> Corpus:
-    """The corpus with an empty train split, so tokenize_splits encodes (and caches) only the text to score."""
-    fingerprint = hashlib.sha256(f"eval only: {corpus.fingerprint}".encode()).hexdigest()[:16]
-    return dataclasses.replace(corpus, train=corpus.valid.select([]), fingerprint=fingerprint)
+    return dataclasses.replace(data, split=split, valid_split=split), f"split '{split}'"

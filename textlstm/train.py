@@ -22,14 +22,12 @@ import torch
 from textlstm import checkpoint as ckpt
 from textlstm import distributed
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
-from textlstm.corpora import load_corpus
-from textlstm.data import DocumentBatcher, StreamBatcher, tokenize_splits
+from textlstm.data import DocumentBatcher, StreamBatcher, prepare
 from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
 from textlstm.precision import autocast
-from textlstm.tokenizer import tokenizer_for_corpus
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 
@@ -136,27 +134,9 @@ class Trainer:
     # ------------------------------------------------------------------ setup
 
     def _load_data(self) -> None:
-        data = self.config.data
-        corpus = load_corpus(
-            data.dataset, config=data.dataset_config, split=data.split,
-            valid_split=data.valid_split, text_column=data.text_column,
-        )
-        self.reporter.message(f"corpus: {corpus.source}")
-        if self.resuming:
-            self.tokenizer = ckpt.load_tokenizer(self.output)
-        else:
-            self.tokenizer = tokenizer_for_corpus(corpus, data.tokenizer, data.vocab_size)
-        self.splits = tokenize_splits(corpus, self.tokenizer)
-        train, valid = self.splits["train"].info, self.splits["valid"].info
-        if train.scored_tokens < 2:
-            raise TextlstmError(f"the training split of {corpus.name} has no text to learn from")
-        if valid.scored_tokens < 1:
-            raise TextlstmError(f"the validation split of {corpus.name} is empty")
-        self.reporter.message(
-            f"tokens: {train.tokens:,} train, {valid.tokens:,} validation "
-            f"({data.tokenizer} tokenizer, {self.tokenizer.vocab_size:,} tokens in the vocabulary)"
-        )
-        self.corpus = corpus
+        reused = ckpt.load_tokenizer(self.output) if self.resuming else None
+        prepared = prepare(self.config.data, reused, report=self.reporter.message)
+        self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
 
     def _build(self) -> None:
         train_cfg = self.config.train
