@@ -16,8 +16,7 @@ from textlstm import checkpoint as ckpt
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.corpora import load_corpus
 from textlstm.data import SplitInfo
-from textlstm.evaluate import evaluate_split
-from textlstm.evaluation_run import evaluate_checkpoint
+from textlstm.evaluate import evaluate_checkpoint, evaluate_split
 from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import EOT_ID, tokenizer_for_corpus
 

@@ -31,7 +31,7 @@ CAPTION = (
               "the loss then differs from float32 in about the third significant digit.")
 def eval_command(checkpoint, dataset, dataset_config, split, text_column, batch_size, seq_len, as_json, device, precision) -> None:
     """Perplexity and bits per character/byte of a checkpoint on held-out text."""
-    from textlstm.evaluation_run import evaluate_checkpoint
+    from textlstm.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         checkpoint, dataset=dataset, dataset_config=dataset_config, split=split, text_column=text_column,
