@@ -39,7 +39,7 @@ from textlstm.data import SplitInfo, prepare
 from textlstm.device import resolve_device
 from textlstm.model import LSTMLanguageModel
 from textlstm.precision import autocast, check_precision
-from textlstm.tokenizer import PAD_ID
+from textlstm.tokenizer import EOT_ID, PAD_ID
 
 LN2 = math.log(2)
 # The burn-in only has to be long enough that the check in `score_stream` rarely finds a stale part:
@@ -124,6 +124,7 @@ def evaluate_checkpoint(
     result = evaluate_split(
         model, held_out.ids, held_out.info, batch_size=batch_size, seq_len=seq_len,
         device=model.embedding.weight.device, precision=check_precision(precision),
+        documents=config.data.batching == "documents",
     )
     return dataclasses.replace(result, checkpoint=str(folder), text=f"{what}, from {prepared.corpus.source}")
 
@@ -162,10 +163,18 @@ def evaluate_split(
     device: torch.device | str = "cpu",
     burn_in: int = DEFAULT_BURN_IN,
     precision: str = "float32",
+    documents: bool = False,
 ) -> EvalResult:
-    """Score a split; characters and bytes are reported when the whole split is scored."""
+    """Score a split; characters and bytes are reported when the whole split is scored.
+
+    documents: score each document from a zero state (`score_documents`), as a model trained with
+    `--batching documents` read them; else the split is one stream (`score_stream`).
+    """
     start = time.perf_counter()
-    loss_sum, tokens = score_stream(model, ids, batch_size, seq_len, max_tokens, burn_in, device, precision)
+    if documents:
+        loss_sum, tokens = score_documents(model, ids, batch_size, seq_len, max_tokens, device, precision)
+    else:
+        loss_sum, tokens = score_stream(model, ids, batch_size, seq_len, max_tokens, burn_in, device, precision)
     whole = info is not None and tokens == info.scored_tokens
     return EvalResult(
         loss_sum=loss_sum,
@@ -289,3 +298,61 @@ def _burned_in_state(model: LSTMLanguageModel, ids: np.ndarray, starts: list[int
     state[0][:, index] = h.to(state[0].dtype)  # bfloat16 under autocast
     state[1][:, index] = c.to(state[1].dtype)
     return state
+
+
+@torch.inference_mode()
+def score_documents(
+    model: LSTMLanguageModel,
+    ids: np.ndarray,
+    batch_size: int = 32,
+    seq_len: int = 256,
+    max_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+    precision: str = "float32",
+) -> tuple[float, int]:
+    """Summed loss (nats) and count of the first `max_tokens` scored ids of `ids`, each document from a zero state.
+
+    A document is `EOT text EOT`: it starts at an end-of-text id (read, not scored) and runs to the
+    next one; every id after the first is scored once, with the state of its own document only.
+    Documents of similar length are scored side by side, `seq_len` ids per forward pass, the
+    padding masked by `lengths`; so the result does not depend on batch_size or seq_len.
+    """
+    total = max(0, len(ids) - 1)
+    if max_tokens is not None:
+        total = min(total, max(0, max_tokens))
+    if total == 0:
+        return 0.0, 0
+    # Positions are input indices: position i feeds ids[i] and scores ids[i + 1].
+    bounds = np.unique(np.concatenate([[0, total], np.flatnonzero(np.asarray(ids[:total]) == EOT_ID)]))
+    documents = sorted(zip(bounds[:-1].tolist(), bounds[1:].tolist()), key=lambda doc: doc[0] - doc[1])  # longest first
+    was_training = model.training
+    model.eval()
+    losses = torch.zeros((), dtype=torch.float64)
+    try:
+        with autocast(precision, device):
+            for first in range(0, len(documents), batch_size):
+                losses += _score_documents_side_by_side(model, ids, documents[first : first + batch_size], seq_len, device)
+    finally:
+        model.train(was_training)
+    return float(losses), total
+
+
+def _score_documents_side_by_side(model: LSTMLanguageModel, ids: np.ndarray, parts: list[tuple[int, int]], seq_len: int, device):
+    """Summed loss of these parts (longest first), each from a zero state.
+
+    Sorted longest first, the parts still running at any offset are the first rows: the state of
+    those rows is carried to the next pass, the others have ended.
+    """
+    lengths = np.array([end - start for start, end in parts])
+    state = model.initial_state(len(parts), device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for offset in range(0, int(lengths[0]), seq_len):
+        rows = int((lengths > offset).sum())
+        width = min(seq_len, int(lengths[0]) - offset)
+        inputs, targets = _chunk(ids, parts[:rows], offset, width)
+        chunk_lengths = torch.from_numpy(np.minimum(lengths[:rows] - offset, width))
+        state = tuple(tensor[:, :rows] for tensor in state)
+        logits, state = model(inputs.to(device), state, chunk_lengths)
+        nats = F.cross_entropy(logits.transpose(1, 2).float(), targets.to(device), ignore_index=PAD_ID, reduction="sum")
+        total += nats.double()
+    return total.cpu()

@@ -282,6 +282,7 @@ class Trainer:
             self.model, valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
             max_tokens=train_cfg.eval_tokens, device=self.device, precision=train_cfg.precision,
+            documents=self.config.data.batching == "documents",
         )
         record = {
             "step": self.step,
