@@ -6,6 +6,8 @@ import os
 import stat
 
 import pytest
+import torch
+from safetensors.torch import save_model
 
 from textlstm.fileio import atomic_write, write_text
 
@@ -22,8 +24,10 @@ def umask():
 def test_new_files_follow_the_umask(tmp_path, umask, mask, mode):
     umask(mask)
     write_text(tmp_path / "config.json", "{}")
-    atomic_write(tmp_path / "weights.bin", lambda tmp: tmp.write_bytes(b"\0" * 10))
-    for name in ("config.json", "weights.bin"):
+    atomic_write(tmp_path / "state.pt", lambda tmp: torch.save({"step": 1}, tmp))
+    # safetensors creates its file anew with mode 0600, whatever the umask
+    atomic_write(tmp_path / "model.safetensors", lambda tmp: save_model(torch.nn.Linear(2, 2), str(tmp)))
+    for name in ("config.json", "state.pt", "model.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -15,8 +16,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     tmp = _new_temporary_file(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 less the umask, as the kernel applied it
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer may have made the file anew: safetensors creates it 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -28,7 +31,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def _new_temporary_file(path: Path) -> Path:
     """An empty new file beside `path`, created with mode 0666 less the umask like any other file
-    (tempfile.mkstemp's 0600 would survive the rename: checkpoints only their owner could read)."""
+    (tempfile.mkstemp's 0600 would survive the rename: files only their owner could read)."""
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
