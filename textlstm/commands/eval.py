@@ -21,7 +21,8 @@ CAPTION = (
 @click.option("--split", help="Split to score, whole (e.g. test). Default: the validation text that training holds out.")
 @click.option("--text-column", help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column.")
 @click.option("--batch-size", type=POSITIVE, default=32, show_default=True,
-              help="Parts of the text scored side by side; changes speed, not the result.")
+              help="Rows scored side by side (parts of the text, or documents for a --batching documents model); "
+              "changes speed, not the result.")
 @click.option("--seq-len", type=POSITIVE, default=256, show_default=True,
               help="Tokens per forward pass; changes speed and memory, not the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
