@@ -161,7 +161,7 @@ def test_tiny_splits_and_the_token_cap(tmp_path, folder_corpus):
 
 # ---------------------------------------------------------------- models trained on separate documents
 
-DOCUMENTS = [line for line in (TRAIN_TEXT + VALID_TEXT).splitlines() if line] * 2
+DOCUMENTS = list(dict.fromkeys(line for line in (TRAIN_TEXT + VALID_TEXT).splitlines() if line)) * 2  # 16, 8 distinct
 
 
 @pytest.fixture
