@@ -32,26 +32,7 @@ from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, tokenizer_for_corp
 ENCODE_BATCH = 16
 
 
-# ----------------------------------------------------------------------------- ids on disk, cached
-
-
-@dataclass
-class SplitInfo:
-    tokens: int  # ids in the file, the leading end-of-text included
-    chars: int  # characters of text, each document end counted as one
-    bytes: int  # UTF-8 bytes, likewise
-    documents: int
-    dtype: str
-
-    @property
-    def scored_tokens(self) -> int:
-        return self.tokens - 1
-
-
-@dataclass
-class TokenizedSplit:
-    ids: np.ndarray  # memory-mapped
-    info: SplitInfo
+# ----------------------------------------------------------------------------- from settings to ids
 
 
 @dataclass
@@ -91,6 +72,28 @@ def prepare(
 
 
 _SPLIT_WORDS = {"train": "train", "valid": "validation"}
+
+
+# ----------------------------------------------------------------------------- ids on disk, cached
+
+
+@dataclass
+class SplitInfo:
+    tokens: int  # ids in the file, the leading end-of-text included
+    chars: int  # characters of text, each document end counted as one
+    bytes: int  # UTF-8 bytes, likewise
+    documents: int
+    dtype: str
+
+    @property
+    def scored_tokens(self) -> int:
+        return self.tokens - 1
+
+
+@dataclass
+class TokenizedSplit:
+    ids: np.ndarray  # memory-mapped
+    info: SplitInfo
 
 
 def tokenize_splits(
