@@ -31,10 +31,11 @@ BATCH, SEQ_LEN, SIZE, VOCAB = 20, 35, 650, 10_000
 def word_batches():
     os.environ.setdefault("TEXTLSTM_CACHE", tempfile.mkdtemp(prefix="textlstm-bench-adaptive-"))
     from textlstm.corpora import load_corpus
-    from textlstm.data import StreamBatcher, get_tokenizer, tokenize_splits
+    from textlstm.data import StreamBatcher, tokenize_splits
+    from textlstm.tokenizer import tokenizer_for_corpus
 
     corpus = load_corpus(str(CORPUS))
-    tokenizer = get_tokenizer(corpus, "word", VOCAB)
+    tokenizer = tokenizer_for_corpus(corpus, "word", VOCAB)
     ids = tokenize_splits(corpus, tokenizer)["train"].ids
     return StreamBatcher(ids, BATCH, SEQ_LEN), tokenizer.vocab_size
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from textlstm.data import ENCODE_BATCH, split_long_text
+from textlstm.data import ENCODE_BATCH
+from textlstm.pieces import split_long_text
 from textlstm.tokenizer import TextTokenizer, build_tokenizer
 
 

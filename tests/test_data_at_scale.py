@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+import platform
+import sys
+from pathlib import Path
 
-from textlstm.data import documents_as_pieces
+import pyarrow as pa
+import pytest
+
+from textlstm.pieces import documents_as_pieces
 from textlstm.resident_memory import page_out_array
 from textlstm.tokenizer import _characters_in, build_tokenizer
 
@@ -41,9 +45,36 @@ def test_a_running_text_comes_in_pieces_that_join_to_it():
     assert list(documents_as_pieces(iter([]), documents=False)) == []
 
 
-def test_page_out_leaves_data_intact():
-    array = pa.array(["some text"] * 100_000)
-    before = array.to_pylist()
-    page_out_array(array)
-    assert array.to_pylist() == before
-    assert np.frombuffer(array.buffers()[2], dtype=np.uint8).sum() > 0
+def _resident_kb_of_mapping(address: int) -> int:
+    """Resident memory (KB) of the mapping of this process that holds `address`, from /proc/self/smaps."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if not head.endswith(":"):  # a mapping's first line: "start-end perms ..."
+            low, high = (int(bound, 16) for bound in head.split("-"))
+            inside = low <= address < high
+        elif inside and head == "Rss:":
+            return int(line.split()[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or tuple(map(int, platform.release().split(".")[:2])) < (5, 4),
+    reason="MADV_PAGEOUT needs Linux 5.4+",
+)
+def test_page_out_hands_back_the_pages_of_memory_mapped_text_and_keeps_it(tmp_path):
+    """Arrow text memory-mapped as `datasets` maps it: read whole, then paged out and read again."""
+    path = tmp_path / "text.arrow"
+    table = pa.table({"text": [f"line {i} of the corpus " * 10 for i in range(40_000)]})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    chunk = pa.ipc.open_file(pa.memory_map(str(path))).read_all().column("text").chunks[0]
+    text_buffer = chunk.buffers()[2]
+    before = chunk.to_pylist()
+    resident = _resident_kb_of_mapping(text_buffer.address)
+    assert resident * 1024 >= text_buffer.size * 0.9  # reading it brought it all in
+
+    page_out_array(chunk)
+
+    assert _resident_kb_of_mapping(text_buffer.address) <= resident * 0.1
+    assert chunk.to_pylist() == before  # read back from the file

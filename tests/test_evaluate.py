@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from textlstm import checkpoint as ckpt
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.corpora import load_corpus
-from textlstm.data import SplitInfo, get_tokenizer
-from textlstm.evaluate import evaluate_split
-from textlstm.evaluation_run import evaluate_checkpoint
+from textlstm.data import SplitInfo
+from textlstm.evaluate import evaluate_checkpoint, evaluate_split
 from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import EOT_ID
+from textlstm.tokenizer import EOT_ID, tokenizer_for_corpus
 
 TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
 VALID_TEXT = (
@@ -38,19 +37,21 @@ def folder_corpus(tmp_path) -> Path:
     return folder
 
 
-def make_checkpoint(folder: Path, dataset: Path, kind: str = "char", vocab_size: int | None = None, seed: int = 0):
+def make_checkpoint(
+    folder: Path, dataset: Path, kind: str = "char", vocab_size: int | None = None, seed: int = 0, batching: str = "stream"
+):
     """A checkpoint with random weights (no training), shaped so that the LSTM state matters.
 
     Forget gates nearly shut make the cells remember for thousands of steps (an LSTM that a burn-in
     of a few hundred tokens cannot warm up); a larger output layer makes predictions peaky.
     """
     corpus = load_corpus(str(dataset))
-    tokenizer = get_tokenizer(corpus, kind, vocab_size)
+    tokenizer = tokenizer_for_corpus(corpus, kind, vocab_size)
     config = RunConfig(
         model=ModelConfig(
             vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.0, recurrent_dropout=0.0
         ),
-        data=DataConfig(dataset=str(dataset), tokenizer=kind, vocab_size=vocab_size),
+        data=DataConfig(dataset=str(dataset), tokenizer=kind, vocab_size=vocab_size, batching=batching),
     )
     torch.manual_seed(seed)
     model = LSTMLanguageModel(config.model)
@@ -156,6 +157,70 @@ def test_tiny_splits_and_the_token_cap(tmp_path, folder_corpus):
 
     nothing = evaluate_split(model, array[:1], info)
     assert nothing.tokens == 0 and math.isnan(nothing.loss)
+
+
+# ---------------------------------------------------------------- models trained on separate documents
+
+DOCUMENTS = list(dict.fromkeys(line for line in (TRAIN_TEXT + VALID_TEXT).splitlines() if line)) * 2  # 16, 8 distinct
+
+
+@pytest.fixture
+def documents_corpus(tmp_path) -> Path:
+    """A corpus of separate documents (one JSON row each) with its own validation split."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, rows in (("train", DOCUMENTS[::2]), ("validation", DOCUMENTS[1::2])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": row}) + "\n" for row in rows), encoding="utf-8")
+    return folder
+
+
+def documents_scored_alone(model, tokenizer, documents: list[str]) -> float:
+    """Summed nats of each document `EOT text EOT` scored from a zero state, as training read them."""
+    return sum(loss_one_token_at_a_time(model, [EOT_ID, *tokenizer.encode(text), EOT_ID]) for text in documents)
+
+
+def test_a_documents_model_is_scored_one_document_at_a_time(tmp_path, documents_corpus, run_cli):
+    model, tokenizer = make_checkpoint(tmp_path / "run", documents_corpus, batching="documents")
+    held_out = DOCUMENTS[1::2]
+    expected = documents_scored_alone(model, tokenizer, held_out)
+
+    for batch, seq_len in (("32", "256"), ("3", "7"), ("1", "1000")):
+        got = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--batch-size", batch, "--seq-len", seq_len)
+        assert got["tokens"] == sum(len(tokenizer.encode(text)) + 1 for text in held_out)
+        assert got["loss"] * got["tokens"] == pytest.approx(expected, rel=1e-5), (batch, seq_len)
+
+    # The same ids read as one stream give another figure: the check above can tell the two apart.
+    ids = np.array([EOT_ID, *(i for text in held_out for i in [*tokenizer.encode(text), EOT_ID])])
+    assert evaluate_split(model, ids, batch_size=1).loss_sum != pytest.approx(expected, rel=1e-3)
+
+
+def test_documents_scoring_counts_every_token_once_under_a_cap(tmp_path, documents_corpus):
+    model, tokenizer = make_checkpoint(tmp_path / "run", documents_corpus, batching="documents")
+    ids = np.array([EOT_ID, *(i for text in DOCUMENTS[:3] for i in [*tokenizer.encode(text), EOT_ID])])
+    first = len(tokenizer.encode(DOCUMENTS[0])) + 1
+    cap = first + 5  # the first document and five tokens of the second
+    expected = documents_scored_alone(model, tokenizer, DOCUMENTS[:1]) + loss_one_token_at_a_time(
+        model, [EOT_ID, *tokenizer.encode(DOCUMENTS[1])[:5]]
+    )
+    capped = evaluate_split(model, ids, batch_size=2, seq_len=4, max_tokens=cap, documents=True)
+    assert capped.tokens == cap
+    assert capped.loss_sum == pytest.approx(expected, rel=1e-5)
+    whole = evaluate_split(model, ids, batch_size=2, seq_len=4, documents=True)
+    assert whole.tokens == len(ids) - 1
+    assert whole.loss_sum == pytest.approx(documents_scored_alone(model, tokenizer, DOCUMENTS[:3]), rel=1e-5)
+
+
+def test_training_validates_a_documents_model_one_document_at_a_time(tmp_path, documents_corpus, run_cli):
+    out = tmp_path / "run"
+    args = ("--embedding-size", "8", "--hidden-size", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16")
+    trained = run_cli("train", "--dataset", documents_corpus, "--batching", "documents", *args, "--max-steps", "3",
+                      "--output", out)
+    assert trained.code == 0, trained.err
+    (record,) = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines()]
+    model, tokenizer, _ = ckpt.load_checkpoint(out)  # the weights of that one evaluation
+    expected = documents_scored_alone(model, tokenizer, DOCUMENTS[1::2])
+    assert record["valid_loss"] * record["valid_tokens"] == pytest.approx(expected, rel=1e-5)
+    assert eval_json(run_cli, "--checkpoint", out)["loss"] == pytest.approx(record["valid_loss"], rel=1e-5)
 
 
 # ---------------------------------------------------------------- which text, and per-character figures

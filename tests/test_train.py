@@ -111,6 +111,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_where(small_corpus, tmp_path):
 
 def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_corpus, tmp_path, monkeypatch):
     import textlstm.data as data
+    import textlstm.tokenizer as tokenizer
 
     args = ("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2")
     assert run_cli(*args, "--output", tmp_path / "a").code == 0
@@ -119,7 +120,7 @@ def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_c
         raise AssertionError("tokenized again")
 
     monkeypatch.setattr(data, "_encode_to_file", fail)
-    monkeypatch.setattr(data, "build_tokenizer", fail)
+    monkeypatch.setattr(tokenizer, "build_tokenizer", fail)
     result = run_cli(*args, "--output", tmp_path / "b")
     assert result.code == 0, result.err
 

@@ -11,12 +11,9 @@ A checkpoint folder holds:
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -24,6 +21,7 @@ from safetensors.torch import load_model, save_model
 
 from textlstm.config import RunConfig
 from textlstm.errors import TextlstmError
+from textlstm.fileio import atomic_write, write_text  # noqa: F401 (write_text: for callers of checkpoint)
 from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import TextTokenizer
 
@@ -32,43 +30,6 @@ TOKENIZER = "tokenizer.json"
 BEST_WEIGHTS = "model.safetensors"
 TRAINER_STATE = "trainer_state.pt"
 METRICS = "metrics.jsonl"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, flush it to disk, then rename it over `path`.
-
-    A crash at any moment leaves either the old file or the new one under the real name.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_weights(model: LSTMLanguageModel, path: Path, step: int) -> None:

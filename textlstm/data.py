@@ -4,110 +4,77 @@ A split is stored as one flat array of ids: every document starts with the end-o
 the split ends with one, `EOT doc1 EOT doc2 ... EOT`. So every token of the text (and each
 document's end) has something before it to be predicted from. The files are memory-mapped: a corpus
 larger than memory trains in bounded memory.
+
+`prepare` is the one way from a DataConfig to ids: training, resuming and evaluation all go through it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from textlstm.checkpoint import atomic_write
+from textlstm.cache import cache_key, cache_root
+from textlstm.config import DataConfig
+from textlstm.corpora import Corpus, load_corpus
 from textlstm.errors import TextlstmError
-from textlstm.resident_memory import page_out_array
-from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, build_tokenizer
+from textlstm.fileio import atomic_write
+from textlstm.pieces import dataset_rows, documents_as_pieces
+from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, tokenizer_for_corpus
 
-CACHE_ENV = "TEXTLSTM_CACHE"
-CHUNK_CHARS = 1 << 16  # texts are encoded in pieces of about this size, cut after a line break
 # Pieces per encode call (parallel inside tokenizers). Each piece's Encoding takes ~100 bytes per
 # token until it is converted, so 64 pieces peaked at +560 MB; 16 keep 2 cores busy for ~100 MB.
 ENCODE_BATCH = 16
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "textlstm")
+# ----------------------------------------------------------------------------- from settings to ids
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+@dataclass
+class Prepared:
+    corpus: Corpus
+    tokenizer: TextTokenizer
+    splits: dict[str, TokenizedSplit]  # "train" and/or "valid"
 
 
-# ----------------------------------------------------------------------------- text pieces
+def prepare(
+    data: DataConfig,
+    tokenizer: TextTokenizer | None = None,
+    report: Callable[[str], None] = lambda text: None,
+    splits: tuple[str, ...] = ("train", "valid"),
+) -> Prepared:
+    """The corpus `data` names, a tokenizer and the token ids of `splits`, each from the cache when it is there.
 
-
-def split_long_text(text: str, limit: int = CHUNK_CHARS) -> Iterator[str]:
-    """Cut `text` into pieces of about `limit` characters, each ending after a line break when possible."""
-    start = 0
-    while len(text) - start > limit:
-        cut = text.rfind("\n", start + limit // 2, start + limit)
-        cut = start + limit if cut < 0 else cut + 1
-        while cut < len(text) and text[cut].isspace() and cut - start < 2 * limit:
-            cut += 1  # keep whitespace runs whole: word and BPE tokenizers treat them as one piece
-        yield text[start:cut]
-        start = cut
-    if start < len(text):
-        yield text[start:]
-
-
-def documents_as_pieces(rows: Iterable[str], documents: bool) -> Iterator[Iterator[str]]:
-    """Group rows into documents, each an iterator of pieces to encode.
-
-    documents=True: each row is one document. documents=False: the rows are consecutive parts of one
-    running text (the lines of a .txt file), so they all form a single document. Pieces come lazily
-    (read each document's pieces before the next document): a running text of many GB is never
-    held in memory whole.
+    tokenizer: use this one (a checkpoint's, to resume or evaluate it) instead of the one trained
+    on the corpus's train split. report: called with a line about the corpus and one about the ids.
+    A split asked for that holds no token to score is an error.
     """
-    if documents:
-        for row in rows:
-            if row:
-                yield split_long_text(row)
-        return
-    pieces = _running_text_pieces(rows)
-    first = next(pieces, None)
-    if first is not None:
-        yield itertools.chain([first], pieces)
+    corpus = load_corpus(
+        data.dataset, config=data.dataset_config, split=data.split, valid_split=data.valid_split, text_column=data.text_column
+    )
+    report(f"corpus: {corpus.source}")
+    if tokenizer is None:
+        tokenizer = tokenizer_for_corpus(corpus, data.tokenizer, data.vocab_size)
+    tokenized = tokenize_splits(corpus, tokenizer, names=splits)
+    if "train" in tokenized and tokenized["train"].info.scored_tokens < 2:
+        raise TextlstmError(f"the training split of {corpus.name} has no text to learn from")
+    if "valid" in tokenized and tokenized["valid"].info.scored_tokens < 1:
+        which = f" ('{data.valid_split}')" if data.valid_split else ""
+        raise TextlstmError(f"the validation split{which} of {corpus.name} is empty")
+    counts = ", ".join(f"{split.info.tokens:,} {_SPLIT_WORDS[name]}" for name, split in tokenized.items())
+    report(f"tokens: {counts} ({data.tokenizer} tokenizer, {tokenizer.vocab_size:,} tokens in the vocabulary)")
+    return Prepared(corpus, tokenizer, tokenized)
 
 
-def _running_text_pieces(rows: Iterable[str]) -> Iterator[str]:
-    buffer, size = [], 0
-    for row in rows:
-        if size >= CHUNK_CHARS and row[:1] and not row[:1].isspace():
-            yield "".join(buffer)
-            buffer, size = [], 0
-        buffer.append(row)
-        size += len(row)
-        if size >= 4 * CHUNK_CHARS:  # one very long line
-            yield from split_long_text("".join(buffer))
-            buffer, size = [], 0
-    if buffer and (last := "".join(buffer)):
-        yield last
+_SPLIT_WORDS = {"train": "train", "valid": "validation"}
 
 
-def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    items = iter(items)
-    while batch := list(itertools.islice(items, size)):
-        yield batch
-
-
-def _rows(dataset, batch_rows: int = 1024) -> Iterator[str]:
-    if dataset._indices is not None:  # a selection: let datasets resolve it
-        for batch in dataset.iter(batch_size=batch_rows):
-            yield from batch["text"]
-        return
-    for chunk in dataset.data.column("text").chunks:
-        for start in range(0, len(chunk), batch_rows):
-            yield from chunk.slice(start, batch_rows).to_pylist()
-        page_out_array(chunk)  # read once: keep the memory-mapped text from piling up in RSS
-
-
-# ----------------------------------------------------------------------------- the cache
+# ----------------------------------------------------------------------------- ids on disk, cached
 
 
 @dataclass
@@ -129,26 +96,17 @@ class TokenizedSplit:
     info: SplitInfo
 
 
-def get_tokenizer(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
-    """The tokenizer trained on the corpus's train split, built once and cached."""
-    path = cache_root() / "tokenizers" / f"{_digest(corpus.fingerprint, kind, str(vocab_size))}.json"
-    if path.is_file():
-        return TextTokenizer.load(path)
-    texts = (piece for doc in documents_as_pieces(_rows(corpus.train), corpus.documents) for piece in doc)
-    tokenizer = build_tokenizer(kind, texts, vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, tokenizer.save)
-    return tokenizer
-
-
-def tokenize_splits(corpus, tokenizer: TextTokenizer, progress=None) -> dict[str, TokenizedSplit]:
-    """Ids of the corpus's train and valid splits, from the cache or encoded now and cached."""
-    folder = cache_root() / "ids" / _digest(corpus.fingerprint, tokenizer.to_str())
+def tokenize_splits(
+    corpus: Corpus, tokenizer: TextTokenizer, progress=None, names: tuple[str, ...] = ("train", "valid")
+) -> dict[str, TokenizedSplit]:
+    """Ids of the corpus's splits `names` ("train", "valid"), from the cache or encoded now and cached."""
+    folder = cache_root() / "ids" / cache_key(corpus.fingerprint, tokenizer.to_str())
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
-    for name, dataset in (("train", corpus.train), ("valid", corpus.valid)):
+    for name in names:
         meta_path = folder / f"{name}.json"
         if not meta_path.is_file():
+            dataset = {"train": corpus.train, "valid": corpus.valid}[name]
             info = _encode_to_file(dataset, corpus.documents, tokenizer, folder / f"{name}.bin", progress)
             atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(asdict(info))))
         splits[name] = open_split(folder / f"{name}.bin", SplitInfo(**json.loads(meta_path.read_text())))
@@ -168,7 +126,7 @@ def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Pa
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
             out.write(eot.tobytes())
-            for doc in documents_as_pieces(_rows(dataset), documents):
+            for doc in documents_as_pieces(dataset_rows(dataset), documents):
                 for batch in _batches(doc, ENCODE_BATCH):
                     for ids in tokenizer.encode_arrays(batch):
                         out.write(ids.astype(dtype).tobytes())
@@ -185,6 +143,12 @@ def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Pa
 
     atomic_write(path, write)
     return SplitInfo(dtype=np.dtype(dtype).name, **counts)
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
 
 
 # ----------------------------------------------------------------------------- batchers

@@ -8,18 +8,22 @@ so the model, the batchers and the sampler never need to know which kind they we
 - word: words, punctuation runs and whitespace runs (a single leading space stays on the word);
   pieces not in the vocabulary become the unknown token.
 - bpe: byte-level BPE, exact round trip for every string.
+
+`tokenizer_for_corpus` trains one on a corpus's train split and caches it (see textlstm/cache.py).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from textlstm.char_lookup import CharLookup
+from textlstm.cache import cache_key, cache_root
 from textlstm.errors import TextlstmError
+from textlstm.fileio import atomic_write
 
 PAD = "<|pad|>"
 EOT = "<|endoftext|>"
@@ -28,6 +32,7 @@ PAD_ID = 0
 EOT_ID = 1
 KINDS = ("char", "word", "bpe")
 WORD_PATTERN = r" ?\w+| ?[^\w\s]+|\s+"
+MAX_TABLE = 1 << 17  # char lookup: code points above the first two Unicode planes stay with `tokenizers`
 
 
 class TextTokenizer:
@@ -39,7 +44,7 @@ class TextTokenizer:
         self.hf.encode_special_tokens = True
         if tokenizer.token_to_id(PAD) != PAD_ID or tokenizer.token_to_id(EOT) != EOT_ID:
             raise TextlstmError(f"tokenizer has no {PAD} / {EOT} tokens at ids 0 / 1: not a textlstm tokenizer")
-        self._char_lookup = CharLookup.for_tokenizer(tokenizer)
+        self._char_lookup = _CharLookup.for_tokenizer(tokenizer)
 
     @property
     def vocab_size(self) -> int:
@@ -85,6 +90,19 @@ class TextTokenizer:
     @classmethod
     def from_str(cls, text: str) -> "TextTokenizer":
         return cls(Tokenizer.from_str(text))
+
+
+def tokenizer_for_corpus(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
+    """The tokenizer of `kind` trained on the corpus's train split; trained once, then read from the cache."""
+    path = cache_root() / "tokenizers" / f"{cache_key(corpus.fingerprint, kind, str(vocab_size))}.json"
+    if path.is_file():
+        return TextTokenizer.load(path)
+    from textlstm.pieces import split_pieces  # pyarrow: only training needs it, generate and chat start faster
+
+    tokenizer = build_tokenizer(kind, split_pieces(corpus.train, corpus.documents), vocab_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, tokenizer.save)
+    return tokenizer
 
 
 def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> TextTokenizer:
@@ -145,3 +163,39 @@ def _build_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     )
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
+
+
+class _CharLookup:
+    """Encoding with a char tokenizer by table lookup, for speed on large corpora.
+
+    A char tokenizer is a BPE model without merges: each character in the vocabulary is its own token.
+    `tokenizers` still runs its BPE machinery over each piece as one word (about 2 MB/s here); a numpy
+    lookup from code points to ids gives the same ids a hundred times faster. A piece with a character
+    outside the vocabulary (which `tokenizers` turns into byte tokens) is left to `tokenizers`.
+    """
+
+    def __init__(self, char_ids: dict[str, int]):
+        self.table = np.full(min(MAX_TABLE, max(map(ord, char_ids)) + 1), -1, dtype=np.int64)
+        for char, token_id in char_ids.items():
+            if ord(char) < len(self.table):
+                self.table[ord(char)] = token_id
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer) -> "_CharLookup | None":
+        """A lookup for a char tokenizer (BPE, no merges, no normalizer or pre-tokenizer), else None."""
+        spec = json.loads(tokenizer.to_str())
+        model = spec.get("model") or {}
+        if model.get("type") != "BPE" or model.get("merges") or spec.get("normalizer") or spec.get("pre_tokenizer"):
+            return None
+        char_ids = {token: token_id for token, token_id in model.get("vocab", {}).items() if len(token) == 1}
+        return cls(char_ids) if char_ids else None
+
+    def encode(self, text: str) -> np.ndarray | None:
+        """The ids of `text`, or None when a character has no id of its own."""
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if codes.size and int(codes.max()) >= len(self.table):
+            return None
+        ids = self.table[codes]
+        if codes.size and int(ids.min()) < 0:
+            return None
+        return ids

@@ -22,8 +22,7 @@ import torch
 from textlstm import checkpoint as ckpt
 from textlstm import distributed, finetune
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
-from textlstm.corpora import load_corpus
-from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokenize_splits
+from textlstm.data import DocumentBatcher, StreamBatcher, prepare
 from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
@@ -137,32 +136,17 @@ class Trainer:
 
     def _load_data(self) -> None:
         data = self.config.data
-        corpus = load_corpus(
-            data.dataset, config=data.dataset_config, split=data.split,
-            valid_split=data.valid_split, text_column=data.text_column,
-        )
-        self.reporter.message(f"corpus: {corpus.source}")
+        reused = None  # a new run trains its tokenizer on the corpus
         if self.resuming:
-            self.tokenizer = ckpt.load_tokenizer(self.output)
+            reused = ckpt.load_tokenizer(self.output)
         elif self.parent is not None:
-            self.tokenizer = self.parent.tokenizer()
-        else:
-            self.tokenizer = get_tokenizer(corpus, data.tokenizer, data.vocab_size)
-        self.splits = tokenize_splits(corpus, self.tokenizer)
-        train, valid = self.splits["train"].info, self.splits["valid"].info
-        if train.scored_tokens < 2:
-            raise TextlstmError(f"the training split of {corpus.name} has no text to learn from")
-        if valid.scored_tokens < 1:
-            raise TextlstmError(f"the validation split of {corpus.name} is empty")
-        self.reporter.message(
-            f"tokens: {train.tokens:,} train, {valid.tokens:,} validation "
-            f"({data.tokenizer} tokenizer, {self.tokenizer.vocab_size:,} tokens in the vocabulary)"
-        )
+            reused = self.parent.tokenizer()
+        prepared = prepare(data, reused, report=self.reporter.message)
+        self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
         if self.parent is not None and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
             self.reporter.message(note)
-        self.corpus = corpus
-        if data.turns is None and corpus.turns is not None:  # recorded in config.json for chat
-            self.config.data = dataclasses.replace(data, turns=corpus.turns)
+        if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
+            self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
 
     def _build(self) -> None:
         train_cfg = self.config.train
@@ -314,6 +298,7 @@ class Trainer:
             self.model, valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
             max_tokens=train_cfg.eval_tokens, device=self.device, precision=train_cfg.precision,
+            documents=self.config.data.batching == "documents",
         )
         record = {
             "step": self.step,

@@ -21,7 +21,8 @@ CAPTION = (
 @click.option("--split", help="Split to score, whole (e.g. test). Default: the validation text that training holds out.")
 @click.option("--text-column", help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column.")
 @click.option("--batch-size", type=POSITIVE, default=32, show_default=True,
-              help="Parts of the text scored side by side; changes speed, not the result.")
+              help="Rows scored side by side (parts of the text, or documents for a --batching documents model); "
+              "changes speed, not the result.")
 @click.option("--seq-len", type=POSITIVE, default=256, show_default=True,
               help="Tokens per forward pass; changes speed and memory, not the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
@@ -31,7 +32,7 @@ CAPTION = (
               "the loss then differs from float32 in about the third significant digit.")
 def eval_command(checkpoint, dataset, dataset_config, split, text_column, batch_size, seq_len, as_json, device, precision) -> None:
     """Perplexity and bits per character/byte of a checkpoint on held-out text."""
-    from textlstm.evaluation_run import evaluate_checkpoint
+    from textlstm.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         checkpoint, dataset=dataset, dataset_config=dataset_config, split=split, text_column=text_column,
