@@ -10,25 +10,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from textlstm import checkpoint as ckpt
 from textlstm import distributed
-from textlstm.config import ModelConfig, RunConfig, TrainConfig
+from textlstm.config import ModelConfig, RunConfig
 from textlstm.corpora import load_corpus
 from textlstm.data import DocumentBatcher, StreamBatcher, get_tokenizer, tokenize_splits
 from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
+from textlstm.interrupt import StopFlag
+from textlstm.meter import Meter
 from textlstm.model import LSTMLanguageModel, detach_state
 from textlstm.precision import autocast
+from textlstm.runs import check_writable, new_run_folder, prepare_output
+from textlstm.schedule import learning_rate
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 
@@ -53,76 +54,6 @@ class TrainResult:
     records: list[dict] = field(default_factory=list)
 
 
-def learning_rate(step: int, total_steps: int, config: TrainConfig, elapsed_sec: float = 0.0) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if config.schedule == "constant":
-        return config.lr
-    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-    if config.max_minutes:  # whichever limit is nearer drives the decay
-        progress = max(progress, elapsed_sec / (60 * config.max_minutes))
-    progress = min(1.0, progress)
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def new_run_folder(root: Path, corpus_name: str, tokenizer: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / f"{stamp}-{corpus_name}-{tokenizer}"
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder
-
-
-def prepare_output(output: Path, overwrite: bool) -> None:
-    """Refuse to mix a new run into a folder that holds other files; check it can be written."""
-    if output.exists() and not output.is_dir():
-        raise TextlstmError(f"output {output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()):
-        if not overwrite:
-            what = "a textlstm run" if (output / ckpt.CONFIG).exists() else "files"
-            raise TextlstmError(
-                f"output folder {output} already holds {what}: use --resume {output} to continue it, "
-                "--overwrite to replace it, or another --output"
-            )
-        for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.BEST_WEIGHTS, ckpt.TRAINER_STATE, ckpt.METRICS):
-            (output / name).unlink(missing_ok=True)
-    check_writable(output)
-
-
-def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"\0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise TextlstmError(f"cannot write checkpoints to {folder}: {error.strerror or error}") from None
-
-
-class _StopFlag:
-    """Set by the first Ctrl-C; a second one interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class Trainer:
     def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False):
         self.config = config
@@ -130,7 +61,7 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.resuming = resume
         self.device = resolve_device(config.train.device)
-        self.stop = _StopFlag()
+        self.stop = StopFlag()
 
     # ------------------------------------------------------------------ setup
 
@@ -226,7 +157,7 @@ class Trainer:
         train_cfg = self.config.train
         self.started = self.last_save = time.perf_counter()
         self.clock = 0.0
-        window = _Window()
+        meter = Meter()
         bad_steps = 0
         self.reporter.start(self.total_steps, self.step)
         try:
@@ -249,17 +180,17 @@ class Trainer:
                     continue
                 bad_steps = 0
                 self.step += 1
-                window.add(loss_sum, count, time.perf_counter() - step_start)
-                self.reporter.step(self.step, loss_sum / max(count, 1), window.recent_rate(), self._lr())
+                meter.add(loss_sum, count, time.perf_counter() - step_start)
+                self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
                 if self.step % train_cfg.eval_every == 0 and self.step < self.total_steps:
-                    if self._evaluate(window, final=False):
+                    if self._evaluate(meter, final=False):
                         result.stopped_early = True
                         break
                 elif self._save_due():
                     self._save_resume_state()
         finally:
             self.reporter.stop()
-        self._evaluate(window, final=True)
+        self._evaluate(meter, final=True)
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -293,7 +224,7 @@ class Trainer:
         self.lstm_state = detach_state(new_state)
         return loss_value, count_value
 
-    def _evaluate(self, window: "_Window", final: bool) -> bool:
+    def _evaluate(self, meter: Meter, final: bool) -> bool:
         """Evaluate, record, checkpoint. True when early stopping says to stop."""
         train_cfg = self.config.train
         valid = self.splits["valid"]
@@ -305,18 +236,18 @@ class Trainer:
         record = {
             "step": self.step,
             "epoch": self.step / len(self.batcher),
-            "train_loss": window.mean_loss(),
+            "train_loss": meter.mean_loss(),
             "valid_loss": result.loss,
             "valid_perplexity": result.perplexity,
             "valid_bits_per_token": result.bits_per_token,
             "valid_bits_per_char": result.bits_per_char,
             "valid_tokens": result.tokens,
-            "tokens_per_sec": window.rate(),
+            "tokens_per_sec": meter.rate(),
             "lr": self._lr(),
             "elapsed_sec": self._elapsed(),
             "final": final,
         }
-        window.reset()
+        meter.reset()
         improved = result.loss < self.best_valid_loss
         if improved:
             self.best_valid_loss = result.loss
@@ -381,33 +312,6 @@ class Trainer:
         }
 
 
-class _Window:
-    """Training loss and throughput since the last evaluation, and over the last few steps."""
-
-    def __init__(self):
-        self.reset()
-        self.recent: list[tuple[int, float]] = []
-
-    def reset(self) -> None:
-        self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0
-
-    def add(self, loss_sum: float, tokens: int, seconds: float) -> None:
-        self.loss_sum += loss_sum
-        self.tokens += tokens
-        self.seconds += seconds
-        self.recent = (self.recent + [(tokens, seconds)])[-20:]
-
-    def mean_loss(self) -> float | None:
-        return self.loss_sum / self.tokens if self.tokens else None
-
-    def rate(self) -> float | None:
-        return self.tokens / self.seconds if self.seconds else None
-
-    def recent_rate(self) -> float:
-        seconds = sum(s for _, s in self.recent)
-        return sum(t for t, _ in self.recent) / seconds if seconds else 0.0
-
-
 def train(
     config: RunConfig | None = None,
     output: str | Path | None = None,
@@ -432,7 +336,7 @@ def train(
         return Trainer(saved, folder, reporter, resume=True).run()
     config = config or RunConfig(model=ModelConfig())
     if output is None:
-        output = new_run_folder(Path(checkpoints_root), _corpus_label(config), config.data.tokenizer)
+        output = new_run_folder(Path(checkpoints_root), config)
     output = Path(output)
     created = not output.exists()
     prepare_output(output, overwrite)
@@ -442,9 +346,3 @@ def train(
         if created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # failed before anything was saved: leave no empty run folder behind
         raise
-
-
-def _corpus_label(config: RunConfig) -> str:
-    name = config.data.dataset or "pydoc"
-    label = Path(name.rstrip("/")).stem if "/" not in name or Path(name).exists() else name.replace("/", "_")
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)[:40] or "corpus"
