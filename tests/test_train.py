@@ -210,5 +210,20 @@ def test_an_output_folder_holding_another_run_is_left_untouched(run_cli, small_c
 def test_resume_refuses_to_change_the_model(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
     assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "3", "--output", out).code == 0
-    result = run_cli("train", "--resume", out, "--hidden-size", "64")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run_cli("train", "--resume", out, "--hidden-size", "64", "--max-steps", "6")
     assert result.code == 2 and "--hidden-size cannot change when resuming" in result.err
+    assert "32" in result.err and "64" in result.err  # the run's value and the new one
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_accepts_the_command_the_run_was_started_with(run_cli, small_corpus, tmp_path):
+    """What a user types: the same command again, with --resume added (and a new --max-steps)."""
+    out = tmp_path / "run"
+    command = ("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "char", "--lr", "0.01",
+               "--eval-every", "3", "--output", out)
+    assert run_cli(*command, "--max-steps", "3").code == 0
+    result = run_cli(*command, "--max-steps", "6", "--resume", out)
+    assert result.code == 0, result.err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]

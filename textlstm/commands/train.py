@@ -86,11 +86,8 @@ def train(ctx: click.Context, **options) -> None:
     given = {name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     reporter = RichReporter()
     if options["resume"]:
-        fixed = sorted(given - set(RESUMABLE) - {"resume"})
-        if fixed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
-            raise click.UsageError(f"{flags} cannot change when resuming; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can")
-        overrides = {name: options[name] for name in given if name != "resume"}
+        _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
+        overrides = {name: options[name] for name in given if name in RESUMABLE}
         if "epochs" in overrides and "max_steps" not in overrides:
             overrides["max_steps"] = None
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
@@ -102,6 +99,35 @@ def train(ctx: click.Context, **options) -> None:
         )
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
     _report(reporter, result)
+
+
+def _check_fixed_options(options: dict, names: set[str]) -> None:
+    """Options outside RESUMABLE may be given with --resume (the command the run was started with,
+    typed again) as long as they equal the run's saved settings; a changed one is refused."""
+    from pathlib import Path
+
+    from textlstm.checkpoint import load_config
+
+    if "overwrite" in names:
+        raise click.UsageError("--overwrite replaces a run and --resume continues it: give one of them")
+    if "output" in names and Path(options["output"]).resolve() != Path(options["resume"]).resolve():
+        raise click.UsageError(f"--output cannot change when resuming: the run is in {options['resume']}, not {options['output']}")
+    names = sorted(names - {"output", "overwrite"})
+    if not names:
+        return
+    saved = load_config(Path(options["resume"]))
+    sections = (saved.model, saved.data, saved.train)
+    for name in names:
+        section = next(s for s in sections if name in s.__dataclass_fields__)
+        old, new = getattr(section, name), options[name]
+        if name == "dataset" and old is not None and new is not None:
+            old, new = Path(old), Path(new)  # "data/x.txt" and "./data/x.txt" are the same corpus
+        if old != new:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{flag} cannot change when resuming: the run has {getattr(section, name)}, not {options[name]} "
+                f"(only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can)"
+            )
 
 
 def _int_list(value: str | None) -> list[int] | None:
