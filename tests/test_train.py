@@ -1,9 +1,11 @@
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +13,38 @@ from conftest import TINY_MODEL
 from textlstm.checkpoint import load_checkpoint
 
 REQUIRED_RECORD_KEYS = {"step", "train_loss", "valid_loss", "tokens_per_sec", "elapsed_sec"}
+
+
+def tiny_config(corpus, batching="stream", **train):
+    """A RunConfig for the Python API: the TINY_MODEL shape, `train` as TrainConfig fields."""
+    from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    settings = dict(batch_size=4, seq_len=32, max_steps=12, eval_every=100, warmup_steps=2, seed=3)
+    settings.update(train)
+    return RunConfig(
+        model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
+        data=DataConfig(dataset=str(corpus), batching=batching),
+        train=TrainConfig(**settings),
+    )
+
+
+def metric_records(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def validation_losses(monkeypatch):
+    """Make every evaluation during training report the next of `losses` (a list the test fills)."""
+    import textlstm.train as train_module
+
+    losses: list[float] = []
+
+    def fake_evaluate_split(*args, **kwargs):
+        loss = losses.pop(0)
+        return SimpleNamespace(loss=loss, perplexity=math.exp(loss), bits_per_token=loss, bits_per_char=loss, tokens=100)
+
+    monkeypatch.setattr(train_module, "evaluate_split", fake_evaluate_split)
+    return losses
 
 
 def final_loss(folder) -> float:
@@ -227,3 +261,41 @@ def test_resume_accepts_the_command_the_run_was_started_with(run_cli, small_corp
     assert result.code == 0, result.err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6]
+
+
+def test_patience_stops_after_that_many_evaluations_without_improvement(small_corpus, tmp_path, validation_losses):
+    from textlstm.checkpoint import load_trainer_state
+    from textlstm.train import train
+
+    validation_losses.extend([3.0, 2.0, 2.5, 2.1, 2.2, 1.0, 1.0])
+    result = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=3), output=tmp_path / "run")
+    assert result.stopped_early and result.steps == 10 and result.best_valid_loss == 2.0
+    records = metric_records(tmp_path / "run")
+    assert [r["step"] for r in records] == [2, 4, 6, 8, 10]  # one evaluation per step, none repeated
+    assert [r["final"] for r in records] == [False] * 4 + [True]
+    assert load_trainer_state(tmp_path / "run" / "trainer_state.pt")["evals_since_best"] == 3
+
+
+def test_resuming_a_finished_run_evaluates_nothing_again(small_corpus, tmp_path):
+    from textlstm.train import train
+
+    config = tiny_config(small_corpus, max_steps=6, eval_every=3)
+    train(config, output=tmp_path / "run")
+    result = train(resume=tmp_path / "run")
+    assert result.steps == 6 and not result.interrupted
+    assert [r["step"] for r in metric_records(tmp_path / "run")] == [3, 6]
+
+
+def test_resuming_a_run_that_stopped_early_does_not_train_on(small_corpus, tmp_path, validation_losses):
+    from textlstm.train import train
+
+    validation_losses.extend([3.0, 3.5])
+    first = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=1), output=tmp_path / "run")
+    assert first.stopped_early and first.steps == 4
+    again = train(resume=tmp_path / "run")
+    assert again.stopped_early and again.steps == 4
+    assert [r["step"] for r in metric_records(tmp_path / "run")] == [2, 4]
+    validation_losses.extend([2.0])  # a larger --patience continues it
+    more = train(resume=tmp_path / "run", train_overrides={"patience": 2, "max_steps": 6})
+    assert more.steps == 6 and not more.stopped_early
+    assert [r["step"] for r in metric_records(tmp_path / "run")] == [2, 4, 6]

@@ -112,6 +112,7 @@ class Trainer:
         self.lstm_state = None
         self.best_valid_loss = math.inf
         self.evals_since_best = 0
+        self.evaluated_step = -1  # the step of the last evaluation
         self.elapsed_before = 0.0
         self.records: list[dict] = []
 
@@ -122,6 +123,7 @@ class Trainer:
             self.step = int(state["step"])
             self.best_valid_loss = float(state["best_valid_loss"])
             self.evals_since_best = int(state["evals_since_best"])
+            self.evaluated_step = int(state.get("evaluated_step", -1))
             self.elapsed_before = float(state["elapsed_sec"])
             torch.set_rng_state(state["rng"])
             if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -159,6 +161,12 @@ class Trainer:
         self.clock = 0.0
         meter = Meter()
         bad_steps = 0
+        if self._patience_spent():  # a resumed run that had stopped early
+            self.reporter.message(f"the run stopped early at step {self.step}: raise --patience to train on")
+            result.stopped_early = True
+            return
+        if self.step >= self.total_steps:
+            self.reporter.message(f"the run is already at step {self.step}: raise --max-steps or --epochs to train on")
         self.reporter.start(self.total_steps, self.step)
         try:
             while self.step < self.total_steps:
@@ -182,15 +190,21 @@ class Trainer:
                 self.step += 1
                 meter.add(loss_sum, count, time.perf_counter() - step_start)
                 self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
-                if self.step % train_cfg.eval_every == 0 and self.step < self.total_steps:
-                    if self._evaluate(meter, final=False):
+                if self.step % train_cfg.eval_every == 0 or self.step == self.total_steps:
+                    self._evaluate(meter, final=self.step == self.total_steps)
+                    if self._patience_spent():
                         result.stopped_early = True
                         break
                 elif self._save_due():
                     self._save_resume_state()
         finally:
             self.reporter.stop()
-        self._evaluate(meter, final=True)
+        if self.evaluated_step != self.step:  # stopped by Ctrl-C or the clock between evaluations
+            self._evaluate(meter, final=True)
+
+    def _patience_spent(self) -> bool:
+        patience = self.config.train.patience
+        return bool(patience) and self.evals_since_best >= patience
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -224,8 +238,9 @@ class Trainer:
         self.lstm_state = detach_state(new_state)
         return loss_value, count_value
 
-    def _evaluate(self, meter: Meter, final: bool) -> bool:
-        """Evaluate, record, checkpoint. True when early stopping says to stop."""
+    def _evaluate(self, meter: Meter, final: bool) -> None:
+        """Evaluate, record, checkpoint. `final`: the last evaluation of this run (early stopping
+        also makes it the last)."""
         train_cfg = self.config.train
         valid = self.splits["valid"]
         result = evaluate_split(
@@ -245,7 +260,6 @@ class Trainer:
             "tokens_per_sec": meter.rate(),
             "lr": self._lr(),
             "elapsed_sec": self._elapsed(),
-            "final": final,
         }
         meter.reset()
         improved = result.loss < self.best_valid_loss
@@ -254,11 +268,11 @@ class Trainer:
             self.evals_since_best = 0
         else:
             self.evals_since_best += 1
+        self.evaluated_step = self.step
+        record["final"] = final or self._patience_spent()
         self.records.append(record)
         self._save(record, improved)
         self.reporter.evaluated(record)
-        patience = train_cfg.patience
-        return bool(patience) and self.evals_since_best >= patience
 
     def _save_due(self) -> bool:
         train_cfg = self.config.train
@@ -305,6 +319,7 @@ class Trainer:
             "step": self.step,
             "best_valid_loss": self.best_valid_loss,
             "evals_since_best": self.evals_since_best,
+            "evaluated_step": self.evaluated_step,
             "elapsed_sec": self._elapsed(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
