@@ -27,6 +27,7 @@ from textlstm.evaluate import evaluate_split
 from textlstm.interrupt import StopFlag
 from textlstm.meter import Meter
 from textlstm.model import LSTMLanguageModel, detach_state
+from textlstm.optimizer import build_optimizer, load_optimizer_state
 from textlstm.precision import autocast
 from textlstm.runs import check_writable, new_run_folder, prepare_output
 from textlstm.schedule import learning_rate
@@ -96,9 +97,7 @@ class Trainer:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
         self.model = LSTMLanguageModel(self.config.model).to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, betas=(0.9, 0.99)
-        )
+        self.optimizer = build_optimizer(self.model, train_cfg)
         ids = self.splits["train"].ids
         rank, world = distributed.rank(), distributed.world_size()
         if self.config.data.batching == "documents":
@@ -119,7 +118,7 @@ class Trainer:
     def _resume(self, state: dict) -> None:
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, self.model, state["optimizer"])
             self.step = int(state["step"])
             self.best_valid_loss = float(state["best_valid_loss"])
             self.evals_since_best = int(state["evals_since_best"])
