@@ -1,5 +1,9 @@
-"""The training loop: AdamW, gradient clipping, a warmup + cosine schedule, periodic evaluation,
-best and last checkpoints, early stopping, exact resume and a clean stop on Ctrl-C.
+"""The training loop: each step (forward, backward, gradient clipping, AdamW), an evaluation every
+`eval_every` steps and at the end with the best weights and the resume state saved, early stopping,
+exact resume and a clean stop on Ctrl-C.
+
+Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, run
+folders in `runs.py`, the Ctrl-C flag in `interrupt.py`, loss and throughput in `meter.py`.
 
 Nothing here assumes a single process: each process reads its own rows of the data
 (`distributed.rank()`), losses are summed across processes, and only process 0 writes files.
