@@ -12,6 +12,11 @@ groups, schedule and clipping). They differ only in the state at an end-of-text 
     reset: rows whose input is end-of-text start that token from a zero state; the batch is cut at
            every column where some row has one, and the LSTM runs segment by segment
 
+and, for comparison, textlstm's other batching on the same corpus:
+
+    documents: --batching documents (each document in windows of at most seq_len tokens, each
+               window from a zero state, padded and masked), through Trainer._train_step
+
 Dropout is off in both, so the only difference is the reset (each segment call would otherwise draw
 its own recurrent-dropout mask). Each model is then scored on the validation speeches two ways:
 
@@ -26,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -77,7 +81,7 @@ def segmented_loss(model, inputs, targets, state):
     return total, count, state
 
 
-def train_step(trainer: Trainer, reset: bool) -> None:
+def train_step(trainer: Trainer, reset: bool) -> int:
     """Trainer._train_step for stream batching, with the reset as an option."""
     epoch, index = divmod(trainer.step, len(trainer.batcher))
     for group in trainer.optimizer.param_groups:
@@ -95,6 +99,7 @@ def train_step(trainer: Trainer, reset: bool) -> None:
     trainer.optimizer.step()
     trainer.lstm_state = detach_state(new_state)
     trainer.step += 1
+    return int(count)
 
 
 @torch.no_grad()
@@ -113,27 +118,33 @@ def per_document_loss(model, ids: np.ndarray, batch_size: int = 64) -> float:
     return total / count
 
 
-def run_one(corpus: Path, reset: bool, seed: int, args) -> dict:
+def documents_step(trainer: Trainer) -> int:
+    _, count = trainer._train_step()
+    trainer.step += 1
+    return count
+
+
+def run_one(corpus: Path, variant: str, seed: int, args) -> dict:
     config = RunConfig(
         model=ModelConfig(embedding_size=64, hidden_size=256, layers=2, dropout=0.0, recurrent_dropout=0.0),
-        data=DataConfig(dataset=str(corpus), tokenizer="char", batching="stream"),
+        data=DataConfig(dataset=str(corpus), tokenizer="char", batching="documents" if variant == "documents" else "stream"),
         train=TrainConfig(batch_size=16, seq_len=64, lr=4e-3, warmup_steps=50, max_steps=args.steps, seed=seed, device="cpu"),
     )
     trainer = Trainer(config, Path("unused"))
     trainer._load_data()
     trainer._build()
-    seconds = []
+    trainer.clock = 0.0
+    rates = []
     for _ in range(args.steps):
         started = time.perf_counter()
-        train_step(trainer, reset)
-        seconds.append(time.perf_counter() - started)
+        tokens = documents_step(trainer) if variant == "documents" else train_step(trainer, variant == "reset")
+        rates.append(tokens / (time.perf_counter() - started))
     valid = trainer.splits["valid"]
     stream = evaluate_split(trainer.model, valid.ids, valid.info, batch_size=32, seq_len=256)
-    tokens = trainer.batcher.batch_size * trainer.batcher.seq_len
     return {
         "valid_loss_stream": stream.loss,
         "valid_loss_per_document": per_document_loss(trainer.model, valid.ids),
-        "tokens_per_sec_median": tokens / statistics.median(seconds),
+        "tokens_per_sec_median": statistics.median(rates),  # scored (not padding) tokens
         "train_documents": trainer.splits["train"].info.documents,
         "mean_document_tokens": trainer.splits["train"].info.tokens / trainer.splits["train"].info.documents,
     }
@@ -143,15 +154,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
+    parser.add_argument("--variants", nargs="+", default=["carry", "reset", "documents"], choices=["carry", "reset", "documents"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = json.loads(RESULT.read_text()) if RESULT.is_file() else []
     with tempfile.TemporaryDirectory() as folder:
         corpus = write_speeches(Path(folder))
         for seed in args.seeds:
-            for variant in ("carry", "reset"):
+            for variant in args.variants:
                 load = os.getloadavg()[0]
-                figures = run_one(corpus, variant == "reset", seed, args)
+                figures = run_one(corpus, variant, seed, args)
                 row = {"variant": variant, "seed": seed, "steps": args.steps, "load_before": load,
                        "load_after": os.getloadavg()[0], **figures}
                 print(json.dumps(row), flush=True)
