@@ -35,7 +35,7 @@ def test_padded_batch_equals_each_sequence_run_alone():
         torch.testing.assert_close(h[:, row], h1[:, 0])
         torch.testing.assert_close(c[:, row], c1[:, 0])
         loss, count, _ = model.loss(seq[None], targets[row, : len(seq)][None])
-        alone_loss += float(loss)
+        alone_loss += float(loss.detach())
         assert int(count) == len(seq)
     assert int(batch_count) == int(lengths.sum())
     assert abs(float(batch_loss) - alone_loss) < 1e-4

@@ -27,7 +27,7 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE.")
 @click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size for word (default 10000) and bpe (default 4096).")
 @click.option("--batching", type=click.Choice(["stream", "documents"]), default=DataConfig.batching, show_default=True,
-              help="stream: documents joined into one text, truncated BPTT with the state carried across batches. "
+              help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and document ends). "
               "documents: each document on its own, padded and masked; for corpora of short independent texts.")
 @click.option("--embedding-size", type=POSITIVE, default=ModelConfig.embedding_size, show_default=True)
 @click.option("--hidden-size", type=POSITIVE, default=ModelConfig.hidden_size, show_default=True, help="LSTM units per layer.")
