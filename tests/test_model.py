@@ -38,7 +38,7 @@ def test_padded_batch_equals_each_sequence_run_alone():
         alone_loss += float(loss.detach())
         assert int(count) == len(seq)
     assert int(batch_count) == int(lengths.sum())
-    assert abs(float(batch_loss) - alone_loss) < 1e-4
+    assert abs(float(batch_loss.detach()) - alone_loss) < 1e-4
 
 
 def test_padding_positions_add_no_loss():
