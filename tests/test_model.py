@@ -35,10 +35,10 @@ def test_padded_batch_equals_each_sequence_run_alone():
         torch.testing.assert_close(h[:, row], h1[:, 0])
         torch.testing.assert_close(c[:, row], c1[:, 0])
         loss, count, _ = model.loss(seq[None], targets[row, : len(seq)][None])
-        alone_loss += float(loss)
+        alone_loss += float(loss.detach())
         assert int(count) == len(seq)
     assert int(batch_count) == int(lengths.sum())
-    assert abs(float(batch_loss) - alone_loss) < 1e-4
+    assert abs(float(batch_loss.detach()) - alone_loss) < 1e-4
 
 
 def test_padding_positions_add_no_loss():
@@ -50,30 +50,15 @@ def test_padding_positions_add_no_loss():
     loss_all, count_all, _ = model.loss(ids, targets)
     loss_pad, count_pad, _ = model.loss(ids, padded_targets)
     assert int(count_pad) == 4 and int(count_all) == 6
-    assert float(loss_pad) < float(loss_all)
     logits, _ = model(ids)
-    expected = F.cross_entropy(logits[0, :4], targets[0, :4], reduction="sum")
-    torch.testing.assert_close(loss_pad, expected)
+    per_position = F.cross_entropy(logits[0], targets[0], reduction="none")
+    torch.testing.assert_close(loss_all, per_position.sum())
+    torch.testing.assert_close(loss_pad, per_position[:4].sum())  # the padded positions' terms, and only those, gone
 
 
 def manual_lstm_with_fixed_masks(model, ids, masks):
     """A per-time-step loop that multiplies h(t-1) by a fixed mask: recurrent dropout by definition."""
-    x = model.embedding(ids)
-    hidden = model.config.hidden_size
-    for layer, mask in enumerate(masks):
-        w_ih, w_hh = getattr(model.lstm, f"weight_ih_l{layer}"), getattr(model.lstm, f"weight_hh_l{layer}")
-        bias = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
-        h = x.new_zeros(x.shape[0], hidden)
-        c = x.new_zeros(x.shape[0], hidden)
-        outputs = []
-        for t in range(x.shape[1]):
-            gates = x[:, t] @ w_ih.T + (h * mask) @ w_hh.T + bias
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outputs.append(h)
-        x = torch.stack(outputs, dim=1)
-    return model.logits(x)
+    return model.logits(per_step_lstm(model, ids, masks)[0])
 
 
 def test_recurrent_dropout_is_a_mask_on_h_fixed_over_time():
@@ -86,6 +71,59 @@ def test_recurrent_dropout_is_a_mask_on_h_fixed_over_time():
     torch.manual_seed(123)
     fused, _ = model(ids)
     torch.testing.assert_close(fused, manual_lstm_with_fixed_masks(model, ids, masks), rtol=1e-4, atol=1e-5)
+
+
+def test_packed_documents_with_recurrent_dropout_equal_a_per_step_loop():
+    """The documents path: padded rows run packed through `_run_lstm` with one W_hh column mask per
+    layer, shared by the rows and fixed over time; each row must equal the per-step loop over that
+    row alone with the same masks, and the state must be the one after the row's last real token."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    p = 0.5
+    model = make_model(recurrent_dropout=p).train()
+    hidden = model.config.hidden_size
+    sequences = [torch.randint(2, VOCAB, (n,)) for n in (4, 9, 6)]
+    batch = torch.full((3, 9), PAD_ID)
+    for row, seq in enumerate(sequences):
+        batch[row, : len(seq)] = seq
+    lengths = torch.tensor([len(s) for s in sequences])
+    torch.manual_seed(123)
+    masks = [torch.empty(hidden).bernoulli_(1 - p) / (1 - p) for _ in range(model.config.layers)]
+    assert any((m == 0).any() for m in masks)
+
+    torch.manual_seed(123)
+    packed = pack_padded_sequence(model.embedding(batch), lengths, batch_first=True, enforce_sorted=False)
+    output, (h, c) = model._run_lstm(packed, model.initial_state(3))
+    output, _ = pad_packed_sequence(output, batch_first=True, total_length=9)
+
+    for row, seq in enumerate(sequences):
+        expected, (h_row, c_row) = per_step_lstm(model, seq[None], masks)
+        torch.testing.assert_close(output[row, : len(seq)], expected[0], rtol=1e-4, atol=1e-5)
+        assert (output[row, len(seq):] == 0).all()
+        torch.testing.assert_close(h[:, row], h_row[:, 0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(c[:, row], c_row[:, 0], rtol=1e-4, atol=1e-5)
+
+
+def per_step_lstm(model, ids, masks):
+    """The stacked LSTM one time step at a time, h(t-1) multiplied by a fixed mask per layer: the
+    top layer's outputs [batch, time, hidden] and the final (h, c), each [layers, batch, hidden]."""
+    x = model.embedding(ids)
+    hs, cs = [], []
+    for layer, mask in enumerate(masks):
+        w_ih, w_hh = getattr(model.lstm, f"weight_ih_l{layer}"), getattr(model.lstm, f"weight_hh_l{layer}")
+        bias = getattr(model.lstm, f"bias_ih_l{layer}") + getattr(model.lstm, f"bias_hh_l{layer}")
+        h = x.new_zeros(x.shape[0], model.config.hidden_size)
+        c = torch.zeros_like(h)
+        outputs = []
+        for t in range(x.shape[1]):
+            i, f, g, o = (x[:, t] @ w_ih.T + (h * mask) @ w_hh.T + bias).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        x = torch.stack(outputs, dim=1)
+        hs.append(h)
+        cs.append(c)
+    return x, (torch.stack(hs), torch.stack(cs))
 
 
 def test_recurrent_dropout_trains_and_is_off_in_eval_mode():

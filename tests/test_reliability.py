@@ -83,14 +83,18 @@ def test_killed_at_random_moments_of_training_resumes(run_cli, small_corpus, tmp
         process = subprocess.Popen([sys.executable, "-m", "textlstm", *args],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
-        while not (out / "trainer_state.pt").exists() and time.time() < deadline:
+        while not (out / "trainer_state.pt").exists() and time.time() < deadline and process.poll() is None:
             time.sleep(0.05)
+        assert (out / "trainer_state.pt").exists(), "no trainer state within 120 s: " + process.stderr.read()
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
-        assert load_checkpoint(out)[0] is not None
+        model, _, config = load_checkpoint(out)
+        assert config.model.hidden_size == 32 and all(torch.isfinite(p).all() for p in model.parameters())
     result = run_cli("train", "--resume", out, "--max-steps", "40")
     assert result.code == 0, result.err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 40 and records[-1]["final"]
 
 
 class Exploit:

@@ -1,16 +1,51 @@
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from conftest import TINY_MODEL
 from textlstm.checkpoint import load_checkpoint
 
 REQUIRED_RECORD_KEYS = {"step", "train_loss", "valid_loss", "tokens_per_sec", "elapsed_sec"}
+
+
+def tiny_config(corpus, batching="stream", **train):
+    """A RunConfig for the Python API: the TINY_MODEL shape, `train` as TrainConfig fields."""
+    from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    settings = dict(batch_size=4, seq_len=32, max_steps=12, eval_every=100, warmup_steps=2, seed=3)
+    settings.update(train)
+    return RunConfig(
+        model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
+        data=DataConfig(dataset=str(corpus), batching=batching),
+        train=TrainConfig(**settings),
+    )
+
+
+def metric_records(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def validation_losses(monkeypatch):
+    """Make every evaluation during training report the next of `losses` (a list the test fills)."""
+    import textlstm.train as train_module
+
+    losses: list[float] = []
+
+    def fake_evaluate_split(*args, **kwargs):
+        loss = losses.pop(0)
+        return SimpleNamespace(loss=loss, perplexity=math.exp(loss), bits_per_token=loss, bits_per_char=loss, tokens=100)
+
+    monkeypatch.setattr(train_module, "evaluate_split", fake_evaluate_split)
+    return losses
 
 
 def final_loss(folder) -> float:
@@ -86,7 +121,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(small_corpus,
     assert resumed.records[-1]["valid_loss"] == pytest.approx(whole.records[-1]["valid_loss"], abs=1e-5)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_where(small_corpus, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_says_where(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
@@ -103,10 +138,11 @@ def test_ctrl_c_saves_a_checkpoint_and_says_where(small_corpus, tmp_path):
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert f"checkpoint saved in {out}" in err and f"--resume {out}" in err
-    state_steps = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
-    assert state_steps >= 5
-    model, _, _ = load_checkpoint(out)
-    assert model is not None
+    last = metric_records(out)[-1]
+    assert last["step"] >= 5
+    resumed = run_cli("train", "--resume", out, "--max-steps", last["step"] + 2)
+    assert resumed.code == 0, resumed.err
+    assert metric_records(out)[-1]["step"] == last["step"] + 2
 
 
 def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_corpus, tmp_path, monkeypatch):
@@ -125,15 +161,42 @@ def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_c
     assert result.code == 0, result.err
 
 
-def test_documents_batching_trains_on_jsonl(run_cli, tmp_path, shakespeare_text):
-    path = tmp_path / "docs.jsonl"
-    paragraphs = [p for p in shakespeare_text[:30_000].split("\n\n") if p.strip()]
+@pytest.fixture
+def speeches(tmp_path, shakespeare_text):
+    """A jsonl corpus of about 40 short documents (the speeches of the first 4 KB of tiny Shakespeare)."""
+    path = tmp_path / "data" / "speeches.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    paragraphs = [p for p in shakespeare_text[:4_000].split("\n\n") if p.strip()]
     path.write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs))
+    return path
+
+
+def test_documents_batching_trains_on_each_document_alone(run_cli, speeches, tmp_path, monkeypatch):
+    from textlstm.model import LSTMLanguageModel
+    from textlstm.tokenizer import EOT_ID, PAD_ID
+
+    batches = []
+    real_loss = LSTMLanguageModel.loss
+
+    def spy(self, ids, targets, state=None, lengths=None):
+        if self.training:
+            batches.append((ids.clone(), targets.clone(), state, lengths))
+        return real_loss(self, ids, targets, state, lengths)
+
+    monkeypatch.setattr(LSTMLanguageModel, "loss", spy)
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", path, *TINY_MODEL, "--batching", "documents", "--max-steps", "10",
-                     "--eval-every", "5", "--output", out)
+    result = run_cli("train", "--dataset", speeches, *TINY_MODEL, "--batching", "documents", "--max-steps", "6",
+                     "--eval-every", "3", "--output", out)
     assert result.code == 0, result.err
     assert json.loads((out / "config.json").read_text())["data"]["batching"] == "documents"
+    assert [r["step"] for r in metric_records(out)] == [3, 6]
+    assert len(batches) == 6
+    for ids, targets, state, lengths in batches:
+        assert state is None and lengths is not None  # each window from a zero state, padding masked
+        for row, length in enumerate(lengths.tolist()):
+            assert (ids[row, 1:length] != EOT_ID).all()  # no window reads across a document's end
+            assert (targets[row, length:] == PAD_ID).all() and (targets[row, :length] != PAD_ID).all()
+    assert sum(int((ids[:, 0] == EOT_ID).sum()) for ids, *_ in batches) >= 3  # windows that start a document
 
 
 @pytest.mark.parametrize("kind", ["word", "bpe"])
@@ -211,5 +274,152 @@ def test_an_output_folder_holding_another_run_is_left_untouched(run_cli, small_c
 def test_resume_refuses_to_change_the_model(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
     assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "3", "--output", out).code == 0
-    result = run_cli("train", "--resume", out, "--hidden-size", "64")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run_cli("train", "--resume", out, "--hidden-size", "64", "--max-steps", "6")
     assert result.code == 2 and "--hidden-size cannot change when resuming" in result.err
+    assert "32" in result.err and "64" in result.err  # the run's value and the new one
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_accepts_the_command_the_run_was_started_with(run_cli, small_corpus, tmp_path):
+    """What a user types: the same command again, with --resume added (and a new --max-steps)."""
+    out = tmp_path / "run"
+    command = ("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "char", "--lr", "0.01",
+               "--eval-every", "3", "--output", out)
+    assert run_cli(*command, "--max-steps", "3").code == 0
+    result = run_cli(*command, "--max-steps", "6", "--resume", out)
+    assert result.code == 0, result.err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6]
+
+
+def test_patience_stops_after_that_many_evaluations_without_improvement(small_corpus, tmp_path, validation_losses):
+    from textlstm.checkpoint import load_trainer_state
+    from textlstm.train import train
+
+    validation_losses.extend([3.0, 2.0, 2.5, 2.1, 2.2, 1.0, 1.0])
+    result = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=3), output=tmp_path / "run")
+    assert result.stopped_early and result.steps == 10 and result.best_valid_loss == 2.0
+    records = metric_records(tmp_path / "run")
+    assert [r["step"] for r in records] == [2, 4, 6, 8, 10]  # one evaluation per step, none repeated
+    assert [r["final"] for r in records] == [False] * 4 + [True]
+    assert load_trainer_state(tmp_path / "run" / "trainer_state.pt")["evals_since_best"] == 3
+
+
+def test_resuming_a_finished_run_evaluates_nothing_again(small_corpus, tmp_path):
+    from textlstm.train import train
+
+    config = tiny_config(small_corpus, max_steps=6, eval_every=3)
+    train(config, output=tmp_path / "run")
+    result = train(resume=tmp_path / "run")
+    assert result.steps == 6 and not result.interrupted
+    assert [r["step"] for r in metric_records(tmp_path / "run")] == [3, 6]
+
+
+def test_resuming_a_run_that_stopped_early_does_not_train_on(small_corpus, tmp_path, validation_losses):
+    from textlstm.train import train
+
+    validation_losses.extend([3.0, 3.5])
+    first = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=1), output=tmp_path / "run")
+    assert first.stopped_early and first.steps == 4
+    again = train(resume=tmp_path / "run")
+    assert again.stopped_early and again.steps == 4
+    assert [r["step"] for r in metric_records(tmp_path / "run")] == [2, 4]
+    validation_losses.extend([2.0])  # a larger --patience continues it
+    more = train(resume=tmp_path / "run", train_overrides={"patience": 2, "max_steps": 6})
+    assert more.steps == 6 and not more.stopped_early
+    assert [r["step"] for r in metric_records(tmp_path / "run")] == [2, 4, 6]
+
+
+def test_max_minutes_stops_by_the_clock_and_drives_the_decay(small_corpus, tmp_path, monkeypatch):
+    """A fake clock: every training step takes 10 s, so a 1-minute budget ends after step 6."""
+    import textlstm.train as train_module
+    from textlstm.schedule import learning_rate
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(train_module, "now", lambda: clock["now"])
+    rates = {}
+
+    class TenSecondSteps(train_module.Reporter):
+        def step(self, step, loss, tokens_per_sec, lr):
+            rates[step] = lr
+            clock["now"] = 10.0 * step
+
+    config = tiny_config(small_corpus, max_steps=1000, max_minutes=1.0, warmup_steps=0, save_every_minutes=0)
+    result = train_module.train(config, output=tmp_path / "run", reporter=TenSecondSteps())
+    assert result.steps == 6 and not result.interrupted
+    assert [(r["step"], r["final"]) for r in metric_records(tmp_path / "run")] == [(6, True)]
+    for step, lr in rates.items():  # step k starts (k - 1) * 10 s into the run
+        assert lr == pytest.approx(learning_rate(step - 1, 1000, config.train, elapsed_sec=10.0 * (step - 1)))
+    assert rates[4] < 0.7 * config.train.lr  # half the budget spent: halfway down the cosine, by the clock
+
+
+def test_epochs_set_the_number_of_steps(run_cli, tmp_path, shakespeare_text):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text(shakespeare_text[:2_000])
+    out = tmp_path / "run"
+    result = run_cli("train", "--dataset", corpus, *TINY_MODEL, "--epochs", "2", "--eval-every", "1000", "--output", out)
+    assert result.code == 0, result.err
+    assert json.loads((out / "config.json").read_text())["train"]["max_steps"] is None
+    last = metric_records(out)[-1]
+    assert last["epoch"] == 2.0 and 20 <= last["step"] <= 40  # ~1,800 chars / (4 rows x 32) per epoch
+
+
+def test_the_lstm_state_is_carried_from_batch_to_batch(small_corpus, tmp_path, monkeypatch):
+    """Stream batching is truncated BPTT: each batch starts from the state the one before ended in
+    (detached), and the first batch of an epoch from zero."""
+    from textlstm.model import LSTMLanguageModel
+    from textlstm.train import train
+
+    calls = []
+    real_loss = LSTMLanguageModel.loss
+
+    def spy(self, ids, targets, state=None, lengths=None):
+        total, count, new_state = real_loss(self, ids, targets, state, lengths)
+        if self.training:
+            calls.append((state, tuple(t.detach().clone() for t in new_state)))
+        return total, count, new_state
+
+    monkeypatch.setattr(LSTMLanguageModel, "loss", spy)
+    train(tiny_config(small_corpus, max_steps=4), output=tmp_path / "run")
+    assert len(calls) == 4 and calls[0][0] is None
+    for (_, ended), (started, _) in zip(calls, calls[1:]):
+        assert started is not None and not started[0].requires_grad
+        torch.testing.assert_close(started[0], ended[0])
+        torch.testing.assert_close(started[1], ended[1])
+
+
+@pytest.mark.parametrize("batching", ["stream", "documents"])
+def test_resume_across_an_epoch_boundary_matches_an_uninterrupted_run(speeches, tmp_path, batching):
+    """Stopped by Ctrl-C in the first epoch, resumed into the third: the same weights as one run."""
+    from textlstm.checkpoint import load_trainer_state
+    from textlstm.train import Reporter, train
+
+    def config():
+        settings = tiny_config(speeches, batching, max_steps=1, eval_every=1000, batch_size=8)
+        settings.model.dropout = settings.model.recurrent_dropout = 0.2
+        return settings
+
+    probe = train(config(), output=tmp_path / "probe")
+    per_epoch = round(1 / probe.records[-1]["epoch"])
+    assert 3 <= per_epoch <= 15
+
+    def run_config():
+        settings = config()
+        settings.train.max_steps = 2 * per_epoch + 2
+        return settings
+
+    class StopInFirstEpoch(Reporter):
+        def step(self, step, loss, tokens_per_sec, lr):
+            if step == per_epoch // 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    whole = train(run_config(), output=tmp_path / "whole")
+    stopped = train(run_config(), output=tmp_path / "stopped", reporter=StopInFirstEpoch())
+    assert stopped.interrupted and stopped.steps == per_epoch // 2
+    resumed = train(resume=tmp_path / "stopped")
+    assert resumed.steps == whole.steps == 2 * per_epoch + 2
+    once = load_trainer_state(tmp_path / "whole" / "trainer_state.pt")["model"]
+    twice = load_trainer_state(tmp_path / "stopped" / "trainer_state.pt")["model"]
+    for name in once:
+        torch.testing.assert_close(twice[name], once[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textlstm.checkpoint import atomic_write
 from textlstm.errors import TextlstmError
-from textlstm.runs import Run
+from textlstm.run_info import Run
 
 INSTALL_HINT = 'plotting needs matplotlib: pip install "textlstm[plot]" (or pip install matplotlib)'
 

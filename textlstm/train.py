@@ -1,5 +1,9 @@
-"""The training loop: AdamW, gradient clipping, a warmup + cosine schedule, periodic evaluation,
-best and last checkpoints, early stopping, exact resume and a clean stop on Ctrl-C.
+"""The training loop: each step (forward, backward, gradient clipping, AdamW), an evaluation every
+`eval_every` steps and at the end with the best weights and the resume state saved, early stopping,
+exact resume and a clean stop on Ctrl-C.
+
+Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, run
+folders in `run_folder.py`, the Ctrl-C flag in `interrupt.py`, loss and throughput in `meter.py`.
 
 Nothing here assumes a single process: each process reads its own rows of the data
 (`distributed.rank()`), losses are summed across processes, and only process 0 writes files.
@@ -10,26 +14,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from textlstm import checkpoint as ckpt
 from textlstm import distributed, finetune
-from textlstm.config import ModelConfig, RunConfig, TrainConfig
+from textlstm.config import ModelConfig, RunConfig
 from textlstm.data import DocumentBatcher, StreamBatcher, prepare
 from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
+from textlstm.interrupt import StopFlag
+from textlstm.meter import Meter
 from textlstm.model import LSTMLanguageModel, detach_state
+from textlstm.optimizer import build_optimizer, load_optimizer_state
 from textlstm.precision import autocast
+from textlstm.run_folder import check_writable, new_run_folder, prepare_output
+from textlstm.schedule import learning_rate
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
+now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
 
 
 class Reporter:
@@ -53,76 +60,6 @@ class TrainResult:
     records: list[dict] = field(default_factory=list)
 
 
-def learning_rate(step: int, total_steps: int, config: TrainConfig, elapsed_sec: float = 0.0) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if config.schedule == "constant":
-        return config.lr
-    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-    if config.max_minutes:  # whichever limit is nearer drives the decay
-        progress = max(progress, elapsed_sec / (60 * config.max_minutes))
-    progress = min(1.0, progress)
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def new_run_folder(root: Path, corpus_name: str, tokenizer: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / f"{stamp}-{corpus_name}-{tokenizer}"
-    folder, n = base, 1
-    while folder.exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder
-
-
-def prepare_output(output: Path, overwrite: bool) -> None:
-    """Refuse to mix a new run into a folder that holds other files; check it can be written."""
-    if output.exists() and not output.is_dir():
-        raise TextlstmError(f"output {output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()):
-        if not overwrite:
-            what = "a textlstm run" if (output / ckpt.CONFIG).exists() else "files"
-            raise TextlstmError(
-                f"output folder {output} already holds {what}: use --resume {output} to continue it, "
-                "--overwrite to replace it, or another --output"
-            )
-        for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.BEST_WEIGHTS, ckpt.TRAINER_STATE, ckpt.METRICS):
-            (output / name).unlink(missing_ok=True)
-    check_writable(output)
-
-
-def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"\0" * 4096)
-        probe.unlink()
-    except OSError as error:
-        raise TextlstmError(f"cannot write checkpoints to {folder}: {error.strerror or error}") from None
-
-
-class _StopFlag:
-    """Set by the first Ctrl-C; a second one interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class Trainer:
     def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False):
         self.config = config
@@ -130,7 +67,7 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.resuming = resume
         self.device = resolve_device(config.train.device)
-        self.stop = _StopFlag()
+        self.stop = StopFlag()
 
     # ------------------------------------------------------------------ setup
 
@@ -156,9 +93,7 @@ class Trainer:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
         self.model = LSTMLanguageModel(self.config.model).to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, betas=(0.9, 0.99)
-        )
+        self.optimizer = build_optimizer(self.model, train_cfg)
         ids = self.splits["train"].ids
         rank, world = distributed.rank(), distributed.world_size()
         if self.config.data.batching == "documents":
@@ -172,16 +107,18 @@ class Trainer:
         self.lstm_state = None
         self.best_valid_loss = math.inf
         self.evals_since_best = 0
+        self.evaluated_step = -1  # the step of the last evaluation
         self.elapsed_before = 0.0
         self.records: list[dict] = []
 
     def _resume(self, state: dict) -> None:
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, self.model, state["optimizer"])
             self.step = int(state["step"])
             self.best_valid_loss = float(state["best_valid_loss"])
             self.evals_since_best = int(state["evals_since_best"])
+            self.evaluated_step = int(state.get("evaluated_step", -1))
             self.elapsed_before = float(state["elapsed_sec"])
             torch.set_rng_state(state["rng"])
             if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -221,10 +158,16 @@ class Trainer:
 
     def _loop(self, result: TrainResult) -> None:
         train_cfg = self.config.train
-        self.started = self.last_save = time.perf_counter()
+        self.started = self.last_save = now()
         self.clock = 0.0
-        window = _Window()
+        meter = Meter()
         bad_steps = 0
+        if self._patience_spent():  # a resumed run that had stopped early
+            self.reporter.message(f"the run stopped early at step {self.step}: raise --patience to train on")
+            result.stopped_early = True
+            return
+        if self.step >= self.total_steps:
+            self.reporter.message(f"the run is already at step {self.step}: raise --max-steps or --epochs to train on")
         self.reporter.start(self.total_steps, self.step)
         try:
             while self.step < self.total_steps:
@@ -233,7 +176,7 @@ class Trainer:
                     break
                 if self._out_of_time():
                     break
-                step_start = time.perf_counter()
+                step_start = now()
                 loss_sum, count = self._train_step()
                 if not math.isfinite(loss_sum):
                     bad_steps += 1
@@ -246,17 +189,23 @@ class Trainer:
                     continue
                 bad_steps = 0
                 self.step += 1
-                window.add(loss_sum, count, time.perf_counter() - step_start)
-                self.reporter.step(self.step, loss_sum / max(count, 1), window.recent_rate(), self._lr())
-                if self.step % train_cfg.eval_every == 0 and self.step < self.total_steps:
-                    if self._evaluate(window, final=False):
+                meter.add(loss_sum, count, now() - step_start)
+                self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
+                if self.step % train_cfg.eval_every == 0 or self.step == self.total_steps:
+                    self._evaluate(meter, final=self.step == self.total_steps)
+                    if self._patience_spent():
                         result.stopped_early = True
                         break
                 elif self._save_due():
                     self._save_resume_state()
         finally:
             self.reporter.stop()
-        self._evaluate(window, final=True)
+        if self.evaluated_step != self.step:  # stopped by Ctrl-C or the clock between evaluations
+            self._evaluate(meter, final=True)
+
+    def _patience_spent(self) -> bool:
+        patience = self.config.train.patience
+        return bool(patience) and self.evals_since_best >= patience
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -290,8 +239,9 @@ class Trainer:
         self.lstm_state = detach_state(new_state)
         return loss_value, count_value
 
-    def _evaluate(self, window: "_Window", final: bool) -> bool:
-        """Evaluate, record, checkpoint. True when early stopping says to stop."""
+    def _evaluate(self, meter: Meter, final: bool) -> None:
+        """Evaluate, record, checkpoint. `final`: the last evaluation of this run (early stopping
+        also makes it the last)."""
         train_cfg = self.config.train
         valid = self.splits["valid"]
         result = evaluate_split(
@@ -303,36 +253,35 @@ class Trainer:
         record = {
             "step": self.step,
             "epoch": self.step / len(self.batcher),
-            "train_loss": window.mean_loss(),
+            "train_loss": meter.mean_loss(),
             "valid_loss": result.loss,
             "valid_perplexity": result.perplexity,
             "valid_bits_per_token": result.bits_per_token,
             "valid_bits_per_char": result.bits_per_char,
             "valid_tokens": result.tokens,
-            "tokens_per_sec": window.rate(),
+            "tokens_per_sec": meter.rate(),
             "lr": self._lr(),
             "elapsed_sec": self._elapsed(),
-            "final": final,
         }
-        window.reset()
+        meter.reset()
         improved = result.loss < self.best_valid_loss
         if improved:
             self.best_valid_loss = result.loss
             self.evals_since_best = 0
         else:
             self.evals_since_best += 1
+        self.evaluated_step = self.step
+        record["final"] = final or self._patience_spent()
         self.records.append(record)
         self._save(record, improved)
         self.reporter.evaluated(record)
-        patience = train_cfg.patience
-        return bool(patience) and self.evals_since_best >= patience
 
     def _save_due(self) -> bool:
         train_cfg = self.config.train
         if train_cfg.save_every and self.step % train_cfg.save_every == 0:
             return True
         minutes = train_cfg.save_every_minutes
-        return bool(minutes) and time.perf_counter() - self.last_save >= minutes * 60
+        return bool(minutes) and now() - self.last_save >= minutes * 60
 
     def _save(self, record: dict, improved: bool) -> None:
         if distributed.is_main():
@@ -344,14 +293,14 @@ class Trainer:
 
     def _save_resume_state(self) -> None:
         """Write everything --resume needs in one atomic file (weights of the best model aside)."""
-        self.last_save = time.perf_counter()
+        self.last_save = now()
         if distributed.is_main():
             if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
                 ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
             ckpt.save_trainer_state(self._trainer_state(), self.output / ckpt.TRAINER_STATE)
 
     def _elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.started
+        return self.elapsed_before + now() - self.started
 
     def _out_of_time(self) -> bool:
         """Whether the max_minutes budget is spent; also sets `clock`, the elapsed time the schedule reads.
@@ -372,38 +321,12 @@ class Trainer:
             "step": self.step,
             "best_valid_loss": self.best_valid_loss,
             "evals_since_best": self.evals_since_best,
+            "evaluated_step": self.evaluated_step,
             "elapsed_sec": self._elapsed(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "lstm_state": None if self.lstm_state is None else tuple(t.cpu() for t in self.lstm_state),
         }
-
-
-class _Window:
-    """Training loss and throughput since the last evaluation, and over the last few steps."""
-
-    def __init__(self):
-        self.reset()
-        self.recent: list[tuple[int, float]] = []
-
-    def reset(self) -> None:
-        self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0
-
-    def add(self, loss_sum: float, tokens: int, seconds: float) -> None:
-        self.loss_sum += loss_sum
-        self.tokens += tokens
-        self.seconds += seconds
-        self.recent = (self.recent + [(tokens, seconds)])[-20:]
-
-    def mean_loss(self) -> float | None:
-        return self.loss_sum / self.tokens if self.tokens else None
-
-    def rate(self) -> float | None:
-        return self.tokens / self.seconds if self.seconds else None
-
-    def recent_rate(self) -> float:
-        seconds = sum(s for _, s in self.recent)
-        return sum(t for t, _ in self.recent) / seconds if seconds else 0.0
 
 
 def train(
@@ -434,7 +357,7 @@ def train(
     if config.train.init_from:
         config = finetune.inherit(config, finetune.load_parent(config.train.init_from))
     if output is None:
-        output = new_run_folder(Path(checkpoints_root), _corpus_label(config), config.data.tokenizer)
+        output = new_run_folder(Path(checkpoints_root), config)
     output = Path(output)
     created = not output.exists()
     prepare_output(output, overwrite)
@@ -444,9 +367,3 @@ def train(
         if created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # failed before anything was saved: leave no empty run folder behind
         raise
-
-
-def _corpus_label(config: RunConfig) -> str:
-    name = config.data.dataset or "pydoc"
-    label = Path(name.rstrip("/")).stem if "/" not in name or Path(name).exists() else name.replace("/", "_")
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)[:40] or "corpus"

@@ -14,7 +14,7 @@ def info(checkpoint, as_json) -> None:
     """Model summary (layers, output shapes, parameters), tokenizer, corpus and best validation loss
     of CHECKPOINT (default: the newest run under checkpoints/)."""
     from textlstm.checkpoint import find_latest_checkpoint
-    from textlstm.runs import find_run, read_run
+    from textlstm.run_info import find_run, read_run
 
     folder = find_run(checkpoint) if checkpoint else find_latest_checkpoint()
     run = read_run(folder)

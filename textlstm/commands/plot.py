@@ -14,7 +14,7 @@ def plot(runs, output, title) -> None:
     """Training and validation loss and bits per character of RUNS (folders, or names under
     checkpoints/) against steps and against time, on one figure. Needs matplotlib."""
     from textlstm.plot import plot_runs
-    from textlstm.runs import find_run, read_run
+    from textlstm.run_info import find_run, read_run
 
     written = plot_runs([read_run(find_run(run)) for run in runs], output, title=title)
     click.echo(f"wrote {written}")

@@ -14,7 +14,7 @@ import click
 def runs(root, as_json) -> None:
     """The runs under checkpoints/: name, corpus, tokenizer, size, steps, best validation bits per
     character and date, newest first."""
-    from textlstm.runs import list_runs
+    from textlstm.run_info import list_runs
 
     found = list_runs(root)
     rows = [_row(run) for run in found]

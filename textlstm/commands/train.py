@@ -45,7 +45,7 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE.")
 @click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size for word (default 10000) and bpe (default 4096).")
 @click.option("--batching", type=click.Choice(["stream", "documents"]), default=DataConfig.batching, show_default=True,
-              help="stream: documents joined into one text, truncated BPTT with the state carried across batches. "
+              help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and document ends). "
               "documents: each document on its own, padded and masked; for corpora of short independent texts.")
 @click.option("--embedding-size", type=POSITIVE, default=ModelConfig.embedding_size, show_default=True)
 @click.option("--hidden-size", type=POSITIVE, default=ModelConfig.hidden_size, show_default=True, help="LSTM units per layer.")
@@ -106,11 +106,8 @@ def train(ctx: click.Context, **options) -> None:
     given = given_options(ctx)
     reporter = RichReporter()
     if options["resume"]:
-        fixed = sorted(given - set(RESUMABLE) - {"resume"})
-        if fixed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
-            raise click.UsageError(f"{flags} cannot change when resuming; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can")
-        overrides = {name: options[name] for name in given if name != "resume"}
+        _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
+        overrides = {name: options[name] for name in given if name in RESUMABLE}
         if "epochs" in overrides and "max_steps" not in overrides:
             overrides["max_steps"] = None
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
@@ -150,6 +147,35 @@ def _parent_model(options: dict, given: set) -> ModelConfig:
         raise click.UsageError(f"{'; '.join(refused)}: with --init-from the model's shape and tokenizer come from the parent")
     changed = {name: options[name] for name in ("dropout", "recurrent_dropout") if name in given}
     return dataclasses.replace(parent.config.model, **changed)
+
+
+def _check_fixed_options(options: dict, names: set[str]) -> None:
+    """Options outside RESUMABLE may be given with --resume (the command the run was started with,
+    typed again) as long as they equal the run's saved settings; a changed one is refused."""
+    from pathlib import Path
+
+    from textlstm.checkpoint import load_config
+
+    if "overwrite" in names:
+        raise click.UsageError("--overwrite replaces a run and --resume continues it: give one of them")
+    if "output" in names and Path(options["output"]).resolve() != Path(options["resume"]).resolve():
+        raise click.UsageError(f"--output cannot change when resuming: the run is in {options['resume']}, not {options['output']}")
+    names = sorted(names - {"output", "overwrite"})
+    if not names:
+        return
+    saved = load_config(Path(options["resume"]))
+    sections = (saved.model, saved.data, saved.train)
+    for name in names:
+        section = next(s for s in sections if name in s.__dataclass_fields__)
+        old, new = getattr(section, name), options[name]
+        if name == "dataset" and old is not None and new is not None:
+            old, new = Path(old), Path(new)  # "data/x.txt" and "./data/x.txt" are the same corpus
+        if old != new:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{flag} cannot change when resuming: the run has {getattr(section, name)}, not {options[name]} "
+                f"(only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can)"
+            )
 
 
 def _int_list(value: str | None) -> list[int] | None:
