@@ -24,9 +24,10 @@ def _register_commands() -> None:
     from textlstm.commands.chat import chat
     from textlstm.commands.eval import eval_command
     from textlstm.commands.generate import generate
+    from textlstm.commands.serve import serve
     from textlstm.commands.train import train
 
-    for command in (train, eval_command, generate, chat):
+    for command in (train, eval_command, generate, chat, serve):
         cli.add_command(command)
 
 
