@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -325,14 +325,18 @@ def _event(data: dict) -> str:
 async def _collect(request: Request, run: _Run, reply: _Reply):
     texts, reasons = [[] for _ in range(run.size)], [None] * run.size
     completion_tokens = 0
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + DISCONNECT_POLL_SECONDS
     try:
         while run.open:
             try:
                 events = await asyncio.wait_for(run.next_events(), DISCONNECT_POLL_SECONDS)
             except asyncio.TimeoutError:
+                events = []
+            if loop.time() >= next_check:
                 if await request.is_disconnected():
-                    return None
-                continue
+                    return Response(status_code=499)  # nobody reads it: the client left
+                next_check = loop.time() + DISCONNECT_POLL_SECONDS
             for index, event in events:
                 if isinstance(event, TextPiece):
                     texts[index].append(event.text)

@@ -195,11 +195,12 @@ class Engine:
         for sequence in [s for s in self._reading if s.cancelled]:
             self._reading.remove(sequence)
             self._retire(sequence, "cancelled")
-        cancelled = [i for i, s in enumerate(self._batch.sequences) if s.cancelled]
-        if cancelled:
-            for i in cancelled:
-                self._retire(self._batch.sequences[i], "cancelled")
-            self._batch.keep([i for i in range(len(self._batch.sequences)) if i not in set(cancelled)])
+        sequences = self._batch.sequences
+        if any(s.cancelled for s in sequences):
+            for sequence in sequences:
+                if sequence.cancelled:
+                    self._retire(sequence, "cancelled")
+            self._batch.keep([i for i, s in enumerate(sequences) if not s.cancelled])
 
     def _read_prompts(self) -> None:
         """The next chunk of every unread prompt, in one forward pass; finished prompts join the batch."""
@@ -229,7 +230,8 @@ class Engine:
         logits = self.model.logits(hidden[torch.tensor(done, device=self.device), last])
         joining = [rows[i] for i in done]
         self._batch.join(joining, h[:, done], c[:, done], logits, self.model.config.vocab_size)
-        self._reading = [s for i, s in enumerate(rows) if i not in set(done)]
+        finished = set(done)
+        self._reading = [s for i, s in enumerate(rows) if i not in finished]
 
     def _generate_step(self) -> None:
         """One token for every generating sequence, then one model step for those that go on."""
