@@ -262,3 +262,17 @@ def test_full_engine_refuses_and_stopped_engine_refuses(lm):
     with pytest.raises(EngineStopped):
         submit(engine, lm, "a")
     assert engine.stats()["sequences"] == 0
+
+
+def test_prompt_chunks_sized_by_reading_speed_read_the_prompt_exactly(lm):
+    engine = Engine(lm.model, lm.tokenizer, deliver_now)  # prompt_chunk None: sized by measured speed
+    engine.start()
+    try:
+        long_prompt = "the quick brown fox jumps over the lazy dog. " * 100
+        short = submit(engine, lm, "the", temperature=0, max_tokens=300)
+        long = submit(engine, lm, long_prompt, temperature=0, max_tokens=5)
+        wait_all(short, long)
+    finally:
+        engine.shutdown()
+    assert long.text == lm.generate(long_prompt, temperature=0, max_tokens=5)
+    assert short.text == lm.generate("the", temperature=0, max_tokens=300)

@@ -49,7 +49,7 @@ class ServeSettings:
     max_sequences: int = 4096  # active and waiting, all requests together; more gets 429
     max_conversations: int = 10_000  # kept conversation states; the least recently used go first
     max_request_bytes: int = 4 * 2**20  # a bigger request body gets 413
-    prompt_chunk: int = 64  # prompt tokens read per step while others generate
+    prompt_chunk: int | None = None  # prompt tokens read per step while others generate; None: adaptive
     threads: int = 1  # torch threads of the engine
 
 

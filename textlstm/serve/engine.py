@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer
 log = logging.getLogger("textlstm.serve")
 
 DECODE_CONTEXT = 4  # prompt ids handed to the streaming decoder, for decoders that look back
+PROMPT_STEP_SECONDS = 0.04  # prompt reading per step while others generate: what their next token waits
+MIN_PROMPT_CHUNK = 16
 
 
 # --- what goes in and what comes out ---------------------------------------------------------------
@@ -99,14 +102,15 @@ class Engine:
         tokenizer: TextTokenizer,
         deliver: Callable[[list[tuple[Callable[[Event], None], Event]]], None],
         max_sequences: int = 4096,
-        prompt_chunk: int = 64,
+        prompt_chunk: int | None = None,
         idle_prompt_chunk: int = 1024,
         threads: int = 1,
     ):
         """deliver(pairs) is called from the engine thread once per step with (on_event, event) pairs.
 
         prompt_chunk: prompt tokens read per step while other sequences are generating (each step of
-        theirs waits for it); idle_prompt_chunk: the same when nothing is generating.
+        theirs waits for it); None: as many as take about PROMPT_STEP_SECONDS at the reading speed
+        measured so far. idle_prompt_chunk: the most read per step when nothing is generating.
         """
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -116,6 +120,7 @@ class Engine:
         self.idle_prompt_chunk = idle_prompt_chunk
         self.threads = threads
         self.device = model.embedding.weight.device
+        self._prompt_speed = None  # prompt tokens per second along the time axis, measured
         self._incoming: queue.SimpleQueue[_Sequence | None] = queue.SimpleQueue()
         self._reading: list[_Sequence] = []
         self._batch = _Batch(self.device)
@@ -206,7 +211,7 @@ class Engine:
         """The next chunk of every unread prompt, in one forward pass; finished prompts join the batch."""
         if not self._reading:
             return
-        chunk = self.prompt_chunk if self._batch.sequences else self.idle_prompt_chunk
+        chunk = self._prompt_chunk()
         rows = self._reading
         pieces = [s.request.read_ids[s.position : s.position + chunk] for s in rows]
         lengths = [len(p) for p in pieces]
@@ -216,7 +221,9 @@ class Engine:
         h = torch.cat([state[0] for state in states], dim=1)
         c = torch.cat([state[1] for state in states], dim=1)
         ragged = torch.tensor(lengths) if min(lengths) != width else None
+        started = time.perf_counter()
         hidden, (h, c) = self.model.hidden_states(ids, (h, c), ragged)
+        self._measure_prompt_speed(width, time.perf_counter() - started)
         self.counters["prompt_tokens_read"] += sum(lengths)
         done = []
         for i, (sequence, length) in enumerate(zip(rows, lengths)):
@@ -232,6 +239,22 @@ class Engine:
         self._batch.join(joining, h[:, done], c[:, done], logits, self.model.config.vocab_size)
         finished = set(done)
         self._reading = [s for i, s in enumerate(rows) if i not in finished]
+
+    def _prompt_chunk(self) -> int:
+        if not self._batch.sequences:
+            return self.idle_prompt_chunk
+        if self.prompt_chunk is not None:
+            return self.prompt_chunk
+        if self._prompt_speed is None:
+            return MIN_PROMPT_CHUNK
+        return max(MIN_PROMPT_CHUNK, min(self.idle_prompt_chunk, int(self._prompt_speed * PROMPT_STEP_SECONDS)))
+
+    def _measure_prompt_speed(self, steps: int, seconds: float) -> None:
+        """Time steps read per second (rows of a batch run side by side), smoothed over recent reads."""
+        if steps < MIN_PROMPT_CHUNK or seconds <= 0:
+            return
+        speed = steps / seconds
+        self._prompt_speed = speed if self._prompt_speed is None else 0.7 * self._prompt_speed + 0.3 * speed
 
     def _generate_step(self) -> None:
         """One token for every generating sequence, then one model step for those that go on."""
