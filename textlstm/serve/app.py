@@ -192,7 +192,7 @@ async def metrics(request: Request) -> dict:
 async def completions(request: Request):
     body: CompletionRequest = await _read_body(request, CompletionRequest)
     _check_model(body.model, request)
-    prompts = [await run_in_threadpool(_prepare, request, text, None) for text in body.prompts]
+    prompts = [await _prepare_soon(request, text, None) for text in body.prompts]
     jobs = [(prompt, body.sampling_options(COMPLETION_MAX_TOKENS, choice), None) for prompt in prompts for choice in range(body.n)]
     return await _respond(request, body, _Reply(chat=False, model=body.model, prompt_tokens=sum(len(p.ids) for p in prompts)), jobs)
 
@@ -206,7 +206,7 @@ async def chat_completions(request: Request):
         raise APIError(400, "conversation_id keeps one answer's state: use it with n = 1", param="n")
     turn_format: TurnFormat = request.app.state.settings.turn_format
     text = conversation_text([(m.role, m.text) for m in body.messages], turn_format)
-    prompt = await run_in_threadpool(_prepare, request, text, conversation_id)
+    prompt = await _prepare_soon(request, text, conversation_id)
     keep = None
     if conversation_id is not None:
         store: ConversationStore = request.app.state.store
@@ -227,6 +227,15 @@ class _Prompt:
     ids: list[int]  # the whole prompt's tokens
     read_ids: list[int]  # what the model reads: all of it after end of text, or what a kept state has not read
     state: State | None
+
+
+INLINE_PROMPT_CHARS = 20_000  # shorter prompts are tokenized on the event loop: a thread hop costs more
+
+
+async def _prepare_soon(request: Request, text: str, conversation_id: str | None) -> _Prompt:
+    if len(text) <= INLINE_PROMPT_CHARS:
+        return _prepare(request, text, conversation_id)
+    return await run_in_threadpool(_prepare, request, text, conversation_id)
 
 
 def _prepare(request: Request, text: str, conversation_id: str | None) -> _Prompt:
@@ -307,7 +316,7 @@ async def _stream(run: _Run, reply: _Reply, include_usage: bool):
                 else:
                     failure = event
             for index in sorted(texts.keys() | reasons.keys()):
-                yield _event(reply.chunk(index, texts.get(index, ""), reasons.get(index)))
+                yield reply.chunk_event(index, texts.get(index, ""), reasons.get(index))
             if failure is not None:
                 yield _event(error_body(failure.message, "server_error"))
                 return
@@ -360,6 +369,7 @@ class _Reply:
     prompt_tokens: int
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
+    _event_head: str | None = None
 
     def _envelope(self, kind: str, choices: list) -> dict:
         prefix = "chatcmpl-" if self.chat else "cmpl-"
@@ -370,6 +380,18 @@ class _Reply:
             return self._envelope("text_completion", [{"index": index, "text": text, "logprobs": None, "finish_reason": reason}])
         delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
         return self._envelope("chat.completion.chunk", [{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}])
+
+    def chunk_event(self, index: int, text: str, reason: str | None) -> str:
+        """`_event(self.chunk(index, text, reason))`, built faster: one per sequence per step under load."""
+        if self._event_head is None:
+            kind = "chat.completion.chunk" if self.chat else "text_completion"
+            self._event_head = "data: " + json.dumps(self._envelope(kind, []), ensure_ascii=False)[:-3] + '[{"index": '
+        if self.chat:
+            delta = f'{{"content": {json.dumps(text, ensure_ascii=False)}}}' if text else "{}"
+            body = f'"delta": {delta}'
+        else:
+            body = f'"text": {json.dumps(text, ensure_ascii=False)}'
+        return f'{self._event_head}{index}, {body}, "logprobs": null, "finish_reason": {json.dumps(reason)}}}]}}\n\n'
 
     def usage(self, completion_tokens: int) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": self.prompt_tokens + completion_tokens}
