@@ -293,6 +293,13 @@ def report(result: dict) -> str:
     stall = result["long_prompt"]
     la_before = " / ".join(f"{x:.2f}" for x in result["load_average_before"])
     la_after = " / ".join(f"{x:.2f}" for x in result["load_average_after"])
+    busiest = max(result["load_average_before"][0], result["load_average_after"][0])
+    shared = (
+        f"\n**Taken under load**: the 1-minute load average reached {busiest:.1f} on {result['cpus']} CPUs, from other\n"
+        "work on the machine; rerun on an idle machine for figures to compare against the targets.\n"
+        if busiest > 0.5 * result["cpus"]
+        else ""
+    )
     return f"""# Serving benchmark (`textlstm serve`; bench_serving.py)
 
 Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm serve --threads
@@ -300,7 +307,7 @@ Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm s
 ({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
 {result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs, torch {result['torch']},
 Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
-
+{shared}
 | clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server RSS MB |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
@@ -313,7 +320,9 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 - Active sequences after all clients left: {result['active_sequences_after']}.
 
 "Between tokens" divides the gap between two events of a client by the tokens in the later one:
-when the event loop is busy, a sequence's new text is sent in one event.
+when the event loop is busy, a sequence's new text is sent in one event. RSS growth per kept
+conversation can come out below the state's own size: the states partly fill memory the allocator
+already held from the requests before.
 """
 
 

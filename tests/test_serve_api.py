@@ -87,6 +87,8 @@ def test_models_and_completions_match_the_library(client, lm):
     assert choice["finish_reason"] == "length"
     assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}
     assert len(complete(client, prompt="the")["choices"][0]["text"]) == 16  # OpenAI's default max_tokens
+    # top_p 0 keeps only the most likely token: greedy, whatever the temperature.
+    assert complete(client, prompt="the quick", max_tokens=30, temperature=1.5, top_p=0)["choices"][0]["text"] == choice["text"]
 
     stop = choice["text"][5:8]
     stopped = complete(client, prompt="the quick", max_tokens=30, temperature=0, stop=[stop, "never"])
@@ -131,6 +133,9 @@ def test_chat_reads_the_messages_in_the_turn_format(client, lm):
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == body["choices"][0]["message"]["content"]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+    newer_name = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_completion_tokens": 7}).json()
+    assert newer_name["usage"]["completion_tokens"] == 7
 
 
 def test_a_kept_conversation_reads_only_what_is_new_and_an_evicted_one_is_rebuilt(lm):
