@@ -235,6 +235,18 @@ def test_bad_requests_get_an_openai_error_and_the_server_goes_on(client, path, b
     assert complete(client, **{k: v for k, v in GOOD.items() if k != "model"})["choices"][0]["text"]
 
 
+def test_a_long_prompt_is_answered_while_another_client_streams(client, lm):
+    prompt = "the quick brown fox jumps over the lazy dog. " * 4500  # 200 KB
+    with client.stream("POST", "/v1/completions", json={**GOOD, "max_tokens": 16_000, "stream": True}) as streaming:
+        lines = streaming.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        answer = complete(client, prompt=prompt, max_tokens=5, temperature=0)
+        assert next(line for line in lines if line.startswith("data: "))  # the stream still flows
+    assert answer["choices"][0]["text"] == lm.generate(prompt, max_tokens=5, temperature=0)
+    assert answer["usage"]["prompt_tokens"] == len(prompt)
+    wait_until_idle(client)
+
+
 def test_a_client_that_leaves_mid_stream_leaves_no_sequence_behind(client):
     for _ in range(3):
         with client.stream("POST", "/v1/completions", json={**GOOD, "max_tokens": 16_000, "stream": True}) as response:

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 
+import torch
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -224,8 +225,8 @@ async def chat_completions(request: Request):
 
 @dataclass
 class _Prompt:
-    ids: list[int]  # the whole prompt's tokens
-    read_ids: list[int]  # what the model reads: all of it after end of text, or what a kept state has not read
+    ids: torch.Tensor  # the whole prompt's tokens
+    read_ids: torch.Tensor  # what the model reads: all of it after end of text, or what a kept state has not read
     state: State | None
 
 
@@ -245,12 +246,12 @@ def _prepare(request: Request, text: str, conversation_id: str | None) -> _Promp
     except UnicodeEncodeError:
         raise APIError(400, "the text holds a lone surrogate (\\ud800-\\udfff): not valid Unicode") from None
     tokenizer = request.app.state.generator.tokenizer
-    ids = tokenizer.encode(text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
     kept = request.app.state.store.take(conversation_id, text) if conversation_id is not None else None
     if kept is None:
-        return _Prompt(ids, [EOT_ID, *ids], None)
+        return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None)
     state, covered_chars = kept
-    return _Prompt(ids, tokenizer.encode(text[covered_chars:]), state)
+    return _Prompt(ids, torch.tensor(tokenizer.encode(text[covered_chars:]), dtype=torch.long), state)
 
 
 class _Run:

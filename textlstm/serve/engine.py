@@ -62,11 +62,13 @@ Event = TextPiece | Finished | Failed
 class GenerationRequest:
     """One sequence to generate. `on_event` is called with each Event by `deliver`'s caller."""
 
-    read_ids: list[int]  # ids to read before the first token; a new text starts with EOT_ID
+    # Ids to read before the first token; a new text starts with EOT_ID. Token ids may come as a
+    # 1-D tensor: 8 bytes an id, where a list of a long prompt's ids costs up to 36.
+    read_ids: Sequence[int] | torch.Tensor
     options: SamplingOptions
     on_event: Callable[[Event], None]
     state: State | None = None  # where reading starts ([layers, 1, hidden] each); None: zeros
-    seen_ids: Sequence[int] = ()  # tokens the repetition penalty counts as already in the text
+    seen_ids: Sequence[int] | torch.Tensor = ()  # tokens the repetition penalty counts as already in the text
     decode_context: Sequence[int] = ()
     # Called with the final state and the generated ids it has read (all but the last one picked),
     # when the sequence ends normally: how a conversation keeps its state for the next turn.
@@ -138,7 +140,7 @@ class Engine:
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> Handle:
-        if not request.read_ids:
+        if len(request.read_ids) == 0:
             raise ValueError("a request must read at least one id (a new text starts with the end-of-text id)")
         with self._lock:
             if self._stopping:
@@ -213,10 +215,13 @@ class Engine:
             return
         chunk = self._prompt_chunk()
         rows = self._reading
-        pieces = [s.request.read_ids[s.position : s.position + chunk] for s in rows]
+        pieces = [s.read_ids[s.position : s.position + chunk] for s in rows]
         lengths = [len(p) for p in pieces]
         width = max(lengths)
-        ids = torch.tensor([p + [PAD_ID] * (width - len(p)) for p in pieces], dtype=torch.long, device=self.device)
+        ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
+        for row, piece in enumerate(pieces):
+            ids[row, : len(piece)] = piece
+        ids = ids.to(self.device)
         states = [s.state or self.model.initial_state(1) for s in rows]
         h = torch.cat([state[0] for state in states], dim=1)
         c = torch.cat([state[1] for state in states], dim=1)
@@ -229,7 +234,7 @@ class Engine:
         for i, (sequence, length) in enumerate(zip(rows, lengths)):
             sequence.position += length
             sequence.state = (h[:, i : i + 1], c[:, i : i + 1])
-            if sequence.position == len(sequence.request.read_ids):
+            if sequence.position == len(sequence.read_ids):
                 done.append(i)
         if not done:
             return
@@ -330,9 +335,10 @@ class _Sequence:
         self.request = request
         self.options = request.options
         self.rng = make_rng(request.options.seed)
-        self.position = 0  # in request.read_ids
+        self.read_ids = torch.as_tensor(request.read_ids, dtype=torch.long)
+        self.position = 0  # in read_ids
         self.state = request.state
-        self.decoder = TextDecoder(tokenizer, list(request.decode_context[-DECODE_CONTEXT:]))
+        self.decoder = TextDecoder(tokenizer, [int(i) for i in request.decode_context[-DECODE_CONTEXT:]])
         self.stop_filter = StopStringFilter(request.options.stop)
         self.generated: list[int] = []
         self.cancelled = False
@@ -376,9 +382,8 @@ class _Batch:
     def join(self, sequences: list[_Sequence], h: torch.Tensor, c: torch.Tensor, logits: torch.Tensor, vocab_size: int) -> None:
         seen = torch.zeros(len(sequences), vocab_size, dtype=torch.bool, device=self.device)
         for row, sequence in enumerate(sequences):
-            ids = [i for i in sequence.request.seen_ids if i != EOT_ID]
-            if ids:
-                seen[row, torch.tensor(ids, device=self.device)] = True
+            ids = torch.as_tensor(sequence.request.seen_ids, dtype=torch.long)
+            seen[row, ids[ids != EOT_ID].to(self.device)] = True
             sequence.state = None  # the batch holds it from now on
         settings = RowSettings.of([s.options for s in sequences], self.device)
         if not self.sequences:
