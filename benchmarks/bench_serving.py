@@ -322,7 +322,11 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 "Between tokens" divides the gap between two events of a client by the tokens in the later one:
 when the event loop is busy, a sequence's new text is sent in one event. RSS growth per kept
 conversation can come out below the state's own size: the states partly fill memory the allocator
-already held from the requests before.
+already held from the requests before. All clients of a level start at once, so the first-token
+times include waiting behind the first step of every other client.
+
+Rerun with `python benchmarks/bench_serving.py` (about 5 minutes; `--threads 2` to try two torch
+threads for the model step, which pays at large batches only on an otherwise idle machine).
 """
 
 
