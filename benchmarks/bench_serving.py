@@ -10,7 +10,7 @@ seconds (bounded in count and time), and we record:
 - time to first token (request sent -> first text event), p50 and p99;
 - time between tokens: the gap between a client's text events divided by the tokens in the later
   event (the server sends what a sequence made since its last event in one event), p50 and p99;
-- the server's RSS after each level;
+- the server's CPU time per token streamed, and its RSS after each level;
 - while 8 clients stream, one 100 KB prompt is sent: the longest gap the 8 saw meanwhile;
 - RSS growth per kept conversation: RSS after N chat requests without a conversation_id, then
   after N more that each keep a conversation, divided by N.
@@ -81,6 +81,12 @@ def start_server(checkpoint: Path, threads: int, max_conversations: int) -> tupl
         process.kill()
         raise SystemExit(f"the server did not start: {line}{process.stderr.read()}")
     return process, match.group(1), int(match.group(2))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -248,7 +254,10 @@ def main() -> None:
         try:
             levels = []
             for clients in (int(c) for c in args.levels.split(",")):
+                cpu_before = cpu_seconds(process.pid)
                 level = asyncio.run(run_level(host, port, clients, args.seconds))
+                tokens = level["total_tokens_per_sec"] * level["seconds"]
+                level["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1.0, tokens)
                 level["server_rss_mb"] = rss_mb(process.pid)
                 levels.append(level)
                 print(json.dumps(level), flush=True)
@@ -284,7 +293,8 @@ def report(result: dict) -> str:
     rows = "\n".join(
         f"| {l['clients']} | {l['total_tokens_per_sec']:.0f} | {l['total_tokens_per_sec'] / single:.1f}x | "
         f"{l['per_client_tokens_per_sec_median']:.1f} | {l['first_token_ms_p50']:.1f} / {l['first_token_ms_p99']:.1f} | "
-        f"{l['between_tokens_ms_p50']:.2f} / {l['between_tokens_ms_p99']:.2f} | {l['tokens_per_event_mean']:.1f} | {l['server_rss_mb']:.0f} |"
+        f"{l['between_tokens_ms_p50']:.2f} / {l['between_tokens_ms_p99']:.2f} | {l['tokens_per_event_mean']:.1f} | "
+        f"{l['server_cpu_ms_per_token']:.2f} | {l['server_rss_mb']:.0f} |"
         for l in result["levels"]
     )
     at_64 = next((l for l in result["levels"] if l["clients"] == 64), None)
@@ -308,8 +318,8 @@ Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm s
 {result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs, torch {result['torch']},
 Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
 {shared}
-| clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server RSS MB |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
 - Total tokens/s at 64 clients vs 1 client: **{speedup}** (target: at least 10x).
@@ -319,14 +329,17 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
   **{memory['kb_per_conversation']:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory['state_kb']:.0f} KB).
 - Active sequences after all clients left: {result['active_sequences_after']}.
 
+"Server CPU ms per token" is the server process's CPU time (all its threads) over the tokens it
+streamed: less affected by other work on the machine than tokens/s, it shows what batching saves.
 "Between tokens" divides the gap between two events of a client by the tokens in the later one:
 when the event loop is busy, a sequence's new text is sent in one event. RSS growth per kept
 conversation can come out below the state's own size: the states partly fill memory the allocator
 already held from the requests before. All clients of a level start at once, so the first-token
 times include waiting behind the first step of every other client.
 
-Rerun with `python benchmarks/bench_serving.py` (about 5 minutes; `--threads 2` to try two torch
-threads for the model step, which pays at large batches only on an otherwise idle machine).
+Rerun with `python benchmarks/bench_serving.py` (about 5 minutes). `--threads 2` runs the model step
+on two torch threads: on this machine under load that was many times slower; on an idle machine it
+is worth comparing.
 """
 
 
