@@ -30,7 +30,7 @@ from conftest import write_tiny_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
-TURNS = TurnFormat("Q: ", "A: ")
+TURNS = TurnFormat("Q. ", "B. ")  # characters the tiny model knows
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_chat_reads_the_messages_in_the_turn_format(client, lm):
         {"role": "user", "content": [{"type": "text", "text": "lazy "}, {"type": "text", "text": "fox"}]},
     ]
     text = conversation_text([("system", "the fox"), ("user", "the dog"), ("assistant", "brown"), ("user", "lazy fox")], TURNS)
-    assert text == "the fox\nQ: the dog\nA: brown\nQ: lazy fox\nA: "
+    assert text == "the fox\nQ. the dog\nB. brown\nQ. lazy fox\nB. "
     response = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0})
     body = response.json()
     assert body["object"] == "chat.completion"
@@ -152,8 +152,8 @@ def test_a_kept_conversation_reads_only_what_is_new_and_an_evicted_one_is_rebuil
         read_before = client.get("/metrics").json()["prompt_tokens_read"]
         second = turn(client, history, "a")
         metrics = client.get("/metrics").json()
-        # The kept state had read the first answer but its last token: that token, "\nQ: the dog\nA: ".
-        assert metrics["prompt_tokens_read"] - read_before == 1 + len("\nQ: the dog\nA: ")
+        # The kept state had read the first answer but its last token: that token, "\nQ. the dog\nB. ".
+        assert metrics["prompt_tokens_read"] - read_before == 1 + len("\nQ. the dog\nB. ")
         assert metrics["conversations_reused"] == 1 and metrics["kept_conversations"] == 1
         assert second == turn(client, history)  # the same answer as reading the whole conversation
 
