@@ -68,11 +68,12 @@ def write_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def start_server(checkpoint: Path, threads: int, max_conversations: int) -> tuple[subprocess.Popen, str, int]:
+def start_server(checkpoint: Path, threads: int, max_conversations: int, precision: str = "float32") -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen(
         [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0",
-         "--threads", str(threads), "--max-conversations", str(max_conversations), "--model-name", "bench"],
+         "--threads", str(threads), "--max-conversations", str(max_conversations), "--model-name", "bench",
+         "--precision", precision],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     line = process.stderr.readline()
@@ -240,27 +241,44 @@ async def get_json(host: str, port: int, path: str) -> dict:
     return json.loads(raw.split(b"\r\n\r\n", 1)[1])
 
 
+def measure_levels(process: subprocess.Popen, host: str, port: int, args, precision: str) -> list[dict]:
+    levels = []
+    for clients in (int(c) for c in args.levels.split(",")):
+        cpu_before = cpu_seconds(process.pid)
+        level = asyncio.run(run_level(host, port, clients, args.seconds))
+        tokens = level["total_tokens_per_sec"] * level["seconds"]
+        level["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1.0, tokens)
+        level["server_rss_mb"] = rss_mb(process.pid)
+        level["precision"] = precision
+        levels.append(level)
+        print(json.dumps(level), flush=True)
+    return levels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="how long each level streams")
     parser.add_argument("--conversations", type=int, default=4000, help="kept conversations for the RSS measurement")
     parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="numbers of concurrent clients")
+    parser.add_argument("--precisions", default="float32,bfloat16", help="the server's --precision, one pass of the levels each")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = write_checkpoint(Path(folder) / "bench")
-        process, host, port = start_server(checkpoint, args.threads, max_conversations=args.conversations + 100)
+        levels = []
+        for precision in args.precisions.split(",")[1:]:
+            process, host, port = start_server(checkpoint, args.threads, 100, precision)
+            try:
+                levels += measure_levels(process, host, port, args, precision)
+            finally:
+                process.terminate()
+                process.wait(60)
+        # The first precision last: its server goes on to the long prompt and the kept conversations.
+        first = args.precisions.split(",")[0]
+        process, host, port = start_server(checkpoint, args.threads, args.conversations + 100, first)
         try:
-            levels = []
-            for clients in (int(c) for c in args.levels.split(",")):
-                cpu_before = cpu_seconds(process.pid)
-                level = asyncio.run(run_level(host, port, clients, args.seconds))
-                tokens = level["total_tokens_per_sec"] * level["seconds"]
-                level["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1.0, tokens)
-                level["server_rss_mb"] = rss_mb(process.pid)
-                levels.append(level)
-                print(json.dumps(level), flush=True)
+            levels = measure_levels(process, host, port, args, first) + levels
             stall = asyncio.run(long_prompt_stall(host, port, seconds=max(10.0, args.seconds)))
             print(json.dumps(stall), flush=True)
             memory = asyncio.run(kept_conversation_memory(host, port, process.pid, args.conversations))
@@ -289,16 +307,17 @@ def main() -> None:
 
 
 def report(result: dict) -> str:
-    single = result["levels"][0]["total_tokens_per_sec"]
+    single = {l["precision"]: l["total_tokens_per_sec"] for l in result["levels"] if l["clients"] == 1}
     rows = "\n".join(
-        f"| {l['clients']} | {l['total_tokens_per_sec']:.0f} | {l['total_tokens_per_sec'] / single:.1f}x | "
+        f"| {l['precision']} | {l['clients']} | {l['total_tokens_per_sec']:.0f} | {l['total_tokens_per_sec'] / single[l['precision']]:.1f}x | "
         f"{l['per_client_tokens_per_sec_median']:.1f} | {l['first_token_ms_p50']:.1f} / {l['first_token_ms_p99']:.1f} | "
         f"{l['between_tokens_ms_p50']:.2f} / {l['between_tokens_ms_p99']:.2f} | {l['tokens_per_event_mean']:.1f} | "
         f"{l['server_cpu_ms_per_token']:.2f} | {l['server_rss_mb']:.0f} |"
         for l in result["levels"]
     )
-    at_64 = next((l for l in result["levels"] if l["clients"] == 64), None)
-    speedup = f"{at_64['total_tokens_per_sec'] / single:.1f}x" if at_64 else "not measured"
+    speedup = ", ".join(
+        f"{l['precision']} **{l['total_tokens_per_sec'] / single[l['precision']]:.1f}x**" for l in result["levels"] if l["clients"] == 64
+    ) or "not measured"
     memory = result["kept_conversations"]
     stall = result["long_prompt"]
     la_before = " / ".join(f"{x:.2f}" for x in result["load_average_before"])
@@ -313,17 +332,17 @@ def report(result: dict) -> str:
     return f"""# Serving benchmark (`textlstm serve`; bench_serving.py)
 
 Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm serve --threads
-{result['server_threads']}` as a subprocess, clients streaming `/v1/completions` back to back
+{result['server_threads']} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
 ({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
 {result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs, torch {result['torch']},
 Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
 {shared}
-| clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| precision | clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-- Total tokens/s at 64 clients vs 1 client: **{speedup}** (target: at least 10x).
-- A {stall['prompt_chars']:,}-character prompt read while 8 clients stream: it took {stall['prompt_seconds']:.2f} s;
+- Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 10x).
+- With the first precision's server: a {stall['prompt_chars']:,}-character prompt read while 8 clients stream: it took {stall['prompt_seconds']:.2f} s;
   the longest gap between the 8 clients' events meanwhile was {stall['others_max_gap_ms']:.0f} ms (p99 {stall['others_p99_gap_ms']:.0f} ms).
 - Kept conversations: {memory['kept']:,} kept; RSS {memory['rss_before_mb']:.1f} MB -> {memory['rss_after_mb']:.1f} MB,
   **{memory['kb_per_conversation']:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory['state_kb']:.0f} KB).
