@@ -348,6 +348,8 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
   **{memory['kb_per_conversation']:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory['state_kb']:.0f} KB).
 - Active sequences after all clients left: {result['active_sequences_after']}.
 
+The levels run one after another, so on a shared machine the load from other work changes between
+rows, the 1-client rows most of all (they set the "vs 1 client" column).
 "Server CPU ms per token" is the server process's CPU time (all its threads) over the tokens it
 streamed: less affected by other work on the machine than tokens/s, it shows what batching saves.
 "Between tokens" divides the gap between two events of a client by the tokens in the later one:
