@@ -27,9 +27,10 @@ def _register_commands() -> None:
     from textlstm.commands.info import info
     from textlstm.commands.plot import plot
     from textlstm.commands.runs import runs
+    from textlstm.commands.serve import serve
     from textlstm.commands.train import train
 
-    for command in (train, eval_command, generate, chat, info, runs, plot):
+    for command in (train, eval_command, generate, chat, serve, info, runs, plot):
         cli.add_command(command)
 
 

@@ -1,0 +1,368 @@
+"""How well does `textlstm serve` share one model among many clients?
+
+Starts `textlstm serve` as a subprocess on 127.0.0.1 with a char model of 2 x 512 (random weights:
+speed does not depend on training; end of text and byte tokens are switched off, so every token is
+one character and every request makes exactly max_tokens tokens). Then, for 1, 8, 64 and 256
+concurrent clients on this host, each client streams completions back to back for --seconds
+seconds (bounded in count and time), and we record:
+
+- total tokens/s (all clients) and per-client tokens/s (median);
+- time to first token (request sent -> first text event), p50 and p99;
+- time between tokens: the gap between a client's text events divided by the tokens in the later
+  event (the server sends what a sequence made since its last event in one event), p50 and p99;
+- the server's CPU time per token streamed, and its RSS after each level;
+- while 8 clients stream, one 100 KB prompt is sent: the longest gap the 8 saw meanwhile;
+- RSS growth per kept conversation: RSS after N chat requests without a conversation_id, then
+  after N more that each keep a conversation, divided by N.
+
+The clients speak HTTP/1.1 on raw asyncio sockets, so the client side costs little CPU.
+Writes benchmarks/results/serving.json and benchmarks/SERVING.md.
+
+    python benchmarks/bench_serving.py [--seconds 15] [--conversations 4000] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+REPORT = Path(__file__).parent / "SERVING.md"
+ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
+PROMPT = "ROMEO:\nBut soft, what light"
+LEVELS = (1, 8, 64, 256)
+MAX_TOKENS = 100  # per request; clients send requests back to back
+
+
+def write_checkpoint(folder: Path) -> Path:
+    from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+    from textlstm.config import ModelConfig, RunConfig
+    from textlstm.model import LSTMLanguageModel
+    from textlstm.tokenizer import EOT_ID, build_tokenizer
+
+    tokenizer = build_tokenizer("char", [ALPHABET])
+    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=64, hidden_size=512, layers=2))
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(config.model)
+    with torch.no_grad():
+        model.decoder.bias[EOT_ID] = -1e4
+        for byte in range(256):
+            model.decoder.bias[tokenizer.hf.token_to_id(f"<0x{byte:02X}>")] = -1e4
+    folder.mkdir(parents=True)
+    write_text(folder / CONFIG, config.to_json())
+    tokenizer.save(folder / TOKENIZER)
+    save_weights(model, folder / BEST_WEIGHTS, step=0)
+    return folder
+
+
+def start_server(checkpoint: Path, threads: int, max_conversations: int, precision: str = "float32") -> tuple[subprocess.Popen, str, int]:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0",
+         "--threads", str(threads), "--max-conversations", str(max_conversations), "--model-name", "bench",
+         "--precision", precision],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    line = process.stderr.readline()
+    match = re.search(r"on http://([\d.]+):(\d+) ", line)
+    if not match:
+        process.kill()
+        raise SystemExit(f"the server did not start: {line}{process.stderr.read()}")
+    return process, match.group(1), int(match.group(2))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+# --- a small HTTP/1.1 client on asyncio sockets ----------------------------------------------------
+
+
+async def post(host: str, port: int, path: str, body: dict, on_event=None) -> dict | None:
+    """POST JSON; for a streamed answer call on_event(data) for each SSE data payload and return
+    None, else return the JSON body."""
+    reader, writer = await asyncio.open_connection(host, port)
+    payload = json.dumps(body).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+    )
+    try:
+        status = int((await reader.readline()).split()[1])
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {await reader.read()}")
+        if headers.get("transfer-encoding") != "chunked":
+            return json.loads(await reader.readexactly(int(headers["content-length"])))
+        pending = b""
+        while size := int((await reader.readline()).strip(), 16):
+            pending += (await reader.readexactly(size + 2))[:-2]
+            while b"\n\n" in pending:
+                event, pending = pending.split(b"\n\n", 1)
+                data = event.removeprefix(b"data: ")
+                if data != b"[DONE]" and on_event:
+                    on_event(json.loads(data))
+        return None
+    finally:
+        writer.close()
+
+
+async def streaming_client(host: str, port: int, until: float, seed: int, record: dict) -> None:
+    """Stream completions back to back until `until`; record tokens, first-token times and gaps."""
+    while time.perf_counter() < until:
+        sent = time.perf_counter()
+        last = None
+
+        def on_event(data):
+            nonlocal last
+            now = time.perf_counter()
+            text = "".join(choice["text"] for choice in data["choices"])
+            if not text:
+                return
+            if last is None:
+                record["first_token"].append(now - sent)
+            else:
+                record["gaps"].extend([(now - last) / len(text)] * len(text))
+                record["event_gaps"].append((now, now - last))
+            if now <= until:
+                record["tokens"] += len(text)
+            last = now
+
+        body = {"model": "bench", "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0.8, "seed": seed, "stream": True}
+        await post(host, port, "/v1/completions", body, on_event)
+        seed += 1000
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+async def run_level(host: str, port: int, clients: int, seconds: float) -> dict:
+    records = [{"tokens": 0, "first_token": [], "gaps": [], "event_gaps": []} for _ in range(clients)]
+    start = time.perf_counter()
+    until = start + seconds
+    await asyncio.gather(*(streaming_client(host, port, until, i, records[i]) for i in range(clients)))
+    window = seconds
+    first = [t for r in records for t in r["first_token"]]
+    gaps = [g for r in records for g in r["gaps"]]
+    return {
+        "clients": clients,
+        "seconds": window,
+        "total_tokens_per_sec": sum(r["tokens"] for r in records) / window,
+        "per_client_tokens_per_sec_median": statistics.median(r["tokens"] / window for r in records),
+        "first_token_ms_p50": 1000 * percentile(first, 50),
+        "first_token_ms_p99": 1000 * percentile(first, 99),
+        "between_tokens_ms_p50": 1000 * percentile(gaps, 50),
+        "between_tokens_ms_p99": 1000 * percentile(gaps, 99),
+        "tokens_per_event_mean": len(gaps) / max(1, sum(len(r["event_gaps"]) for r in records)),
+        "requests": len(first),
+    }
+
+
+async def long_prompt_stall(host: str, port: int, seconds: float) -> dict:
+    """8 clients stream while one 100 KB prompt is read: the longest gap between their events."""
+    records = [{"tokens": 0, "first_token": [], "gaps": [], "event_gaps": []} for _ in range(8)]
+    until = time.perf_counter() + seconds
+    clients = [asyncio.create_task(streaming_client(host, port, until, i, records[i])) for i in range(8)]
+    await asyncio.sleep(1.0)
+    prompt = (ALPHABET[:-1] * 1500)[:100_000]
+    started = time.perf_counter()
+    await post(host, port, "/v1/completions", {"model": "bench", "prompt": prompt, "max_tokens": 1})
+    finished = time.perf_counter()
+    await asyncio.gather(*clients)
+    # The gaps that ended while the long prompt was in the server (or just after).
+    gaps = [gap for r in records for end, gap in r["event_gaps"] if started <= end <= finished + 0.5]
+    return {"prompt_chars": len(prompt), "prompt_seconds": finished - started, "others_max_gap_ms": 1000 * max(gaps), "others_p99_gap_ms": 1000 * percentile(gaps, 99)}
+
+
+async def kept_conversation_memory(host: str, port: int, pid: int, count: int, concurrency: int = 32) -> dict:
+    """RSS growth per kept conversation: N chats without an id (the allocator warms up), then N with."""
+
+    async def chats(keep: bool, offset: int) -> None:
+        queue = list(range(count))
+
+        async def worker():
+            while queue:
+                i = queue.pop()
+                body = {"model": "bench", "messages": [{"role": "user", "content": f"Good morrow, {i}"}], "max_tokens": 4}
+                if keep:
+                    body["conversation_id"] = f"c{offset + i}"
+                await post(host, port, "/v1/chat/completions", body)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    await chats(keep=False, offset=0)
+    await chats(keep=False, offset=0)
+    before = rss_mb(pid)
+    await chats(keep=True, offset=0)
+    after = rss_mb(pid)
+    metrics = await get_json(host, port, "/metrics")
+    return {
+        "conversations": count,
+        "kept": metrics["kept_conversations"],
+        "rss_before_mb": before,
+        "rss_after_mb": after,
+        "kb_per_conversation": (after - before) * 1024 / count,
+        "state_kb": 2 * 2 * 512 * 4 / 1024,
+    }
+
+
+async def get_json(host: str, port: int, path: str) -> dict:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    raw = await reader.read()
+    writer.close()
+    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
+
+
+def measure_levels(process: subprocess.Popen, host: str, port: int, args, precision: str) -> list[dict]:
+    levels = []
+    for clients in (int(c) for c in args.levels.split(",")):
+        cpu_before = cpu_seconds(process.pid)
+        level = asyncio.run(run_level(host, port, clients, args.seconds))
+        tokens = level["total_tokens_per_sec"] * level["seconds"]
+        level["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1.0, tokens)
+        level["server_rss_mb"] = rss_mb(process.pid)
+        level["precision"] = precision
+        levels.append(level)
+        print(json.dumps(level), flush=True)
+    return levels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long each level streams")
+    parser.add_argument("--conversations", type=int, default=4000, help="kept conversations for the RSS measurement")
+    parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="numbers of concurrent clients")
+    parser.add_argument("--precisions", default="float32,bfloat16", help="the server's --precision, one pass of the levels each")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = write_checkpoint(Path(folder) / "bench")
+        levels = []
+        for precision in args.precisions.split(",")[1:]:
+            process, host, port = start_server(checkpoint, args.threads, 100, precision)
+            try:
+                levels += measure_levels(process, host, port, args, precision)
+            finally:
+                process.terminate()
+                process.wait(60)
+        # The first precision last: its server goes on to the long prompt and the kept conversations.
+        first = args.precisions.split(",")[0]
+        process, host, port = start_server(checkpoint, args.threads, args.conversations + 100, first)
+        try:
+            levels = measure_levels(process, host, port, args, first) + levels
+            stall = asyncio.run(long_prompt_stall(host, port, seconds=max(10.0, args.seconds)))
+            print(json.dumps(stall), flush=True)
+            memory = asyncio.run(kept_conversation_memory(host, port, process.pid, args.conversations))
+            print(json.dumps(memory), flush=True)
+            final = asyncio.run(get_json(host, port, "/metrics"))
+        finally:
+            process.terminate()
+            process.wait(60)
+    result = {
+        "levels": levels,
+        "long_prompt": stall,
+        "kept_conversations": memory,
+        "active_sequences_after": final["sequences"],
+        "server_threads": args.threads,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    REPORT.write_text(report(result))
+    print(f"wrote {RESULTS} and {REPORT}")
+
+
+def report(result: dict) -> str:
+    single = {l["precision"]: l["total_tokens_per_sec"] for l in result["levels"] if l["clients"] == 1}
+    rows = "\n".join(
+        f"| {l['precision']} | {l['clients']} | {l['total_tokens_per_sec']:.0f} | {l['total_tokens_per_sec'] / single[l['precision']]:.1f}x | "
+        f"{l['per_client_tokens_per_sec_median']:.1f} | {l['first_token_ms_p50']:.1f} / {l['first_token_ms_p99']:.1f} | "
+        f"{l['between_tokens_ms_p50']:.2f} / {l['between_tokens_ms_p99']:.2f} | {l['tokens_per_event_mean']:.1f} | "
+        f"{l['server_cpu_ms_per_token']:.2f} | {l['server_rss_mb']:.0f} |"
+        for l in result["levels"]
+    )
+    speedup = ", ".join(
+        f"{l['precision']} **{l['total_tokens_per_sec'] / single[l['precision']]:.1f}x**" for l in result["levels"] if l["clients"] == 64
+    ) or "not measured"
+    memory = result["kept_conversations"]
+    stall = result["long_prompt"]
+    la_before = " / ".join(f"{x:.2f}" for x in result["load_average_before"])
+    la_after = " / ".join(f"{x:.2f}" for x in result["load_average_after"])
+    busiest = max(result["load_average_before"][0], result["load_average_after"][0])
+    shared = (
+        f"\n**Taken under load**: the 1-minute load average reached {busiest:.1f} on {result['cpus']} CPUs, from other\n"
+        "work on the machine; rerun on an idle machine for figures to compare against the targets.\n"
+        if busiest > 0.5 * result["cpus"]
+        else ""
+    )
+    return f"""# Serving benchmark (`textlstm serve`; bench_serving.py)
+
+Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm serve --threads
+{result['server_threads']} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
+({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
+{result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs, torch {result['torch']},
+Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
+{shared}
+| precision | clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+- Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 10x).
+- With the first precision's server: a {stall['prompt_chars']:,}-character prompt read while 8 clients stream: it took {stall['prompt_seconds']:.2f} s;
+  the longest gap between the 8 clients' events meanwhile was {stall['others_max_gap_ms']:.0f} ms (p99 {stall['others_p99_gap_ms']:.0f} ms).
+- Kept conversations: {memory['kept']:,} kept; RSS {memory['rss_before_mb']:.1f} MB -> {memory['rss_after_mb']:.1f} MB,
+  **{memory['kb_per_conversation']:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory['state_kb']:.0f} KB).
+- Active sequences after all clients left: {result['active_sequences_after']}.
+
+The levels run one after another, so on a shared machine the load from other work changes between
+rows, the 1-client rows most of all (they set the "vs 1 client" column).
+"Server CPU ms per token" is the server process's CPU time (all its threads) over the tokens it
+streamed: less affected by other work on the machine than tokens/s, it shows what batching saves.
+"Between tokens" divides the gap between two events of a client by the tokens in the later one:
+when the event loop is busy, a sequence's new text is sent in one event. RSS growth per kept
+conversation can come out below the state's own size: the states partly fill memory the allocator
+already held from the requests before. All clients of a level start at once, so the first-token
+times include waiting behind the first step of every other client.
+
+Rerun with `python benchmarks/bench_serving.py` (about 5 minutes). `--threads 2` runs the model step
+on two torch threads: on this machine under load that was many times slower; on an idle machine it
+is worth comparing.
+"""
+
+
+if __name__ == "__main__":
+    main()

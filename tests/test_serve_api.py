@@ -1,0 +1,338 @@
+"""`textlstm serve` over real HTTP on 127.0.0.1: the OpenAI-compatible API, streaming, kept
+conversations, concurrency, bad input and the official openai client. Skipped without the extra."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from textlstm.api import TextGenerator, load  # noqa: E402
+from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
+from textlstm.serve.conversations import conversation_text  # noqa: E402
+from textlstm.serve.server import RunningServer  # noqa: E402
+from textlstm.turns import TurnFormat  # noqa: E402
+
+from conftest import write_tiny_checkpoint  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT = 60  # seconds: a bound on every wait, never reached when things work
+TURNS = TurnFormat("Q. ", "B. ")  # characters the tiny model knows
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory) -> TextGenerator:
+    return load(write_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "tiny"))
+
+
+@contextmanager
+def serving(lm: TextGenerator, **settings):
+    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TURNS, **settings))
+    with RunningServer(app, "127.0.0.1", 0) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
+        client.app, client.url = app, server.url
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(lm):
+    with serving(lm) as client:
+        yield client
+
+
+def complete(client, **body) -> dict:
+    response = client.post("/v1/completions", json={"model": "tiny", **body})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def events(response) -> list:
+    """The data of each server-sent event, up to [DONE] (which must come last)."""
+    data = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    return [json.loads(d) for d in data[:-1]]
+
+
+def wait_until_idle(client) -> dict:
+    for _ in range(WAIT * 20):
+        metrics = client.get("/metrics").json()
+        if metrics["sequences"] == 0:
+            return metrics
+        threading.Event().wait(0.05)
+    raise AssertionError(f"sequences left active: {metrics}")
+
+
+# --- the API -------------------------------------------------------------------------------------
+
+
+def test_models_and_completions_match_the_library(client, lm):
+    assert client.get("/v1/models").json()["data"][0]["id"] == "tiny"
+    assert client.get("/v1/models/tiny").json()["id"] == "tiny"
+    body = complete(client, prompt="the quick", max_tokens=30, temperature=0)
+    assert body["object"] == "text_completion"
+    [choice] = body["choices"]
+    assert choice["text"] == lm.generate("the quick", max_tokens=30, temperature=0)
+    assert choice["finish_reason"] == "length"
+    assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}
+    assert len(complete(client, prompt="the")["choices"][0]["text"]) == 16  # OpenAI's default max_tokens
+    # top_p 0 keeps only the most likely token: greedy, whatever the temperature.
+    assert complete(client, prompt="the quick", max_tokens=30, temperature=1.5, top_p=0)["choices"][0]["text"] == choice["text"]
+
+    stop = choice["text"][5:8]
+    stopped = complete(client, prompt="the quick", max_tokens=30, temperature=0, stop=[stop, "never"])
+    assert stopped["choices"][0] == {**choice, "text": choice["text"][: choice["text"].index(stop)], "finish_reason": "stop"}
+
+
+def test_streaming_gives_the_same_text_as_one_response_and_seeds_repeat(client):
+    request = {"model": "tiny", "prompt": ["the", "fox"], "max_tokens": 40, "temperature": 1.0, "seed": 7, "n": 2}
+    whole = client.post("/v1/completions", json=request).json()
+    assert [c["index"] for c in whole["choices"]] == [0, 1, 2, 3]
+    with client.stream("POST", "/v1/completions", json={**request, "stream": True, "stream_options": {"include_usage": True}}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks = events(response)
+    texts = ["", "", "", ""]
+    for chunk in chunks[:-1]:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] += choice["text"]
+    assert texts == [c["text"] for c in whole["choices"]]
+    assert chunks[-1]["usage"] == whole["usage"] == {"prompt_tokens": 6, "completion_tokens": 160, "total_tokens": 166}
+    # Choice i draws from seed + i: choice 1 of seed 7 is choice 0 of seed 8.
+    assert complete(client, prompt="the", max_tokens=40, temperature=1.0, seed=8)["choices"][0]["text"] == texts[1]
+    assert texts[0] != texts[1]
+
+
+def test_chat_reads_the_messages_in_the_turn_format(client, lm):
+    messages = [
+        {"role": "system", "content": "the fox"},
+        {"role": "user", "content": "the dog"},
+        {"role": "assistant", "content": "brown"},
+        {"role": "user", "content": [{"type": "text", "text": "lazy "}, {"type": "text", "text": "fox"}]},
+    ]
+    text = conversation_text([("system", "the fox"), ("user", "the dog"), ("assistant", "brown"), ("user", "lazy fox")], TURNS)
+    assert text == "the fox\nQ. the dog\nB. brown\nQ. lazy fox\nB. "
+    response = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0})
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": lm.generate(text, max_tokens=30, temperature=0, stop=TURNS.stops())}
+    assert body["usage"]["prompt_tokens"] == len(lm.tokenizer.encode(text))
+
+    with client.stream("POST", "/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0, "stream": True}) as r:
+        chunks = events(r)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == body["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+    newer_name = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_completion_tokens": 7}).json()
+    assert newer_name["usage"]["completion_tokens"] == 7
+
+
+def test_a_kept_conversation_reads_only_what_is_new_and_an_evicted_one_is_rebuilt(lm):
+    def turn(client, history, conversation_id=None) -> str:
+        body = {"model": "tiny", "messages": history, "max_tokens": 20, "temperature": 0}
+        if conversation_id:
+            body["conversation_id"] = conversation_id
+        return client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+
+    with serving(lm, max_conversations=1) as client:
+        history = [{"role": "user", "content": "the fox"}]
+        first = turn(client, history, "a")
+        history += [{"role": "assistant", "content": first}, {"role": "user", "content": "the dog"}]
+        read_before = client.get("/metrics").json()["prompt_tokens_read"]
+        second = turn(client, history, "a")
+        metrics = client.get("/metrics").json()
+        # The kept state had read the first answer but its last token: that token, "\nQ. the dog\nB. ".
+        assert metrics["prompt_tokens_read"] - read_before == 1 + len("\nQ. the dog\nB. ")
+        assert metrics["conversations_reused"] == 1 and metrics["kept_conversations"] == 1
+        assert second == turn(client, history)  # the same answer as reading the whole conversation
+
+        turn(client, [{"role": "user", "content": "lazy"}], "b")  # evicts "a" (room for one)
+        history += [{"role": "assistant", "content": second}, {"role": "user", "content": "a cat"}]
+        rebuilt = turn(client, history, "a")
+        metrics = client.get("/metrics").json()
+        assert metrics["conversations_evicted"] >= 1 and metrics["conversations_reused"] == 1
+        assert rebuilt == turn(client, history)
+
+        edited = [{"role": "user", "content": "the cat"}, *history[1:]]  # history changed: read again
+        assert turn(client, edited, "a") == turn(client, edited)
+        assert client.get("/metrics").json()["conversations_reused"] == 1
+
+
+def test_the_official_openai_client_works_unmodified(client):
+    openai = pytest.importorskip("openai")
+    api = openai.OpenAI(base_url=f"{client.url}/v1", api_key="unused", max_retries=0, timeout=WAIT)
+    assert [m.id for m in api.models.list()] == ["tiny"]
+    completion = api.completions.create(model="tiny", prompt="the", max_tokens=12, temperature=0)
+    assert len(completion.choices[0].text) == 12 and completion.usage.completion_tokens == 12
+    chat = api.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=10, seed=3, extra_body={"top_k": 5, "conversation_id": "x"}
+    )
+    assert chat.choices[0].message.role == "assistant" and len(chat.choices[0].message.content) == 10
+    stream = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=10, seed=3, stream=True, extra_body={"top_k": 5})
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == chat.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        api.completions.create(model="tiny", prompt="the", temperature=5)
+    with pytest.raises(openai.NotFoundError):
+        api.completions.create(model="gpt-4", prompt="the")
+
+
+# --- bad input and faults ------------------------------------------------------------------------
+
+GOOD = {"model": "tiny", "prompt": "the", "max_tokens": 3}
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+BAD_REQUESTS = [
+    # (path, body: dict or raw bytes, status, words in the message)
+    ("/v1/completions", b'{"model": "tiny", "prompt": ', 400, "not valid JSON"),
+    ("/v1/completions", b"[1, 2]", 400, "JSON object"),
+    ("/v1/completions", b"\xff\xfe", 400, "not valid JSON"),
+    ("/v1/completions", {**GOOD, "colour": "red"}, 400, "unsupported parameter: colour"),
+    ("/v1/completions", {**GOOD, "logprobs": 3}, 400, "unsupported parameter: logprobs"),
+    ("/v1/completions", {**GOOD, "max_tokens": -5}, 400, "max_tokens"),
+    ("/v1/completions", {**GOOD, "max_tokens": 10**9}, 400, "max_tokens"),
+    ("/v1/completions", {**GOOD, "temperature": 2.5}, 400, "temperature"),
+    ("/v1/completions", {**GOOD, "temperature": "hot"}, 400, "temperature"),
+    ("/v1/completions", b'{"model": "tiny", "prompt": "a", "temperature": NaN}', 400, "temperature"),
+    ("/v1/completions", {**GOOD, "top_p": 1.5}, 400, "top_p"),
+    ("/v1/completions", {**GOOD, "top_k": -1}, 400, "top_k"),
+    ("/v1/completions", {**GOOD, "repetition_penalty": 0}, 400, "repetition_penalty"),
+    ("/v1/completions", {**GOOD, "n": 0}, 400, "n"),
+    ("/v1/completions", {**GOOD, "stop": ""}, 400, "stop"),
+    ("/v1/completions", {**GOOD, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ("/v1/completions", {**GOOD, "prompt": 5}, 400, "prompt"),
+    ("/v1/completions", {**GOOD, "prompt": "\ud800"}, 400, "surrogate"),
+    ("/v1/completions", {"prompt": "the"}, 400, "missing required parameter: model"),
+    ("/v1/completions", {**GOOD, "model": "gpt-4"}, 404, "does not exist"),
+    ("/v1/completions", {**GOOD, "prompt": "x" * 10_000_000}, 413, "over the limit"),
+    ("/v1/chat/completions", {**CHAT, "messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "wizard", "content": "hi"}]}, 400, "role"),
+    ("/v1/chat/completions", {**CHAT, "messages": [{"role": "assistant", "content": "hi"}]}, 400, "last message"),
+    ("/v1/chat/completions", {**CHAT, "conversation_id": "c", "n": 2}, 400, "n = 1"),
+    ("/v1/nothing", GOOD, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize("path, body, status, words", BAD_REQUESTS, ids=[f"{i}-{r[2]}" for i, r in enumerate(BAD_REQUESTS)])
+def test_bad_requests_get_an_openai_error_and_the_server_goes_on(client, path, body, status, words):
+    if isinstance(body, bytes):
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert words in error["message"] and error["type"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert complete(client, **{k: v for k, v in GOOD.items() if k != "model"})["choices"][0]["text"]
+
+
+def test_a_long_prompt_is_answered_while_another_client_streams(client, lm):
+    prompt = "the quick brown fox jumps over the lazy dog. " * 4500  # 200 KB
+    with client.stream("POST", "/v1/completions", json={**GOOD, "max_tokens": 16_000, "stream": True}) as streaming:
+        lines = streaming.iter_lines()
+        next(line for line in lines if line.startswith("data: "))
+        answer = complete(client, prompt=prompt, max_tokens=5, temperature=0)
+        assert next(line for line in lines if line.startswith("data: "))  # the stream still flows
+    assert answer["choices"][0]["text"] == lm.generate(prompt, max_tokens=5, temperature=0)
+    assert answer["usage"]["prompt_tokens"] == len(prompt)
+    wait_until_idle(client)
+
+
+def test_a_client_that_leaves_mid_stream_leaves_no_sequence_behind(client):
+    for _ in range(3):
+        with client.stream("POST", "/v1/completions", json={**GOOD, "max_tokens": 16_000, "stream": True}) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    break  # leave after the first event
+    # A non-streaming request whose client gives up once its sequence runs.
+    host, port = client.url.removeprefix("http://").split(":")
+    body = json.dumps({**GOOD, "max_tokens": 16_000}).encode()
+    with socket.create_connection((host, int(port)), timeout=WAIT) as raw:
+        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        raw.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        for _ in range(WAIT * 20):
+            if client.get("/metrics").json()["sequences"] > 0:
+                break
+            threading.Event().wait(0.05)
+    metrics = wait_until_idle(client)
+    assert metrics["cancelled"] >= 4
+
+
+def test_a_thousand_requests_at_once(lm):
+    async def hammer(url: str, count: int) -> list:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=WAIT * 2) as client:
+            async def one(i: int):
+                body = {**GOOD, "max_tokens": 4, "seed": i, "stream": i % 2 == 0}
+                response = await client.post("/v1/completions", json=body)
+                return response.status_code, response.text
+
+            return await asyncio.gather(*(one(i) for i in range(count)))
+
+    with serving(lm) as client:
+        results = asyncio.run(hammer(client.url, 1000))
+        assert [status for status, _ in results] == [200] * 1000
+        assert all(text.endswith("data: [DONE]\n\n") for _, text in results[::2])
+        assert wait_until_idle(client)["finished"] == 1000
+
+    with serving(lm, max_sequences=8) as client:  # over its limit, a server turns requests away
+        results = asyncio.run(hammer(client.url, 100))
+        statuses = {status for status, _ in results}
+        assert statuses == {200, 429}
+        busy = next(json.loads(text) for status, text in results if status == 429)
+        assert busy["error"]["type"] == "rate_limit_error"
+        wait_until_idle(client)
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_serve_command_stops_cleanly_on_sigterm_and_sigint(tmp_path):
+    checkpoint = write_tiny_checkpoint(tmp_path / "run")
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0"],
+            stderr=subprocess.PIPE, text=True, env=env,
+        )
+        try:
+            first_line = process.stderr.readline()
+            url = re.search(r"on (http://\S+) ", first_line).group(1)
+            with httpx.Client(base_url=url, timeout=WAIT) as client:
+                with client.stream("POST", "/v1/completions", json={"model": "run", "prompt": "the", "max_tokens": 16_000, "stream": True}) as response:
+                    lines = response.iter_lines()
+                    assert next(line for line in lines if line.startswith("data: "))
+                    process.send_signal(signum)
+                    rest = [line for line in lines if line.startswith("data: ")]
+            assert "shutting down" in rest[-1]  # the stream ended with an error event, not a cut connection
+            assert process.wait(WAIT) == 0
+            err = process.stderr.read()
+            assert "stopped; 0 sequences active" in err and "Traceback" not in err
+        finally:
+            process.kill()
+            process.wait()
+
+
+def test_serve_command_errors_are_one_line(run_cli, tmp_path, monkeypatch):
+    checkpoint = write_tiny_checkpoint(tmp_path / "run")
+    with RunningServer(create_app(load(checkpoint), ServeSettings(model_name="x")), "127.0.0.1", 0) as taken:
+        result = run_cli("serve", "--checkpoint", checkpoint, "--port", taken.port)
+    assert result.code == 1 and result.err.startswith("error: cannot listen on 127.0.0.1:") and "Traceback" not in result.err
+
+    result = run_cli("serve", "--checkpoint", tmp_path / "missing")
+    assert result.code == 1 and result.err.startswith("error:")
+
+    for module in ("fastapi", "textlstm.serve.app", "textlstm.serve.server"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    result = run_cli("serve", "--checkpoint", checkpoint)
+    assert result.code == 1 and 'pip install "textlstm[serve]"' in result.err

@@ -1,0 +1,412 @@
+"""The HTTP side: OpenAI-compatible routes over the engine, the chat page, and a metrics route.
+
+    POST /v1/completions        continue a prompt (or a list of prompts)
+    POST /v1/chat/completions   answer the last user message of a conversation
+    GET  /v1/models             the one model served
+    GET  /metrics               sequences active, tokens generated, conversations kept (JSON)
+    GET  /                      a page to chat and generate
+
+Errors are JSON in OpenAI's format, {"error": {"message", "type", "param", "code"}}, with a 4xx
+status for a bad request; a stream that fails after it started ends with one such error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+
+import torch
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from textlstm.api import TextGenerator
+from textlstm.model import State
+from textlstm.sampling import SamplingOptions
+from textlstm.serve.conversations import ConversationStore, conversation_text
+from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
+from textlstm.serve.schemas import CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, describe
+from textlstm.tokenizer import EOT_ID
+from textlstm.turns import TurnFormat
+
+log = logging.getLogger("textlstm.serve")
+
+DISCONNECT_POLL_SECONDS = 1.0  # how often a non-streaming request checks that its client is still there
+
+
+@dataclass
+class ServeSettings:
+    model_name: str
+    turn_format: TurnFormat = field(default_factory=TurnFormat)
+    max_sequences: int = 4096  # active and waiting, all requests together; more gets 429
+    max_conversations: int = 10_000  # kept conversation states; the least recently used go first
+    max_request_bytes: int = 4 * 2**20  # a bigger request body gets 413
+    prompt_chunk: int | None = None  # prompt tokens read per step while others generate; None: adaptive
+    threads: int = 1  # torch threads of the engine
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def create_app(generator: TextGenerator, settings: ServeSettings) -> FastAPI:
+    """The ASGI app; its engine thread starts and stops with the app's lifespan."""
+    app = FastAPI(title="textlstm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.generator = generator
+    app.state.settings = settings
+    app.state.store = ConversationStore(settings.max_conversations)
+    app.state.engine = None
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    settings: ServeSettings = app.state.settings
+    generator: TextGenerator = app.state.generator
+    loop = asyncio.get_running_loop()
+    engine = Engine(
+        generator.model,
+        generator.tokenizer,
+        deliver=lambda pairs: loop.call_soon_threadsafe(_dispatch, pairs),
+        max_sequences=settings.max_sequences,
+        prompt_chunk=settings.prompt_chunk,
+        threads=settings.threads,
+    )
+    engine.start()
+    app.state.engine = engine
+    try:
+        yield
+    finally:
+        engine.shutdown()
+        log.info("engine stopped; %d sequences active", engine.stats()["sequences"])
+
+
+def _dispatch(pairs) -> None:
+    for on_event, event in pairs:
+        on_event(event)
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+async def _api_error(request: Request, error: APIError) -> JSONResponse:
+    return JSONResponse(error_body(error.message, error.type, error.param, error.code), status_code=error.status)
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+    return JSONResponse(error_body(f"{error.detail}: {request.method} {request.url.path}", kind), status_code=error.status_code)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error")
+    return JSONResponse(error_body(f"internal error: {type(error).__name__}", "server_error"), status_code=500)
+
+
+async def _read_body(request: Request, schema):
+    """The request body as `schema`, read up to the size limit."""
+    limit = request.app.state.settings.max_request_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body is over the limit of {limit} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise APIError(413, f"the request body is over the limit of {limit} bytes")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise APIError(400, f"the request body is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise APIError(400, "the request body must be a JSON object")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as error:
+        message, param = describe(error)
+        raise APIError(400, message, param=param) from None
+
+
+def _check_model(name: str, request: Request) -> None:
+    served = request.app.state.settings.model_name
+    if name != served:
+        raise APIError(404, f"the model {name!r} does not exist: this server has {served!r}", param="model", code="model_not_found")
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def page() -> HTMLResponse:
+    return HTMLResponse(resources.files("textlstm.serve").joinpath("page.html").read_text(encoding="utf-8"))
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> dict:
+    return {"object": "list", "data": [_model_card(request)]}
+
+
+@router.get("/v1/models/{name}")
+async def model(name: str, request: Request) -> dict:
+    _check_model(name, request)
+    return _model_card(request)
+
+
+def _model_card(request: Request) -> dict:
+    return {"id": request.app.state.settings.model_name, "object": "model", "created": 0, "owned_by": "textlstm"}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> dict:
+    store: ConversationStore = request.app.state.store
+    engine: Engine | None = request.app.state.engine
+    return {
+        "model": request.app.state.settings.model_name,
+        **(engine.stats() if engine else {}),
+        "kept_conversations": len(store),
+        **{f"conversations_{name}": count for name, count in store.counters.items()},
+    }
+
+
+@router.post("/v1/completions")
+async def completions(request: Request):
+    body: CompletionRequest = await _read_body(request, CompletionRequest)
+    _check_model(body.model, request)
+    prompts = [await _prepare_soon(request, text, None) for text in body.prompts]
+    jobs = [(prompt, body.sampling_options(COMPLETION_MAX_TOKENS, choice), None) for prompt in prompts for choice in range(body.n)]
+    return await _respond(request, body, _Reply(chat=False, model=body.model, prompt_tokens=sum(len(p.ids) for p in prompts)), jobs)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request):
+    body: ChatRequest = await _read_body(request, ChatRequest)
+    _check_model(body.model, request)
+    conversation_id = body.conversation_id
+    if conversation_id is not None and body.n > 1:
+        raise APIError(400, "conversation_id keeps one answer's state: use it with n = 1", param="n")
+    turn_format: TurnFormat = request.app.state.settings.turn_format
+    text = conversation_text([(m.role, m.text) for m in body.messages], turn_format)
+    prompt = await _prepare_soon(request, text, conversation_id)
+    keep = None
+    if conversation_id is not None:
+        store: ConversationStore = request.app.state.store
+        tokenizer = request.app.state.generator.tokenizer
+        keep = lambda state, read_ids: store.keep(conversation_id, state, text + tokenizer.decode(read_ids))  # noqa: E731
+    jobs = []
+    for choice in range(body.n):
+        options = body.sampling_options(CHAT_MAX_TOKENS, choice)
+        jobs.append((prompt, dataclasses.replace(options, stop=options.stop + turn_format.stops()), keep))
+    return await _respond(request, body, _Reply(chat=True, model=body.model, prompt_tokens=len(prompt.ids)), jobs)
+
+
+# --- from a request to the engine and back --------------------------------------------------------
+
+
+@dataclass
+class _Prompt:
+    ids: torch.Tensor  # the whole prompt's tokens
+    read_ids: torch.Tensor  # what the model reads: all of it after end of text, or what a kept state has not read
+    state: State | None
+
+
+INLINE_PROMPT_CHARS = 20_000  # shorter prompts are tokenized on the event loop: a thread hop costs more
+
+
+async def _prepare_soon(request: Request, text: str, conversation_id: str | None) -> _Prompt:
+    if len(text) <= INLINE_PROMPT_CHARS:
+        return _prepare(request, text, conversation_id)
+    return await run_in_threadpool(_prepare, request, text, conversation_id)
+
+
+def _prepare(request: Request, text: str, conversation_id: str | None) -> _Prompt:
+    """Tokenize a prompt (in a worker thread: a long one takes a while) and find a kept state for it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise APIError(400, "the text holds a lone surrogate (\\ud800-\\udfff): not valid Unicode") from None
+    tokenizer = request.app.state.generator.tokenizer
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
+    kept = request.app.state.store.take(conversation_id, text) if conversation_id is not None else None
+    if kept is None:
+        return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None)
+    state, covered_chars = kept
+    return _Prompt(ids, torch.tensor(tokenizer.encode(text[covered_chars:]), dtype=torch.long), state)
+
+
+class _Run:
+    """The choices of one request in the engine; their events arrive on an asyncio queue."""
+
+    def __init__(self, engine: Engine, jobs: list[tuple[_Prompt, SamplingOptions, object]]):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.size = len(jobs)
+        self.open = len(jobs)
+        self.handles = []
+        try:
+            for index, (prompt, options, keep) in enumerate(jobs):
+                on_event = lambda event, index=index: self.queue.put_nowait((index, event))  # noqa: E731
+                request = GenerationRequest(prompt.read_ids, options, on_event, prompt.state, prompt.ids, prompt.ids, keep)
+                self.handles.append(engine.submit(request))
+        except EngineBusy:
+            self.cancel()
+            raise APIError(429, "the server is at its limit of active sequences: try again shortly", type="rate_limit_error") from None
+        except EngineStopped:
+            self.cancel()
+            raise APIError(503, "the server is shutting down", type="server_error") from None
+
+    async def next_events(self) -> list[tuple[int, object]]:
+        """The events that have arrived, at least one."""
+        events = [await self.queue.get()]
+        while not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        self.open -= sum(isinstance(event, (Finished, Failed)) for _, event in events)
+        return events
+
+    def cancel(self) -> None:
+        for handle in self.handles:
+            handle.cancel()
+
+
+async def _respond(request: Request, body, reply: _Reply, jobs):
+    engine: Engine | None = request.app.state.engine
+    if engine is None:
+        raise APIError(503, "the server is not running", type="server_error")
+    run = _Run(engine, jobs)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(_stream(run, reply, include_usage), media_type="text/event-stream", headers=headers)
+    return await _collect(request, run, reply)
+
+
+async def _stream(run: _Run, reply: _Reply, include_usage: bool):
+    """Server-sent events: a chunk per choice for all the text that arrived together, then [DONE]."""
+    completion_tokens = 0
+    try:
+        if reply.chat:
+            for index in range(run.size):
+                yield _event(reply.chunk(index, None, None, role=True))
+        while run.open:
+            texts, reasons, failure = {}, {}, None
+            for index, event in await run.next_events():
+                if isinstance(event, TextPiece):
+                    texts[index] = texts.get(index, "") + event.text
+                elif isinstance(event, Finished):
+                    reasons[index] = event.reason
+                    completion_tokens += event.completion_tokens
+                else:
+                    failure = event
+            for index in sorted(texts.keys() | reasons.keys()):
+                yield reply.chunk_event(index, texts.get(index, ""), reasons.get(index))
+            if failure is not None:
+                yield _event(error_body(failure.message, "server_error"))
+                return
+        if include_usage:
+            yield _event(reply.usage_chunk(completion_tokens))
+        yield "data: [DONE]\n\n"
+    finally:
+        run.cancel()  # the client left, or all ended (then this does nothing)
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _collect(request: Request, run: _Run, reply: _Reply):
+    texts, reasons = [[] for _ in range(run.size)], [None] * run.size
+    completion_tokens = 0
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + DISCONNECT_POLL_SECONDS
+    try:
+        while run.open:
+            try:
+                events = await asyncio.wait_for(run.next_events(), DISCONNECT_POLL_SECONDS)
+            except asyncio.TimeoutError:
+                events = []
+            if loop.time() >= next_check:
+                if await request.is_disconnected():
+                    return Response(status_code=499)  # nobody reads it: the client left
+                next_check = loop.time() + DISCONNECT_POLL_SECONDS
+            for index, event in events:
+                if isinstance(event, TextPiece):
+                    texts[index].append(event.text)
+                elif isinstance(event, Finished):
+                    reasons[index] = event.reason
+                    completion_tokens += event.completion_tokens
+                else:
+                    status = 503 if "shutting down" in event.message else 500
+                    raise APIError(status, event.message, type="server_error")
+    finally:
+        run.cancel()
+    return reply.whole(["".join(t) for t in texts], reasons, completion_tokens)
+
+
+@dataclass
+class _Reply:
+    """The response bodies of one request, in the completions or the chat format."""
+
+    chat: bool
+    model: str
+    prompt_tokens: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: int = field(default_factory=lambda: int(time.time()))
+    _event_head: str | None = None
+
+    def _envelope(self, kind: str, choices: list) -> dict:
+        prefix = "chatcmpl-" if self.chat else "cmpl-"
+        return {"id": prefix + self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
+
+    def chunk(self, index: int, text: str | None, reason: str | None, role: bool = False) -> dict:
+        if not self.chat:
+            return self._envelope("text_completion", [{"index": index, "text": text, "logprobs": None, "finish_reason": reason}])
+        delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+        return self._envelope("chat.completion.chunk", [{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}])
+
+    def chunk_event(self, index: int, text: str, reason: str | None) -> str:
+        """`_event(self.chunk(index, text, reason))`, built faster: one per sequence per step under load."""
+        if self._event_head is None:
+            kind = "chat.completion.chunk" if self.chat else "text_completion"
+            self._event_head = "data: " + json.dumps(self._envelope(kind, []), ensure_ascii=False)[:-3] + '[{"index": '
+        if self.chat:
+            delta = f'{{"content": {json.dumps(text, ensure_ascii=False)}}}' if text else "{}"
+            body = f'"delta": {delta}'
+        else:
+            body = f'"text": {json.dumps(text, ensure_ascii=False)}'
+        return f'{self._event_head}{index}, {body}, "logprobs": null, "finish_reason": {json.dumps(reason)}}}]}}\n\n'
+
+    def usage(self, completion_tokens: int) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": self.prompt_tokens + completion_tokens}
+
+    def usage_chunk(self, completion_tokens: int) -> dict:
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        return {**self._envelope(kind, []), "usage": self.usage(completion_tokens)}
+
+    def whole(self, texts: list[str], reasons: list[str | None], completion_tokens: int) -> dict:
+        if self.chat:
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": reason}
+                for i, (text, reason) in enumerate(zip(texts, reasons))
+            ]
+            return {**self._envelope("chat.completion", choices), "usage": self.usage(completion_tokens)}
+        choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(zip(texts, reasons))]
+        return {**self._envelope("text_completion", choices), "usage": self.usage(completion_tokens)}

@@ -1,0 +1,78 @@
+"""Chat messages as text, and the LSTM states of conversations kept between turns.
+
+Messages become text with `TurnFormat`, the format `textlstm chat` uses: a user message is a user
+turn (its prefix, the text, a newline, then the bot prefix the answer follows), an assistant message
+is its text and a newline. A system (or developer) message is its text and a newline, with no prefix,
+read where it stands: an LSTM language model has no separate instruction channel, so a system
+message is simply the opening text of the conversation.
+
+A kept conversation is its (h, c) after the last answer and a digest of the text that state has
+read. When the next request's conversation text starts with that text, only the rest is read; if
+it does not (the client edited the history), or the state was evicted (the least recently used go
+first when the store is full), the whole conversation is read again from its messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from textlstm.model import State
+from textlstm.turns import TurnFormat
+
+
+def conversation_text(messages: list[tuple[str, str]], turn_format: TurnFormat) -> str:
+    """The text the model reads for (role, text) messages; the last one is the user's."""
+    parts = []
+    for role, text in messages:
+        if role in ("system", "developer"):
+            parts.append(f"{text}\n")
+        else:
+            parts.append(turn_format.conversation([(role, text)]))
+    return "".join(parts)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+@dataclass
+class _Kept:
+    state: State
+    covered_chars: int  # the state has read exactly the first covered_chars characters of the text
+    digest: bytes
+
+
+class ConversationStore:
+    """Up to `capacity` conversation states by id, least recently used evicted first. Thread-safe."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._lock = threading.Lock()
+        self.counters = {"reused": 0, "rebuilt": 0, "evicted": 0}
+
+    def take(self, conversation_id: str, text: str) -> tuple[State, int] | None:
+        """The kept state and how many characters of `text` it has read, if `text` continues the text
+        it read (and is longer); None otherwise. Taken out: a request in flight owns it."""
+        with self._lock:
+            kept = self._kept.pop(conversation_id, None)
+        if kept is not None and len(text) > kept.covered_chars and _digest(text[: kept.covered_chars]) == kept.digest:
+            self.counters["reused"] += 1
+            return kept.state, kept.covered_chars
+        self.counters["rebuilt"] += 1
+        return None
+
+    def keep(self, conversation_id: str, state: State, covered_text: str) -> None:
+        kept = _Kept(state, len(covered_text), _digest(covered_text))
+        with self._lock:
+            self._kept[conversation_id] = kept
+            self._kept.move_to_end(conversation_id)
+            while len(self._kept) > self.capacity:
+                self._kept.popitem(last=False)
+                self.counters["evicted"] += 1
+
+    def __len__(self) -> int:
+        return len(self._kept)
