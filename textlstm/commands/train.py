@@ -11,6 +11,8 @@ from textlstm.config import DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
 RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "precision")
+# Options of how the processes are started, not of the run: they may be given again when resuming.
+LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 
@@ -43,7 +45,9 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               "rare ones in clusters); much faster for large word vocabularies, still an exact distribution.")
 @click.option("--adaptive-cutoffs", callback=lambda ctx, param, value: _int_list(value),
               help="Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.")
-@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True,
+              help="Rows per step, all processes together: with N processes each reads batch-size / N of them "
+              "(a multiple of N), so a step sees the same data and the learning rate means the same at any N.")
 @click.option("--seq-len", type=POSITIVE, default=TrainConfig.seq_len, show_default=True,
               help="Tokens per row per step (the truncated-BPTT length).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
@@ -76,15 +80,26 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
+@click.option("--nproc", type=POSITIVE, help="Train one model with N processes on this machine (DistributedDataParallel, "
+              "started through torch.distributed.run). For several machines, use torchrun (see the README).")
+@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="With several processes: minutes one waits for the others (process 0 preparing the data "
+              "included) before the run stops with an error.")
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
     """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
+    from textlstm import distributed
     from textlstm.config import RunConfig
     from textlstm.progress import RichReporter
+    from textlstm.train import Reporter
     from textlstm.train import train as run_training
 
-    given = {name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-    reporter = RichReporter()
+    if (options["nproc"] or 1) > 1:
+        _launch(ctx, options["nproc"])
+        return
+    given = {name for name in options if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE} - set(LAUNCH)
+    reporter = RichReporter() if distributed.launched_rank() == 0 else Reporter()  # process 0 speaks for all
+    timeout = options["dist_timeout"]
     if options["resume"]:
         fixed = sorted(given - set(RESUMABLE) - {"resume"})
         if fixed:
@@ -93,15 +108,28 @@ def train(ctx: click.Context, **options) -> None:
         overrides = {name: options[name] for name in given if name != "resume"}
         if "epochs" in overrides and "max_steps" not in overrides:
             overrides["max_steps"] = None
-        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
+        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout)
     else:
         config = RunConfig(
             model=ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"})),
             data=DataConfig(**_pick(options, DataConfig)),
             train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
         )
-        result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
+        result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter,
+                              timeout_minutes=timeout)
     _report(reporter, result)
+
+
+def _launch(ctx: click.Context, nproc: int) -> None:
+    """Start `nproc` processes running this same command without --nproc; exit as they did."""
+    from textlstm import distributed, launch
+
+    if distributed.launched():
+        raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")
+    args = ctx.obj["argv"] if isinstance(ctx.obj, dict) and "argv" in ctx.obj else sys.argv[1:]
+    code = launch.run_on_this_machine(nproc, launch.without_option(args[args.index("train") + 1 :], "--nproc"))
+    if code:
+        sys.exit(code)
 
 
 def _int_list(value: str | None) -> list[int] | None:
