@@ -92,9 +92,10 @@ def session(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> Iterator[None]:
         torch.cuda.set_device(local_rank())
         backend = "cpu:gloo,cuda:nccl"
     address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    timeout = timedelta(minutes=timeout_minutes)
     try:
-        dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
-    except (RuntimeError, ValueError) as error:  # DistNetworkError and DistStoreError are RuntimeErrors
+        dist.init_process_group(backend, store=_store(timeout), rank=launched_rank(), world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
+    except (RuntimeError, ValueError, KeyError) as error:  # DistNetworkError and DistStoreError are RuntimeErrors
         detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TextlstmError(
             f"process {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')} could not join "
@@ -102,8 +103,36 @@ def session(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> Iterator[None]:
         ) from None
     try:
         yield
+    except RuntimeError as error:
+        if not (isinstance(error, dist.DistError) or "gloo" in str(error)):
+            raise
+        raise TextlstmError(
+            f"process {launched_rank()} lost contact with the others ({_gist(error)}): one of them stopped "
+            "or cannot be reached; what was saved is intact"
+        ) from None
     finally:
         dist.destroy_process_group()
+
+
+def _gist(error: Exception) -> str:
+    """'Connection reset by peer' out of gloo's '[.../pair.cc:537] Read error [host]:port: Connection reset by peer. This is...'"""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+    return text.rsplit(": ", 1)[-1] if ": " in text else text
+
+
+def _store(timeout: timedelta) -> dist.Store:
+    """The key-value store the processes meet in, at MASTER_ADDR:MASTER_PORT.
+
+    Under torchrun its agent holds the store, and keeps it when it restarts the processes: the keys
+    the first processes wrote (gloo's addresses among them) are still there, and new processes that
+    read them connect to the dead ones' ports (PyTorch 2.13). So each start uses its own key prefix.
+    """
+    agent_holds_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"]),
+        is_master=not agent_holds_it and launched_rank() == 0, timeout=timeout,
+    )
+    return dist.PrefixStore(f"textlstm/start-{restart_count()}", store)
 
 
 # ----------------------------------------------------------------------------- agreeing
@@ -178,6 +207,16 @@ def _stop_if_any_failed(error: str | None) -> None:
     if process != 0:
         message = f"process {process}: {message}"
     raise TextlstmError(message) if is_main() else ReportedElsewhere(message)
+
+
+def check_batch_splits(batch_size: int, processes: int | None = None) -> None:
+    """--batch-size counts the rows of all processes together: it must split evenly between them."""
+    processes = processes or world_size()
+    if batch_size % processes:
+        raise TextlstmError(
+            f"--batch-size {batch_size} (rows per step, all processes together) does not split "
+            f"evenly over {processes} processes: give a multiple of {processes}, or use fewer processes"
+        )
 
 
 # ----------------------------------------------------------------------------- the model

@@ -162,19 +162,27 @@ class Trainer:
         self.corpus = corpus
 
     def _set_up(self) -> None:
-        # A resume state that cannot be loaded is reported before any time goes into the data.
-        saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
-        self._load_data()
-        self._build()
-        if saved_state is not None:
-            self._resume(saved_state)
+        """Data, model, optimizer, resume state. Under several processes, process 0 reads the data
+        first (it fills the caches the others then read), and an error on any process stops all."""
+        distributed.in_turn(self._load_saved_state_and_data)
+        distributed.agree_on_errors(self._build_and_resume)
 
-    def _check_same_tokenizer(self) -> None:
+    def _load_saved_state_and_data(self) -> None:
+        distributed.check_batch_splits(self.config.train.batch_size)
+        # A resume state that cannot be loaded is reported before any time goes into the data.
+        self.saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
+        self._load_data()
+
+    def _build_and_resume(self) -> None:
         if distributed.from_main(self.tokenizer.to_str()) != self.tokenizer.to_str():
             raise TextlstmError(
                 "this process built another tokenizer than process 0: put TEXTLSTM_CACHE on storage "
                 "that every machine shares, so all processes read the one process 0 built"
             )
+        self._build()
+        if self.saved_state is not None:
+            self._resume(self.saved_state)
+            self.saved_state = None
 
     def _build(self) -> None:
         train_cfg = self.config.train
@@ -190,11 +198,6 @@ class Trainer:
         )
         ids = self.splits["train"].ids
         rank, world = distributed.rank(), distributed.world_size()
-        if train_cfg.batch_size % world:
-            raise TextlstmError(
-                f"--batch-size {train_cfg.batch_size} (rows per step, all processes together) does not split "
-                f"evenly over {world} processes: use a multiple of {world}"
-            )
         rows = train_cfg.batch_size // world  # this process's rows of each batch
         if self.config.data.batching == "documents":
             self.batcher = DocumentBatcher(ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
@@ -234,8 +237,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> TrainResult:
-        distributed.in_turn(self._set_up)  # process 0 first: it fills the caches the others then read
-        distributed.agree_on_errors(self._check_same_tokenizer)
+        self._set_up()
         # The training loss, through DistributedDataParallel under several processes.
         self.loss_of = distributed.loss_function(self.model, self.device, self.config.model.output_layer == "adaptive")
         self._write_run_files()

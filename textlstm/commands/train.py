@@ -123,9 +123,12 @@ def train(ctx: click.Context, **options) -> None:
 def _launch(ctx: click.Context, nproc: int) -> None:
     """Start `nproc` processes running this same command without --nproc; exit as they did."""
     from textlstm import distributed, launch
+    from textlstm.checkpoint import load_config
 
     if distributed.launched():
         raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")
+    resume = ctx.params["resume"]
+    distributed.check_batch_splits(load_config(resume).train.batch_size if resume else ctx.params["batch_size"], nproc)
     args = ctx.obj["argv"] if isinstance(ctx.obj, dict) and "argv" in ctx.obj else sys.argv[1:]
     code = launch.run_on_this_machine(nproc, launch.without_option(args[args.index("train") + 1 :], "--nproc"))
     if code:
