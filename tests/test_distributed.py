@@ -1,7 +1,7 @@
 """Several processes training one model (torchrun + DistributedDataParallel, gloo on the CPU).
 
 Each test starts real processes through `textlstm train --nproc 2` or torchrun, with tiny models and
-one thread per process. The slow ones kill processes or restart them.
+one thread per process. The slow ones start several runs, kill processes or restart them.
 """
 
 import json
@@ -78,8 +78,10 @@ def test_two_processes_train_the_model_one_process_trains(run_cli, small_corpus,
     assert evaluate_checkpoint(tmp_path / "two").loss == pytest.approx(best, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_under_two_processes_is_exact(small_corpus, tmp_path):
-    """With dropout, so each process's random stream must come back where it was."""
+    """With dropout, so each process's random stream must come back where it was. Slow: three
+    2-process runs."""
     common = ("train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL, "--schedule", "constant",
               "--warmup-steps", "5", "--dropout", "0.2", "--recurrent-dropout", "0.2", "--eval-every", "100", "--seed", "7")
     straight = textlstm(*common, "--max-steps", "40", "--output", tmp_path / "straight")
