@@ -46,8 +46,8 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 @click.option("--adaptive-cutoffs", callback=lambda ctx, param, value: _int_list(value),
               help="Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.")
 @click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True,
-              help="Rows per step, all processes together: with N processes each reads batch-size / N of them "
-              "(a multiple of N), so a step sees the same data and the learning rate means the same at any N.")
+              help="Rows per step, all processes together: with N processes (--nproc, torchrun) each reads "
+              "batch-size / N of them, so it must be a multiple of N; a step then sees the same data at any N.")
 @click.option("--seq-len", type=POSITIVE, default=TrainConfig.seq_len, show_default=True,
               help="Tokens per row per step (the truncated-BPTT length).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
