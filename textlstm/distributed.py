@@ -61,14 +61,19 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def under_torchrun() -> bool:
+    """Whether torchrun started this process (one or several): it forwards signals and restarts it."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
 def launch_id() -> str | None:
     """torchrun's id of this launch: the same for every process and across its restarts."""
-    return os.environ.get("TORCHELASTIC_RUN_ID") if launched() else None
+    return os.environ.get("TORCHELASTIC_RUN_ID")
 
 
 def restart_count() -> int:
     """How many times torchrun has restarted the processes of this launch (`--max-restarts`)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) if launched() else 0
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def local_device(device: torch.device) -> torch.device:

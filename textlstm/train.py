@@ -118,7 +118,7 @@ class _StopFlag:
     def _handle(self, signum, frame):
         # Under torchrun each Ctrl-C reaches a process twice (from the terminal, and forwarded by
         # torchrun), so only the first counts; torchrun ends the processes after --shutdown-timeout.
-        if self.requested and not distributed.launched():
+        if self.requested and not distributed.under_torchrun():
             raise KeyboardInterrupt
         self.requested = True
 

@@ -125,7 +125,7 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     from textlstm import distributed, launch
     from textlstm.checkpoint import load_config
 
-    if distributed.launched():
+    if distributed.under_torchrun():
         raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")
     resume = ctx.params["resume"]
     distributed.check_batch_splits(load_config(resume).train.batch_size if resume else ctx.params["batch_size"], nproc)
