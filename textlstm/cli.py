@@ -9,7 +9,7 @@ import warnings
 import click
 
 from textlstm import __version__
-from textlstm.errors import TextlstmError
+from textlstm.errors import ReportedElsewhere, TextlstmError
 
 DEBUG_ENV = "TEXTLSTM_DEBUG"  # set to 1 to see tracebacks of unexpected errors
 
@@ -48,8 +48,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     warnings.showwarning = _show_warning
+    if not os.environ.get(DEBUG_ENV):
+        # torch's C++ side logs the retries and failures of a process group (and their stack frames)
+        # on its own; the error line says what matters. Read once, when torch is first imported.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
     try:
-        cli.main(args=argv, prog_name="textlstm", standalone_mode=False)
+        args = list(sys.argv[1:] if argv is None else argv)
+        cli.main(args=args, prog_name="textlstm", standalone_mode=False, obj={"argv": args})
     except click.exceptions.NoArgsIsHelpError as error:
         click.echo(error.ctx.get_help() if error.ctx else str(error))
         sys.exit(2)
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except ReportedElsewhere:
+        sys.exit(1)
     except TextlstmError as error:
         fail(str(error))
     except BrokenPipeError:

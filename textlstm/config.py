@@ -132,6 +132,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     version: str = __version__
     format: int = CHECKPOINT_FORMAT
+    world_size: int = 1  # processes the run started with (torchrun); the batch's rows are split between them
+    launch_id: str | None = None  # torchrun's id of the launch that started it: processes it restarts find the run by it
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -149,8 +151,10 @@ class RunConfig:
                 train=TrainConfig(**raw.get("train", {})),
                 version=raw.get("version", "unknown"),
                 format=fmt,
+                world_size=int(raw.get("world_size", 1)),
+                launch_id=raw.get("launch_id"),
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise TextlstmError(f"config.json is not a valid textlstm config: {error}") from None
 
     @classmethod

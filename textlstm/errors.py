@@ -6,3 +6,8 @@ class TextlstmError(Exception):
 
     Its message is one line that says what is wrong and, where it helps, what to do.
     """
+
+
+class ReportedElsewhere(TextlstmError):
+    """An error that another process reports (process 0, when several train one model): this one
+    exits with it without telling it again."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import threading
 
+from textlstm import distributed
+
 
 class StopFlag:
     """A context manager that, while active, turns SIGINT into `requested = True`.
@@ -24,7 +26,9 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        # Under torchrun each Ctrl-C reaches a process twice (from the terminal, and forwarded by
+        # torchrun), so only the first counts; torchrun ends the processes after --shutdown-timeout.
+        if self.requested and not distributed.under_torchrun():
             raise KeyboardInterrupt
         self.requested = True
 

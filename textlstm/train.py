@@ -5,8 +5,10 @@ exact resume and a clean stop on Ctrl-C.
 Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, run
 folders in `run_folder.py`, the Ctrl-C flag in `interrupt.py`, loss and throughput in `meter.py`.
 
-Nothing here assumes a single process: each process reads its own rows of the data
-(`distributed.rank()`), losses are summed across processes, and only process 0 writes files.
+Under torchrun (see distributed.py) the same loop trains one model in several processes: each
+reads its own rows of every batch (--batch-size counts the rows of all processes together),
+DistributedDataParallel averages the gradients, every process evaluates, and only process 0
+writes files.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from textlstm import checkpoint as ckpt
-from textlstm import distributed, finetune
+from textlstm import distributed, finetune, process_state
 from textlstm.config import ModelConfig, RunConfig
 from textlstm.data import DocumentBatcher, StreamBatcher, prepare
 from textlstm.device import resolve_device
@@ -66,7 +68,7 @@ class Trainer:
         self.output = Path(output)
         self.reporter = reporter or Reporter()
         self.resuming = resume
-        self.device = resolve_device(config.train.device)
+        self.device = distributed.local_device(resolve_device(config.train.device))
         self.stop = StopFlag()
 
     # ------------------------------------------------------------------ setup
@@ -85,6 +87,32 @@ class Trainer:
         if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
             self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
 
+    def _set_up(self) -> None:
+        """Data, model, optimizer, resume state. Under several processes, process 0 reads the data
+        first (it fills the caches the others then read), and an error on any process stops all."""
+        distributed.in_turn(self._load_saved_state_and_data)
+        distributed.agree_on_errors(self._build_and_resume)
+
+    def _load_saved_state_and_data(self) -> None:
+        distributed.check_batch_splits(self.config.train.batch_size)
+        # A resume state that cannot be loaded is reported before any time goes into the data.
+        self.saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
+        self._load_data()
+
+    def _build_and_resume(self) -> None:
+        if distributed.from_main(self.tokenizer.to_str()) != self.tokenizer.to_str():
+            raise TextlstmError(
+                "this process built another tokenizer than process 0: put TEXTLSTM_CACHE on storage "
+                "that every machine shares, so all processes read the one process 0 built"
+            )
+        self._build()
+        if self.parent is not None:
+            step = self.parent.load_weights(self.model)
+            self.reporter.message(f"fine-tuning {self.parent.folder} (its weights from step {step:,}): new optimizer and schedule")
+        if self.saved_state is not None:
+            self._resume(self.saved_state)
+            self.saved_state = None
+
     def _build(self) -> None:
         train_cfg = self.config.train
         if self.config.model.vocab_size == 0:
@@ -93,13 +121,15 @@ class Trainer:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
         self.model = LSTMLanguageModel(self.config.model).to(self.device)
+        distributed.seed_this_process(train_cfg.seed)
         self.optimizer = build_optimizer(self.model, train_cfg)
         ids = self.splits["train"].ids
         rank, world = distributed.rank(), distributed.world_size()
+        rows = train_cfg.batch_size // world  # this process's rows of each batch
         if self.config.data.batching == "documents":
-            self.batcher = DocumentBatcher(ids, train_cfg.batch_size, train_cfg.seq_len, train_cfg.seed, rank, world)
+            self.batcher = DocumentBatcher(ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
         else:
-            self.batcher = StreamBatcher(ids, train_cfg.batch_size, train_cfg.seq_len, rank, world)
+            self.batcher = StreamBatcher(ids, rows, train_cfg.seq_len, rank, world)
         steps_per_epoch = len(self.batcher)
         limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
         self.total_steps = min(limits)
@@ -109,6 +139,7 @@ class Trainer:
         self.evals_since_best = 0
         self.evaluated_step = -1  # the step of the last evaluation
         self.elapsed_before = 0.0
+        self.time_to_save = False
         self.records: list[dict] = []
 
     def _resume(self, state: dict) -> None:
@@ -120,16 +151,14 @@ class Trainer:
             self.evals_since_best = int(state["evals_since_best"])
             self.evaluated_step = int(state.get("evaluated_step", -1))
             self.elapsed_before = float(state["elapsed_sec"])
-            torch.set_rng_state(state["rng"])
-            if state.get("cuda_rng") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            if state.get("lstm_state") is not None:
-                self.lstm_state = tuple(t.to(self.device) for t in state["lstm_state"])
+            self.lstm_state = process_state.restore(state, self.device, self.batcher.batch_size)
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise TextlstmError(f"cannot resume from {self.output}: trainer state does not fit this run ({error})") from None
         self.reporter.message(f"resuming {self.output} at step {self.step}")
 
     def _write_run_files(self) -> None:
+        if not self.resuming:
+            self.config.world_size, self.config.launch_id = distributed.world_size(), distributed.launch_id()
         if distributed.is_main() and not self.resuming:
             ckpt.write_text(self.output / ckpt.CONFIG, self.config.to_json())
             ckpt.atomic_write(self.output / ckpt.TOKENIZER, self.tokenizer.save)
@@ -137,18 +166,12 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> TrainResult:
-        # A resume state that cannot be loaded is reported before any time goes into the data.
-        saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
         init_from = self.config.train.init_from
         self.parent = finetune.load_parent(init_from) if init_from and not self.resuming else None
-        self._load_data()
-        self._build()
-        if self.parent is not None:
-            step = self.parent.load_weights(self.model)
-            self.reporter.message(f"fine-tuning {self.parent.folder} (its weights from step {step:,}): new optimizer and schedule")
-        if saved_state is not None:
-            self._resume(saved_state)
+        self._set_up()
         self.reporter.ready(self.model, self.config, self.best_valid_loss)
+        # The training loss, through DistributedDataParallel under several processes.
+        self.loss_of = distributed.loss_function(self.model, self.device, self.config.model.output_layer == "adaptive")
         self._write_run_files()
         result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
         with self.stop:
@@ -171,10 +194,11 @@ class Trainer:
         self.reporter.start(self.total_steps, self.step)
         try:
             while self.step < self.total_steps:
-                if self.stop.requested:
+                stop, out_of_time = self._agree_before_step()
+                if stop:
                     result.interrupted = True
                     break
-                if self._out_of_time():
+                if out_of_time:
                     break
                 step_start = now()
                 loss_sum, count = self._train_step()
@@ -224,7 +248,7 @@ class Trainer:
             lengths = None
             state = None if index == 0 else self.lstm_state
         with autocast(self.config.train.precision, self.device):  # the backward pass runs outside it
-            loss_sum, count, new_state = self.model.loss(inputs.to(self.device), targets.to(self.device), state, lengths)
+            loss_sum, count, new_state = self.loss_of(inputs.to(self.device), targets.to(self.device), state, lengths)
         totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double()]))
         loss_value, count_value = float(totals[0]), int(totals[1])
         if not math.isfinite(loss_value):
@@ -232,7 +256,8 @@ class Trainer:
             self.lstm_state = None
             return loss_value, count_value
         self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum / count.clamp(min=1)).backward()
+        # The mean over all processes' tokens: DDP averages the processes' gradients, hence * world size.
+        (loss_sum * (distributed.world_size() / max(count_value, 1))).backward()
         if self.config.train.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip)
         self.optimizer.step()
@@ -250,6 +275,8 @@ class Trainer:
             max_tokens=train_cfg.eval_tokens, device=self.device, precision=train_cfg.precision,
             documents=self.config.data.batching == "documents",
         )
+        # Every process scores the same tokens with the same weights; process 0's figures decide for all.
+        result = distributed.from_main(result)
         record = {
             "step": self.step,
             "epoch": self.step / len(self.batcher),
@@ -262,6 +289,7 @@ class Trainer:
             "tokens_per_sec": meter.rate(),
             "lr": self._lr(),
             "elapsed_sec": self._elapsed(),
+            "world_size": distributed.world_size(),
         }
         meter.reset()
         improved = result.loss < self.best_valid_loss
@@ -280,8 +308,7 @@ class Trainer:
         train_cfg = self.config.train
         if train_cfg.save_every and self.step % train_cfg.save_every == 0:
             return True
-        minutes = train_cfg.save_every_minutes
-        return bool(minutes) and now() - self.last_save >= minutes * 60
+        return self.time_to_save
 
     def _save(self, record: dict, improved: bool) -> None:
         if distributed.is_main():
@@ -294,25 +321,34 @@ class Trainer:
     def _save_resume_state(self) -> None:
         """Write everything --resume needs in one atomic file (weights of the best model aside)."""
         self.last_save = now()
+        every_process = process_state.gather(self.lstm_state)  # random and LSTM states of all processes
         if distributed.is_main():
             if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
                 ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
-            ckpt.save_trainer_state(self._trainer_state(), self.output / ckpt.TRAINER_STATE)
+            ckpt.save_trainer_state(self._trainer_state() | every_process, self.output / ckpt.TRAINER_STATE)
 
     def _elapsed(self) -> float:
         return self.elapsed_before + now() - self.started
 
-    def _out_of_time(self) -> bool:
-        """Whether the max_minutes budget is spent; also sets `clock`, the elapsed time the schedule reads.
+    def _agree_before_step(self) -> tuple[bool, bool]:
+        """(stop for Ctrl-C, the max_minutes budget is spent); also sets `clock`, the elapsed time the
+        schedule reads, and `time_to_save` (--save-every-minutes).
 
-        The processes share one clock (the mean of theirs), so they stop at the same step and use the same rate.
+        Under several processes one exchange gives all the same answers, so they stop and save after
+        the same step: Ctrl-C on any process, and one clock (the mean of theirs) for the rest.
         """
+        minutes = self.config.train.save_every_minutes
+        local = torch.tensor(
+            [float(self.stop.requested), self._elapsed(), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
+            dtype=torch.float64,
+        )
+        if distributed.world_size() > 1:
+            local = distributed.sum_across(local)
+        stop, elapsed_sum, save_votes = local.tolist()
+        self.clock = elapsed_sum / distributed.world_size()
+        self.time_to_save = save_votes > 0
         budget = self.config.train.max_minutes
-        if not budget:
-            return False
-        elapsed = torch.tensor(self._elapsed(), dtype=torch.float64, device=self.device)
-        self.clock = float(distributed.sum_across(elapsed)) / distributed.world_size()
-        return self.clock >= 60 * budget
+        return stop > 0, bool(budget) and self.clock >= 60 * budget
 
     def _trainer_state(self) -> dict:
         return {
@@ -323,10 +359,7 @@ class Trainer:
             "evals_since_best": self.evals_since_best,
             "evaluated_step": self.evaluated_step,
             "elapsed_sec": self._elapsed(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "lstm_state": None if self.lstm_state is None else tuple(t.cpu() for t in self.lstm_state),
-        }
+        }  # the random and LSTM states come from process_state.gather
 
 
 def train(
@@ -337,6 +370,7 @@ def train(
     reporter: Reporter | None = None,
     checkpoints_root: str | Path = "checkpoints",
     train_overrides: dict | None = None,
+    timeout_minutes: float = distributed.DEFAULT_TIMEOUT_MINUTES,
 ) -> TrainResult:
     """Train a model as `config` says; return where it was saved and how it went.
 
@@ -344,26 +378,48 @@ def train(
     (TrainConfig fields such as max_steps or epochs) applied on top.
     config.train.init_from: a checkpoint folder to fine-tune. Its model shape, tokenizer and weights
     are used; of config.model only dropout and recurrent_dropout apply.
+
+    Under torchrun every process calls this with the same arguments and they train one model;
+    timeout_minutes is how long a process waits for the others before the run stops with an error.
     """
+    with distributed.session(timeout_minutes):
+        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides)
+
+
+def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides) -> TrainResult:
+    if resume is None and distributed.restart_count():
+        # torchrun restarted the processes (--max-restarts): go on with the run this launch started.
+        found = distributed.from_main(distributed.run_of_this_launch(output, checkpoints_root))
+        if found is not None and distributed.from_main((found / ckpt.TRAINER_STATE).is_file()):
+            resume = found
+        elif found is not None:  # it stopped before its first save: start it again
+            output, overwrite = found, True
     if resume is not None:
         folder = Path(resume)
-        if not (folder / ckpt.TRAINER_STATE).is_file():
-            raise TextlstmError(f"cannot resume {folder}: no {ckpt.TRAINER_STATE} there")
-        saved = ckpt.load_config(folder)
-        saved.train = dataclasses.replace(saved.train, **(train_overrides or {}))
-        check_writable(folder)
+        saved = distributed.agree_on_errors(lambda: _config_to_resume(folder, train_overrides))
         return Trainer(saved, folder, reporter, resume=True).run()
     config = config or RunConfig(model=ModelConfig())
     if config.train.init_from:
         config = finetune.inherit(config, finetune.load_parent(config.train.init_from))
-    if output is None:
-        output = new_run_folder(Path(checkpoints_root), config)
+    if output is None:  # process 0 names it for all
+        output = distributed.from_main(new_run_folder(Path(checkpoints_root), config))
     output = Path(output)
     created = not output.exists()
-    prepare_output(output, overwrite)
+    distributed.agree_on_errors(lambda: prepare_output(output, overwrite) if distributed.is_main() else None)
     try:
         return Trainer(config, output, reporter).run()
     except BaseException:
-        if created and output.is_dir() and not any(output.iterdir()):
+        if distributed.is_main() and created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # failed before anything was saved: leave no empty run folder behind
         raise
+
+
+def _config_to_resume(folder: Path, train_overrides: dict | None) -> RunConfig:
+    if not (folder / ckpt.TRAINER_STATE).is_file():
+        raise TextlstmError(f"cannot resume {folder}: no {ckpt.TRAINER_STATE} there")
+    saved = ckpt.load_config(folder)
+    saved.train = dataclasses.replace(saved.train, **(train_overrides or {}))
+    if distributed.is_main():
+        check_writable(folder)
+    return saved
+

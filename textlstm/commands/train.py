@@ -11,6 +11,8 @@ from textlstm.config import DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
 RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "precision")
+# Options of how the processes are started, not of the run: they may be given again when resuming.
+LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 
@@ -61,7 +63,9 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               "rare ones in clusters); much faster for large word vocabularies, still an exact distribution.")
 @click.option("--adaptive-cutoffs", callback=lambda ctx, param, value: _int_list(value),
               help="Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.")
-@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True)
+@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, show_default=True,
+              help="Rows per step, all processes together: with N processes (--nproc, torchrun) each reads "
+              "batch-size / N of them, so it must be a multiple of N; a step then sees the same data at any N.")
 @click.option("--seq-len", type=POSITIVE, default=TrainConfig.seq_len, show_default=True,
               help="Tokens per row per step (the truncated-BPTT length).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
@@ -97,23 +101,35 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               help="Fine-tune: start from this checkpoint's weights and tokenizer (its model shape too), "
               "with a new optimizer, schedule and run folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
+@click.option("--nproc", type=POSITIVE, help="Train one model with N processes on this machine (DistributedDataParallel, "
+              "started through torch.distributed.run). For several machines, use torchrun (see the README).")
+@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="With several processes: minutes one waits for the others (process 0 preparing the data "
+              "included) before the run stops with an error.")
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
     """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
+    from textlstm import distributed
     from textlstm.progress import RichReporter
+    from textlstm.train import Reporter
     from textlstm.train import train as run_training
 
-    given = given_options(ctx)
-    reporter = RichReporter()
+    if (options["nproc"] or 1) > 1:
+        _launch(ctx, options["nproc"])
+        return
+    given = given_options(ctx) - set(LAUNCH)
+    reporter = RichReporter() if distributed.launched_rank() == 0 else Reporter()  # process 0 speaks for all
+    timeout = options["dist_timeout"]
     if options["resume"]:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
         overrides = {name: options[name] for name in given if name in RESUMABLE}
         if "epochs" in overrides and "max_steps" not in overrides:
             overrides["max_steps"] = None
-        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
+        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout)
     else:
         config = run_config(options, given)
-        result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
+        result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter,
+                              timeout_minutes=timeout)
     _report(reporter, result)
 
 
@@ -176,6 +192,21 @@ def _check_fixed_options(options: dict, names: set[str]) -> None:
                 f"{flag} cannot change when resuming: the run has {getattr(section, name)}, not {options[name]} "
                 f"(only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can)"
             )
+
+
+def _launch(ctx: click.Context, nproc: int) -> None:
+    """Start `nproc` processes running this same command without --nproc; exit as they did."""
+    from textlstm import distributed, launch
+    from textlstm.checkpoint import load_config
+
+    if distributed.under_torchrun():
+        raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")
+    resume = ctx.params["resume"]
+    distributed.check_batch_splits(load_config(resume).train.batch_size if resume else ctx.params["batch_size"], nproc)
+    args = ctx.obj["argv"] if isinstance(ctx.obj, dict) and "argv" in ctx.obj else sys.argv[1:]
+    code = launch.run_on_this_machine(nproc, launch.without_option(args[args.index("train") + 1 :], "--nproc"))
+    if code:
+        sys.exit(code)
 
 
 def _int_list(value: str | None) -> list[int] | None:

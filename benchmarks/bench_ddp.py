@@ -1,0 +1,133 @@
+"""Data-parallel training on the CPU: tokens/s, time in the gradient all-reduce, bytes all-reduced.
+
+Run it alone for one process, or under torchrun for several; --batch-size is the global batch, as
+in `textlstm train`:
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_ddp.py --shape char
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 benchmarks/bench_ddp.py --shape char
+
+Each step is textlstm's own Trainer step (`_train_step`, through DistributedDataParallel when there
+are several processes). Steps with gradient synchronization alternate with steps under DDP's
+no_sync() (same work, no all-reduce), so their difference is the all-reduce time the backward
+pass does not hide. A communication hook also records each bucket's all-reduce from launch to
+completion, and its size. Process 0 prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+from textlstm import distributed
+from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from textlstm.train import Trainer
+
+SHAPES = {  # the shapes of benchmarks/RESULTS.md: vocab, embedding, hidden, layers, global batch, seq_len
+    "char": (323, 128, 512, 2, 64, 128),
+    "word": (10_000, 650, 650, 2, 20, 35),
+}
+
+
+class AllReduceLog:
+    """A DDP communication hook: the default all-reduce, timed and measured per bucket."""
+
+    def __init__(self):
+        self.seconds, self.bytes = 0.0, 0
+
+    def hook(self, state, bucket):
+        started = time.perf_counter()
+        buffer = bucket.buffer()
+        self.bytes += buffer.numel() * buffer.element_size()
+
+        def done(future):
+            self.seconds += time.perf_counter() - started
+            return future.value()
+
+        return allreduce_hook(state, bucket).then(done)
+
+
+def trainer_for(shape: str, steps: int) -> Trainer:
+    vocab, embedding, hidden, layers, batch, seq_len = SHAPES[shape]
+    model = ModelConfig(vocab_size=vocab, embedding_size=embedding, hidden_size=hidden, layers=layers,
+                        dropout=0.2, recurrent_dropout=0.25)
+    train = TrainConfig(batch_size=batch, seq_len=seq_len, max_steps=10**9, warmup_steps=0, device="cpu")
+    trainer = Trainer(RunConfig(model=model, data=DataConfig(), train=train), Path("unused-benchmark-output"))
+    ids = np.random.default_rng(0).integers(3, vocab, size=batch * seq_len * (2 * steps + 8) + 1)
+    trainer.tokenizer = SimpleNamespace(vocab_size=vocab)
+    trainer.splits = {"train": SimpleNamespace(ids=ids)}
+    trainer._build()
+    trainer.loss_of = distributed.loss_function(trainer.model, trainer.device)
+    trainer.clock = 0.0
+    return trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="char")
+    parser.add_argument("--steps", type=int, default=12, help="steps of each kind (synchronized, unsynchronized)")
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    with distributed.session():
+        trainer = trainer_for(args.shape, args.steps + args.warmup)
+        log = AllReduceLog()
+        several = distributed.world_size() > 1
+        if several:
+            trainer.loss_of.register_comm_hook(None, log.hook)
+        synced, unsynced, reduce_seconds, reduce_bytes = [], [], [], []
+        for i in range(2 * (args.steps + args.warmup)):
+            sync = i % 2 == 0
+            log.seconds, log.bytes = 0.0, 0
+            distributed.barrier()
+            started = time.perf_counter()
+            with nullcontext() if sync or not several else trainer.loss_of.no_sync():
+                _, tokens = trainer._train_step()
+            seconds = time.perf_counter() - started
+            trainer.step += 1
+            if i >= 2 * args.warmup:
+                (synced if sync else unsynced).append(seconds)
+                if sync:
+                    reduce_seconds.append(log.seconds)
+                    reduce_bytes.append(log.bytes)
+        step = statistics.median(synced)
+        params = sum(p.numel() for p in trainer.model.parameters())
+        flat = torch.zeros(params)
+        bandwidth = None
+        if several:  # the same bytes in one all-reduce, nothing else running
+            times = []
+            for _ in range(5):
+                distributed.barrier()
+                started = time.perf_counter()
+                dist.all_reduce(flat)
+                times.append(time.perf_counter() - started)
+            bandwidth = statistics.median(times)
+        if distributed.is_main():
+            print(json.dumps({
+                "shape": args.shape,
+                "processes": distributed.world_size(),
+                "threads_per_process": torch.get_num_threads(),
+                "global_tokens_per_step": tokens,
+                "tokens_per_sec": tokens / step,
+                "step_sec_median": step,
+                "step_sec_no_sync_median": statistics.median(unsynced),
+                "exposed_allreduce_sec": step - statistics.median(unsynced) if several else 0.0,
+                "allreduce_sec_per_step_hook": statistics.median(reduce_seconds) if several else 0.0,
+                "allreduce_bytes_per_step": reduce_bytes[-1] if several else 0,
+                "parameters": params,
+                "lone_allreduce_sec": bandwidth,
+                "load_average": os.getloadavg(),
+            }))
+
+
+if __name__ == "__main__":
+    main()
