@@ -10,6 +10,7 @@ import click
 
 from textlstm import __version__
 from textlstm.errors import ReportedElsewhere, TextlstmError
+from textlstm.threads import prefer_passive_waiting
 
 DEBUG_ENV = "TEXTLSTM_DEBUG"  # set to 1 to see tracebacks of unexpected errors
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         # torch's C++ side logs the retries and failures of a process group (and their stack frames)
         # on its own; the error line says what matters. Read once, when torch is first imported.
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+    prefer_passive_waiting()
     try:
         args = list(sys.argv[1:] if argv is None else argv)
         cli.main(args=args, prog_name="textlstm", standalone_mode=False, obj={"argv": args})

@@ -102,6 +102,7 @@ class TrainConfig:
     patience: int = 3  # stop after this many evaluations without improvement; 0: never
     seed: int = 1337
     device: str = "auto"
+    threads: int | None = None  # CPU threads; None: OMP_NUM_THREADS if set, else threads.default_threads for the shape
     precision: str = "float32"  # or "bfloat16": the forward pass under autocast, weights and optimizer in float32
     init_from: str | None = None  # the checkpoint whose weights and tokenizer this run started from (its parent)
 
@@ -119,6 +120,7 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, f"warmup-steps must not be negative, got {self.warmup_steps}")
         _check(self.save_every is None or self.save_every >= 1, f"save-every must be at least 1, got {self.save_every}")
         _check(self.save_every_minutes >= 0, f"save-every-minutes must not be negative, got {self.save_every_minutes}")
+        _check(self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}")
         _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
         _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")

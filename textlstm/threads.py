@@ -40,9 +40,12 @@ def default_threads(embedding: int, hidden: int, layers: int, batch: int) -> int
 
 
 def use_threads(requested: int | None, embedding: int, hidden: int, layers: int, batch: int) -> int:
-    """Set torch's thread count: `requested`, or the default for this shape. Returns the count."""
+    """Set torch's thread count: `requested`; else OMP_NUM_THREADS when set (the user's or the
+    launcher's choice, which torch already follows); else the default for this shape. Returns it."""
     import torch
 
+    if requested is None and os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
     threads = requested or default_threads(embedding, hidden, layers, batch)
     torch.set_num_threads(threads)
     return threads

@@ -36,6 +36,7 @@ from textlstm.optimizer import build_optimizer, load_optimizer_state
 from textlstm.precision import autocast
 from textlstm.run_folder import check_writable, new_run_folder, prepare_output
 from textlstm.schedule import learning_rate
+from textlstm.threads import use_threads
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
@@ -121,6 +122,9 @@ class Trainer:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
         self.model = LSTMLanguageModel(self.config.model).to(self.device)
+        if self.device.type == "cpu":
+            model = self.config.model
+            use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, train_cfg.batch_size // distributed.world_size())
         distributed.seed_this_process(train_cfg.seed)
         self.optimizer = build_optimizer(self.model, train_cfg)
         ids = self.splits["train"].ids

@@ -10,7 +10,7 @@ from click.core import ParameterSource
 from textlstm.config import DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
-RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "precision")
+RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "threads", "precision")
 # Options of how the processes are started, not of the run: they may be given again when resuming.
 LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
@@ -92,6 +92,9 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=POSITIVE, help="CPU threads for torch. Default: OMP_NUM_THREADS if set; else one for "
+              "small models, where a second thread only adds waiting, and one per core for large ones (measured in "
+              "benchmarks/RESULTS.md).")
 @click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=TrainConfig.precision, show_default=True,
               help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
               "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs.")
