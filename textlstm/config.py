@@ -30,6 +30,9 @@ class ModelConfig:
     tie_weights: bool = False
     output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
     adaptive_cutoffs: list[int] | None = None  # None: derived from vocab_size (see model.default_cutoffs)
+    # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
+    # the tokenizer): they then share one softmax output (textlstm/byte_softmax.py). None: a plain softmax.
+    byte_fallback_start: int | None = None
 
     def __post_init__(self):
         _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
@@ -38,6 +41,11 @@ class ModelConfig:
             not (self.tie_weights and self.output_layer == "adaptive"),
             "--tie-weights does not work with --output-layer adaptive (the adaptive softmax has no single output matrix to tie)",
         )
+        if self.byte_fallback_start is not None:
+            _check(self.output_layer == "full" and not self.tie_weights,
+                   "byte-fallback-start needs --output-layer full without --tie-weights")
+            _check(0 <= self.byte_fallback_start and (self.vocab_size == 0 or self.byte_fallback_start + 256 <= self.vocab_size),
+                   f"byte-fallback-start {self.byte_fallback_start} leaves no room for 256 byte tokens in a vocabulary of {self.vocab_size}")
         if self.adaptive_cutoffs is not None:
             _check(self.output_layer == "adaptive", "--adaptive-cutoffs needs --output-layer adaptive")
             cutoffs = list(self.adaptive_cutoffs)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from textlstm import checkpoint as ckpt
@@ -63,6 +64,18 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig, elapsed_sec:
         progress = max(progress, elapsed_sec / (60 * config.max_minutes))
     progress = min(1.0, progress)
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
+    """`model` with the vocabulary of `tokenizer`, and a char tokenizer's byte tokens on their own
+    small softmax when the output layer allows it (textlstm/byte_softmax.py)."""
+    byte_start = tokenizer.byte_fallback_start if model.output_layer == "full" and not model.tie_weights else None
+    return dataclasses.replace(model, vocab_size=tokenizer.vocab_size, byte_fallback_start=byte_start)
+
+
+def token_counts(ids, vocab_size: int, limit: int = 16_000_000) -> np.ndarray:
+    """How often each id occurs in the first `limit` ids (enough for the frequencies the output bias starts from)."""
+    return np.bincount(np.asarray(ids[:limit], dtype=np.int64), minlength=vocab_size)[:vocab_size]
 
 
 def new_run_folder(root: Path, corpus_name: str, tokenizer: str) -> Path:
@@ -160,11 +173,13 @@ class Trainer:
     def _build(self) -> None:
         train_cfg = self.config.train
         if self.config.model.vocab_size == 0:
-            self.config.model = dataclasses.replace(self.config.model, vocab_size=self.tokenizer.vocab_size)
+            self.config.model = model_config_for(self.config.model, self.tokenizer)
         elif self.config.model.vocab_size != self.tokenizer.vocab_size:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
-        self.model = LSTMLanguageModel(self.config.model).to(self.device)
+        self.model = LSTMLanguageModel(self.config.model)
+        self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, betas=(0.9, 0.99)
         )
