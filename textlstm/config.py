@@ -10,6 +10,10 @@ from pathlib import Path
 from textlstm import __version__
 from textlstm.errors import TextlstmError
 
+# The length of a run given no --epochs, --max-steps or --max-minutes: `textlstm train` with no options
+# ends within 5 minutes (data preparation and the final evaluation included), on any machine.
+DEFAULT_MINUTES = 4.5
+
 # Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
 CHECKPOINT_FORMAT = 1
 
@@ -91,9 +95,10 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     clip: float = 1.0
+    # The run stops at whichever of these comes first; with none of them given, after DEFAULT_MINUTES.
     epochs: int | None = None
-    max_steps: int | None = 800
-    max_minutes: float | None = None  # also stop after this much time; the cosine schedule then follows the clock
+    max_steps: int | None = None
+    max_minutes: float | None = None  # training time; the cosine schedule then follows the clock
     eval_every: int = 200
     save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
     save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
@@ -109,7 +114,8 @@ class TrainConfig:
         for name in ("epochs", "max_steps"):
             value = getattr(self, name)
             _check(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
-        _check(self.epochs is not None or self.max_steps is not None, "give --epochs or --max-steps")
+        if self.epochs is None and self.max_steps is None and self.max_minutes is None:
+            self.max_minutes = DEFAULT_MINUTES
         _check(self.max_minutes is None or self.max_minutes > 0, f"max-minutes must be positive, got {self.max_minutes}")
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")

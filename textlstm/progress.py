@@ -16,7 +16,7 @@ class RichReporter(Reporter):
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.progress = Progress(
-            TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
+            TextColumn("step {task.completed:>6.0f}{task.fields[of_total]}"),
             BarColumn(),
             TextColumn("loss {task.fields[loss]}  val {task.fields[valid]}  {task.fields[rate]} tok/s"),
             TimeElapsedColumn(),
@@ -31,9 +31,12 @@ class RichReporter(Reporter):
     def message(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
-    def start(self, total_steps: int, first_step: int) -> None:
+    def start(self, total_steps: int | None, first_step: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task("train", total=total_steps, completed=first_step, loss="-", valid="-", rate="-")
+        of_total = "" if total_steps is None else f"/{total_steps}"
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=first_step, of_total=of_total, loss="-", valid="-", rate="-"
+        )
 
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None:
         self.progress.update(self.task, completed=step, loss=f"{loss:.3f}", rate=f"{tokens_per_sec:,.0f}")

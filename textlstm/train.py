@@ -38,7 +38,7 @@ class Reporter:
     """What the loop tells the outside world; the CLI draws it, the Python API ignores it."""
 
     def message(self, text: str) -> None: ...
-    def start(self, total_steps: int, first_step: int) -> None: ...
+    def start(self, total_steps: int | None, first_step: int) -> None: ...  # None: the run has a time budget only
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None: ...
     def evaluated(self, record: dict) -> None: ...
     def stop(self) -> None: ...
@@ -191,7 +191,7 @@ class Trainer:
             self.batcher = StreamBatcher(ids, train_cfg.batch_size, train_cfg.seq_len, rank, world)
         steps_per_epoch = len(self.batcher)
         limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
-        self.total_steps = min(limits)
+        self.total_steps = min(limits) if limits else math.inf  # inf: a time budget alone (max_minutes)
         self.step = 0
         self.lstm_state = None
         self.best_valid_loss = math.inf
@@ -243,7 +243,7 @@ class Trainer:
         self.clock = 0.0
         window = _Window()
         bad_steps = 0
-        self.reporter.start(self.total_steps, self.step)
+        self.reporter.start(None if math.isinf(self.total_steps) else self.total_steps, self.step)
         try:
             while self.step < self.total_steps:
                 if self.stop.requested:

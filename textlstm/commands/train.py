@@ -7,9 +7,10 @@ import sys
 import click
 from click.core import ParameterSource
 
-from textlstm.config import DataConfig, ModelConfig, TrainConfig
+from textlstm.config import DEFAULT_MINUTES, DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
+LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
 RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "precision")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
@@ -54,11 +55,12 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=TrainConfig.warmup_steps, show_default=True)
 @click.option("--clip", type=click.FloatRange(min=0), default=TrainConfig.clip, show_default=True,
               help="Gradient norm clipping (0: off).")
-@click.option("--epochs", type=POSITIVE, help="Passes over the training split (with --max-steps, whichever ends first).")
-@click.option("--max-steps", type=POSITIVE, help=f"Training steps. Default: {TrainConfig.max_steps}, or none when --epochs is given.")
+@click.option("--epochs", type=POSITIVE, help="Passes over the training split.")
+@click.option("--max-steps", type=POSITIVE, help="Training steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
-              help="Also stop after this many minutes (with --max-steps/--epochs, whichever ends first); "
-              "the learning-rate schedule then follows the clock as well.")
+              help=f"Minutes of training; the learning-rate schedule then follows the clock. Of --epochs, --max-steps "
+              f"and --max-minutes, the run ends at whichever given one comes first. "
+              f"Default, with none of them given: {DEFAULT_MINUTES:g} minutes.")
 @click.option("--eval-every", type=POSITIVE, default=TrainConfig.eval_every, show_default=True,
               help="Evaluate and save a checkpoint every N steps (and at the end).")
 @click.option("--save-every", type=POSITIVE, help="Also save the resume state every N steps. Default: at each evaluation.")
@@ -91,14 +93,14 @@ def train(ctx: click.Context, **options) -> None:
             flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
             raise click.UsageError(f"{flags} cannot change when resuming; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} can")
         overrides = {name: options[name] for name in given if name != "resume"}
-        if "epochs" in overrides and "max_steps" not in overrides:
-            overrides["max_steps"] = None
+        if any(name in overrides for name in LIMITS):  # the limits given replace all the saved ones
+            overrides.update({name: None for name in LIMITS if name not in overrides})
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
     else:
         config = RunConfig(
             model=ModelConfig(**_pick(options, ModelConfig, exclude={"vocab_size"})),
             data=DataConfig(**_pick(options, DataConfig)),
-            train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
+            train=TrainConfig(**_pick(options, TrainConfig)),
         )
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
     _report(reporter, result)
@@ -113,14 +115,9 @@ def _int_list(value: str | None) -> list[int] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
-def _pick(options: dict, cls, default_max_steps: bool = False, exclude: set = frozenset()) -> dict:
+def _pick(options: dict, cls, exclude: set = frozenset()) -> dict:
     names = set(cls.__dataclass_fields__) - exclude
-    picked = {name: options[name] for name in names if name in options and options[name] is not None}
-    if default_max_steps and options.get("epochs") is None and options.get("max_steps") is None:
-        picked["max_steps"] = TrainConfig.max_steps
-    elif default_max_steps and options.get("max_steps") is None:
-        picked["max_steps"] = None
-    return picked
+    return {name: options[name] for name in names if name in options and options[name] is not None}
 
 
 def _report(reporter, result) -> None:
