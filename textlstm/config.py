@@ -106,7 +106,9 @@ class TrainConfig:
     patience: int = 3  # stop after this many evaluations without improvement; 0: never
     seed: int = 1337
     device: str = "auto"
-    precision: str = "float32"  # or "bfloat16": the forward pass under autocast, weights and optimizer in float32
+    # "bfloat16": the forward pass under autocast, weights and optimizer in float32; "auto": bfloat16
+    # where the hardware does it natively, else float32 (precision.training_precision)
+    precision: str = "float32"
 
     def __post_init__(self):
         for name in ("batch_size", "seq_len", "eval_every", "eval_tokens"):
@@ -126,7 +128,7 @@ class TrainConfig:
         _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
         _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")
-        _check(self.precision in ("float32", "bfloat16"), f"precision must be float32 or bfloat16, got {self.precision!r}")
+        _check(self.precision in ("auto", "float32", "bfloat16"), f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
 
 
 @dataclass

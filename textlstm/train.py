@@ -29,7 +29,7 @@ from textlstm.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
-from textlstm.precision import autocast
+from textlstm.precision import autocast, training_precision
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 
@@ -143,6 +143,7 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.resuming = resume
         self.device = resolve_device(config.train.device)
+        self.precision = training_precision(config.train.precision, self.device)
         self.stop = _StopFlag()
 
     # ------------------------------------------------------------------ setup
@@ -292,7 +293,7 @@ class Trainer:
             inputs, targets = self.batcher.batch(index)
             lengths = None
             state = None if index == 0 else self.lstm_state
-        with autocast(self.config.train.precision, self.device):  # the backward pass runs outside it
+        with autocast(self.precision, self.device):  # the backward pass runs outside it
             loss_sum, count, new_state = self.model.loss(inputs.to(self.device), targets.to(self.device), state, lengths)
         totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double()]))
         loss_value, count_value = float(totals[0]), int(totals[1])
@@ -315,7 +316,7 @@ class Trainer:
         result = evaluate_split(
             self.model, valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
-            max_tokens=train_cfg.eval_tokens, device=self.device, precision=train_cfg.precision,
+            max_tokens=train_cfg.eval_tokens, device=self.device, precision=self.precision,
         )
         record = {
             "step": self.step,

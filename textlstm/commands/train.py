@@ -72,9 +72,10 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
               help="Stop after this many evaluations without improvement (0: never).")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", default=TrainConfig.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=TrainConfig.precision, show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default=TrainConfig.precision, show_default=True,
               help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
-              "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs.")
+              "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs. "
+              "auto: bfloat16 where the CPU or GPU computes it natively, float32 elsewhere.")
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
