@@ -26,6 +26,8 @@ def _check(condition: bool, message: str) -> None:
 @dataclass
 class ModelConfig:
     vocab_size: int = 0  # 0: taken from the tokenizer when training starts
+    # The defaults are the default run's (`textlstm train`: the built-in corpus, 4.5 minutes on a
+    # laptop CPU); the sweep behind them is in benchmarks/QUALITY.md, "The default run".
     embedding_size: int = 64
     hidden_size: int = 256
     layers: int = 2
@@ -87,9 +89,9 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 64
-    seq_len: int = 128
-    lr: float = 3e-3
+    batch_size: int = 16
+    seq_len: int = 64
+    lr: float = 4e-3
     weight_decay: float = 0.01
     schedule: str = "cosine"  # "cosine" (warmup, then cosine decay to min_lr_ratio * lr) or "constant"
     warmup_steps: int = 50
@@ -99,7 +101,7 @@ class TrainConfig:
     epochs: int | None = None
     max_steps: int | None = None
     max_minutes: float | None = None  # training time; the cosine schedule then follows the clock
-    eval_every: int = 200
+    eval_every: int = 500
     save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
     save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
     eval_tokens: int = 1_048_576  # validation tokens scored by each evaluation during training
@@ -108,7 +110,7 @@ class TrainConfig:
     device: str = "auto"
     # "bfloat16": the forward pass under autocast, weights and optimizer in float32; "auto": bfloat16
     # where the hardware does it natively, else float32 (precision.training_precision)
-    precision: str = "float32"
+    precision: str = "auto"
 
     def __post_init__(self):
         for name in ("batch_size", "seq_len", "eval_every", "eval_tokens"):
