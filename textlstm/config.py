@@ -27,7 +27,7 @@ def _check(condition: bool, message: str) -> None:
 class ModelConfig:
     vocab_size: int = 0  # 0: taken from the tokenizer when training starts
     # The defaults are the default run's (`textlstm train`: the built-in corpus, 4.5 minutes on a
-    # laptop CPU); the sweep behind them is in benchmarks/QUALITY.md, "The default run".
+    # 2-core CPU); the sweep behind them is in benchmarks/QUALITY.md, "The default run".
     embedding_size: int = 64
     hidden_size: int = 256
     layers: int = 2
