@@ -73,9 +73,13 @@ def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
     return dataclasses.replace(model, vocab_size=tokenizer.vocab_size, byte_fallback_start=byte_start)
 
 
-def token_counts(ids, vocab_size: int, limit: int = 16_000_000) -> np.ndarray:
-    """How often each id occurs in the first `limit` ids (enough for the frequencies the output bias starts from)."""
-    return np.bincount(np.asarray(ids[:limit], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 << 20) -> np.ndarray:
+    """How often each id occurs in the first `limit` ids (enough for the frequencies the output bias
+    starts from), read in chunks so that memory stays small for memory-mapped ids."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, min(len(ids), limit), chunk):
+        counts += np.bincount(np.asarray(ids[start : min(start + chunk, limit)], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    return counts
 
 
 def new_run_folder(root: Path, corpus_name: str, tokenizer: str) -> Path:
