@@ -56,7 +56,7 @@ def test_two_processes_train_the_model_one_process_trains(run_cli, small_corpus,
     corpus, batching_args = (small_corpus, STREAM) if batching == "stream" else (documents_corpus, DOCUMENTS)
     common = ("train", "--dataset", corpus, *TINY, *batching_args, "--batch-size", "4", "--dropout", "0",
               "--recurrent-dropout", "0", "--schedule", "constant", "--warmup-steps", "3", "--eval-every", "10",
-              "--lr", "0.01", "--seed", "5")
+              "--lr", "0.01", "--seed", "5", "--precision", "float32")  # float32: the comparison is to 1e-4
     alone = run_cli(*common, "--output", tmp_path / "alone")
     assert alone.code == 0, alone.err
     two = textlstm(*common, "--nproc", "2", "--output", tmp_path / "two")
@@ -83,7 +83,8 @@ def test_resume_under_two_processes_is_exact(small_corpus, tmp_path):
     """With dropout, so each process's random stream must come back where it was. Slow: three
     2-process runs."""
     common = ("train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL, "--schedule", "constant",
-              "--warmup-steps", "5", "--dropout", "0.2", "--recurrent-dropout", "0.2", "--eval-every", "100", "--seed", "7")
+              "--warmup-steps", "5", "--dropout", "0.2", "--recurrent-dropout", "0.2", "--eval-every", "100", "--seed", "7",
+              "--precision", "float32")
     straight = textlstm(*common, "--max-steps", "40", "--output", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
     first = textlstm(*common, "--max-steps", "20", "--output", tmp_path / "halves")
@@ -199,7 +200,7 @@ def test_a_killed_process_stops_the_whole_run(small_corpus, tmp_path):
     _, err = process.communicate(timeout=120)
     assert time.time() - killed_at < 60
     assert process.returncode == 1
-    assert error_lines(err)[-1] == "error: process 1 of 2 was killed by SIGKILL; the others were stopped", err
+    assert "error: process 1 of 2 was killed by SIGKILL; the others were stopped" in error_lines(err), err
     assert "Traceback" not in err
     result = textlstm("train", "--resume", out, "--max-steps", str(records(out)[-1]["step"] + 2))
     assert result.returncode == 0, result.stderr

@@ -49,3 +49,13 @@ def test_generate_and_eval_accept_bfloat16(run_cli, small_corpus, tmp_path):
     result = run_cli("eval", "--checkpoint", out, "--precision", "bfloat16", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["loss"] > 0
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
+    from textlstm import precision
+
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)
+        assert precision.training_precision("auto", "cpu") == expected
+        assert precision.training_precision("float32", "cpu") == "float32"
+        assert precision.training_precision("bfloat16", "cpu") == "bfloat16"

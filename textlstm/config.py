@@ -16,6 +16,10 @@ from textlstm import __version__
 from textlstm.errors import TextlstmError
 from textlstm.turns import TurnFormat, turn_format
 
+# The length of a run given no --epochs, --max-steps or --max-minutes: `textlstm train` with no options
+# ends within 5 minutes (data preparation and the final evaluation included), on any machine.
+DEFAULT_MINUTES = 4.5
+
 # Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
 CHECKPOINT_FORMAT = 1
 
@@ -28,6 +32,8 @@ def _check(condition: bool, message: str) -> None:
 @dataclass
 class ModelConfig:
     vocab_size: int = 0  # 0: taken from the tokenizer when training starts
+    # The defaults are the default run's (`textlstm train`: the built-in corpus, 4.5 minutes on a
+    # 2-core CPU); the sweep behind them is in benchmarks/QUALITY.md, "The default run".
     embedding_size: int = 64
     hidden_size: int = 256
     layers: int = 2
@@ -36,6 +42,9 @@ class ModelConfig:
     tie_weights: bool = False
     output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
     adaptive_cutoffs: list[int] | None = None  # None: derived from vocab_size (see model.default_cutoffs)
+    # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
+    # the tokenizer): they then share one softmax output (textlstm/byte_softmax.py). None: a plain softmax.
+    byte_fallback_start: int | None = None
 
     def __post_init__(self):
         _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
@@ -44,6 +53,11 @@ class ModelConfig:
             not (self.tie_weights and self.output_layer == "adaptive"),
             "--tie-weights does not work with --output-layer adaptive (the adaptive softmax has no single output matrix to tie)",
         )
+        if self.byte_fallback_start is not None:
+            _check(self.output_layer == "full" and not self.tie_weights,
+                   "byte-fallback-start needs --output-layer full without --tie-weights")
+            _check(0 <= self.byte_fallback_start and (self.vocab_size == 0 or self.byte_fallback_start + 256 <= self.vocab_size),
+                   f"byte-fallback-start {self.byte_fallback_start} leaves no room for 256 byte tokens in a vocabulary of {self.vocab_size}")
         if self.adaptive_cutoffs is not None:
             _check(self.output_layer == "adaptive", "--adaptive-cutoffs needs --output-layer adaptive")
             cutoffs = list(self.adaptive_cutoffs)
@@ -84,18 +98,19 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 64
-    seq_len: int = 128
-    lr: float = 3e-3
+    batch_size: int = 16
+    seq_len: int = 64
+    lr: float = 4e-3
     weight_decay: float = 0.01
     schedule: str = "cosine"  # "cosine" (warmup, then cosine decay to min_lr_ratio * lr) or "constant"
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     clip: float = 1.0
+    # The run stops at whichever of these comes first; with none of them given, after DEFAULT_MINUTES.
     epochs: int | None = None
-    max_steps: int | None = 800
-    max_minutes: float | None = None  # also stop after this much time; the cosine schedule then follows the clock
-    eval_every: int = 200
+    max_steps: int | None = None
+    max_minutes: float | None = None  # training time; the cosine schedule then follows the clock
+    eval_every: int = 500
     save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
     save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
     eval_tokens: int = 1_048_576  # validation tokens scored by each evaluation during training
@@ -103,7 +118,9 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     threads: int | None = None  # CPU threads; None: OMP_NUM_THREADS if set, else threads.default_threads for the shape
-    precision: str = "float32"  # or "bfloat16": the forward pass under autocast, weights and optimizer in float32
+    # "bfloat16": the forward pass under autocast, weights and optimizer in float32; "auto": bfloat16
+    # where the hardware does it natively, else float32 (precision.training_precision)
+    precision: str = "auto"
     init_from: str | None = None  # the checkpoint whose weights and tokenizer this run started from (its parent)
 
     def __post_init__(self):
@@ -112,7 +129,8 @@ class TrainConfig:
         for name in ("epochs", "max_steps"):
             value = getattr(self, name)
             _check(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
-        _check(self.epochs is not None or self.max_steps is not None, "give --epochs or --max-steps")
+        if self.epochs is None and self.max_steps is None and self.max_minutes is None:
+            self.max_minutes = DEFAULT_MINUTES
         _check(self.max_minutes is None or self.max_minutes > 0, f"max-minutes must be positive, got {self.max_minutes}")
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
@@ -124,7 +142,7 @@ class TrainConfig:
         _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
         _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")
-        _check(self.precision in ("float32", "bfloat16"), f"precision must be float32 or bfloat16, got {self.precision!r}")
+        _check(self.precision in ("auto", "float32", "bfloat16"), f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
 
 
 @dataclass

@@ -8,15 +8,22 @@ One LSTM, two ways to run it, both on the same per-layer weights (`_layer_weight
 recurrent dropout in training): `forward` / `hidden_states` / `loss` read whole sequences (training,
 scoring, prompts) through the fused kernel, and `step` reads one token per row (sampling, serving).
 Nothing outside this module reads the LSTM's weights.
+
+The output layer is a Linear layer over the vocabulary, an adaptive softmax (`output_layer`
+"adaptive"), or for a char tokenizer's vocabulary the byte-fallback softmax (textlstm/byte_softmax.py:
+the 256 byte tokens share one output). The trainer starts the output biases at the log unigram
+frequencies of the training text (`init_output_bias`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from textlstm.byte_softmax import ByteFallbackSoftmax
 from textlstm.config import ModelConfig
 from textlstm.dropout import FastDropout, drop_recurrent_columns
 from textlstm.tokenizer import PAD_ID
@@ -43,10 +50,12 @@ class LSTMLanguageModel(nn.Module):
         if config.tie_weights and config.hidden_size != config.embedding_size:
             self.projection = nn.Linear(config.hidden_size, config.embedding_size, bias=False)
             output_size = config.embedding_size
-        self.decoder, self.adaptive = None, None
+        self.decoder, self.adaptive, self.byte_softmax = None, None, None
         if config.output_layer == "adaptive":
             cutoffs = config.adaptive_cutoffs or default_cutoffs(config.vocab_size)
             self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(output_size, config.vocab_size, cutoffs, div_value=4.0)
+        elif config.byte_fallback_start is not None:
+            self.byte_softmax = ByteFallbackSoftmax(output_size, config.vocab_size, config.byte_fallback_start)
         else:
             self.decoder = nn.Linear(output_size, config.vocab_size)
         if config.tie_weights:
@@ -63,6 +72,25 @@ class LSTMLanguageModel(nn.Module):
             self.embedding.weight[PAD_ID].zero_()
         if self.decoder is not None:
             nn.init.zeros_(self.decoder.bias)
+        if self.byte_softmax is not None:
+            nn.init.zeros_(self.byte_softmax.head.bias)
+
+    @torch.no_grad()
+    def init_output_bias(self, counts: np.ndarray) -> None:
+        """Start the output biases at the log unigram frequencies of the training tokens (`counts`:
+        occurrences of each id), so the first prediction is the unigram distribution, not a uniform
+        one; tokens never seen count as half an occurrence. Adam moves a bias by about lr per step,
+        so from zero the ~250 byte tokens a char model never sees held most of the probability for
+        hundreds of steps (benchmarks/QUALITY.md, "Early learning"). The adaptive softmax has no bias."""
+        counts = torch.as_tensor(np.asarray(counts, dtype=np.float64))
+        if self.byte_softmax is not None:
+            head = self.byte_softmax.head_index(torch.arange(len(counts)))
+            counts, bias = torch.zeros(self.byte_softmax.head.out_features, dtype=torch.float64).index_add_(0, head, counts), self.byte_softmax.head.bias
+        elif self.decoder is not None:
+            bias = self.decoder.bias
+        else:
+            return
+        bias.copy_(torch.log(counts.clamp(min=0.5) / counts.sum().clamp(min=1)))
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         shape = (self.config.layers, batch_size, self.config.hidden_size)
@@ -98,6 +126,8 @@ class LSTMLanguageModel(nn.Module):
         """Next-token scores [..., vocab] for hidden [..., hidden]: logits, or with the adaptive softmax
         its full log-probabilities (already normalized, so softmax and temperature treat them as logits)."""
         hidden = self._project(hidden)
+        if self.byte_softmax is not None:
+            return self.byte_softmax.log_prob(hidden)
         if self.adaptive is not None:
             flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]))
             return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
@@ -165,8 +195,8 @@ class LSTMLanguageModel(nn.Module):
         self, ids: torch.Tensor, targets: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Summed cross-entropy (nats) over non-padding targets, their count, and the new state."""
-        if self.adaptive is not None:
-            return self._adaptive_loss(ids, targets, state, lengths)
+        if self.decoder is None:
+            return self._factored_loss(ids, targets, state, lengths)
         logits, state = self(ids, state, lengths)
         total = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum"
@@ -174,15 +204,20 @@ class LSTMLanguageModel(nn.Module):
         count = (targets != PAD_ID).sum()
         return total, count, state
 
-    def _adaptive_loss(self, ids, targets, state, lengths):
-        # Only the head and the clusters of the actual targets are computed: the point of the adaptive softmax.
+    def _factored_loss(self, ids, targets, state, lengths):
+        # Only the head and the clusters (or bytes) of the actual targets are computed: the point of
+        # the adaptive and the byte-fallback softmax.
         hidden, state = self.hidden_states(ids, state, lengths)
         hidden = self._project(hidden)
         keep = targets.reshape(-1) != PAD_ID
         count = keep.sum()
         if not bool(count):
             return hidden.sum() * 0.0, count, state
-        target_log_probs, _ = self.adaptive(hidden.reshape(-1, hidden.shape[-1])[keep], targets.reshape(-1)[keep])
+        hidden, targets = hidden.reshape(-1, hidden.shape[-1])[keep], targets.reshape(-1)[keep]
+        if self.byte_softmax is not None:
+            target_log_probs = self.byte_softmax.target_log_prob(hidden, targets)
+        else:
+            target_log_probs, _ = self.adaptive(hidden, targets)
         return -target_log_probs.float().sum(), count, state
 
     def num_parameters(self) -> int:

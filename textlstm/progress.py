@@ -18,7 +18,7 @@ class RichReporter(Reporter):
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.progress = Progress(
-            TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
+            TextColumn("step {task.completed:>6.0f}{task.fields[of_total]}"),
             BarColumn(),
             TextColumn("loss {task.fields[loss]}  val {task.fields[valid]} (best {task.fields[best]})  {task.fields[rate]} tok/s"),
             TimeElapsedColumn(),
@@ -41,10 +41,11 @@ class RichReporter(Reporter):
         rows = layer_rows(model, masked=config.data.batching == "documents")
         self.console.print(summary_table(rows, title="model"))
 
-    def start(self, total_steps: int, first_step: int) -> None:
+    def start(self, total_steps: int | None, first_step: int) -> None:
         self.progress.start()
+        of_total = "" if total_steps is None else f"/{total_steps}"
         self.task = self.progress.add_task(
-            "train", total=total_steps, completed=first_step, loss="-", valid="-", best="-", rate="-"
+            "train", total=total_steps, completed=first_step, of_total=of_total, loss="-", valid="-", best="-", rate="-"
         )
 
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None:

@@ -71,6 +71,9 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
     if model.adaptive is not None:
         cutoffs = ", ".join(str(c) for c in model.adaptive.cutoffs[:-1])
         rows.append(LayerRow("output", f"Adaptive softmax, clusters at {cutoffs}", sequence(config.vocab_size), count(model.adaptive)))
+    elif model.byte_softmax is not None:
+        kind = "Linear, the 256 byte tokens as one output + a byte softmax"
+        rows.append(LayerRow("output", kind, sequence(config.vocab_size), count(model.byte_softmax)))
     else:
         kind = "Linear, weight tied to the embedding" if config.tie_weights else "Linear"
         rows.append(LayerRow("output", kind, sequence(config.vocab_size), count(model.decoder)))

@@ -54,6 +54,14 @@ class TextTokenizer:
     def unk_id(self) -> int | None:
         return self.hf.token_to_id(UNK)
 
+    @property
+    def byte_fallback_start(self) -> int | None:
+        """The id of <0x00> when <0x00>..<0xFF> have consecutive ids (a char tokenizer's byte fallback), else None."""
+        first = self.hf.token_to_id(byte_token(0))
+        if first is None or any(self.hf.token_to_id(byte_token(b)) != first + b for b in range(256)):
+            return None
+        return first
+
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids
 
@@ -119,7 +127,7 @@ def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
 def _build_char(texts: Iterable[str]) -> Tokenizer:
     vocab = {PAD: PAD_ID, EOT: EOT_ID}
     for byte in range(256):
-        vocab[f"<0x{byte:02X}>"] = len(vocab)
+        vocab[byte_token(byte)] = len(vocab)
     for char in sorted(_characters_in(texts)):
         vocab.setdefault(char, len(vocab))
     # A BPE model without merges is a character model; byte_fallback covers unseen characters.
@@ -127,6 +135,11 @@ def _build_char(texts: Iterable[str]) -> Tokenizer:
     tokenizer.add_special_tokens([PAD, EOT])
     tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
     return tokenizer
+
+
+def byte_token(byte: int) -> str:
+    """The name of a byte-fallback token, as `tokenizers` spells it."""
+    return f"<0x{byte:02X}>"
 
 
 def _characters_in(texts: Iterable[str]) -> set[str]:

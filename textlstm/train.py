@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from textlstm import checkpoint as ckpt
@@ -33,7 +34,7 @@ from textlstm.interrupt import StopFlag
 from textlstm.meter import Meter
 from textlstm.model import LSTMLanguageModel, detach_state
 from textlstm.optimizer import build_optimizer, load_optimizer_state
-from textlstm.precision import autocast
+from textlstm.precision import autocast, training_precision
 from textlstm.run_folder import check_writable, new_run_folder, prepare_output
 from textlstm.schedule import learning_rate
 from textlstm.threads import use_threads
@@ -47,7 +48,7 @@ class Reporter:
 
     def message(self, text: str) -> None: ...
     def ready(self, model: LSTMLanguageModel, config: RunConfig, best_valid_loss: float) -> None: ...
-    def start(self, total_steps: int, first_step: int) -> None: ...
+    def start(self, total_steps: int | None, first_step: int) -> None: ...  # None: the run has a time budget only
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None: ...
     def evaluated(self, record: dict) -> None: ...
     def stop(self) -> None: ...
@@ -63,6 +64,22 @@ class TrainResult:
     records: list[dict] = field(default_factory=list)
 
 
+def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
+    """`model` with the vocabulary of `tokenizer`, and a char tokenizer's byte tokens on their own
+    small softmax when the output layer allows it (textlstm/byte_softmax.py)."""
+    byte_start = tokenizer.byte_fallback_start if model.output_layer == "full" and not model.tie_weights else None
+    return dataclasses.replace(model, vocab_size=tokenizer.vocab_size, byte_fallback_start=byte_start)
+
+
+def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 << 20) -> np.ndarray:
+    """How often each id occurs in the first `limit` ids (enough for the frequencies the output bias
+    starts from), read in chunks so that memory stays small for memory-mapped ids."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, min(len(ids), limit), chunk):
+        counts += np.bincount(np.asarray(ids[start : min(start + chunk, limit)], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    return counts
+
+
 class Trainer:
     def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False):
         self.config = config
@@ -70,6 +87,7 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.resuming = resume
         self.device = distributed.local_device(resolve_device(config.train.device))
+        self.precision = training_precision(config.train.precision, self.device)
         self.stop = StopFlag()
 
     # ------------------------------------------------------------------ setup
@@ -117,11 +135,13 @@ class Trainer:
     def _build(self) -> None:
         train_cfg = self.config.train
         if self.config.model.vocab_size == 0:
-            self.config.model = dataclasses.replace(self.config.model, vocab_size=self.tokenizer.vocab_size)
+            self.config.model = model_config_for(self.config.model, self.tokenizer)
         elif self.config.model.vocab_size != self.tokenizer.vocab_size:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
-        self.model = LSTMLanguageModel(self.config.model).to(self.device)
+        self.model = LSTMLanguageModel(self.config.model)
+        self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
+        self.model.to(self.device)
         if self.device.type == "cpu":
             model = self.config.model
             use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, train_cfg.batch_size // distributed.world_size())
@@ -136,7 +156,7 @@ class Trainer:
             self.batcher = StreamBatcher(ids, rows, train_cfg.seq_len, rank, world)
         steps_per_epoch = len(self.batcher)
         limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
-        self.total_steps = min(limits)
+        self.total_steps = min(limits) if limits else math.inf  # inf: a time budget alone (max_minutes)
         self.step = 0
         self.lstm_state = None
         self.best_valid_loss = math.inf
@@ -195,7 +215,7 @@ class Trainer:
             return
         if self.step >= self.total_steps:
             self.reporter.message(f"the run is already at step {self.step}: raise --max-steps or --epochs to train on")
-        self.reporter.start(self.total_steps, self.step)
+        self.reporter.start(None if math.isinf(self.total_steps) else self.total_steps, self.step)
         try:
             while self.step < self.total_steps:
                 stop, out_of_time = self._agree_before_step()
@@ -251,7 +271,7 @@ class Trainer:
             inputs, targets = self.batcher.batch(index)
             lengths = None
             state = None if index == 0 else self.lstm_state
-        with autocast(self.config.train.precision, self.device):  # the backward pass runs outside it
+        with autocast(self.precision, self.device):  # the backward pass runs outside it
             loss_sum, count, new_state = self.loss_of(inputs.to(self.device), targets.to(self.device), state, lengths)
         totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double()]))
         loss_value, count_value = float(totals[0]), int(totals[1])
@@ -276,7 +296,7 @@ class Trainer:
         result = evaluate_split(
             self.model, valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
-            max_tokens=train_cfg.eval_tokens, device=self.device, precision=train_cfg.precision,
+            max_tokens=train_cfg.eval_tokens, device=self.device, precision=self.precision,
             documents=self.config.data.batching == "documents",
         )
         # Every process scores the same tokens with the same weights; process 0's figures decide for all.

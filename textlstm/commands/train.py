@@ -7,9 +7,10 @@ import sys
 import click
 from click.core import ParameterSource
 
-from textlstm.config import DataConfig, ModelConfig, TrainConfig
+from textlstm.config import DEFAULT_MINUTES, DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
+LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
 RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "threads", "precision")
 # Options of how the processes are started, not of the run: they may be given again when resuming.
 LAUNCH = ("nproc", "dist_timeout")
@@ -76,11 +77,12 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=TrainConfig.warmup_steps, show_default=True)
 @click.option("--clip", type=click.FloatRange(min=0), default=TrainConfig.clip, show_default=True,
               help="Gradient norm clipping (0: off).")
-@click.option("--epochs", type=POSITIVE, help="Passes over the training split (with --max-steps, whichever ends first).")
-@click.option("--max-steps", type=POSITIVE, help=f"Training steps. Default: {TrainConfig.max_steps}, or none when --epochs is given.")
+@click.option("--epochs", type=POSITIVE, help="Passes over the training split.")
+@click.option("--max-steps", type=POSITIVE, help="Training steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
-              help="Also stop after this many minutes (with --max-steps/--epochs, whichever ends first); "
-              "the learning-rate schedule then follows the clock as well.")
+              help=f"Minutes of training; the learning-rate schedule then follows the clock. Of --epochs, --max-steps "
+              f"and --max-minutes, the run ends at whichever given one comes first. "
+              f"Default, with none of them given: {DEFAULT_MINUTES:g} minutes.")
 @click.option("--eval-every", type=POSITIVE, default=TrainConfig.eval_every, show_default=True,
               help="Evaluate and save a checkpoint every N steps (and at the end).")
 @click.option("--save-every", type=POSITIVE, help="Also save the resume state every N steps. Default: at each evaluation.")
@@ -95,9 +97,10 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--threads", type=POSITIVE, help="CPU threads for torch. Default: OMP_NUM_THREADS if set; else one for "
               "small models, where a second thread only adds waiting, and one per core for large ones (measured in "
               "benchmarks/RESULTS.md).")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default=TrainConfig.precision, show_default=True,
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default=TrainConfig.precision, show_default=True,
               help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
-              "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs.")
+              "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs. "
+              "auto: bfloat16 where the CPU or GPU computes it natively, float32 elsewhere.")
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
 @click.option("--init-from", type=click.Path(file_okay=False),
@@ -126,8 +129,8 @@ def train(ctx: click.Context, **options) -> None:
     if options["resume"]:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
         overrides = {name: options[name] for name in given if name in RESUMABLE}
-        if "epochs" in overrides and "max_steps" not in overrides:
-            overrides["max_steps"] = None
+        if any(name in overrides for name in LIMITS):  # the limits given replace all the saved ones
+            overrides.update({name: None for name in LIMITS if name not in overrides})
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout)
     else:
         config = run_config(options, given)
@@ -150,7 +153,7 @@ def run_config(options: dict, given: set[str]):
     return RunConfig(
         model=model,
         data=DataConfig(**_pick(options, DataConfig)),
-        train=TrainConfig(**_pick(options, TrainConfig, default_max_steps=True)),
+        train=TrainConfig(**_pick(options, TrainConfig)),
     )
 
 
@@ -221,14 +224,9 @@ def _int_list(value: str | None) -> list[int] | None:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
-def _pick(options: dict, cls, default_max_steps: bool = False, exclude: set = frozenset()) -> dict:
+def _pick(options: dict, cls, exclude: set = frozenset()) -> dict:
     names = set(cls.__dataclass_fields__) - exclude
-    picked = {name: options[name] for name in names if name in options and options[name] is not None}
-    if default_max_steps and options.get("epochs") is None and options.get("max_steps") is None:
-        picked["max_steps"] = TrainConfig.max_steps
-    elif default_max_steps and options.get("max_steps") is None:
-        picked["max_steps"] = None
-    return picked
+    return {name: options[name] for name in names if name in options and options[name] is not None}
 
 
 def _report(reporter, result) -> None:

@@ -1,0 +1,68 @@
+"""Time of a char-model training step with the byte-fallback softmax against a plain softmax over
+the whole vocabulary (issue 11: byte fallback without paying for 256 extra outputs on every step).
+
+    python benchmarks/bench_byte_softmax.py                      # both shapes, 1 thread
+    python benchmarks/bench_byte_softmax.py --threads 2 --steps 60
+
+Each step is forward, backward and an AdamW update on the same random ids of tiny Shakespeare's
+vocabulary (65 characters, 323 ids with the byte tokens); the two output layers alternate step by
+step so that a change in the machine's load hits both alike. Prints the median step time of each,
+and the load average before and after: on a shared machine, compare the ratio, not the times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from textlstm.config import ModelConfig  # noqa: E402
+from textlstm.model import LSTMLanguageModel  # noqa: E402
+
+VOCAB, FIRST_CHAR = 323, 258  # PAD, EOT, 256 bytes, 65 characters
+SHAPES = {
+    "issue 10 (emb 64, 2 x 128, batch 32 x 64)": (64, 128, 32, 64),
+    "emb 64, 2 x 256, batch 64 x 128": (64, 256, 64, 128),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps of each output layer, per shape")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch threads {args.threads}")
+    for name, (embedding, hidden, batch, seq) in SHAPES.items():
+        models = {}
+        for label, byte_start in (("plain softmax (323 outputs)", None), ("byte-fallback softmax (68 outputs)", 2)):
+            torch.manual_seed(0)
+            config = ModelConfig(VOCAB, embedding_size=embedding, hidden_size=hidden, layers=2, byte_fallback_start=byte_start)
+            model = LSTMLanguageModel(config).train()
+            models[label] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        ids = torch.randint(FIRST_CHAR, VOCAB, (batch, seq + 1))
+        times = {label: [] for label in models}
+        for step in range(args.steps + 3):  # the first 3 of each warm up
+            for label, (model, optimizer) in models.items():
+                started = time.perf_counter()
+                loss, count, _ = model.loss(ids[:, :-1], ids[:, 1:])
+                optimizer.zero_grad()
+                (loss / count).backward()
+                optimizer.step()
+                if step >= 3:
+                    times[label].append(time.perf_counter() - started)
+        medians = {label: statistics.median(values) for label, values in times.items()}
+        plain, byte = medians.values()
+        print(f"{name}: " + ", ".join(f"{label} {ms * 1000:.1f} ms" for label, ms in medians.items())
+              + f"; byte-fallback / plain {byte / plain:.2f}x")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
