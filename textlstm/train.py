@@ -28,6 +28,7 @@ from textlstm.errors import TextlstmError
 from textlstm.evaluate import evaluate_split
 from textlstm.model import LSTMLanguageModel, detach_state
 from textlstm.precision import autocast
+from textlstm.streaming import StreamingBatcher
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 
@@ -143,7 +144,8 @@ class Trainer:
             reused = self.parent.tokenizer()
         prepared = prepare(data, reused, report=self.reporter.message)
         self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
-        if self.parent is not None and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
+        self.stream = prepared.stream
+        if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
             self.reporter.message(note)
         if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
             self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
@@ -159,12 +161,15 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, betas=(0.9, 0.99)
         )
-        ids = self.splits["train"].ids
         rank, world = distributed.rank(), distributed.world_size()
-        if self.config.data.batching == "documents":
-            self.batcher = DocumentBatcher(ids, train_cfg.batch_size, train_cfg.seq_len, train_cfg.seed, rank, world)
+        if self.config.data.streaming:
+            if train_cfg.epochs:
+                raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
+            self.batcher = StreamingBatcher(self.stream, train_cfg.batch_size, train_cfg.seq_len)
+        elif self.config.data.batching == "documents":
+            self.batcher = DocumentBatcher(self.splits["train"].ids, train_cfg.batch_size, train_cfg.seq_len, train_cfg.seed, rank, world)
         else:
-            self.batcher = StreamBatcher(ids, train_cfg.batch_size, train_cfg.seq_len, rank, world)
+            self.batcher = StreamBatcher(self.splits["train"].ids, train_cfg.batch_size, train_cfg.seq_len, rank, world)
         steps_per_epoch = len(self.batcher)
         limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
         self.total_steps = min(limits)
@@ -188,6 +193,8 @@ class Trainer:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
             if state.get("lstm_state") is not None:
                 self.lstm_state = tuple(t.to(self.device) for t in state["lstm_state"])
+            if self.config.data.streaming:
+                self.batcher.load_state_dict(state["stream"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise TextlstmError(f"cannot resume from {self.output}: trainer state does not fit this run ({error})") from None
         self.reporter.message(f"resuming {self.output} at step {self.step}")
@@ -302,7 +309,7 @@ class Trainer:
         )
         record = {
             "step": self.step,
-            "epoch": self.step / len(self.batcher),
+            "epoch": self.batcher.passes if self.config.data.streaming else self.step / len(self.batcher),
             "train_loss": window.mean_loss(),
             "valid_loss": result.loss,
             "valid_perplexity": result.perplexity,
@@ -376,6 +383,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "lstm_state": None if self.lstm_state is None else tuple(t.cpu() for t in self.lstm_state),
+            "stream": self.batcher.state_dict() if self.config.data.streaming else None,
         }
 
 
