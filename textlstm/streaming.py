@@ -16,11 +16,13 @@ exactly where it stopped.
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Iterator
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import torch
@@ -62,6 +64,9 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
     """`data.prepare` for a streamed corpus: the tokenizer, the validation ids and the training stream."""
     from textlstm.data import Prepared  # data.prepare calls this module: import at call time
 
+    # The stream is read all through training, and every read failure becomes one error line:
+    # datasets' own log lines (a JSON parse error, say) would only repeat it. Quiet from here on.
+    datasets.logging.set_verbosity(logging.CRITICAL)
     source = open_streamed(data.dataset, data.dataset_config)
     report(f"corpus: {source.source}")
     splits = _read(source.open_splits, source.source)
@@ -82,7 +87,7 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
         training_rows = _texts(stream_without_share(stream), column, source)
         sample = _first_chars(training_rows, TOKENIZER_SAMPLE_CHARS)
         stream.tokenizer = build_tokenizer(data.tokenizer, documents_as_pieces_flat(sample, source.documents), data.vocab_size)
-        report(f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters after the validation rows")
+        report(f"tokenizer: {data.tokenizer}, trained on at most {TOKENIZER_SAMPLE_CHARS:,} characters, those after the validation rows")
     valid = _encode_valid(_first_chars(valid_rows, VALID_CHARS) if valid_name else valid_rows, source.documents, stream.tokenizer)
     if valid.info.scored_tokens < 1:
         raise TextlstmError(f"the validation text of {source.name} is empty")

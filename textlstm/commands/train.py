@@ -119,6 +119,8 @@ def train(ctx: click.Context, **options) -> None:
             overrides["max_steps"] = None
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides)
     else:
+        if options["streaming"] and options["epochs"]:
+            raise click.UsageError("--epochs needs a corpus of known length: with --streaming give --max-steps")
         config = run_config(options, given)
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter)
     _report(reporter, result)
