@@ -115,12 +115,8 @@ def _read(open_splits, source: str):
 
 
 def _texts(dataset, column: str, source: StreamedSource) -> Iterator[str]:
-    """The text of each row; read errors (bad JSON, say) become one error line."""
-    try:
-        for row in dataset:
-            yield row[column] or ""
-    except (DatasetsError, ValueError, OSError, pa.ArrowException, KeyError, TypeError) as error:
-        raise TextlstmError(f"could not read {source.source}: {one_line(error)}") from None
+    for row in _rows(dataset, source):
+        yield row[column] or ""
 
 
 def _text_column(dataset, wanted: str | None, source: StreamedSource) -> str:
@@ -139,9 +135,12 @@ def _text_column(dataset, wanted: str | None, source: StreamedSource) -> str:
     return strings[0]
 
 
-def _rows(dataset, source: StreamedSource):
+def _rows(dataset, source: StreamedSource) -> Iterator[dict]:
+    """The rows of `dataset`; a read error (bad JSON, say) becomes one error line."""
     try:
         yield from dataset
+    except GeneratorExit:  # closed unfinished, maybe at interpreter exit when the names below are gone
+        raise
     except (DatasetsError, ValueError, OSError, pa.ArrowException) as error:
         raise TextlstmError(f"could not read {source.source}: {one_line(error)}") from None
 
