@@ -135,3 +135,13 @@ def test_bad_input_is_one_error_line(run_cli, docs, tmp_path, args, message):
     assert len(errors) == 1 and message in errors[0] and result.err.strip().endswith(errors[0]), result.err
     assert "Traceback" not in result.err + result.out
     assert "Failed to load JSON" not in result.err  # datasets' own log lines are kept quiet
+
+
+def test_eval_of_a_streamed_run_scores_the_same_held_out_text(run_cli, docs, tmp_path):
+    from textlstm.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "run"
+    assert run_cli("train", "--dataset", docs, "--streaming", *TINY_MODEL, "--max-steps", "6", "--output", out).code == 0
+    result = evaluate_checkpoint(out)
+    assert result.loss == pytest.approx(records(out)[-1]["valid_loss"], abs=1e-4)
+    assert result.chars == sum(len(json.loads(line)["text"]) + 1 for line in docs.read_text().splitlines()[:2])

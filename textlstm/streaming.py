@@ -216,12 +216,20 @@ class StreamingBatcher:
 
     def state_dict(self) -> dict:
         return {
+            "rank": distributed.rank(),
+            "world_size": distributed.world_size(),
             "dataset": self._dataset.state_dict(),
             "passes": self.passes,
             "rows": [torch.from_numpy(row.copy()) for row in self.rows],
         }
 
     def load_state_dict(self, state: dict) -> None:
+        # The trainer saves process 0's position only; another process's share is elsewhere in the stream.
+        if (state["rank"], state["world_size"]) != (distributed.rank(), distributed.world_size()):
+            raise ValueError(
+                f"the stream position saved is process {state['rank']}'s of {state['world_size']}; "
+                f"this is process {distributed.rank()} of {distributed.world_size()}"
+            )
         if len(state["rows"]) != self.batch_size:
             raise ValueError(f"the saved stream has {len(state['rows'])} rows, this run {self.batch_size}")
         self.rows = [row.numpy().astype(np.int32) for row in state["rows"]]
