@@ -145,3 +145,14 @@ def test_eval_of_a_streamed_run_scores_the_same_held_out_text(run_cli, docs, tmp
     result = evaluate_checkpoint(out)
     assert result.loss == pytest.approx(records(out)[-1]["valid_loss"], abs=1e-4)
     assert result.chars == sum(len(json.loads(line)["text"]) + 1 for line in docs.read_text().splitlines()[:2])
+
+
+def test_a_validation_split_of_its_own_is_read_up_to_the_bound(tmp_path, monkeypatch):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", ["abc" * 100] * 5)
+    write_jsonl(folder / "validation.jsonl", ["xyz" * 100] * 5)
+    monkeypatch.setattr(streaming, "VALID_CHARS", 450)
+    prepared = prepare(DataConfig(dataset=str(folder), streaming=True))
+    assert prepared.stream.skip_rows == 0  # no training rows held out
+    assert prepared.splits["valid"].info.chars == 450 + 2  # one row and a half, each ended by an end of text
