@@ -38,8 +38,10 @@ from textlstm.errors import TextlstmError
 from textlstm.pieces import documents_as_pieces, split_long_text
 from textlstm.tokenizer import EOT_ID, TextTokenizer, build_tokenizer
 
-VALID_CHARS = 1 << 20  # characters of text held out for validation
-TOKENIZER_SAMPLE_CHARS = 10 << 20  # characters of text the tokenizer is trained on
+# Characters of text held out for validation: a little under the trainer's default --eval-tokens for a
+# char tokenizer, so that each evaluation scores the whole of it and reports bits per character.
+VALID_CHARS = 1_000_000
+TOKENIZER_SAMPLE_CHARS = 10_000_000  # characters of text the tokenizer is trained on
 RUNNING_TEXT_CHARS = 1 << 14  # lines of a running text are read and encoded in blocks of about this size
 
 

@@ -49,8 +49,8 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               "documents: each document on its own, padded and masked; for corpora of short independent texts.")
 @click.option("--streaming", is_flag=True, default=DataConfig.streaming,
               help="Read the corpus (local files or a hub id) as a stream, tokenized as training needs it: nothing "
-              "is cached on disk and memory does not grow with the corpus. Validation is the stream's first 1 MiB of text (or "
-              "its validation split), the tokenizer learns from the 10 MiB after it; give --max-steps.")
+              "is cached on disk and memory does not grow with the corpus. Validation is the stream's first million characters "
+              "(or of its validation split), the tokenizer learns from the next ten million; give --max-steps.")
 @click.option("--embedding-size", type=POSITIVE, default=ModelConfig.embedding_size, show_default=True)
 @click.option("--hidden-size", type=POSITIVE, default=ModelConfig.hidden_size, show_default=True, help="LSTM units per layer.")
 @click.option("--layers", type=POSITIVE, default=ModelConfig.layers, show_default=True, help="Stacked LSTM layers.")
