@@ -123,6 +123,7 @@ def test_the_tokenizer_learns_only_from_its_sample(tmp_path, monkeypatch):
         (["--dataset", "{docs}", "--epochs", "1"], "--epochs needs a corpus of known length"),
         (["--dataset", "{docs}", "--batching", "documents"], "--streaming trains with --batching stream only"),
         (["--dataset", "{bad}"], "could not read"),
+        (["--dataset", "nobody/no-such-dataset"], "could not stream 'nobody/no-such-dataset' from the Hugging Face Hub"),
     ],
 )
 def test_bad_input_is_one_error_line(run_cli, docs, tmp_path, args, message):
