@@ -55,10 +55,13 @@ class TrainStream:
     skip_rows: int  # the rows held out for validation
     tokenizer: TextTokenizer
 
-    def open(self):
+    def open(self, share: bool = True):
+        """A fresh stream of the training rows, from their start: this process's share, or (share=False) all of them."""
         dataset = self.source.open_splits()[self.split]
         if self.skip_rows:
             dataset = dataset.skip(self.skip_rows)
+        if not share:
+            return dataset
         return split_dataset_by_node(dataset, rank=distributed.rank(), world_size=distributed.world_size())
 
 
@@ -71,26 +74,17 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
     datasets.logging.set_verbosity(logging.CRITICAL)
     source = open_streamed(data.dataset, data.dataset_config)
     report(f"corpus: {source.source}")
-    splits = _read(source.open_splits, source.source)
-    if data.split not in splits:
-        raise TextlstmError(f"the corpus '{source.name}' has no split '{data.split}' (it has: {', '.join(splits)})")
+    splits = source.open_splits()
+    _require_split(splits, data.split, source)
     column = _text_column(splits[data.split], data.text_column, source)
-    valid_name = data.valid_split or next((name for name in OWN_VALID_SPLITS if name in splits and name != data.split), None)
-    if valid_name:
-        if valid_name not in splits:
-            raise TextlstmError(f"the corpus '{source.name}' has no split '{valid_name}' (it has: {', '.join(splits)})")
-        valid_rows = _texts(splits[valid_name], column, source)
-        skip_rows = 0
-    else:
-        skip_rows = _held_out_rows(_texts(splits[data.split], column, source), source.name)
-        valid_rows = itertools.islice(_texts(source.open_splits()[data.split], column, source), skip_rows)
+    valid_rows, skip_rows = _validation_rows(data, splits, column, source)
     stream = TrainStream(source, data.split, column, skip_rows, tokenizer)
-    if tokenizer is None:
-        training_rows = _texts(stream_without_share(stream), column, source)
-        sample = _first_chars(training_rows, TOKENIZER_SAMPLE_CHARS)
-        stream.tokenizer = build_tokenizer(data.tokenizer, documents_as_pieces_flat(sample, source.documents), data.vocab_size)
+    if tokenizer is None:  # the same sample on every process, so the same tokenizer
+        sample = _first_chars(_texts(stream.open(share=False), column, source), TOKENIZER_SAMPLE_CHARS)
+        pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
+        stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
         report(f"tokenizer: {data.tokenizer}, trained on at most {TOKENIZER_SAMPLE_CHARS:,} characters, those after the validation rows")
-    valid = _encode_valid(_first_chars(valid_rows, VALID_CHARS) if valid_name else valid_rows, source.documents, stream.tokenizer)
+    valid = _encode_valid(valid_rows, source.documents, stream.tokenizer)
     if valid.info.scored_tokens < 1:
         raise TextlstmError(f"the validation text of {source.name} is empty")
     report(f"tokens: {valid.info.tokens:,} validation ({data.tokenizer} tokenizer, "
@@ -98,22 +92,19 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
     return Prepared(source, stream.tokenizer, {"valid": valid}, stream=stream)
 
 
-def stream_without_share(stream: TrainStream):
-    """The training rows of every process: the tokenizer is the same on all of them."""
-    dataset = stream.source.open_splits()[stream.split]
-    return dataset.skip(stream.skip_rows) if stream.skip_rows else dataset
+def _validation_rows(data: DataConfig, splits: dict, column: str, source: StreamedSource) -> tuple[Iterator[str], int]:
+    """The validation text, and how many rows at the start of the training split it takes."""
+    own = data.valid_split or next((name for name in OWN_VALID_SPLITS if name in splits and name != data.split), None)
+    if own:
+        _require_split(splits, own, source)
+        return _first_chars(_texts(splits[own], column, source), VALID_CHARS), 0
+    skip_rows = _held_out_rows(_texts(splits[data.split], column, source), source.name)
+    return itertools.islice(_texts(source.open_splits()[data.split], column, source), skip_rows), skip_rows
 
 
-def documents_as_pieces_flat(rows: Iterator[str], documents: bool) -> Iterator[str]:
-    for document in documents_as_pieces(rows, documents):
-        yield from document
-
-
-def _read(open_splits, source: str):
-    try:
-        return open_splits()
-    except (DatasetsError, ValueError, OSError, pa.ArrowException) as error:
-        raise TextlstmError(f"could not read {source}: {one_line(error)}") from None
+def _require_split(splits: dict, name: str, source: StreamedSource) -> None:
+    if name not in splits:
+        raise TextlstmError(f"the corpus '{source.name}' has no split '{name}' (it has: {', '.join(splits)})")
 
 
 def _texts(dataset, column: str, source: StreamedSource) -> Iterator[str]:
