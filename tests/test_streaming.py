@@ -157,3 +157,15 @@ def test_a_validation_split_of_its_own_is_read_up_to_the_bound(tmp_path, monkeyp
     prepared = prepare(DataConfig(dataset=str(folder), streaming=True))
     assert prepared.stream.skip_rows == 0  # no training rows held out
     assert prepared.splits["valid"].info.chars == 450 + 2  # one row and a half, each ended by an end of text
+
+
+def test_a_stream_position_is_refused_by_another_process(docs, monkeypatch):
+    """The trainer saves process 0's position only: process 1 of a resumed torchrun must not read from it."""
+    stream = _stream_of(docs)
+    saved = streaming.StreamingBatcher(stream, batch_size=2, seq_len=8)
+    saved.batch()
+    state = saved.state_dict()
+    monkeypatch.setattr(streaming.distributed, "rank", lambda: 1)
+    monkeypatch.setattr(streaming.distributed, "world_size", lambda: 2)
+    with pytest.raises(ValueError, match="process 0's of 1"):
+        streaming.StreamingBatcher(stream, batch_size=2, seq_len=8).load_state_dict(state)
