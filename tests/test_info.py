@@ -76,7 +76,7 @@ def test_info_table_names_layers_tokenizer_corpus_and_best_loss(run_cli, small_c
     train_tiny(run_cli, small_corpus, tmp_path / "checkpoints" / "only")
     result = run_cli("info")  # the newest run under ./checkpoints
     assert result.code == 0, result.err
-    for text in ("embedding (Embedding)", "lstm_1 (LSTM", "output (Linear)", "(None, None, 32)", "Total",
+    for text in ("embedding (Embedding)", "lstm_1 (LSTM", "output (Linear + byte softmax)", "(None, None, 32)", "Total",
                  "tokenizer: char", "small.txt", "trained: 6 steps", "bits per character"):
         assert text in result.out, text
 

@@ -87,6 +87,7 @@ class DataConfig:
     vocab_size: int | None = None  # word and bpe only
     batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
     turns: TurnFormat | None = None  # how the corpus writes a conversation: its card's [chat] table
+    streaming: bool = False  # read the corpus as a stream, tokenized on the fly (textlstm/streaming.py)
 
     def __post_init__(self):
         if isinstance(self.turns, dict):  # as read back from config.json
@@ -94,6 +95,7 @@ class DataConfig:
         _check(self.tokenizer in ("char", "word", "bpe"), f"tokenizer must be char, word or bpe, got {self.tokenizer!r}")
         _check(self.batching in ("stream", "documents"), f"batching must be stream or documents, got {self.batching!r}")
         _check(self.vocab_size is None or self.vocab_size >= 8, f"vocab-size must be at least 8, got {self.vocab_size}")
+        _check(not (self.streaming and self.batching == "documents"), "--streaming trains with --batching stream only")
 
 
 @dataclass

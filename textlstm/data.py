@@ -14,7 +14,7 @@ import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from textlstm.fileio import atomic_write
 from textlstm.pieces import dataset_rows, documents_as_pieces
 from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer, tokenizer_for_corpus
 
+if TYPE_CHECKING:
+    from textlstm.streaming import TrainStream
+
 # Pieces per encode call (parallel inside tokenizers). Each piece's Encoding takes ~100 bytes per
 # token until it is converted, so 64 pieces peaked at +560 MB; 16 keep 2 cores busy for ~100 MB.
 ENCODE_BATCH = 16
@@ -37,9 +40,10 @@ ENCODE_BATCH = 16
 
 @dataclass
 class Prepared:
-    corpus: Corpus
+    corpus: Corpus  # a corpora.streamed.StreamedSource when streamed
     tokenizer: TextTokenizer
-    splits: dict[str, TokenizedSplit]  # "train" and/or "valid"
+    splits: dict[str, TokenizedSplit]  # "train" and/or "valid"; only "valid" when streamed
+    stream: "TrainStream | None" = None  # the training text when streamed (data.streaming)
 
 
 def prepare(
@@ -53,7 +57,13 @@ def prepare(
     tokenizer: use this one (a checkpoint's, to resume or evaluate it) instead of the one trained
     on the corpus's train split. report: called with a line about the corpus and one about the ids.
     A split asked for that holds no token to score is an error.
+    data.streaming: the corpus is read as a stream instead (see textlstm/streaming.py): no ids are
+    stored, the validation ids are held in memory and the training text comes as `stream`.
     """
+    if data.streaming:
+        from textlstm.streaming import prepare_streamed
+
+        return prepare_streamed(data, tokenizer, report)
     corpus = load_corpus(
         data.dataset, config=data.dataset_config, split=data.split, valid_split=data.valid_split, text_column=data.text_column
     )
@@ -119,29 +129,36 @@ def open_split(path: Path, info: SplitInfo) -> TokenizedSplit:
 
 
 def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Path, progress=None) -> SplitInfo:
-    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
-    counts = {"tokens": 1, "chars": 0, "bytes": 0, "documents": 0}
-    eot = np.array([EOT_ID], dtype=dtype)
+    info = []
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out:
-            out.write(eot.tobytes())
-            for doc in documents_as_pieces(dataset_rows(dataset), documents):
-                for batch in _batches(doc, ENCODE_BATCH):
-                    for ids in tokenizer.encode_arrays(batch):
-                        out.write(ids.astype(dtype).tobytes())
-                        counts["tokens"] += len(ids)
-                    counts["chars"] += sum(len(p) for p in batch)
-                    counts["bytes"] += sum(len(p.encode("utf-8", "surrogatepass")) for p in batch)
-                    if progress is not None:
-                        progress(sum(len(p) for p in batch))
-                out.write(eot.tobytes())
-                counts["tokens"] += 1
-                counts["chars"] += 1
-                counts["bytes"] += 1
-                counts["documents"] += 1
+            info.append(encode_rows(dataset_rows(dataset), documents, tokenizer, out, progress))
 
     atomic_write(path, write)
+    return info[0]
+
+
+def encode_rows(rows: Iterable[str], documents: bool, tokenizer: TextTokenizer, out: BinaryIO, progress=None) -> SplitInfo:
+    """Write the ids of `rows` to `out` as `EOT doc1 EOT doc2 ... EOT` (see the module docstring)."""
+    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
+    counts = {"tokens": 1, "chars": 0, "bytes": 0, "documents": 0}
+    eot = np.array([EOT_ID], dtype=dtype)
+    out.write(eot.tobytes())
+    for doc in documents_as_pieces(rows, documents):
+        for batch in _batches(doc, ENCODE_BATCH):
+            for ids in tokenizer.encode_arrays(batch):
+                out.write(ids.astype(dtype).tobytes())
+                counts["tokens"] += len(ids)
+            counts["chars"] += sum(len(p) for p in batch)
+            counts["bytes"] += sum(len(p.encode("utf-8", "surrogatepass")) for p in batch)
+            if progress is not None:
+                progress(sum(len(p) for p in batch))
+        out.write(eot.tobytes())
+        counts["tokens"] += 1
+        counts["chars"] += 1
+        counts["bytes"] += 1
+        counts["documents"] += 1
     return SplitInfo(dtype=np.dtype(dtype).name, **counts)
 
 

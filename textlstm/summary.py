@@ -72,7 +72,7 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
         cutoffs = ", ".join(str(c) for c in model.adaptive.cutoffs[:-1])
         rows.append(LayerRow("output", f"Adaptive softmax, clusters at {cutoffs}", sequence(config.vocab_size), count(model.adaptive)))
     elif model.byte_softmax is not None:
-        kind = "Linear, the 256 byte tokens as one output + a byte softmax"
+        kind = "Linear + byte softmax"
         rows.append(LayerRow("output", kind, sequence(config.vocab_size), count(model.byte_softmax)))
     else:
         kind = "Linear, weight tied to the embedding" if config.tie_weights else "Linear"

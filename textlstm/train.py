@@ -38,6 +38,7 @@ from textlstm.precision import autocast, training_precision
 from textlstm.run_folder import check_writable, new_run_folder, prepare_output
 from textlstm.schedule import learning_rate
 from textlstm.threads import use_threads
+from textlstm.streaming import StreamingBatcher
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
@@ -101,7 +102,8 @@ class Trainer:
             reused = self.parent.tokenizer()
         prepared = prepare(data, reused, report=self.reporter.message)
         self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
-        if self.parent is not None and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
+        self.stream = prepared.stream
+        if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
             self.reporter.message(note)
         if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
             self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
@@ -140,20 +142,24 @@ class Trainer:
             raise TextlstmError("the tokenizer does not match the model's vocabulary size")
         torch.manual_seed(train_cfg.seed)
         self.model = LSTMLanguageModel(self.config.model)
-        self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
+        if "train" in self.splits:  # a streamed corpus has no stored training ids to count
+            self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
         self.model.to(self.device)
         if self.device.type == "cpu":
             model = self.config.model
             use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, train_cfg.batch_size // distributed.world_size())
         distributed.seed_this_process(train_cfg.seed)
         self.optimizer = build_optimizer(self.model, train_cfg)
-        ids = self.splits["train"].ids
         rank, world = distributed.rank(), distributed.world_size()
         rows = train_cfg.batch_size // world  # this process's rows of each batch
-        if self.config.data.batching == "documents":
-            self.batcher = DocumentBatcher(ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
+        if self.config.data.streaming:
+            if train_cfg.epochs:
+                raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
+            self.batcher = StreamingBatcher(self.stream, rows, train_cfg.seq_len)
+        elif self.config.data.batching == "documents":
+            self.batcher = DocumentBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
         else:
-            self.batcher = StreamBatcher(ids, rows, train_cfg.seq_len, rank, world)
+            self.batcher = StreamBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, rank, world)
         steps_per_epoch = len(self.batcher)
         limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
         self.total_steps = min(limits) if limits else math.inf  # inf: a time budget alone (max_minutes)
@@ -176,6 +182,8 @@ class Trainer:
             self.evaluated_step = int(state.get("evaluated_step", -1))
             self.elapsed_before = float(state["elapsed_sec"])
             self.lstm_state = process_state.restore(state, self.device, self.batcher.batch_size)
+            if self.config.data.streaming:
+                self.batcher.load_state_dict(state["stream"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise TextlstmError(f"cannot resume from {self.output}: trainer state does not fit this run ({error})") from None
         self.reporter.message(f"resuming {self.output} at step {self.step}")
@@ -303,7 +311,7 @@ class Trainer:
         result = distributed.from_main(result)
         record = {
             "step": self.step,
-            "epoch": self.step / len(self.batcher),
+            "epoch": self.batcher.passes if self.config.data.streaming else self.step / len(self.batcher),
             "train_loss": meter.mean_loss(),
             "valid_loss": result.loss,
             "valid_perplexity": result.perplexity,
@@ -383,6 +391,7 @@ class Trainer:
             "evals_since_best": self.evals_since_best,
             "evaluated_step": self.evaluated_step,
             "elapsed_sec": self._elapsed(),
+            "stream": self.batcher.state_dict() if self.config.data.streaming else None,
         }  # the random and LSTM states come from process_state.gather
 
 

@@ -50,6 +50,10 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--batching", type=click.Choice(["stream", "documents"]), default=DataConfig.batching, show_default=True,
               help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and document ends). "
               "documents: each document on its own, padded and masked; for corpora of short independent texts.")
+@click.option("--streaming", is_flag=True, default=DataConfig.streaming,
+              help="Read the corpus (local files or a hub id) as a stream, tokenized as training needs it: nothing "
+              "is cached on disk and memory does not grow with the corpus. Validation is the stream's first million characters "
+              "(or of its validation split), the tokenizer learns from the next ten million; give --max-steps.")
 @click.option("--embedding-size", type=POSITIVE, default=ModelConfig.embedding_size, show_default=True)
 @click.option("--hidden-size", type=POSITIVE, default=ModelConfig.hidden_size, show_default=True, help="LSTM units per layer.")
 @click.option("--layers", type=POSITIVE, default=ModelConfig.layers, show_default=True, help="Stacked LSTM layers.")
@@ -133,6 +137,8 @@ def train(ctx: click.Context, **options) -> None:
             overrides.update({name: None for name in LIMITS if name not in overrides})
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout)
     else:
+        if options["streaming"] and options["epochs"]:
+            raise click.UsageError("--epochs needs a corpus of known length: with --streaming give --max-steps")
         config = run_config(options, given)
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter,
                               timeout_minutes=timeout)
