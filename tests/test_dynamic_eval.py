@@ -81,7 +81,7 @@ def test_the_table_says_dynamic(tmp_path, folder_corpus, run_cli):
     make_checkpoint(tmp_path / "run", folder_corpus)
     result = run_cli("eval", "--checkpoint", tmp_path / "run", "--device", "cpu", "--dynamic", "--seq-len", "30")
     assert result.code == 0, result.err
-    assert "scoring: dynamic (SGD lr 0.02, decay 0.01, segments of 30 tokens)" in result.out
+    assert "scoring: dynamic (SGD lr 0.05, decay 0.001, segments of 30 tokens)" in result.out
 
 
 def test_the_command_line_defaults_are_the_module_defaults():

@@ -1,7 +1,7 @@
 """Dynamic evaluation: the model keeps learning from the text while it scores it (Krause et al. 2018).
 
     from textlstm.dynamic_eval import score_dynamic
-    loss_sum, tokens = score_dynamic(model, ids, seq_len=50, lr=0.02, decay=0.01)
+    loss_sum, tokens = score_dynamic(model, ids, seq_len=50, lr=0.05, decay=0.001)
 
 The ids are read as one stream, one row, `seq_len` ids per segment. Each segment is first scored
 with the weights as they are (so every id is scored exactly once, before any update that saw it);
@@ -28,8 +28,8 @@ from textlstm.errors import TextlstmError
 from textlstm.model import LSTMLanguageModel, detach_state
 from textlstm.precision import autocast
 
-DEFAULT_LR = 0.02
-DEFAULT_DECAY = 0.01
+DEFAULT_LR = 0.05
+DEFAULT_DECAY = 0.001
 DEFAULT_SEQ_LEN = 50
 
 

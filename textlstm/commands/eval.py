@@ -8,7 +8,7 @@ import math
 import click
 
 # The defaults of textlstm.dynamic_eval, written out: importing it here would load torch for every command.
-DYNAMIC_LR, DYNAMIC_DECAY, DYNAMIC_SEQ_LEN = 0.02, 0.01, 50
+DYNAMIC_LR, DYNAMIC_DECAY, DYNAMIC_SEQ_LEN = 0.05, 0.001, 50
 
 POSITIVE = click.IntRange(min=1)
 CAPTION = (
