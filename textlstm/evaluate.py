@@ -38,6 +38,8 @@ from textlstm.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.config import DataConfig
 from textlstm.data import SplitInfo, prepare
 from textlstm.device import resolve_device
+from textlstm.dynamic_eval import DEFAULT_DECAY, DEFAULT_LR, score_dynamic
+from textlstm.errors import TextlstmError
 from textlstm.model import LSTMLanguageModel
 from textlstm.precision import autocast, check_precision
 from textlstm.tokenizer import EOT_ID, PAD_ID
@@ -63,6 +65,7 @@ class EvalResult:
     seconds: float  # wall time of the scoring
     checkpoint: str | None = None  # what was evaluated, when known
     text: str | None = None
+    dynamic: dict | None = None  # with dynamic evaluation, its settings (lr, decay, seq_len); None when static
 
     @property
     def loss(self) -> float:
@@ -107,6 +110,9 @@ def evaluate_checkpoint(
     seq_len: int = 256,
     device: str = "auto",
     precision: str = "float32",
+    dynamic: bool = False,
+    dynamic_lr: float = DEFAULT_LR,
+    dynamic_decay: float = DEFAULT_DECAY,
 ) -> EvalResult:
     """Loss, perplexity and bits per token/char/byte of a checkpoint on one split of text.
 
@@ -116,17 +122,32 @@ def evaluate_checkpoint(
     The text is tokenized with the checkpoint's own tokenizer. The result does not depend on
     batch_size or seq_len (they only trade memory for speed). precision "bfloat16" runs the model
     under bfloat16 autocast: faster, with a loss that differs in about the third significant digit.
+    dynamic: score with dynamic evaluation (`textlstm.dynamic_eval`): one row, `seq_len` ids per
+    segment, each scored and then learnt from with SGD at `dynamic_lr`, decaying toward the trained
+    weights by `dynamic_decay`; then the result does depend on seq_len. The checkpoint is not changed.
     """
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     model, tokenizer, config = load_checkpoint(folder, device=resolve_device(device))
+    if dynamic and config.data.batching == "documents":
+        raise TextlstmError("--dynamic scores the text as one stream; this model was trained with --batching documents")
     data, what = _text_to_score(config.data, dataset, dataset_config, split, text_column)
     prepared = prepare(data, tokenizer, splits=("valid",))
     held_out = prepared.splits["valid"]
-    result = evaluate_split(
-        model, held_out.ids, held_out.info, batch_size=batch_size, seq_len=seq_len,
-        device=model.embedding.weight.device, precision=check_precision(precision),
-        documents=config.data.batching == "documents",
-    )
+    device, precision = model.embedding.weight.device, check_precision(precision)
+    if dynamic:
+        start = time.perf_counter()
+        loss_sum, tokens = score_dynamic(
+            model, held_out.ids, seq_len, dynamic_lr, dynamic_decay, device=device, precision=precision
+        )
+        result = EvalResult(
+            loss_sum, tokens, held_out.info.chars, held_out.info.bytes, time.perf_counter() - start,
+            dynamic={"lr": dynamic_lr, "decay": dynamic_decay, "seq_len": seq_len},
+        )
+    else:
+        result = evaluate_split(
+            model, held_out.ids, held_out.info, batch_size=batch_size, seq_len=seq_len, device=device,
+            precision=precision, documents=config.data.batching == "documents",
+        )
     return dataclasses.replace(result, checkpoint=str(folder), text=f"{what}, from {prepared.corpus.source}")
 
 
