@@ -16,6 +16,9 @@ def test_small_models_get_one_thread_and_large_ones_torchs_default(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert threads.default_threads(embedding=64, hidden=128, layers=2, batch=32) == 1
     assert threads.default_threads(embedding=650, hidden=650, layers=2, batch=32) == 2
+    # bfloat16's cheaper products move the line: a 2 x 256 model at batch 32 keeps one thread
+    assert threads.default_threads(embedding=64, hidden=256, layers=2, batch=32, precision="float32") == 2
+    assert threads.default_threads(embedding=64, hidden=256, layers=2, batch=32, precision="bfloat16") == 1
 
 
 def test_threads_asked_for_win_then_omp_num_threads_then_the_default(monkeypatch):

@@ -3,7 +3,8 @@
 Both numbers were measured by `benchmarks/bench_threads.py` (figures in benchmarks/RESULTS.md):
 - A small LSTM's matrices are too small to share between cores: a second thread adds a wait at every
   parallel region and slows the step down. A large one gains from it. `default_threads` picks one
-  thread below WORK_FOR_TWO_THREADS multiply-adds per time step, else torch's own default.
+  thread below WORK_FOR_TWO_THREADS multiply-adds per time step, else torch's own default. In
+  bfloat16 each matrix product is cheaper, so the line lies higher.
 - OpenMP threads that run out of work spin for a while before sleeping. When another process holds
   a core, a spinning thread takes turns with it and every region waits: training slowed down many
   times over. OMP_WAIT_POLICY=PASSIVE makes them sleep instead. OpenMP reads it once, when torch
@@ -15,8 +16,11 @@ from __future__ import annotations
 import os
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
-# Multiply-adds of one LSTM time step for the whole batch, above which two threads beat one.
-WORK_FOR_TWO_THREADS = 60_000_000
+# Multiply-adds of one LSTM time step for the whole batch above which two threads beat one, by
+# precision. Measured training steps (2 cores, tokens/s at 1 / 2 threads): float32 2x256 batch 16
+# (14M) 14.8k / 12.1k, emb 256 (17M) 12.2k / 11.0k, batch 32 (27M) 16.1k / 18.3k; bfloat16 batch 32
+# (27M) 25.7k / 21.7k, batch 64 (54M) 21.0k / 20.6k, 2x512 batch 16 (52M) 5.6k / 6.6k.
+WORK_FOR_TWO_THREADS = {"float32": 20_000_000, "bfloat16": 50_000_000}
 
 
 def prefer_passive_waiting() -> None:
@@ -30,22 +34,22 @@ def lstm_work_per_step(embedding: int, hidden: int, layers: int, batch: int) -> 
     return 4 * hidden * (inputs + layers * hidden) * batch
 
 
-def default_threads(embedding: int, hidden: int, layers: int, batch: int) -> int:
+def default_threads(embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32") -> int:
     """One thread for small models; torch's default (one per core) when the work is large enough."""
     import torch
 
-    if lstm_work_per_step(embedding, hidden, layers, batch) < WORK_FOR_TWO_THREADS:
+    if lstm_work_per_step(embedding, hidden, layers, batch) < WORK_FOR_TWO_THREADS[precision]:
         return 1
     return torch.get_num_threads()
 
 
-def use_threads(requested: int | None, embedding: int, hidden: int, layers: int, batch: int) -> int:
+def use_threads(requested: int | None, embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32") -> int:
     """Set torch's thread count: `requested`; else OMP_NUM_THREADS when set (the user's or the
     launcher's choice, which torch already follows); else the default for this shape. Returns it."""
     import torch
 
     if requested is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    threads = requested or default_threads(embedding, hidden, layers, batch)
+    threads = requested or default_threads(embedding, hidden, layers, batch, precision)
     torch.set_num_threads(threads)
     return threads

@@ -147,7 +147,8 @@ class Trainer:
         self.model.to(self.device)
         if self.device.type == "cpu":
             model = self.config.model
-            use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, train_cfg.batch_size // distributed.world_size())
+            rows = train_cfg.batch_size // distributed.world_size()
+            use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, rows, self.precision)
         distributed.seed_this_process(train_cfg.seed)
         self.optimizer = build_optimizer(self.model, train_cfg)
         rank, world = distributed.rank(), distributed.world_size()
