@@ -115,8 +115,20 @@ def session(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> Iterator[None]:
             f"process {launched_rank()} lost contact with the others ({_gist(error)}): one of them stopped "
             "or cannot be reached; what was saved is intact"
         ) from None
+    else:
+        _leave_together()
     finally:
         dist.destroy_process_group()
+
+
+def _leave_together() -> None:
+    """Wait until every process is done before tearing down. One that exits while another is still
+    in a collective (or still holds its gloo connections) can make the other abort in gloo's threads
+    ("terminate called without an active exception")."""
+    try:
+        dist.barrier()
+    except RuntimeError:
+        pass  # the run is over and saved; a peer that already left changes nothing
 
 
 def _gist(error: Exception) -> str:
