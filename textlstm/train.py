@@ -145,14 +145,13 @@ class Trainer:
         if "train" in self.splits:  # a streamed corpus has no stored training ids to count
             self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
         self.model.to(self.device)
+        rank, world = distributed.rank(), distributed.world_size()
+        rows = train_cfg.batch_size // world  # this process's rows of each batch
         if self.device.type == "cpu":
             model = self.config.model
-            rows = train_cfg.batch_size // distributed.world_size()
             use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, rows, self.precision)
         distributed.seed_this_process(train_cfg.seed)
         self.optimizer = build_optimizer(self.model, train_cfg)
-        rank, world = distributed.rank(), distributed.world_size()
-        rows = train_cfg.batch_size // world  # this process's rows of each batch
         if self.config.data.streaming:
             if train_cfg.epochs:
                 raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")

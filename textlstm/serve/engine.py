@@ -190,13 +190,18 @@ class Engine:
             item = self._incoming.get()
             if item is not None:
                 self._reading.append(item)
+        self._reading.extend(self._take_incoming())
+
+    def _take_incoming(self) -> list:
+        """Every sequence waiting in the queue now (None entries only wake the loop)."""
+        taken = []
         while True:
             try:
                 item = self._incoming.get_nowait()
             except queue.Empty:
-                return
+                return taken
             if item is not None:
-                self._reading.append(item)
+                taken.append(item)
 
     def _drop_cancelled(self) -> None:
         for sequence in [s for s in self._reading if s.cancelled]:
@@ -300,15 +305,7 @@ class Engine:
         self.counters[outcome] += 1
 
     def _end_everything(self, message: str) -> None:
-        waiting = []
-        while True:
-            try:
-                item = self._incoming.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                waiting.append(item)
-        for sequence in [*self._reading, *self._batch.sequences, *waiting]:
+        for sequence in [*self._reading, *self._batch.sequences, *self._take_incoming()]:
             if not sequence.cancelled:
                 self._outbox.append((sequence.request.on_event, Failed(message)))
             self._retire(sequence, "failed")
