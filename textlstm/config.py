@@ -39,6 +39,7 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.1
     recurrent_dropout: float = 0.1
+    embedding_dropout: float = 0.0  # drops whole embedding rows (tokens) per batch in training
     tie_weights: bool = False
     output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
     adaptive_cutoffs: list[int] | None = None  # None: derived from vocab_size (see model.default_cutoffs)
@@ -71,7 +72,7 @@ class ModelConfig:
             )
         for name in ("embedding_size", "hidden_size", "layers"):
             _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "recurrent_dropout"):
+        for name in ("dropout", "recurrent_dropout", "embedding_dropout"):
             value = getattr(self, name)
             _check(0 <= value < 1, f"{name.replace('_', '-')} must be in [0, 1), got {value}")
 
@@ -108,6 +109,8 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     clip: float = 1.0
+    ar: float = 0.0  # activation regularization: ar * mean(h^2) of the last LSTM layer's outputs after dropout
+    tar: float = 0.0  # temporal activation regularization: tar * mean((h_t - h_{t-1})^2), before dropout
     # The run stops at whichever of these comes first; with none of them given, after DEFAULT_MINUTES.
     epochs: int | None = None
     max_steps: int | None = None
@@ -137,6 +140,8 @@ class TrainConfig:
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
         _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
         _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
+        _check(self.ar >= 0, f"ar must not be negative, got {self.ar}")
+        _check(self.tar >= 0, f"tar must not be negative, got {self.tar}")
         _check(self.warmup_steps >= 0, f"warmup-steps must not be negative, got {self.warmup_steps}")
         _check(self.save_every is None or self.save_every >= 1, f"save-every must be at least 1, got {self.save_every}")
         _check(self.save_every_minutes >= 0, f"save-every-minutes must not be negative, got {self.save_every_minutes}")

@@ -240,27 +240,30 @@ def check_batch_splits(batch_size: int, processes: int | None = None) -> None:
 
 
 class _LossOf(nn.Module):
-    """DistributedDataParallel hooks a module's forward; the model's training loss is its `loss`
-    method, so this module's forward is that method."""
+    """DistributedDataParallel hooks a module's forward; the model's training loss is its
+    `regularized_loss` method, so this module's forward is that method."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, ar: float, tar: float):
         super().__init__()
-        self.model = model
+        self.model, self.ar, self.tar = model, ar, tar
 
     def forward(self, *args):
-        return self.model.loss(*args)
+        return self.model.regularized_loss(*args, self.ar, self.tar)
 
 
-def loss_function(model: nn.Module, device: torch.device, some_parameters_unused: bool = False) -> Callable:
-    """`model.loss`, with gradients averaged over the processes when there are several.
+def loss_function(
+    model: nn.Module, device: torch.device, some_parameters_unused: bool = False, ar: float = 0.0, tar: float = 0.0
+) -> Callable:
+    """`model.regularized_loss` with `ar` and `tar`, called as (ids, targets, state, lengths); with
+    gradients averaged over the processes when there are several.
 
     some_parameters_unused: a step may leave some weights without a gradient (the adaptive
     softmax computes only the clusters its targets fall in); DDP must then look for them.
     """
     if not active():
-        return model.loss
+        return lambda *args: model.regularized_loss(*args, ar, tar)
     return DistributedDataParallel(
-        _LossOf(model),
+        _LossOf(model, ar, tar),
         device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=some_parameters_unused,
     )

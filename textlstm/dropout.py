@@ -1,4 +1,4 @@
-"""The model's two dropouts: FastDropout on activations, and recurrent dropout on W_hh.
+"""The model's dropouts: FastDropout on activations, recurrent dropout on W_hh, and embedding dropout.
 
 FastDropout is dropout with a cheaper random mask.
 
@@ -11,6 +11,9 @@ scaled by its exact inverse, so the expectation is unchanged.
 Recurrent dropout (Keras's `recurrent_dropout`) masks h(t-1) with one mask fixed over time and
 shared by the batch. That equals zeroing (and rescaling) the matching columns of W_hh, so the
 fused LSTM kernel runs instead of a Python loop over time steps.
+
+Embedding dropout (AWD-LSTM's) drops whole rows of the embedding matrix: every occurrence of a
+token in the batch is zeroed together, so the model cannot lean on one token's vector.
 """
 
 from __future__ import annotations
@@ -51,3 +54,8 @@ def drop_recurrent_columns(weight_hh: torch.Tensor, p: float) -> torch.Tensor:
         return weight_hh
     mask = torch.empty(weight_hh.shape[1], device=weight_hh.device, dtype=weight_hh.dtype).bernoulli_(1 - p) / (1 - p)
     return weight_hh * mask
+
+
+def embedding_row_scales(vocab_size: int, p: float, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """One factor per vocabulary row: 0 with probability p, else 1 / (1 - p)."""
+    return torch.empty(vocab_size, device=device, dtype=dtype).bernoulli_(1 - p) / (1 - p)

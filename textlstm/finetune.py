@@ -58,7 +58,8 @@ def load_parent(folder: str | Path) -> Parent:
 def inherit(config: RunConfig, parent: Parent) -> RunConfig:
     """`config` with the parent's model shape and tokenizer; its dropouts, data and training settings kept."""
     model = dataclasses.replace(
-        parent.config.model, dropout=config.model.dropout, recurrent_dropout=config.model.recurrent_dropout
+        parent.config.model, dropout=config.model.dropout, recurrent_dropout=config.model.recurrent_dropout,
+        embedding_dropout=config.model.embedding_dropout,
     )
     data = dataclasses.replace(config.data, tokenizer=parent.config.data.tokenizer, vocab_size=parent.config.data.vocab_size)
     train = dataclasses.replace(config.train, init_from=str(parent.folder))

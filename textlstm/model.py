@@ -23,9 +23,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from textlstm.activation_penalty import activation_penalty
 from textlstm.byte_softmax import ByteFallbackSoftmax
 from textlstm.config import ModelConfig
-from textlstm.dropout import FastDropout, drop_recurrent_columns
+from textlstm.dropout import FastDropout, drop_recurrent_columns, embedding_row_scales
 from textlstm.tokenizer import PAD_ID
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
@@ -112,15 +113,32 @@ class LSTMLanguageModel(nn.Module):
     def hidden_states(
         self, ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
+        """What the output layer reads: the last LSTM layer's outputs after dropout."""
+        outputs, state = self._lstm_outputs(ids, state, lengths)
+        return self.dropout(outputs), state
+
+    def _lstm_outputs(self, ids, state, lengths) -> tuple[torch.Tensor, State]:
+        """The last LSTM layer's outputs [batch, time, hidden] (zero at padding), before dropout."""
         if state is None:
             state = self.initial_state(ids.shape[0], ids.device)
-        x = self.dropout(self.embedding(ids))
+        x = self.dropout(self._embed(ids))
         if lengths is not None:
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         x, state = self._run_lstm(x, state)
         if lengths is not None:
             x, _ = pad_packed_sequence(x, batch_first=True, padding_value=0.0, total_length=ids.shape[1])
-        return self.dropout(x), state
+        return x, state
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embeddings of ids; in training with embedding dropout, each vocabulary row dropped
+        for the whole call (all its occurrences in the batch) with probability p, the rest scaled
+        by 1 / (1 - p)."""
+        vectors = self.embedding(ids)
+        p = self.config.embedding_dropout
+        if not self.training or p == 0:
+            return vectors
+        scales = embedding_row_scales(self.config.vocab_size, p, vectors.device, vectors.dtype)
+        return vectors * scales[ids].unsqueeze(-1)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token scores [..., vocab] for hidden [..., hidden]: logits, or with the adaptive softmax
@@ -146,7 +164,7 @@ class LSTMLanguageModel(nn.Module):
         """
         if state is None:
             state = self.initial_state(ids.shape[0], ids.device)
-        x = self.dropout(self.embedding(ids))
+        x = self.dropout(self._embed(ids))
         h, c = state
         hs, cs = [], []
         for layer in range(self.config.layers):
@@ -195,30 +213,41 @@ class LSTMLanguageModel(nn.Module):
         self, ids: torch.Tensor, targets: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Summed cross-entropy (nats) over non-padding targets, their count, and the new state."""
-        if self.decoder is None:
-            return self._factored_loss(ids, targets, state, lengths)
-        logits, state = self(ids, state, lengths)
-        total = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum"
-        )
-        count = (targets != PAD_ID).sum()
+        hidden, state = self.hidden_states(ids, state, lengths)
+        total, count = self._summed_cross_entropy(hidden, targets)
         return total, count, state
 
-    def _factored_loss(self, ids, targets, state, lengths):
-        # Only the head and the clusters (or bytes) of the actual targets are computed: the point of
-        # the adaptive and the byte-fallback softmax.
-        hidden, state = self.hidden_states(ids, state, lengths)
-        hidden = self._project(hidden)
+    def regularized_loss(
+        self, ids: torch.Tensor, targets: torch.Tensor, state: State | None, lengths: torch.Tensor | None, ar: float, tar: float
+    ) -> tuple[torch.Tensor, torch.Tensor, State, torch.Tensor | None]:
+        """`loss`, and the AR/TAR penalty on the last LSTM layer's outputs (textlstm/activation_penalty.py)
+        that training adds to the loss it backpropagates; None when ar and tar are 0."""
+        outputs, state = self._lstm_outputs(ids, state, lengths)
+        hidden = self.dropout(outputs)
+        total, count = self._summed_cross_entropy(hidden, targets)
+        penalty = activation_penalty(outputs, hidden, lengths, ar, tar) if ar or tar else None
+        return total, count, state, penalty
+
+    def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keep = targets.reshape(-1) != PAD_ID
         count = keep.sum()
+        if self.decoder is not None:
+            logits = self.logits(hidden)
+            total = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum"
+            )
+            return total, count
+        # Only the head and the clusters (or bytes) of the actual targets are computed: the point of
+        # the adaptive and the byte-fallback softmax.
+        hidden = self._project(hidden)
         if not bool(count):
-            return hidden.sum() * 0.0, count, state
+            return hidden.sum() * 0.0, count
         hidden, targets = hidden.reshape(-1, hidden.shape[-1])[keep], targets.reshape(-1)[keep]
         if self.byte_softmax is not None:
             target_log_probs = self.byte_softmax.target_log_prob(hidden, targets)
         else:
             target_log_probs, _ = self.adaptive(hidden, targets)
-        return -target_log_probs.float().sum(), count, state
+        return -target_log_probs.float().sum(), count
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -203,7 +203,10 @@ class Trainer:
         self._set_up()
         self.reporter.ready(self.model, self.config, self.best_valid_loss)
         # The training loss, through DistributedDataParallel under several processes.
-        self.loss_of = distributed.loss_function(self.model, self.device, self.config.model.output_layer == "adaptive")
+        train_cfg = self.config.train
+        self.loss_of = distributed.loss_function(
+            self.model, self.device, self.config.model.output_layer == "adaptive", train_cfg.ar, train_cfg.tar
+        )
         self._write_run_files()
         result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
         with self.stop:
@@ -280,16 +283,21 @@ class Trainer:
             lengths = None
             state = None if index == 0 else self.lstm_state
         with autocast(self.precision, self.device):  # the backward pass runs outside it
-            loss_sum, count, new_state = self.loss_of(inputs.to(self.device), targets.to(self.device), state, lengths)
-        totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double()]))
-        loss_value, count_value = float(totals[0]), int(totals[1])
-        if not math.isfinite(loss_value):
+            loss_sum, count, new_state, penalty = self.loss_of(inputs.to(self.device), targets.to(self.device), state, lengths)
+        penalty_value = penalty.detach().double() if penalty is not None else torch.zeros((), dtype=torch.float64, device=count.device)
+        totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double(), penalty_value]))
+        loss_value, count_value, penalty_total = float(totals[0]), int(totals[1]), float(totals[2])
+        if not math.isfinite(loss_value + penalty_total):  # a step skipped for either
             self.optimizer.zero_grad(set_to_none=True)
             self.lstm_state = None
-            return loss_value, count_value
+            return loss_value + penalty_total, count_value
         self.optimizer.zero_grad(set_to_none=True)
         # The mean over all processes' tokens: DDP averages the processes' gradients, hence * world size.
-        (loss_sum * (distributed.world_size() / max(count_value, 1))).backward()
+        # The AR/TAR penalty is a mean over this process's rows already: DDP's average makes it the mean of them all.
+        backpropagated = loss_sum * (distributed.world_size() / max(count_value, 1))
+        if penalty is not None:
+            backpropagated = backpropagated + penalty
+        backpropagated.backward()
         if self.config.train.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip)
         self.optimizer.step()
@@ -410,7 +418,7 @@ def train(
     resume: a checkpoint folder to continue. Its own config.json is used, with `train_overrides`
     (TrainConfig fields such as max_steps or epochs) applied on top.
     config.train.init_from: a checkpoint folder to fine-tune. Its model shape, tokenizer and weights
-    are used; of config.model only dropout and recurrent_dropout apply.
+    are used; of config.model only the dropouts apply.
 
     Under torchrun every process calls this with the same arguments and they train one model;
     timeout_minutes is how long a process waits for the others before the run stops with an error.

@@ -61,6 +61,9 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               help="Dropout on embeddings, between LSTM layers and before the output layer.")
 @click.option("--recurrent-dropout", type=PROBABILITY, default=ModelConfig.recurrent_dropout, show_default=True,
               help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time.")
+@click.option("--embedding-dropout", type=PROBABILITY, default=ModelConfig.embedding_dropout, show_default=True,
+              help="Drop whole rows of the embedding matrix in training, one mask over the vocabulary per batch: "
+              "every occurrence of a dropped token is zeroed (AWD-LSTM). 0: off.")
 @click.option("--tie-weights/--no-tie-weights", default=ModelConfig.tie_weights, show_default=True,
               help="Share the embedding matrix with the output layer.")
 @click.option("--output-layer", type=click.Choice(["full", "adaptive"]), default=ModelConfig.output_layer, show_default=True,
@@ -81,6 +84,12 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=TrainConfig.warmup_steps, show_default=True)
 @click.option("--clip", type=click.FloatRange(min=0), default=TrainConfig.clip, show_default=True,
               help="Gradient norm clipping (0: off).")
+@click.option("--ar", type=click.FloatRange(min=0), default=TrainConfig.ar, show_default=True,
+              help="Activation regularization (AWD-LSTM): adds AR * mean(h^2) of the last LSTM layer's outputs after "
+              "dropout to the loss that is backpropagated (the reported loss stays the cross-entropy). 0: off.")
+@click.option("--tar", type=click.FloatRange(min=0), default=TrainConfig.tar, show_default=True,
+              help="Temporal activation regularization (AWD-LSTM): adds TAR * mean((h_t - h_(t-1))^2) of the last LSTM "
+              "layer's outputs before dropout to the loss that is backpropagated. 0: off.")
 @click.option("--epochs", type=POSITIVE, help="Passes over the training split.")
 @click.option("--max-steps", type=POSITIVE, help="Training steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
@@ -173,7 +182,7 @@ def _parent_model(options: dict, given: set) -> ModelConfig:
     refused = conflicts({name: options[name] for name in given}, parent)
     if refused:
         raise click.UsageError(f"{'; '.join(refused)}: with --init-from the model's shape and tokenizer come from the parent")
-    changed = {name: options[name] for name in ("dropout", "recurrent_dropout") if name in given}
+    changed = {name: options[name] for name in ("dropout", "recurrent_dropout", "embedding_dropout") if name in given}
     return dataclasses.replace(parent.config.model, **changed)
 
 
