@@ -150,12 +150,12 @@ def test_the_options_are_saved_with_the_run_and_fixed_on_resume(run_cli, small_c
     from conftest import TINY_MODEL
 
     out = tmp_path / "run"
-    options = ("--embedding-dropout", "0.1", "--ar", "2", "--tar", "1")
+    options = ("--embedding-dropout", "0.1", "--ar", "2", "--tar", "1", "--ema", "0.99")
     result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, *options, "--max-steps", "3", "--output", out)
     assert result.code == 0, result.err
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["embedding_dropout"] == 0.1
-    assert (saved["train"]["ar"], saved["train"]["tar"]) == (2.0, 1.0)
+    assert (saved["train"]["ar"], saved["train"]["tar"], saved["train"]["ema"]) == (2.0, 1.0, 0.99)
     assert run_cli("train", "--resume", out, *options, "--max-steps", "4").code == 0
     refused = run_cli("train", "--resume", out, "--ar", "3", "--max-steps", "5")
     assert refused.code == 2 and "--ar cannot change when resuming" in refused.err

@@ -3,9 +3,10 @@
 A checkpoint folder holds:
     config.json          all settings and the package version (RunConfig)
     tokenizer.json       the Hugging Face tokenizer
-    model.safetensors    the best weights so far (what generate and eval load)
+    model.safetensors    the best weights so far (what generate and eval load; with --ema, averaged)
     trainer_state.pt     everything --resume needs, in one file so it is replaced in one rename:
-                         the weights of the last step, optimizer, data position, RNG and LSTM state
+                         the weights of the last step, optimizer, data position, RNG and LSTM state,
+                         and the --ema average
     metrics.jsonl        one JSON record per evaluation
 """
 

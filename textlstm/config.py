@@ -111,6 +111,7 @@ class TrainConfig:
     clip: float = 1.0
     ar: float = 0.0  # activation regularization: ar * mean(h^2) of the last LSTM layer's outputs after dropout
     tar: float = 0.0  # temporal activation regularization: tar * mean((h_t - h_{t-1})^2), before dropout
+    ema: float = 0.0  # decay of an average of the weights that evaluations and saved weights use; 0: off
     # The run stops at whichever of these comes first; with none of them given, after DEFAULT_MINUTES.
     epochs: int | None = None
     max_steps: int | None = None
@@ -142,6 +143,7 @@ class TrainConfig:
         _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
         _check(self.ar >= 0, f"ar must not be negative, got {self.ar}")
         _check(self.tar >= 0, f"tar must not be negative, got {self.tar}")
+        _check(0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}")
         _check(self.warmup_steps >= 0, f"warmup-steps must not be negative, got {self.warmup_steps}")
         _check(self.save_every is None or self.save_every >= 1, f"save-every must be at least 1, got {self.save_every}")
         _check(self.save_every_minutes >= 0, f"save-every-minutes must not be negative, got {self.save_every_minutes}")

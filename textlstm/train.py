@@ -39,6 +39,7 @@ from textlstm.run_folder import check_writable, new_run_folder, prepare_output
 from textlstm.schedule import learning_rate
 from textlstm.threads import use_threads
 from textlstm.streaming import StreamingBatcher
+from textlstm.weight_average import WeightAverage
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
@@ -130,6 +131,8 @@ class Trainer:
         if self.parent is not None:
             step = self.parent.load_weights(self.model)
             self.reporter.message(f"fine-tuning {self.parent.folder} (its weights from step {step:,}): new optimizer and schedule")
+        ema = self.config.train.ema
+        self.average = WeightAverage(self.model, ema) if ema else None
         if self.saved_state is not None:
             self._resume(self.saved_state)
             self.saved_state = None
@@ -176,6 +179,8 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             load_optimizer_state(self.optimizer, self.model, state["optimizer"])
+            if self.average is not None:
+                self.average.load_state_dict(state["average"])
             self.step = int(state["step"])
             self.best_valid_loss = float(state["best_valid_loss"])
             self.evals_since_best = int(state["evals_since_best"])
@@ -301,6 +306,8 @@ class Trainer:
         if self.config.train.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         self.lstm_state = detach_state(new_state)
         return loss_value, count_value
 
@@ -310,7 +317,7 @@ class Trainer:
         train_cfg = self.config.train
         valid = self.splits["valid"]
         result = evaluate_split(
-            self.model, valid.ids, valid.info,
+            self._evaluated_model(), valid.ids, valid.info,
             batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
             max_tokens=train_cfg.eval_tokens, device=self.device, precision=self.precision,
             documents=self.config.data.batching == "documents",
@@ -344,6 +351,10 @@ class Trainer:
         self._save(record, improved)
         self.reporter.evaluated(record)
 
+    def _evaluated_model(self) -> LSTMLanguageModel:
+        """What evaluations score and model.safetensors holds: the averaged weights with --ema."""
+        return self.average.model if self.average is not None else self.model
+
     def _save_due(self) -> bool:
         train_cfg = self.config.train
         if train_cfg.save_every and self.step % train_cfg.save_every == 0:
@@ -353,7 +364,7 @@ class Trainer:
     def _save(self, record: dict, improved: bool) -> None:
         if distributed.is_main():
             if improved:  # a first model.safetensors is written by _save_resume_state in any case
-                ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
+                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
             with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
         self._save_resume_state()
@@ -364,7 +375,7 @@ class Trainer:
         every_process = process_state.gather(self.lstm_state)  # random and LSTM states of all processes
         if distributed.is_main():
             if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
-                ckpt.save_weights(self.model, self.output / ckpt.BEST_WEIGHTS, self.step)
+                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
             ckpt.save_trainer_state(self._trainer_state() | every_process, self.output / ckpt.TRAINER_STATE)
 
     def _elapsed(self) -> float:
@@ -400,6 +411,7 @@ class Trainer:
             "evaluated_step": self.evaluated_step,
             "elapsed_sec": self._elapsed(),
             "stream": self.batcher.state_dict() if self.config.data.streaming else None,
+            "average": self.average.state_dict() if self.average is not None else None,
         }  # the random and LSTM states come from process_state.gather
 
 

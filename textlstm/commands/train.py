@@ -90,6 +90,10 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--tar", type=click.FloatRange(min=0), default=TrainConfig.tar, show_default=True,
               help="Temporal activation regularization (AWD-LSTM): adds TAR * mean((h_t - h_(t-1))^2) of the last LSTM "
               "layer's outputs before dropout to the loss that is backpropagated. 0: off.")
+@click.option("--ema", type=PROBABILITY, default=TrainConfig.ema, show_default=True,
+              help="Keep an exponential moving average of the weights with this decay (e.g. 0.999; warmed up as "
+              "min(EMA, (1+n)/(10+n)) at update n); evaluations and the saved best weights use it, training goes on "
+              "with the trained weights. 0: off.")
 @click.option("--epochs", type=POSITIVE, help="Passes over the training split.")
 @click.option("--max-steps", type=POSITIVE, help="Training steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
