@@ -159,3 +159,27 @@ def test_the_options_are_saved_with_the_run_and_fixed_on_resume(run_cli, small_c
     assert run_cli("train", "--resume", out, *options, "--max-steps", "4").code == 0
     refused = run_cli("train", "--resume", out, "--ar", "3", "--max-steps", "5")
     assert refused.code == 2 and "--ar cannot change when resuming" in refused.err
+
+
+@pytest.mark.slow
+def test_two_processes_train_with_ar_tar_and_ema_as_one_does(run_cli, small_corpus, tmp_path):
+    """Each process's penalty is the mean over its rows and DDP averages the gradients, so with
+    equal rows per process two train what one trains; the average is of the same weights on each."""
+    import os
+    import subprocess
+    import sys
+
+    common = ("train", "--dataset", small_corpus, "--embedding-size", "16", "--hidden-size", "32", "--layers", "2",
+              "--batch-size", "4", "--seq-len", "64", "--max-steps", "20", "--eval-every", "10", "--dropout", "0",
+              "--recurrent-dropout", "0", "--schedule", "constant", "--warmup-steps", "3", "--lr", "0.01", "--seed", "5",
+              "--precision", "float32", "--ar", "2", "--tar", "1", "--ema", "0.9")
+    alone = run_cli(*common, "--output", tmp_path / "alone")
+    assert alone.code == 0, alone.err
+    two = subprocess.run([sys.executable, "-m", "textlstm", *map(str, common), "--nproc", "2", "--output", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert two.returncode == 0, two.stderr
+    records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("alone", "two")]
+    assert [r["step"] for r in records[1]] == [r["step"] for r in records[0]] == [10, 20]
+    for one, both in zip(*records):
+        assert both["valid_loss"] == pytest.approx(one["valid_loss"], abs=1e-4)
+        assert both["train_loss"] == pytest.approx(one["train_loss"], abs=1e-4)
