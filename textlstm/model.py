@@ -222,11 +222,12 @@ class LSTMLanguageModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, State, torch.Tensor | None]:
         """`loss`, and the AR/TAR penalty on the last LSTM layer's outputs (textlstm/activation_penalty.py)
         that training adds to the loss it backpropagates; None when ar and tar are 0."""
+        if not (ar or tar):
+            return *self.loss(ids, targets, state, lengths), None
         outputs, state = self._lstm_outputs(ids, state, lengths)
         hidden = self.dropout(outputs)
         total, count = self._summed_cross_entropy(hidden, targets)
-        penalty = activation_penalty(outputs, hidden, lengths, ar, tar) if ar or tar else None
-        return total, count, state, penalty
+        return total, count, state, activation_penalty(outputs, hidden, lengths, ar, tar)
 
     def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keep = targets.reshape(-1) != PAD_ID
