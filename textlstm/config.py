@@ -45,8 +45,12 @@ class ModelConfig:
     # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
     # the tokenizer): they then share one softmax output (textlstm/byte_softmax.py). None: a plain softmax.
     byte_fallback_start: int | None = None
+    cell: str = "lstm"  # "lstm", or "mogrifier": input and hidden state gate each other first (textlstm/mogrifier.py)
+    mogrifier_rounds: int = 5  # the Mogrifier's rounds (the paper's best setting); with cell "lstm", unused
 
     def __post_init__(self):
+        _check(self.cell in ("lstm", "mogrifier"), f"cell must be lstm or mogrifier, got {self.cell!r}")
+        _check(self.mogrifier_rounds >= 0, f"mogrifier-rounds must not be negative, got {self.mogrifier_rounds}")
         _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
         _check(self.output_layer in ("full", "adaptive"), f"output-layer must be full or adaptive, got {self.output_layer!r}")
         _check(

@@ -21,7 +21,7 @@ from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import UNK, TextTokenizer
 
 # ModelConfig fields that decide the weights' shapes: the parent's are kept. Dropouts may change.
-SHAPE_FIELDS = ("embedding_size", "hidden_size", "layers", "tie_weights", "output_layer", "adaptive_cutoffs")
+SHAPE_FIELDS = ("embedding_size", "hidden_size", "layers", "cell", "mogrifier_rounds", "tie_weights", "output_layer", "adaptive_cutoffs")
 CHUNK = 1 << 24  # ids counted at a time, so a corpus of many GB is counted in bounded memory
 
 

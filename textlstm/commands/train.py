@@ -61,6 +61,13 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               help="Dropout on embeddings, between LSTM layers and before the output layer.")
 @click.option("--recurrent-dropout", type=PROBABILITY, default=ModelConfig.recurrent_dropout, show_default=True,
               help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time.")
+@click.option("--cell", type=click.Choice(["lstm", "mogrifier"]), default=ModelConfig.cell, show_default=True,
+              help="lstm: the plain LSTM, run by the fused kernel. mogrifier: the Mogrifier LSTM (Melis et al. 2019): "
+              "before each step the input and the previous hidden state gate each other in --mogrifier-rounds rounds, "
+              "through full-rank matrices learned per layer; it runs one time step at a time, so it is slower per step. "
+              "Works with both --batching modes.")
+@click.option("--mogrifier-rounds", type=click.IntRange(min=0), default=ModelConfig.mogrifier_rounds, show_default=True,
+              help="Rounds of mutual gating with --cell mogrifier (0: the plain LSTM); ignored with --cell lstm.")
 @click.option("--tie-weights/--no-tie-weights", default=ModelConfig.tie_weights, show_default=True,
               help="Share the embedding matrix with the output layer.")
 @click.option("--output-layer", type=click.Choice(["full", "adaptive"]), default=ModelConfig.output_layer, show_default=True,
