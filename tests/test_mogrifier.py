@@ -82,13 +82,15 @@ def test_step_by_step_equals_the_sequence():
     torch.testing.assert_close(state[1], c)
 
 
-def test_padded_documents_equal_each_document_alone():
+def test_padded_rows_equal_each_row_alone():
+    """Padded documents in training, and prompts read together from their own states in serve."""
     model = make_model().eval()
     batch, lengths = padded_batch([4, 9, 6])
-    logits, (h, c) = model(batch, lengths=lengths)
-    hidden, _ = model.hidden_states(batch, lengths=lengths)
+    start = (torch.randn(2, 3, 12), torch.randn(2, 3, 12))
+    logits, (h, c) = model(batch, start, lengths=lengths)
+    hidden, _ = model.hidden_states(batch, start, lengths=lengths)
     for row, n in enumerate(lengths.tolist()):
-        alone, (h1, c1) = model(batch[row : row + 1, :n])
+        alone, (h1, c1) = model(batch[row : row + 1, :n], (start[0][:, row : row + 1], start[1][:, row : row + 1]))
         torch.testing.assert_close(logits[row, :n], alone[0])
         torch.testing.assert_close(h[:, row], h1[:, 0])
         torch.testing.assert_close(c[:, row], c1[:, 0])
@@ -160,15 +162,17 @@ def test_training_learns_and_the_checkpoint_reloads(run_cli, small_corpus, tmp_p
 
     model, _, _ = load_checkpoint(out)
     assert model.mogrifiers is not None and len(model.mogrifiers[0].rounds) == 4
-    result = run_cli("generate", "--checkpoint", out, "--prompt", "To be", "--max-tokens", "20", "--seed", "1")
-    assert result.code == 0, result.err
-    assert result.out.startswith("To be") and len(result.out) > len("To be")
+    for precision in ("float32", "bfloat16"):  # bfloat16: the weights and the state held in bfloat16
+        result = run_cli("generate", "--checkpoint", out, "--prompt", "To be", "--max-tokens", "20", "--seed", "1",
+                         "--precision", precision)
+        assert result.code == 0, result.err
+        assert result.out.startswith("To be") and len(result.out) > len("To be")
     result = run_cli("eval", "--checkpoint", out, "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["loss"] == pytest.approx(min(losses), rel=0.1)
 
 
-def test_resume_refuses_another_cell(run_cli, small_corpus, tmp_path):
+def test_resume_and_fine_tuning_keep_the_cell(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
     result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--cell", "mogrifier", "--mogrifier-rounds", "2",
                      "--max-steps", "2", "--eval-every", "2", "--eval-tokens", "500", "--output", out)
@@ -176,3 +180,14 @@ def test_resume_refuses_another_cell(run_cli, small_corpus, tmp_path):
     result = run_cli("train", "--resume", out, "--cell", "lstm", "--max-steps", "3")
     assert result.code != 0
     assert "--cell cannot change when resuming" in result.err
+
+    result = run_cli("train", "--init-from", out, "--dataset", small_corpus, "--mogrifier-rounds", "3", "--max-steps", "2",
+                     "--output", tmp_path / "child")
+    assert result.code != 0
+    assert "--mogrifier-rounds 3 (the parent has 2)" in result.err
+    child = tmp_path / "child"
+    result = run_cli("train", "--init-from", out, "--dataset", small_corpus, "--batch-size", "4", "--seq-len", "32",
+                     "--max-steps", "2", "--eval-every", "2", "--eval-tokens", "500", "--output", child)
+    assert result.code == 0, result.err
+    model, _, config = load_checkpoint(child)
+    assert config.model.cell == "mogrifier" and len(model.mogrifiers[0].rounds) == 2
