@@ -231,8 +231,9 @@ class LSTMLanguageModel(nn.Module):
             weights = self._layer_weights(layer)  # once per layer: the recurrent-dropout mask is fixed over time
             h_layer, c_layer = h[layer], c[layer]
             outputs = []
-            for t in range(data.shape[1]):
-                h_new, c_new = self._cell_step(layer, data[:, t], (h_layer, c_layer), weights)
+            # unbind, not data[:, t]: the backward of each slice would fill a gradient of data's full size
+            for t, x in enumerate(data.unbind(1)):
+                h_new, c_new = self._cell_step(layer, x, (h_layer, c_layer), weights)
                 if packed:
                     h_new, c_new = torch.where(running[t], h_new, h_layer), torch.where(running[t], c_new, c_layer)
                 h_layer, c_layer = h_new, c_new
