@@ -132,7 +132,7 @@ def test_summary_counts_the_mogrifier_weights():
     lstm = 4 * 32 * (16 + 32 + 2)
     mogrifier = 5 * 16 * 32  # 3 Q [16, 32] and 2 R [32, 16]
     assert rows["lstm_1"].parameters == lstm + mogrifier
-    assert "Mogrifier LSTM, 5 rounds" in rows["lstm_1"].kind and f"{mogrifier:,}" in rows["lstm_1"].kind
+    assert "Mogrifier LSTM (5 rounds" in rows["lstm_1"].kind and f"{mogrifier:,}" in rows["lstm_1"].kind
     assert rows["lstm_2"].parameters == 4 * 32 * (32 + 32 + 2) + 5 * 32 * 32
 
 
@@ -154,7 +154,7 @@ def test_training_learns_and_the_checkpoint_reloads(run_cli, small_corpus, tmp_p
                      "--batching", batching, "--max-steps", "50", "--eval-every", "10", "--eval-tokens", "4000",
                      "--lr", "0.01", "--precision", "float32", "--output", out)
     assert result.code == 0, result.err
-    assert "Mogrifier LSTM, 4 rounds" in result.err
+    assert "Mogrifier LSTM (4 rounds" in result.err
     losses = valid_losses(out)
     assert losses[-1] < losses[0] - 0.2, losses
     saved = json.loads((out / "config.json").read_text())["model"]

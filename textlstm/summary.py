@@ -66,7 +66,7 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
         kind, parameters = "LSTM", count(*weights)
         if model.mogrifiers is not None:  # its gating matrices counted in the layer's row, and named there
             mogrifier = count(model.mogrifiers[layer])
-            kind, parameters = f"Mogrifier LSTM, {config.mogrifier_rounds} rounds: {mogrifier:,} of the parameters", parameters + mogrifier
+            kind, parameters = f"Mogrifier LSTM ({config.mogrifier_rounds} rounds: {mogrifier:,} parameters)", parameters + mogrifier
         kind += f", recurrent dropout {config.recurrent_dropout:g}"
         rows.append(LayerRow(f"lstm_{layer + 1}", kind, sequence(config.hidden_size), parameters))
         rows.append(LayerRow(f"dropout_{layer + 1}", dropout, sequence(config.hidden_size), 0))

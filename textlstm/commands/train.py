@@ -62,7 +62,7 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--recurrent-dropout", type=PROBABILITY, default=ModelConfig.recurrent_dropout, show_default=True,
               help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time.")
 @click.option("--cell", type=click.Choice(["lstm", "mogrifier"]), default=ModelConfig.cell, show_default=True,
-              help="lstm: the plain LSTM, run by the fused kernel. mogrifier: the Mogrifier LSTM (Melis et al. 2019): "
+              help="lstm: the plain LSTM, run by the fused kernel. mogrifier: the Mogrifier LSTM (Melis et al., ICLR 2020): "
               "before each step the input and the previous hidden state gate each other in --mogrifier-rounds rounds, "
               "through full-rank matrices learned per layer; it runs one time step at a time, so it is slower per step. "
               "Works with both --batching modes.")
