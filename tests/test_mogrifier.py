@@ -118,8 +118,10 @@ def test_bfloat16_autocast_matches_float32():
         loss16, _, state = model.loss(ids, ids)
     assert float(loss16.detach()) == pytest.approx(float(loss32.detach()), rel=0.02)
     model.train()
+    lengths = torch.tensor([20, 13])  # and padded documents
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _, _ = model.loss(ids, ids)
+        loss, count, _ = model.loss(ids, torch.where(torch.arange(20) < lengths[:, None], ids, PAD_ID), lengths=lengths)
+    assert int(count) == 33
     loss.backward()
     assert model.mogrifiers[0].rounds[0].grad.dtype == torch.float32
 

@@ -232,8 +232,8 @@ class LSTMLanguageModel(nn.Module):
             h_layer, c_layer = h[layer], c[layer]
             outputs = []
             # unbind, not data[:, t]: the backward of each slice would fill a gradient of data's full size
-            for t, x in enumerate(data.unbind(1)):
-                h_new, c_new = self._cell_step(layer, x, (h_layer, c_layer), weights)
+            for t, x_t in enumerate(data.unbind(1)):
+                h_new, c_new = self._cell_step(layer, x_t, (h_layer, c_layer), weights)
                 if packed:
                     h_new, c_new = torch.where(running[t], h_new, h_layer), torch.where(running[t], c_new, c_layer)
                 h_layer, c_layer = h_new, c_new
