@@ -12,6 +12,9 @@ Corpora: benchmarks/heldout_corpora.py (built under --data first if missing). Sy
     char-transformer  benchmarks/baseline_transformer.py (nanoGPT's shakespeare_char CPU setting)
     NAME              each --textlstm-args NAME="ARGS": textlstm train with ARGS added
 
+A variant with --tokenizer word does not compare: textlstm eval charges a word its tokenizer does
+not know only the probability of the unknown token, not its spelling (word-lstm charges both).
+
 Each job runs as `taskset -c K ...` with OMP_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE, on a core of
 --cores of its own, at most --parallel at once. The load average before and after each job, its
 wall time and its test bits/char go to --results (benchmarks/results/heldout.json); the table (one
@@ -76,7 +79,7 @@ def last_json_line(text: str) -> dict:
 
 def run_job(corpus: str, system: str, commands: list[list[str]], core: int, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"corpus": corpus, "system": system, "core": core, "load_before": os.getloadavg(), "steps": []}
+    record = {"corpus": corpus, "system": system, "core": core, "load_before": os.getloadavg(), "commands": []}
     started = time.monotonic()
     with open(run_dir / "log.txt", "w") as log:
         for command in commands:
@@ -86,7 +89,7 @@ def run_job(corpus: str, system: str, commands: list[list[str]], core: int, run_
             step_started = time.monotonic()
             done = subprocess.run(pinned, env=job_environment(), cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
             log.write(done.stdout)
-            record["steps"].append({"command": shlex.join(pinned), "seconds": round(time.monotonic() - step_started, 1)})
+            record["commands"].append({"command": shlex.join(pinned), "seconds": round(time.monotonic() - step_started, 1)})
             if done.returncode != 0:
                 record["error"] = f"exit status {done.returncode}: see {run_dir / 'log.txt'}"
                 break
