@@ -37,7 +37,9 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from heldout_common import Clock, bits_per_char, read_split, scored_chars, set_one_thread, unseen_char_nats, write_result  # noqa: E402
+from heldout_common import (  # noqa: E402
+    Clock, bits_per_char, read_split, scored_chars, set_one_thread, unseen_char_nats, write_result,
+)
 
 LAYERS, HEADS, WIDTH, BLOCK, BATCH = 4, 4, 128, 64, 12
 LR, MIN_LR, WARMUP, WEIGHT_DECAY, BETAS, CLIP = 1e-3, 1e-4, 100, 0.1, (0.9, 0.99), 1.0

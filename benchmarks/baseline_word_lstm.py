@@ -43,7 +43,9 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from heldout_common import Clock, bits_per_char, read_split, scored_chars, set_one_thread, unseen_char_nats, write_result  # noqa: E402
+from heldout_common import (  # noqa: E402
+    Clock, bits_per_char, read_split, scored_chars, set_one_thread, unseen_char_nats, write_result,
+)
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]|\n")
 UNK, EOS = "<unk>", "<eos>"
