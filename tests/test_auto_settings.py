@@ -17,7 +17,7 @@ from textlstm.auto_settings import (
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 
 TRAIN_TOKENS = 10_000
-BOUNDS = [(row, following) for row, following in zip(REGULARIZATION_TABLE, REGULARIZATION_TABLE[1:])]
+BOUNDS = list(zip(REGULARIZATION_TABLE, REGULARIZATION_TABLE[1:]))  # each row with the one after it
 
 
 @pytest.mark.parametrize("row,following", BOUNDS)
@@ -72,7 +72,7 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
     assert result.code == 0, result.err
     saved = saved_config(out)
     assert saved["data"]["tokenizer"] == "char"
-    chosen = regularization_for(saved_config_train_tokens(out), 2 * 4 * 32)
+    chosen = regularization_for(train_tokens_of(out), 2 * 4 * 32)
     assert (saved["model"]["dropout"], saved["model"]["recurrent_dropout"], saved["train"]["weight_decay"]) == (
         chosen.dropout, chosen.recurrent_dropout, chosen.weight_decay)
     assert "tokenizer: char (auto: " in result.err and f"dropout {chosen.dropout:g}, recurrent dropout" in result.err
@@ -83,8 +83,8 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
 
 
-def saved_config_train_tokens(folder) -> int:
-    """The training tokens of a run on small_corpus, scored (the run's cached ids say how many)."""
+def train_tokens_of(folder) -> int:
+    """The training tokens a run counted (its ids are in the cache)."""
     from textlstm.checkpoint import load_config
     from textlstm.data import prepare
 
