@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from textlstm import checkpoint as ckpt
-from textlstm.config import RunConfig
+from textlstm.config import AUTO, RunConfig
 from textlstm.errors import TextlstmError
 from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import UNK, TextTokenizer
@@ -72,7 +72,7 @@ def conflicts(given: dict, parent: Parent) -> list[str]:
     return [
         f"--{name.replace('_', '-')} {_shown(value)} (the parent has {_shown(fixed[name])})"
         for name, value in given.items()
-        if name in fixed and value != fixed[name]
+        if name in fixed and value != fixed[name] and not (name == "tokenizer" and value == AUTO)
     ]
 
 

@@ -54,7 +54,7 @@ class LSTMLanguageModel(nn.Module):
         if config.cell == "mogrifier":
             input_sizes = [config.embedding_size] + [config.hidden_size] * (config.layers - 1)
             self.mogrifiers = nn.ModuleList(Mogrifier(size, config.hidden_size, config.mogrifier_rounds) for size in input_sizes)
-        self.dropout = FastDropout(config.dropout)
+        self.dropout = FastDropout(config.dropout or 0.0)  # None: auto, never resolved (not built by training)
         output_size = config.hidden_size
         self.projection = None
         if config.tie_weights and config.hidden_size != config.embedding_size:
@@ -180,7 +180,7 @@ class LSTMLanguageModel(nn.Module):
         """W_ih, W_hh, b_ih, b_hh of one layer; in training W_hh carries the recurrent-dropout mask."""
         w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         if self.training:
-            w_hh = drop_recurrent_columns(w_hh, self.config.recurrent_dropout)
+            w_hh = drop_recurrent_columns(w_hh, self.config.recurrent_dropout or 0.0)
         return [w_ih, w_hh, b_ih, b_hh]
 
     def _run_lstm(self, x: torch.Tensor | PackedSequence, state: State):

@@ -56,7 +56,7 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
     def sequence(features: int) -> Shape:
         return (None, None, features)
 
-    dropout = f"Dropout {config.dropout:g}"
+    dropout = f"Dropout {config.dropout or 0:g}"
     rows = [LayerRow("embedding", "Embedding", sequence(config.embedding_size), count(model.embedding))]
     if masked:
         rows.append(LayerRow("masking", "Masking, packed sequences", sequence(config.embedding_size), 0))
@@ -67,7 +67,7 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
         if model.mogrifiers is not None:  # its gating matrices counted in the layer's row, and named there
             mogrifier = count(model.mogrifiers[layer])
             kind, parameters = f"Mogrifier LSTM ({config.mogrifier_rounds} rounds: {mogrifier:,} parameters)", parameters + mogrifier
-        kind += f", recurrent dropout {config.recurrent_dropout:g}"
+        kind += f", recurrent dropout {config.recurrent_dropout or 0:g}"
         rows.append(LayerRow(f"lstm_{layer + 1}", kind, sequence(config.hidden_size), parameters))
         rows.append(LayerRow(f"dropout_{layer + 1}", dropout, sequence(config.hidden_size), 0))
     if model.projection is not None:
