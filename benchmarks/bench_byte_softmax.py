@@ -43,7 +43,8 @@ def main() -> None:
         models = {}
         for label, byte_start in (("plain softmax (323 outputs)", None), ("byte-fallback softmax (68 outputs)", 2)):
             torch.manual_seed(0)
-            config = ModelConfig(VOCAB, embedding_size=embedding, hidden_size=hidden, layers=2, byte_fallback_start=byte_start)
+            config = ModelConfig(VOCAB, embedding_size=embedding, hidden_size=hidden, layers=2, dropout=0.1, recurrent_dropout=0.1,
+                                 byte_fallback_start=byte_start)
             model = LSTMLanguageModel(config).train()
             models[label] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         ids = torch.randint(FIRST_CHAR, VOCAB, (batch, seq + 1))

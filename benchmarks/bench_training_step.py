@@ -60,7 +60,7 @@ def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", see
         dropout=shape.dropout, recurrent_dropout=shape.recurrent_dropout,
     )
     model = ModelConfig(**{**model.__dict__, **model_overrides})
-    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, max_steps=10**9, warmup_steps=0,
+    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, max_steps=10**9, warmup_steps=0, weight_decay=0.01,
                         seed=seed, device="cpu", precision=precision)
     trainer = Trainer(RunConfig(model=model, data=DataConfig(), train=train), Path("unused-benchmark-output"))
     trainer.tokenizer = SimpleNamespace(vocab_size=shape.vocab)

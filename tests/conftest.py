@@ -115,12 +115,13 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
     """An untrained char model with well-separated logits that writes plain characters: never a byte
     token or end of text, and no newline unless `allow_newline`; `bias` sets chosen tokens' output
     bias. Returns (model in eval mode, tokenizer, RunConfig)."""
-    from textlstm.config import ModelConfig, RunConfig
+    from textlstm.config import DataConfig, ModelConfig, RunConfig
     from textlstm.model import LSTMLanguageModel
     from textlstm.tokenizer import EOT_ID, build_tokenizer
 
     tokenizer = build_tokenizer("char", [TINY_CORPUS])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2))
+    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2,
+                                         dropout=0.1, recurrent_dropout=0.1), data=DataConfig(tokenizer="char"))
     torch.manual_seed(0)
     model = LSTMLanguageModel(config.model)
     with torch.no_grad():

@@ -150,7 +150,7 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
 
     lines = []
     first = prepare(DataConfig(dataset=str(text_file)), report=lines.append)
-    assert [line.split(":")[0] for line in lines] == ["corpus", "tokens"]
+    assert [line.split(":")[0] for line in lines] == ["corpus", "tokenizer", "tokens"]  # the tokenizer auto chose
     assert first.splits["train"].info.tokens > first.splits["valid"].info.tokens > 1
 
     def fail(*_, **__):

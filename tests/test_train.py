@@ -213,7 +213,7 @@ def test_builtin_corpus_trains_offline_by_default(run_cli, tmp_path):
     result = run_cli("train", *TINY_MODEL, "--max-steps", "2", "--eval-tokens", "2000")
     assert result.code == 0, result.err
     runs = list((tmp_path / "checkpoints").iterdir())
-    assert len(runs) == 1 and runs[0].name.endswith("-pydoc-char")
+    assert len(runs) == 1 and runs[0].name.endswith("-pydoc-auto")
     assert "built-in" in result.err
 
 

@@ -20,6 +20,10 @@ from textlstm.turns import TurnFormat, turn_format
 # ends within 5 minutes (data preparation and the final evaluation included), on any machine.
 DEFAULT_MINUTES = 4.5
 
+# The value of a setting that training chooses itself once the data is known (textlstm/auto_settings.py).
+# The tokenizer says so by name; dropout, recurrent_dropout and weight_decay by None.
+AUTO = "auto"
+
 # Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
 CHECKPOINT_FORMAT = 1
 
@@ -37,8 +41,10 @@ class ModelConfig:
     embedding_size: int = 64
     hidden_size: int = 256
     layers: int = 2
-    dropout: float = 0.1
-    recurrent_dropout: float = 0.1
+    # None: auto, chosen from the corpus and the budget when training starts (auto_settings.regularization_for).
+    # A model built from a config that still says None (outside training) has no dropout.
+    dropout: float | None = None
+    recurrent_dropout: float | None = None
     embedding_dropout: float = 0.0  # drops whole embedding rows (tokens) per batch in training
     tie_weights: bool = False
     output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
@@ -46,8 +52,12 @@ class ModelConfig:
     # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
     # the tokenizer): they then share one softmax output (textlstm/byte_softmax.py). None: a plain softmax.
     byte_fallback_start: int | None = None
+    cell: str = "lstm"  # "lstm", or "mogrifier": input and hidden state gate each other first (textlstm/mogrifier.py)
+    mogrifier_rounds: int = 5  # the Mogrifier's rounds (the paper's best setting); with cell "lstm", unused
 
     def __post_init__(self):
+        _check(self.cell in ("lstm", "mogrifier"), f"cell must be lstm or mogrifier, got {self.cell!r}")
+        _check(self.mogrifier_rounds >= 0, f"mogrifier-rounds must not be negative, got {self.mogrifier_rounds}")
         _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
         _check(self.output_layer in ("full", "adaptive"), f"output-layer must be full or adaptive, got {self.output_layer!r}")
         _check(
@@ -74,7 +84,7 @@ class ModelConfig:
             _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("dropout", "recurrent_dropout", "embedding_dropout"):
             value = getattr(self, name)
-            _check(0 <= value < 1, f"{name.replace('_', '-')} must be in [0, 1), got {value}")
+            _check(value is None or 0 <= value < 1, f"{name.replace('_', '-')} must be in [0, 1), got {value}")
 
 
 @dataclass
@@ -84,7 +94,7 @@ class DataConfig:
     split: str = "train"
     valid_split: str | None = None
     text_column: str | None = None
-    tokenizer: str = "char"
+    tokenizer: str = AUTO  # char, word, bpe, or auto: chosen from the corpus when training starts (auto_settings.choose_tokenizer)
     vocab_size: int | None = None  # word and bpe only
     batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
     turns: TurnFormat | None = None  # how the corpus writes a conversation: its card's [chat] table
@@ -93,7 +103,7 @@ class DataConfig:
     def __post_init__(self):
         if isinstance(self.turns, dict):  # as read back from config.json
             self.turns = turn_format(self.turns, "the data.turns of config.json")
-        _check(self.tokenizer in ("char", "word", "bpe"), f"tokenizer must be char, word or bpe, got {self.tokenizer!r}")
+        _check(self.tokenizer in ("char", "word", "bpe", AUTO), f"tokenizer must be char, word, bpe or auto, got {self.tokenizer!r}")
         _check(self.batching in ("stream", "documents"), f"batching must be stream or documents, got {self.batching!r}")
         _check(self.vocab_size is None or self.vocab_size >= 8, f"vocab-size must be at least 8, got {self.vocab_size}")
         _check(not (self.streaming and self.batching == "documents"), "--streaming trains with --batching stream only")
@@ -104,7 +114,9 @@ class TrainConfig:
     batch_size: int = 16
     seq_len: int = 64
     lr: float = 4e-3
-    weight_decay: float = 0.01
+    # None: auto, chosen with the dropouts when training starts (auto_settings.regularization_for);
+    # an optimizer built from a config that still says None (outside training) has no weight decay.
+    weight_decay: float | None = None
     schedule: str = "cosine"  # "cosine" (warmup, then cosine decay to min_lr_ratio * lr) or "constant"
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
@@ -139,7 +151,7 @@ class TrainConfig:
             self.max_minutes = DEFAULT_MINUTES
         _check(self.max_minutes is None or self.max_minutes > 0, f"max-minutes must be positive, got {self.max_minutes}")
         _check(self.lr > 0, f"lr must be positive, got {self.lr}")
-        _check(self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
+        _check(self.weight_decay is None or self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
         _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
         _check(self.ar >= 0, f"ar must not be negative, got {self.ar}")
         _check(self.tar >= 0, f"tar must not be negative, got {self.tar}")

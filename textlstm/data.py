@@ -10,6 +10,7 @@ larger than memory trains in bounded memory.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import asdict, dataclass
@@ -20,8 +21,9 @@ import numpy as np
 import torch
 
 from textlstm.cache import cache_key, cache_root
-from textlstm.config import DataConfig
+from textlstm.config import AUTO, DataConfig, TrainConfig
 from textlstm.corpora import Corpus, load_corpus
+from textlstm.corpora.splits import character_count
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write
 from textlstm.pieces import dataset_rows, documents_as_pieces
@@ -44,6 +46,7 @@ class Prepared:
     tokenizer: TextTokenizer
     splits: dict[str, TokenizedSplit]  # "train" and/or "valid"; only "valid" when streamed
     stream: "TrainStream | None" = None  # the training text when streamed (data.streaming)
+    tokenizer_kind: str = ""  # char, word or bpe: data.tokenizer, or what "auto" resolved to
 
 
 def prepare(
@@ -51,6 +54,7 @@ def prepare(
     tokenizer: TextTokenizer | None = None,
     report: Callable[[str], None] = lambda text: None,
     splits: tuple[str, ...] = ("train", "valid"),
+    train: TrainConfig | None = None,
 ) -> Prepared:
     """The corpus `data` names, a tokenizer and the token ids of `splits`, each from the cache when it is there.
 
@@ -59,16 +63,21 @@ def prepare(
     A split asked for that holds no token to score is an error.
     data.streaming: the corpus is read as a stream instead (see textlstm/streaming.py): no ids are
     stored, the validation ids are held in memory and the training text comes as `stream`.
+    data.tokenizer "auto" (with no `tokenizer` given): the kind is chosen from the training text's
+    size and the budget of `train` (auto_settings.choose_tokenizer) and returned as `tokenizer_kind`.
     """
     if data.streaming:
         from textlstm.streaming import prepare_streamed
 
-        return prepare_streamed(data, tokenizer, report)
+        if tokenizer is None:
+            data = _with_tokenizer_chosen(data, None, train, report)
+        return dataclasses.replace(prepare_streamed(data, tokenizer, report), tokenizer_kind=data.tokenizer)
     corpus = load_corpus(
         data.dataset, config=data.dataset_config, split=data.split, valid_split=data.valid_split, text_column=data.text_column
     )
     report(f"corpus: {corpus.source}")
     if tokenizer is None:
+        data = _with_tokenizer_chosen(data, character_count(corpus.train), train, report)
         tokenizer = tokenizer_for_corpus(corpus, data.tokenizer, data.vocab_size)
     tokenized = tokenize_splits(corpus, tokenizer, names=splits)
     if "train" in tokenized and tokenized["train"].info.scored_tokens < 2:
@@ -78,7 +87,20 @@ def prepare(
         raise TextlstmError(f"the validation split{which} of {corpus.name} is empty")
     counts = ", ".join(f"{split.info.tokens:,} {_SPLIT_WORDS[name]}" for name, split in tokenized.items())
     report(f"tokens: {counts} ({data.tokenizer} tokenizer, {tokenizer.vocab_size:,} tokens in the vocabulary)")
-    return Prepared(corpus, tokenizer, tokenized)
+    return Prepared(corpus, tokenizer, tokenized, tokenizer_kind=data.tokenizer)
+
+
+def _with_tokenizer_chosen(data: DataConfig, train_characters: int | None, train: TrainConfig | None, report) -> DataConfig:
+    """`data` with a tokenizer "auto" replaced by the chosen kind (said through `report`)."""
+    if data.tokenizer != AUTO:
+        return data
+    from textlstm.auto_settings import budget_tokens, choose_tokenizer
+
+    # A char tokenizer's tokens are about its characters: the budget of --epochs counts those.
+    budget = budget_tokens(train, train_characters) if train is not None else None
+    choice = choose_tokenizer(train_characters, budget)
+    report(f"tokenizer: {choice.kind} ({AUTO}: {choice.reason})")
+    return dataclasses.replace(data, tokenizer=choice.kind)
 
 
 _SPLIT_WORDS = {"train": "train", "valid": "validation"}

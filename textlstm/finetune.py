@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from textlstm import checkpoint as ckpt
-from textlstm.config import RunConfig
+from textlstm.config import AUTO, RunConfig
 from textlstm.errors import TextlstmError
 from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import UNK, TextTokenizer
 
 # ModelConfig fields that decide the weights' shapes: the parent's are kept. Dropouts may change.
-SHAPE_FIELDS = ("embedding_size", "hidden_size", "layers", "tie_weights", "output_layer", "adaptive_cutoffs")
+SHAPE_FIELDS = ("embedding_size", "hidden_size", "layers", "cell", "mogrifier_rounds", "tie_weights", "output_layer", "adaptive_cutoffs")
 CHUNK = 1 << 24  # ids counted at a time, so a corpus of many GB is counted in bounded memory
 
 
@@ -73,7 +73,7 @@ def conflicts(given: dict, parent: Parent) -> list[str]:
     return [
         f"--{name.replace('_', '-')} {_shown(value)} (the parent has {_shown(fixed[name])})"
         for name, value in given.items()
-        if name in fixed and value != fixed[name]
+        if name in fixed and value != fixed[name] and not (name == "tokenizer" and value == AUTO)
     ]
 
 

@@ -9,6 +9,11 @@ recurrent dropout in training): `forward` / `hidden_states` / `loss` read whole 
 scoring, prompts) through the fused kernel, and `step` reads one token per row (sampling, serving).
 Nothing outside this module reads the LSTM's weights.
 
+With `cell` "mogrifier" each layer's input and previous hidden state first gate each other
+(textlstm/mogrifier.py). That depends on h(t-1), so no fused kernel runs it: whole sequences run
+one time step at a time through `_cell_step`, the function `step` calls; padded documents run as
+the padded tensor with each row's state held past its length.
+
 The output layer is a Linear layer over the vocabulary, an adaptive softmax (`output_layer`
 "adaptive"), or for a char tokenizer's vocabulary the byte-fallback softmax (textlstm/byte_softmax.py:
 the 256 byte tokens share one output). The trainer starts the output biases at the log unigram
@@ -27,6 +32,7 @@ from textlstm.activation_penalty import activation_penalty
 from textlstm.byte_softmax import ByteFallbackSoftmax
 from textlstm.config import ModelConfig
 from textlstm.dropout import FastDropout, drop_recurrent_columns, embedding_row_scales
+from textlstm.mogrifier import Mogrifier
 from textlstm.tokenizer import PAD_ID
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
@@ -45,7 +51,11 @@ class LSTMLanguageModel(nn.Module):
             num_layers=config.layers,
             batch_first=True,  # a container of the weights: _run_lstm and step run them
         )
-        self.dropout = FastDropout(config.dropout)
+        self.mogrifiers = None
+        if config.cell == "mogrifier":
+            input_sizes = [config.embedding_size] + [config.hidden_size] * (config.layers - 1)
+            self.mogrifiers = nn.ModuleList(Mogrifier(size, config.hidden_size, config.mogrifier_rounds) for size in input_sizes)
+        self.dropout = FastDropout(config.dropout or 0.0)  # None: auto, never resolved (not built by training)
         output_size = config.hidden_size
         self.projection = None
         if config.tie_weights and config.hidden_size != config.embedding_size:
@@ -170,21 +180,32 @@ class LSTMLanguageModel(nn.Module):
         for layer in range(self.config.layers):
             if layer > 0:
                 x = self.dropout(x)
-            x, c_layer = torch.lstm_cell(x, (h[layer], c[layer]), *self._layer_weights(layer))
+            x, c_layer = self._cell_step(layer, x, (h[layer], c[layer]), self._layer_weights(layer))
             hs.append(x)
             cs.append(c_layer)
         return self.logits(self.dropout(x)), (torch.stack(hs), torch.stack(cs))
+
+    def _cell_step(
+        self, layer: int, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], weights: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step of one layer: (h, c) after reading x [batch, input] from `state` ([batch, hidden] each)."""
+        h, c = state
+        if self.mogrifiers is not None:
+            x, h = self.mogrifiers[layer](x, h)
+        return torch.lstm_cell(x, (h, c), *weights)
 
     def _layer_weights(self, layer: int) -> list[torch.Tensor]:
         """W_ih, W_hh, b_ih, b_hh of one layer; in training W_hh carries the recurrent-dropout mask."""
         w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         if self.training:
-            w_hh = drop_recurrent_columns(w_hh, self.config.recurrent_dropout)
+            w_hh = drop_recurrent_columns(w_hh, self.config.recurrent_dropout or 0.0)
         return [w_ih, w_hh, b_ih, b_hh]
 
     def _run_lstm(self, x: torch.Tensor | PackedSequence, state: State):
         """The stacked LSTM one layer at a time through `torch.lstm` (the fused kernel nn.LSTM calls),
         with FastDropout between layers; a packed sequence (padded documents) runs the same way."""
+        if self.mogrifiers is not None:
+            return self._run_step_by_step(x, state)
         packed = isinstance(x, PackedSequence)
         h, c = state
         if packed and x.sorted_indices is not None:  # the packed kernel wants the rows in length order
@@ -207,6 +228,40 @@ class LSTMLanguageModel(nn.Module):
             if x.unsorted_indices is not None:
                 h, c = h[:, x.unsorted_indices], c[:, x.unsorted_indices]
             return PackedSequence(data, x.batch_sizes, x.sorted_indices, x.unsorted_indices), (h, c)
+        return data, (h, c)
+
+    def _run_step_by_step(self, x: torch.Tensor | PackedSequence, state: State):
+        """`_run_lstm` one time step at a time through `_cell_step` (the mogrifier's way). A packed
+        sequence runs as its padded tensor: past a row's length its state stays as it was, and its
+        outputs there are dropped when the result is packed again."""
+        packed = isinstance(x, PackedSequence)
+        if packed:
+            data, lengths = pad_packed_sequence(x, batch_first=True)
+            running = torch.arange(data.shape[1])[:, None] < lengths[None, :]  # [time, batch]: before the row's end
+            running = running.to(data.device)[..., None]
+        else:
+            data = x
+        h, c = state
+        hs, cs = [], []
+        for layer in range(self.config.layers):
+            if layer > 0:
+                data = self.dropout(data)
+            weights = self._layer_weights(layer)  # once per layer: the recurrent-dropout mask is fixed over time
+            h_layer, c_layer = h[layer], c[layer]
+            outputs = []
+            # unbind, not data[:, t]: the backward of each slice would fill a gradient of data's full size
+            for t, x_t in enumerate(data.unbind(1)):
+                h_new, c_new = self._cell_step(layer, x_t, (h_layer, c_layer), weights)
+                if packed:
+                    h_new, c_new = torch.where(running[t], h_new, h_layer), torch.where(running[t], c_new, c_layer)
+                h_layer, c_layer = h_new, c_new
+                outputs.append(h_layer)
+            data = torch.stack(outputs, dim=1) if outputs else data.new_zeros(data.shape[0], 0, self.config.hidden_size)
+            hs.append(h_layer)
+            cs.append(c_layer)
+        h, c = torch.stack(hs), torch.stack(cs)
+        if packed:
+            return pack_padded_sequence(data, lengths, batch_first=True, enforce_sorted=False), (h, c)
         return data, (h, c)
 
     def loss(

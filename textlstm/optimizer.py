@@ -32,7 +32,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=BETAS)
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay or 0.0), lr=config.lr, betas=BETAS)
 
 
 def load_optimizer_state(optimizer: torch.optim.AdamW, model: torch.nn.Module, state: dict) -> None:

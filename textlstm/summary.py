@@ -56,15 +56,19 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
     def sequence(features: int) -> Shape:
         return (None, None, features)
 
-    dropout = f"Dropout {config.dropout:g}"
+    dropout = f"Dropout {config.dropout or 0:g}"
     rows = [LayerRow("embedding", "Embedding", sequence(config.embedding_size), count(model.embedding))]
     if masked:
         rows.append(LayerRow("masking", "Masking, packed sequences", sequence(config.embedding_size), 0))
     rows.append(LayerRow("dropout", dropout, sequence(config.embedding_size), 0))
     for layer in range(config.layers):
         weights = [getattr(model.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        kind = f"LSTM, recurrent dropout {config.recurrent_dropout:g}"
-        rows.append(LayerRow(f"lstm_{layer + 1}", kind, sequence(config.hidden_size), count(*weights)))
+        kind, parameters = "LSTM", count(*weights)
+        if model.mogrifiers is not None:  # its gating matrices counted in the layer's row, and named there
+            mogrifier = count(model.mogrifiers[layer])
+            kind, parameters = f"Mogrifier LSTM ({config.mogrifier_rounds} rounds: {mogrifier:,} parameters)", parameters + mogrifier
+        kind += f", recurrent dropout {config.recurrent_dropout or 0:g}"
+        rows.append(LayerRow(f"lstm_{layer + 1}", kind, sequence(config.hidden_size), parameters))
         rows.append(LayerRow(f"dropout_{layer + 1}", dropout, sequence(config.hidden_size), 0))
     if model.projection is not None:
         rows.append(LayerRow("projection", "Linear, no bias", sequence(config.embedding_size), count(model.projection)))

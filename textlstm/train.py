@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from textlstm import checkpoint as ckpt
-from textlstm import distributed, finetune, process_state
+from textlstm import auto_settings, distributed, finetune, process_state
 from textlstm.config import ModelConfig, RunConfig
 from textlstm.data import DocumentBatcher, StreamBatcher, prepare
 from textlstm.device import resolve_device
@@ -101,9 +101,15 @@ class Trainer:
             reused = ckpt.load_tokenizer(self.output)
         elif self.parent is not None:
             reused = self.parent.tokenizer()
-        prepared = prepare(data, reused, report=self.reporter.message)
+        prepared = prepare(data, reused, report=self.reporter.message, train=self.config.train)
         self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
         self.stream = prepared.stream
+        # "auto" settings become what was chosen, so config.json (resume, eval, generate) holds those.
+        data = self.config.data = dataclasses.replace(data, tokenizer=prepared.tokenizer_kind)
+        train_tokens = self.splits["train"].info.scored_tokens if "train" in self.splits else None  # None: streamed
+        self.config, chosen = auto_settings.resolve_regularization(self.config, train_tokens)
+        if chosen:
+            self.reporter.message(chosen)
         if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
             self.reporter.message(note)
         if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat

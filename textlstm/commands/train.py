@@ -7,7 +7,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from textlstm.config import DEFAULT_MINUTES, DataConfig, ModelConfig, TrainConfig
+from textlstm.config import AUTO, DEFAULT_MINUTES, DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
 LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
@@ -16,6 +16,25 @@ RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", 
 LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
+# Options whose value "auto" leaves the choice to training (textlstm/auto_settings.py); --resume
+# accepts "auto" for them whatever the run chose.
+AUTO_OPTIONS = ("tokenizer", "dropout", "recurrent_dropout", "weight_decay")
+
+
+class AutoOr(click.ParamType):
+    """A number of `inner`'s type, or "auto" (None: training chooses it)."""
+
+    def __init__(self, inner: click.ParamType):
+        self.inner = inner
+        self.name = f"{inner.name}|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
+            return None
+        return self.inner.convert(value, param, ctx)
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[FLOAT|auto]"
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -44,9 +63,12 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--valid-split", help="Split to validate on. Default: the dataset's validation split, "
               "else the last 10% of the training text.")
 @click.option("--text-column", help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column.")
-@click.option("--tokenizer", type=click.Choice(["char", "word", "bpe"]), default=DataConfig.tokenizer, show_default=True,
-              help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE.")
-@click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size for word (default 10000) and bpe (default 4096).")
+@click.option("--tokenizer", type=click.Choice(["char", "word", "bpe", AUTO]), default=DataConfig.tokenizer, show_default=True,
+              help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
+              "auto: chosen once the training text is known, from its size and the budget (for now always char); "
+              "the run's config records the one chosen.")
+@click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size for word (default 10000) and bpe (default 4096), "
+              "also when --tokenizer auto chooses one of them.")
 @click.option("--batching", type=click.Choice(["stream", "documents"]), default=DataConfig.batching, show_default=True,
               help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and document ends). "
               "documents: each document on its own, padded and masked; for corpora of short independent texts.")
@@ -57,13 +79,21 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--embedding-size", type=POSITIVE, default=ModelConfig.embedding_size, show_default=True)
 @click.option("--hidden-size", type=POSITIVE, default=ModelConfig.hidden_size, show_default=True, help="LSTM units per layer.")
 @click.option("--layers", type=POSITIVE, default=ModelConfig.layers, show_default=True, help="Stacked LSTM layers.")
-@click.option("--dropout", type=PROBABILITY, default=ModelConfig.dropout, show_default=True,
-              help="Dropout on embeddings, between LSTM layers and before the output layer.")
-@click.option("--recurrent-dropout", type=PROBABILITY, default=ModelConfig.recurrent_dropout, show_default=True,
-              help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time.")
+@click.option("--dropout", type=AutoOr(PROBABILITY), default=ModelConfig.dropout, show_default=AUTO,
+              help="Dropout on embeddings, between LSTM layers and before the output layer. auto: chosen from the "
+              "training tokens and the budget (how many epochs the run will see), once the data is prepared.")
+@click.option("--recurrent-dropout", type=AutoOr(PROBABILITY), default=ModelConfig.recurrent_dropout, show_default=AUTO,
+              help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time. auto: chosen like --dropout.")
 @click.option("--embedding-dropout", type=PROBABILITY, default=ModelConfig.embedding_dropout, show_default=True,
               help="Drop whole rows of the embedding matrix in training, one mask over the vocabulary per batch: "
               "every occurrence of a dropped token is zeroed (AWD-LSTM). 0: off.")
+@click.option("--cell", type=click.Choice(["lstm", "mogrifier"]), default=ModelConfig.cell, show_default=True,
+              help="lstm: the plain LSTM, run by the fused kernel. mogrifier: the Mogrifier LSTM (Melis et al., ICLR 2020): "
+              "before each step the input and the previous hidden state gate each other in --mogrifier-rounds rounds, "
+              "through full-rank matrices learned per layer; it runs one time step at a time, so it is slower per step. "
+              "Works with both --batching modes.")
+@click.option("--mogrifier-rounds", type=click.IntRange(min=0), default=ModelConfig.mogrifier_rounds, show_default=True,
+              help="Rounds of mutual gating with --cell mogrifier (0: the plain LSTM); ignored with --cell lstm.")
 @click.option("--tie-weights/--no-tie-weights", default=ModelConfig.tie_weights, show_default=True,
               help="Share the embedding matrix with the output layer.")
 @click.option("--output-layer", type=click.Choice(["full", "adaptive"]), default=ModelConfig.output_layer, show_default=True,
@@ -78,7 +108,8 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
               help="Tokens per row per step (the truncated-BPTT length).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, show_default=True,
               help="Peak learning rate (AdamW).")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay, show_default=True)
+@click.option("--weight-decay", type=AutoOr(click.FloatRange(min=0)), default=TrainConfig.weight_decay, show_default=AUTO,
+              help="AdamW weight decay of the weight matrices. auto: chosen with the dropouts.")
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), default=TrainConfig.schedule, show_default=True,
               help="Learning rate after warmup: cosine decay to 10% of --lr at the last step, or constant.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=TrainConfig.warmup_steps, show_default=True)
@@ -207,6 +238,8 @@ def _check_fixed_options(options: dict, names: set[str]) -> None:
     saved = load_config(Path(options["resume"]))
     sections = (saved.model, saved.data, saved.train)
     for name in names:
+        if name in AUTO_OPTIONS and options[name] in (None, AUTO):
+            continue  # "auto" was resolved when the run started: its config holds what was chosen
         section = next(s for s in sections if name in s.__dataclass_fields__)
         old, new = getattr(section, name), options[name]
         if name == "dataset" and old is not None and new is not None:

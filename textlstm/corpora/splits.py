@@ -38,14 +38,14 @@ def make_corpus(loaded: Loaded, options: Options) -> Corpus:
     train = _pick_split(loaded, options.split)
     column = _choose_text_column(train, options.text_column)
     train = _only_text(train, column, loaded.name, options.split)
-    if _character_count(train) == 0:
+    if character_count(train) == 0:
         raise TextlstmError(f"the corpus '{loaded.name}' is empty (no text in split '{options.split}')")
     valid_name = options.valid_split or next(
         (name for name in OWN_VALID_SPLITS if name in loaded.splits and name != options.split), None
     )
     if valid_name:
         valid = _only_text(_pick_split(loaded, valid_name), column, loaded.name, valid_name)
-        if _character_count(valid) == 0:
+        if character_count(valid) == 0:
             raise TextlstmError(f"the validation split '{valid_name}' of the corpus '{loaded.name}' is empty")
     else:
         train, valid = _hold_out_tail(train, options.valid_fraction, loaded.name)
@@ -119,7 +119,7 @@ def _chunk_lengths(dataset: datasets.Dataset) -> Iterator[np.ndarray]:
         yield lengths
 
 
-def _character_count(dataset: datasets.Dataset) -> int:
+def character_count(dataset: datasets.Dataset) -> int:
     return sum(int(lengths.sum()) for lengths in _chunk_lengths(dataset))
 
 
@@ -140,7 +140,7 @@ def _hold_out_tail(
     train: datasets.Dataset, valid_fraction: float, name: str
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Move the last `valid_fraction` of the characters to validation, cutting the row that straddles the boundary."""
-    total = _character_count(train)
+    total = character_count(train)
     boundary = int(total * (1 - valid_fraction))
     if boundary == 0 or boundary == total:
         raise TextlstmError(

@@ -1,0 +1,125 @@
+"""Settings left at "auto": the tokenizer, dropouts and weight decay chosen once the data is known."""
+
+import json
+import math
+
+import pytest
+
+from conftest import TINY_MODEL
+from textlstm.auto_settings import (
+    ASSUMED_TOKENS_PER_SECOND,
+    REGULARIZATION_TABLE,
+    WEIGHT_DECAY,
+    budget_tokens,
+    regularization_for,
+    resolve_regularization,
+)
+from textlstm.config import ModelConfig, RunConfig, TrainConfig
+
+TRAIN_TOKENS = 10_000
+BOUNDS = list(zip(REGULARIZATION_TABLE, REGULARIZATION_TABLE[1:]))  # each row with the one after it
+
+
+@pytest.mark.parametrize("row,following", BOUNDS)
+def test_regularization_at_a_bound_is_that_rows_and_just_above_it_the_next_rows(row, following):
+    bound, dropout, recurrent = row
+    at = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS)
+    above = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS + 1)
+    assert (at.dropout, at.recurrent_dropout, at.weight_decay) == (dropout, recurrent, WEIGHT_DECAY)
+    assert (above.dropout, above.recurrent_dropout, above.weight_decay) == (following[1], following[2], WEIGHT_DECAY)
+
+
+def test_the_table_ends_with_a_row_for_any_number_of_epochs():
+    assert REGULARIZATION_TABLE[-1][0] == math.inf
+    last = regularization_for(TRAIN_TOKENS, 1e6 * TRAIN_TOKENS)
+    assert (last.dropout, last.recurrent_dropout) == REGULARIZATION_TABLE[-1][1:]
+
+
+def test_a_streamed_corpus_counts_as_at_most_one_epoch():
+    first = REGULARIZATION_TABLE[0]
+    chosen = regularization_for(None, 1e12)
+    assert first[0] >= 1 and (chosen.dropout, chosen.recurrent_dropout) == first[1:]
+
+
+def test_the_budget_is_the_least_of_the_limits_and_minutes_are_an_estimate():
+    assert budget_tokens(TrainConfig(max_steps=10, batch_size=4, seq_len=8), 1000) == 320
+    assert budget_tokens(TrainConfig(epochs=3), 1000) == 3000
+    assert budget_tokens(TrainConfig(max_minutes=2), 1000) == 120 * ASSUMED_TOKENS_PER_SECOND
+    assert budget_tokens(TrainConfig(epochs=3, max_steps=10, batch_size=4, seq_len=8), 1000) == 320
+    assert budget_tokens(TrainConfig(epochs=3), None) is None  # streamed: nothing to count
+
+
+def test_an_explicit_value_wins_over_auto_and_auto_becomes_numbers():
+    config = RunConfig(model=ModelConfig(dropout=0.0), train=TrainConfig(max_steps=1000, batch_size=16, seq_len=64))
+    auto = regularization_for(TRAIN_TOKENS, 1000 * 16 * 64)
+    assert auto.dropout != 0.0, "the budget should reach a row of the table with dropout"
+    resolved, line = resolve_regularization(config, TRAIN_TOKENS)
+    assert resolved.model.dropout == 0.0
+    assert (resolved.model.recurrent_dropout, resolved.train.weight_decay) == (auto.recurrent_dropout, auto.weight_decay)
+    assert line.startswith(f"recurrent dropout {auto.recurrent_dropout:g}, weight decay") and "dropout 0," not in line
+    untouched, none = resolve_regularization(resolved, TRAIN_TOKENS)
+    assert untouched == resolved and none is None
+
+
+def saved_config(folder) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    command = ("train", "--dataset", small_corpus, *TINY_MODEL, "--eval-every", "2", "--output", out)
+    result = run_cli(*command, "--max-steps", "2")
+    assert result.code == 0, result.err
+    saved = saved_config(out)
+    assert saved["data"]["tokenizer"] == "char"
+    chosen = regularization_for(train_tokens_of(out), 2 * 4 * 32)
+    assert (saved["model"]["dropout"], saved["model"]["recurrent_dropout"], saved["train"]["weight_decay"]) == (
+        chosen.dropout, chosen.recurrent_dropout, chosen.weight_decay)
+    assert "tokenizer: char (auto: " in result.err and f"dropout {chosen.dropout:g}, recurrent dropout" in result.err
+    # The command it was started with, "auto" typed out or not, resumes it.
+    again = run_cli(*command, "--max-steps", "4", "--resume", out, "--tokenizer", "auto", "--dropout", "auto", "--weight-decay", "auto")
+    assert again.code == 0, again.err
+    assert saved_config(out) == saved
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+
+
+def train_tokens_of(folder) -> int:
+    """The training tokens a run counted (its ids are in the cache)."""
+    from textlstm.checkpoint import load_config
+    from textlstm.data import prepare
+
+    return prepare(load_config(folder).data, splits=("train",)).splits["train"].info.scored_tokens
+
+
+def test_an_explicit_dropout_of_zero_wins_in_a_run_of_many_epochs(run_cli, tmp_path, shakespeare_text):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(shakespeare_text[:3000], encoding="utf-8")
+    out = tmp_path / "run"
+    result = run_cli("train", "--dataset", corpus, *TINY_MODEL, "--epochs", "6", "--dropout", "0", "--output", out)
+    assert result.code == 0, result.err
+    auto = regularization_for(100, 600)  # six epochs
+    assert auto.dropout != 0.0, "six epochs should reach a row of the table with dropout"
+    saved = saved_config(out)
+    assert saved["model"]["dropout"] == 0.0 and saved["model"]["recurrent_dropout"] == auto.recurrent_dropout
+
+
+def test_an_explicit_tokenizer_is_kept_and_fine_tuning_with_auto_keeps_the_parents(run_cli, small_corpus, tmp_path):
+    parent = tmp_path / "words"
+    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "word", "--vocab-size", "300",
+                     "--max-steps", "2", "--output", parent)
+    assert result.code == 0, result.err
+    assert saved_config(parent)["data"]["tokenizer"] == "word" and "(auto: " not in result.err.split("tokens:")[0]
+    child = tmp_path / "child"
+    result = run_cli("train", "--init-from", parent, "--dataset", small_corpus, "--tokenizer", "auto", "--max-steps", "2",
+                     "--batch-size", "4", "--seq-len", "32", "--output", child)
+    assert result.code == 0, result.err
+    assert saved_config(child)["data"]["tokenizer"] == "word" and saved_config(child)["data"]["vocab_size"] == 300
+
+
+def test_a_config_file_value_wins_over_auto(tmp_path):
+    from test_config_file import config_of
+
+    path = tmp_path / "run.toml"
+    path.write_text('dropout = 0.0\nweight-decay = 0.5\nrecurrent-dropout = "auto"\n')
+    config = config_of("--config", path)
+    assert (config.model.dropout, config.model.recurrent_dropout, config.train.weight_decay) == (0.0, None, 0.5)

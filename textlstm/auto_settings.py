@@ -1,0 +1,127 @@
+"""The settings `textlstm train` chooses itself when they are left at "auto": the tokenizer, and the
+dropouts and weight decay. Each is chosen once the training text is known, from its size and the
+run's budget, by one rule over one small table:
+
+- `choose_tokenizer(train_characters, budget)`: the tokenizer (TOKENIZER_RULE).
+- `regularization_for(train_tokens, budget)`: dropout, recurrent dropout, weight decay
+  (REGULARIZATION_TABLE, WEIGHT_DECAY).
+
+`budget` is the tokens the run will train on (`budget_tokens`). The choice depends only on the data
+and the settings, so every process of a distributed run makes the same one. The resolved values are
+what the run's config.json records: --resume, eval and generate never see "auto".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from textlstm.config import AUTO, RunConfig, TrainConfig
+
+# Training tokens per second assumed for a --max-minutes budget. An estimate, not a measurement of
+# this machine: about what the default model shape trains at on a 2-core CPU in float32 (the
+# README's performance table). Only the budget estimate of a time-limited run reads it.
+ASSUMED_TOKENS_PER_SECOND = 40_000
+
+
+def budget_tokens(train: TrainConfig, train_tokens: int | None) -> float | None:
+    """Tokens the run will train on: the least of its limits. --max-steps counts steps x batch-size x
+    seq-len, --epochs counts passes over `train_tokens`, and --max-minutes is an estimate (minutes x
+    60 x ASSUMED_TOKENS_PER_SECOND). None: no limit can be counted (only --epochs, of unknown text)."""
+    limits = []
+    if train.max_steps:
+        limits.append(train.max_steps * train.batch_size * train.seq_len)
+    if train.epochs and train_tokens:
+        limits.append(train.epochs * train_tokens)
+    if train.max_minutes:
+        limits.append(train.max_minutes * 60 * ASSUMED_TOKENS_PER_SECOND)
+    return min(limits) if limits else None
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerChoice:
+    kind: str  # char, word or bpe
+    reason: str  # shown as "tokenizer: char (auto: REASON)"
+
+
+# The tokenizer --tokenizer auto gives. For now char for every corpus and budget: a placeholder
+# until the measured rule replaces it.
+TOKENIZER_RULE = "char"
+
+
+def choose_tokenizer(train_characters: int | None, budget: float | None) -> TokenizerChoice:
+    """The tokenizer for a run on `train_characters` of training text (None: streamed, unknown) with
+    `budget` training tokens (see budget_tokens; None: unknown).
+
+    Why: [placeholder: the measured reason goes here]. For now the rule is char always.
+    """
+    return TokenizerChoice(TOKENIZER_RULE, "char for every corpus and budget so far")
+
+
+# ----------------------------------------------------------------------------- dropout and weight decay
+
+
+@dataclass(frozen=True)
+class Regularization:
+    dropout: float
+    recurrent_dropout: float
+    weight_decay: float
+    reason: str  # shown as "dropout 0.1, recurrent dropout 0.1 (auto: REASON)"
+
+
+# Expected epochs E (budget tokens / training tokens) -> dropout and recurrent dropout: the first
+# row whose bound E does not exceed applies. Placeholder values, to be replaced by measured ones.
+REGULARIZATION_TABLE = (
+    # (E at most, dropout, recurrent dropout)
+    (1.0, 0.0, 0.0),
+    (4.0, 0.1, 0.1),
+    (math.inf, 0.2, 0.1),
+)
+WEIGHT_DECAY = 0.01  # the same for every E
+
+
+def regularization_for(train_tokens: int | None, budget: float | None) -> Regularization:
+    """Dropout, recurrent dropout and weight decay for a run on `train_tokens` training tokens (None:
+    streamed, unknown) with `budget` training tokens (see budget_tokens). A run whose text or budget
+    cannot be counted is taken to see its text at most once (E <= 1)."""
+    if not train_tokens or budget is None:
+        epochs, reason = 0.0, "a training text or budget of unknown size, taken as at most one epoch"
+    else:
+        epochs = budget / train_tokens
+        reason = f"about {_epochs(epochs)} of {_millions(train_tokens)} tokens in the budget"
+    dropout, recurrent = next((d, r) for most, d, r in REGULARIZATION_TABLE if epochs <= most)
+    return Regularization(dropout, recurrent, WEIGHT_DECAY, reason)
+
+
+# ----------------------------------------------------------------------------- applying them to a run
+
+
+def resolve_regularization(config: RunConfig, train_tokens: int | None) -> tuple[RunConfig, str | None]:
+    """`config` with its "auto" dropouts and weight decay (None) replaced by regularization_for's
+    values, and a line saying what was chosen and why (None when nothing was auto)."""
+    model, train = config.model, config.train
+    auto = [name for name, value in (("dropout", model.dropout), ("recurrent_dropout", model.recurrent_dropout),
+                                     ("weight_decay", train.weight_decay)) if value is None]
+    if not auto:
+        return config, None
+    chosen = regularization_for(train_tokens, budget_tokens(train, train_tokens))
+    values = {name: getattr(chosen, name) for name in auto}
+    model = dataclasses.replace(model, **{n: v for n, v in values.items() if n != "weight_decay"})
+    train = dataclasses.replace(train, **{n: v for n, v in values.items() if n == "weight_decay"})
+    shown = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in values.items())
+    return dataclasses.replace(config, model=model, train=train), f"{shown} ({AUTO}: {chosen.reason})"
+
+
+def _epochs(epochs: float) -> str:
+    if epochs < 1:
+        return f"{epochs:.2g} of an epoch"
+    count = f"{epochs:.0f}" if epochs >= 10 else f"{epochs:.2g}"
+    return f"{count} epoch" + ("" if count == "1" else "s")
+
+
+def _millions(tokens: int) -> str:
+    return f"{tokens / 1e6:,.1f}M" if tokens >= 100_000 else f"{tokens:,}"
