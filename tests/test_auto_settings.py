@@ -7,7 +7,7 @@ import pytest
 
 from conftest import TINY_MODEL
 from textlstm.auto_settings import (
-    ASSUMED_TOKENS_PER_SECOND,
+    assumed_tokens_per_second,
     REGULARIZATION_TABLE,
     WEIGHT_DECAY,
     budget_tokens,
@@ -44,7 +44,7 @@ def test_a_streamed_corpus_counts_as_at_most_one_epoch():
 def test_the_budget_is_the_least_of_the_limits_and_minutes_are_an_estimate():
     assert budget_tokens(TrainConfig(max_steps=10, batch_size=4, seq_len=8), 1000) == 320
     assert budget_tokens(TrainConfig(epochs=3), 1000) == 3000
-    assert budget_tokens(TrainConfig(max_minutes=2), 1000) == 120 * ASSUMED_TOKENS_PER_SECOND
+    assert budget_tokens(TrainConfig(max_minutes=2), 1000) == 120 * assumed_tokens_per_second(ModelConfig())
     assert budget_tokens(TrainConfig(epochs=3, max_steps=10, batch_size=4, seq_len=8), 1000) == 320
     assert budget_tokens(TrainConfig(epochs=3), None) is None  # streamed: nothing to count
 
@@ -123,3 +123,10 @@ def test_a_config_file_value_wins_over_auto(tmp_path):
     path.write_text('dropout = 0.0\nweight-decay = 0.5\nrecurrent-dropout = "auto"\n')
     config = config_of("--config", path)
     assert (config.model.dropout, config.model.recurrent_dropout, config.train.weight_decay) == (0.0, None, 0.5)
+
+
+def test_a_time_budget_is_fewer_tokens_for_a_bigger_model():
+    minutes = TrainConfig(max_minutes=2)
+    default_shape = budget_tokens(minutes, 1000, ModelConfig())
+    four_times_the_work = budget_tokens(minutes, 1000, ModelConfig(embedding_size=256, hidden_size=512))
+    assert four_times_the_work < default_shape / 3

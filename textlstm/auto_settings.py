@@ -17,25 +17,33 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from textlstm.config import AUTO, RunConfig, TrainConfig
+from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
+from textlstm.threads import lstm_work_per_step
 
-# Training tokens per second assumed for a --max-minutes budget. An estimate, not a measurement of
-# this machine: about what the default model shape trains at on a 2-core CPU in float32 (the
-# README's performance table). Only the budget estimate of a time-limited run reads it.
-ASSUMED_TOKENS_PER_SECOND = 40_000
+# LSTM multiply-adds per second assumed for a --max-minutes budget: an estimate, not a measurement
+# of the machine the run is on. The default shape (2 x 256, embedding 64: 852k multiply-adds of its
+# LSTM matrices per token) trained at 18,500-23,500 tokens/s on one core of this project's 2-core
+# CPU in bfloat16, and 2 x 512 (embedding 256: 3.67M) at 5,500 (benchmarks/QUALITY.md).
+ASSUMED_MULTIPLY_ADDS_PER_SECOND = 18e9
 
 
-def budget_tokens(train: TrainConfig, train_tokens: int | None) -> float | None:
+def assumed_tokens_per_second(model: ModelConfig) -> float:
+    """Training tokens per second a time budget is estimated at, for this model shape."""
+    return ASSUMED_MULTIPLY_ADDS_PER_SECOND / lstm_work_per_step(model.embedding_size, model.hidden_size, model.layers, 1)
+
+
+def budget_tokens(train: TrainConfig, train_tokens: int | None, model: ModelConfig | None = None) -> float | None:
     """Tokens the run will train on: the least of its limits. --max-steps counts steps x batch-size x
     seq-len, --epochs counts passes over `train_tokens`, and --max-minutes is an estimate (minutes x
-    60 x ASSUMED_TOKENS_PER_SECOND). None: no limit can be counted (only --epochs, of unknown text)."""
+    60 x assumed_tokens_per_second of `model`, the default shape when None). None: no limit can be
+    counted (only --epochs, of unknown text)."""
     limits = []
     if train.max_steps:
         limits.append(train.max_steps * train.batch_size * train.seq_len)
     if train.epochs and train_tokens:
         limits.append(train.epochs * train_tokens)
     if train.max_minutes:
-        limits.append(train.max_minutes * 60 * ASSUMED_TOKENS_PER_SECOND)
+        limits.append(train.max_minutes * 60 * assumed_tokens_per_second(model or ModelConfig()))
     return min(limits) if limits else None
 
 
@@ -108,7 +116,7 @@ def resolve_regularization(config: RunConfig, train_tokens: int | None) -> tuple
                                      ("weight_decay", train.weight_decay)) if value is None]
     if not auto:
         return config, None
-    chosen = regularization_for(train_tokens, budget_tokens(train, train_tokens))
+    chosen = regularization_for(train_tokens, budget_tokens(train, train_tokens, model))
     values = {name: getattr(chosen, name) for name in auto}
     model = dataclasses.replace(model, **{n: v for n, v in values.items() if n != "weight_decay"})
     train = dataclasses.replace(train, **{n: v for n, v in values.items() if n == "weight_decay"})
