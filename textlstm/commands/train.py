@@ -65,8 +65,8 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--text-column", help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column.")
 @click.option("--tokenizer", type=click.Choice(["char", "word", "bpe", AUTO]), default=DataConfig.tokenizer, show_default=True,
               help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
-              "auto: chosen once the training text is known, from its size and the budget (for now always char); "
-              "the run's config records the one chosen.")
+              "auto (the default): char, which learned more than BPE in the same minutes in every budget measured "
+              "(benchmarks/QUALITY.md); the run's config records the one chosen.")
 @click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size for word (default 10000) and bpe (default 4096), "
               "also when --tokenizer auto chooses one of them.")
 @click.option("--batching", type=click.Choice(["stream", "documents"]), default=DataConfig.batching, show_default=True,
