@@ -50,12 +50,12 @@ DOCUMENTS = ("--batching", "documents", "--seq-len", "64", "--max-steps", "30")
 
 @pytest.mark.parametrize("batching", ["stream", "documents"])
 def test_two_processes_train_the_model_one_process_trains(run_cli, small_corpus, documents_corpus, tmp_path, batching):
-    """Same global batch, seed, no dropout, constant schedule: 2 processes end where 1 ends. Each must
+    """Same global batch, seed, no dropout or AR/TAR, constant schedule: 2 processes end where 1 ends. Each must
     read its own rows and the gradients must be averaged by token (documents give the two processes
     different numbers of tokens); the stream's last batch is narrower than the others."""
     corpus, batching_args = (small_corpus, STREAM) if batching == "stream" else (documents_corpus, DOCUMENTS)
     common = ("train", "--dataset", corpus, *TINY, *batching_args, "--batch-size", "4", "--dropout", "0",
-              "--recurrent-dropout", "0", "--schedule", "constant", "--warmup-steps", "3", "--eval-every", "10",
+              "--recurrent-dropout", "0", "--ar", "0", "--tar", "0", "--schedule", "constant", "--warmup-steps", "3", "--eval-every", "10",
               "--lr", "0.01", "--seed", "5", "--precision", "float32")  # float32: the comparison is to 1e-4
     alone = run_cli(*common, "--output", tmp_path / "alone")
     assert alone.code == 0, alone.err

@@ -121,7 +121,8 @@ def test_regularized_loss_reports_the_plain_loss_and_no_penalty_when_off():
 def tiny_run(corpus, **train):
     from textlstm.config import DataConfig, RunConfig, TrainConfig
 
-    settings = dict(batch_size=4, seq_len=32, max_steps=3, eval_every=100, warmup_steps=0, seed=3, precision="float32")
+    settings = dict(batch_size=4, seq_len=32, max_steps=3, eval_every=100, warmup_steps=0, seed=3, precision="float32",
+                    ar=0.0, tar=0.0)
     return RunConfig(
         model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
         data=DataConfig(dataset=str(corpus)),

@@ -172,7 +172,7 @@ def test_non_finite_losses_are_skipped_then_stop_training(small_corpus, tmp_path
     monkeypatch.setattr(LSTMLanguageModel, "loss", loss_that_goes_bad)
     config = RunConfig(model=ModelConfig(embedding_size=16, hidden_size=32),
                        data=DataConfig(dataset=str(small_corpus)),
-                       train=TrainConfig(batch_size=4, seq_len=32, max_steps=50, eval_every=5))
+                       train=TrainConfig(batch_size=4, seq_len=32, max_steps=50, eval_every=5, ar=0.0, tar=0.0))  # model.loss: AR/TAR off
     with pytest.raises(TextlstmError, match="non-finite loss"):
         train(config, output=tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -20,7 +20,9 @@ def tiny_config(corpus, batching="stream", **train):
     """A RunConfig for the Python API: the TINY_MODEL shape, `train` as TrainConfig fields."""
     from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
-    settings = dict(batch_size=4, seq_len=32, max_steps=12, eval_every=100, warmup_steps=2, seed=3)
+    # AR/TAR off: with them on, training computes its loss through model.regularized_loss, not the
+    # model.loss these tests watch.
+    settings = dict(batch_size=4, seq_len=32, max_steps=12, eval_every=100, warmup_steps=2, seed=3, ar=0.0, tar=0.0)
     settings.update(train)
     return RunConfig(
         model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
@@ -75,7 +77,7 @@ def test_train_writes_a_complete_checkpoint(run_cli, small_corpus, tmp_path):
 def test_training_lowers_the_validation_loss(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
     result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "60", "--eval-every", "20",
-                     "--lr", "0.01", "--output", out)
+                     "--lr", "0.01", "--ar", "0", "--tar", "0", "--output", out)
     assert result.code == 0, result.err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["valid_loss"] < records[0]["valid_loss"] - 0.3
@@ -186,7 +188,7 @@ def test_documents_batching_trains_on_each_document_alone(run_cli, speeches, tmp
     monkeypatch.setattr(LSTMLanguageModel, "loss", spy)
     out = tmp_path / "run"
     result = run_cli("train", "--dataset", speeches, *TINY_MODEL, "--batching", "documents", "--max-steps", "6",
-                     "--eval-every", "3", "--output", out)
+                     "--eval-every", "3", "--ar", "0", "--tar", "0", "--output", out)  # AR/TAR off: training calls model.loss
     assert result.code == 0, result.err
     assert json.loads((out / "config.json").read_text())["data"]["batching"] == "documents"
     assert [r["step"] for r in metric_records(out)] == [3, 6]

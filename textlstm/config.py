@@ -24,6 +24,10 @@ DEFAULT_MINUTES = 4.5
 # The tokenizer says so by name; dropout, recurrent_dropout and weight_decay by None.
 AUTO = "auto"
 
+# Training settings whose default changed after checkpoints without them were written: absent from a
+# config.json, they mean what the version that wrote it did (AR/TAR were off before they were on).
+ABSENT_TRAIN_SETTINGS = {"ar": 0.0, "tar": 0.0}
+
 # Bump when a checkpoint written by this version cannot be read by an older one, or the reverse.
 CHECKPOINT_FORMAT = 1
 
@@ -121,8 +125,8 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     clip: float = 1.0
-    ar: float = 0.0  # activation regularization: ar * mean(h^2) of the last LSTM layer's outputs after dropout
-    tar: float = 0.0  # temporal activation regularization: tar * mean((h_t - h_{t-1})^2), before dropout
+    ar: float = 2.0  # activation regularization: ar * mean(h^2) of the last LSTM layer's outputs after dropout
+    tar: float = 1.0  # temporal activation regularization: tar * mean((h_t - h_{t-1})^2), before dropout
     ema: float = 0.0  # decay of an average of the weights that evaluations and saved weights use; 0: off
     # The run stops at whichever of these comes first; with none of them given, after DEFAULT_MINUTES.
     epochs: int | None = None
@@ -189,7 +193,7 @@ class RunConfig:
             return cls(
                 model=ModelConfig(**raw["model"]),
                 data=DataConfig(**raw.get("data", {})),
-                train=TrainConfig(**raw.get("train", {})),
+                train=TrainConfig(**{**ABSENT_TRAIN_SETTINGS, **raw.get("train", {})}),
                 version=raw.get("version", "unknown"),
                 format=fmt,
                 world_size=int(raw.get("world_size", 1)),
