@@ -7,7 +7,7 @@ minutes on one pinned core.
 Each variant is the default command (`textlstm train --dataset tinyshakespeare --max-minutes M
 --threads 1`) plus its extra options. Two run at once, side by side, each pinned with `taskset` to a
 core of its own, with OMP_NUM_THREADS=1 (the issue measured its baselines the same way); nothing else
-should run meanwhile. The figure is the best validation loss of the run (nats per character on
+should run meanwhile. The figure is the best validation loss of the run (nats per character, whatever the tokenizer, on
 nanoGPT's validation split, the full 111,542 characters), from the run's metrics.jsonl. Results are
 appended to benchmarks/results/ablations.jsonl, one line per run, with the load average around it.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -48,10 +49,14 @@ def command(dataset: str, minutes: float, extra: str, output: Path) -> list[str]
 
 
 def best_record(folder: Path) -> dict:
+    """The run's best evaluation, in nats per character (per token differs between tokenizers)."""
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    best = min(records, key=lambda record: record["valid_loss"])
-    return {"best_valid_loss": best["valid_loss"], "best_step": best["step"], "steps": records[-1]["step"],
-            "last_valid_loss": records[-1]["valid_loss"], "last_train_loss": records[-1].get("train_loss")}
+    for record in records:
+        record["nats_per_char"] = record["valid_bits_per_char"] * math.log(2)
+    best = min(records, key=lambda record: record["nats_per_char"])
+    return {"best_valid_loss": best["nats_per_char"], "best_step": best["step"], "steps": records[-1]["step"],
+            "last_valid_loss": records[-1]["nats_per_char"], "last_train_loss": records[-1].get("train_loss"),
+            "tokens_per_sec": records[-1].get("tokens_per_sec")}
 
 
 def run_pair(jobs: list[tuple[str, str]], args: argparse.Namespace) -> None:
