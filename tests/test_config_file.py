@@ -34,6 +34,7 @@ def test_the_ten_minute_recipe_is_the_recorded_run():
 def test_the_hour_recipe_reads():
     config = config_of("--config", RECIPES / "tinyshakespeare-60min.toml")
     assert (config.model.hidden_size, config.train.max_minutes, config.train.threads) == (512, 60, 1)
+    assert (config.train.ar, config.train.tar) == (0.0, 0.0)  # as the recorded hour ran
 
 
 def test_file_options_in_tables_or_not_dashes_or_underscores_and_the_command_line_wins(tmp_path):
