@@ -24,7 +24,6 @@ sliding by 32: every character after the first is scored exactly once, and every
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import sys
@@ -38,7 +37,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from heldout_common import (  # noqa: E402
-    Clock, bits_per_char, read_split, scored_chars, set_one_thread, unseen_char_nats, write_result,
+    Clock, bits_per_char, scored_chars, start_baseline, unseen_char_nats, write_result,
 )
 
 LAYERS, HEADS, WIDTH, BLOCK, BATCH = 4, 4, 128, 64, 12
@@ -184,22 +183,10 @@ def train(model: CharTransformer, train_ids: torch.Tensor, valid_ids: torch.Tens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="corpus folder with train/validation/test.jsonl")
-    parser.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training")
-    parser.add_argument("--out", type=Path, required=True, help="result JSON file")
-    parser.add_argument("--valid-chars", type=int, default=20_000, help="validation characters scored at each check")
-    parser.add_argument("--seed", type=int, default=1337)
-    args = parser.parse_args()
-    if args.minutes <= 0:
-        raise SystemExit("error: --minutes must be positive")
-    set_one_thread(torch)
-    torch.manual_seed(args.seed)
-
-    train_docs, valid_docs, test_docs = (read_split(args.data, s) for s in ("train", "validation", "test"))
+    args, train_docs, valid_docs, test_docs = start_baseline(__doc__, "chars", torch)
     vocabulary = CharVocabulary(train_docs)
     model = CharTransformer(vocabulary.size)
-    valid_ids = vocabulary.encode(valid_docs)[: args.valid_chars + 1]
+    valid_ids = vocabulary.encode(valid_docs)[: args.valid_count + 1]
     training = train(model, vocabulary.encode(train_docs), valid_ids, args.minutes, args.seed)
 
     started = time.monotonic()

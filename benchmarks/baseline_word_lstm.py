@@ -28,7 +28,6 @@ characters / ln 2) and the training figures, as JSON in --out.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import re
@@ -44,7 +43,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from heldout_common import (  # noqa: E402
-    Clock, bits_per_char, read_split, scored_chars, set_one_thread, unseen_char_nats, write_result,
+    Clock, bits_per_char, scored_chars, start_baseline, unseen_char_nats, write_result,
 )
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]|\n")
@@ -184,24 +183,12 @@ def _check(model, valid_ids, best_nats, best_state, lr, checks, clock, steps):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="corpus folder with train/validation/test.jsonl")
-    parser.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training")
-    parser.add_argument("--out", type=Path, required=True, help="result JSON file")
-    parser.add_argument("--valid-tokens", type=int, default=20_000, help="validation tokens scored at each check")
-    parser.add_argument("--seed", type=int, default=1337)
-    args = parser.parse_args()
-    if args.minutes <= 0:
-        raise SystemExit("error: --minutes must be positive")
-    set_one_thread(torch)
-    torch.manual_seed(args.seed)
-
-    train_docs, valid_docs, test_docs = (read_split(args.data, s) for s in ("train", "validation", "test"))
+    args, train_docs, valid_docs, test_docs = start_baseline(__doc__, "tokens", torch)
     vocabulary = build_vocabulary(train_docs)
     index = {word: i for i, word in enumerate(vocabulary)}
     train_ids, _ = encode(train_docs, index)
     valid_ids, _ = encode(valid_docs, index)
-    valid_ids = valid_ids[: args.valid_tokens + 1]
+    valid_ids = valid_ids[: args.valid_count + 1]
     test_ids, test_unknown = encode(test_docs, index)
     model = WordLSTM(len(vocabulary))
     training = train(model, train_ids, valid_ids, args.minutes)

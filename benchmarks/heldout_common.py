@@ -8,6 +8,7 @@ character = total nats over the split / that count / ln 2.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -71,6 +72,24 @@ class Clock:
 def set_one_thread(torch) -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+
+
+def start_baseline(doc: str, valid_unit: str, torch) -> tuple[argparse.Namespace, list[str], list[str], list[str]]:
+    """A baseline's command line (--data, --minutes, --out, --valid-UNIT, --seed), one thread, the seed
+    set, and the corpus's train, validation and test documents."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="corpus folder with train/validation/test.jsonl")
+    parser.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training")
+    parser.add_argument("--out", type=Path, required=True, help="result JSON file")
+    parser.add_argument(f"--valid-{valid_unit}", dest="valid_count", metavar="N", type=int, default=20_000,
+                        help=f"validation {valid_unit} scored at each check")
+    parser.add_argument("--seed", type=int, default=1337)
+    args = parser.parse_args()
+    if args.minutes <= 0:
+        raise SystemExit("error: --minutes must be positive")
+    set_one_thread(torch)
+    torch.manual_seed(args.seed)
+    return args, *(read_split(args.data, split) for split in ("train", "validation", "test"))
 
 
 def write_result(path: Path, result: dict) -> None:
