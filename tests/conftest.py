@@ -31,6 +31,17 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
 TINYSHAKESPEARE = SHARED_CORPORA / "tinyshakespeare" / "input.txt"
+SMALL_VOCAB = 30  # the vocabulary of small_model
+
+
+def small_model(**overrides):
+    """A small LSTMLanguageModel (2 x 12, embedding 8, no dropout), seeded, with ModelConfig overrides."""
+    from textlstm.config import ModelConfig
+    from textlstm.model import LSTMLanguageModel
+
+    torch.manual_seed(0)
+    settings = dict(vocab_size=SMALL_VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0)
+    return LSTMLanguageModel(ModelConfig(**settings | overrides))
 
 
 @pytest.fixture(autouse=True)

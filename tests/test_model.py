@@ -1,18 +1,9 @@
 import torch
 import torch.nn.functional as F
 
-from textlstm.config import ModelConfig
-from textlstm.model import LSTMLanguageModel
+from conftest import SMALL_VOCAB as VOCAB
+from conftest import small_model as make_model
 from textlstm.tokenizer import PAD_ID
-
-VOCAB = 30
-
-
-def make_model(**overrides) -> LSTMLanguageModel:
-    torch.manual_seed(0)
-    settings = dict(vocab_size=VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0)
-    settings.update(overrides)
-    return LSTMLanguageModel(ModelConfig(**settings))
 
 
 def test_padded_batch_equals_each_sequence_run_alone():

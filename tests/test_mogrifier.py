@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_MODEL
+from conftest import SMALL_VOCAB as VOCAB
+from conftest import TINY_MODEL, small_model
 from textlstm.checkpoint import load_checkpoint
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
@@ -13,15 +14,8 @@ from textlstm.model import LSTMLanguageModel
 from textlstm.summary import layer_rows
 from textlstm.tokenizer import PAD_ID
 
-VOCAB = 30
-
-
 def make_model(**overrides) -> LSTMLanguageModel:
-    torch.manual_seed(0)
-    settings = dict(vocab_size=VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0,
-                    cell="mogrifier", mogrifier_rounds=5)
-    settings.update(overrides)
-    return LSTMLanguageModel(ModelConfig(**settings))
+    return small_model(**{"cell": "mogrifier", "mogrifier_rounds": 5} | overrides)
 
 
 def padded_batch(lengths):

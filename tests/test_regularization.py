@@ -5,20 +5,12 @@ import json
 import pytest
 import torch
 
+from conftest import SMALL_VOCAB as VOCAB
+from conftest import small_model as make_model
 from textlstm.activation_penalty import activation_penalty
 from textlstm.config import ModelConfig
 from textlstm.dropout import embedding_row_scales
-from textlstm.model import LSTMLanguageModel
 from textlstm.tokenizer import PAD_ID
-
-VOCAB = 30
-
-
-def make_model(**overrides) -> LSTMLanguageModel:
-    torch.manual_seed(0)
-    settings = dict(vocab_size=VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0)
-    settings.update(overrides)
-    return LSTMLanguageModel(ModelConfig(**settings))
 
 
 # ----------------------------------------------------------------------------- embedding dropout
