@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from heldout import job_environment  # benchmarks/ is on the path of a script run from it
+
 BENCHMARKS = Path(__file__).resolve().parent
 RESULTS = BENCHMARKS / "results" / "ablations.jsonl"
 
@@ -60,7 +62,7 @@ def best_record(folder: Path) -> dict:
 
 
 def run_pair(jobs: list[tuple[str, str]], args: argparse.Namespace) -> None:
-    environment = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    environment = job_environment()  # one thread, passive OpenMP waiting, offline: as the held-out jobs run
     load_before = os.getloadavg()
     started = time.time()
     running = []
