@@ -30,9 +30,9 @@ BATCH, SEQ_LEN, SIZE, VOCAB = 20, 35, 650, 10_000
 
 def word_batches():
     os.environ.setdefault("TEXTLSTM_CACHE", tempfile.mkdtemp(prefix="textlstm-bench-adaptive-"))
-    from textlstm.corpora import load_corpus
-    from textlstm.data import StreamBatcher, tokenize_splits
-    from textlstm.tokenizer import tokenizer_for_corpus
+    from textlstm.data.corpora import load_corpus
+    from textlstm.data.prepare import StreamBatcher, tokenize_splits
+    from textlstm.data.tokenizer import tokenizer_for_corpus
 
     corpus = load_corpus(str(CORPUS))
     tokenizer = tokenizer_for_corpus(corpus, "word", VOCAB)
@@ -42,7 +42,7 @@ def word_batches():
 
 def make_model(output_layer: str, vocab_size: int):
     from textlstm.config import ModelConfig
-    from textlstm.model import LSTMLanguageModel
+    from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
     config = ModelConfig(vocab_size, SIZE, SIZE, layers=2, dropout=0.5, recurrent_dropout=0.0, output_layer=output_layer)
@@ -50,7 +50,7 @@ def make_model(output_layer: str, vocab_size: int):
 
 
 def train_rate(model, batcher, steps: int, warmup: int) -> float:
-    from textlstm.model import detach_state
+    from textlstm.model.network import detach_state
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()

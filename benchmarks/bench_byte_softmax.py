@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from textlstm.config import ModelConfig  # noqa: E402
-from textlstm.model import LSTMLanguageModel  # noqa: E402
+from textlstm.model.network import LSTMLanguageModel  # noqa: E402
 
 VOCAB, FIRST_CHAR = 323, 258  # PAD, EOT, 256 bytes, 65 characters
 SHAPES = {

@@ -49,11 +49,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from textlstm.evaluate import evaluate_split  # noqa: E402
-from textlstm.model import detach_state  # noqa: E402
-from textlstm.schedule import learning_rate  # noqa: E402
-from textlstm.tokenizer import EOT_ID  # noqa: E402
-from textlstm.train import Trainer  # noqa: E402
+from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
+from textlstm.model.network import detach_state  # noqa: E402
+from textlstm.training.schedule import learning_rate  # noqa: E402
+from textlstm.data.tokenizer import EOT_ID  # noqa: E402
+from textlstm.training.trainer import Trainer  # noqa: E402
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 RESULT = REPO / "benchmarks" / "results" / "document_reset.json"

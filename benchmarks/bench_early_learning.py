@@ -42,7 +42,7 @@ CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 sys.path.insert(0, str(REPO))
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from textlstm.train import Reporter, Trainer  # noqa: E402
+from textlstm.training.trainer import Reporter, Trainer  # noqa: E402
 
 SHAPE = dict(embedding_size=64, hidden_size=128, layers=2)
 BATCH = dict(batch_size=32, seq_len=64)

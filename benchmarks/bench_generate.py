@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from textlstm.api import TextGenerator
-from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+from textlstm.generation.generator import TextGenerator
+from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
 from textlstm.config import ModelConfig, RunConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.sampling import SamplingOptions, TokenSampler, make_rng, sample_tokens
-from textlstm.tokenizer import EOT_ID, build_tokenizer
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.generation.sampler import SamplingOptions, TokenSampler, make_rng, sample_tokens
+from textlstm.data.tokenizer import EOT_ID, build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "generate.json"

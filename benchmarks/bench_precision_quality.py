@@ -1,5 +1,5 @@
 """Does bfloat16 training learn as well? Validation loss of a small char model on tiny Shakespeare
-after the same number of steps in float32 and in bfloat16, through `textlstm.train`."""
+after the same number of steps in float32 and in bfloat16, through `textlstm.training.trainer`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from textlstm.train import train
+from textlstm.training.trainer import train
 
 
 def validation_loss(corpus: Path, precision: str, steps: int) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from textlstm.config import ModelConfig
-from textlstm.model import LSTMLanguageModel
+from textlstm.model.network import LSTMLanguageModel
 
 RESULTS = Path(__file__).parent / "results" / "recurrent_dropout.json"
 

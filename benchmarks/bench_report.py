@@ -141,12 +141,12 @@ def write_results_md(r: dict, path: Path) -> None:
               f"best {g['first_token']['best_s']} s. {g['tokens']} tokens per run, {g['repeats']} runs; "
               f"load average {g['load_average'][0]} / {g['load_average'][1]}.", ""]
 
-    parts += ["## Tokenization (tiny Shakespeare, 1.1 MB, as `textlstm.data` encodes a corpus)", "",
+    parts += ["## Tokenization (tiny Shakespeare, 1.1 MB, as `textlstm.data.prepare` encodes a corpus)", "",
               _table(["tokenizer", "MB/s"], [[n, f"{v:.1f}"] for n, v in r["tokenization_mb_per_second"].items()]), ""]
 
     q = r["bfloat16_quality"]
     parts += ["## bfloat16 quality", "",
-              f"Char model (64, 1 x 256), batch 32 x 64, {q['steps']} steps on tiny Shakespeare through `textlstm.train`: "
+              f"Char model (64, 1 x 256), batch 32 x 64, {q['steps']} steps on tiny Shakespeare through `textlstm.training.trainer`: "
               f"validation loss {q['float32_valid_loss']:.4f} in float32, {q['bfloat16_valid_loss']:.4f} in bfloat16 "
               f"({q['relative_difference']:.2%} apart).", ""]
     path.write_text("\n".join(parts) + NOTES)

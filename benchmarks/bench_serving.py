@@ -48,10 +48,10 @@ MAX_TOKENS = 100  # per request; clients send requests back to back
 
 
 def write_checkpoint(folder: Path) -> Path:
-    from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
     from textlstm.config import ModelConfig, RunConfig
-    from textlstm.model import LSTMLanguageModel
-    from textlstm.tokenizer import EOT_ID, build_tokenizer
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.data.tokenizer import EOT_ID, build_tokenizer
 
     tokenizer = build_tokenizer("char", [ALPHABET])
     config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=64, hidden_size=512, layers=2))

@@ -30,7 +30,7 @@ SHAPES = {
 CHILD = r"""
 import json, sys, time, torch
 from textlstm.config import ModelConfig
-from textlstm.model import LSTMLanguageModel
+from textlstm.model.network import LSTMLanguageModel
 vocab, emb, hidden, layers, batch, seq = json.loads(sys.argv[1])
 seconds = float(sys.argv[2])
 torch.manual_seed(0)

@@ -1,14 +1,14 @@
 """Tokenization speed: MB/s of encoding a text with textlstm's char, word and BPE tokenizers,
-cut into pieces and encoded in batches the way `textlstm.data` encodes a corpus."""
+cut into pieces and encoded in batches the way `textlstm.data.prepare` encodes a corpus."""
 
 from __future__ import annotations
 
 import statistics
 import time
 
-from textlstm.data import ENCODE_BATCH
-from textlstm.pieces import split_long_text
-from textlstm.tokenizer import TextTokenizer, build_tokenizer
+from textlstm.data.prepare import ENCODE_BATCH
+from textlstm.data.text_pieces import split_long_text
+from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 
 
 def build_all(text: str) -> dict[str, TextTokenizer]:

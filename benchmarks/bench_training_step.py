@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from textlstm.data import StreamBatcher
-from textlstm.train import Trainer
+from textlstm.data.prepare import StreamBatcher
+from textlstm.training.trainer import Trainer
 
 
 @dataclass(frozen=True)

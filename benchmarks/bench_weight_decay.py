@@ -3,9 +3,9 @@
     python benchmarks/bench_weight_decay.py --steps 400 --seeds 1337 7
 
 For each corpus (tiny Shakespeare, the built-in corpus), seed and variant, trains the same model
-from the same seed for the same number of steps through `textlstm.train.train` and records the
+from the same seed for the same number of steps through `textlstm.training.trainer.train` and records the
 validation loss of the last step (nats per token; char tokenizer, so nats per character). The
-variants differ only in `textlstm.optimizer.parameter_groups`:
+variants differ only in `textlstm.training.optimizer.parameter_groups`:
 
     matrices: decay on weight matrices; biases, the embedding and other 1-D parameters undecayed
     all:      one group, decay on every parameter (what textlstm did before)
@@ -31,9 +31,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import textlstm.optimizer as optimizer  # noqa: E402
+import textlstm.training.optimizer as optimizer  # noqa: E402
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from textlstm.train import train  # noqa: E402
+from textlstm.training.trainer import train  # noqa: E402
 
 CORPORA = {
     "tinyshakespeare": str(REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"),

@@ -43,8 +43,8 @@ NANOGPT_A100, NANOGPT_CPU, TARGET_10_MIN, TARGET_HOUR = 1.4697, 1.88, 1.88, 1.55
 
 sys.path.insert(0, str(REPO))
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from textlstm.evaluate import evaluate_checkpoint  # noqa: E402
-from textlstm.train import Reporter, train  # noqa: E402
+from textlstm.evaluation.scoring import evaluate_checkpoint  # noqa: E402
+from textlstm.training.trainer import Reporter, train  # noqa: E402
 
 
 class PrintReporter(Reporter):

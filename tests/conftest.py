@@ -37,7 +37,7 @@ SMALL_VOCAB = 30  # the vocabulary of small_model
 def small_model(**overrides):
     """A small LSTMLanguageModel (2 x 12, embedding 8, no dropout), seeded, with ModelConfig overrides."""
     from textlstm.config import ModelConfig
-    from textlstm.model import LSTMLanguageModel
+    from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
     settings = dict(vocab_size=SMALL_VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0)
@@ -97,7 +97,7 @@ class CliResult:
 @pytest.fixture
 def run_cli(capsys):
     """Run `textlstm ARGS...` in this process, the way the console script does."""
-    from textlstm.cli import main
+    from textlstm.cli.main import main
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()
@@ -127,8 +127,8 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
     token or end of text, and no newline unless `allow_newline`; `bias` sets chosen tokens' output
     bias. Returns (model in eval mode, tokenizer, RunConfig)."""
     from textlstm.config import DataConfig, ModelConfig, RunConfig
-    from textlstm.model import LSTMLanguageModel
-    from textlstm.tokenizer import EOT_ID, build_tokenizer
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.data.tokenizer import EOT_ID, build_tokenizer
 
     tokenizer = build_tokenizer("char", [TINY_CORPUS])
     config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2,
@@ -149,7 +149,7 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
 
 def write_tiny_checkpoint(folder: Path, **model_options) -> Path:
     """A checkpoint folder holding `tiny_char_model(**model_options)`."""
-    from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
 
     model, tokenizer, config = tiny_char_model(**model_options)
     folder.mkdir(parents=True)

@@ -10,8 +10,8 @@ import torch
 from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
-from textlstm.model import LSTMLanguageModel, default_cutoffs
-from textlstm.tokenizer import PAD_ID
+from textlstm.model.network import LSTMLanguageModel, default_cutoffs
+from textlstm.data.tokenizer import PAD_ID
 
 
 def make_model(**settings) -> LSTMLanguageModel:
@@ -85,7 +85,7 @@ def test_tie_weights_with_adaptive_is_one_line_in_the_cli(run_cli, small_corpus)
 
 
 def test_evaluation_scores_the_exact_log_probability():
-    from textlstm.evaluate import evaluate_split
+    from textlstm.evaluation.scoring import evaluate_split
 
     model = make_model()
     ids = torch.randint(2, 60, (200,))

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from conftest import TINY_MODEL
-from textlstm.auto_settings import (
+from textlstm.training.auto_settings import (
     assumed_tokens_per_second,
     REGULARIZATION_TABLE,
     WEIGHT_DECAY,
@@ -85,8 +85,8 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
 
 def train_tokens_of(folder) -> int:
     """The training tokens a run counted (its ids are in the cache)."""
-    from textlstm.checkpoint import load_config
-    from textlstm.data import prepare
+    from textlstm.runs.checkpoint import load_config
+    from textlstm.data.prepare import prepare
 
     return prepare(load_config(folder).data, splits=("train",)).splits["train"].info.scored_tokens
 

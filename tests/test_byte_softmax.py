@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import TINY_CORPUS, TINY_MODEL
-from textlstm.checkpoint import load_checkpoint
+from textlstm.runs.checkpoint import load_checkpoint
 from textlstm.config import ModelConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import build_tokenizer
-from textlstm.train import model_config_for, token_counts
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.data.tokenizer import build_tokenizer
+from textlstm.training.trainer import model_config_for, token_counts
 
 UNSEEN = "naïve café 😀 ok"  # characters the tiny corpus never had: they are read as UTF-8 bytes
 

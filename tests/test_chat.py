@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from textlstm.api import Session, TextGenerator
-from textlstm.chat import ChatRepl
-from textlstm.tokenizer import EOT_ID
+from textlstm.generation.generator import Session, TextGenerator
+from textlstm.cli.repl import ChatRepl
+from textlstm.data.tokenizer import EOT_ID
 from textlstm.turns import TurnFormat
 
 from conftest import TINY_CORPUS, TINY_MODEL, tiny_char_model, write_tiny_checkpoint
@@ -92,7 +92,7 @@ class ScriptedSampler:
 def test_after_an_answer_stops_the_state_has_read_the_answer_and_not_what_stopped_it(monkeypatch):
     """The sampler reads past the end of an answer (the stop string, end of text); the state the
     next turn continues from must still be that of the transcript read in one go."""
-    import textlstm.api
+    import textlstm.generation.generator
 
     model, tokenizer, _ = tiny_char_model(allow_newline=True)
     lm = TextGenerator(model, tokenizer)
@@ -102,7 +102,7 @@ def test_after_an_answer_stops_the_state_has_read_the_answer_and_not_what_stoppe
         [*tokenizer.encode("over"), EOT_ID, *tokenizer.encode("the")],  # stops at end of text
         tokenizer.encode("brown fox! THE"),  # stops at a --stop string
     ])
-    monkeypatch.setattr(textlstm.api, "TokenSampler", lambda *args, **kwargs: ScriptedSampler(next(scripts)))
+    monkeypatch.setattr(textlstm.generation.generator, "TokenSampler", lambda *args, **kwargs: ScriptedSampler(next(scripts)))
     session = lm.session(turns=TurnFormat("fox! ", "dog. "), max_tokens=50, stop=("THE",))
 
     assert [("".join(session.send(line))) for line in ("hello", "the fox", "jumps", "lazy")] == [
@@ -253,7 +253,7 @@ def test_load_sends_a_file_as_one_turn_and_a_bad_file_is_one_line(chat_here, che
 
 
 def test_chat_finds_the_turn_format_of_the_corpus_card_in_the_checkpoint(chat_here, run_cli, tmp_path):
-    from textlstm.api import load
+    from textlstm.generation.generator import load
     from textlstm.config import RunConfig
 
     (tmp_path / "corpora").mkdir()
@@ -314,12 +314,12 @@ class TypedLines:
 
 
 def test_ctrl_c_on_an_empty_line_says_how_to_leave(monkeypatch, tmp_path):
-    import textlstm.chat
+    import textlstm.cli.repl
 
-    monkeypatch.setattr(textlstm.chat, "HISTORY_FILE", tmp_path / "history")
+    monkeypatch.setattr(textlstm.cli.repl, "HISTORY_FILE", tmp_path / "history")
     out = io.StringIO()
     for typed, hint_expected in (("", True), ("half a line", False)):
-        monkeypatch.setattr(textlstm.chat, "_typed_so_far", lambda: typed)
+        monkeypatch.setattr(textlstm.cli.repl, "_typed_so_far", lambda: typed)
         monkeypatch.setattr("builtins.input", TypedLines(KeyboardInterrupt(), "/quit"))
         out.seek(0), out.truncate()
         ChatRepl(InterruptedSession(), interactive=True, out=out).run()
@@ -327,9 +327,9 @@ def test_ctrl_c_on_an_empty_line_says_how_to_leave(monkeypatch, tmp_path):
 
 
 def test_color_marks_the_prompt_and_the_answer_prefix(chat_here, monkeypatch, tmp_path, checkpoint):
-    import textlstm.chat
+    import textlstm.cli.repl
 
-    monkeypatch.setattr(textlstm.chat, "HISTORY_FILE", tmp_path / "history")
+    monkeypatch.setattr(textlstm.cli.repl, "HISTORY_FILE", tmp_path / "history")
     model, tokenizer, _ = tiny_char_model()
     session = TextGenerator(model, tokenizer).session(turns=TurnFormat("fox! ", "dog. "), max_tokens=5)
     for color in (True, False):

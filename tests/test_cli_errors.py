@@ -66,7 +66,7 @@ def trained_run(tmp_path_factory):
     import os
 
     from conftest import TINYSHAKESPEARE
-    from textlstm.cli import main
+    from textlstm.cli.main import main
 
     if not TINYSHAKESPEARE.is_file():
         pytest.skip("shared corpus missing")

@@ -6,7 +6,7 @@ import shlex
 import pytest
 
 from conftest import REPO
-from textlstm.commands.train import given_options, run_config, train
+from textlstm.cli.train import given_options, run_config, train
 
 RECIPES = REPO / "recipes"
 

@@ -1,4 +1,4 @@
-"""Tests for textlstm.corpora: every kind of --dataset, the train/valid split, and the one-line errors."""
+"""Tests for textlstm.data.corpora: every kind of --dataset, the train/valid split, and the one-line errors."""
 
 import json
 import warnings
@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from datasets.packaged_modules.text.text import Text
 
-from textlstm.corpora import load_corpus
+from textlstm.data.corpora import load_corpus
 from textlstm.errors import TextlstmError
 
 SHAKESPEARE = Path(__file__).parents[2] / "shared" / "corpora" / "tinyshakespeare" / "input.txt"

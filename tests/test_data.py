@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from textlstm.config import DataConfig
-from textlstm.data import DocumentBatcher, StreamBatcher, prepare
+from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
 from textlstm.errors import TextlstmError
-from textlstm.tokenizer import EOT_ID, PAD_ID, build_tokenizer
+from textlstm.data.tokenizer import EOT_ID, PAD_ID, build_tokenizer
 
 # ---------------------------------------------------------------- StreamBatcher
 
@@ -145,8 +145,8 @@ def text_file(tmp_path):
 
 
 def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cache(text_file, monkeypatch):
-    import textlstm.data as data
-    import textlstm.tokenizer as tokenizer
+    import textlstm.data.prepare as data
+    import textlstm.data.tokenizer as tokenizer
 
     lines = []
     first = prepare(DataConfig(dataset=str(text_file)), report=lines.append)
@@ -164,7 +164,7 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
 
 
 def test_prepare_uses_a_given_tokenizer_and_only_the_splits_asked_for(text_file, monkeypatch):
-    import textlstm.tokenizer as tokenizer
+    import textlstm.data.tokenizer as tokenizer
 
     given = build_tokenizer("bpe", ["To be, or not to be"], 280)
     monkeypatch.setattr(tokenizer, "build_tokenizer", lambda *_, **__: pytest.fail("trained a tokenizer"))
@@ -175,8 +175,8 @@ def test_prepare_uses_a_given_tokenizer_and_only_the_splits_asked_for(text_file,
 
 
 def test_prepare_refuses_a_validation_split_without_tokens(text_file, monkeypatch):
-    import textlstm.data as data
-    from textlstm.data import SplitInfo
+    import textlstm.data.prepare as data
+    from textlstm.data.prepare import SplitInfo
 
     def nothing(dataset, documents, tokenizer, path, progress=None):
         np.array([EOT_ID], dtype=np.uint16).tofile(path)

@@ -72,7 +72,7 @@ def test_two_processes_train_the_model_one_process_trains(run_cli, small_corpus,
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     assert two.stderr.count("done after 30 steps") == 1 and "Traceback" not in two.stderr  # process 0 speaks for all
 
-    from textlstm.evaluate import evaluate_checkpoint  # one process, the saved (best) weights
+    from textlstm.evaluation.scoring import evaluate_checkpoint  # one process, the saved (best) weights
 
     best = min(r["valid_loss"] for r in two_records)
     assert evaluate_checkpoint(tmp_path / "two").loss == pytest.approx(best, abs=1e-4)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from textlstm.dropout import LEVELS, FastDropout, drop_recurrent_columns, keep_mask
+from textlstm.model.dropout import LEVELS, FastDropout, drop_recurrent_columns, keep_mask
 
 N = 400_000  # the kept fraction of N draws is within 0.001 of its expectation (one standard deviation)
 

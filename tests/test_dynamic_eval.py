@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from test_evaluate import VALID_TEXT, assert_one_error_line, eval_json, folder_corpus, make_checkpoint  # noqa: F401
-from textlstm import dynamic_eval
+from textlstm.evaluation import dynamic as dynamic_eval
 from textlstm.commands import eval as eval_command
-from textlstm.evaluate import evaluate_split
-from textlstm.tokenizer import EOT_ID
+from textlstm.evaluation.scoring import evaluate_split
+from textlstm.data.tokenizer import EOT_ID
 
 
 def stream_ids(tokenizer) -> np.ndarray:

@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textlstm import checkpoint as ckpt
+from textlstm.runs import checkpoint as ckpt
 from textlstm.config import DataConfig, ModelConfig, RunConfig
-from textlstm.corpora import load_corpus
-from textlstm.data import SplitInfo
-from textlstm.evaluate import evaluate_checkpoint, evaluate_split
-from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import EOT_ID, tokenizer_for_corpus
+from textlstm.data.corpora import load_corpus
+from textlstm.data.prepare import SplitInfo
+from textlstm.evaluation.scoring import evaluate_checkpoint, evaluate_split
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.data.tokenizer import EOT_ID, tokenizer_for_corpus
 
 TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
 VALID_TEXT = (

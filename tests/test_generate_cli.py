@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from textlstm.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
+from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 from textlstm.config import RunConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.tokenizer import build_tokenizer
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.data.tokenizer import build_tokenizer
 
 from conftest import TINY_CORPUS, write_tiny_checkpoint
 
@@ -142,7 +142,7 @@ def test_each_piece_is_flushed(run_cli, checkpoint, monkeypatch):
 
 
 def test_help_explains_every_option(run_cli):
-    from textlstm.commands.generate import generate
+    from textlstm.cli.generate import generate
 
     result = run_cli("generate", "--help")
     assert result.code == 0
@@ -210,7 +210,7 @@ def test_missing_folder_and_bad_value_in_a_real_process(tmp_path):
 def test_every_sampling_setting_is_an_option_with_the_dataclass_default(command_name):
     import dataclasses
 
-    from textlstm.cli import cli
+    from textlstm.cli.main import cli
     from textlstm.config import SamplingOptions
 
     command = cli.commands[command_name]
@@ -270,9 +270,9 @@ def choices_shown(messages: str) -> list[list[tuple[float, str]]]:
 
 
 def test_interactive_shows_the_likeliest_tokens_and_takes_a_choice_or_text(run_cli, checkpoint, monkeypatch):
-    from textlstm.api import load
+    from textlstm.generation.generator import load
     from textlstm.config import SamplingOptions
-    from textlstm.sampling import process_logits
+    from textlstm.generation.sampler import process_logits
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("2\n\nfox\n\\7\n"))
     result = run_cli("generate", "--interactive", "--prompt", "the ", "--choices", "5", "--temperature", "0.7")

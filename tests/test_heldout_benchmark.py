@@ -17,7 +17,7 @@ import baseline_word_lstm as word_lstm  # noqa: E402
 import heldout_corpora as corpora  # noqa: E402
 from heldout_common import bits_per_char, read_split, scored_chars  # noqa: E402
 
-from textlstm.corpora.files import load_path  # noqa: E402
+from textlstm.data.corpora.files import load_path  # noqa: E402
 
 
 def test_documents_split_about_90_5_5_by_name_the_same_way_every_time():

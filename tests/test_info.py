@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.summary import layer_rows
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.model.summary import layer_rows
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,12 @@ import torch
 
 from conftest import SMALL_VOCAB as VOCAB
 from conftest import TINY_MODEL, small_model
-from textlstm.checkpoint import load_checkpoint
+from textlstm.runs.checkpoint import load_checkpoint
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
-from textlstm.model import LSTMLanguageModel
-from textlstm.summary import layer_rows
-from textlstm.tokenizer import PAD_ID
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.model.summary import layer_rows
+from textlstm.data.tokenizer import PAD_ID
 
 def make_model(**overrides) -> LSTMLanguageModel:
     return small_model(**{"cell": "mogrifier", "mogrifier_rounds": 5} | overrides)

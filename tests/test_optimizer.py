@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from textlstm.config import ModelConfig, TrainConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.optimizer import build_optimizer, load_optimizer_state, parameter_groups
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.training.optimizer import build_optimizer, load_optimizer_state, parameter_groups
 
 
 def make_model(**overrides) -> LSTMLanguageModel:

@@ -7,8 +7,8 @@ import torch
 
 from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
-from textlstm.evaluate import evaluate_split
-from textlstm.model import LSTMLanguageModel
+from textlstm.evaluation.scoring import evaluate_split
+from textlstm.model.network import LSTMLanguageModel
 
 STEPS = ("--max-steps", "40", "--eval-every", "40", "--lr", "0.01", "--seed", "3")
 
@@ -52,7 +52,7 @@ def test_generate_and_eval_accept_bfloat16(run_cli, small_corpus, tmp_path):
 
 
 def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
-    from textlstm import precision
+    from textlstm.hardware import precision
 
     for native, expected in ((True, "bfloat16"), (False, "float32")):
         monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)

@@ -6,7 +6,7 @@ import math
 from rich.console import Console
 
 from conftest import tiny_char_model
-from textlstm.progress import RichReporter
+from textlstm.cli.progress import RichReporter
 
 
 def record(step: int, valid_loss: float) -> dict:

@@ -7,10 +7,10 @@ import torch
 
 from conftest import SMALL_VOCAB as VOCAB
 from conftest import small_model as make_model
-from textlstm.activation_penalty import activation_penalty
+from textlstm.model.activation_penalty import activation_penalty
 from textlstm.config import ModelConfig
-from textlstm.dropout import embedding_row_scales
-from textlstm.tokenizer import PAD_ID
+from textlstm.model.dropout import embedding_row_scales
+from textlstm.data.tokenizer import PAD_ID
 
 
 # ----------------------------------------------------------------------------- embedding dropout
@@ -123,7 +123,7 @@ def tiny_run(corpus, **train):
 
 
 def test_ar_and_tar_change_the_training_but_not_the_reported_loss(small_corpus, tmp_path):
-    from textlstm.train import Reporter, train
+    from textlstm.training.trainer import Reporter, train
 
     class StepLosses(Reporter):
         def __init__(self):

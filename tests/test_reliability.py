@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY_MODEL
-from textlstm.checkpoint import load_checkpoint
+from textlstm.runs.checkpoint import load_checkpoint
 from textlstm.errors import TextlstmError
 
 DIE_DURING_SAVE = textwrap.dedent(
     """
     import os, signal, sys
     import torch
-    import textlstm.checkpoint as checkpoint
+    import textlstm.runs.checkpoint as checkpoint
 
     die_at = int(sys.argv[1])
     saves = {"n": 0}
@@ -45,7 +45,7 @@ DIE_DURING_SAVE = textwrap.dedent(
         return real_save_model(model, filename, *args, **kwargs)
 
     torch.save, checkpoint.save_model = torch_save, save_model
-    from textlstm.cli import main
+    from textlstm.cli.main import main
     main(sys.argv[2:])
     """
 )
@@ -155,8 +155,8 @@ def test_truncated_weights_are_refused(trained):
 
 def test_non_finite_losses_are_skipped_then_stop_training(small_corpus, tmp_path, monkeypatch):
     from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from textlstm.model import LSTMLanguageModel
-    from textlstm.train import train
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.training.trainer import train
 
     real_loss = LSTMLanguageModel.loss
     calls = {"n": 0}
@@ -191,7 +191,7 @@ def test_an_unwritable_output_is_reported_before_training(run_cli, small_corpus,
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.binary(min_size=0, max_size=400))
 def test_any_bytes_in_a_corpus_file_load_or_fail_clearly(tmp_path, raw):
-    from textlstm.corpora import load_corpus
+    from textlstm.data.corpora import load_corpus
 
     path = tmp_path / "fuzz.txt"
     path.write_bytes(raw)

@@ -9,11 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textlstm.api import TextGenerator, UnknownTokenWarning
+from textlstm.generation.generator import TextGenerator, UnknownTokenWarning
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
-from textlstm.model import LSTMLanguageModel
-from textlstm.sampling import (
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.generation.sampler import (
     LSTMStepper,
     SamplingOptions,
     StopStringFilter,
@@ -23,7 +23,7 @@ from textlstm.sampling import (
     process_logits,
     sample_tokens,
 )
-from textlstm.tokenizer import EOT_ID, PAD_ID, build_tokenizer
+from textlstm.data.tokenizer import EOT_ID, PAD_ID, build_tokenizer
 
 CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"
 

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from textlstm.config import TrainConfig
-from textlstm.schedule import learning_rate
+from textlstm.training.schedule import learning_rate
 
 LR, MIN_RATIO = 0.01, 0.1
 

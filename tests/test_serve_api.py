@@ -21,7 +21,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from textlstm.api import TextGenerator, load  # noqa: E402
+from textlstm.generation.generator import TextGenerator, load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.conversations import conversation_text  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402

@@ -7,11 +7,11 @@ import threading
 import pytest
 import torch
 
-from textlstm.api import TextGenerator
-from textlstm.sampling import SamplingOptions, process_logits
-from textlstm.serve.batch_sampling import RowSettings, pick_tokens, process_logits_batch
+from textlstm.generation.generator import TextGenerator
+from textlstm.generation.sampler import SamplingOptions, process_logits
+from textlstm.generation.row_sampling import RowSettings, pick_tokens, process_logits_batch
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
-from textlstm.tokenizer import EOT_ID
+from textlstm.data.tokenizer import EOT_ID
 
 from conftest import tiny_char_model
 

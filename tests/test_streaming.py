@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from textlstm import streaming
+from textlstm.data.prepare import streaming
 from textlstm.config import DataConfig
-from textlstm.data import prepare
-from textlstm.tokenizer import EOT_ID
+from textlstm.data.prepare import prepare
+from textlstm.data.tokenizer import EOT_ID
 
 NO_DROPOUT = ("--dropout", "0", "--recurrent-dropout", "0")
 
@@ -139,7 +139,7 @@ def test_bad_input_is_one_error_line(run_cli, docs, tmp_path, args, message):
 
 
 def test_eval_of_a_streamed_run_scores_the_same_held_out_text(run_cli, docs, tmp_path):
-    from textlstm.evaluate import evaluate_checkpoint
+    from textlstm.evaluation.scoring import evaluate_checkpoint
 
     out = tmp_path / "run"
     assert run_cli("train", "--dataset", docs, "--streaming", *TINY_MODEL, "--max-steps", "6", "--output", out).code == 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from textlstm.checkpoint import load_checkpoint
+from textlstm.runs.checkpoint import load_checkpoint
 
 REQUIRED_RECORD_KEYS = {"step", "train_loss", "valid_loss", "tokens_per_sec", "elapsed_sec"}
 
@@ -38,7 +38,7 @@ def metric_records(folder) -> list[dict]:
 @pytest.fixture
 def validation_losses(monkeypatch):
     """Make every evaluation during training report the next of `losses` (a list the test fills)."""
-    import textlstm.train as train_module
+    import textlstm.training.trainer as train_module
 
     losses: list[float] = []
 
@@ -98,7 +98,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(small_corpus,
     """Default cosine schedule: a run stopped at step 20 (as Ctrl-C stops it) and resumed ends where
     an uninterrupted 40-step run ends."""
     from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from textlstm.train import Reporter, train
+    from textlstm.training.trainer import Reporter, train
 
     def config():
         return RunConfig(
@@ -148,8 +148,8 @@ def test_ctrl_c_saves_a_checkpoint_and_says_where(run_cli, small_corpus, tmp_pat
 
 
 def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_corpus, tmp_path, monkeypatch):
-    import textlstm.data as data
-    import textlstm.tokenizer as tokenizer
+    import textlstm.data.prepare as data
+    import textlstm.data.tokenizer as tokenizer
 
     args = ("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2")
     assert run_cli(*args, "--output", tmp_path / "a").code == 0
@@ -174,8 +174,8 @@ def speeches(tmp_path, shakespeare_text):
 
 
 def test_documents_batching_trains_on_each_document_alone(run_cli, speeches, tmp_path, monkeypatch):
-    from textlstm.model import LSTMLanguageModel
-    from textlstm.tokenizer import EOT_ID, PAD_ID
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.data.tokenizer import EOT_ID, PAD_ID
 
     batches = []
     real_loss = LSTMLanguageModel.loss
@@ -296,8 +296,8 @@ def test_resume_accepts_the_command_the_run_was_started_with(run_cli, small_corp
 
 
 def test_patience_stops_after_that_many_evaluations_without_improvement(small_corpus, tmp_path, validation_losses):
-    from textlstm.checkpoint import load_trainer_state
-    from textlstm.train import train
+    from textlstm.runs.checkpoint import load_trainer_state
+    from textlstm.training.trainer import train
 
     validation_losses.extend([3.0, 2.0, 2.5, 2.1, 2.2, 1.0, 1.0])
     result = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=3), output=tmp_path / "run")
@@ -309,7 +309,7 @@ def test_patience_stops_after_that_many_evaluations_without_improvement(small_co
 
 
 def test_resuming_a_finished_run_evaluates_nothing_again(small_corpus, tmp_path):
-    from textlstm.train import train
+    from textlstm.training.trainer import train
 
     config = tiny_config(small_corpus, max_steps=6, eval_every=3)
     train(config, output=tmp_path / "run")
@@ -319,7 +319,7 @@ def test_resuming_a_finished_run_evaluates_nothing_again(small_corpus, tmp_path)
 
 
 def test_resuming_a_run_that_stopped_early_does_not_train_on(small_corpus, tmp_path, validation_losses):
-    from textlstm.train import train
+    from textlstm.training.trainer import train
 
     validation_losses.extend([3.0, 3.5])
     first = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=1), output=tmp_path / "run")
@@ -335,8 +335,8 @@ def test_resuming_a_run_that_stopped_early_does_not_train_on(small_corpus, tmp_p
 
 def test_max_minutes_stops_by_the_clock_and_drives_the_decay(small_corpus, tmp_path, monkeypatch):
     """A fake clock: every training step takes 10 s, so a 1-minute budget ends after step 6."""
-    import textlstm.train as train_module
-    from textlstm.schedule import learning_rate
+    import textlstm.training.trainer as train_module
+    from textlstm.training.schedule import learning_rate
 
     clock = {"now": 0.0}
     monkeypatch.setattr(train_module, "now", lambda: clock["now"])
@@ -370,8 +370,8 @@ def test_epochs_set_the_number_of_steps(run_cli, tmp_path, shakespeare_text):
 def test_the_lstm_state_is_carried_from_batch_to_batch(small_corpus, tmp_path, monkeypatch):
     """Stream batching is truncated BPTT: each batch starts from the state the one before ended in
     (detached), and the first batch of an epoch from zero."""
-    from textlstm.model import LSTMLanguageModel
-    from textlstm.train import train
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.training.trainer import train
 
     calls = []
     real_loss = LSTMLanguageModel.loss
@@ -394,8 +394,8 @@ def test_the_lstm_state_is_carried_from_batch_to_batch(small_corpus, tmp_path, m
 @pytest.mark.parametrize("batching", ["stream", "documents"])
 def test_resume_across_an_epoch_boundary_matches_an_uninterrupted_run(speeches, tmp_path, batching):
     """Stopped by Ctrl-C in the first epoch, resumed into the third: the same weights as one run."""
-    from textlstm.checkpoint import load_trainer_state
-    from textlstm.train import Reporter, train
+    from textlstm.runs.checkpoint import load_trainer_state
+    from textlstm.training.trainer import Reporter, train
 
     def config():
         settings = tiny_config(speeches, batching, max_steps=1, eval_every=1000, batch_size=8)

@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 
 from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
-from textlstm.model import LSTMLanguageModel
-from textlstm.weight_average import WeightAverage
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.training.weight_average import WeightAverage
 
 
 def test_the_average_follows_the_weights_with_a_warmed_up_decay():
@@ -37,7 +37,7 @@ def train_args(corpus, *extra):
 
 
 def test_evaluations_and_the_saved_weights_are_the_average(run_cli, small_corpus, tmp_path):
-    from textlstm.evaluate import evaluate_checkpoint
+    from textlstm.evaluation.scoring import evaluate_checkpoint
 
     out = tmp_path / "run"
     result = run_cli(*train_args(small_corpus, "--max-steps", "8", "--eval-every", "8", "--output", out))

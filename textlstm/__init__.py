@@ -2,14 +2,22 @@
 
 __version__ = "0.1.0"
 
-# The sampling API, imported on first use so that `import textlstm` (and the CLI) stays fast
-# without torch: `textlstm.load(...)`, `textlstm.TextGenerator`, `textlstm.Session`, ...
-_API_NAMES = ("load", "TextGenerator", "Session", "SamplingOptions", "UnknownTokenWarning")
+# The Python API, imported on first use so that `import textlstm` (and the CLI) stays fast without
+# torch: `textlstm.load(...)`, `textlstm.TextGenerator`, `textlstm.train(config)`, ...
+_LAZY_NAMES = {
+    "load": "textlstm.generation.generator",
+    "TextGenerator": "textlstm.generation.generator",
+    "Session": "textlstm.generation.generator",
+    "UnknownTokenWarning": "textlstm.generation.generator",
+    "SamplingOptions": "textlstm.config",
+    "train": "textlstm.training.trainer",
+    "evaluate_checkpoint": "textlstm.evaluation.scoring",
+}
 
 
 def __getattr__(name: str):
-    if name in _API_NAMES:
-        from textlstm import api
+    if name in _LAZY_NAMES:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     raise AttributeError(f"module 'textlstm' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from textlstm.cli import main
+from textlstm.cli.main import main
 
 main()

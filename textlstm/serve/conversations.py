@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from textlstm.model import State
+from textlstm.model.network import State
 from textlstm.turns import TurnFormat
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from textlstm.model import LSTMLanguageModel, State
-from textlstm.sampling import SamplingOptions, StopStringFilter, TextDecoder, make_rng
-from textlstm.serve.batch_sampling import RowSettings, pick_tokens, process_logits_batch
-from textlstm.tokenizer import EOT_ID, PAD_ID, TextTokenizer
+from textlstm.model.network import LSTMLanguageModel, State
+from textlstm.generation.sampler import SamplingOptions, StopStringFilter, TextDecoder, make_rng
+from textlstm.generation.row_sampling import RowSettings, pick_tokens, process_logits_batch
+from textlstm.data.tokenizer import EOT_ID, PAD_ID, TextTokenizer
 
 log = logging.getLogger("textlstm.serve")
 

@@ -1,0 +1,1 @@
+"""From a corpus source to batches of token ids."""

@@ -1,0 +1,73 @@
+"""Corpus cards: the small TOML files in corpora/ that name a corpus and say where its text comes from."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from textlstm.data.corpora.loaded import DEFAULT_SPLIT, DEFAULT_VALID_FRACTION, Options
+from textlstm.errors import TextlstmError
+
+DEFAULT_CARD = "pydoc"
+# The working folder's corpora/, then the repository's (this file is textlstm/corpora/cards.py).
+CARD_FOLDERS = (Path("corpora"), Path(__file__).resolve().parents[2] / "corpora")
+CARD_SOURCES = ("builtin", "path", "hub")
+CARD_SETTINGS = {
+    "description": str,
+    "config": str,
+    "split": str,
+    "valid_split": str,
+    "text_column": str,
+    "valid_fraction": float,
+    "documents": bool,
+    "chat": dict,  # user_prefix / bot_prefix: how the corpus writes a conversation (turns.py)
+}
+
+
+def find_card(name: str) -> Path | None:
+    if not re.fullmatch(r"[\w.-]+", name):
+        return None
+    for folder in CARD_FOLDERS:
+        card = folder / f"{name}.toml"
+        if card.is_file():
+            return card
+    return None
+
+
+def card_names() -> list[str]:
+    return sorted({card.stem for folder in CARD_FOLDERS for card in folder.glob("*.toml")})
+
+
+def read_card(card: Path) -> dict:
+    try:
+        settings = tomllib.loads(card.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise TextlstmError(f"corpus card {card} is not valid TOML: {error}") from None
+    unknown = sorted(set(settings) - set(CARD_SOURCES) - set(CARD_SETTINGS))
+    if unknown:
+        raise TextlstmError(f"corpus card {card} has unknown keys: {', '.join(unknown)}")
+    sources = [key for key in CARD_SOURCES if key in settings]
+    if len(sources) != 1:
+        raise TextlstmError(f"corpus card {card} must have exactly one of: {', '.join(CARD_SOURCES)}")
+    for key, expected in {**CARD_SETTINGS, sources[0]: str}.items():
+        if key in settings and not _is_instance(settings[key], expected):
+            raise TextlstmError(f"corpus card {card}: '{key}' must be a {expected.__name__}")
+    return settings
+
+
+def _is_instance(value, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def apply_card_settings(settings: dict, options: Options) -> None:
+    """Card settings fill in what the caller left at its default; the caller's own choices win."""
+    for key in ("config", "valid_split", "text_column"):
+        if getattr(options, key) is None and key in settings:
+            setattr(options, key, settings[key])
+    if options.split == DEFAULT_SPLIT and "split" in settings:
+        options.split = settings["split"]
+    if options.valid_fraction == DEFAULT_VALID_FRACTION and "valid_fraction" in settings:
+        options.valid_fraction = float(settings["valid_fraction"])

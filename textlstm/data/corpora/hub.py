@@ -1,0 +1,28 @@
+"""Datasets from the Hugging Face Hub, or from the local datasets cache when offline."""
+
+from __future__ import annotations
+
+import datasets
+from datasets.exceptions import DatasetsError
+
+from textlstm.data.corpora.cards import card_names
+from textlstm.data.corpora.loaded import Loaded, one_line, safe_name
+from textlstm.errors import TextlstmError
+
+
+def load_hub(repo_id: str, config: str | None) -> Loaded:
+    try:
+        splits = datasets.load_dataset(repo_id, name=config)
+    except (OSError, ValueError, DatasetsError) as error:
+        reason = one_line(error)
+        if datasets.config.HF_HUB_OFFLINE and isinstance(error, ConnectionError):
+            reason = "offline: HF_HUB_OFFLINE is set and it is not in the local datasets cache"
+        if "/" in repo_id:
+            hint = "; there is no local file or folder by that name either"
+        else:
+            hint = f"; nor is it a corpus card (cards: {', '.join(card_names()) or 'none'})"
+        raise TextlstmError(f"could not load '{repo_id}' from the Hugging Face Hub ({reason}){hint}") from None
+    source = f"Hugging Face Hub: {repo_id}" + (f" ({config})" if config else "")
+    if datasets.config.HF_HUB_OFFLINE:
+        source += ", from the local cache (offline)"
+    return Loaded(safe_name(repo_id.replace("/", "_")), dict(splits), documents=True, source=source)

@@ -1,0 +1,264 @@
+"""Training on a streamed corpus (`--streaming`): read as it goes, tokenized on the fly, never stored whole.
+
+The corpus is a `datasets` IterableDataset (corpora/streamed.py). From its train split:
+- validation: its first rows, up to VALID_CHARS characters (a tenth of the corpus when it is shorter
+  than 10 x VALID_CHARS), read once into a small array of ids. A corpus with its own validation
+  split (or --valid-split) gives the first VALID_CHARS characters of that split instead.
+- tokenizer: trained on the TOKENIZER_SAMPLE_CHARS characters that follow the validation rows.
+- training: every row after the validation rows, each process reading its share
+  (`split_dataset_by_node`), tokenized only when a batch needs it. At the end of the stream it starts over.
+
+No ids are cached and no Arrow files are written. `StreamingBatcher.state_dict` records the
+IterableDataset's position and the ids read but not yet trained on, so a resumed run reads on
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Iterator
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import torch
+from datasets.distributed import split_dataset_by_node
+from datasets.exceptions import DatasetsError
+
+from textlstm.training import distributed
+from textlstm.config import DataConfig
+from textlstm.data.corpora.loaded import one_line
+from textlstm.data.corpora.splits import OWN_VALID_SPLITS
+from textlstm.data.corpora.streamed import StreamedSource, open_streamed
+from textlstm.errors import TextlstmError
+from textlstm.data.text_pieces import documents_as_pieces, split_long_text
+from textlstm.data.tokenizer import EOT_ID, TextTokenizer, build_tokenizer
+
+# Characters of text held out for validation: a little under the trainer's default --eval-tokens for a
+# char tokenizer, so that each evaluation scores the whole of it and reports bits per character.
+VALID_CHARS = 1_000_000
+TOKENIZER_SAMPLE_CHARS = 10_000_000  # characters of text the tokenizer is trained on
+RUNNING_TEXT_CHARS = 1 << 14  # lines of a running text are read and encoded in blocks of about this size
+
+
+@dataclass
+class TrainStream:
+    """The training rows of a streamed corpus, this process's share, as ids."""
+
+    source: StreamedSource
+    split: str
+    column: str
+    skip_rows: int  # the rows held out for validation
+    tokenizer: TextTokenizer
+
+    def open(self, share: bool = True):
+        """A fresh stream of the training rows, from their start: this process's share, or (share=False) all of them."""
+        dataset = self.source.open_splits()[self.split]
+        if self.skip_rows:
+            dataset = dataset.skip(self.skip_rows)
+        if not share:
+            return dataset
+        return split_dataset_by_node(dataset, rank=distributed.rank(), world_size=distributed.world_size())
+
+
+def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
+    """`data.prepare` for a streamed corpus: the tokenizer, the validation ids and the training stream."""
+    from textlstm.data.prepare import Prepared  # data.prepare calls this module: import at call time
+
+    # The stream is read all through training, and every read failure becomes one error line:
+    # datasets' own log lines (a JSON parse error, say) would only repeat it. Quiet from here on.
+    datasets.logging.set_verbosity(logging.CRITICAL)
+    source = open_streamed(data.dataset, data.dataset_config)
+    report(f"corpus: {source.source}")
+    splits = source.open_splits()
+    _require_split(splits, data.split, source)
+    column = _text_column(splits[data.split], data.text_column, source)
+    valid_rows, skip_rows = _validation_rows(data, splits, column, source)
+    stream = TrainStream(source, data.split, column, skip_rows, tokenizer)
+    if tokenizer is None:  # the same sample on every process, so the same tokenizer
+        sample = _first_chars(_texts(stream.open(share=False), column, source), TOKENIZER_SAMPLE_CHARS)
+        pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
+        stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
+        report(f"tokenizer: {data.tokenizer}, trained on at most {TOKENIZER_SAMPLE_CHARS:,} characters, those after the validation rows")
+    valid = _encode_valid(valid_rows, source.documents, stream.tokenizer)
+    if valid.info.scored_tokens < 1:
+        raise TextlstmError(f"the validation text of {source.name} is empty")
+    report(f"tokens: {valid.info.tokens:,} validation ({data.tokenizer} tokenizer, "
+           f"{stream.tokenizer.vocab_size:,} tokens in the vocabulary); training text tokenized as it is read")
+    return Prepared(source, stream.tokenizer, {"valid": valid}, stream=stream)
+
+
+def _validation_rows(data: DataConfig, splits: dict, column: str, source: StreamedSource) -> tuple[Iterator[str], int]:
+    """The validation text, and how many rows at the start of the training split it takes."""
+    own = data.valid_split or next((name for name in OWN_VALID_SPLITS if name in splits and name != data.split), None)
+    if own:
+        _require_split(splits, own, source)
+        return _first_chars(_texts(splits[own], column, source), VALID_CHARS), 0
+    skip_rows = _held_out_rows(_texts(splits[data.split], column, source), source.name)
+    return itertools.islice(_texts(source.open_splits()[data.split], column, source), skip_rows), skip_rows
+
+
+def _require_split(splits: dict, name: str, source: StreamedSource) -> None:
+    if name not in splits:
+        raise TextlstmError(f"the corpus '{source.name}' has no split '{name}' (it has: {', '.join(splits)})")
+
+
+def _texts(dataset, column: str, source: StreamedSource) -> Iterator[str]:
+    for row in _rows(dataset, source):
+        yield row[column] or ""
+
+
+def _text_column(dataset, wanted: str | None, source: StreamedSource) -> str:
+    first = next(iter(_rows(dataset, source)), None)
+    if first is None:
+        raise TextlstmError(f"the corpus '{source.name}' is empty")
+    if wanted is not None:
+        if wanted not in first:
+            raise TextlstmError(f"the corpus '{source.name}' has no column '{wanted}' (it has: {', '.join(first)})")
+        return wanted
+    if "text" in first:
+        return "text"
+    strings = [name for name, value in first.items() if isinstance(value, str)]
+    if len(strings) != 1:
+        raise TextlstmError(f"say which column holds the text with --text-column (columns: {', '.join(first)})")
+    return strings[0]
+
+
+def _rows(dataset, source: StreamedSource) -> Iterator[dict]:
+    """The rows of `dataset`; a read error (bad JSON, say) becomes one error line."""
+    try:
+        yield from dataset
+    except GeneratorExit:  # closed unfinished, maybe at interpreter exit when the names below are gone
+        raise
+    except (DatasetsError, ValueError, OSError, pa.ArrowException) as error:
+        raise TextlstmError(f"could not read {source.source}: {one_line(error)}") from None
+
+
+def _held_out_rows(texts: Iterator[str], name: str) -> int:
+    """How many rows at the start of the stream are validation: VALID_CHARS characters' worth, or a tenth of a shorter corpus."""
+    probe = 10 * VALID_CHARS
+    lengths, total = [], 0
+    for text in texts:
+        lengths.append(len(text))
+        total += len(text)
+        if total >= probe:
+            break
+    budget = VALID_CHARS if total >= probe else max(1, total // 10)
+    rows = int(np.searchsorted(np.cumsum(lengths), budget)) + 1
+    if total < probe and rows >= len(lengths):
+        raise TextlstmError(f"the corpus '{name}' is too small to hold out validation rows from its stream")
+    return rows
+
+
+def _first_chars(texts: Iterator[str], limit: int) -> Iterator[str]:
+    """The rows of `texts` up to `limit` characters in all, the last one cut at the limit."""
+    left = limit
+    for text in texts:
+        if left <= 0:
+            return
+        yield text[:left]
+        left -= len(text)
+
+
+def _encode_valid(rows: Iterator[str], documents: bool, tokenizer: TextTokenizer):
+    from textlstm.data.prepare import TokenizedSplit, encode_rows
+
+    buffer = BytesIO()
+    info = encode_rows(rows, documents, tokenizer, buffer)
+    return TokenizedSplit(np.frombuffer(buffer.getbuffer(), dtype=info.dtype), info)
+
+
+# ----------------------------------------------------------------------------- the batcher
+
+
+class StreamingBatcher:
+    """Truncated-BPTT batches [batch_size, seq_len] from a stream of ids, filled as they are needed.
+
+    Each of the batch_size rows is a stream of its own: when a row holds fewer than seq_len + 1 ids it
+    takes the next document from the stream (`EOT doc`), or for a running text (.txt) the next block
+    of about RUNNING_TEXT_CHARS characters. A row is contiguous text within a document or block, so
+    the LSTM state carried from one batch to the next starts each row where it left off.
+    """
+
+    def __init__(self, stream: TrainStream, batch_size: int, seq_len: int):
+        self.stream = stream
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.documents = stream.source.documents
+        self.rows = [np.empty(0, dtype=np.int32) for _ in range(batch_size)]
+        self.passes = 0  # times the stream was read to its end
+        self._dataset = stream.open()
+        self._texts = None
+
+    def __len__(self) -> int:
+        return sys.maxsize  # a stream has no length known in advance: train with --max-steps
+
+    def batch(self, i: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next inputs and targets, each [batch_size, seq_len] int64 (`i` is not needed: batches come in order)."""
+        width = self.seq_len + 1
+        for r in range(self.batch_size):
+            while len(self.rows[r]) < width:
+                self.rows[r] = np.concatenate([self.rows[r], self._next_block()])
+        block = torch.from_numpy(np.stack([row[:width] for row in self.rows]).astype(np.int64))
+        self.rows = [row[self.seq_len :] for row in self.rows]  # the last target is the next first input
+        return block[:, :-1], block[:, 1:]
+
+    def state_dict(self) -> dict:
+        return {
+            "rank": distributed.rank(),
+            "world_size": distributed.world_size(),
+            "dataset": self._dataset.state_dict(),
+            "passes": self.passes,
+            "rows": [torch.from_numpy(row.copy()) for row in self.rows],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        # The trainer saves process 0's position only; another process's share is elsewhere in the stream.
+        if (state["rank"], state["world_size"]) != (distributed.rank(), distributed.world_size()):
+            raise ValueError(
+                f"the stream position saved is process {state['rank']}'s of {state['world_size']}; "
+                f"this is process {distributed.rank()} of {distributed.world_size()}"
+            )
+        if len(state["rows"]) != self.batch_size:
+            raise ValueError(f"the saved stream has {len(state['rows'])} rows, this run {self.batch_size}")
+        self.rows = [row.numpy().astype(np.int32) for row in state["rows"]]
+        self.passes = int(state["passes"])
+        self._dataset = self.stream.open()
+        self._dataset.load_state_dict(state["dataset"])
+        self._texts = None
+
+    def _next_block(self) -> np.ndarray:
+        texts = self._take_texts()
+        if not texts:
+            raise TextlstmError("the training stream holds no text (this process's share of it is empty)")
+        if self.documents:
+            pieces = list(split_long_text(texts[0]))
+            return np.concatenate([[EOT_ID], *self.stream.tokenizer.encode_arrays(pieces)]).astype(np.int32)
+        return np.concatenate(self.stream.tokenizer.encode_arrays(["".join(texts)])).astype(np.int32)
+
+    def _take_texts(self) -> list[str]:
+        """The next document, or the next lines of a running text up to RUNNING_TEXT_CHARS; starts a new pass at the end."""
+        for attempt in range(2):
+            texts, size = [], 0
+            for text in self._iterate():
+                if not text:
+                    continue
+                texts.append(text)
+                size += len(text)
+                if self.documents or size >= RUNNING_TEXT_CHARS:
+                    return texts
+            if texts:
+                return texts
+            self.passes += 1  # the end of the stream: read it again from the start
+            self._dataset = self.stream.open()
+            self._texts = None
+        return []
+
+    def _iterate(self) -> Iterator[str]:
+        if self._texts is None:
+            self._texts = _texts(self._dataset, self.stream.column, self.stream.source)
+        return self._texts

@@ -1,0 +1,1 @@
+"""Running on this machine: the device, the precision, CPU threads, memory pages."""

@@ -1,0 +1,143 @@
+"""The settings `textlstm train` chooses itself when they are left at "auto": the tokenizer, and the
+dropouts and weight decay. Each is chosen once the training text is known, from its size and the
+run's budget, by one rule over one small table:
+
+- `choose_tokenizer(train_characters, budget)`: the tokenizer (TOKENIZER_RULE).
+- `regularization_for(train_tokens, budget)`: dropout, recurrent dropout, weight decay
+  (REGULARIZATION_TABLE, WEIGHT_DECAY).
+
+`budget` is the tokens the run will train on (`budget_tokens`). The choice depends only on the data
+and the settings, so every process of a distributed run makes the same one. The resolved values are
+what the run's config.json records: --resume, eval and generate never see "auto".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
+from textlstm.hardware.threads import lstm_work_per_step
+
+# LSTM multiply-adds per second assumed for a --max-minutes budget: an estimate, not a measurement
+# of the machine the run is on. The default shape (2 x 256, embedding 64: 852k multiply-adds of its
+# LSTM matrices per token) trained at 18,500-23,500 tokens/s on one core of this project's 2-core
+# CPU in bfloat16, and 2 x 512 (embedding 256: 3.67M) at 5,500 (benchmarks/QUALITY.md).
+ASSUMED_MULTIPLY_ADDS_PER_SECOND = 18e9
+
+
+def assumed_tokens_per_second(model: ModelConfig) -> float:
+    """Training tokens per second a time budget is estimated at, for this model shape."""
+    return ASSUMED_MULTIPLY_ADDS_PER_SECOND / lstm_work_per_step(model.embedding_size, model.hidden_size, model.layers, 1)
+
+
+def budget_tokens(train: TrainConfig, train_tokens: int | None, model: ModelConfig | None = None) -> float | None:
+    """Tokens the run will train on: the least of its limits. --max-steps counts steps x batch-size x
+    seq-len, --epochs counts passes over `train_tokens`, and --max-minutes is an estimate (minutes x
+    60 x assumed_tokens_per_second of `model`, the default shape when None). None: no limit can be
+    counted (only --epochs, of unknown text)."""
+    limits = []
+    if train.max_steps:
+        limits.append(train.max_steps * train.batch_size * train.seq_len)
+    if train.epochs and train_tokens:
+        limits.append(train.epochs * train_tokens)
+    if train.max_minutes:
+        limits.append(train.max_minutes * 60 * assumed_tokens_per_second(model or ModelConfig()))
+    return min(limits) if limits else None
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerChoice:
+    kind: str  # char, word or bpe
+    reason: str  # shown as "tokenizer: char (auto: REASON)"
+
+
+# The tokenizer --tokenizer auto gives: char, whatever the size and budget, because it won every
+# equal-time comparison measured (benchmarks/QUALITY.md, "Ablations at equal wall clock").
+TOKENIZER_RULE = "char"
+TOKENIZER_REASON = "char learned more than BPE in the same minutes, in every budget measured"
+
+
+def choose_tokenizer(train_characters: int | None, budget: float | None) -> TokenizerChoice:
+    """The tokenizer for a run on `train_characters` of training text (None: streamed, unknown) with
+    `budget` training tokens (see budget_tokens; None: unknown): char for every size and budget.
+
+    Why: on tiny Shakespeare, 4 minutes on one core, char reached 1.4449 nats/char, BPE with 1,024
+    tokens 1.4537 and BPE with 4,096 tokens 1.5542. A larger vocabulary makes each step dearer (the
+    softmax) and gives each token's embedding fewer examples to learn from, which minutes of CPU do
+    not make up for. A word vocabulary maps unseen words to one unknown token, so it cannot score
+    every text; it is never chosen. Budgets of hours on large corpora were not measured.
+    """
+    return TokenizerChoice(TOKENIZER_RULE, TOKENIZER_REASON)
+
+
+# ----------------------------------------------------------------------------- dropout and weight decay
+
+
+@dataclass(frozen=True)
+class Regularization:
+    dropout: float
+    recurrent_dropout: float
+    weight_decay: float
+    reason: str  # shown as "dropout 0.1, recurrent dropout 0.1 (auto: REASON)"
+
+
+# Expected epochs E (budget tokens / training tokens) -> dropout and recurrent dropout: the first
+# row whose bound E does not exceed applies. Measured with the default shape (benchmarks/QUALITY.md,
+# "Regularization by corpus size and budget"): no dropout won at 1.2 and 4.8 epochs of tiny
+# Shakespeare, 0.1 at 7.9 epochs of the built-in corpus and at 13 of tiny Shakespeare, 0.3 at 16
+# epochs of a 300k-character part of tiny Shakespeare.
+REGULARIZATION_TABLE = (
+    # (E at most, dropout, recurrent dropout)
+    (6.0, 0.0, 0.0),
+    (15.0, 0.1, 0.1),
+    (math.inf, 0.3, 0.1),
+)
+WEIGHT_DECAY = 0.01  # the same for every E
+
+
+def regularization_for(train_tokens: int | None, budget: float | None) -> Regularization:
+    """Dropout, recurrent dropout and weight decay for a run on `train_tokens` training tokens (None:
+    streamed, unknown) with `budget` training tokens (see budget_tokens). A run whose text or budget
+    cannot be counted is taken to see its text at most once (E <= 1)."""
+    if not train_tokens or budget is None:
+        epochs, reason = 0.0, "a training text or budget of unknown size, taken as at most one epoch"
+    else:
+        epochs = budget / train_tokens
+        reason = f"about {_epochs(epochs)} of {_millions(train_tokens)} tokens in the budget"
+    dropout, recurrent = next((d, r) for most, d, r in REGULARIZATION_TABLE if epochs <= most)
+    return Regularization(dropout, recurrent, WEIGHT_DECAY, reason)
+
+
+# ----------------------------------------------------------------------------- applying them to a run
+
+
+def resolve_regularization(config: RunConfig, train_tokens: int | None) -> tuple[RunConfig, str | None]:
+    """`config` with its "auto" dropouts and weight decay (None) replaced by regularization_for's
+    values, and a line saying what was chosen and why (None when nothing was auto)."""
+    model, train = config.model, config.train
+    auto = [name for name, value in (("dropout", model.dropout), ("recurrent_dropout", model.recurrent_dropout),
+                                     ("weight_decay", train.weight_decay)) if value is None]
+    if not auto:
+        return config, None
+    chosen = regularization_for(train_tokens, budget_tokens(train, train_tokens, model))
+    values = {name: getattr(chosen, name) for name in auto}
+    model = dataclasses.replace(model, **{n: v for n, v in values.items() if n != "weight_decay"})
+    train = dataclasses.replace(train, **{n: v for n, v in values.items() if n == "weight_decay"})
+    shown = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in values.items())
+    return dataclasses.replace(config, model=model, train=train), f"{shown} ({AUTO}: {chosen.reason})"
+
+
+def _epochs(epochs: float) -> str:
+    if epochs < 1:
+        return f"{epochs:.2g} of an epoch"
+    count = f"{epochs:.0f}" if epochs >= 10 else f"{epochs:.2g}"
+    return f"{count} epoch" + ("" if count == "1" else "s")
+
+
+def _millions(tokens: int) -> str:
+    return f"{tokens / 1e6:,.1f}M" if tokens >= 100_000 else f"{tokens:,}"

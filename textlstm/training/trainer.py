@@ -1,0 +1,487 @@
+"""The training loop: each step (forward, backward, gradient clipping, AdamW), an evaluation every
+`eval_every` steps and at the end with the best weights and the resume state saved, early stopping,
+exact resume and a clean stop on Ctrl-C.
+
+Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, run
+folders in `run_folder.py`, the Ctrl-C flag in `interrupt.py`, loss and throughput in `meter.py`.
+
+Under torchrun (see distributed.py) the same loop trains one model in several processes: each
+reads its own rows of every batch (--batch-size counts the rows of all processes together),
+DistributedDataParallel averages the gradients, every process evaluates, and only process 0
+writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textlstm.runs import checkpoint as ckpt
+from textlstm.training import auto_settings
+from textlstm.training import distributed
+from textlstm.training import finetune
+from textlstm.training import rank_state as process_state
+from textlstm.config import ModelConfig, RunConfig
+from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
+from textlstm.hardware.device import resolve_device
+from textlstm.errors import TextlstmError
+from textlstm.evaluation.scoring import evaluate_split
+from textlstm.training.stop_signals import StopFlag
+from textlstm.training.meter import Meter
+from textlstm.model.network import LSTMLanguageModel, detach_state
+from textlstm.training.optimizer import build_optimizer, load_optimizer_state
+from textlstm.hardware.precision import autocast, training_precision
+from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
+from textlstm.training.schedule import learning_rate
+from textlstm.hardware.threads import use_threads
+from textlstm.data.streaming import StreamingBatcher
+from textlstm.training.weight_average import WeightAverage
+
+MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
+now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
+
+
+class Reporter:
+    """What the loop tells the outside world; the CLI draws it, the Python API ignores it."""
+
+    def message(self, text: str) -> None: ...
+    def ready(self, model: LSTMLanguageModel, config: RunConfig, best_valid_loss: float) -> None: ...
+    def start(self, total_steps: int | None, first_step: int) -> None: ...  # None: the run has a time budget only
+    def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None: ...
+    def evaluated(self, record: dict) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    best_valid_loss: float
+    interrupted: bool = False
+    stopped_early: bool = False
+    records: list[dict] = field(default_factory=list)
+
+
+def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
+    """`model` with the vocabulary of `tokenizer`, and a char tokenizer's byte tokens on their own
+    small softmax when the output layer allows it (textlstm/byte_softmax.py)."""
+    byte_start = tokenizer.byte_fallback_start if model.output_layer == "full" and not model.tie_weights else None
+    return dataclasses.replace(model, vocab_size=tokenizer.vocab_size, byte_fallback_start=byte_start)
+
+
+def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 << 20) -> np.ndarray:
+    """How often each id occurs in the first `limit` ids (enough for the frequencies the output bias
+    starts from), read in chunks so that memory stays small for memory-mapped ids."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, min(len(ids), limit), chunk):
+        counts += np.bincount(np.asarray(ids[start : min(start + chunk, limit)], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False):
+        self.config = config
+        self.output = Path(output)
+        self.reporter = reporter or Reporter()
+        self.resuming = resume
+        self.device = distributed.local_device(resolve_device(config.train.device))
+        self.precision = training_precision(config.train.precision, self.device)
+        self.stop = StopFlag()
+
+    # ------------------------------------------------------------------ setup
+
+    def _load_data(self) -> None:
+        data = self.config.data
+        reused = None  # a new run trains its tokenizer on the corpus
+        if self.resuming:
+            reused = ckpt.load_tokenizer(self.output)
+        elif self.parent is not None:
+            reused = self.parent.tokenizer()
+        prepared = prepare(data, reused, report=self.reporter.message, train=self.config.train)
+        self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
+        self.stream = prepared.stream
+        # "auto" settings become what was chosen, so config.json (resume, eval, generate) holds those.
+        data = self.config.data = dataclasses.replace(data, tokenizer=prepared.tokenizer_kind)
+        train_tokens = self.splits["train"].info.scored_tokens if "train" in self.splits else None  # None: streamed
+        self.config, chosen = auto_settings.resolve_regularization(self.config, train_tokens)
+        if chosen:
+            self.reporter.message(chosen)
+        if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
+            self.reporter.message(note)
+        if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
+            self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
+
+    def _set_up(self) -> None:
+        """Data, model, optimizer, resume state. Under several processes, process 0 reads the data
+        first (it fills the caches the others then read), and an error on any process stops all."""
+        distributed.in_turn(self._load_saved_state_and_data)
+        distributed.agree_on_errors(self._build_and_resume)
+
+    def _load_saved_state_and_data(self) -> None:
+        distributed.check_batch_splits(self.config.train.batch_size)
+        # A resume state that cannot be loaded is reported before any time goes into the data.
+        self.saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
+        self._load_data()
+
+    def _build_and_resume(self) -> None:
+        if distributed.from_main(self.tokenizer.to_str()) != self.tokenizer.to_str():
+            raise TextlstmError(
+                "this process built another tokenizer than process 0: put TEXTLSTM_CACHE on storage "
+                "that every machine shares, so all processes read the one process 0 built"
+            )
+        self._build()
+        if self.parent is not None:
+            step = self.parent.load_weights(self.model)
+            self.reporter.message(f"fine-tuning {self.parent.folder} (its weights from step {step:,}): new optimizer and schedule")
+        ema = self.config.train.ema
+        self.average = WeightAverage(self.model, ema) if ema else None
+        if self.saved_state is not None:
+            self._resume(self.saved_state)
+            self.saved_state = None
+
+    def _build(self) -> None:
+        train_cfg = self.config.train
+        if self.config.model.vocab_size == 0:
+            self.config.model = model_config_for(self.config.model, self.tokenizer)
+        elif self.config.model.vocab_size != self.tokenizer.vocab_size:
+            raise TextlstmError("the tokenizer does not match the model's vocabulary size")
+        torch.manual_seed(train_cfg.seed)
+        self.model = LSTMLanguageModel(self.config.model)
+        if "train" in self.splits:  # a streamed corpus has no stored training ids to count
+            self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
+        self.model.to(self.device)
+        rank, world = distributed.rank(), distributed.world_size()
+        rows = train_cfg.batch_size // world  # this process's rows of each batch
+        if self.device.type == "cpu":
+            model = self.config.model
+            use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, rows, self.precision)
+        distributed.seed_this_process(train_cfg.seed)
+        self.optimizer = build_optimizer(self.model, train_cfg)
+        if self.config.data.streaming:
+            if train_cfg.epochs:
+                raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
+            self.batcher = StreamingBatcher(self.stream, rows, train_cfg.seq_len)
+        elif self.config.data.batching == "documents":
+            self.batcher = DocumentBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
+        else:
+            self.batcher = StreamBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, rank, world)
+        steps_per_epoch = len(self.batcher)
+        limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
+        self.total_steps = min(limits) if limits else math.inf  # inf: a time budget alone (max_minutes)
+        self.step = 0
+        self.lstm_state = None
+        self.best_valid_loss = math.inf
+        self.evals_since_best = 0
+        self.evaluated_step = -1  # the step of the last evaluation
+        self.elapsed_before = 0.0
+        self.time_to_save = False
+        self.records: list[dict] = []
+
+    def _resume(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            load_optimizer_state(self.optimizer, self.model, state["optimizer"])
+            if self.average is not None:
+                self.average.load_state_dict(state["average"])
+            self.step = int(state["step"])
+            self.best_valid_loss = float(state["best_valid_loss"])
+            self.evals_since_best = int(state["evals_since_best"])
+            self.evaluated_step = int(state.get("evaluated_step", -1))
+            self.elapsed_before = float(state["elapsed_sec"])
+            self.lstm_state = process_state.restore(state, self.device, self.batcher.batch_size)
+            if self.config.data.streaming:
+                self.batcher.load_state_dict(state["stream"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise TextlstmError(f"cannot resume from {self.output}: trainer state does not fit this run ({error})") from None
+        self.reporter.message(f"resuming {self.output} at step {self.step}")
+
+    def _write_run_files(self) -> None:
+        if not self.resuming:
+            self.config.world_size, self.config.launch_id = distributed.world_size(), distributed.launch_id()
+        if distributed.is_main() and not self.resuming:
+            ckpt.write_text(self.output / ckpt.CONFIG, self.config.to_json())
+            ckpt.atomic_write(self.output / ckpt.TOKENIZER, self.tokenizer.save)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> TrainResult:
+        init_from = self.config.train.init_from
+        self.parent = finetune.load_parent(init_from) if init_from and not self.resuming else None
+        self._set_up()
+        self.reporter.ready(self.model, self.config, self.best_valid_loss)
+        # The training loss, through DistributedDataParallel under several processes.
+        train_cfg = self.config.train
+        self.loss_of = distributed.loss_function(
+            self.model, self.device, self.config.model.output_layer == "adaptive", train_cfg.ar, train_cfg.tar
+        )
+        self._write_run_files()
+        result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
+        with self.stop:
+            self._loop(result)
+        result.steps, result.best_valid_loss = self.step, self.best_valid_loss
+        return result
+
+    def _loop(self, result: TrainResult) -> None:
+        train_cfg = self.config.train
+        self.started = self.last_save = now()
+        self.clock = 0.0
+        meter = Meter()
+        bad_steps = 0
+        if self._patience_spent():  # a resumed run that had stopped early
+            self.reporter.message(f"the run stopped early at step {self.step}: raise --patience to train on")
+            result.stopped_early = True
+            return
+        if self.step >= self.total_steps:
+            self.reporter.message(f"the run is already at step {self.step}: raise --max-steps or --epochs to train on")
+        self.reporter.start(None if math.isinf(self.total_steps) else self.total_steps, self.step)
+        try:
+            while self.step < self.total_steps:
+                stop, out_of_time = self._agree_before_step()
+                if stop:
+                    result.interrupted = True
+                    break
+                if out_of_time:
+                    break
+                step_start = now()
+                loss_sum, count = self._train_step()
+                if not math.isfinite(loss_sum):
+                    bad_steps += 1
+                    self.reporter.message(f"step {self.step + 1}: loss is {loss_sum}; step skipped")
+                    if bad_steps >= MAX_BAD_STEPS:
+                        raise TextlstmError(
+                            f"{MAX_BAD_STEPS} steps in a row had a non-finite loss; stopped. "
+                            f"The last good checkpoint in {self.output} is intact: try a lower --lr"
+                        )
+                    continue
+                bad_steps = 0
+                self.step += 1
+                meter.add(loss_sum, count, now() - step_start)
+                self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
+                if self.step % train_cfg.eval_every == 0 or self.step == self.total_steps:
+                    self._evaluate(meter, final=self.step == self.total_steps)
+                    if self._patience_spent():
+                        result.stopped_early = True
+                        break
+                elif self._save_due():
+                    self._save_resume_state()
+        finally:
+            self.reporter.stop()
+        if self.evaluated_step != self.step:  # stopped by Ctrl-C or the clock between evaluations
+            self._evaluate(meter, final=True)
+
+    def _patience_spent(self) -> bool:
+        patience = self.config.train.patience
+        return bool(patience) and self.evals_since_best >= patience
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _train_step(self) -> tuple[float, int]:
+        epoch, index = divmod(self.step, len(self.batcher))
+        lr = learning_rate(self.step, self.total_steps, self.config.train, self.clock)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        if isinstance(self.batcher, DocumentBatcher):
+            inputs, targets, lengths = self.batcher.batch(index, epoch)
+            state = None
+        else:
+            inputs, targets = self.batcher.batch(index)
+            lengths = None
+            state = None if index == 0 else self.lstm_state
+        with autocast(self.precision, self.device):  # the backward pass runs outside it
+            loss_sum, count, new_state, penalty = self.loss_of(inputs.to(self.device), targets.to(self.device), state, lengths)
+        penalty_value = penalty.detach().double() if penalty is not None else torch.zeros((), dtype=torch.float64, device=count.device)
+        totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double(), penalty_value]))
+        loss_value, count_value, penalty_total = float(totals[0]), int(totals[1]), float(totals[2])
+        if not math.isfinite(loss_value + penalty_total):  # a step skipped for either
+            self.optimizer.zero_grad(set_to_none=True)
+            self.lstm_state = None
+            return loss_value + penalty_total, count_value
+        self.optimizer.zero_grad(set_to_none=True)
+        # The mean over all processes' tokens: DDP averages the processes' gradients, hence * world size.
+        # The AR/TAR penalty is a mean over this process's rows already: DDP's average makes it the mean of them all.
+        backpropagated = loss_sum * (distributed.world_size() / max(count_value, 1))
+        if penalty is not None:
+            backpropagated = backpropagated + penalty
+        backpropagated.backward()
+        if self.config.train.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip)
+        self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
+        self.lstm_state = detach_state(new_state)
+        return loss_value, count_value
+
+    def _evaluate(self, meter: Meter, final: bool) -> None:
+        """Evaluate, record, checkpoint. `final`: the last evaluation of this run (early stopping
+        also makes it the last)."""
+        train_cfg = self.config.train
+        valid = self.splits["valid"]
+        result = evaluate_split(
+            self._evaluated_model(), valid.ids, valid.info,
+            batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
+            max_tokens=train_cfg.eval_tokens, device=self.device, precision=self.precision,
+            documents=self.config.data.batching == "documents",
+        )
+        # Every process scores the same tokens with the same weights; process 0's figures decide for all.
+        result = distributed.from_main(result)
+        record = {
+            "step": self.step,
+            "epoch": self.batcher.passes if self.config.data.streaming else self.step / len(self.batcher),
+            "train_loss": meter.mean_loss(),
+            "valid_loss": result.loss,
+            "valid_perplexity": result.perplexity,
+            "valid_bits_per_token": result.bits_per_token,
+            "valid_bits_per_char": result.bits_per_char,
+            "valid_tokens": result.tokens,
+            "tokens_per_sec": meter.rate(),
+            "lr": self._lr(),
+            "elapsed_sec": self._elapsed(),
+            "world_size": distributed.world_size(),
+        }
+        meter.reset()
+        improved = result.loss < self.best_valid_loss
+        if improved:
+            self.best_valid_loss = result.loss
+            self.evals_since_best = 0
+        else:
+            self.evals_since_best += 1
+        self.evaluated_step = self.step
+        record["final"] = final or self._patience_spent()
+        self.records.append(record)
+        self._save(record, improved)
+        self.reporter.evaluated(record)
+
+    def _evaluated_model(self) -> LSTMLanguageModel:
+        """What evaluations score and model.safetensors holds: the averaged weights with --ema."""
+        return self.average.model if self.average is not None else self.model
+
+    def _save_due(self) -> bool:
+        train_cfg = self.config.train
+        if train_cfg.save_every and self.step % train_cfg.save_every == 0:
+            return True
+        return self.time_to_save
+
+    def _save(self, record: dict, improved: bool) -> None:
+        if distributed.is_main():
+            if improved:  # a first model.safetensors is written by _save_resume_state in any case
+                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
+            with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        self._save_resume_state()
+
+    def _save_resume_state(self) -> None:
+        """Write everything --resume needs in one atomic file (weights of the best model aside)."""
+        self.last_save = now()
+        every_process = process_state.gather(self.lstm_state)  # random and LSTM states of all processes
+        if distributed.is_main():
+            if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
+                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
+            ckpt.save_trainer_state(self._trainer_state() | every_process, self.output / ckpt.TRAINER_STATE)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + now() - self.started
+
+    def _agree_before_step(self) -> tuple[bool, bool]:
+        """(stop for Ctrl-C, the max_minutes budget is spent); also sets `clock`, the elapsed time the
+        schedule reads, and `time_to_save` (--save-every-minutes).
+
+        Under several processes one exchange gives all the same answers, so they stop and save after
+        the same step: Ctrl-C on any process, and one clock (the mean of theirs) for the rest.
+        """
+        minutes = self.config.train.save_every_minutes
+        local = torch.tensor(
+            [float(self.stop.requested), self._elapsed(), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
+            dtype=torch.float64,
+        )
+        if distributed.world_size() > 1:
+            local = distributed.sum_across(local)
+        stop, elapsed_sum, save_votes = local.tolist()
+        self.clock = elapsed_sum / distributed.world_size()
+        self.time_to_save = save_votes > 0
+        budget = self.config.train.max_minutes
+        return stop > 0, bool(budget) and self.clock >= 60 * budget
+
+    def _trainer_state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "best_valid_loss": self.best_valid_loss,
+            "evals_since_best": self.evals_since_best,
+            "evaluated_step": self.evaluated_step,
+            "elapsed_sec": self._elapsed(),
+            "stream": self.batcher.state_dict() if self.config.data.streaming else None,
+            "average": self.average.state_dict() if self.average is not None else None,
+        }  # the random and LSTM states come from process_state.gather
+
+
+def train(
+    config: RunConfig | None = None,
+    output: str | Path | None = None,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+    checkpoints_root: str | Path = "checkpoints",
+    train_overrides: dict | None = None,
+    timeout_minutes: float = distributed.DEFAULT_TIMEOUT_MINUTES,
+) -> TrainResult:
+    """Train a model as `config` says; return where it was saved and how it went.
+
+    resume: a checkpoint folder to continue. Its own config.json is used, with `train_overrides`
+    (TrainConfig fields such as max_steps or epochs) applied on top.
+    config.train.init_from: a checkpoint folder to fine-tune. Its model shape, tokenizer and weights
+    are used; of config.model only the dropouts apply.
+
+    Under torchrun every process calls this with the same arguments and they train one model;
+    timeout_minutes is how long a process waits for the others before the run stops with an error.
+    """
+    with distributed.session(timeout_minutes):
+        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides)
+
+
+def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides) -> TrainResult:
+    if resume is None and distributed.restart_count():
+        # torchrun restarted the processes (--max-restarts): go on with the run this launch started.
+        found = distributed.from_main(distributed.run_of_this_launch(output, checkpoints_root))
+        if found is not None and distributed.from_main((found / ckpt.TRAINER_STATE).is_file()):
+            resume = found
+        elif found is not None:  # it stopped before its first save: start it again
+            output, overwrite = found, True
+    if resume is not None:
+        folder = Path(resume)
+        saved = distributed.agree_on_errors(lambda: _config_to_resume(folder, train_overrides))
+        return Trainer(saved, folder, reporter, resume=True).run()
+    config = config or RunConfig(model=ModelConfig())
+    if config.train.init_from:
+        config = finetune.inherit(config, finetune.load_parent(config.train.init_from))
+    if output is None:  # process 0 names it for all
+        output = distributed.from_main(new_run_folder(Path(checkpoints_root), config))
+    output = Path(output)
+    created = not output.exists()
+    distributed.agree_on_errors(lambda: prepare_output(output, overwrite) if distributed.is_main() else None)
+    try:
+        return Trainer(config, output, reporter).run()
+    except BaseException:
+        if distributed.is_main() and created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # failed before anything was saved: leave no empty run folder behind
+        raise
+
+
+def _config_to_resume(folder: Path, train_overrides: dict | None) -> RunConfig:
+    if not (folder / ckpt.TRAINER_STATE).is_file():
+        raise TextlstmError(f"cannot resume {folder}: no {ckpt.TRAINER_STATE} there")
+    saved = ckpt.load_config(folder)
+    saved.train = dataclasses.replace(saved.train, **(train_overrides or {}))
+    if distributed.is_main():
+        check_writable(folder)
+    return saved
+
