@@ -166,7 +166,7 @@ work on the machine, so ratios, not absolute figures, are the point):
   GFLOP/s, oneDNN's `mkldnn_linear` on an 8192 x 512 x 2048 product 111, while the char step's
   LSTM kernel works at ~130-136 by the 6 x weights count: the square-GEMM "peak" underestimates
   this CPU, so the achieved/peak ratio above 100% says more about the peak than about the step.
-- **Cheaper dropout masks** (`textlstm/dropout.py`): `nn.Dropout` draws one random number per
+- **Cheaper dropout masks** (`textlstm/model/dropout.py`): `nn.Dropout` draws one random number per
   element; a [64, 128, 512] mask took 50-65 ms on one core. Two 15-bit draws per 32-bit random
   integer take ~10 ms (forward + backward of the dropout 72 -> 45 ms). nn.LSTM's own dropout between
   layers draws the same slow mask, so in training the model now runs the LSTM one layer at a time

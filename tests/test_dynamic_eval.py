@@ -12,7 +12,7 @@ import torch
 
 from test_evaluate import VALID_TEXT, assert_one_error_line, eval_json, folder_corpus, make_checkpoint  # noqa: F401
 from textlstm.evaluation import dynamic as dynamic_eval
-from textlstm.commands import eval as eval_command
+from textlstm.cli import eval as eval_command
 from textlstm.evaluation.scoring import evaluate_split
 from textlstm.data.tokenizer import EOT_ID
 

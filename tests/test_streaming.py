@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from textlstm.data.prepare import streaming
+from textlstm.data import streaming
 from textlstm.config import DataConfig
 from textlstm.data.prepare import prepare
 from textlstm.data.tokenizer import EOT_ID

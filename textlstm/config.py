@@ -20,7 +20,7 @@ from textlstm.turns import TurnFormat, turn_format
 # ends within 5 minutes (data preparation and the final evaluation included), on any machine.
 DEFAULT_MINUTES = 4.5
 
-# The value of a setting that training chooses itself once the data is known (textlstm/auto_settings.py).
+# The value of a setting that training chooses itself once the data is known (textlstm/training/auto_settings.py).
 # The tokenizer says so by name; dropout, recurrent_dropout and weight_decay by None.
 AUTO = "auto"
 
@@ -54,9 +54,9 @@ class ModelConfig:
     output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
     adaptive_cutoffs: list[int] | None = None  # None: derived from vocab_size (see model.default_cutoffs)
     # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
-    # the tokenizer): they then share one softmax output (textlstm/byte_softmax.py). None: a plain softmax.
+    # the tokenizer): they then share one softmax output (textlstm/model/byte_softmax.py). None: a plain softmax.
     byte_fallback_start: int | None = None
-    cell: str = "lstm"  # "lstm", or "mogrifier": input and hidden state gate each other first (textlstm/mogrifier.py)
+    cell: str = "lstm"  # "lstm", or "mogrifier": input and hidden state gate each other first (textlstm/model/mogrifier.py)
     mogrifier_rounds: int = 5  # the Mogrifier's rounds (the paper's best setting); with cell "lstm", unused
 
     def __post_init__(self):
@@ -102,7 +102,7 @@ class DataConfig:
     vocab_size: int | None = None  # word and bpe only
     batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
     turns: TurnFormat | None = None  # how the corpus writes a conversation: its card's [chat] table
-    streaming: bool = False  # read the corpus as a stream, tokenized on the fly (textlstm/streaming.py)
+    streaming: bool = False  # read the corpus as a stream, tokenized on the fly (textlstm/data/streaming.py)
 
     def __post_init__(self):
         if isinstance(self.turns, dict):  # as read back from config.json

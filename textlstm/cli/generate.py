@@ -1,6 +1,6 @@
 """`textlstm generate`: sample text from a checkpoint, streamed to stdout.
 
-torch is imported inside the command, not here: cli.py imports every command module, and
+torch is imported inside the command, not here: cli/main.py imports every command module, and
 `textlstm --help` should not wait for torch.
 """
 

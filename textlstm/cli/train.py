@@ -16,7 +16,7 @@ RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", 
 LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
 PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
-# Options whose value "auto" leaves the choice to training (textlstm/auto_settings.py); --resume
+# Options whose value "auto" leaves the choice to training (textlstm/training/auto_settings.py); --resume
 # accepts "auto" for them whatever the run chose.
 AUTO_OPTIONS = ("tokenizer", "dropout", "recurrent_dropout", "weight_decay")
 

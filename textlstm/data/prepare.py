@@ -61,7 +61,7 @@ def prepare(
     tokenizer: use this one (a checkpoint's, to resume or evaluate it) instead of the one trained
     on the corpus's train split. report: called with a line about the corpus and one about the ids.
     A split asked for that holds no token to score is an error.
-    data.streaming: the corpus is read as a stream instead (see textlstm/streaming.py): no ids are
+    data.streaming: the corpus is read as a stream instead (see textlstm/data/streaming.py): no ids are
     stored, the validation ids are held in memory and the training text comes as `stream`.
     data.tokenizer "auto" (with no `tokenizer` given): the kind is chosen from the training text's
     size and the budget of `train` (auto_settings.choose_tokenizer) and returned as `tokenizer_kind`.

@@ -9,7 +9,7 @@ so the model, the batchers and the sampler never need to know which kind they we
   pieces not in the vocabulary become the unknown token.
 - bpe: byte-level BPE, exact round trip for every string.
 
-`tokenizer_for_corpus` trains one on a corpus's train split and caches it (see textlstm/cache.py).
+`tokenizer_for_corpus` trains one on a corpus's train split and caches it (see textlstm/data/cache.py).
 """
 
 from __future__ import annotations

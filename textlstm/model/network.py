@@ -10,12 +10,12 @@ scoring, prompts) through the fused kernel, and `step` reads one token per row (
 Nothing outside this module reads the LSTM's weights.
 
 With `cell` "mogrifier" each layer's input and previous hidden state first gate each other
-(textlstm/mogrifier.py). That depends on h(t-1), so no fused kernel runs it: whole sequences run
+(textlstm/model/mogrifier.py). That depends on h(t-1), so no fused kernel runs it: whole sequences run
 one time step at a time through `_cell_step`, the function `step` calls; padded documents run as
 the padded tensor with each row's state held past its length.
 
 The output layer is a Linear layer over the vocabulary, an adaptive softmax (`output_layer`
-"adaptive"), or for a char tokenizer's vocabulary the byte-fallback softmax (textlstm/byte_softmax.py:
+"adaptive"), or for a char tokenizer's vocabulary the byte-fallback softmax (textlstm/model/byte_softmax.py:
 the 256 byte tokens share one output). The trainer starts the output biases at the log unigram
 frequencies of the training text (`init_output_bias`).
 """
@@ -275,7 +275,7 @@ class LSTMLanguageModel(nn.Module):
     def regularized_loss(
         self, ids: torch.Tensor, targets: torch.Tensor, state: State | None, lengths: torch.Tensor | None, ar: float, tar: float
     ) -> tuple[torch.Tensor, torch.Tensor, State, torch.Tensor | None]:
-        """`loss`, and the AR/TAR penalty on the last LSTM layer's outputs (textlstm/activation_penalty.py)
+        """`loss`, and the AR/TAR penalty on the last LSTM layer's outputs (textlstm/model/activation_penalty.py)
         that training adds to the loss it backpropagates; None when ar and tar are 0."""
         if not (ar or tar):
             return *self.loss(ids, targets, state, lengths), None

@@ -1,7 +1,7 @@
 """Several processes training one model: the process group, DistributedDataParallel, and the few
 things the processes must agree on.
 
-`torchrun` (or `textlstm train --nproc N`, see launch.py) starts the processes and gives each one
+`torchrun` (or `textlstm train --nproc N`, see local_processes.py) starts the processes and gives each one
 RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. `session()` joins them into one process
 group: gloo on the CPU, NCCL (with gloo beside it for CPU tensors) when training on CUDA. Without
 those variables, or with WORLD_SIZE=1, this is process 0 of 1 and every function here does nothing

@@ -2,8 +2,8 @@
 `eval_every` steps and at the end with the best weights and the resume state saved, early stopping,
 exact resume and a clean stop on Ctrl-C.
 
-Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, run
-folders in `run_folder.py`, the Ctrl-C flag in `interrupt.py`, loss and throughput in `meter.py`.
+Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, new run
+folders in `runs/new_run.py`, the Ctrl-C and SIGTERM flag in `stop_signals.py`, loss and throughput in `meter.py`.
 
 Under torchrun (see distributed.py) the same loop trains one model in several processes: each
 reads its own rows of every batch (--batch-size counts the rows of all processes together),
@@ -71,7 +71,7 @@ class TrainResult:
 
 def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
     """`model` with the vocabulary of `tokenizer`, and a char tokenizer's byte tokens on their own
-    small softmax when the output layer allows it (textlstm/byte_softmax.py)."""
+    small softmax when the output layer allows it (textlstm/model/byte_softmax.py)."""
     byte_start = tokenizer.byte_fallback_start if model.output_layer == "full" and not model.tie_weights else None
     return dataclasses.replace(model, vocab_size=tokenizer.vocab_size, byte_fallback_start=byte_start)
 

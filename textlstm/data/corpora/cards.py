@@ -10,8 +10,8 @@ from textlstm.data.corpora.loaded import DEFAULT_SPLIT, DEFAULT_VALID_FRACTION, 
 from textlstm.errors import TextlstmError
 
 DEFAULT_CARD = "pydoc"
-# The working folder's corpora/, then the repository's (this file is textlstm/corpora/cards.py).
-CARD_FOLDERS = (Path("corpora"), Path(__file__).resolve().parents[2] / "corpora")
+# The working folder's corpora/, then the repository's (this file is textlstm/data/corpora/cards.py).
+CARD_FOLDERS = (Path("corpora"), Path(__file__).resolve().parents[3] / "corpora")
 CARD_SOURCES = ("builtin", "path", "hub")
 CARD_SETTINGS = {
     "description": str,
