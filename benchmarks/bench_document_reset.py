@@ -52,7 +52,7 @@ from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # n
 from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
 from textlstm.model.network import detach_state  # noqa: E402
 from textlstm.training.schedule import learning_rate  # noqa: E402
-from textlstm.data.tokenizer import EOT_ID  # noqa: E402
+from textlstm.tokens import EOT_ID  # noqa: E402
 from textlstm.training.trainer import Trainer  # noqa: E402
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"

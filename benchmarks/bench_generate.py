@@ -29,7 +29,8 @@ from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weigh
 from textlstm.config import ModelConfig, RunConfig
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.generation.sampler import SamplingOptions, TokenSampler, make_rng, sample_tokens
-from textlstm.data.tokenizer import EOT_ID, build_tokenizer
+from textlstm.data.tokenizer import build_tokenizer
+from textlstm.tokens import EOT_ID
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "generate.json"

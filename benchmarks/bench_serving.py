@@ -51,7 +51,8 @@ def write_checkpoint(folder: Path) -> Path:
     from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
     from textlstm.config import ModelConfig, RunConfig
     from textlstm.model.network import LSTMLanguageModel
-    from textlstm.data.tokenizer import EOT_ID, build_tokenizer
+    from textlstm.data.tokenizer import build_tokenizer
+    from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [ALPHABET])
     config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=64, hidden_size=512, layers=2))

@@ -128,7 +128,8 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
     bias. Returns (model in eval mode, tokenizer, RunConfig)."""
     from textlstm.config import DataConfig, ModelConfig, RunConfig
     from textlstm.model.network import LSTMLanguageModel
-    from textlstm.data.tokenizer import EOT_ID, build_tokenizer
+    from textlstm.data.tokenizer import build_tokenizer
+    from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [TINY_CORPUS])
     config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2,

@@ -11,7 +11,7 @@ from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel, default_cutoffs
-from textlstm.data.tokenizer import PAD_ID
+from textlstm.tokens import PAD_ID
 
 
 def make_model(**settings) -> LSTMLanguageModel:

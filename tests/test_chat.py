@@ -13,7 +13,7 @@ import torch
 
 from textlstm.generation.generator import Session, TextGenerator
 from textlstm.cli.repl import ChatRepl
-from textlstm.data.tokenizer import EOT_ID
+from textlstm.tokens import EOT_ID
 from textlstm.turns import TurnFormat
 
 from conftest import TINY_CORPUS, TINY_MODEL, tiny_char_model, write_tiny_checkpoint

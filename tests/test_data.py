@@ -8,7 +8,8 @@ import pytest
 from textlstm.config import DataConfig
 from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
 from textlstm.errors import TextlstmError
-from textlstm.data.tokenizer import EOT_ID, PAD_ID, build_tokenizer
+from textlstm.data.tokenizer import build_tokenizer
+from textlstm.tokens import EOT_ID, PAD_ID
 
 # ---------------------------------------------------------------- StreamBatcher
 

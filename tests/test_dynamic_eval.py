@@ -14,7 +14,7 @@ from test_evaluate import VALID_TEXT, assert_one_error_line, eval_json, folder_c
 from textlstm.evaluation import dynamic as dynamic_eval
 from textlstm.cli import eval as eval_command
 from textlstm.evaluation.scoring import evaluate_split
-from textlstm.data.tokenizer import EOT_ID
+from textlstm.tokens import EOT_ID
 
 
 def stream_ids(tokenizer) -> np.ndarray:

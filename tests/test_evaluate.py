@@ -18,7 +18,8 @@ from textlstm.data.corpora import load_corpus
 from textlstm.data.prepare import SplitInfo
 from textlstm.evaluation.scoring import evaluate_checkpoint, evaluate_split
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.data.tokenizer import EOT_ID, tokenizer_for_corpus
+from textlstm.data.tokenizer import tokenizer_for_corpus
+from textlstm.tokens import EOT_ID
 
 TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
 VALID_TEXT = (

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 
 from conftest import SMALL_VOCAB as VOCAB
 from conftest import small_model as make_model
-from textlstm.data.tokenizer import PAD_ID
+from textlstm.tokens import PAD_ID
 
 
 def test_padded_batch_equals_each_sequence_run_alone():

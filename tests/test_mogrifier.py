@@ -12,7 +12,7 @@ from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.summary import layer_rows
-from textlstm.data.tokenizer import PAD_ID
+from textlstm.tokens import PAD_ID
 
 def make_model(**overrides) -> LSTMLanguageModel:
     return small_model(**{"cell": "mogrifier", "mogrifier_rounds": 5} | overrides)

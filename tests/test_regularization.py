@@ -10,7 +10,7 @@ from conftest import small_model as make_model
 from textlstm.model.activation_penalty import activation_penalty
 from textlstm.config import ModelConfig
 from textlstm.model.dropout import embedding_row_scales
-from textlstm.data.tokenizer import PAD_ID
+from textlstm.tokens import PAD_ID
 
 
 # ----------------------------------------------------------------------------- embedding dropout

@@ -23,7 +23,8 @@ from textlstm.generation.sampler import (
     process_logits,
     sample_tokens,
 )
-from textlstm.data.tokenizer import EOT_ID, PAD_ID, build_tokenizer
+from textlstm.data.tokenizer import build_tokenizer
+from textlstm.tokens import EOT_ID, PAD_ID
 
 CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"
 

@@ -11,7 +11,7 @@ from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import SamplingOptions, process_logits
 from textlstm.generation.row_sampling import RowSettings, pick_tokens, process_logits_batch
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
-from textlstm.data.tokenizer import EOT_ID
+from textlstm.tokens import EOT_ID
 
 from conftest import tiny_char_model
 

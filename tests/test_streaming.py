@@ -10,7 +10,7 @@ from conftest import TINY_MODEL
 from textlstm.data import streaming
 from textlstm.config import DataConfig
 from textlstm.data.prepare import prepare
-from textlstm.data.tokenizer import EOT_ID
+from textlstm.tokens import EOT_ID
 
 NO_DROPOUT = ("--dropout", "0", "--recurrent-dropout", "0")
 

@@ -175,7 +175,7 @@ def speeches(tmp_path, shakespeare_text):
 
 def test_documents_batching_trains_on_each_document_alone(run_cli, speeches, tmp_path, monkeypatch):
     from textlstm.model.network import LSTMLanguageModel
-    from textlstm.data.tokenizer import EOT_ID, PAD_ID
+    from textlstm.tokens import EOT_ID, PAD_ID
 
     batches = []
     real_loss = LSTMLanguageModel.loss

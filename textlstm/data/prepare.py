@@ -27,7 +27,8 @@ from textlstm.data.corpora.splits import character_count
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write
 from textlstm.data.text_pieces import dataset_rows, documents_as_pieces
-from textlstm.data.tokenizer import EOT_ID, PAD_ID, TextTokenizer, tokenizer_for_corpus
+from textlstm.data.tokenizer import TextTokenizer, tokenizer_for_corpus
+from textlstm.tokens import EOT_ID, PAD_ID
 
 if TYPE_CHECKING:
     from textlstm.data.streaming import TrainStream

@@ -36,7 +36,8 @@ from textlstm.data.corpora.splits import OWN_VALID_SPLITS
 from textlstm.data.corpora.streamed import StreamedSource, open_streamed
 from textlstm.errors import TextlstmError
 from textlstm.data.text_pieces import documents_as_pieces, split_long_text
-from textlstm.data.tokenizer import EOT_ID, TextTokenizer, build_tokenizer
+from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
+from textlstm.tokens import EOT_ID
 
 # Characters of text held out for validation: a little under the trainer's default --eval-tokens for a
 # char tokenizer, so that each evaluation scores the whole of it and reports bits per character.

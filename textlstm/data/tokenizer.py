@@ -24,12 +24,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from textlstm.data.cache import cache_key, cache_root
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write
+from textlstm.tokens import BYTE_TOKENS, EOT, EOT_ID, PAD, PAD_ID, UNK, byte_token
 
-PAD = "<|pad|>"
-EOT = "<|endoftext|>"
-UNK = "<|unk|>"
-PAD_ID = 0
-EOT_ID = 1
 KINDS = ("char", "word", "bpe")
 WORD_PATTERN = r" ?\w+| ?[^\w\s]+|\s+"
 MAX_TABLE = 1 << 17  # char lookup: code points above the first two Unicode planes stay with `tokenizers`
@@ -58,7 +54,7 @@ class TextTokenizer:
     def byte_fallback_start(self) -> int | None:
         """The id of <0x00> when <0x00>..<0xFF> have consecutive ids (a char tokenizer's byte fallback), else None."""
         first = self.hf.token_to_id(byte_token(0))
-        if first is None or any(self.hf.token_to_id(byte_token(b)) != first + b for b in range(256)):
+        if first is None or any(self.hf.token_to_id(byte_token(b)) != first + b for b in range(BYTE_TOKENS)):
             return None
         return first
 
@@ -126,7 +122,7 @@ def build_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
 
 def _build_char(texts: Iterable[str]) -> Tokenizer:
     vocab = {PAD: PAD_ID, EOT: EOT_ID}
-    for byte in range(256):
+    for byte in range(BYTE_TOKENS):
         vocab[byte_token(byte)] = len(vocab)
     for char in sorted(_characters_in(texts)):
         vocab.setdefault(char, len(vocab))
@@ -135,11 +131,6 @@ def _build_char(texts: Iterable[str]) -> Tokenizer:
     tokenizer.add_special_tokens([PAD, EOT])
     tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
     return tokenizer
-
-
-def byte_token(byte: int) -> str:
-    """The name of a byte-fallback token, as `tokenizers` spells it."""
-    return f"<0x{byte:02X}>"
 
 
 def _characters_in(texts: Iterable[str]) -> set[str]:

@@ -42,7 +42,7 @@ from textlstm.evaluation.dynamic import DEFAULT_DECAY, DEFAULT_LR, score_dynamic
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.hardware.precision import autocast, check_precision
-from textlstm.data.tokenizer import EOT_ID, PAD_ID
+from textlstm.tokens import EOT_ID, PAD_ID
 
 LN2 = math.log(2)
 # The burn-in only has to be long enough that the check in `score_stream` rarely finds a stale part:

@@ -37,7 +37,8 @@ from textlstm.generation.sampler import (
     sample_tokens,
     stream_text,
 )
-from textlstm.data.tokenizer import EOT_ID, TextTokenizer
+from textlstm.data.tokenizer import TextTokenizer
+from textlstm.tokens import EOT_ID
 from textlstm.turns import TurnFormat
 
 BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")

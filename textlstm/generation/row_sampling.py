@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from textlstm.generation.sampler import SamplingOptions
-from textlstm.data.tokenizer import PAD_ID
+from textlstm.tokens import PAD_ID
 
 
 @dataclass

@@ -18,7 +18,8 @@ from tokenizers.decoders import DecodeStream
 
 from textlstm.config import SamplingOptions
 from textlstm.model.network import LSTMLanguageModel, State
-from textlstm.data.tokenizer import EOT_ID, PAD_ID, TextTokenizer
+from textlstm.data.tokenizer import TextTokenizer
+from textlstm.tokens import EOT_ID, PAD_ID
 
 
 def make_rng(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:

@@ -16,7 +16,7 @@ import torch
 from textlstm.generation.generator import TextGenerator
 from textlstm.config import SamplingOptions
 from textlstm.generation.sampler import TextDecoder, process_logits
-from textlstm.data.tokenizer import EOT_ID
+from textlstm.tokens import EOT_ID
 
 SHOWN_TAIL = 60  # characters of the text so far shown above the choices
 END_OF_TEXT = "<end of text>"

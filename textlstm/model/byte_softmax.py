@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BYTE_TOKENS = 256
+from textlstm.tokens import BYTE_TOKENS
 
 
 class ByteFallbackSoftmax(nn.Module):

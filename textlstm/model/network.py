@@ -33,7 +33,7 @@ from textlstm.model.byte_softmax import ByteFallbackSoftmax
 from textlstm.config import ModelConfig
 from textlstm.model.dropout import FastDropout, drop_recurrent_columns, embedding_row_scales
 from textlstm.model.mogrifier import Mogrifier
-from textlstm.data.tokenizer import PAD_ID
+from textlstm.tokens import PAD_ID
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
 

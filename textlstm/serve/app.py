@@ -35,7 +35,7 @@ from textlstm.generation.sampler import SamplingOptions
 from textlstm.serve.conversations import ConversationStore, conversation_text
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
 from textlstm.serve.schemas import CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, describe
-from textlstm.data.tokenizer import EOT_ID
+from textlstm.tokens import EOT_ID
 from textlstm.turns import TurnFormat
 
 log = logging.getLogger("textlstm.serve")

@@ -27,7 +27,8 @@ import torch
 from textlstm.model.network import LSTMLanguageModel, State
 from textlstm.generation.sampler import SamplingOptions, StopStringFilter, TextDecoder, make_rng
 from textlstm.generation.row_sampling import RowSettings, pick_tokens, process_logits_batch
-from textlstm.data.tokenizer import EOT_ID, PAD_ID, TextTokenizer
+from textlstm.data.tokenizer import TextTokenizer
+from textlstm.tokens import EOT_ID, PAD_ID
 
 log = logging.getLogger("textlstm.serve")
 

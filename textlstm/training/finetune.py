@@ -18,7 +18,8 @@ from textlstm.runs import checkpoint as ckpt
 from textlstm.config import AUTO, RunConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.data.tokenizer import UNK, TextTokenizer
+from textlstm.data.tokenizer import TextTokenizer
+from textlstm.tokens import UNK, byte_token
 
 # ModelConfig fields that decide the weights' shapes: the parent's are kept. Dropouts may change.
 SHAPE_FIELDS = ("embedding_size", "hidden_size", "layers", "cell", "mogrifier_rounds", "tie_weights", "output_layer", "adaptive_cutoffs")
@@ -87,7 +88,7 @@ def unseen_note(tokenizer: TextTokenizer, kind: str, ids: np.ndarray) -> str | N
         # once, by its first byte (continuation bytes are 0x80-0xBF).
         lead = np.zeros(tokenizer.vocab_size, dtype=bool)
         for byte in [*range(0x80), *range(0xC0, 0x100)]:
-            token_id = tokenizer.hf.token_to_id(f"<0x{byte:02X}>")
+            token_id = tokenizer.hf.token_to_id(byte_token(byte))
             if token_id is not None:
                 lead[token_id] = True
         count = _count(ids, lambda chunk: lead[chunk])
