@@ -295,6 +295,19 @@ def test_resume_accepts_the_command_the_run_was_started_with(run_cli, small_corp
     assert [r["step"] for r in records] == [3, 6]
 
 
+def test_resume_accepts_the_vocab_size_asked_for_when_the_vocabulary_came_out_smaller(run_cli, small_corpus, tmp_path):
+    """The small corpus has far fewer than 50,000 distinct words: the model's vocabulary is smaller
+    than --vocab-size, and the same command typed again with --resume still means the same run."""
+    out = tmp_path / "run"
+    command = ("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "word", "--vocab-size", "50000",
+               "--eval-every", "3", "--output", out)
+    assert run_cli(*command, "--max-steps", "3").code == 0
+    assert json.loads((out / "config.json").read_text())["model"]["vocab_size"] < 50_000
+    result = run_cli(*command, "--max-steps", "6", "--resume", out)
+    assert result.code == 0, result.err
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [3, 6]
+
+
 def test_patience_stops_after_that_many_evaluations_without_improvement(small_corpus, tmp_path, validation_losses):
     from textlstm.runs.checkpoint import load_trainer_state
     from textlstm.training.trainer import train

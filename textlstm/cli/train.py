@@ -236,7 +236,9 @@ def _check_fixed_options(options: dict, names: set[str]) -> None:
     if not names:
         return
     saved = load_config(Path(options["resume"]))
-    sections = (saved.model, saved.data, saved.train)
+    # data before model: --vocab-size is what was asked (data.vocab_size), not the vocabulary the
+    # tokenizer came out with (model.vocab_size, smaller when the corpus has fewer words)
+    sections = (saved.data, saved.model, saved.train)
     for name in names:
         if name in AUTO_OPTIONS and options[name] in (None, AUTO):
             continue  # "auto" was resolved when the run started: its config holds what was chosen
