@@ -90,3 +90,17 @@ def test_shape_options_that_contradict_the_parent_are_refused(run_cli, tmp_path)
 
     resumed = run_cli("train", "--resume", parent, "--init-from", parent)
     assert resumed.code == 2 and "--init-from cannot change when resuming" in resumed.err
+
+
+def test_resume_accepts_the_fine_tuning_command_with_a_relative_init_from(run_cli, tmp_path):
+    """config.json holds the parent's resolved path; the command typed again names it as it was typed."""
+    from conftest import write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "parent")
+    write(tmp_path / "new.txt", "some new text\n" * 100)
+    small = ("--batch-size", "2", "--seq-len", "16", "--eval-every", "2")
+    command = ("train", "--dataset", "new.txt", "--init-from", "./parent", *small, "--output", "tuned")  # relative to the cwd, tmp_path
+    assert run_cli(*command, "--max-steps", "2").code == 0
+    result = run_cli(*command, "--max-steps", "4", "--resume", "tuned")
+    assert result.code == 0, result.err
+    assert [json.loads(line)["step"] for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()] == [2, 4]

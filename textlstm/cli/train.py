@@ -19,6 +19,9 @@ PROBABILITY = click.FloatRange(0.0, 1.0, max_open=True)
 # Options whose value "auto" leaves the choice to training (textlstm/training/auto_settings.py); --resume
 # accepts "auto" for them whatever the run chose.
 AUTO_OPTIONS = ("tokenizer", "dropout", "recurrent_dropout", "weight_decay")
+# Options compared with the saved run as paths: "data/x.txt" and "./data/x.txt" are the same corpus,
+# and config.json holds --init-from resolved.
+PATH_OPTIONS = ("dataset", "init_from")
 
 
 class AutoOr(click.ParamType):
@@ -244,8 +247,8 @@ def _check_fixed_options(options: dict, names: set[str]) -> None:
             continue  # "auto" was resolved when the run started: its config holds what was chosen
         section = next(s for s in sections if name in s.__dataclass_fields__)
         old, new = getattr(section, name), options[name]
-        if name == "dataset" and old is not None and new is not None:
-            old, new = Path(old), Path(new)  # "data/x.txt" and "./data/x.txt" are the same corpus
+        if name in PATH_OPTIONS and old is not None and new is not None:
+            old, new = Path(old).resolve(), Path(new).resolve()
         if old != new:
             flag = "--" + name.replace("_", "-")
             raise click.UsageError(
