@@ -44,3 +44,26 @@ def test_resuming_with_a_step_limit_drops_the_time_budget(run_cli, small_corpus,
     assert result.code == 0, result.err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == target
+
+
+def test_resuming_from_python_with_a_step_limit_drops_the_default_time_budget(small_corpus, tmp_path, monkeypatch):
+    """A run given no limit ends by the clock (a fake one: 10 s a step); train(resume=..., train_overrides=
+    {"max_steps": N}) then trains to step N, as `textlstm train --resume --max-steps N` does."""
+    import textlstm.training.trainer as train_module
+    from textlstm.config import DataConfig, ModelConfig, RunConfig
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(train_module, "now", lambda: clock["now"])
+
+    class TenSecondSteps(train_module.Reporter):
+        def step(self, step, loss, tokens_per_sec, lr):
+            clock["now"] += 10.0
+
+    config = RunConfig(model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
+                       data=DataConfig(dataset=str(small_corpus)),
+                       train=TrainConfig(batch_size=4, seq_len=32, eval_every=1000, eval_tokens=500, save_every_minutes=0))
+    first = train_module.train(config, output=tmp_path / "run", reporter=TenSecondSteps())
+    assert saved_train_config(tmp_path / "run")["max_minutes"] == DEFAULT_MINUTES
+    assert first.steps == DEFAULT_MINUTES * 60 / 10
+    resumed = train_module.train(resume=tmp_path / "run", reporter=TenSecondSteps(), train_overrides={"max_steps": first.steps + 3})
+    assert resumed.steps == first.steps + 3 and not resumed.interrupted

@@ -28,7 +28,7 @@ from textlstm.training import auto_settings
 from textlstm.training import distributed
 from textlstm.training import finetune
 from textlstm.training import rank_state as process_state
-from textlstm.config import ModelConfig, RunConfig
+from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
 from textlstm.hardware.device import resolve_device
 from textlstm.errors import TextlstmError
@@ -45,6 +45,7 @@ from textlstm.data.streaming import StreamingBatcher
 from textlstm.training.weight_average import WeightAverage
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
+LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
 now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
 
 
@@ -437,7 +438,8 @@ def train(
     """Train a model as `config` says; return where it was saved and how it went.
 
     resume: a checkpoint folder to continue. Its own config.json is used, with `train_overrides`
-    (TrainConfig fields such as max_steps or epochs) applied on top.
+    (TrainConfig fields such as max_steps or epochs) applied on top; limits among them (epochs,
+    max_steps, max_minutes) replace all the saved limits.
     config.train.init_from: a checkpoint folder to fine-tune. Its model shape, tokenizer and weights
     are used; of config.model only the dropouts apply.
 
@@ -480,8 +482,15 @@ def _config_to_resume(folder: Path, train_overrides: dict | None) -> RunConfig:
     if not (folder / ckpt.TRAINER_STATE).is_file():
         raise TextlstmError(f"cannot resume {folder}: no {ckpt.TRAINER_STATE} there")
     saved = ckpt.load_config(folder)
-    saved.train = dataclasses.replace(saved.train, **(train_overrides or {}))
+    saved.train = _resumed_train_config(saved.train, train_overrides or {})
     if distributed.is_main():
         check_writable(folder)
     return saved
 
+
+def _resumed_train_config(saved: TrainConfig, overrides: dict) -> TrainConfig:
+    """The saved settings with `overrides` on top. Limits given replace all the saved ones: a run
+    that ended by the clock, resumed with max_steps, trains to that step."""
+    if any(name in overrides for name in LIMITS):
+        overrides = {name: None for name in LIMITS} | overrides
+    return dataclasses.replace(saved, **overrides)
