@@ -272,7 +272,7 @@ def choices_shown(messages: str) -> list[list[tuple[float, str]]]:
 def test_interactive_shows_the_likeliest_tokens_and_takes_a_choice_or_text(run_cli, checkpoint, monkeypatch):
     from textlstm.generation.generator import load
     from textlstm.config import SamplingOptions
-    from textlstm.generation.sampler import process_logits
+    from textlstm.generation.sampler import RowSettings, filtered_scores
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("2\n\nfox\n\\7\n"))
     result = run_cli("generate", "--interactive", "--prompt", "the ", "--choices", "5", "--temperature", "0.7")
@@ -282,7 +282,8 @@ def test_interactive_shows_the_likeliest_tokens_and_takes_a_choice_or_text(run_c
 
     lm = load(checkpoint)
     stepper = lm.new_stepper(lm.tokenizer.encode("the "))
-    probs = torch.softmax(process_logits(stepper.logits, SamplingOptions(temperature=0.7)), dim=-1)
+    scores = filtered_scores(stepper.logits[None], RowSettings.of([SamplingOptions(temperature=0.7)]))[0]
+    probs = torch.softmax(scores, dim=-1)
     top = torch.topk(probs, 5)
     expected = [(round(100 * p, 1), repr(lm.tokenizer.decode([t]))) for p, t in zip(top.values.tolist(), top.indices.tolist())]
     assert steps[0] == expected

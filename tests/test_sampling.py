@@ -10,19 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textlstm.generation.generator import TextGenerator, UnknownTokenWarning
-from textlstm.config import ModelConfig
+from textlstm.config import ModelConfig, SamplingOptions
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.generation.sampler import (
-    LSTMStepper,
-    SamplingOptions,
-    StopStringFilter,
-    TextDecoder,
-    TokenSampler,
-    make_rng,
-    process_logits,
-    sample_tokens,
-)
+from textlstm.generation.decoding import StopStringFilter, TextDecoder
+from textlstm.generation.sampler import RowSettings, TokenSampler, filtered_scores, make_rng, pick_tokens, token_logprobs
+from textlstm.generation.stepper import LSTMStepper, sample_tokens
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.tokens import EOT_ID, PAD_ID
 
@@ -216,6 +209,11 @@ def test_unknown_characters_and_words_in_the_prompt_warn(lm):
 # --- logits processing ----------------------------------------------------------------------------
 
 
+def process_logits(logits: torch.Tensor, options: SamplingOptions, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """The sampler's scores for one row."""
+    return filtered_scores(logits[None], RowSettings.of([options]), None if seen is None else seen[None])[0]
+
+
 def draws(logits: torch.Tensor, n: int, **options) -> torch.Tensor:
     sampler = TokenSampler(SamplingOptions(**options), logits.shape[0], make_rng(0))
     return torch.tensor([sampler(logits) for _ in range(n)])
@@ -278,6 +276,38 @@ def test_lower_temperature_is_sharper():
 
     assert share(0.3) > share(1.0) > share(3.0)
     assert set(draws(logits, 50, temperature=0).tolist()) == {top}
+
+
+def test_a_text_sampled_alone_draws_what_its_row_of_a_batch_draws():
+    """TokenSampler (generate, chat) and pick_tokens over a batch (the server) are one sampler."""
+    logits = torch.stack([fixed_logits(), fixed_logits().flip(0), fixed_logits() * 0.1])
+    options = [SamplingOptions(temperature=1.0, top_k=12, seed=3), SamplingOptions(temperature=0), SamplingOptions(temperature=2.0)]
+    alone = TokenSampler(options[0], logits.shape[1], make_rng(3))
+    rngs = [make_rng(3), make_rng(None), make_rng(5)]
+    settings = RowSettings.of(options)
+    for _ in range(200):
+        batch = pick_tokens(filtered_scores(logits, settings), settings.greedy, rngs)
+        assert int(batch[0]) == alone(logits[0])
+
+
+def test_token_logprobs_are_the_models_log_softmax_with_the_most_likely_first():
+    logits = torch.stack([fixed_logits(), fixed_logits() * 3])
+    chosen = torch.tensor([4, 9])
+    result = token_logprobs(logits, chosen, top=5)
+    expected = torch.log_softmax(logits, dim=-1)
+    assert torch.allclose(result.chosen, expected[[0, 1], chosen])
+    assert torch.equal(result.top_ids, torch.topk(logits, 5).indices)
+    assert torch.allclose(result.top_logprobs, expected.gather(1, result.top_ids))
+    assert bool((result.top_logprobs[:, :-1] >= result.top_logprobs[:, 1:]).all())
+
+
+def test_reading_and_sampling_leave_torchs_thread_count_alone(lm, monkeypatch):
+    """The thread count is process-wide: the stepper must not change it at every read."""
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    lm.generate("the ", max_tokens=30, seed=0)
+    assert calls == []
 
 
 def test_repetition_penalty_follows_ctrl():

@@ -96,6 +96,18 @@ def test_models_and_completions_match_the_library(client, lm):
     assert stopped["choices"][0] == {**choice, "text": choice["text"][: choice["text"].index(stop)], "finish_reason": "stop"}
 
 
+def test_textlstm_generate_and_the_server_give_the_same_text_for_a_seed(client, lm, run_cli):
+    """One sampler: the same checkpoint, prompt, settings, precision (float32) and seed give the
+    same text from the command line and from /v1/completions."""
+    settings = {"temperature": 1.0, "top_k": 20, "top_p": 0.9, "repetition_penalty": 1.2, "seed": 11}
+    served = complete(client, prompt="the quick", max_tokens=60, **settings)["choices"][0]["text"]
+    flags = [part for name, value in settings.items() for part in ("--" + name.replace("_", "-"), str(value))]
+    result = run_cli("generate", "--checkpoint", lm.checkpoint, "--prompt", "the quick", "--max-tokens", "60", *flags)
+    assert result.code == 0, result.err
+    assert result.out == "the quick" + served + "\n"
+    assert len(set(served)) > 5  # sampled text, not one repeated greedy token
+
+
 def test_streaming_gives_the_same_text_as_one_response_and_seeds_repeat(client):
     request = {"model": "tiny", "prompt": ["the", "fox"], "max_tokens": 40, "temperature": 1.0, "seed": 7, "n": 2}
     whole = client.post("/v1/completions", json=request).json()

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from textlstm.generation.generator import TextGenerator
-from textlstm.generation.sampler import SamplingOptions, process_logits
-from textlstm.generation.row_sampling import RowSettings, pick_tokens, process_logits_batch
+from textlstm.config import SamplingOptions
+from textlstm.generation.sampler import RowSettings, filtered_scores, pick_tokens
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
 from textlstm.tokens import EOT_ID
 
@@ -33,14 +33,14 @@ MIXED_OPTIONS = [
 ]
 
 
-def test_batched_processing_equals_the_per_row_processing():
+def test_each_rows_scores_in_a_batch_are_its_scores_alone():
     gen = torch.Generator().manual_seed(0)
     vocab = 40
     logits = torch.randn(len(MIXED_OPTIONS), vocab, generator=gen) * 3
     seen = torch.rand(len(MIXED_OPTIONS), vocab, generator=gen) < 0.3
-    batched = process_logits_batch(logits, RowSettings.of(MIXED_OPTIONS), seen)
+    batched = filtered_scores(logits, RowSettings.of(MIXED_OPTIONS), seen)
     for row, options in enumerate(MIXED_OPTIONS):
-        expected = process_logits(logits[row], options, seen[row])
+        expected = filtered_scores(logits[row : row + 1], RowSettings.of([options]), seen[row : row + 1])[0]
         assert torch.equal(torch.isinf(batched[row]), torch.isinf(expected)), options
         finite = ~torch.isinf(expected)
         assert torch.allclose(batched[row][finite], expected[finite], atol=1e-6), options

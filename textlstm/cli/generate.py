@@ -33,8 +33,8 @@ def model_options(command):
             type=click.Choice(["float32", "bfloat16"]),
             default="float32",
             show_default=True,
-            help="bfloat16: hold the weights in bfloat16, about 2x the tokens per second on a CPU "
-            "(generation reads every weight for each token); the text differs slightly from float32's.",
+            help="bfloat16: hold the weights in bfloat16, half the bytes read for each token (faster where "
+            "reading the weights is what bounds a step: benchmarks/RESULTS.md); the text differs slightly from float32's.",
         ),
     ]
     for option in reversed(options):
@@ -135,7 +135,8 @@ def _check_combinations(ctx: click.Context, prompt: str, prompt_file: Path | Non
 
 def _choose_tokens(model, prompt: str, options: dict, choices: int) -> None:
     from textlstm.config import SamplingOptions
-    from textlstm.generation.token_choice import ChooserLoop, NextTokenChooser
+    from textlstm.cli.token_by_token import ChooserLoop
+    from textlstm.generation.token_choice import NextTokenChooser
 
     chooser = NextTokenChooser(model, prompt, SamplingOptions(**options))
     ChooserLoop(chooser, choices, interactive=sys.stdin.isatty()).run()

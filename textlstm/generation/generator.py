@@ -16,7 +16,6 @@ Options (all keyword): temperature, top_k, top_p, repetition_penalty, max_tokens
 from __future__ import annotations
 
 import dataclasses
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,37 +27,38 @@ from textlstm.hardware.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.hardware.precision import check_precision
-from textlstm.generation.sampler import (
-    LSTMStepper,
-    SamplingOptions,
-    TextDecoder,
-    TokenSampler,
-    make_rng,
-    sample_tokens,
-    stream_text,
-)
+from textlstm.generation.decoding import DECODE_CONTEXT, TextDecoder, stream_text
+from textlstm.config import SamplingOptions
+from textlstm.generation.sampler import TokenSampler, make_rng
+from textlstm.generation.stepper import LSTMStepper, sample_tokens
 from textlstm.data.tokenizer import TextTokenizer
-from textlstm.tokens import EOT_ID
+from textlstm.tokens import EOT_ID, is_byte_token
 from textlstm.turns import TurnFormat
 
-BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")
-DECODE_CONTEXT = 4  # prompt ids handed to the streaming decoder, for decoders that look back
 
 
 class UnknownTokenWarning(UserWarning):
     """The prompt holds text the model never saw in training (read as bytes or as the unknown token)."""
 
 
-def load(checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32") -> TextGenerator:
+def load(
+    checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32", threads: int | None = 1
+) -> TextGenerator:
     """Load a checkpoint folder (default: the newest one under ./checkpoints) for sampling.
 
-    precision "bfloat16" holds the weights in bfloat16: at batch 1 the step is bound by reading the
-    weights from memory, so half the bytes is about twice the tokens per second on a CPU (measured
-    in benchmarks/RESULTS.md; autocast with float32 weights was slower than float32). Sampling still
-    runs on float32 logits.
+    precision "bfloat16" holds the weights in bfloat16: half the bytes for each step to read (on
+    which CPUs that is faster: benchmarks/RESULTS.md, "Generation at batch 1"). Sampling still runs
+    on float32 logits.
+
+    threads: CPU threads torch uses in this process, set here once; None leaves them as they are.
+    At batch 1 the matrices are too small to share, and with a second thread every op waits for it
+    (measured 10-20x slower on a busy 2-core machine), hence one by default.
     """
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    model, tokenizer, config = load_checkpoint(folder, device=resolve_device(device))
+    device = resolve_device(device)
+    if threads is not None and device.type == "cpu":
+        torch.set_num_threads(threads)
+    model, tokenizer, config = load_checkpoint(folder, device=device)
     if check_precision(precision) == "bfloat16":
         model = model.to(torch.bfloat16)
     return TextGenerator(model, tokenizer, checkpoint=folder, turns=config.data.turns)
@@ -75,7 +75,7 @@ class TextGenerator:
         self.checkpoint = checkpoint  # the folder it was loaded from, if any
         self.turns = turns or TurnFormat()  # how its sessions write a conversation
         self.device = model.embedding.weight.device
-        self._byte_ids = {i for token, i in tokenizer.hf.get_vocab().items() if BYTE_TOKEN.fullmatch(token)}
+        self._byte_ids = {i for token, i in tokenizer.hf.get_vocab().items() if is_byte_token(token)}
 
     def stream(self, prompt: str = "", **options) -> Iterator[str]:
         """Text pieces continuing `prompt` (not repeated), yielded as they are produced."""

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
-from textlstm.generation.sampler import SamplingOptions
+from textlstm.config import SamplingOptions
 from textlstm.serve.conversations import ConversationStore, conversation_text
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
 from textlstm.serve.schemas import CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, describe

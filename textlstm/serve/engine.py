@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from textlstm.model.network import LSTMLanguageModel, State
-from textlstm.generation.sampler import SamplingOptions, StopStringFilter, TextDecoder, make_rng
-from textlstm.generation.row_sampling import RowSettings, pick_tokens, process_logits_batch
+from textlstm.config import SamplingOptions
 from textlstm.data.tokenizer import TextTokenizer
+from textlstm.generation.decoding import DECODE_CONTEXT, StopStringFilter, TextDecoder
+from textlstm.generation.sampler import RowSettings, filtered_scores, make_rng, pick_tokens
+from textlstm.model.network import LSTMLanguageModel, State
 from textlstm.tokens import EOT_ID, PAD_ID
 
 log = logging.getLogger("textlstm.serve")
 
-DECODE_CONTEXT = 4  # prompt ids handed to the streaming decoder, for decoders that look back
 PROMPT_STEP_SECONDS = 0.04  # prompt reading per step while others generate: what their next token waits
 MIN_PROMPT_CHUNK = 16
 
@@ -272,8 +272,8 @@ class Engine:
         batch = self._batch
         if not batch.sequences:
             return
-        scores = process_logits_batch(batch.logits, batch.settings, batch.seen)
-        tokens = pick_tokens(scores, batch.settings.temperature == 0, [s.rng for s in batch.sequences])
+        scores = filtered_scores(batch.logits, batch.settings, batch.seen)
+        tokens = pick_tokens(scores, batch.settings.greedy, [s.rng for s in batch.sequences])
         going_on = []
         for i, (sequence, token) in enumerate(zip(batch.sequences, tokens.tolist())):
             if sequence.take(token, self._outbox):

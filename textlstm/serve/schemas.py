@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from textlstm.generation.sampler import SamplingOptions
+from textlstm.config import SamplingOptions
 
 MAX_TOKENS_LIMIT = 16_384  # the most tokens one choice may ask for
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
