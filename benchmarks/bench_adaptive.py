@@ -95,7 +95,7 @@ def main() -> None:
         score, loss = max(score_rate(model, batcher, args.steps) for _ in range(args.repeats))
         figures[output_layer] = {
             "train_tokens_per_sec": round(train), "score_tokens_per_sec": round(score),
-            "parameters": model.num_parameters(), "load_average": os.getloadavg()[0],
+            "parameters": sum(p.numel() for p in model.parameters()), "load_average": os.getloadavg()[0],
         }
         print(output_layer, figures[output_layer], flush=True)
     speedup = figures["adaptive"]["train_tokens_per_sec"] / figures["full"]["train_tokens_per_sec"]

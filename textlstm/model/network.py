@@ -305,9 +305,6 @@ class LSTMLanguageModel(nn.Module):
             target_log_probs, _ = self.adaptive(hidden, targets)
         return -target_log_probs.float().sum(), count
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def default_cutoffs(vocab_size: int) -> list[int]:
     """Cluster boundaries for the adaptive softmax: the 2,000 most frequent tokens in the head, the

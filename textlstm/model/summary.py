@@ -84,11 +84,6 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
     return rows
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Values in the model's weights, each shared tensor once."""
-    return sum(param.numel() for param in model.parameters())  # parameters() yields a shared tensor once
-
-
 def shape_text(shape: Shape) -> str:
     return "(" + ", ".join("None" if size is None else str(size) for size in shape) + ")"
 
