@@ -6,6 +6,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
+
 from textlstm.data.prepare import ENCODE_BATCH
 from textlstm.data.text_pieces import split_long_text
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
@@ -20,13 +22,12 @@ def build_all(text: str) -> dict[str, TextTokenizer]:
     }
 
 
-def encode_all(tokenizer: TextTokenizer, text: str) -> list[int]:
+def encode_all(tokenizer: TextTokenizer, text: str) -> np.ndarray:
     pieces = list(split_long_text(text))
-    ids: list[int] = []
+    ids = []
     for start in range(0, len(pieces), ENCODE_BATCH):
-        for piece_ids in tokenizer.encode_batch(pieces[start : start + ENCODE_BATCH]):
-            ids.extend(piece_ids)
-    return ids
+        ids.extend(tokenizer.encode_arrays(pieces[start : start + ENCODE_BATCH]))
+    return np.concatenate(ids)
 
 
 def megabytes_per_second(tokenizers: dict[str, TextTokenizer], text: str, rounds: int) -> dict[str, float]:

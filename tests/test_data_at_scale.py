@@ -21,14 +21,14 @@ def test_char_lookup_gives_the_ids_of_tokenizers():
     tokenizer = build_tokenizer("char", [TEXT, "héllo"])
     assert tokenizer._char_lookup is not None
     texts = [TEXT, *ODD]
-    assert [list(ids) for ids in tokenizer.encode_arrays(texts)] == tokenizer.encode_batch(texts)
+    assert [list(ids) for ids in tokenizer.encode_arrays(texts)] == [tokenizer.encode(text) for text in texts]
 
 
 def test_other_tokenizers_keep_the_tokenizers_encoder():
     for kind in ("word", "bpe"):
         tokenizer = build_tokenizer(kind, [TEXT], 300)
         assert tokenizer._char_lookup is None
-        assert [list(ids) for ids in tokenizer.encode_arrays([TEXT, *ODD])] == tokenizer.encode_batch([TEXT, *ODD])
+        assert [list(ids) for ids in tokenizer.encode_arrays([TEXT, *ODD])] == [tokenizer.encode(text) for text in [TEXT, *ODD]]
 
 
 def test_characters_in_finds_every_character():

@@ -61,11 +61,8 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False).ids
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
-
     def encode_arrays(self, texts: list[str]) -> list[np.ndarray]:
-        """Like encode_batch, as int64 arrays; char tokenizers encode by table lookup (fast path)."""
+        """The ids of each text, as int64 arrays; char tokenizers encode by table lookup (fast path)."""
         looked_up = [self._char_lookup.encode(text) for text in texts] if self._char_lookup else [None] * len(texts)
         rest = [text for text, ids in zip(texts, looked_up) if ids is None]
         encoded = iter(self.hf.encode_batch(rest, add_special_tokens=False) if rest else [])
@@ -90,11 +87,6 @@ class TextTokenizer:
             raise
         except Exception as error:  # tokenizers raises a bare Exception on bad JSON
             raise TextlstmError(f"cannot read tokenizer {path}: {error}") from None
-
-    @classmethod
-    def from_str(cls, text: str) -> "TextTokenizer":
-        return cls(Tokenizer.from_str(text))
-
 
 def tokenizer_for_corpus(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
     """The tokenizer of `kind` trained on the corpus's train split; trained once, then read from the cache."""
