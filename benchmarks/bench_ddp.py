@@ -88,7 +88,8 @@ def main() -> None:
         for i in range(2 * (args.steps + args.warmup)):
             sync = i % 2 == 0
             log.seconds, log.bytes = 0.0, 0
-            distributed.barrier()
+            if several:
+                dist.barrier()
             started = time.perf_counter()
             with nullcontext() if sync or not several else trainer.loss_of.no_sync():
                 _, tokens = trainer._train_step()
@@ -106,7 +107,7 @@ def main() -> None:
         if several:  # the same bytes in one all-reduce, nothing else running
             times = []
             for _ in range(5):
-                distributed.barrier()
+                dist.barrier()
                 started = time.perf_counter()
                 dist.all_reduce(flat)
                 times.append(time.perf_counter() - started)

@@ -181,11 +181,6 @@ def sum_across(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def barrier() -> None:
-    if active():
-        dist.barrier()
-
-
 def in_turn(work: Callable[[], None]) -> None:
     """Run `work` on process 0, then on all the others (so process 0 fills the caches they read).
 
