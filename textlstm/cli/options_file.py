@@ -8,22 +8,16 @@ like the same options on the command line, and the command line overrides the fi
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from textlstm.errors import TextlstmError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None
 
 TABLES = ("data", "model", "train")
 
 
 def read_options(path: str | Path, known: set[str]) -> dict:
     """Option name (with underscores) -> value, for every key of the file; unknown keys are refused."""
-    if tomllib is None:
-        raise TextlstmError("--config needs Python 3.11 or newer (the tomllib module)")
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
