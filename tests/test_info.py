@@ -7,7 +7,7 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, write_tiny_checkpoint
 from textlstm.config import ModelConfig
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.summary import layer_rows
@@ -112,3 +112,42 @@ def test_runs_lists_newest_first_and_survives_a_broken_run(run_cli, small_corpus
     lines = table.out.splitlines()
     assert lines.index(next(l for l in lines if "newer" in l)) < lines.index(next(l for l in lines if "older" in l))
     assert "unreadable config.json" in table.out
+
+
+def strict_json(text: str):
+    """JSON as the standard has it: NaN and Infinity are not part of it."""
+    def refuse(constant):
+        raise AssertionError(f"{constant} in JSON output")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_info_and_runs_show_a_run_whose_losses_are_not_finite(run_cli, tmp_path):
+    """A run that diverged: metrics.jsonl holds NaN and Infinity (as json.dumps writes them)."""
+    nan, inf = float("nan"), float("inf")
+    evaluations = {
+        "diverged": [(3, nan), (6, inf)],  # no finite validation loss at all
+        "went-bad": [(3, 2.5), (6, nan)],  # a best, then a non-finite last evaluation
+    }
+    for name, losses in evaluations.items():
+        run = write_tiny_checkpoint(tmp_path / "checkpoints" / name)
+        records = [{"step": step, "train_loss": loss, "valid_loss": loss, "valid_bits_per_char": loss / 0.69,
+                    "valid_perplexity": inf, "elapsed_sec": float(step)} for step, loss in losses]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    diverged = run_cli("info", tmp_path / "checkpoints" / "diverged")
+    assert diverged.code == 0, diverged.err
+    assert "trained: 6 steps" in diverged.out
+    assert "best validation: none with a finite loss" in diverged.out
+    assert "last validation: loss inf nats per token at step 6" in diverged.out
+
+    went_bad = run_cli("info", tmp_path / "checkpoints" / "went-bad")
+    assert went_bad.code == 0, went_bad.err
+    assert "best validation: loss 2.5000 nats per token at step 3" in went_bad.out
+    assert "last validation: loss nan nats per token at step 6" in went_bad.out
+
+    details = strict_json(run_cli("info", "--json", tmp_path / "checkpoints" / "diverged").out)
+    assert details["steps"] == 6 and details["best_valid_loss"] is None
+    listed = strict_json(run_cli("runs", "--json").out)
+    assert {row["name"]: row["steps"] for row in listed} == {"diverged": 6, "went-bad": 6}
+    table = run_cli("runs")
+    assert table.code == 0 and "diverged" in table.out and "went-bad" in table.out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -42,12 +43,19 @@ def _print(run, details: dict) -> None:
         lines.append("trained: no evaluation recorded yet")
     else:
         lines.append(f"trained: {details['steps']:,} step{'' if details['steps'] == 1 else 's'}")
-        bpc = details["best_valid_bits_per_char"]
-        lines.append(
-            f"best validation: loss {details['best_valid_loss']:.4f} nats per token at step {details['best_step']:,}"
-            + ("" if bpc is None else f", {bpc:.4f} bits per character")
-        )
+        lines.append(_best_validation(details))
+        last_loss = run.records[-1].get("valid_loss")
+        if isinstance(last_loss, float) and not math.isfinite(last_loss):  # a diverged run
+            lines.append(f"last validation: loss {last_loss:.4f} nats per token at step {details['steps']:,}")
     if details["parent"]:
         lines.append(f"fine-tuned from: {details['parent']}")
     for line in lines:
         console.print(line, soft_wrap=True)
+
+
+def _best_validation(details: dict) -> str:
+    if details["best_step"] is None:
+        return "best validation: none with a finite loss"
+    bpc = details["best_valid_bits_per_char"]
+    return (f"best validation: loss {details['best_valid_loss']:.4f} nats per token at step {details['best_step']:,}"
+            + ("" if bpc is None else f", {bpc:.4f} bits per character"))
