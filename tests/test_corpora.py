@@ -400,3 +400,33 @@ def test_unknown_split_lists_the_available_ones(tmp_path):
 def test_valid_fraction_out_of_range(fraction):
     with pytest.raises(TextlstmError, match="valid_fraction must be between 0 and 1"):
         load_corpus(valid_fraction=fraction)
+
+
+# ---------------------------------------------------------------- stored and streamed: one resolver
+
+
+def refusal(load, dataset) -> str:
+    with pytest.raises(TextlstmError) as caught:
+        load(dataset)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "dataset", ["missing/corpus.jsonl", "{tmp}/none/*.txt", "{tmp}/empty.txt", "{tmp}/notes.md", "someone/nothing", "no-such-corpus"]
+)
+def test_a_stored_and_a_streamed_corpus_refuse_the_same_dataset_with_the_same_line(tmp_path, dataset):
+    from textlstm.data.corpora.streamed import open_streamed
+
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "notes.md").write_text("# words\n", encoding="utf-8")
+    dataset = dataset.format(tmp=tmp_path)
+    assert refusal(load_corpus, dataset) == refusal(open_streamed, dataset)
+
+
+def test_a_glob_names_a_stored_and_a_streamed_corpus_alike(tmp_path):
+    from textlstm.data.corpora.streamed import open_streamed
+
+    (tmp_path / "library" / "shelf").mkdir(parents=True)
+    (tmp_path / "library" / "shelf" / "a.txt").write_text("alpha line\n" * 5, encoding="utf-8")
+    pattern = str(tmp_path / "library" / "**" / "*.txt")
+    assert load_corpus(pattern).name == open_streamed(pattern).name == "library"

@@ -123,13 +123,19 @@ def test_the_tokenizer_learns_only_from_its_sample(tmp_path, monkeypatch):
         (["--dataset", "{docs}", "--epochs", "1"], "--epochs needs a corpus of known length"),
         (["--dataset", "{docs}", "--batching", "documents"], "--streaming trains with --batching stream only"),
         (["--dataset", "{bad}"], "could not read"),
-        (["--dataset", "nobody/no-such-dataset"], "could not stream 'nobody/no-such-dataset' from the Hugging Face Hub"),
+        (["--dataset", "nobody/no-such-dataset"], "could not load 'nobody/no-such-dataset' from the Hugging Face Hub (offline"),
+        (["--dataset", "tinyshakespeare"], "'tinyshakespeare' is a corpus card; cards are not streamed"),
+        (["--dataset", "{saved}"], "is a saved dataset, memory-mapped already: train on it without --streaming"),
     ],
 )
 def test_bad_input_is_one_error_line(run_cli, docs, tmp_path, args, message):
+    import datasets
+
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n' * 40 + "{not json\n", encoding="utf-8")
-    args = [a.format(docs=docs, bad=bad) for a in args]
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"text": ["a story"]}).save_to_disk(str(saved))
+    args = [a.format(docs=docs, bad=bad, saved=saved) for a in args]
     result = run_cli("train", "--streaming", *args, *TINY_MODEL, "--max-steps", "30", "--output", tmp_path / "run")
     assert result.code != 0
     errors = [line for line in result.err.splitlines() if line.startswith("error:")]

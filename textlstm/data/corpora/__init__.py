@@ -1,15 +1,9 @@
 """Turn what the user passes as --dataset into train and validation datasets of text.
 
-`dataset` is resolved in this order:
-  1. None: the default corpus card, `pydoc` (Python's own documentation, shipped with CPython).
-  2. An existing path: a file, a folder, a glob of .txt/.json/.jsonl/.csv/.parquet files,
-     or a folder written by `Dataset.save_to_disk`.
-  3. The name of a corpus card, `corpora/NAME.toml`.
-  4. A Hugging Face Hub dataset id.
-
-This module does that resolving. Each kind of source has its own module (cards.py for corpora/*.toml,
-builtin.py, files.py, hub.py); splits.py then picks the text column and the train/validation split,
-and fingerprint.py hashes the resulting text.
+resolve.py says what `dataset` names (None, a path, a glob, a corpus card or a Hub id; the same
+rules for a streamed corpus, corpora/streamed.py). This module loads it into Arrow datasets: each
+kind of source has its own module (builtin.py, files.py, hub.py); splits.py then picks the text
+column and the train/validation split, and fingerprint.py hashes the resulting text.
 """
 
 from __future__ import annotations
@@ -17,23 +11,19 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import datasets
 
 from textlstm.data.corpora.builtin import load_builtin
-from textlstm.data.corpora.cards import DEFAULT_CARD, apply_card_settings, find_card, read_card
-from textlstm.data.corpora.files import BUILDER_FOR_SUFFIX, load_glob, load_path
+from textlstm.data.corpora.cards import apply_card_settings
+from textlstm.data.corpora.files import load_local
 from textlstm.data.corpora.hub import load_hub
-from textlstm.data.corpora.loaded import DEFAULT_SPLIT, DEFAULT_VALID_FRACTION, Loaded, Options, safe_name
+from textlstm.data.corpora.loaded import DEFAULT_SPLIT, DEFAULT_VALID_FRACTION, Loaded, Options
+from textlstm.data.corpora.resolve import BUILTIN, HUB, Source, resolve
 from textlstm.data.corpora.splits import Corpus, make_corpus
-from textlstm.errors import TextlstmError
 from textlstm.hardware.memory import page_out_array
-from textlstm.turns import turn_format
 
 __all__ = ["Corpus", "load_corpus"]
-
-GLOB_CHARACTERS = "*?["
 
 
 def load_corpus(
@@ -48,7 +38,9 @@ def load_corpus(
     """Load a corpus and split it into train and validation text (see the module docstring)."""
     options = Options(config, split or DEFAULT_SPLIT, valid_split, text_column, valid_fraction)
     with _quiet_datasets():
-        loaded = _load_source(None if dataset is None else os.fspath(dataset), options)
+        source = resolve(None if dataset is None else os.fspath(dataset))
+        apply_card_settings(source.card_settings, options)
+        loaded = _load(source, options)
         # Building the Arrow files reads them all once; those pages need not stay in our RSS.
         for split in loaded.splits.values():
             for column in split.data.columns:
@@ -57,51 +49,15 @@ def load_corpus(
         return make_corpus(loaded, options)
 
 
-def _load_source(dataset: str | None, options: Options) -> Loaded:
-    if dataset is None:
-        card = find_card(DEFAULT_CARD)
-        # Without its card (e.g. installed from a wheel) the default is still the built-in corpus.
-        return _load_card(card, options) if card else load_builtin("pydoc_data")
-    path = Path(dataset).expanduser()
-    if path.exists():
-        return load_path(path)
-    if any(character in dataset for character in GLOB_CHARACTERS):
-        return load_glob(dataset)
-    if _looks_like_path(dataset):
-        raise TextlstmError(f"no such file or folder: {dataset}")
-    card = find_card(dataset)
-    if card:
-        return _load_card(card, options)
-    return load_hub(dataset, options.config)
-
-
-def _looks_like_path(dataset: str) -> bool:
-    # "user/name" is a Hub id, so one "/" alone does not make a path.
-    return (
-        dataset.startswith((".", "/", "~"))
-        or Path(dataset).suffix.lower() in BUILDER_FOR_SUFFIX
-        or dataset.count("/") > 1
-        or (os.sep != "/" and os.sep in dataset)
-    )
-
-
-def _load_card(card: Path, options: Options) -> Loaded:
-    settings = read_card(card)
-    apply_card_settings(settings, options)
-    if "builtin" in settings:
-        loaded = load_builtin(settings["builtin"])
-    elif "hub" in settings:
-        loaded = load_hub(settings["hub"], options.config)
+def _load(source: Source, options: Options) -> Loaded:
+    if source.kind == BUILTIN:
+        loaded = load_builtin(source.where)
+    elif source.kind == HUB:
+        loaded = load_hub(source.where, options.config)
     else:
-        path = card.parent / Path(settings["path"]).expanduser()
-        if not path.exists():
-            about = f": {settings['description']}" if "description" in settings else ""
-            raise TextlstmError(f"no such file or folder: {path} (corpus card '{card.stem}'{about})")
-        loaded = load_path(path)
-    loaded.name = safe_name(card.stem)
-    loaded.documents = settings.get("documents", loaded.documents)
-    if "chat" in settings:
-        loaded.turns = turn_format(settings["chat"], f"the [chat] table of corpus card {card}")
+        loaded = load_local(source)
+    # What the source says of itself (a card's name, documents flag and [chat] table) wins.
+    loaded.name, loaded.documents, loaded.turns = source.name, source.documents, source.turns
     return loaded
 
 

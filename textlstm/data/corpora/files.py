@@ -1,56 +1,39 @@
-"""Local files and folders: .txt, .json, .jsonl, .csv and .parquet files, globs of them, and folders
-written by `Dataset.save_to_disk`; bytes that are not UTF-8 are replaced (text, csv) or refused (json)."""
+"""Local files read into Arrow files: .txt, .json, .jsonl, .csv and .parquet files (which ones: resolve.py),
+and folders written by `Dataset.save_to_disk`; bytes that are not UTF-8 are replaced (text, csv) or refused (json)."""
 
 from __future__ import annotations
 
 import codecs
-import glob
-import os
-import re
 import warnings
 from pathlib import Path
 
 import datasets
 import pyarrow as pa
 from datasets.arrow_writer import SchemaInferenceError
-from datasets.data_files import DataFilesList, get_data_patterns
 from datasets.exceptions import DatasetGenerationError, DatasetsError
 from pandas.errors import EmptyDataError
 
-from textlstm.data.corpora.loaded import DEFAULT_SPLIT, Loaded, one_line, safe_name
+from textlstm.data.corpora.loaded import DEFAULT_SPLIT, Loaded, one_line
+from textlstm.data.corpora.resolve import SAVED, Source, source_of_path
 from textlstm.errors import TextlstmError
 
-BUILDER_FOR_SUFFIX = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 # Builders that can decode with errors="replace"; the json builder hands raw bytes to Arrow instead.
 BUILDERS_THAT_REPLACE_BAD_BYTES = ("text", "csv")
 
 
 def load_path(path: Path) -> Loaded:
-    name = safe_name(path.stem if path.is_file() else path.resolve().name)
-    source = str(path.resolve())
-    if _is_saved_dataset(path):
-        return Loaded(name, _load_saved(path), documents=True, source=source)
-    if path.is_dir():
-        data_files = _folder_data_files(path)
-    else:
-        data_files = {DEFAULT_SPLIT: [str(path)]}
-    return _load_files(name, data_files, source)
+    """A file, a folder of files or a saved dataset, as loaded (resolve.source_of_path, then load_local)."""
+    return load_local(source_of_path(path))
 
 
-def load_glob(pattern: str) -> Loaded:
-    files = sorted(file for file in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(file))
-    if not files:
-        raise TextlstmError(f"no files match {pattern}")
-    prefix = re.split(r"[*?\[]", os.path.expanduser(pattern))[0]
-    folder = Path(prefix) if not prefix or prefix.endswith(("/", os.sep)) else Path(prefix).parent
-    name = safe_name(folder.resolve().name)
-    return _load_files(name, {DEFAULT_SPLIT: files}, source=os.path.abspath(pattern))
-
-
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / datasets.config.DATASET_STATE_JSON_FILENAME).is_file() or (
-        path / datasets.config.DATASETDICT_JSON_FILENAME
-    ).is_file()
+def load_local(source: Source) -> Loaded:
+    """Local files (kind FILES) read into Arrow files, or a saved dataset (SAVED) memory-mapped."""
+    if source.kind == SAVED:
+        return Loaded(source.name, _load_saved(Path(source.where)), documents=True, source=source.where)
+    splits = _run_builder(source.builder, source.files, source.name)
+    if source.builder == "json":
+        _require_valid_utf8(splits, source.files)
+    return Loaded(source.name, splits, documents=source.documents, source=source.where)
 
 
 def _load_saved(path: Path) -> dict[str, datasets.Dataset]:
@@ -61,50 +44,6 @@ def _load_saved(path: Path) -> dict[str, datasets.Dataset]:
     if isinstance(saved, datasets.Dataset):
         return {DEFAULT_SPLIT: saved}
     return dict(saved)
-
-
-def _folder_data_files(folder: Path) -> dict[str, list[str]]:
-    """Files per split, named the way `datasets` infers splits (train.txt, validation.txt, ...)."""
-    base = folder.resolve().as_posix()
-    try:
-        patterns = get_data_patterns(base)
-    except FileNotFoundError:
-        patterns = {}
-    data_files = {}
-    for split, split_patterns in patterns.items():
-        files = [
-            file
-            for file in DataFilesList.from_patterns(split_patterns, base_path=base)
-            if Path(file).suffix.lower() in BUILDER_FOR_SUFFIX
-        ]
-        if files:
-            data_files[split] = files
-    if not data_files:
-        raise TextlstmError(f"no .txt, .json, .jsonl, .csv or .parquet files in {folder}")
-    return data_files
-
-
-def _builder_for(files: list[str]) -> str:
-    suffixes = sorted({Path(file).suffix.lower() for file in files})
-    unknown = [suffix or "(none)" for suffix in suffixes if suffix not in BUILDER_FOR_SUFFIX]
-    if unknown:
-        raise TextlstmError(
-            f"unsupported file type {', '.join(unknown)}: use .txt, .json, .jsonl, .csv or .parquet files"
-        )
-    builders = {BUILDER_FOR_SUFFIX[suffix] for suffix in suffixes}
-    if len(builders) > 1:
-        raise TextlstmError(f"mixed file types ({', '.join(suffixes)}): use files of one type")
-    return builders.pop()
-
-
-def _load_files(name: str, data_files: dict[str, list[str]], source: str) -> Loaded:
-    builder = _builder_for(_all_files(data_files))
-    _refuse_empty_files(name, data_files)
-    splits = _run_builder(builder, data_files, name)
-    if builder == "json":
-        _require_valid_utf8(splits, data_files)
-    # .txt rows are lines of one running text; rows of structured files are documents.
-    return Loaded(name, splits, documents=builder != "text", source=source)
 
 
 def _run_builder(builder: str, data_files: dict[str, list[str]], name: str, **extra) -> dict[str, datasets.Dataset]:
@@ -123,14 +62,6 @@ def _run_builder(builder: str, data_files: dict[str, list[str]], name: str, **ex
             return _run_builder(builder, data_files, name, encoding_errors="replace")
         cause = error.__cause__ if isinstance(error, DatasetGenerationError) and error.__cause__ else error
         raise TextlstmError(f"could not read {_describe_files(data_files)}: {one_line(cause)}") from None
-
-
-def _refuse_empty_files(name: str, data_files: dict[str, list[str]]) -> None:
-    # datasets fails on a split made only of empty files in a different way for each builder.
-    for split, files in data_files.items():
-        if all(os.path.getsize(file) == 0 for file in files):
-            which = f" (its '{split}' files are empty)" if len(data_files) > 1 else ""
-            raise TextlstmError(f"the corpus '{name}' is empty{which}")
 
 
 def _require_valid_utf8(splits: dict[str, datasets.Dataset], data_files: dict[str, list[str]]) -> None:

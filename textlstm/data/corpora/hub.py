@@ -14,15 +14,24 @@ def load_hub(repo_id: str, config: str | None) -> Loaded:
     try:
         splits = datasets.load_dataset(repo_id, name=config)
     except (OSError, ValueError, DatasetsError) as error:
-        reason = one_line(error)
-        if datasets.config.HF_HUB_OFFLINE and isinstance(error, ConnectionError):
-            reason = "offline: HF_HUB_OFFLINE is set and it is not in the local datasets cache"
-        if "/" in repo_id:
-            hint = "; there is no local file or folder by that name either"
-        else:
-            hint = f"; nor is it a corpus card (cards: {', '.join(card_names()) or 'none'})"
-        raise TextlstmError(f"could not load '{repo_id}' from the Hugging Face Hub ({reason}){hint}") from None
+        raise hub_failure(repo_id, error) from None
+    return Loaded(safe_name(repo_id.replace("/", "_")), dict(splits), documents=True, source=hub_description(repo_id, config))
+
+
+def hub_failure(repo_id: str, error: BaseException) -> TextlstmError:
+    """The one error line for a Hub id that cannot be loaded or streamed."""
+    reason = one_line(error)
+    if datasets.config.HF_HUB_OFFLINE and isinstance(error, ConnectionError):
+        reason = "offline: HF_HUB_OFFLINE is set and it is not in the local datasets cache"
+    if "/" in repo_id:
+        hint = "; there is no local file or folder by that name either"
+    else:
+        hint = f"; nor is it a corpus card (cards: {', '.join(card_names()) or 'none'})"
+    return TextlstmError(f"could not load '{repo_id}' from the Hugging Face Hub ({reason}){hint}")
+
+
+def hub_description(repo_id: str, config: str | None) -> str:
     source = f"Hugging Face Hub: {repo_id}" + (f" ({config})" if config else "")
     if datasets.config.HF_HUB_OFFLINE:
         source += ", from the local cache (offline)"
-    return Loaded(safe_name(repo_id.replace("/", "_")), dict(splits), documents=True, source=source)
+    return source
