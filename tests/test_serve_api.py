@@ -151,6 +151,59 @@ def test_chat_reads_the_messages_in_the_turn_format(client, lm):
     assert newer_name["usage"]["completion_tokens"] == 7
 
 
+def checkpoint_with_turns(folder: Path, turns: TurnFormat) -> Path:
+    """A tiny checkpoint whose config.json records a chat format (as a corpus card's [chat] table does)."""
+    write_tiny_checkpoint(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["data"]["turns"] = {"user_prefix": turns.user_prefix, "bot_prefix": turns.bot_prefix}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def ask(client, model: str, text: str) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 30, "temperature": 0}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def assert_answered_in(turns: TurnFormat, answer: dict, lm: TextGenerator, text: str) -> None:
+    prompt = conversation_text([("user", text)], turns)
+    assert answer["usage"]["prompt_tokens"] == len(lm.tokenizer.encode(prompt))
+    assert answer["choices"][0]["message"]["content"] == lm.generate(prompt, max_tokens=30, temperature=0, stop=turns.stops())
+
+
+def test_chat_is_in_the_checkpoints_turn_format_unless_the_settings_give_one(tmp_path):
+    lm = load(checkpoint_with_turns(tmp_path / "run", TURNS))
+    for settings, turns in ((ServeSettings(model_name="tiny"), TURNS),
+                            (ServeSettings(model_name="tiny", turn_format=TurnFormat()), TurnFormat())):
+        with RunningServer(create_app(lm, settings), "127.0.0.1", 0) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
+            assert_answered_in(turns, ask(client, "tiny", "the dog"), lm, "the dog")
+
+
+def test_serve_command_chats_in_the_checkpoints_turn_format_unless_prefixes_are_given(run_cli, tmp_path, monkeypatch):
+    """Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given on the command line."""
+    import textlstm.serve.server
+
+    checkpoint = checkpoint_with_turns(tmp_path / "run", TURNS)
+    answers = []
+
+    class AnswerOneChatThenStop(RunningServer):
+        def start(self, timeout: float = 60.0) -> RunningServer:
+            super().start(timeout)
+            with httpx.Client(base_url=self.url, timeout=WAIT) as client:
+                answers.append(ask(client, "run", "the dog"))
+            self.stop()
+            return self
+
+    monkeypatch.setattr(textlstm.serve.server, "RunningServer", AnswerOneChatThenStop)
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: None)  # the command's handlers would outlive it
+    for flags, turns in (((), TURNS), (("--bot-prefix", "FOX. "), TurnFormat("Q. ", "FOX. "))):
+        result = run_cli("serve", "--checkpoint", checkpoint, "--port", "0", *flags)
+        assert result.code == 0, result.err
+        assert_answered_in(turns, answers[-1], load(checkpoint), "the dog")
+
+
 def test_a_kept_conversation_reads_only_what_is_new_and_an_evicted_one_is_rebuilt(lm):
     def turn(client, history, conversation_id=None) -> str:
         body = {"model": "tiny", "messages": history, "max_tokens": 20, "temperature": 0}

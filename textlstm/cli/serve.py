@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -24,8 +25,10 @@ EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[se
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on; 0 picks a free one.")
 @click.option("--model-name", default=None, help="The model's name in the API. Default: the checkpoint folder's name.")
-@click.option("--user-prefix", default="", help="Text before each user message in a chat (e.g. 'ROMEO: ').")
-@click.option("--bot-prefix", default="", help="Text before each answer in a chat (e.g. 'JULIET: ').")
+@click.option("--user-prefix", help="Text before each user message in a chat (e.g. 'ROMEO: '). "
+              "Default: the checkpoint's (its corpus card's [chat] table), else none.")
+@click.option("--bot-prefix", help="Text before each answer in a chat (e.g. 'JULIET: '). "
+              "Default: the checkpoint's (its corpus card's [chat] table), else none.")
 @click.option(
     "--max-conversations",
     type=click.IntRange(min=0),
@@ -71,7 +74,6 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
     from textlstm.generation.generator import load
     from textlstm.cli.generate import warnings_as_lines
-    from textlstm.turns import TurnFormat
 
     _log_to_stderr()
     from textlstm.hardware.device import resolve_device
@@ -79,9 +81,11 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
 
     with warnings_as_lines():
         generator = load(checkpoint, device=device, precision=training_precision(precision, resolve_device(device)))
+    # Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given.
+    given = {name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None}
     settings = ServeSettings(
         model_name=model_name or generator.checkpoint.resolve().name,
-        turn_format=TurnFormat(user_prefix, bot_prefix),
+        turn_format=dataclasses.replace(generator.turns, **given),
         max_sequences=max_sequences,
         max_conversations=max_conversations,
         threads=threads,

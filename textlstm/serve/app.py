@@ -46,7 +46,7 @@ DISCONNECT_POLL_SECONDS = 1.0  # how often a non-streaming request checks that i
 @dataclass
 class ServeSettings:
     model_name: str
-    turn_format: TurnFormat = field(default_factory=TurnFormat)
+    turn_format: TurnFormat | None = None  # how chat messages become text; None: the checkpoint's (TextGenerator.turns)
     max_sequences: int = 4096  # active and waiting, all requests together; more gets 429
     max_conversations: int = 10_000  # kept conversation states; the least recently used go first
     max_request_bytes: int = 4 * 2**20  # a bigger request body gets 413
@@ -67,6 +67,8 @@ def error_body(message: str, type: str, param: str | None = None, code: str | No
 def create_app(generator: TextGenerator, settings: ServeSettings) -> FastAPI:
     """The ASGI app; its engine thread starts and stops with the app's lifespan."""
     app = FastAPI(title="textlstm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    if settings.turn_format is None:
+        settings = dataclasses.replace(settings, turn_format=generator.turns)
     app.state.generator = generator
     app.state.settings = settings
     app.state.store = ConversationStore(settings.max_conversations)
