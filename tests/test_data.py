@@ -186,3 +186,29 @@ def test_prepare_refuses_a_validation_split_without_tokens(text_file, monkeypatc
     monkeypatch.setattr(data, "_encode_to_file", nothing)
     with pytest.raises(TextlstmError, match="validation split of play is empty"):
         prepare(DataConfig(dataset=str(text_file)), splits=("valid",))
+
+
+@pytest.mark.parametrize("change", ["tokenizers version", "datasets version", "building code"])
+def test_another_library_version_or_building_code_gets_new_cache_entries(text_file, monkeypatch, change):
+    """A stale entry, written by other code, is not read: here the old ids are spoilt to tell them apart."""
+    import datasets
+    import tokenizers
+
+    from textlstm.data import cache
+
+    data = DataConfig(dataset=str(text_file), tokenizer="char")
+    first = prepare(data)
+    old_entries = sorted((cache.cache_root() / "ids").iterdir())
+    stale = old_entries[0] / "valid.bin"
+    stale.write_bytes(bytes(stale.stat().st_size))  # every id PAD
+    if change == "building code":
+        monkeypatch.setattr(cache, "code_digest", lambda: "the code of another textlstm")
+    else:
+        library = tokenizers if change.startswith("tokenizers") else datasets
+        monkeypatch.setattr(library, "__version__", library.__version__ + ".post1")
+
+    again = prepare(data)
+
+    assert again.splits["valid"].ids.tolist() == [EOT_ID, *first.tokenizer.encode("".join(first.corpus.valid["text"])), EOT_ID]
+    assert len(list((cache.cache_root() / "ids").iterdir())) == len(old_entries) + 1
+    assert len(list((cache.cache_root() / "tokenizers").iterdir())) == 2

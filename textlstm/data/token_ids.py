@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from textlstm.data.cache import cache_key, cache_root
+from textlstm.data.cache import cache_key, cache_root, code_key
 from textlstm.config import AUTO, DataConfig, TrainConfig
 from textlstm.data.corpora import Corpus, load_corpus
 from textlstm.data.corpora.splits import character_count
@@ -133,7 +133,7 @@ def tokenize_splits(
     corpus: Corpus, tokenizer: TextTokenizer, progress=None, names: tuple[str, ...] = ("train", "valid")
 ) -> dict[str, TokenizedSplit]:
     """Ids of the corpus's splits `names` ("train", "valid"), from the cache or encoded now and cached."""
-    folder = cache_root() / "ids" / cache_key(corpus.fingerprint, tokenizer.to_str())
+    folder = cache_root() / "ids" / cache_key(corpus.fingerprint, tokenizer.to_str(), code_key())
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
     for name in names:

@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from textlstm.data.cache import cache_key, cache_root
+from textlstm.data.cache import cache_key, cache_root, code_key
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write
 from textlstm.tokens import BYTE_TOKENS, EOT, EOT_ID, PAD, PAD_ID, UNK, byte_token
@@ -90,7 +90,7 @@ class TextTokenizer:
 
 def tokenizer_for_corpus(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
     """The tokenizer of `kind` trained on the corpus's train split; trained once, then read from the cache."""
-    path = cache_root() / "tokenizers" / f"{cache_key(corpus.fingerprint, kind, str(vocab_size))}.json"
+    path = cache_root() / "tokenizers" / f"{cache_key(corpus.fingerprint, kind, str(vocab_size), code_key())}.json"
     if path.is_file():
         return TextTokenizer.load(path)
     from textlstm.data.text_pieces import split_pieces  # pyarrow: only training needs it, generate and chat start faster
