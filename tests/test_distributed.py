@@ -229,3 +229,32 @@ def test_ctrl_c_on_the_launcher_stops_every_process_with_a_checkpoint(small_corp
     assert state["step"] == last["step"] and (last["final"] or last["step"] % 5 == 0)
     result = textlstm("train", "--nproc", "2", "--resume", out, "--max-steps", str(state["step"] + 2))
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_stops_every_process_after_the_same_step_with_one_save(small_corpus, tmp_path):
+    """What `timeout`, Slurm and Kubernetes do: SIGTERM to the launcher alone. torchrun's agent passes it
+    on to each process; they agree to stop after the same step and save once, and the launcher exits 143."""
+    mark = uuid.uuid4().hex
+    out = tmp_path / "run"
+    process = _start(["-m", "textlstm", "train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL,
+                      "--max-steps", "100000", "--eval-every", "5", "--output", out], mark)
+    deadline = time.time() + 240
+    _wait_for(out / "metrics.jsonl", process, deadline)
+    workers = [_worker_pid(mark, rank, deadline) for rank in (0, 1)]
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and not [line for line in error_lines(err) if line.startswith("error:")], err
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    assert err.count("checkpoint saved") == 1
+    assert f"interrupted by SIGTERM at step {state['step']}: checkpoint saved in {out}" in err
+    # The last save gathered both processes' random and LSTM states: both were at that step.
+    assert len(state["rng_per_process"]) == 2 and state["lstm_state"][0].shape[1] == 4
+    steps = [r["step"] for r in records(out)]
+    assert steps[-1] == state["step"] and steps.count(state["step"]) == 1
+    result = textlstm("train", "--nproc", "2", "--resume", out, "--max-steps", str(state["step"] + 2))
+    assert result.returncode == 0, result.stderr
+    assert records(out)[-1]["step"] == state["step"] + 2

@@ -98,6 +98,65 @@ def test_killed_at_random_moments_of_training_resumes(run_cli, small_corpus, tmp
     assert records[-1]["step"] == target and records[-1]["final"]
 
 
+# Everything that decides the weights is fixed (no "auto" that depends on the step budget, a schedule that
+# does not read --max-steps), so a run stopped anywhere and resumed can be compared with an uninterrupted one.
+EXACT_RUN = (*TINY_MODEL, "--schedule", "constant", "--warmup-steps", "3", "--dropout", "0.1", "--recurrent-dropout", "0.1",
+             "--weight-decay", "0.01", "--eval-every", "5", "--seed", "4", "--precision", "float32")
+
+
+def test_sigterm_saves_and_stops_like_ctrl_c_and_the_run_resumes_exactly(run_cli, small_corpus, tmp_path):
+    """SIGTERM (what Slurm, Kubernetes and `timeout` send): the step under way ends, the run is saved,
+    the exit code is 143; resumed, it ends where an uninterrupted run of as many steps ends."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "textlstm", "train", "--dataset", str(small_corpus), *EXACT_RUN, "--max-steps", "100000",
+         "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert (out / "metrics.jsonl").exists(), process.communicate()[1]
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    stopped = int(torch.load(out / "trainer_state.pt", weights_only=True)["step"])
+    assert f"interrupted by SIGTERM at step {stopped}: checkpoint saved in {out}" in err
+    assert f"continue with: textlstm train --resume {out}" in err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == stopped >= 5
+
+    total = stopped + 3
+    assert run_cli("train", "--resume", out, "--max-steps", total).code == 0
+    straight = run_cli("train", "--dataset", small_corpus, *EXACT_RUN, "--max-steps", total, "--output", tmp_path / "straight")
+    assert straight.code == 0, straight.err
+    resumed_state = torch.load(out / "trainer_state.pt", weights_only=True)
+    straight_state = torch.load(tmp_path / "straight" / "trainer_state.pt", weights_only=True)
+    assert resumed_state["step"] == straight_state["step"] == total
+    for name, weights in straight_state["model"].items():
+        torch.testing.assert_close(resumed_state["model"][name], weights, rtol=0, atol=1e-6)
+
+
+def test_a_second_sigterm_lets_the_save_finish_and_a_ctrl_c_then_interrupts_at_once():
+    from textlstm.training.stop_signals import StopFlag
+
+    def not_caught(signum, frame):
+        raise AssertionError(f"{signal.Signals(signum).name} reached the handler outside the stop flag")
+
+    outside = signal.signal(signal.SIGTERM, not_caught)
+    try:
+        with StopFlag() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.requested and stop.signal == signal.SIGTERM
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGTERM) is not_caught
+    finally:
+        signal.signal(signal.SIGTERM, outside)
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, (f"touch {os.getcwd()}/pwned",))

@@ -289,8 +289,8 @@ def _pick(options: dict, cls, exclude: set = frozenset()) -> dict:
 
 def _report(reporter, result) -> None:
     if result.interrupted:
-        reporter.message(f"interrupted at step {result.steps}: checkpoint saved in {result.output}")
+        reporter.message(f"interrupted by {result.stop_signal.name} at step {result.steps}: checkpoint saved in {result.output}")
         reporter.message(f"continue with: textlstm train --resume {result.output}")
-        sys.exit(130)
+        sys.exit(128 + result.stop_signal)  # the shell's convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM
     why = "stopped early (no improvement)" if result.stopped_early else "done"
     reporter.message(f"{why} after {result.steps} steps: best validation loss {result.best_valid_loss:.4f}, saved in {result.output}")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 
 from textlstm.errors import TextlstmError
 
-# After Ctrl-C, how long the processes have to finish their step, evaluate and save before torchrun kills them.
+# After Ctrl-C or SIGTERM (which torchrun passes on to each process), how long the processes have to
+# finish their step, evaluate and save before torchrun kills them.
 SHUTDOWN_SECONDS = 300
 
 
@@ -44,14 +44,22 @@ def run_on_this_machine(nproc: int, train_args: list[str]) -> int:
         "--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0",
         "--shutdown-timeout", str(SHUTDOWN_SECONDS), "--module", "textlstm", "train", *train_args,
     ])
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    _quiet_torchrun()
     try:
         torchrun.run(args)
-    except SignalException as stop:  # Ctrl-C or a kill of this launcher: the processes were told to stop
-        return 130 if stop.sigval == signal.SIGINT else 128 + int(stop.sigval)
+    except SignalException as stop:  # Ctrl-C or a kill of this launcher: torchrun passed it on to the processes
+        return 128 + int(stop.sigval)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except ChildFailedError as error:
         process, failure = error.get_first_failure()
         if failure.exitcode < 0:
             raise TextlstmError(f"process {process} of {nproc} was killed by {failure.signal_name()}; the others were stopped") from None
         return failure.exitcode
     return 0
+
+
+def _quiet_torchrun() -> None:
+    """Leave torchrun's log lines out ("Received 15 death signal, shutting down workers", ...). Its
+    modules set their own loggers' levels when imported, so the parent's level alone does not do it."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "torch.distributed.elastic" or name.startswith("torch.distributed.elastic."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -1,6 +1,6 @@
 """The training loop: each step (forward, backward, gradient clipping, AdamW), an evaluation every
 `eval_every` steps and at the end with the best weights and the resume state saved, early stopping,
-exact resume and a clean stop on Ctrl-C.
+exact resume and a clean stop on Ctrl-C or SIGTERM.
 
 Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, new run
 folders in `runs/new_run.py`, the Ctrl-C and SIGTERM flag in `stop_signals.py`, loss and throughput in `meter.py`.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
 from textlstm.hardware.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluation.scoring import evaluate_split
-from textlstm.training.stop_signals import StopFlag
+from textlstm.training.stop_signals import StopFlag, agreed
 from textlstm.training.meter import Meter
 from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
@@ -66,6 +67,7 @@ class TrainResult:
     steps: int
     best_valid_loss: float
     interrupted: bool = False
+    stop_signal: signal.Signals | None = None  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
     stopped_early: bool = False
     records: list[dict] = field(default_factory=list)
 
@@ -245,8 +247,8 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 stop, out_of_time = self._agree_before_step()
-                if stop:
-                    result.interrupted = True
+                if stop is not None:
+                    result.interrupted, result.stop_signal = True, stop
                     break
                 if out_of_time:
                     break
@@ -274,7 +276,7 @@ class Trainer:
                     self._save_resume_state()
         finally:
             self.reporter.stop()
-        if self.evaluated_step != self.step:  # stopped by Ctrl-C or the clock between evaluations
+        if self.evaluated_step != self.step:  # stopped by a signal or the clock between evaluations
             self._evaluate(meter, final=True)
 
     def _patience_spent(self) -> bool:
@@ -391,25 +393,25 @@ class Trainer:
     def _elapsed(self) -> float:
         return self.elapsed_before + now() - self.started
 
-    def _agree_before_step(self) -> tuple[bool, bool]:
-        """(stop for Ctrl-C, the max_minutes budget is spent); also sets `clock`, the elapsed time the
-        schedule reads, and `time_to_save` (--save-every-minutes).
+    def _agree_before_step(self) -> tuple[signal.Signals | None, bool]:
+        """(the signal to stop for, None to train on; the max_minutes budget is spent); also sets
+        `clock`, the elapsed time the schedule reads, and `time_to_save` (--save-every-minutes).
 
         Under several processes one exchange gives all the same answers, so they stop and save after
-        the same step: Ctrl-C on any process, and one clock (the mean of theirs) for the rest.
+        the same step: a stop signal on any process, and one clock (the mean of theirs) for the rest.
         """
         minutes = self.config.train.save_every_minutes
         local = torch.tensor(
-            [float(self.stop.requested), self._elapsed(), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
+            [*self.stop.votes(), self._elapsed(), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
             dtype=torch.float64,
         )
         if distributed.world_size() > 1:
             local = distributed.sum_across(local)
-        stop, elapsed_sum, save_votes = local.tolist()
+        *stop_votes, elapsed_sum, save_votes = local.tolist()
         self.clock = elapsed_sum / distributed.world_size()
         self.time_to_save = save_votes > 0
         budget = self.config.train.max_minutes
-        return stop > 0, bool(budget) and self.clock >= 60 * budget
+        return agreed(stop_votes), bool(budget) and self.clock >= 60 * budget
 
     def _trainer_state(self) -> dict:
         return {
