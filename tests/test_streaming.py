@@ -1,5 +1,6 @@
 """--streaming: a corpus read as a stream, tokenized on the fly, with nothing cached and exact resume."""
 
+import dataclasses
 import json
 import os
 
@@ -86,11 +87,38 @@ def _stream_of(path):
     return prepare(DataConfig(dataset=str(path), streaming=True)).stream
 
 
-def test_validation_rows_are_held_out_of_training(docs):
-    prepared = prepare(DataConfig(dataset=str(docs), streaming=True))
+@pytest.fixture
+def running_text(tmp_path, shakespeare_text):
+    path = tmp_path / "running.txt"
+    path.write_text(shakespeare_text[:5000], encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["docs", "running_text"])
+def test_streamed_local_files_hold_out_the_tail_a_stored_corpus_holds_out(request, kind):
+    """The same validation text, so the same characters and bits per character as a stored run's."""
+    corpus = request.getfixturevalue(kind)
+    lines = []
+    stored = prepare(DataConfig(dataset=str(corpus), tokenizer="char"))
+    streamed = prepare(DataConfig(dataset=str(corpus), tokenizer="char", streaming=True), report=lines.append)
+    assert streamed.tokenizer.to_str() == stored.tokenizer.to_str()
+    assert streamed.splits["valid"].info == stored.splits["valid"].info
+    assert streamed.splits["valid"].ids.tolist() == stored.splits["valid"].ids.tolist()
+    training_text = [text for text in streaming._texts(streamed.stream.open(), "text", streamed.corpus) if text]
+    assert "".join(training_text) == "".join(stored.corpus.train["text"])
+    assert "validation: the last 10% of the characters" in "\n".join(lines)
+
+
+def test_a_hub_stream_holds_out_its_head_and_says_so(docs, monkeypatch):
+    """A stream whose length cannot be known (one from the Hub) keeps its first rows for validation."""
+    local = streaming.open_streamed
+    monkeypatch.setattr(streaming, "open_streamed", lambda *args: dataclasses.replace(local(*args), local=False))
+    lines = []
+    prepared = prepare(DataConfig(dataset=str(docs), streaming=True, tokenizer="char"), report=lines.append)
     texts = [json.loads(line)["text"] for line in docs.read_text().splitlines()]
     held_out = prepared.stream.skip_rows
     assert held_out == 2  # a tenth of this small corpus's characters, in whole rows
+    assert "validation: the first 2 rows of the stream" in "\n".join(lines)
     tokenizer = prepared.tokenizer
     expected_valid = [EOT_ID]
     for text in texts[:held_out]:
@@ -103,16 +131,16 @@ def test_validation_rows_are_held_out_of_training(docs):
 
 
 def test_the_tokenizer_learns_only_from_its_sample(tmp_path, monkeypatch):
-    """Validation rows come first, then the sample; a character seen only outside the sample gets no token."""
-    texts = ["v" * 300] * 2 + ["abc" * 100] * 15 + ["xyz" * 100] * 3
+    """The sample is the first training rows; a character seen only after it, or in validation, gets no token."""
+    texts = ["abc" * 100] * 15 + ["xyz" * 100] * 3 + ["v" * 300] * 2  # the last tenth: the two "v" rows
     corpus = write_jsonl(tmp_path / "sample.jsonl", texts)
     monkeypatch.setattr(streaming, "TOKENIZER_SAMPLE_CHARS", 15 * 300)
-    vocab = prepare(DataConfig(dataset=str(corpus), streaming=True)).tokenizer.hf.get_vocab()
+    vocab = prepare(DataConfig(dataset=str(corpus), streaming=True, tokenizer="char")).tokenizer.hf.get_vocab()
     assert {"a", "b", "c"} <= vocab.keys()
     assert "v" not in vocab  # validation text
     assert "x" not in vocab  # after the sample
     monkeypatch.setattr(streaming, "TOKENIZER_SAMPLE_CHARS", 15 * 300 + 1)
-    assert "x" in prepare(DataConfig(dataset=str(corpus), streaming=True)).tokenizer.hf.get_vocab()
+    assert "x" in prepare(DataConfig(dataset=str(corpus), streaming=True, tokenizer="char")).tokenizer.hf.get_vocab()
 
 
 @pytest.mark.parametrize(
@@ -151,7 +179,7 @@ def test_eval_of_a_streamed_run_scores_the_same_held_out_text(run_cli, docs, tmp
     assert run_cli("train", "--dataset", docs, "--streaming", *TINY_MODEL, "--max-steps", "6", "--output", out).code == 0
     result = evaluate_checkpoint(out)
     assert result.loss == pytest.approx(records(out)[-1]["valid_loss"], abs=1e-4)
-    assert result.chars == sum(len(json.loads(line)["text"]) + 1 for line in docs.read_text().splitlines()[:2])
+    assert result.chars == prepare(DataConfig(dataset=str(docs), tokenizer="char")).splits["valid"].info.chars
 
 
 def test_a_validation_split_of_its_own_is_read_up_to_the_bound(tmp_path, monkeypatch):
@@ -175,3 +203,20 @@ def test_a_stream_position_is_refused_by_another_process(docs, monkeypatch):
     monkeypatch.setattr(streaming.distributed, "world_size", lambda: 2)
     with pytest.raises(ValueError, match="process 0's of 1"):
         streaming.StreamingBatcher(stream, batch_size=2, seq_len=8).load_state_dict(state)
+
+
+def test_processes_share_the_training_rows_of_several_files_and_no_validation_row(tmp_path, monkeypatch):
+    """Rows held out are counted from the split's start, not in each file: two files, two processes."""
+    (tmp_path / "parts").mkdir()
+    texts = [f"row {i} " * 20 for i in range(20)]
+    write_jsonl(tmp_path / "parts" / "a.jsonl", texts[:10])
+    write_jsonl(tmp_path / "parts" / "b.jsonl", texts[10:])
+    stream = prepare(DataConfig(dataset=str(tmp_path / "parts" / "*.jsonl"), streaming=True, tokenizer="char")).stream
+    training = list(streaming._texts(stream.open(share=False), "text", stream.source))
+    assert len(training) == 19 and training[-1] != texts[18]  # the last tenth starts inside row 18
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(streaming.distributed, "rank", lambda rank=rank: rank)
+        monkeypatch.setattr(streaming.distributed, "world_size", lambda: 2)
+        shares.append(list(streaming._texts(stream.open(), "text", stream.source)))
+    assert shares == [training[0::2], training[1::2]]

@@ -1,12 +1,17 @@
 """Training on a streamed corpus (`--streaming`): read as it goes, tokenized on the fly, never stored whole.
 
 The corpus is a `datasets` IterableDataset (corpora/streamed.py). From its train split:
-- validation: its first rows, up to VALID_CHARS characters (a tenth of the corpus when it is shorter
-  than 10 x VALID_CHARS), read once into a small array of ids. A corpus with its own validation
-  split (or --valid-split) gives the first VALID_CHARS characters of that split instead.
-- tokenizer: trained on the TOKENIZER_SAMPLE_CHARS characters that follow the validation rows.
-- training: every row after the validation rows, each process reading its share
-  (`split_dataset_by_node`), tokenized only when a batch needs it. At the end of the stream it starts over.
+- validation, read once into a small array of ids (at most its first VALID_CHARS characters):
+  - local files: the last tenth of their characters, the row that straddles the boundary cut, as a
+    stored corpus holds out (corpora/splits.py); their characters are counted by reading them through
+    once first. A streamed and a stored run on the same files validate on the same text.
+  - a Hub stream, whose length is not known: its first rows, VALID_CHARS characters' worth (a tenth
+    of the corpus when it is shorter than 10 x VALID_CHARS).
+  - a corpus with its own validation split (or --valid-split): that split.
+  The run reports which of these it held out.
+- tokenizer: trained on the first TOKENIZER_SAMPLE_CHARS characters of the training rows.
+- training: every other row, each process reading its share (`split_dataset_by_node`), tokenized
+  only when a batch needs it. At the end of the stream it starts over.
 
 No ids are cached and no Arrow files are written. `StreamingBatcher.state_dict` records the
 IterableDataset's position and the ids read but not yet trained on, so a resumed run reads on
@@ -25,14 +30,15 @@ from typing import Iterator
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from datasets.distributed import split_dataset_by_node
 from datasets.exceptions import DatasetsError
 
 from textlstm.training import distributed
 from textlstm.config import DataConfig
-from textlstm.data.corpora.loaded import one_line
-from textlstm.data.corpora.splits import OWN_VALID_SPLITS
+from textlstm.data.corpora.loaded import DEFAULT_VALID_FRACTION, one_line
+from textlstm.data.corpora.splits import OWN_VALID_SPLITS, row_holding, tail_boundary
 from textlstm.data.corpora.streamed import StreamedSource, open_streamed
 from textlstm.errors import TextlstmError
 from textlstm.data.text_pieces import documents_as_pieces, split_long_text
@@ -44,6 +50,7 @@ from textlstm.tokens import EOT_ID
 VALID_CHARS = 1_000_000
 TOKENIZER_SAMPLE_CHARS = 10_000_000  # characters of text the tokenizer is trained on
 RUNNING_TEXT_CHARS = 1 << 14  # lines of a running text are read and encoded in blocks of about this size
+COUNT_BATCH_ROWS = 10_000  # rows per Arrow batch when local files are read through to count their characters
 
 
 @dataclass
@@ -53,17 +60,38 @@ class TrainStream:
     source: StreamedSource
     split: str
     column: str
-    skip_rows: int  # the rows held out for validation
-    tokenizer: TextTokenizer
+    tokenizer: TextTokenizer | None = None
+    skip_rows: int = 0  # a head held out for validation: the rows before the training rows
+    end: tuple[int, int] | None = None  # a tail held out: the row it starts in, and that row's characters trained on
+
+    def whole_split(self):
+        """A fresh stream of the split, validation rows included, from its start."""
+        return self.source.open_splits()[self.split]
 
     def open(self, share: bool = True):
         """A fresh stream of the training rows, from their start: this process's share, or (share=False) all of them."""
-        dataset = self.source.open_splits()[self.split]
+        dataset = self.whole_split()
         if self.skip_rows:
             dataset = dataset.skip(self.skip_rows)
+        if self.end is not None:
+            dataset = _rows_before(dataset, *self.end, self.column)
         if not share:
             return dataset
-        return split_dataset_by_node(dataset, rank=distributed.rank(), world_size=distributed.world_size())
+        # Rows counted from the split's start must not be counted in each file instead: with a part
+        # held out, every process reads the rows in order and keeps every world_size-th one.
+        strategy = "examples" if self.skip_rows or self.end is not None else "auto"
+        return split_dataset_by_node(dataset, rank=distributed.rank(), world_size=distributed.world_size(), strategy=strategy)
+
+
+def _rows_before(dataset, row: int, kept: int, column: str):
+    """The rows of `dataset` before `row`, and the first `kept` characters of that row."""
+    if not kept:
+        return dataset.take(row)
+
+    def cut(example: dict, index: int) -> dict:
+        return {column: example[column][:kept]} if index == row else {}
+
+    return dataset.take(row + 1).map(cut, with_indices=True)
 
 
 def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
@@ -77,14 +105,13 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
     report(f"corpus: {source.source}")
     splits = source.open_splits()
     _require_split(splits, data.split, source)
-    column = _text_column(splits[data.split], data.text_column, source)
-    valid_rows, skip_rows = _validation_rows(data, splits, column, source)
-    stream = TrainStream(source, data.split, column, skip_rows, tokenizer)
+    stream = TrainStream(source, data.split, _text_column(splits[data.split], data.text_column, source), tokenizer)
+    valid_rows = _hold_out(data, splits, stream, report)
     if tokenizer is None:  # the same sample on every process, so the same tokenizer
-        sample = _first_chars(_texts(stream.open(share=False), column, source), TOKENIZER_SAMPLE_CHARS)
+        sample = _first_chars(_texts(stream.open(share=False), stream.column, source), TOKENIZER_SAMPLE_CHARS)
         pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
         stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
-        report(f"tokenizer: {data.tokenizer}, trained on at most {TOKENIZER_SAMPLE_CHARS:,} characters, those after the validation rows")
+        report(f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters of the training rows at most")
     valid = _encode_valid(valid_rows, source.documents, stream.tokenizer)
     if valid.info.scored_tokens < 1:
         raise TextlstmError(f"the validation text of {source.name} is empty")
@@ -93,14 +120,40 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
     return Prepared(source, stream.tokenizer, {"valid": valid}, stream=stream)
 
 
-def _validation_rows(data: DataConfig, splits: dict, column: str, source: StreamedSource) -> tuple[Iterator[str], int]:
-    """The validation text, and how many rows at the start of the training split it takes."""
+def _hold_out(data: DataConfig, splits: dict, stream: TrainStream, report) -> Iterator[str]:
+    """The validation text (see the module docstring); sets the rows `stream` trains on, and reports which part it is."""
     own = data.valid_split or next((name for name in OWN_VALID_SPLITS if name in splits and name != data.split), None)
     if own:
-        _require_split(splits, own, source)
-        return _first_chars(_texts(splits[own], column, source), VALID_CHARS), 0
-    skip_rows = _held_out_rows(_texts(splits[data.split], column, source), source.name)
-    return itertools.islice(_texts(source.open_splits()[data.split], column, source), skip_rows), skip_rows
+        _require_split(splits, own, stream.source)
+        report(f"validation: the split '{own}', its first {VALID_CHARS:,} characters at most")
+        return _first_chars(_texts(splits[own], stream.column, stream.source), VALID_CHARS)
+    if stream.source.local:
+        return _hold_out_tail(stream, report)
+    return _hold_out_head(splits[data.split], stream, report)
+
+
+def _hold_out_tail(stream: TrainStream, report) -> Iterator[str]:
+    """The last DEFAULT_VALID_FRACTION of the split's characters, cut as a stored corpus's are (splits.tail_boundary)."""
+    source, column = stream.source, stream.column
+    total = sum(int(lengths.sum()) for lengths in _row_lengths(stream.whole_split(), column, source))
+    boundary = tail_boundary(total, DEFAULT_VALID_FRACTION, source.name)
+    row, chars_before = row_holding(_row_lengths(stream.whole_split(), column, source), boundary)
+    stream.end = (row, boundary - chars_before)
+    held_out = total - boundary
+    scored = f"; its first {VALID_CHARS:,} are scored" if held_out > VALID_CHARS else ""
+    report(f"validation: the last {DEFAULT_VALID_FRACTION:.0%} of the characters ({held_out:,} of {total:,}), "
+           f"the part a stored corpus holds out{scored}")
+    tail = _arrow_texts(stream.whole_split().skip(row), column, source)
+    first = next(tail)[boundary - chars_before :]
+    return _first_chars(itertools.chain([first], tail), VALID_CHARS)
+
+
+def _hold_out_head(dataset, stream: TrainStream, report) -> Iterator[str]:
+    """A stream of unknown length holds out its first rows: VALID_CHARS characters' worth, or a tenth of a shorter one."""
+    stream.skip_rows = _held_out_rows(_texts(dataset, stream.column, stream.source), stream.source.name)
+    report(f"validation: the first {stream.skip_rows:,} rows of the stream (its length is not known, so its head "
+           "is held out, not its tail as a stored corpus's is)")
+    return itertools.islice(_texts(stream.whole_split(), stream.column, stream.source), stream.skip_rows)
 
 
 def _require_split(splits: dict, name: str, source: StreamedSource) -> None:
@@ -137,6 +190,27 @@ def _rows(dataset, source: StreamedSource) -> Iterator[dict]:
         raise
     except (DatasetsError, ValueError, OSError, pa.ArrowException) as error:
         raise TextlstmError(f"could not read {source.source}: {one_line(error)}") from None
+
+
+def _arrow_batches(dataset, column: str, source: StreamedSource) -> Iterator[pa.Array]:
+    """The text column of `dataset` in Arrow batches, null rows as empty text: counting makes no Python strings."""
+    try:
+        for table in dataset.with_format("arrow").iter(batch_size=COUNT_BATCH_ROWS):
+            yield table.column(column).combine_chunks().fill_null("")
+    except GeneratorExit:
+        raise
+    except (DatasetsError, ValueError, OSError, KeyError, pa.ArrowException) as error:
+        raise TextlstmError(f"could not read {source.source}: {one_line(error)}") from None
+
+
+def _row_lengths(dataset, column: str, source: StreamedSource) -> Iterator[np.ndarray]:
+    for texts in _arrow_batches(dataset, column, source):
+        yield pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _arrow_texts(dataset, column: str, source: StreamedSource) -> Iterator[str]:
+    for texts in _arrow_batches(dataset, column, source):
+        yield from texts.to_pylist()
 
 
 def _held_out_rows(texts: Iterator[str], name: str) -> int:

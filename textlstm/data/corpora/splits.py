@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import datasets
 import numpy as np
@@ -123,10 +123,12 @@ def character_count(dataset: datasets.Dataset) -> int:
     return sum(int(lengths.sum()) for lengths in _chunk_lengths(dataset))
 
 
-def _row_holding(dataset: datasets.Dataset, position: int) -> tuple[int, int]:
-    """The first row that ends after character `position`, and the characters of the rows before it."""
+def row_holding(chunk_lengths: Iterable[np.ndarray], position: int) -> tuple[int, int]:
+    """The first row that ends after character `position`, and the characters of the rows before it.
+
+    chunk_lengths: the rows' lengths in characters, chunk by chunk (read only up to that row)."""
     rows_before = chars_before = 0
-    for lengths in _chunk_lengths(dataset):
+    for lengths in chunk_lengths:
         ends = chars_before + np.cumsum(lengths)
         if len(ends) and ends[-1] > position:
             row = int(np.searchsorted(ends, position, side="right"))
@@ -136,17 +138,25 @@ def _row_holding(dataset: datasets.Dataset, position: int) -> tuple[int, int]:
     raise ValueError(f"character {position} is past the end of the text")
 
 
-def _hold_out_tail(
-    train: datasets.Dataset, valid_fraction: float, name: str
-) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Move the last `valid_fraction` of the characters to validation, cutting the row that straddles the boundary."""
-    total = character_count(train)
+def tail_boundary(total: int, valid_fraction: float, name: str) -> int:
+    """Where validation starts when a corpus of `total` characters holds out its last `valid_fraction`.
+
+    The one hold-out rule: a stored corpus (below) and a streamed one of local files (data/streaming.py)
+    both cut here, in the row that straddles it, so they validate on the same text."""
     boundary = int(total * (1 - valid_fraction))
     if boundary == 0 or boundary == total:
         raise TextlstmError(
             f"the corpus '{name}' is too small ({total} characters) to hold out {valid_fraction:g} of it for validation"
         )
-    row, chars_before = _row_holding(train, boundary)
+    return boundary
+
+
+def _hold_out_tail(
+    train: datasets.Dataset, valid_fraction: float, name: str
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Move the last `valid_fraction` of the characters to validation, cutting the row that straddles the boundary."""
+    boundary = tail_boundary(character_count(train), valid_fraction, name)
+    row, chars_before = row_holding(_chunk_lengths(train), boundary)
     cut = boundary - chars_before
     text = train[row]["text"]
     before = [train.select(range(row))] if row else []
