@@ -404,6 +404,44 @@ def test_the_lstm_state_is_carried_from_batch_to_batch(small_corpus, tmp_path, m
         torch.testing.assert_close(started[1], ended[1].float())
 
 
+def test_a_step_whose_loss_is_not_finite_is_skipped_and_the_next_batch_follows(small_corpus, tmp_path, monkeypatch):
+    """Step 3's loss is NaN: it changes neither the weights, the optimizer nor the carried LSTM state,
+    and step 4 reads the next batch, from the state step 2 ended in."""
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.runs.checkpoint import load_trainer_state
+    from textlstm.training.trainer import Reporter, train
+
+    steps = []
+    real_loss = LSTMLanguageModel.loss
+
+    def loss_nan_at_step_3(self, ids, targets, state=None, lengths=None):
+        total, count, new_state = real_loss(self, ids, targets, state, lengths)
+        if self.training:
+            steps.append(SimpleNamespace(ids=ids.clone(), started=state, ended=tuple(t.detach().clone() for t in new_state),
+                                         weights=[p.detach().clone() for p in self.parameters()]))
+            if len(steps) == 3:
+                total = total * float("nan")
+        return total, count, new_state
+
+    said = []
+
+    class Messages(Reporter):
+        def message(self, text):
+            said.append(text)
+
+    monkeypatch.setattr(LSTMLanguageModel, "loss", loss_nan_at_step_3)
+    result = train(tiny_config(small_corpus, max_steps=5), output=tmp_path / "run", reporter=Messages())
+    assert result.steps == 5 and len(steps) == 5
+    assert any(text.startswith("step 3: loss is nan; step skipped") for text in said)
+    assert not torch.equal(steps[3].ids, steps[2].ids)  # on to the next batch, not the same one again
+    for started, ended in zip(steps[3].started, steps[1].ended):  # the state step 2 ended in
+        torch.testing.assert_close(started, ended.float())
+    for before, after in zip(steps[2].weights, steps[3].weights):
+        assert torch.equal(before, after)
+    optimizer = load_trainer_state(tmp_path / "run" / "trainer_state.pt")["optimizer"]
+    assert {int(state["step"]) for state in optimizer["state"].values()} == {4}  # four updates in five steps
+
+
 @pytest.mark.parametrize("batching", ["stream", "documents"])
 def test_resume_across_an_epoch_boundary_matches_an_uninterrupted_run(speeches, tmp_path, batching):
     """Stopped by Ctrl-C in the first epoch, resumed into the third: the same weights as one run."""

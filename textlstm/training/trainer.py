@@ -254,19 +254,14 @@ class Trainer:
                     break
                 step_start = now()
                 loss_sum, count = self._train_step()
-                if not math.isfinite(loss_sum):
+                self.step += 1  # a skipped step counts too: its batch is passed over
+                if math.isfinite(loss_sum):
+                    bad_steps = 0
+                    meter.add(loss_sum, count, now() - step_start)
+                    self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
+                else:
                     bad_steps += 1
-                    self.reporter.message(f"step {self.step + 1}: loss is {loss_sum}; step skipped")
-                    if bad_steps >= MAX_BAD_STEPS:
-                        raise TextlstmError(
-                            f"{MAX_BAD_STEPS} steps in a row had a non-finite loss; stopped. "
-                            f"The last good checkpoint in {self.output} is intact: try a lower --lr"
-                        )
-                    continue
-                bad_steps = 0
-                self.step += 1
-                meter.add(loss_sum, count, now() - step_start)
-                self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
+                    self._skip_step(loss_sum, bad_steps)
                 if self.step % train_cfg.eval_every == 0 or self.step == self.total_steps:
                     self._evaluate(meter, final=self.step == self.total_steps)
                     if self._patience_spent():
@@ -278,6 +273,15 @@ class Trainer:
             self.reporter.stop()
         if self.evaluated_step != self.step:  # stopped by a signal or the clock between evaluations
             self._evaluate(meter, final=True)
+
+    def _skip_step(self, loss: float, bad_steps: int) -> None:
+        """Report the step whose loss was `loss` (not finite) as skipped; the MAX_BAD_STEPS-th in a row stops the run."""
+        self.reporter.message(f"step {self.step}: loss is {loss}; step skipped (no update, on to the next batch)")
+        if bad_steps >= MAX_BAD_STEPS:
+            raise TextlstmError(
+                f"{MAX_BAD_STEPS} steps in a row had a non-finite loss; stopped. "
+                f"The last good checkpoint in {self.output} is intact: try a lower --lr"
+            )
 
     def _patience_spent(self) -> bool:
         patience = self.config.train.patience
@@ -304,9 +308,8 @@ class Trainer:
         penalty_value = penalty.detach().double() if penalty is not None else torch.zeros((), dtype=torch.float64, device=count.device)
         totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double(), penalty_value]))
         loss_value, count_value, penalty_total = float(totals[0]), int(totals[1]), float(totals[2])
-        if not math.isfinite(loss_value + penalty_total):  # a step skipped for either
+        if not math.isfinite(loss_value + penalty_total):  # skipped: weights, optimizer and the carried state stay as they were
             self.optimizer.zero_grad(set_to_none=True)
-            self.lstm_state = None
             return loss_value + penalty_total, count_value
         self.optimizer.zero_grad(set_to_none=True)
         # The mean over all processes' tokens: DDP averages the processes' gradients, hence * world size.
