@@ -141,7 +141,7 @@ def write_results_md(r: dict, path: Path) -> None:
               f"best {g['first_token']['best_s']} s. {g['tokens']} tokens per run, {g['repeats']} runs; "
               f"load average {g['load_average'][0]} / {g['load_average'][1]}.", ""]
 
-    parts += ["## Tokenization (tiny Shakespeare, 1.1 MB, as `textlstm.data.prepare` encodes a corpus)", "",
+    parts += ["## Tokenization (tiny Shakespeare, 1.1 MB, as `textlstm.data.token_ids` encodes a corpus)", "",
               _table(["tokenizer", "MB/s"], [[n, f"{v:.1f}"] for n, v in r["tokenization_mb_per_second"].items()]), ""]
 
     q = r["bfloat16_quality"]

@@ -1,5 +1,5 @@
 """Tokenization speed: MB/s of encoding a text with textlstm's char, word and BPE tokenizers,
-cut into pieces and encoded in batches the way `textlstm.data.prepare` encodes a corpus."""
+cut into pieces and encoded in batches the way `textlstm.data.token_ids` encodes a corpus."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from textlstm.data.prepare import ENCODE_BATCH
+from textlstm.data.token_ids import ENCODE_BATCH
 from textlstm.data.text_pieces import split_long_text
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 

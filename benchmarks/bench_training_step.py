@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from textlstm.data.prepare import StreamBatcher
+from textlstm.data.batchers import StreamBatcher
 from textlstm.training.trainer import Trainer
 
 

@@ -1,13 +1,15 @@
-"""The batchers' layout (what training reads, and in what order) and data.prepare."""
+"""The batchers' layout (what training reads, and in what order), data.prepare and the id cache (data.token_ids)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from textlstm.config import DataConfig
-from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
+from textlstm.config import DataConfig, TrainConfig
+from textlstm.data.batchers import DocumentBatcher, StreamBatcher
+from textlstm.data.prepare import prepare
 from textlstm.errors import TextlstmError
+from textlstm.training.auto_settings import TokenizerChoice, tokenizer_chooser
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.tokens import EOT_ID, PAD_ID
 
@@ -146,11 +148,11 @@ def text_file(tmp_path):
 
 
 def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cache(text_file, monkeypatch):
-    import textlstm.data.prepare as data
+    import textlstm.data.token_ids as token_ids
     import textlstm.data.tokenizer as tokenizer
 
     lines = []
-    first = prepare(DataConfig(dataset=str(text_file)), report=lines.append)
+    first = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=tokenizer_chooser(TrainConfig()))
     assert [line.split(":")[0] for line in lines] == ["corpus", "tokenizer", "tokens"]  # the tokenizer auto chose
     assert first.splits["train"].info.tokens > first.splits["valid"].info.tokens > 1
 
@@ -158,10 +160,26 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
         raise AssertionError("built again")
 
     monkeypatch.setattr(tokenizer, "build_tokenizer", fail)
-    monkeypatch.setattr(data, "_encode_to_file", fail)
-    again = prepare(DataConfig(dataset=str(text_file)))
+    monkeypatch.setattr(token_ids, "_encode_to_file", fail)
+    again = prepare(DataConfig(dataset=str(text_file), tokenizer=first.tokenizer_kind))
     assert again.tokenizer.to_str() == first.tokenizer.to_str()
     assert again.splits["valid"].ids.tolist() == first.splits["valid"].ids.tolist()
+
+
+def test_tokenizer_auto_is_the_kind_the_given_rule_picks_from_the_training_characters(text_file):
+    asked = []
+
+    def choose(train_characters):
+        asked.append(train_characters)
+        return TokenizerChoice("word", "a test's rule")
+
+    lines = []
+    prepared = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=choose)
+    assert asked == [len("".join(prepared.corpus.train["text"]))]
+    assert prepared.tokenizer_kind == "word" and prepared.tokenizer.unk_id is not None  # a word vocabulary
+    assert "tokenizer: word (auto: a test's rule)" in lines
+    with pytest.raises(TextlstmError, match="tokenizer 'auto' is chosen by the trainer"):
+        prepare(DataConfig(dataset=str(text_file)))
 
 
 def test_prepare_uses_a_given_tokenizer_and_only_the_splits_asked_for(text_file, monkeypatch):
@@ -176,16 +194,16 @@ def test_prepare_uses_a_given_tokenizer_and_only_the_splits_asked_for(text_file,
 
 
 def test_prepare_refuses_a_validation_split_without_tokens(text_file, monkeypatch):
-    import textlstm.data.prepare as data
-    from textlstm.data.prepare import SplitInfo
+    import textlstm.data.token_ids as token_ids
+    from textlstm.data.token_ids import SplitInfo
 
     def nothing(dataset, documents, tokenizer, path, progress=None):
         np.array([EOT_ID], dtype=np.uint16).tofile(path)
         return SplitInfo(tokens=1, chars=0, bytes=0, documents=0, dtype="uint16")
 
-    monkeypatch.setattr(data, "_encode_to_file", nothing)
+    monkeypatch.setattr(token_ids, "_encode_to_file", nothing)
     with pytest.raises(TextlstmError, match="validation split of play is empty"):
-        prepare(DataConfig(dataset=str(text_file)), splits=("valid",))
+        prepare(DataConfig(dataset=str(text_file), tokenizer="char"), splits=("valid",))
 
 
 @pytest.mark.parametrize("change", ["tokenizers version", "datasets version", "building code"])

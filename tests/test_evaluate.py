@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from textlstm.runs import checkpoint as ckpt
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.corpora import load_corpus
-from textlstm.data.prepare import SplitInfo
+from textlstm.data.token_ids import SplitInfo
 from textlstm.evaluation.scoring import evaluate_checkpoint, evaluate_split
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.data.tokenizer import tokenizer_for_corpus

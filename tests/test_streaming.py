@@ -84,7 +84,7 @@ def test_resume_without_the_stream_position_would_differ(run_cli, docs, tmp_path
 
 
 def _stream_of(path):
-    return prepare(DataConfig(dataset=str(path), streaming=True)).stream
+    return prepare(DataConfig(dataset=str(path), streaming=True, tokenizer="char")).stream
 
 
 @pytest.fixture
@@ -188,35 +188,29 @@ def test_a_validation_split_of_its_own_is_read_up_to_the_bound(tmp_path, monkeyp
     write_jsonl(folder / "train.jsonl", ["abc" * 100] * 5)
     write_jsonl(folder / "validation.jsonl", ["xyz" * 100] * 5)
     monkeypatch.setattr(streaming, "VALID_CHARS", 450)
-    prepared = prepare(DataConfig(dataset=str(folder), streaming=True))
+    prepared = prepare(DataConfig(dataset=str(folder), streaming=True, tokenizer="char"))
     assert prepared.stream.skip_rows == 0  # no training rows held out
     assert prepared.splits["valid"].info.chars == 450 + 2  # one row and a half, each ended by an end of text
 
 
-def test_a_stream_position_is_refused_by_another_process(docs, monkeypatch):
+def test_a_stream_position_is_refused_by_another_process(docs):
     """The trainer saves process 0's position only: process 1 of a resumed torchrun must not read from it."""
     stream = _stream_of(docs)
     saved = streaming.StreamingBatcher(stream, batch_size=2, seq_len=8)
     saved.batch()
     state = saved.state_dict()
-    monkeypatch.setattr(streaming.distributed, "rank", lambda: 1)
-    monkeypatch.setattr(streaming.distributed, "world_size", lambda: 2)
     with pytest.raises(ValueError, match="process 0's of 1"):
-        streaming.StreamingBatcher(stream, batch_size=2, seq_len=8).load_state_dict(state)
+        streaming.StreamingBatcher(stream, batch_size=2, seq_len=8, rank=1, world_size=2).load_state_dict(state)
 
 
-def test_processes_share_the_training_rows_of_several_files_and_no_validation_row(tmp_path, monkeypatch):
+def test_processes_share_the_training_rows_of_several_files_and_no_validation_row(tmp_path):
     """Rows held out are counted from the split's start, not in each file: two files, two processes."""
     (tmp_path / "parts").mkdir()
     texts = [f"row {i} " * 20 for i in range(20)]
     write_jsonl(tmp_path / "parts" / "a.jsonl", texts[:10])
     write_jsonl(tmp_path / "parts" / "b.jsonl", texts[10:])
     stream = prepare(DataConfig(dataset=str(tmp_path / "parts" / "*.jsonl"), streaming=True, tokenizer="char")).stream
-    training = list(streaming._texts(stream.open(share=False), "text", stream.source))
+    training = list(streaming._texts(stream.open(), "text", stream.source))
     assert len(training) == 19 and training[-1] != texts[18]  # the last tenth starts inside row 18
-    shares = []
-    for rank in (0, 1):
-        monkeypatch.setattr(streaming.distributed, "rank", lambda rank=rank: rank)
-        monkeypatch.setattr(streaming.distributed, "world_size", lambda: 2)
-        shares.append(list(streaming._texts(stream.open(), "text", stream.source)))
+    shares = [list(streaming._texts(stream.open(rank, 2), "text", stream.source)) for rank in (0, 1)]
     assert shares == [training[0::2], training[1::2]]

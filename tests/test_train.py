@@ -148,7 +148,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_where(run_cli, small_corpus, tmp_pat
 
 
 def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_corpus, tmp_path, monkeypatch):
-    import textlstm.data.prepare as data
+    import textlstm.data.token_ids as token_ids
     import textlstm.data.tokenizer as tokenizer
 
     args = ("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2")
@@ -157,7 +157,7 @@ def test_second_run_on_the_same_corpus_reuses_the_tokenized_ids(run_cli, small_c
     def fail(*_, **__):
         raise AssertionError("tokenized again")
 
-    monkeypatch.setattr(data, "_encode_to_file", fail)
+    monkeypatch.setattr(token_ids, "_encode_to_file", fail)
     monkeypatch.setattr(tokenizer, "build_tokenizer", fail)
     result = run_cli(*args, "--output", tmp_path / "b")
     assert result.code == 0, result.err

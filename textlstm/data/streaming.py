@@ -35,13 +35,13 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from datasets.exceptions import DatasetsError
 
-from textlstm.training import distributed
 from textlstm.config import DataConfig
 from textlstm.data.corpora.loaded import DEFAULT_VALID_FRACTION, one_line
 from textlstm.data.corpora.splits import OWN_VALID_SPLITS, row_holding, tail_boundary
 from textlstm.data.corpora.streamed import StreamedSource, open_streamed
 from textlstm.errors import TextlstmError
 from textlstm.data.text_pieces import documents_as_pieces, split_long_text
+from textlstm.data.token_ids import TokenizedSplit, encode_rows
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 from textlstm.tokens import EOT_ID
 
@@ -68,19 +68,17 @@ class TrainStream:
         """A fresh stream of the split, validation rows included, from its start."""
         return self.source.open_splits()[self.split]
 
-    def open(self, share: bool = True):
-        """A fresh stream of the training rows, from their start: this process's share, or (share=False) all of them."""
+    def open(self, rank: int = 0, world_size: int = 1):
+        """A fresh stream of the training rows, from their start: process `rank`'s share of `world_size`."""
         dataset = self.whole_split()
         if self.skip_rows:
             dataset = dataset.skip(self.skip_rows)
         if self.end is not None:
             dataset = _rows_before(dataset, *self.end, self.column)
-        if not share:
-            return dataset
         # Rows counted from the split's start must not be counted in each file instead: with a part
         # held out, every process reads the rows in order and keeps every world_size-th one.
         strategy = "examples" if self.skip_rows or self.end is not None else "auto"
-        return split_dataset_by_node(dataset, rank=distributed.rank(), world_size=distributed.world_size(), strategy=strategy)
+        return split_dataset_by_node(dataset, rank=rank, world_size=world_size, strategy=strategy)
 
 
 def _rows_before(dataset, row: int, kept: int, column: str):
@@ -94,10 +92,8 @@ def _rows_before(dataset, row: int, kept: int, column: str):
     return dataset.take(row + 1).map(cut, with_indices=True)
 
 
-def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
-    """`data.prepare` for a streamed corpus: the tokenizer, the validation ids and the training stream."""
-    from textlstm.data.prepare import Prepared  # data.prepare calls this module: import at call time
-
+def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report) -> tuple[TrainStream, TokenizedSplit]:
+    """`data.prepare` for a streamed corpus: the training stream (with its tokenizer) and the validation ids."""
     # The stream is read all through training, and every read failure becomes one error line:
     # datasets' own log lines (a JSON parse error, say) would only repeat it. Quiet from here on.
     datasets.logging.set_verbosity(logging.CRITICAL)
@@ -108,7 +104,7 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
     stream = TrainStream(source, data.split, _text_column(splits[data.split], data.text_column, source), tokenizer)
     valid_rows = _hold_out(data, splits, stream, report)
     if tokenizer is None:  # the same sample on every process, so the same tokenizer
-        sample = _first_chars(_texts(stream.open(share=False), stream.column, source), TOKENIZER_SAMPLE_CHARS)
+        sample = _first_chars(_texts(stream.open(), stream.column, source), TOKENIZER_SAMPLE_CHARS)
         pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
         stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
         report(f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters of the training rows at most")
@@ -117,7 +113,7 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report):
         raise TextlstmError(f"the validation text of {source.name} is empty")
     report(f"tokens: {valid.info.tokens:,} validation ({data.tokenizer} tokenizer, "
            f"{stream.tokenizer.vocab_size:,} tokens in the vocabulary); training text tokenized as it is read")
-    return Prepared(source, stream.tokenizer, {"valid": valid}, stream=stream)
+    return stream, valid
 
 
 def _hold_out(data: DataConfig, splits: dict, stream: TrainStream, report) -> Iterator[str]:
@@ -239,9 +235,7 @@ def _first_chars(texts: Iterator[str], limit: int) -> Iterator[str]:
         left -= len(text)
 
 
-def _encode_valid(rows: Iterator[str], documents: bool, tokenizer: TextTokenizer):
-    from textlstm.data.prepare import TokenizedSplit, encode_rows
-
+def _encode_valid(rows: Iterator[str], documents: bool, tokenizer: TextTokenizer) -> TokenizedSplit:
     buffer = BytesIO()
     info = encode_rows(rows, documents, tokenizer, buffer)
     return TokenizedSplit(np.frombuffer(buffer.getbuffer(), dtype=info.dtype), info)
@@ -259,14 +253,15 @@ class StreamingBatcher:
     the LSTM state carried from one batch to the next starts each row where it left off.
     """
 
-    def __init__(self, stream: TrainStream, batch_size: int, seq_len: int):
+    def __init__(self, stream: TrainStream, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1):
         self.stream = stream
         self.batch_size = batch_size
         self.seq_len = seq_len
+        self.rank, self.world_size = rank, world_size  # this process's share of the stream
         self.documents = stream.source.documents
         self.rows = [np.empty(0, dtype=np.int32) for _ in range(batch_size)]
         self.passes = 0  # times the stream was read to its end
-        self._dataset = stream.open()
+        self._dataset = stream.open(rank, world_size)
         self._texts = None
 
     def __len__(self) -> int:
@@ -284,8 +279,8 @@ class StreamingBatcher:
 
     def state_dict(self) -> dict:
         return {
-            "rank": distributed.rank(),
-            "world_size": distributed.world_size(),
+            "rank": self.rank,
+            "world_size": self.world_size,
             "dataset": self._dataset.state_dict(),
             "passes": self.passes,
             "rows": [torch.from_numpy(row.copy()) for row in self.rows],
@@ -293,16 +288,16 @@ class StreamingBatcher:
 
     def load_state_dict(self, state: dict) -> None:
         # The trainer saves process 0's position only; another process's share is elsewhere in the stream.
-        if (state["rank"], state["world_size"]) != (distributed.rank(), distributed.world_size()):
+        if (state["rank"], state["world_size"]) != (self.rank, self.world_size):
             raise ValueError(
                 f"the stream position saved is process {state['rank']}'s of {state['world_size']}; "
-                f"this is process {distributed.rank()} of {distributed.world_size()}"
+                f"this is process {self.rank} of {self.world_size}"
             )
         if len(state["rows"]) != self.batch_size:
             raise ValueError(f"the saved stream has {len(state['rows'])} rows, this run {self.batch_size}")
         self.rows = [row.numpy().astype(np.int32) for row in state["rows"]]
         self.passes = int(state["passes"])
-        self._dataset = self.stream.open()
+        self._dataset = self.stream.open(self.rank, self.world_size)
         self._dataset.load_state_dict(state["dataset"])
         self._texts = None
 
@@ -329,7 +324,7 @@ class StreamingBatcher:
             if texts:
                 return texts
             self.passes += 1  # the end of the stream: read it again from the start
-            self._dataset = self.stream.open()
+            self._dataset = self.stream.open(self.rank, self.world_size)
             self._texts = None
         return []
 

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.config import DataConfig
-from textlstm.data.prepare import SplitInfo, prepare
+from textlstm.data.prepare import prepare
+from textlstm.data.token_ids import SplitInfo
 from textlstm.hardware.device import resolve_device
 from textlstm.evaluation.dynamic import DEFAULT_DECAY, DEFAULT_LR, score_dynamic
 from textlstm.errors import TextlstmError

@@ -2,7 +2,8 @@
 dropouts and weight decay. Each is chosen once the training text is known, from its size and the
 run's budget, by one rule over one small table:
 
-- `choose_tokenizer(train_characters, budget)`: the tokenizer (TOKENIZER_RULE).
+- `choose_tokenizer(train_characters, budget)`: the tokenizer (TOKENIZER_RULE); `tokenizer_chooser`
+  hands it to data.prepare with the run's budget filled in.
 - `regularization_for(train_tokens, budget)`: dropout, recurrent dropout, weight decay
   (REGULARIZATION_TABLE, WEIGHT_DECAY).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
 from textlstm.hardware.threads import lstm_work_per_step
@@ -73,6 +75,16 @@ def choose_tokenizer(train_characters: int | None, budget: float | None) -> Toke
     every text; it is never chosen. Budgets of hours on large corpora were not measured.
     """
     return TokenizerChoice(TOKENIZER_RULE, TOKENIZER_REASON)
+
+
+def tokenizer_chooser(train: TrainConfig) -> Callable[[int | None], TokenizerChoice]:
+    """choose_tokenizer for a run of `train`, as data.prepare asks it: from the training characters alone."""
+
+    def choose(train_characters: int | None) -> TokenizerChoice:
+        # A char tokenizer's tokens are about its characters: the budget of --epochs counts those.
+        return choose_tokenizer(train_characters, budget_tokens(train, train_characters))
+
+    return choose
 
 
 # ----------------------------------------------------------------------------- dropout and weight decay

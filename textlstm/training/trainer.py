@@ -30,7 +30,8 @@ from textlstm.training import distributed
 from textlstm.training import finetune
 from textlstm.training import rank_state as process_state
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
-from textlstm.data.prepare import DocumentBatcher, StreamBatcher, prepare
+from textlstm.data.batchers import DocumentBatcher, StreamBatcher
+from textlstm.data.prepare import prepare
 from textlstm.hardware.device import resolve_device
 from textlstm.errors import TextlstmError
 from textlstm.evaluation.scoring import evaluate_split
@@ -107,7 +108,8 @@ class Trainer:
             reused = ckpt.load_tokenizer(self.output)
         elif self.parent is not None:
             reused = self.parent.tokenizer()
-        prepared = prepare(data, reused, report=self.reporter.message, train=self.config.train)
+        choose_tokenizer = auto_settings.tokenizer_chooser(self.config.train)
+        prepared = prepare(data, reused, report=self.reporter.message, choose_tokenizer=choose_tokenizer)
         self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
         self.stream = prepared.stream
         # "auto" settings become what was chosen, so config.json (resume, eval, generate) holds those.
@@ -170,7 +172,7 @@ class Trainer:
         if self.config.data.streaming:
             if train_cfg.epochs:
                 raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
-            self.batcher = StreamingBatcher(self.stream, rows, train_cfg.seq_len)
+            self.batcher = StreamingBatcher(self.stream, rows, train_cfg.seq_len, rank, world)
         elif self.config.data.batching == "documents":
             self.batcher = DocumentBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
         else:
