@@ -1,7 +1,8 @@
 """Settings as dataclasses, checked on creation: a run's (saved as `config.json`) and sampling's.
 
-The sampling settings carry their help text and allowed range, so the commands that take them
-(generate, chat) derive their options from the dataclass instead of repeating it.
+Each setting carries its help text and allowed values (`setting`), so the commands that take them
+(train; generate and chat) derive their options from the dataclass instead of repeating it
+(textlstm/cli/options.py), and the check on creation applies the same rule the option does.
 """
 
 from __future__ import annotations
@@ -37,33 +38,144 @@ def _check(condition: bool, message: str) -> None:
         raise TextlstmError(message)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a number setting may take; None is no bound on that side."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    min_open: bool = False  # True: the minimum itself is not allowed
+    max_open: bool = False
+
+    def holds(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.minimum is None or (value > self.minimum if self.min_open else value >= self.minimum)
+        below = self.maximum is None or (value < self.maximum if self.max_open else value <= self.maximum)
+        return above and below
+
+    def requirement(self) -> str:
+        """What a value outside the range is told: "must not be negative", "must be in [0, 1)"..."""
+        low, high = _number(self.minimum), _number(self.maximum)
+        if self.maximum is None:
+            if self.minimum == 0:
+                return "must be positive" if self.min_open else "must not be negative"
+            return f"must be more than {low}" if self.min_open else f"must be at least {low}"
+        if self.minimum is None:
+            return f"must be less than {high}" if self.max_open else f"must be at most {high}"
+        return f"must be in {'(' if self.min_open else '['}{low}, {high}{')' if self.max_open else ']'}"
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if value is not None else ""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The values a text setting may take."""
+
+    values: tuple[str, ...]
+
+    def holds(self, value: str) -> bool:
+        return value in self.values
+
+    def requirement(self) -> str:
+        *others, last = self.values
+        return f"must be {', '.join(others)} or {last}" if others else f"must be {last}"
+
+
+POSITIVE = Range(1)  # an integer of 1 or more
+NOT_NEGATIVE = Range(0)
+ABOVE_ZERO = Range(0, min_open=True)
+FRACTION = Range(0.0, 1.0, max_open=True)  # a dropout or a decay: 1 is not allowed
+
+
+def setting(default, metavar: str | None = None, help: str | None = None, allowed: Range | Choices | None = None,
+            *, auto: bool = False, negatable: bool = False, folder: bool = False):
+    """A dataclass field that commands take as an option: the name of its value (None: click's own),
+    its help text and allowed values, which the option shows and `check_settings` applies.
+    auto: training chooses the value given as auto (textlstm/training/auto_settings.py); with a
+    default of None, None is auto and the option takes the word auto besides numbers. negatable: a
+    bool given as --x/--no-x (else a flag that turns it on). folder: the value names a folder."""
+    return field(default=default, metadata={"metavar": metavar, "help": help, "allowed": allowed,
+                                            "auto": auto, "negatable": negatable, "folder": folder})
+
+
+def internal(default, allowed: Range | None = None):
+    """A dataclass field that no command has an option for: the code (or a Python caller) sets it."""
+    return field(default=default, metadata={"internal": True, "allowed": allowed})
+
+
+def check_settings(settings) -> None:
+    """Each field of the dataclass `settings` against its declared allowed values; None passes where
+    it is the default (not given, or auto)."""
+    for option in dataclasses.fields(settings):
+        allowed, value = option.metadata.get("allowed"), getattr(settings, option.name)
+        if allowed is None or (value is None and option.default is None):
+            continue
+        _check(allowed.holds(value), f"{option.name.replace('_', '-')} {allowed.requirement()}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
-    vocab_size: int = 0  # 0: taken from the tokenizer when training starts
+    vocab_size: int = internal(0, NOT_NEGATIVE)  # 0: taken from the tokenizer when training starts
     # The defaults are the default run's (`textlstm train`: the built-in corpus, 4.5 minutes on a
     # 2-core CPU); the sweep behind them is in benchmarks/QUALITY.md, "The default run".
-    embedding_size: int = 64
-    hidden_size: int = 256
-    layers: int = 2
+    embedding_size: int = setting(64, allowed=POSITIVE)
+    hidden_size: int = setting(256, help="LSTM units per layer.", allowed=POSITIVE)
+    layers: int = setting(2, help="Stacked LSTM layers.", allowed=POSITIVE)
     # None: auto, chosen from the corpus and the budget when training starts (auto_settings.regularization_for).
     # A model built from a config that still says None (outside training) has no dropout.
-    dropout: float | None = None
-    recurrent_dropout: float | None = None
-    embedding_dropout: float = 0.0  # drops whole embedding rows (tokens) per batch in training
-    tie_weights: bool = False
-    output_layer: str = "full"  # "full" softmax, or "adaptive" softmax (frequency clusters; for big word vocabularies)
-    adaptive_cutoffs: list[int] | None = None  # None: derived from vocab_size (see model.default_cutoffs)
+    dropout: float | None = setting(
+        None,
+        help="Dropout on embeddings, between LSTM layers and before the output layer. auto: chosen from the "
+        "training tokens and the budget (how many epochs the run will see), once the data is prepared.",
+        allowed=FRACTION,
+        auto=True,
+    )
+    recurrent_dropout: float | None = setting(
+        None,
+        help="Dropout on the hidden-to-hidden path, one mask per batch fixed over time. auto: chosen like --dropout.",
+        allowed=FRACTION,
+        auto=True,
+    )
+    embedding_dropout: float = setting(
+        0.0,
+        help="Drop whole rows of the embedding matrix in training, one mask over the vocabulary per batch: "
+        "every occurrence of a dropped token is zeroed (AWD-LSTM). 0: off.",
+        allowed=FRACTION,
+    )
+    cell: str = setting(  # the Mogrifier is textlstm/model/mogrifier.py
+        "lstm",
+        help="lstm: the plain LSTM, run by the fused kernel. mogrifier: the Mogrifier LSTM (Melis et al., ICLR 2020): "
+        "before each step the input and the previous hidden state gate each other in --mogrifier-rounds rounds, "
+        "through full-rank matrices learned per layer; it runs one time step at a time, so it is slower per step. "
+        "Works with both --batching modes.",
+        allowed=Choices(("lstm", "mogrifier")),
+    )
+    mogrifier_rounds: int = setting(  # 5: the paper's best setting
+        5,
+        help="Rounds of mutual gating with --cell mogrifier (0: the plain LSTM); ignored with --cell lstm.",
+        allowed=NOT_NEGATIVE,
+    )
+    tie_weights: bool = setting(False, help="Share the embedding matrix with the output layer.", negatable=True)
+    output_layer: str = setting(
+        "full",
+        help="full: softmax over the whole vocabulary. adaptive: adaptive softmax (frequent tokens in a small head, "
+        "rare ones in clusters); much faster for large word vocabularies, still an exact distribution.",
+        allowed=Choices(("full", "adaptive")),
+    )
+    adaptive_cutoffs: list[int] | None = setting(  # None: derived from vocab_size (see model.default_cutoffs)
+        None,
+        "TEXT",
+        "Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.",
+    )
     # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
     # the tokenizer): they then share one softmax output (textlstm/model/byte_softmax.py). None: a plain softmax.
-    byte_fallback_start: int | None = None
-    cell: str = "lstm"  # "lstm", or "mogrifier": input and hidden state gate each other first (textlstm/model/mogrifier.py)
-    mogrifier_rounds: int = 5  # the Mogrifier's rounds (the paper's best setting); with cell "lstm", unused
+    byte_fallback_start: int | None = internal(None)
 
     def __post_init__(self):
-        _check(self.cell in ("lstm", "mogrifier"), f"cell must be lstm or mogrifier, got {self.cell!r}")
-        _check(self.mogrifier_rounds >= 0, f"mogrifier-rounds must not be negative, got {self.mogrifier_rounds}")
-        _check(self.vocab_size >= 0, f"vocab-size must not be negative, got {self.vocab_size}")
-        _check(self.output_layer in ("full", "adaptive"), f"output-layer must be full or adaptive, got {self.output_layer!r}")
+        check_settings(self)
         _check(
             not (self.tie_weights and self.output_layer == "adaptive"),
             "--tie-weights does not work with --output-layer adaptive (the adaptive softmax has no single output matrix to tie)",
@@ -84,90 +196,155 @@ class ModelConfig:
                 self.vocab_size == 0 or cutoffs[-1] < self.vocab_size,
                 f"adaptive-cutoffs must be below the vocabulary size ({self.vocab_size}), got {cutoffs}",
             )
-        for name in ("embedding_size", "hidden_size", "layers"):
-            _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "recurrent_dropout", "embedding_dropout"):
-            value = getattr(self, name)
-            _check(value is None or 0 <= value < 1, f"{name.replace('_', '-')} must be in [0, 1), got {value}")
 
 
 @dataclass
 class DataConfig:
-    dataset: str | None = None  # None: the built-in corpus
-    dataset_config: str | None = None
-    split: str = "train"
-    valid_split: str | None = None
-    text_column: str | None = None
-    tokenizer: str = AUTO  # char, word, bpe, or auto: chosen from the corpus when training starts (auto_settings.choose_tokenizer)
-    vocab_size: int | None = None  # word and bpe only
-    batching: str = "stream"  # "stream" (truncated BPTT) or "documents" (padded, masked)
-    turns: TurnFormat | None = None  # how the corpus writes a conversation: its card's [chat] table
-    streaming: bool = False  # read the corpus as a stream, tokenized on the fly (textlstm/data/streaming.py)
+    dataset: str | None = setting(  # None: the built-in corpus
+        None,
+        help="Hugging Face hub id, a local file/folder/glob (txt, json, jsonl, csv, parquet), "
+        "or a corpus card name from corpora/. Default: the built-in corpus (Python's own documentation).",
+    )
+    dataset_config: str | None = setting(None, help="Configuration name of a hub dataset.")
+    split: str = setting("train", help="Split to train on.")
+    valid_split: str | None = setting(
+        None, help="Split to validate on. Default: the dataset's validation split, else the last 10% of the training text."
+    )
+    text_column: str | None = setting(
+        None, help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column."
+    )
+    # auto: chosen from the corpus when training starts (auto_settings.choose_tokenizer)
+    tokenizer: str = setting(
+        AUTO,
+        help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
+        "auto (the default): char, which learned more than BPE in the same minutes in every budget measured "
+        "(benchmarks/QUALITY.md); the run's config records the one chosen.",
+        allowed=Choices(("char", "word", "bpe", AUTO)),
+        auto=True,
+    )
+    vocab_size: int | None = setting(  # word and bpe only
+        None,
+        help="Vocabulary size for word (default 10000) and bpe (default 4096), also when --tokenizer auto chooses one of them.",
+        allowed=Range(8),
+    )
+    batching: str = setting(
+        "stream",
+        help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and document ends). "
+        "documents: each document on its own, padded and masked; for corpora of short independent texts.",
+        allowed=Choices(("stream", "documents")),
+    )
+    turns: TurnFormat | None = internal(None)  # how the corpus writes a conversation: its card's [chat] table
+    streaming: bool = setting(  # textlstm/data/streaming.py
+        False,
+        help="Read the corpus (local files or a hub id) as a stream, tokenized as training needs it: nothing "
+        "is cached on disk and memory does not grow with the corpus. Validation is the stream's first million characters "
+        "(or of its validation split), the tokenizer learns from the next ten million; give --max-steps.",
+    )
 
     def __post_init__(self):
         if isinstance(self.turns, dict):  # as read back from config.json
             self.turns = turn_format(self.turns, "the data.turns of config.json")
-        _check(self.tokenizer in ("char", "word", "bpe", AUTO), f"tokenizer must be char, word, bpe or auto, got {self.tokenizer!r}")
-        _check(self.batching in ("stream", "documents"), f"batching must be stream or documents, got {self.batching!r}")
-        _check(self.vocab_size is None or self.vocab_size >= 8, f"vocab-size must be at least 8, got {self.vocab_size}")
+        check_settings(self)
         _check(not (self.streaming and self.batching == "documents"), "--streaming trains with --batching stream only")
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 16
-    seq_len: int = 64
-    lr: float = 4e-3
+    batch_size: int = setting(
+        16,
+        help="Rows per step, all processes together: with N processes (--nproc, torchrun) each reads "
+        "batch-size / N of them, so it must be a multiple of N; a step then sees the same data at any N.",
+        allowed=POSITIVE,
+    )
+    seq_len: int = setting(64, help="Tokens per row per step (the truncated-BPTT length).", allowed=POSITIVE)
+    lr: float = setting(4e-3, help="Peak learning rate (AdamW).", allowed=ABOVE_ZERO)
     # None: auto, chosen with the dropouts when training starts (auto_settings.regularization_for);
     # an optimizer built from a config that still says None (outside training) has no weight decay.
-    weight_decay: float | None = None
-    schedule: str = "cosine"  # "cosine" (warmup, then cosine decay to min_lr_ratio * lr) or "constant"
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    clip: float = 1.0
-    ar: float = 2.0  # activation regularization: ar * mean(h^2) of the last LSTM layer's outputs after dropout
-    tar: float = 1.0  # temporal activation regularization: tar * mean((h_t - h_{t-1})^2), before dropout
-    ema: float = 0.0  # decay of an average of the weights that evaluations and saved weights use; 0: off
+    weight_decay: float | None = setting(
+        None, help="AdamW weight decay of the weight matrices. auto: chosen with the dropouts.", allowed=NOT_NEGATIVE, auto=True
+    )
+    schedule: str = setting(  # warmup, then cosine decay to min_lr_ratio * lr, or constant
+        "cosine",
+        help="Learning rate after warmup: cosine decay to 10% of --lr at the last step, or constant.",
+        allowed=Choices(("cosine", "constant")),
+    )
+    warmup_steps: int = setting(50, allowed=NOT_NEGATIVE)
+    min_lr_ratio: float = internal(0.1, Range(0, 1))  # no option: --schedule's help says 10%
+    clip: float = setting(1.0, help="Gradient norm clipping (0: off).", allowed=NOT_NEGATIVE)
+    ar: float = setting(
+        2.0,
+        help="Activation regularization (AWD-LSTM): adds AR * mean(h^2) of the last LSTM layer's outputs after "
+        "dropout to the loss that is backpropagated (the reported loss stays the cross-entropy). 0: off.",
+        allowed=NOT_NEGATIVE,
+    )
+    tar: float = setting(
+        1.0,
+        help="Temporal activation regularization (AWD-LSTM): adds TAR * mean((h_t - h_(t-1))^2) of the last LSTM "
+        "layer's outputs before dropout to the loss that is backpropagated. 0: off.",
+        allowed=NOT_NEGATIVE,
+    )
+    ema: float = setting(
+        0.0,
+        help="Keep an exponential moving average of the weights with this decay (e.g. 0.999; warmed up as "
+        "min(EMA, (1+n)/(10+n)) at update n); evaluations and the saved best weights use it, training goes on "
+        "with the trained weights. 0: off.",
+        allowed=FRACTION,
+    )
     # The run stops at whichever of these comes first; with none of them given, after DEFAULT_MINUTES.
-    epochs: int | None = None
-    max_steps: int | None = None
-    max_minutes: float | None = None  # training time; the cosine schedule then follows the clock
-    eval_every: int = 500
-    save_every: int | None = None  # also save the resume state every N steps; None: at evaluations only
-    save_every_minutes: float = 10.0  # and whenever this much time has passed since the last save; 0: off
-    eval_tokens: int = 1_048_576  # validation tokens scored by each evaluation during training
-    patience: int = 3  # stop after this many evaluations without improvement; 0: never
-    seed: int = 1337
-    device: str = "auto"
-    threads: int | None = None  # CPU threads; None: OMP_NUM_THREADS if set, else threads.default_threads for the shape
-    # "bfloat16": the forward pass under autocast, weights and optimizer in float32; "auto": bfloat16
-    # where the hardware does it natively, else float32 (precision.training_precision)
-    precision: str = "auto"
-    init_from: str | None = None  # the checkpoint whose weights and tokenizer this run started from (its parent)
+    epochs: int | None = setting(None, help="Passes over the training split.", allowed=POSITIVE)
+    max_steps: int | None = setting(None, help="Training steps.", allowed=POSITIVE)
+    max_minutes: float | None = setting(
+        None,
+        help=f"Minutes of training; the learning-rate schedule then follows the clock. Of --epochs, --max-steps "
+        f"and --max-minutes, the run ends at whichever given one comes first. "
+        f"Default, with none of them given: {DEFAULT_MINUTES:g} minutes.",
+        allowed=ABOVE_ZERO,
+    )
+    eval_every: int = setting(500, help="Evaluate and save a checkpoint every N steps (and at the end).", allowed=POSITIVE)
+    save_every: int | None = setting(
+        None, help="Also save the resume state every N steps. Default: at each evaluation.", allowed=POSITIVE
+    )
+    save_every_minutes: float = setting(
+        10.0,
+        help="Also save the resume state when this many minutes have passed since the last save (0: off).",
+        allowed=NOT_NEGATIVE,
+    )
+    eval_tokens: int = setting(
+        1_048_576,
+        help="Validation tokens scored by each evaluation during training (textlstm eval scores the whole split).",
+        allowed=POSITIVE,
+    )
+    patience: int = setting(
+        3, help="Stop after this many evaluations without improvement (0: never).", allowed=NOT_NEGATIVE
+    )
+    seed: int = setting(1337)
+    device: str = setting("auto", help="auto, cpu, cuda or cuda:N.")
+    threads: int | None = setting(  # None: threads.default_threads for the shape
+        None,
+        help="CPU threads for torch. Default: OMP_NUM_THREADS if set; else one for small models, where a second "
+        "thread only adds waiting, and one per core for large ones (measured in benchmarks/RESULTS.md).",
+        allowed=POSITIVE,
+    )
+    # auto: precision.training_precision
+    precision: str = setting(
+        "auto",
+        help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
+        "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs. "
+        "auto: bfloat16 where the CPU or GPU computes it natively, float32 elsewhere.",
+        allowed=Choices(("auto", "float32", "bfloat16")),
+    )
+    # The checkpoint whose weights and tokenizer this run started from (its parent); config.json holds it resolved.
+    init_from: str | None = setting(
+        None,
+        help="Fine-tune: start from this checkpoint's weights and tokenizer (its model shape too), "
+        "with a new optimizer, schedule and run folder.",
+        folder=True,
+    )
 
     def __post_init__(self):
-        for name in ("batch_size", "seq_len", "eval_every", "eval_tokens"):
-            _check(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("epochs", "max_steps"):
-            value = getattr(self, name)
-            _check(value is None or value >= 1, f"{name.replace('_', '-')} must be at least 1, got {value}")
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             self.max_minutes = DEFAULT_MINUTES
-        _check(self.max_minutes is None or self.max_minutes > 0, f"max-minutes must be positive, got {self.max_minutes}")
-        _check(self.lr > 0, f"lr must be positive, got {self.lr}")
-        _check(self.weight_decay is None or self.weight_decay >= 0, f"weight-decay must not be negative, got {self.weight_decay}")
-        _check(self.clip >= 0, f"clip must not be negative, got {self.clip}")
-        _check(self.ar >= 0, f"ar must not be negative, got {self.ar}")
-        _check(self.tar >= 0, f"tar must not be negative, got {self.tar}")
-        _check(0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}")
-        _check(self.warmup_steps >= 0, f"warmup-steps must not be negative, got {self.warmup_steps}")
-        _check(self.save_every is None or self.save_every >= 1, f"save-every must be at least 1, got {self.save_every}")
-        _check(self.save_every_minutes >= 0, f"save-every-minutes must not be negative, got {self.save_every_minutes}")
-        _check(self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}")
-        _check(self.patience >= 0, f"patience must not be negative, got {self.patience}")
-        _check(0 <= self.min_lr_ratio <= 1, f"min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        _check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got {self.schedule!r}")
-        _check(self.precision in ("auto", "float32", "bfloat16"), f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
+        check_settings(self)
 
 
 @dataclass
@@ -212,40 +389,6 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class Range:
-    """The values a number setting may take; None is no bound on that side."""
-
-    minimum: float | None = None
-    maximum: float | None = None
-    min_open: bool = False  # True: the minimum itself is not allowed
-    max_open: bool = False
-
-    def holds(self, value: float) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        above = self.minimum is None or (value > self.minimum if self.min_open else value >= self.minimum)
-        below = self.maximum is None or (value < self.maximum if self.max_open else value <= self.maximum)
-        return above and below
-
-    def __str__(self) -> str:
-        low, high = _number(self.minimum), _number(self.maximum)
-        if self.maximum is None:
-            return f"more than {low}" if self.min_open else f"{low} or more"
-        if self.minimum is None:
-            return f"less than {high}" if self.max_open else f"{high} or less"
-        return f"in {'(' if self.min_open else '['}{low}, {high}{')' if self.max_open else ']'}"
-
-
-def _number(value: float | None) -> str:
-    return f"{value:g}" if value is not None else ""
-
-
-def setting(default, metavar: str, help: str, range: Range | None = None):
-    """A dataclass field with the name of its value, help text and range that its option shows."""
-    return field(default=default, metadata={"metavar": metavar, "help": help, "range": range})
-
-
-@dataclass(frozen=True)
 class SamplingOptions:
     """How to pick tokens. temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off."""
 
@@ -276,7 +419,5 @@ class SamplingOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
-        for option in dataclasses.fields(self):
-            allowed, value = option.metadata["range"], getattr(self, option.name)
-            _check(allowed is None or allowed.holds(value), f"{option.name.replace('_', '-')} must be {allowed}, got {value}")
+        check_settings(self)
         _check(all(self.stop), "a stop string must not be empty")
