@@ -11,7 +11,6 @@ from textlstm.cli.options import dataclass_options, dataclass_values, flag, opti
 from textlstm.config import AUTO, DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
-LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
 RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "threads", "precision")
 # Options of how the processes are started, not of the run: they may be given again when resuming.
 LAUNCH = ("nproc", "dist_timeout")
@@ -72,9 +71,7 @@ def train(ctx: click.Context, **options) -> None:
     timeout = options["dist_timeout"]
     if options["resume"]:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
-        overrides = {name: options[name] for name in given if name in RESUMABLE}
-        if any(name in overrides for name in LIMITS):  # the limits given replace all the saved ones
-            overrides.update({name: None for name in LIMITS if name not in overrides})
+        overrides = {name: options[name] for name in given if name in RESUMABLE}  # train() lets the limits given replace all the saved ones
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout)
     else:
         if options["streaming"] and options["epochs"]:
