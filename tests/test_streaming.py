@@ -95,8 +95,9 @@ def running_text(tmp_path, shakespeare_text):
 
 
 @pytest.mark.parametrize("kind", ["docs", "running_text"])
-def test_streamed_local_files_hold_out_the_tail_a_stored_corpus_holds_out(request, kind):
+def test_streamed_local_files_hold_out_the_tail_a_stored_corpus_holds_out(request, monkeypatch, kind):
     """The same validation text, so the same characters and bits per character as a stored run's."""
+    monkeypatch.setattr(streaming, "COUNT_BATCH_ROWS", 4)  # the boundary falls in a later batch than the first
     corpus = request.getfixturevalue(kind)
     lines = []
     stored = prepare(DataConfig(dataset=str(corpus), tokenizer="char"))

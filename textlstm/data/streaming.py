@@ -129,19 +129,37 @@ def _hold_out(data: DataConfig, splits: dict, stream: TrainStream, report) -> It
 
 
 def _hold_out_tail(stream: TrainStream, report) -> Iterator[str]:
-    """The last DEFAULT_VALID_FRACTION of the split's characters, cut as a stored corpus's are (splits.tail_boundary)."""
+    """The last DEFAULT_VALID_FRACTION of the split's characters, cut as a stored corpus's are (splits.tail_boundary).
+
+    Two reads of the files: one counts their characters, the next stops at the boundary and reads the validation text on."""
     source, column = stream.source, stream.column
-    total = sum(int(lengths.sum()) for lengths in _row_lengths(stream.whole_split(), column, source))
+    total = sum(int(_lengths(texts).sum()) for texts in _arrow_batches(stream.whole_split(), column, source))
     boundary = tail_boundary(total, DEFAULT_VALID_FRACTION, source.name)
-    row, chars_before = row_holding(_row_lengths(stream.whole_split(), column, source), boundary)
-    stream.end = (row, boundary - chars_before)
+    row, kept, tail = _split_at(_arrow_batches(stream.whole_split(), column, source), boundary)
+    stream.end = (row, kept)
     held_out = total - boundary
     scored = f"; its first {VALID_CHARS:,} are scored" if held_out > VALID_CHARS else ""
     report(f"validation: the last {DEFAULT_VALID_FRACTION:.0%} of the characters ({held_out:,} of {total:,}), "
            f"the part a stored corpus holds out{scored}")
-    tail = _arrow_texts(stream.whole_split().skip(row), column, source)
-    first = next(tail)[boundary - chars_before :]
-    return _first_chars(itertools.chain([first], tail), VALID_CHARS)
+    return _first_chars(tail, VALID_CHARS)
+
+
+def _split_at(batches: Iterator[pa.Array], position: int) -> tuple[int, int, Iterator[str]]:
+    """The row holding character `position` (splits.row_holding), its characters before `position`, and the text from `position` on."""
+    holding = {}  # the batch read last, and the index of its first row
+
+    def lengths() -> Iterator[np.ndarray]:
+        rows = 0
+        for texts in batches:
+            holding.update(texts=texts, first_row=rows)
+            rows += len(texts)
+            yield _lengths(texts)
+
+    row, chars_before = row_holding(lengths(), position)
+    kept = position - chars_before
+    texts = holding["texts"].slice(row - holding["first_row"]).to_pylist()
+    rest = (text for later in batches for text in later.to_pylist())  # row_holding stopped in the batch holding `row`
+    return row, kept, itertools.chain([texts[0][kept:]], texts[1:], rest)
 
 
 def _hold_out_head(dataset, stream: TrainStream, report) -> Iterator[str]:
@@ -199,14 +217,8 @@ def _arrow_batches(dataset, column: str, source: StreamedSource) -> Iterator[pa.
         raise TextlstmError(f"could not read {source.source}: {one_line(error)}") from None
 
 
-def _row_lengths(dataset, column: str, source: StreamedSource) -> Iterator[np.ndarray]:
-    for texts in _arrow_batches(dataset, column, source):
-        yield pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _arrow_texts(dataset, column: str, source: StreamedSource) -> Iterator[str]:
-    for texts in _arrow_batches(dataset, column, source):
-        yield from texts.to_pylist()
+def _lengths(texts: pa.Array) -> np.ndarray:
+    return pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _held_out_rows(texts: Iterator[str], name: str) -> int:
