@@ -56,9 +56,8 @@ EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[se
     type=click.Choice(["auto", "float32", "bfloat16"]),
     default="auto",
     show_default=True,
-    help="bfloat16: hold the weights in bfloat16 (faster on a CPU, slightly different text). auto: bfloat16 "
-    "where the CPU or GPU computes it natively (at 64 clients 1.8x float32's tokens/s here, benchmarks/SERVING.md), "
-    "else float32.",
+    help="bfloat16: hold the weights in bfloat16 (slightly different text; the speed-up measured is in "
+    "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, else float32.",
 )
 def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conversations, max_sequences, threads, device, precision) -> None:
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
