@@ -51,7 +51,7 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
 @click.option("--nproc", type=POSITIVE, help="Train one model with N processes on this machine (DistributedDataParallel, "
-              "started through torch.distributed.run). For several machines, use torchrun (see the README).")
+              "started through torch.distributed.run). For several machines, use torchrun (see docs/processes.md).")
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="With several processes: minutes one waits for the others (process 0 preparing the data "
               "included) before the run stops with an error.")
