@@ -35,9 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from heldout_common import (  # noqa: E402
-    Clock, bits_per_char, scored_chars, start_baseline, unseen_char_nats, write_result,
+    Clock,
+    bits_per_char,
+    scored_chars,
+    start_baseline,
+    unseen_char_nats,
+    write_result,
 )
 
 LAYERS, HEADS, WIDTH, BLOCK, BATCH = 4, 4, 128, 64, 12

@@ -41,9 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from heldout_common import (  # noqa: E402
-    Clock, bits_per_char, scored_chars, start_baseline, unseen_char_nats, write_result,
+    Clock,
+    bits_per_char,
+    scored_chars,
+    start_baseline,
+    unseen_char_nats,
+    write_result,
 )
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]|\n")

@@ -30,8 +30,8 @@ BATCH, SEQ_LEN, SIZE, VOCAB = 20, 35, 650, 10_000
 
 def word_batches():
     os.environ.setdefault("TEXTLSTM_CACHE", tempfile.mkdtemp(prefix="textlstm-bench-adaptive-"))
-    from textlstm.data.corpora import load_corpus
     from textlstm.data.batchers import StreamBatcher
+    from textlstm.data.corpora import load_corpus
     from textlstm.data.token_ids import tokenize_splits
     from textlstm.data.tokenizer import tokenizer_for_corpus
 

@@ -29,8 +29,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-from textlstm.training import distributed
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from textlstm.training import distributed
 from textlstm.training.trainer import Trainer
 
 SHAPES = {  # the shapes of benchmarks/RESULTS.md: vocab, embedding, hidden, layers, global batch, seq_len

@@ -51,8 +51,8 @@ import torch  # noqa: E402
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
 from textlstm.model.network import detach_state  # noqa: E402
-from textlstm.training.schedule import learning_rate  # noqa: E402
 from textlstm.tokens import EOT_ID  # noqa: E402
+from textlstm.training.schedule import learning_rate  # noqa: E402
 from textlstm.training.trainer import Trainer  # noqa: E402
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import torch
 
+from textlstm.config import ModelConfig, RunConfig, SamplingOptions
+from textlstm.data.tokenizer import build_tokenizer
 from textlstm.generation.generator import TextGenerator
-from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
-from textlstm.config import ModelConfig, RunConfig
-from textlstm.model.network import LSTMLanguageModel
-from textlstm.config import SamplingOptions
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.generation.stepper import sample_tokens
-from textlstm.data.tokenizer import build_tokenizer
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
 from textlstm.tokens import EOT_ID
 
 REPO = Path(__file__).resolve().parents[1]

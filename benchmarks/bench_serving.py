@@ -48,10 +48,10 @@ MAX_TOKENS = 100  # per request; clients send requests back to back
 
 
 def write_checkpoint(folder: Path) -> Path:
-    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
     from textlstm.config import ModelConfig, RunConfig
-    from textlstm.model.network import LSTMLanguageModel
     from textlstm.data.tokenizer import build_tokenizer
+    from textlstm.model.network import LSTMLanguageModel
+    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [ALPHABET])

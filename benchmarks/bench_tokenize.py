@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from textlstm.data.token_ids import ENCODE_BATCH
 from textlstm.data.text_pieces import split_long_text
+from textlstm.data.token_ids import ENCODE_BATCH
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 
 

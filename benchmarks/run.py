@@ -32,9 +32,9 @@ from bench_report import write_results_md  # noqa: E402
 from bench_tokenize import build_all, encode_all, megabytes_per_second  # noqa: E402
 from bench_training_step import Shape, baseline_step, textlstm_step  # noqa: E402
 
-from textlstm.generation.generator import TextGenerator  # noqa: E402
 from textlstm.config import ModelConfig  # noqa: E402
 from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
+from textlstm.generation.generator import TextGenerator  # noqa: E402
 from textlstm.model.network import LSTMLanguageModel  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

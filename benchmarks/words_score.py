@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from textlstm.data.corpora import load_corpus  # noqa: E402
 from textlstm.generation.generator import load  # noqa: E402
 from textlstm.runs.checkpoint import load_config  # noqa: E402
-from textlstm.data.corpora import load_corpus  # noqa: E402
 
 WORD_LIST = Path("/usr/share/dict/words")
 PROMPTS = ("The with statement", "A list is", "If the file", "This module provides", "The function returns")

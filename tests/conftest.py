@@ -127,8 +127,8 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
     token or end of text, and no newline unless `allow_newline`; `bias` sets chosen tokens' output
     bias. Returns (model in eval mode, tokenizer, RunConfig)."""
     from textlstm.config import DataConfig, ModelConfig, RunConfig
-    from textlstm.model.network import LSTMLanguageModel
     from textlstm.data.tokenizer import build_tokenizer
+    from textlstm.model.network import LSTMLanguageModel
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [TINY_CORPUS])

@@ -5,16 +5,17 @@ import math
 
 import pytest
 
-from conftest import TINY_MODEL
+from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.training.auto_settings import (
-    assumed_tokens_per_second,
     REGULARIZATION_TABLE,
     WEIGHT_DECAY,
+    assumed_tokens_per_second,
     budget_tokens,
     regularization_for,
     resolve_regularization,
 )
-from textlstm.config import ModelConfig, RunConfig, TrainConfig
+
+from conftest import TINY_MODEL
 
 TRAIN_TOKENS = 10_000
 BOUNDS = list(zip(REGULARIZATION_TABLE, REGULARIZATION_TABLE[1:]))  # each row with the one after it
@@ -85,8 +86,8 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
 
 def train_tokens_of(folder) -> int:
     """The training tokens a run counted (its ids are in the cache)."""
-    from textlstm.runs.checkpoint import load_config
     from textlstm.data.prepare import prepare
+    from textlstm.runs.checkpoint import load_config
 
     return prepare(load_config(folder).data, splits=("train",)).splits["train"].info.scored_tokens
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from textlstm.generation.generator import Session, TextGenerator
 from textlstm.cli.repl import ChatRepl
+from textlstm.generation.generator import Session, TextGenerator
 from textlstm.tokens import EOT_ID
 from textlstm.turns import TurnFormat
 
@@ -253,8 +253,8 @@ def test_load_sends_a_file_as_one_turn_and_a_bad_file_is_one_line(chat_here, che
 
 
 def test_chat_finds_the_turn_format_of_the_corpus_card_in_the_checkpoint(chat_here, run_cli, tmp_path):
-    from textlstm.generation.generator import load
     from textlstm.config import RunConfig
+    from textlstm.generation.generator import load
 
     (tmp_path / "corpora").mkdir()
     (tmp_path / "corpora" / "foxes.txt").write_text(TINY_CORPUS * 40)

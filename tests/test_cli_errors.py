@@ -65,8 +65,9 @@ def trained_run(tmp_path_factory):
     """A tiny trained checkpoint shared by the cases that need one."""
     import os
 
-    from conftest import TINYSHAKESPEARE
     from textlstm.cli.main import main
+
+    from conftest import TINYSHAKESPEARE
 
     if not TINYSHAKESPEARE.is_file():
         pytest.skip("shared corpus missing")

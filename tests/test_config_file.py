@@ -5,8 +5,9 @@ import shlex
 
 import pytest
 
-from conftest import REPO
 from textlstm.cli.train import given_options, run_config, train
+
+from conftest import REPO
 
 RECIPES = REPO / "recipes"
 

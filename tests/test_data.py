@@ -8,10 +8,10 @@ import pytest
 from textlstm.config import DataConfig, TrainConfig
 from textlstm.data.batchers import DocumentBatcher, StreamBatcher
 from textlstm.data.prepare import prepare
-from textlstm.errors import TextlstmError
-from textlstm.training.auto_settings import TokenizerChoice, tokenizer_chooser
 from textlstm.data.tokenizer import build_tokenizer
+from textlstm.errors import TextlstmError
 from textlstm.tokens import EOT_ID, PAD_ID
+from textlstm.training.auto_settings import TokenizerChoice, tokenizer_chooser
 
 # ---------------------------------------------------------------- StreamBatcher
 

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from textlstm.data.text_pieces import documents_as_pieces
-from textlstm.hardware.memory import page_out_array
 from textlstm.data.tokenizer import _characters_in, build_tokenizer
+from textlstm.hardware.memory import page_out_array
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 50
 ODD = ["héllo wörld ✓ 😀 \r\n\t<|endoftext|>", "", "x" * 10, "\u00a0\u2028 tab\there", "日本語のテキスト"]

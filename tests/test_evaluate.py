@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textlstm.runs import checkpoint as ckpt
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.corpora import load_corpus
 from textlstm.data.token_ids import SplitInfo
+from textlstm.data.tokenizer import tokenizer_for_corpus
 from textlstm.evaluation.scoring import evaluate_checkpoint, evaluate_split
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.data.tokenizer import tokenizer_for_corpus
+from textlstm.runs import checkpoint as ckpt
 from textlstm.tokens import EOT_ID
 
 TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12

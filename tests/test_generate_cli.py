@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 from textlstm.config import RunConfig
-from textlstm.model.network import LSTMLanguageModel
 from textlstm.data.tokenizer import build_tokenizer
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 
 from conftest import TINY_CORPUS, write_tiny_checkpoint
 
@@ -270,8 +270,8 @@ def choices_shown(messages: str) -> list[list[tuple[float, str]]]:
 
 
 def test_interactive_shows_the_likeliest_tokens_and_takes_a_choice_or_text(run_cli, checkpoint, monkeypatch):
-    from textlstm.generation.generator import load
     from textlstm.config import SamplingOptions
+    from textlstm.generation.generator import load
     from textlstm.generation.sampler import RowSettings, filtered_scores
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("2\n\nfox\n\\7\n"))

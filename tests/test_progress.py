@@ -5,8 +5,9 @@ import math
 
 from rich.console import Console
 
-from conftest import tiny_char_model
 from textlstm.cli.progress import RichReporter
+
+from conftest import tiny_char_model
 
 
 def record(step: int, valid_loss: float) -> dict:

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from conftest import TINY_MODEL
 from textlstm.config import DEFAULT_MINUTES, TrainConfig
+
+from conftest import TINY_MODEL
 
 
 def saved_train_config(folder) -> dict:

@@ -9,14 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textlstm.generation.generator import TextGenerator, UnknownTokenWarning
 from textlstm.config import ModelConfig, SamplingOptions
+from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
-from textlstm.model.network import LSTMLanguageModel
 from textlstm.generation.decoding import StopStringFilter, TextDecoder
+from textlstm.generation.generator import TextGenerator, UnknownTokenWarning
 from textlstm.generation.sampler import RowSettings, TokenSampler, filtered_scores, make_rng, pick_tokens, token_logprobs
 from textlstm.generation.stepper import LSTMStepper, sample_tokens
-from textlstm.data.tokenizer import build_tokenizer
+from textlstm.model.network import LSTMLanguageModel
 from textlstm.tokens import EOT_ID, PAD_ID
 
 CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"

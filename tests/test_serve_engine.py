@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from textlstm.generation.generator import TextGenerator
 from textlstm.config import SamplingOptions
+from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import RowSettings, filtered_scores, pick_tokens
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
 from textlstm.tokens import EOT_ID

@@ -9,6 +9,7 @@ import sys
 import torch
 
 from textlstm.hardware import threads
+
 from conftest import REPO
 
 

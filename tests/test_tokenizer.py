@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textlstm.errors import TextlstmError
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
+from textlstm.errors import TextlstmError
 from textlstm.tokens import EOT_ID, PAD_ID
 
 TRAINING_TEXT = ["To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"] * 20

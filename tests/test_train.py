@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import TINY_MODEL
 from textlstm.runs.checkpoint import load_checkpoint
+
+from conftest import TINY_MODEL
 
 REQUIRED_RECORD_KEYS = {"step", "train_loss", "valid_loss", "tokens_per_sec", "elapsed_sec"}
 

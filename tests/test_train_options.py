@@ -6,7 +6,7 @@ import click
 import pytest
 
 from textlstm.cli.options import flag, option_fields
-from textlstm.cli.train import run_config, given_options, train
+from textlstm.cli.train import given_options, run_config, train
 from textlstm.config import Choices, DataConfig, ModelConfig, Range, TrainConfig
 from textlstm.errors import TextlstmError
 

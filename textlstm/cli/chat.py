@@ -31,8 +31,8 @@ def chat(ctx: click.Context, checkpoint: Path | None, device: str, precision: st
     commands (/temperature, /top-k, /top-p, /max-tokens, /seed, /show, /load, /reset, /save, /quit).
     With stdin piped, each input line is answered and only the answers go to stdout.
     """
-    from textlstm.generation.generator import load
     from textlstm.cli.repl import BLOCK, ChatRepl
+    from textlstm.generation.generator import load
 
     interactive = sys.stdin.isatty()
     prefixes = {name: value for name, value in dataclass_values(TurnFormat, params).items()

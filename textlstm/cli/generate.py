@@ -134,8 +134,8 @@ def _check_combinations(ctx: click.Context, prompt: str, prompt_file: Path | Non
 
 
 def _choose_tokens(model, prompt: str, options: dict, choices: int) -> None:
-    from textlstm.config import SamplingOptions
     from textlstm.cli.token_by_token import ChooserLoop
+    from textlstm.config import SamplingOptions
     from textlstm.generation.token_choice import NextTokenChooser
 
     chooser = NextTokenChooser(model, prompt, SamplingOptions(**options))

@@ -15,11 +15,11 @@ import typing
 from pathlib import Path
 from typing import TextIO
 
-from textlstm.generation.generator import Session
 from textlstm.cli.options import base_type
+from textlstm.cli.prompt_file import read_prompt_file
 from textlstm.config import SamplingOptions
 from textlstm.errors import TextlstmError
-from textlstm.cli.prompt_file import read_prompt_file
+from textlstm.generation.generator import Session
 
 HISTORY_FILE = Path(os.path.expanduser("~/.textlstm_history"))
 PROMPT = "> "  # when the turn format has no user prefix (else the prefix is the prompt)

@@ -71,8 +71,8 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
         from textlstm.serve.server import RunningServer
     except ImportError as error:
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
-    from textlstm.generation.generator import load
     from textlstm.cli.generate import warnings_as_lines
+    from textlstm.generation.generator import load
 
     _log_to_stderr()
     from textlstm.hardware.device import resolve_device

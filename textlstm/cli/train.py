@@ -29,8 +29,8 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
     """Options from a TOML file become the defaults of this command, so the command line overrides them."""
     if value is None:
         return
-    from textlstm.errors import TextlstmError
     from textlstm.cli.options_file import read_options
+    from textlstm.errors import TextlstmError
 
     known = {p.name for p in ctx.command.params if p.name not in ("config", "help")}
     try:
@@ -58,8 +58,8 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
     """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
-    from textlstm.training import distributed
     from textlstm.cli.progress import RichReporter
+    from textlstm.training import distributed
     from textlstm.training.trainer import Reporter
     from textlstm.training.trainer import train as run_training
 
@@ -151,9 +151,9 @@ def _part_declaring(saved, name: str):
 
 def _launch(ctx: click.Context, nproc: int) -> None:
     """Start `nproc` processes running this same command without --nproc; exit as they did."""
+    from textlstm.runs.checkpoint import load_config
     from textlstm.training import distributed
     from textlstm.training import local_processes as launch
-    from textlstm.runs.checkpoint import load_config
 
     if distributed.under_torchrun():
         raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")

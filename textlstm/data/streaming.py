@@ -39,10 +39,10 @@ from textlstm.config import DataConfig
 from textlstm.data.corpora.loaded import DEFAULT_VALID_FRACTION, one_line
 from textlstm.data.corpora.splits import OWN_VALID_SPLITS, row_holding, tail_boundary
 from textlstm.data.corpora.streamed import StreamedSource, open_streamed
-from textlstm.errors import TextlstmError
 from textlstm.data.text_pieces import documents_as_pieces, split_long_text
 from textlstm.data.token_ids import TokenizedSplit, encode_rows
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
+from textlstm.errors import TextlstmError
 from textlstm.tokens import EOT_ID
 
 # Characters of text held out for validation: a little under the trainer's default --eval-tokens for a

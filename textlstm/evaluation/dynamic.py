@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from textlstm.errors import TextlstmError
-from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.hardware.precision import autocast
+from textlstm.model.network import LSTMLanguageModel, detach_state
 
 DEFAULT_LR = 0.05
 DEFAULT_DECAY = 0.001

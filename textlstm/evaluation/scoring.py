@@ -34,15 +34,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.config import DataConfig
 from textlstm.data.prepare import prepare
 from textlstm.data.token_ids import SplitInfo
-from textlstm.hardware.device import resolve_device
-from textlstm.evaluation.dynamic import DEFAULT_DECAY, DEFAULT_LR, score_dynamic
 from textlstm.errors import TextlstmError
-from textlstm.model.network import LSTMLanguageModel
+from textlstm.evaluation.dynamic import DEFAULT_DECAY, DEFAULT_LR, score_dynamic
+from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import autocast, check_precision
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.tokens import EOT_ID, PAD_ID
 
 LN2 = math.log(2)

@@ -22,19 +22,18 @@ from pathlib import Path
 
 import torch
 
-from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
-from textlstm.hardware.device import resolve_device
-from textlstm.errors import TextlstmError
-from textlstm.model.network import LSTMLanguageModel
-from textlstm.hardware.precision import check_precision
-from textlstm.generation.decoding import DECODE_CONTEXT, TextDecoder, stream_text
 from textlstm.config import SamplingOptions
+from textlstm.data.tokenizer import TextTokenizer
+from textlstm.errors import TextlstmError
+from textlstm.generation.decoding import DECODE_CONTEXT, TextDecoder, stream_text
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.generation.stepper import LSTMStepper, sample_tokens
-from textlstm.data.tokenizer import TextTokenizer
+from textlstm.hardware.device import resolve_device
+from textlstm.hardware.precision import check_precision
+from textlstm.model.network import LSTMLanguageModel
+from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.tokens import EOT_ID, is_byte_token
 from textlstm.turns import TurnFormat
-
 
 
 class UnknownTokenWarning(UserWarning):

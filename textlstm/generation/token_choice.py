@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from textlstm.generation.generator import TextGenerator
 from textlstm.config import SamplingOptions
 from textlstm.generation.decoding import DECODE_CONTEXT, TextDecoder
+from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.tokens import EOT_ID
 

@@ -28,9 +28,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from textlstm.config import ModelConfig
 from textlstm.model.activation_penalty import activation_penalty
 from textlstm.model.byte_softmax import ByteFallbackSoftmax
-from textlstm.config import ModelConfig
 from textlstm.model.dropout import FastDropout, drop_recurrent_columns, embedding_row_scales
 from textlstm.model.mogrifier import Mogrifier
 from textlstm.tokens import PAD_ID

@@ -21,10 +21,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from textlstm.config import RunConfig
+from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
 from textlstm.fileio import atomic_write, write_text  # noqa: F401 (write_text: for callers of checkpoint)
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.data.tokenizer import TextTokenizer
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from textlstm.runs import checkpoint as ckpt
 from textlstm.config import RunConfig
 from textlstm.errors import TextlstmError
+from textlstm.runs import checkpoint as ckpt
 
 
 def new_run_folder(root: Path, config: RunConfig) -> Path:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textlstm.runs.checkpoint import atomic_write
 from textlstm.errors import TextlstmError
+from textlstm.runs.checkpoint import atomic_write
 from textlstm.runs.saved_runs import Run
 
 INSTALL_HINT = 'plotting needs matplotlib: pip install "textlstm[plot]" (or pip install matplotlib)'

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from textlstm.runs import checkpoint as ckpt
 from textlstm.config import RunConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.summary import LayerRow, layer_rows, skeleton
+from textlstm.runs import checkpoint as ckpt
 
 BUILT_IN_CORPUS = "built-in (Python documentation)"
 

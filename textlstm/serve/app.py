@@ -29,9 +29,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from textlstm.config import SamplingOptions
 from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
-from textlstm.config import SamplingOptions
 from textlstm.serve.conversations import ConversationStore, conversation_text
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
 from textlstm.serve.schemas import CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, describe

@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from textlstm.runs.checkpoint import CONFIG
 from textlstm.errors import ReportedElsewhere, TextlstmError
+from textlstm.runs.checkpoint import CONFIG
 
 # How long a process waits in any exchange with the others (setup included: process 0 may be
 # tokenizing a large corpus while the others wait) before the run stops with an error. A process

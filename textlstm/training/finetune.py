@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from textlstm.runs import checkpoint as ckpt
 from textlstm.config import AUTO, RunConfig
+from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.data.tokenizer import TextTokenizer
+from textlstm.runs import checkpoint as ckpt
 from textlstm.tokens import UNK, byte_token
 
 # ModelConfig fields that decide the weights' shapes: the parent's are kept. Dropouts may change.

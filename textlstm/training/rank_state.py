@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from textlstm.training import distributed
 from textlstm.model.network import State
+from textlstm.training import distributed
 
 
 def gather(lstm_state: State | None) -> dict:

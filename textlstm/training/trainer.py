@@ -24,26 +24,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textlstm.runs import checkpoint as ckpt
-from textlstm.training import auto_settings
-from textlstm.training import distributed
-from textlstm.training import finetune
-from textlstm.training import rank_state as process_state
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.data.batchers import DocumentBatcher, StreamBatcher
 from textlstm.data.prepare import prepare
-from textlstm.hardware.device import resolve_device
+from textlstm.data.streaming import StreamingBatcher
 from textlstm.errors import TextlstmError
 from textlstm.evaluation.scoring import evaluate_split
-from textlstm.training.stop_signals import StopFlag, agreed
-from textlstm.training.meter import Meter
-from textlstm.model.network import LSTMLanguageModel, detach_state
-from textlstm.training.optimizer import build_optimizer, load_optimizer_state
+from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import autocast, training_precision
-from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
-from textlstm.training.schedule import learning_rate
 from textlstm.hardware.threads import use_threads
-from textlstm.data.streaming import StreamingBatcher
+from textlstm.model.network import LSTMLanguageModel, detach_state
+from textlstm.runs import checkpoint as ckpt
+from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
+from textlstm.training import auto_settings, distributed, finetune
+from textlstm.training import rank_state as process_state
+from textlstm.training.meter import Meter
+from textlstm.training.optimizer import build_optimizer, load_optimizer_state
+from textlstm.training.schedule import learning_rate
+from textlstm.training.stop_signals import StopFlag, agreed
 from textlstm.training.weight_average import WeightAverage
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
