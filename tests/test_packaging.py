@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import tomllib
@@ -37,13 +38,38 @@ def test_the_floors_file_pins_every_core_dependency_at_its_declared_floor():
     assert {name: Version(floors.get(name, '0')) for name in declared} == {name: Version(v) for name, v in declared.items()}
 
 
-def test_every_third_party_package_the_code_imports_is_declared():
-    """A package imported by textlstm's core must be a dependency, not something that comes along."""
-    imported = set()
-    for path in (REPO / "textlstm").rglob("*.py"):
-        if "serve" in path.parts or path.name == "plot.py":
-            continue  # the extras' modules
-        imported |= set(re.findall(r"^\s*(?:from|import) ([a-z_]+)", path.read_text(), re.M))
-    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "textlstm"}
-    assert third_party <= set(requirements()), third_party - set(requirements())
+def extras() -> dict[str, set[str]]:
+    """{extra: the package names it installs}."""
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {extra: {re.split(r"[<>=!\[; ]", requirement)[0].lower().replace("-", "_") for requirement in requirements}
+            for extra, requirements in optional.items()}
 
+
+def third_party_imports(path: Path) -> tuple[set[str], set[str]]:
+    """(top-level package names imported at module level, those imported inside functions) by `path`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    at_module_level = {id(node) for node in tree.body}
+    module_level, deferred = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        else:
+            continue
+        heads = {name.split(".")[0] for name in names} - set(sys.stdlib_module_names) - {"textlstm"}
+        (module_level if id(node) in at_module_level else deferred).update(heads)
+    return module_level, deferred
+
+
+def test_the_core_imports_only_declared_packages_and_an_extra_only_when_it_is_used():
+    """A module-level import must be a core dependency (textlstm/serve/, the server, needs its extra
+    as a whole); an import inside a function may be an extra's package, loaded only when used."""
+    core = set(requirements())
+    optional = set().union(*extras().values())
+    for path in (REPO / "textlstm").rglob("*.py"):
+        module_level, deferred = third_party_imports(path)
+        if "serve" in path.relative_to(REPO / "textlstm").parts:
+            module_level, deferred = set(), module_level | deferred
+        assert module_level <= core, (path, module_level - core)
+        assert deferred <= core | optional, (path, deferred - core - optional)
