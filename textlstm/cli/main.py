@@ -30,6 +30,7 @@ def cli() -> None:
 def _register_commands() -> None:
     from textlstm.cli.chat import chat
     from textlstm.cli.eval import eval_command
+    from textlstm.cli.export import export_command
     from textlstm.cli.generate import generate
     from textlstm.cli.info import info
     from textlstm.cli.plot import plot
@@ -37,7 +38,7 @@ def _register_commands() -> None:
     from textlstm.cli.serve import serve
     from textlstm.cli.train import train
 
-    for command in (train, eval_command, generate, chat, serve, info, runs, plot):
+    for command in (train, eval_command, generate, chat, serve, info, runs, plot, export_command):
         cli.add_command(command)
 
 
