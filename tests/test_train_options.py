@@ -18,7 +18,8 @@ OPTIONS = """
     --embedding-size --hidden-size --layers --dropout --recurrent-dropout --embedding-dropout --cell --mogrifier-rounds
     --tie-weights --output-layer --adaptive-cutoffs
     --batch-size --seq-len --lr --weight-decay --schedule --warmup-steps --clip --ar --tar --ema --epochs --max-steps
-    --max-minutes --eval-every --save-every --save-every-minutes --eval-tokens --patience --seed --device --threads --precision
+    --max-minutes --eval-every --save-every --save-every-minutes --eval-tokens --patience --sample-every --log-to --seed --device
+    --threads --precision
     --init-from --output --resume --overwrite --nproc --dist-timeout
 """.split()
 
@@ -58,6 +59,8 @@ def test_the_help_lists_every_option_in_its_group():
         ("--batching", "--batching [stream|documents]", "short independent texts.  [default: stream]"),
         ("--schedule", "--schedule [cosine|constant]", "or constant.  [default: cosine]"),
         ("--precision", "--precision [auto|float32|bfloat16]", "float32 elsewhere.  [default: auto]"),
+        ("--sample-every", "--sample-every INTEGER RANGE", "in the run folder. 0: off.  [default: 0; x>=0]"),
+        ("--log-to", "--log-to [none|tensorboard]", "none: metrics.jsonl only.  [default: none]"),
     ],
 )
 def test_an_option_shows_its_value_help_default_and_range(option, shown, text):

@@ -317,6 +317,21 @@ class TrainConfig:
     patience: int = setting(
         3, help="Stop after this many evaluations without improvement (0: never).", allowed=NOT_NEGATIVE
     )
+    # Following a run (textlstm/training/tracking.py); neither changes what the run learns.
+    sample_every: int = setting(
+        0,
+        help="At every Nth evaluation and the last one, sample about 200 characters from the evaluated "
+        "weights (from the start of a document, seeded by --seed and the step): printed and appended to "
+        "samples.jsonl in the run folder. 0: off.",
+        allowed=NOT_NEGATIVE,
+    )
+    log_to: str = setting(
+        "none",
+        help="tensorboard: also write each evaluation's figures, the run's settings and the samples for "
+        "TensorBoard, into the run folder's tensorboard/ (needs pip install \"textlstm[tracking]\"). "
+        "none: metrics.jsonl only.",
+        allowed=Choices(("none", "tensorboard")),
+    )
     seed: int = setting(1337)
     device: str = setting("auto", help="auto, cpu, cuda or cuda:N.")
     threads: int | None = setting(  # None: threads.default_threads for the shape

@@ -6,6 +6,7 @@ import math
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from textlstm.training.trainer import Reporter
 
@@ -64,6 +65,11 @@ class RichReporter(Reporter):
             f"{record['elapsed_sec']:.0f}s",
             highlight=False,
         )
+
+    def sampled(self, step: int, text: str) -> None:
+        self.console.print(f"sample step {step:>6}", highlight=False)
+        lines = text.splitlines() or [""]
+        self.console.print(Text("\n".join(f"  | {line}" for line in lines)), highlight=False)  # Text: brackets stay text
 
     def stop(self) -> None:
         self.progress.stop()

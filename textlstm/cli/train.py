@@ -11,7 +11,8 @@ from textlstm.cli.options import dataclass_options, dataclass_values, flag, opti
 from textlstm.config import AUTO, DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
-RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "threads", "precision")
+RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "threads", "precision",
+             "sample_every", "log_to")
 # Options of how the processes are started, not of the run: they may be given again when resuming.
 LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
@@ -23,6 +24,7 @@ AUTO_OPTIONS = tuple(field.name for settings in SETTINGS for field in option_fie
 # Options compared with the saved run as paths: "data/x.txt" and "./data/x.txt" are the same corpus,
 # and config.json holds --init-from resolved.
 PATH_OPTIONS = ("dataset", "init_from")
+SAMPLE_CHARS = 200  # the length of a --sample-every sample
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -72,14 +74,29 @@ def train(ctx: click.Context, **options) -> None:
     if options["resume"]:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
         overrides = {name: options[name] for name in given if name in RESUMABLE}  # train() lets the limits given replace all the saved ones
-        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout)
+        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout,
+                              sample=training_sample)
     else:
         if options["streaming"] and options["epochs"]:
             raise click.UsageError("--epochs needs a corpus of known length: with --streaming give --max-steps")
         config = run_config(options, given)
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter,
-                              timeout_minutes=timeout)
+                              timeout_minutes=timeout, sample=training_sample)
     _report(reporter, result)
+
+
+def training_sample(model, tokenizer, seed: int) -> str:
+    """About SAMPLE_CHARS characters that `model` writes from the start of a document (--sample-every),
+    by the sampler of textlstm generate at its default settings, seeded by `seed`."""
+    from textlstm.generation.generator import TextGenerator
+
+    text = ""
+    # A token is a character or more (byte tokens aside), so SAMPLE_CHARS tokens are enough.
+    for piece in TextGenerator(model, tokenizer).stream(max_tokens=SAMPLE_CHARS, seed=seed):
+        text += piece
+        if len(text) >= SAMPLE_CHARS:
+            break
+    return text[:SAMPLE_CHARS]
 
 
 def given_options(ctx: click.Context) -> set[str]:

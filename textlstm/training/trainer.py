@@ -18,6 +18,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.data.batchers import DocumentBatcher, StreamBatcher
 from textlstm.data.prepare import prepare
 from textlstm.data.streaming import StreamingBatcher
+from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
 from textlstm.evaluation.scoring import evaluate_split
 from textlstm.hardware.device import resolve_device
@@ -36,7 +38,7 @@ from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
-from textlstm.training import auto_settings, distributed, finetune
+from textlstm.training import auto_settings, distributed, finetune, tracking
 from textlstm.training import rank_state as process_state
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
@@ -57,7 +59,12 @@ class Reporter:
     def start(self, total_steps: int | None, first_step: int) -> None: ...  # None: the run has a time budget only
     def step(self, step: int, loss: float, tokens_per_sec: float, lr: float) -> None: ...
     def evaluated(self, record: dict) -> None: ...
+    def sampled(self, step: int, text: str) -> None: ...  # --sample-every
     def stop(self) -> None: ...
+
+
+# What writes the --sample-every samples: (the evaluated model, the tokenizer, a seed) -> the text.
+SampleFunction = Callable[[LSTMLanguageModel, TextTokenizer, int], str]
 
 
 @dataclass
@@ -88,11 +95,13 @@ def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 <
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False):
+    def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False,
+                 sample: SampleFunction | None = None):
         self.config = config
         self.output = Path(output)
         self.reporter = reporter or Reporter()
         self.resuming = resume
+        self.sample = sample
         self.device = distributed.local_device(resolve_device(config.train.device))
         self.precision = training_precision(config.train.precision, self.device)
         self.stop = StopFlag()
@@ -215,6 +224,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> TrainResult:
+        self.tracker = tracking.tracker_for(self.config.train.log_to, self.output, distributed.is_main())
         init_from = self.config.train.init_from
         self.parent = finetune.load_parent(init_from) if init_from and not self.resuming else None
         self._set_up()
@@ -226,8 +236,12 @@ class Trainer:
         )
         self._write_run_files()
         result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
-        with self.stop:
-            self._loop(result)
+        self.tracker.start(self.config)
+        try:
+            with self.stop:
+                self._loop(result)
+        finally:
+            self.tracker.close()
         result.steps, result.best_valid_loss = self.step, self.best_valid_loss
         return result
 
@@ -365,10 +379,26 @@ class Trainer:
         self.records.append(record)
         self._save(record, improved)
         self.reporter.evaluated(record)
+        self._follow(record)
 
     def _evaluated_model(self) -> LSTMLanguageModel:
         """What evaluations score and model.safetensors holds: the averaged weights with --ema."""
         return self.average.model if self.average is not None else self.model
+
+    def _follow(self, record: dict) -> None:
+        """The evaluation to the tracker (--log-to), then a sample when one is due (--sample-every)."""
+        self.tracker.evaluated(record)
+        every = self.config.train.sample_every * self.config.train.eval_every
+        if self.sample is not None and every and distributed.is_main() and (self.step % every == 0 or record["final"]):
+            self._write_sample()
+
+    def _write_sample(self) -> None:
+        """A sample from the evaluated weights, seeded by the run's seed and the step: training's random
+        numbers are not drawn from, so a run samples or not and learns the same."""
+        text = self.sample(self._evaluated_model(), self.tokenizer, tracking.sample_seed(self.config.train.seed, self.step))
+        tracking.append_sample(self.output, self.step, text)
+        self.reporter.sampled(self.step, text)
+        self.tracker.sampled(self.step, text)
 
     def _save_due(self) -> bool:
         train_cfg = self.config.train
@@ -439,6 +469,7 @@ def train(
     checkpoints_root: str | Path = "checkpoints",
     train_overrides: dict | None = None,
     timeout_minutes: float = distributed.DEFAULT_TIMEOUT_MINUTES,
+    sample: SampleFunction | None = None,
 ) -> TrainResult:
     """Train a model as `config` says; return where it was saved and how it went.
 
@@ -448,14 +479,19 @@ def train(
     config.train.init_from: a checkpoint folder to fine-tune. Its model shape, tokenizer and weights
     are used; of config.model only the dropouts apply.
 
+    sample: what writes the samples of config.train.sample_every, called on process 0 as
+    sample(model, tokenizer, seed) -> text; without one there are no samples. `textlstm train`
+    passes one that writes about 200 characters with the generation API; from Python, for instance
+    `lambda model, tokenizer, seed: textlstm.TextGenerator(model, tokenizer).generate(max_tokens=200, seed=seed)`.
+
     Under torchrun every process calls this with the same arguments and they train one model;
     timeout_minutes is how long a process waits for the others before the run stops with an error.
     """
     with distributed.session(timeout_minutes):
-        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides)
+        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample)
 
 
-def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides) -> TrainResult:
+def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample) -> TrainResult:
     if resume is None and distributed.restart_count():
         # torchrun restarted the processes (--max-restarts): go on with the run this launch started.
         found = distributed.from_main(distributed.run_of_this_launch(output, checkpoints_root))
@@ -466,7 +502,7 @@ def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_
     if resume is not None:
         folder = Path(resume)
         saved = distributed.agree_on_errors(lambda: _config_to_resume(folder, train_overrides))
-        return Trainer(saved, folder, reporter, resume=True).run()
+        return Trainer(saved, folder, reporter, resume=True, sample=sample).run()
     config = config or RunConfig(model=ModelConfig())
     if config.train.init_from:
         config = finetune.inherit(config, finetune.load_parent(config.train.init_from))
@@ -476,7 +512,7 @@ def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_
     created = not output.exists()
     distributed.agree_on_errors(lambda: prepare_output(output, overwrite) if distributed.is_main() else None)
     try:
-        return Trainer(config, output, reporter).run()
+        return Trainer(config, output, reporter, sample=sample).run()
     except BaseException:
         if distributed.is_main() and created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # failed before anything was saved: leave no empty run folder behind
