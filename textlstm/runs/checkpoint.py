@@ -8,6 +8,7 @@ A checkpoint folder holds:
                          the weights of the last step, optimizer, data position, RNG and LSTM state,
                          and the --ema average
     metrics.jsonl        one JSON record per evaluation
+    README.md            the model card (runs/model_card.py): what the Hugging Face Hub shows
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ TOKENIZER = "tokenizer.json"
 BEST_WEIGHTS = "model.safetensors"
 TRAINER_STATE = "trainer_state.pt"
 METRICS = "metrics.jsonl"
+MODEL_CARD = "README.md"
 
 
 def save_weights(model: LSTMLanguageModel, path: Path, step: int) -> None:

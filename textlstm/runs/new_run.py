@@ -42,7 +42,7 @@ def prepare_output(output: Path, overwrite: bool) -> None:
                 f"output folder {output} already holds {what}: use --resume {output} to continue it, "
                 "--overwrite to replace it, or another --output"
             )
-        for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.BEST_WEIGHTS, ckpt.TRAINER_STATE, ckpt.METRICS):
+        for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.BEST_WEIGHTS, ckpt.TRAINER_STATE, ckpt.METRICS, ckpt.MODEL_CARD):
             (output / name).unlink(missing_ok=True)
     check_writable(output)
 
