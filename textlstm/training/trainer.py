@@ -37,6 +37,7 @@ from textlstm.hardware.precision import autocast, training_precision
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.runs import checkpoint as ckpt
+from textlstm.runs import model_card
 from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
 from textlstm.training import auto_settings, distributed, finetune, tracking
 from textlstm.training import rank_state as process_state
@@ -243,6 +244,8 @@ class Trainer:
         finally:
             self.tracker.close()
         result.steps, result.best_valid_loss = self.step, self.best_valid_loss
+        if distributed.is_main():
+            model_card.write_model_card(self.output, sample=True)
         return result
 
     def _loop(self, result: TrainResult) -> None:
@@ -413,6 +416,8 @@ class Trainer:
             with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
         self._save_resume_state()
+        if distributed.is_main():  # after the resume state, which the card does not hold up
+            model_card.write_model_card(self.output)
 
     def _save_resume_state(self) -> None:
         """Write everything --resume needs in one atomic file (weights of the best model aside)."""
