@@ -34,11 +34,12 @@ def _register_commands() -> None:
     from textlstm.cli.generate import generate
     from textlstm.cli.info import info
     from textlstm.cli.plot import plot
+    from textlstm.cli.push import push
     from textlstm.cli.runs import runs
     from textlstm.cli.serve import serve
     from textlstm.cli.train import train
 
-    for command in (train, eval_command, generate, chat, serve, info, runs, plot, export_command):
+    for command in (train, eval_command, generate, chat, serve, info, runs, plot, export_command, push):
         cli.add_command(command)
 
 
