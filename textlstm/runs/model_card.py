@@ -86,7 +86,7 @@ def eval_results(run: Run) -> list:
     hub_dataset, corpus = corpus_of(data.dataset)
     validation = dict(
         task_type="text-generation", task_name="Language modeling", dataset_type=hub_dataset or corpus,
-        dataset_name=f"{corpus}: {validation_text(run.config)}", dataset_config=data.dataset_config,
+        dataset_name=f"{corpus} ({validation_text(run.config)})", dataset_config=data.dataset_config,
         dataset_split=data.valid_split,
     )
     figures = [("bpc", "Validation bits per character", best.get("valid_bits_per_char")),
@@ -113,12 +113,13 @@ def corpus_of(dataset: str | None) -> tuple[str | None, str]:
 
 
 def validation_text(config: RunConfig) -> str:
+    """Which part of the corpus training validated on, by the rule it followed."""
     data = config.data
     if data.valid_split:
-        return f"its '{data.valid_split}' split"
+        return f"the '{data.valid_split}' split"
     if data.streaming:
-        return "the first million characters of its validation split, else of its stream"
-    return "its validation split, else the last 10% of its training text"
+        return "the first million characters of the validation split, else of the stream"
+    return "the validation split, else the last 10% of the training text"
 
 
 # ----------------------------------------------------------------------------- the page
@@ -154,7 +155,7 @@ def _evaluation_section(run: Run) -> str:
     return (
         "## Evaluation\n\n"
         f"Best validation, at step {best['step']:,}: {', '.join(figures)}. "
-        f"Validation text: {validation_text(run.config)} ({corpus}), held out from training."
+        f"Validation text, held out from training: {corpus}, {validation_text(run.config)}."
     )
 
 
@@ -164,8 +165,7 @@ def _training_section(run: Run) -> str:
     corpus = f"[{hub_dataset}](https://huggingface.co/datasets/{hub_dataset})" if hub_dataset else corpus
     lines = [f"Corpus: {corpus}."]
     if last:
-        minutes = last.get("elapsed_sec", 0) / 60
-        lines.append(f"Trained for {last['step']:,} steps ({last.get('epoch', 0):.2f} epochs) in {minutes:.1f} minutes"
+        lines.append(f"Trained for {last['step']:,} steps ({last.get('epoch', 0):.2f} epochs) in {_duration(last.get('elapsed_sec', 0))}"
                      + (f" on {config.world_size} processes." if config.world_size > 1 else "."))
     if run.parent:
         parent = repo_id_of(run.parent)
@@ -191,6 +191,12 @@ def _settings(config: RunConfig, auto: bool, changed_only: bool = False) -> list
             if not changed_only or value != field.default:
                 found.append((field.name, value))
     return found
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.1f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
 
 
 def _label(name: str) -> str:
