@@ -19,8 +19,8 @@ def push(run, repo, private, with_state) -> None:
 
     Uploads README.md, model.safetensors, tokenizer.json, config.json and metrics.jsonl. README.md,
     the model card, is written again first, with a sample and --repo in its usage lines. The token
-    is HF_TOKEN's, else the one `hf auth login` saved. Then `textlstm generate --checkpoint
-    hf://USER/NAME` loads the model anywhere.
+    is HF_TOKEN's, else the one `hf auth login` saved. Afterwards `textlstm generate --checkpoint
+    hf://USER/NAME` loads the model (a private one with a token there too).
     """
     from textlstm.runs import hub
     from textlstm.runs.model_card import write_model_card
