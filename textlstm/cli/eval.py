@@ -24,7 +24,8 @@ def _finite(ctx, param, value: float) -> float:
 
 
 @click.command("eval")
-@click.option("--checkpoint", type=click.Path(file_okay=False), help="Checkpoint folder. Default: the newest under checkpoints/.")
+@click.option("--checkpoint", type=click.Path(file_okay=False), help="Checkpoint folder, or a model on the Hugging Face Hub: hf://USER/NAME[@REVISION]. "
+              "Default: the newest under checkpoints/.")
 @click.option("--dataset", help="Text to score, in any form `textlstm train --dataset` accepts. "
               "Default: the corpus the checkpoint was trained on.")
 @click.option("--dataset-config", help="Configuration name of a hub dataset.")

@@ -13,7 +13,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of tables.")
 def info(checkpoint, as_json) -> None:
     """Model summary (layers, output shapes, parameters), tokenizer, corpus and best validation loss
-    of CHECKPOINT (default: the newest run under checkpoints/)."""
+    of CHECKPOINT: a run folder, a run's name under checkpoints/, or a model on the Hugging Face Hub as
+    hf://USER/NAME[@REVISION] (default: the newest run under checkpoints/)."""
     from textlstm.runs.checkpoint import find_latest_checkpoint
     from textlstm.runs.saved_runs import find_run, read_run
 

@@ -43,6 +43,7 @@ from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import autocast, check_precision
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
+from textlstm.runs.hub import resolve_checkpoint
 from textlstm.tokens import EOT_ID, PAD_ID
 
 LN2 = math.log(2)
@@ -117,7 +118,7 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """Loss, perplexity and bits per token/char/byte of a checkpoint on one split of text.
 
-    checkpoint: a checkpoint folder; default the newest one under ./checkpoints.
+    checkpoint: a checkpoint folder or "hf://USER/NAME[@REVISION]"; default the newest folder under ./checkpoints.
     dataset: any form `textlstm train --dataset` accepts; default the corpus the checkpoint was trained on.
     split: the split to score, whole; default the validation text training held out.
     The text is tokenized with the checkpoint's own tokenizer. The result does not depend on
@@ -127,7 +128,7 @@ def evaluate_checkpoint(
     segment, each scored and then learnt from with SGD at `dynamic_lr`, decaying toward the trained
     weights by `dynamic_decay`; then the result does depend on seq_len. The checkpoint is not changed.
     """
-    folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
+    folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     model, tokenizer, config = load_checkpoint(folder, device=resolve_device(device))
     if dynamic and config.data.batching == "documents":
         raise TextlstmError("--dynamic scores the text as one stream; this model was trained with --batching documents")

@@ -16,6 +16,7 @@ from textlstm.config import RunConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.summary import LayerRow, layer_rows, skeleton
 from textlstm.runs import checkpoint as ckpt
+from textlstm.runs.hub import is_hub_id, resolve_checkpoint
 
 BUILT_IN_CORPUS = "built-in (Python documentation)"
 
@@ -137,7 +138,9 @@ def list_runs(root: str | Path = "checkpoints") -> list[Run]:
 
 
 def find_run(name: str | Path, root: str | Path = "checkpoints") -> Path:
-    """A run given as a folder, or by its folder name under `root`."""
+    """A run given as a folder, by its folder name under `root`, or as "hf://USER/NAME[@REVISION]"."""
+    if is_hub_id(name):
+        return resolve_checkpoint(name)
     path = Path(name)
     for candidate in (path, Path(root) / path):
         if (candidate / ckpt.CONFIG).is_file():

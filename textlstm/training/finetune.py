@@ -19,6 +19,7 @@ from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import checkpoint as ckpt
+from textlstm.runs import hub
 from textlstm.tokens import UNK, byte_token
 
 # ModelConfig fields that decide the weights' shapes: the parent's are kept. Dropouts may change.
@@ -47,7 +48,7 @@ class Parent:
 
 
 def load_parent(folder: str | Path) -> Parent:
-    folder = Path(folder)
+    folder = hub.resolve_checkpoint(folder)
     if not folder.is_dir():
         raise TextlstmError(f"--init-from: no such checkpoint folder: {folder}")
     config = ckpt.load_config(folder)
