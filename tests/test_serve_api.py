@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -27,7 +28,9 @@ from textlstm.serve.conversations import conversation_text  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
 
-from conftest import write_tiny_checkpoint  # noqa: E402
+from textlstm.tokens import EOT, EOT_ID  # noqa: E402
+
+from conftest import TINY_CORPUS, write_tiny_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
@@ -151,6 +154,166 @@ def test_chat_reads_the_messages_in_the_turn_format(client, lm):
     assert newer_name["usage"]["completion_tokens"] == 7
 
 
+# --- scoring: echo, logprobs, token-id prompts, /tokenize -----------------------------------------
+
+
+def scored(client, **body) -> dict:
+    """The one choice of a completion request, with logprobs."""
+    [choice] = complete(client, **body)["choices"]
+    return choice
+
+
+def same_figures(a, b) -> bool:
+    """Equal, floats to 1e-5: the same row gives logits that differ in the last bits when the batch around it differs."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, abs=1e-5)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_figures(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_figures(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_the_prompts_summed_logprobs_are_textlstm_evals_loss_on_the_same_text(client, lm, run_cli, tmp_path):
+    """echo + max_tokens 0 + logprobs 0 scores a prompt as `textlstm eval` scores a text: read after
+    the start-of-text token, so the first token has a log-probability too. eval also scores the end
+    of text after the last character: sent as the token-id prompt's last token, the sums agree."""
+    text = TINY_CORPUS * 3
+    (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+    result = run_cli("eval", "--checkpoint", lm.checkpoint, "--dataset", tmp_path / "text.txt", "--split", "train", "--json")
+    assert result.code == 0, result.err
+    evaluated = json.loads(result.out)
+    ids = lm.tokenizer.encode(text)
+
+    with_end = scored(client, prompt=[*ids, EOT_ID], echo=True, max_tokens=0, logprobs=0)
+    logprobs = with_end["logprobs"]
+    assert len(logprobs["token_logprobs"]) == evaluated["tokens"] == len(ids) + 1
+    assert -math.fsum(logprobs["token_logprobs"]) == pytest.approx(evaluated["loss_sum"], rel=1e-5)
+    assert logprobs["top_logprobs"] is None and with_end["finish_reason"] == "length"
+
+    as_text = scored(client, prompt=text, echo=True, max_tokens=0, logprobs=0)
+    assert as_text["text"] == text
+    assert same_figures(as_text["logprobs"]["token_logprobs"], logprobs["token_logprobs"][:-1])  # the same ids, the same figures
+    assert "".join(as_text["logprobs"]["tokens"]) == text
+    assert as_text["logprobs"]["text_offset"] == list(range(len(text)))
+    assert logprobs["tokens"][-1] == EOT and with_end["text"] == text + EOT
+
+
+def test_echo_with_generation_returns_the_prompts_and_the_completions_tokens(client, lm):
+    prompt, top = "the quick", 3
+    choice = scored(client, prompt=prompt, echo=True, max_tokens=12, logprobs=top, temperature=0)
+    completion = lm.generate(prompt, max_tokens=12, temperature=0)
+    assert choice["text"] == prompt + completion
+    logprobs = choice["logprobs"]
+    assert "".join(logprobs["tokens"]) == choice["text"] and len(logprobs["tokens"]) == len(prompt) + 12
+    assert logprobs["text_offset"] == list(range(len(choice["text"])))
+    for token, logprob, most_likely in zip(logprobs["tokens"], logprobs["token_logprobs"], logprobs["top_logprobs"]):
+        assert most_likely[token] == logprob  # the chosen token is always listed
+        assert len(most_likely) in (top, top + 1)  # the `top` most likely, and the chosen one when not among them
+    for most_likely in logprobs["top_logprobs"][len(prompt):]:
+        assert len(most_likely) == top  # greedy: the chosen token is the most likely
+    # A generated token's log-probability is the one it gets when the whole text is scored as a prompt.
+    whole = scored(client, prompt=choice["text"], echo=True, max_tokens=0, logprobs=0)["logprobs"]["token_logprobs"]
+    assert logprobs["token_logprobs"] == pytest.approx(whole, abs=1e-5)
+    # Without echo: only the completion's tokens, offsets into the completion.
+    alone = scored(client, prompt=prompt, max_tokens=12, logprobs=1, temperature=0)
+    assert alone["text"] == completion and alone["logprobs"]["tokens"] == logprobs["tokens"][len(prompt):]
+    assert alone["logprobs"]["text_offset"] == list(range(12))
+    assert same_figures(alone["logprobs"]["token_logprobs"], logprobs["token_logprobs"][len(prompt):])
+    # echo with n > 1 and several prompts: each choice starts with its own prompt.
+    body = complete(client, prompt=["the", "fox"], n=2, echo=True, max_tokens=4, seed=1)
+    assert [c["text"][:3] for c in body["choices"]] == ["the", "the", "fox", "fox"]
+    assert body["usage"]["prompt_tokens"] == 6 and body["usage"]["completion_tokens"] == 16
+
+
+def test_token_id_prompts_are_read_like_their_text(client, lm):
+    """Token ids are read after the start-of-text token like a text, unless they begin with it
+    (as /tokenize lists them by default): then that first token is the start, and has no log-probability."""
+    text = "the lazy dog"
+    as_text = scored(client, prompt=text, echo=True, max_tokens=5, logprobs=2, temperature=0)
+    tokenized = client.post("/tokenize", json={"model": "tiny", "prompt": text}).json()
+    assert tokenized["tokens"][0] == EOT_ID and tokenized["tokens"][1:] == lm.tokenizer.encode(text)
+    assert tokenized["count"] == len(text) + 1
+    plain = client.post("/tokenize", json={"prompt": text, "add_special_tokens": False}).json()["tokens"]
+    assert plain == tokenized["tokens"][1:]
+
+    as_ids = scored(client, prompt=plain, echo=True, max_tokens=5, logprobs=2, temperature=0)
+    assert same_figures(as_ids, as_text)
+    from_start = scored(client, prompt=tokenized["tokens"], echo=True, max_tokens=5, logprobs=2, temperature=0)
+    assert from_start["text"] == EOT + as_text["text"]
+    logprobs, expected = from_start["logprobs"], as_text["logprobs"]
+    assert same_figures(logprobs["token_logprobs"], [None, *expected["token_logprobs"]])
+    assert same_figures(logprobs["top_logprobs"], [None, *expected["top_logprobs"]])
+    assert logprobs["text_offset"] == [0, *(offset + len(EOT) for offset in expected["text_offset"])]
+    assert client.post("/detokenize", json={"tokens": tokenized["tokens"]}).json() == {"prompt": EOT + text}
+
+    # A list of token-id prompts is several prompts, as a list of strings is.
+    both = complete(client, prompt=[plain, lm.tokenizer.encode("the")], max_tokens=4, temperature=0)
+    assert [c["text"] for c in both["choices"]] == [lm.generate(text, max_tokens=4, temperature=0), lm.generate("the", max_tokens=4, temperature=0)]
+
+
+def test_tokenizer_info_gives_what_lm_evaluation_harness_asks_for(client, lm):
+    info = client.get("/tokenizer_info").json()
+    assert info["eos_token"] == EOT and info["eos_token_id"] == EOT_ID
+    assert info["vocab_size"] == lm.tokenizer.vocab_size
+
+
+def test_tokens_that_are_not_whole_characters_are_written_as_bytes(client):
+    """The tiny model's vocabulary has no 'é': its two UTF-8 bytes are two byte tokens, which share the character's offset."""
+    choice = scored(client, prompt="aé b", echo=True, max_tokens=0, logprobs=0)
+    assert choice["logprobs"]["tokens"] == ["a", "bytes:\\xc3", "bytes:\\xa9", " ", "b"]
+    assert choice["logprobs"]["text_offset"] == [0, 1, 1, 2, 3]
+    assert choice["text"] == "aé b"
+    [ids] = [client.post("/tokenize", json={"prompt": "é", "add_special_tokens": False}).json()["tokens"]]
+    from_ids = scored(client, prompt=ids, echo=True, max_tokens=0, logprobs=0)
+    assert from_ids["text"] == "é" and from_ids["logprobs"]["text_offset"] == [0, 0]
+
+
+def test_a_stream_with_logprobs_carries_each_chunks_tokens(client):
+    request = {"model": "tiny", "prompt": ["the", "fox"], "echo": True, "max_tokens": 20, "logprobs": 2, "temperature": 1.0, "seed": 5}
+    whole = client.post("/v1/completions", json=request).json()["choices"]
+    with client.stream("POST", "/v1/completions", json={**request, "stream": True}) as response:
+        chunks = events(response)
+    joined = [{"text": "", "tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []} for _ in whole]
+    for chunk in chunks:
+        [choice] = chunk["choices"]
+        part, logprobs = joined[choice["index"]], choice["logprobs"]
+        assert len(logprobs["tokens"]) >= len(choice["text"])  # a char model: each character is a token
+        part["text"] += choice["text"]
+        for name in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+            part[name] += logprobs[name]
+    assert [j["text"] for j in joined] == [c["text"] for c in whole]
+    assert same_figures([{k: v for k, v in j.items() if k != "text"} for j in joined], [c["logprobs"] for c in whole])
+    first = next(c for c in chunks if c["choices"][0]["index"] == 0)["choices"][0]
+    assert first["text"].startswith("the") and first["logprobs"]["tokens"][:3] == ["t", "h", "e"]  # the echo comes first
+
+    with client.stream("POST", "/v1/completions", json={**request, "logprobs": None, "stream": True}) as response:
+        plain = events(response)
+    assert plain[0]["choices"][0] == {"index": 0, "text": "the", "logprobs": None, "finish_reason": None}  # echo without logprobs
+
+
+def test_chat_logprobs_list_the_answers_tokens_with_the_most_likely_ones(client):
+    body = {**CHAT, "max_tokens": 15, "temperature": 0, "logprobs": True, "top_logprobs": 4}
+    response = client.post("/v1/chat/completions", json=body).json()
+    [choice] = response["choices"]
+    content = choice["logprobs"]["content"]
+    assert "".join(entry["token"] for entry in content) == choice["message"]["content"] and len(content) == 15
+    for entry in content:
+        assert bytes(entry["bytes"]).decode() == entry["token"]
+        assert len(entry["top_logprobs"]) == 4
+        top = [t["logprob"] for t in entry["top_logprobs"]]
+        assert top == sorted(top, reverse=True)
+        assert entry["top_logprobs"][0]["token"] == entry["token"] and top[0] == entry["logprob"]  # greedy
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as streamed:
+        chunks = events(streamed)
+    assert chunks[0]["choices"][0]["logprobs"] is None  # the role chunk
+    assert same_figures([e for c in chunks[1:] for e in c["choices"][0]["logprobs"]["content"]], content)
+    without = client.post("/v1/chat/completions", json={**body, "logprobs": False, "top_logprobs": None}).json()
+    assert without["choices"][0]["logprobs"] is None and without["choices"][0]["message"] == choice["message"]
+    just_chosen = client.post("/v1/chat/completions", json={**body, "top_logprobs": None}).json()
+    assert [e["top_logprobs"] for e in just_chosen["choices"][0]["logprobs"]["content"]] == [[]] * 15
+
+
 def checkpoint_with_turns(folder: Path, turns: TurnFormat) -> Path:
     """A tiny checkpoint whose config.json records a chat format (as a corpus card's [chat] table does)."""
     write_tiny_checkpoint(folder)
@@ -263,7 +426,20 @@ BAD_REQUESTS = [
     ("/v1/completions", b"[1, 2]", 400, "JSON object"),
     ("/v1/completions", b"\xff\xfe", 400, "not valid JSON"),
     ("/v1/completions", {**GOOD, "colour": "red"}, 400, "unsupported parameter: colour"),
-    ("/v1/completions", {**GOOD, "logprobs": 3}, 400, "unsupported parameter: logprobs"),
+    ("/v1/completions", {**GOOD, "logprobs": 21}, 400, "logprobs"),
+    ("/v1/completions", {**GOOD, "logprobs": -1}, 400, "logprobs"),
+    ("/v1/completions", {**GOOD, "logprobs": True}, 400, "logprobs"),
+    ("/v1/completions", {**GOOD, "echo": "yes"}, 400, "echo"),
+    ("/v1/completions", {**GOOD, "max_tokens": 0}, 400, "use it with echo"),
+    ("/v1/completions", {**GOOD, "prompt": [5, 10_000]}, 400, "token id 10000 is not in the vocabulary"),
+    ("/v1/completions", {**GOOD, "prompt": [[5], [-1]]}, 400, "token id -1 is not in the vocabulary"),
+    ("/v1/completions", {**GOOD, "prompt": [[5], []]}, 400, "at least one id"),
+    ("/v1/completions", {**GOOD, "prompt": [5, "a"]}, 400, "list of lists of token ids"),
+    ("/v1/chat/completions", {**CHAT, "top_logprobs": 2}, 400, "top_logprobs needs logprobs"),
+    ("/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
+    ("/tokenize", {"model": "tiny"}, 400, "missing required parameter: prompt"),
+    ("/tokenize", {"model": "gpt-4", "prompt": "a"}, 404, "does not exist"),
+    ("/detokenize", {"tokens": [99_999]}, 400, "token id 99999 is not in the vocabulary"),
     ("/v1/completions", {**GOOD, "max_tokens": -5}, 400, "max_tokens"),
     ("/v1/completions", {**GOOD, "max_tokens": 10**9}, 400, "max_tokens"),
     ("/v1/completions", {**GOOD, "temperature": 2.5}, 400, "temperature"),

@@ -10,10 +10,12 @@ import torch
 from textlstm.config import SamplingOptions
 from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import RowSettings, filtered_scores, pick_tokens
-from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
+from textlstm.data.tokenizer import build_tokenizer
+from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece, TokenScores
+from textlstm.serve.logprobs import TokenNames
 from textlstm.tokens import EOT_ID
 
-from conftest import tiny_char_model
+from conftest import TINY_CORPUS, tiny_char_model
 
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
 
@@ -276,3 +278,54 @@ def test_prompt_chunks_sized_by_reading_speed_read_the_prompt_exactly(lm):
         engine.shutdown()
     assert long.text == lm.generate(long_prompt, temperature=0, max_tokens=5)
     assert short.text == lm.generate("the", temperature=0, max_tokens=300)
+
+
+def test_token_scores_go_only_to_requests_that_ask_and_a_chunked_prompt_is_scored_as_one_pass(engine, lm):
+    """The prompt is read in chunks of 16; its scores are still the model's log-softmax at every
+    position of one forward pass, and each picked token's score comes before its text."""
+    ids = [EOT_ID, *lm.encode("the quick brown fox jumps over the lazy dog. " * 3)]  # 136 ids: 9 chunks
+    scored, plain, score_only = Collector(), Collector(), Collector()
+    options = SamplingOptions(temperature=0, max_tokens=3)
+    engine.submit(GenerationRequest(ids, options, scored, logprobs=2, prompt_logprobs=3))
+    engine.submit(GenerationRequest(ids, options, plain))
+    engine.submit(GenerationRequest(ids, options, score_only, prompt_logprobs=0, generate=False))
+    wait_all(scored, plain, score_only)
+
+    with torch.inference_mode():
+        expected = torch.log_softmax(lm.model(torch.tensor([ids]))[0][0], dim=-1)  # [positions, vocab]
+    prompt = scored.events[0]
+    assert prompt.prompt and prompt.ids == ids[1:]
+    assert torch.allclose(torch.tensor(prompt.logprobs), expected[torch.arange(len(ids) - 1), ids[1:]], atol=1e-5)
+    assert prompt.top_ids == torch.topk(expected[:-1], 3).indices.tolist()
+    picked = [e for e in scored.events[1:] if isinstance(e, TokenScores)]
+    assert [len(e.ids) for e in picked] == [1, 1, 1] and not any(e.prompt for e in picked)
+    assert isinstance(scored.events[1], TokenScores) and isinstance(scored.events[2], TextPiece)  # the score first
+    first = picked[0]
+    assert first.top_ids[0][0] == first.ids[0]  # greedy: the most likely token
+    assert abs(first.logprobs[0] - float(expected[-1].max())) < 1e-5 and len(first.top_ids[0]) == 2
+    assert scored.text == plain.text == lm.generate(lm.tokenizer.decode(ids[1:]), temperature=0, max_tokens=3)
+
+    assert not any(isinstance(e, TokenScores) for e in plain.events)
+    assert [type(e) for e in score_only.events] == [TokenScores, Finished]
+    assert score_only.events[0].logprobs == prompt.logprobs and score_only.events[0].top_ids == [[]] * (len(ids) - 1)
+    assert score_only.end == Finished("length", 0)
+    assert engine.stats()["sequences"] == 0
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "word"])
+def test_each_tokens_bytes_spell_the_text_and_partial_characters_are_named_as_bytes(kind):
+    tokenizer = build_tokenizer(kind, [TINY_CORPUS * 20, "héllo wörld € "], 300)
+    names = TokenNames(tokenizer)
+    text = "the quick héllo ✓ dog" if kind != "word" else "the quick brown fox"  # no ✓ in what it learnt from
+    ids = tokenizer.encode(text)
+    assert b"".join(bytes(names.byte_values(i)) for i in ids) == text.encode("utf-8")
+    for i in ids:
+        raw = bytes(names.byte_values(i))
+        name = names.name(i)
+        try:
+            assert name == raw.decode("utf-8")
+        except UnicodeDecodeError:
+            assert name == "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
+    if kind != "word":  # "✓" is three tokens of a byte each, none a whole character: named as bytes
+        assert any(names.name(i).startswith("bytes:\\x") for i in ids)
+    assert names.name(EOT_ID) == "<|endoftext|>" and names.name(0) == "<|pad|>"

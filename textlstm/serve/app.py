@@ -1,8 +1,11 @@
 """The HTTP side: OpenAI-compatible routes over the engine, the chat page, and a metrics route.
 
-    POST /v1/completions        continue a prompt (or a list of prompts)
+    POST /v1/completions        continue a prompt (or a list of prompts), or score it (echo, logprobs)
     POST /v1/chat/completions   answer the last user message of a conversation
     GET  /v1/models             the one model served
+    POST /tokenize              a text's token ids, as /v1/completions reads it
+    POST /detokenize            token ids' text
+    GET  /tokenizer_info        the special tokens (what lm-evaluation-harness's remote tokenizer asks)
     GET  /metrics               sequences active, tokens generated, conversations kept (JSON)
     GET  /                      a page to chat and generate
 
@@ -33,9 +36,12 @@ from textlstm.config import SamplingOptions
 from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
 from textlstm.serve.conversations import ConversationStore, conversation_text
-from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece
-from textlstm.serve.schemas import CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, describe
-from textlstm.tokens import EOT_ID
+from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece, TokenScores
+from textlstm.serve.logprobs import ChoiceTokens, TokenNames, prompt_text_and_offsets
+from textlstm.serve.schemas import (
+    CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, describe,
+)
+from textlstm.tokens import EOT, EOT_ID, PAD, UNK
 from textlstm.turns import TurnFormat
 
 log = logging.getLogger("textlstm.serve")
@@ -70,6 +76,7 @@ def create_app(generator: TextGenerator, settings: ServeSettings) -> FastAPI:
     if settings.turn_format is None:
         settings = dataclasses.replace(settings, turn_format=generator.turns)
     app.state.generator = generator
+    app.state.token_names = TokenNames(generator.tokenizer)
     app.state.settings = settings
     app.state.store = ConversationStore(settings.max_conversations)
     app.state.engine = None
@@ -195,9 +202,18 @@ async def metrics(request: Request) -> dict:
 async def completions(request: Request):
     body: CompletionRequest = await _read_body(request, CompletionRequest)
     _check_model(body.model, request)
-    prompts = [await _prepare_soon(request, text, None) for text in body.prompts]
-    jobs = [(prompt, body.sampling_options(COMPLETION_MAX_TOKENS, choice), None) for prompt in prompts for choice in range(body.n)]
-    return await _respond(request, body, _Reply(chat=False, model=body.model, prompt_tokens=sum(len(p.ids) for p in prompts)), jobs)
+    if body.max_tokens == 0 and not body.echo:
+        raise APIError(400, "max_tokens 0 generates nothing: use it with echo to score the prompt", param="max_tokens")
+    scored_prompt = body.echo and body.logprobs is not None
+    prompts = [await _completion_prompt(request, prompt, body.echo, scored_prompt) for prompt in body.prompts]
+    jobs = [
+        _Job(prompt, body.sampling_options(COMPLETION_MAX_TOKENS, choice), logprobs=body.logprobs,
+             prompt_logprobs=body.logprobs if scored_prompt else None, generate=body.max_tokens != 0)
+        for prompt in prompts
+        for choice in range(body.n)
+    ]
+    reply = _Reply(chat=False, model=body.model, prompt_tokens=sum(len(p.ids) for p in prompts), echo=body.echo, top=body.logprobs)
+    return await _respond(request, body, reply, jobs)
 
 
 @router.post("/v1/chat/completions")
@@ -215,11 +231,51 @@ async def chat_completions(request: Request):
         store: ConversationStore = request.app.state.store
         tokenizer = request.app.state.generator.tokenizer
         keep = lambda state, read_ids: store.keep(conversation_id, state, text + tokenizer.decode(read_ids))  # noqa: E731
+    if body.top_logprobs is not None and not body.logprobs:
+        raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+    top = (body.top_logprobs or 0) if body.logprobs else None
     jobs = []
     for choice in range(body.n):
         options = body.sampling_options(CHAT_MAX_TOKENS, choice)
-        jobs.append((prompt, dataclasses.replace(options, stop=options.stop + turn_format.stops()), keep))
-    return await _respond(request, body, _Reply(chat=True, model=body.model, prompt_tokens=len(prompt.ids)), jobs)
+        jobs.append(_Job(prompt, dataclasses.replace(options, stop=options.stop + turn_format.stops()), keep, logprobs=top))
+    return await _respond(request, body, _Reply(chat=True, model=body.model, prompt_tokens=len(prompt.ids), top=top), jobs)
+
+
+@router.post("/tokenize")
+async def tokenize(request: Request) -> dict:
+    """The token ids /v1/completions reads for this text: with add_special_tokens, the start-of-text
+    token first (all that the model reads), else the text's own. Either list, sent back as a prompt,
+    is read the same way. max_model_len is null: an LSTM reads any length."""
+    body: TokenizeRequest = await _read_body(request, TokenizeRequest)
+    if body.model is not None:
+        _check_model(body.model, request)
+    prompt = await _prepare_soon(request, body.prompt, None)
+    ids = (prompt.read_ids if body.add_special_tokens else prompt.ids).tolist()
+    return {"tokens": ids, "count": len(ids), "max_model_len": None}
+
+
+@router.post("/detokenize")
+async def detokenize(request: Request) -> dict:
+    body: DetokenizeRequest = await _read_body(request, DetokenizeRequest)
+    if body.model is not None:
+        _check_model(body.model, request)
+    _check_token_ids(request, body.tokens, "tokens")
+    return {"prompt": request.app.state.generator.tokenizer.decode(body.tokens)}
+
+
+@router.get("/tokenizer_info")
+async def tokenizer_info(request: Request) -> dict:
+    tokenizer = request.app.state.generator.tokenizer
+    return {
+        "tokenizer_class": "textlstm",
+        "eos_token": EOT,
+        "eos_token_id": EOT_ID,
+        "bos_token": None,  # a text starts after the end-of-text token: eos is also where reading starts
+        "pad_token": PAD,
+        "unk_token": UNK if tokenizer.unk_id is not None else None,
+        "vocab_size": tokenizer.vocab_size,
+        "model_max_length": None,  # an LSTM reads any length
+    }
 
 
 # --- from a request to the engine and back --------------------------------------------------------
@@ -230,44 +286,86 @@ class _Prompt:
     ids: torch.Tensor  # the whole prompt's tokens
     read_ids: torch.Tensor  # what the model reads: all of it after end of text, or what a kept state has not read
     state: State | None
+    text: str = ""  # the prompt as text, when it is echoed
+    offsets: list[int] | None = None  # where each token's text starts in `text`, when its tokens are echoed
 
 
 INLINE_PROMPT_CHARS = 20_000  # shorter prompts are tokenized on the event loop: a thread hop costs more
 
 
-async def _prepare_soon(request: Request, text: str, conversation_id: str | None) -> _Prompt:
+async def _prepare_soon(request: Request, text: str, conversation_id: str | None, with_offsets: bool = False) -> _Prompt:
     if len(text) <= INLINE_PROMPT_CHARS:
-        return _prepare(request, text, conversation_id)
-    return await run_in_threadpool(_prepare, request, text, conversation_id)
+        return _prepare(request, text, conversation_id, with_offsets)
+    return await run_in_threadpool(_prepare, request, text, conversation_id, with_offsets)
 
 
-def _prepare(request: Request, text: str, conversation_id: str | None) -> _Prompt:
+def _prepare(request: Request, text: str, conversation_id: str | None, with_offsets: bool = False) -> _Prompt:
     """Tokenize a prompt (in a worker thread: a long one takes a while) and find a kept state for it."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise APIError(400, "the text holds a lone surrogate (\\ud800-\\udfff): not valid Unicode") from None
     tokenizer = request.app.state.generator.tokenizer
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
+    offsets = None
+    if with_offsets:
+        encoding = tokenizer.hf.encode(text, add_special_tokens=False)
+        ids, offsets = torch.tensor(encoding.ids, dtype=torch.long), [start for start, _ in encoding.offsets]
+    else:
+        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
     kept = request.app.state.store.take(conversation_id, text) if conversation_id is not None else None
     if kept is None:
-        return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None)
+        return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None, text, offsets)
     state, covered_chars = kept
-    return _Prompt(ids, torch.tensor(tokenizer.encode(text[covered_chars:]), dtype=torch.long), state)
+    return _Prompt(ids, torch.tensor(tokenizer.encode(text[covered_chars:]), dtype=torch.long), state, text)
+
+
+async def _completion_prompt(request: Request, prompt: str | list[int], echo: bool, with_offsets: bool) -> _Prompt:
+    """A completion's prompt, a text or token ids. Token ids are read after the start-of-text token
+    like a text, unless they begin with it (EOT_ID): then they are read as they are."""
+    if isinstance(prompt, str):
+        return await _prepare_soon(request, prompt, None, with_offsets)
+    _check_token_ids(request, prompt, "prompt")
+    ids = torch.tensor(prompt, dtype=torch.long)
+    read_ids = ids if prompt[0] == EOT_ID else torch.cat([torch.tensor([EOT_ID]), ids])
+    text, offsets = prompt_text_and_offsets(request.app.state.generator.tokenizer, prompt) if echo else ("", None)
+    return _Prompt(ids, read_ids, None, text, offsets if with_offsets else None)
+
+
+def _check_token_ids(request: Request, ids: list[int], param: str) -> None:
+    vocab_size = request.app.state.generator.tokenizer.vocab_size
+    wrong = next((i for i in ids if not 0 <= i < vocab_size), None)
+    if wrong is not None:
+        raise APIError(400, f"{param}: token id {wrong} is not in the vocabulary (ids 0 to {vocab_size - 1})", param=param)
+
+
+@dataclass
+class _Job:
+    """One choice to run: its prompt, its settings, and what it reports besides text."""
+
+    prompt: _Prompt
+    options: SamplingOptions
+    keep: object = None  # on_final_state, for a kept conversation
+    logprobs: int | None = None  # TokenScores of each token picked, with this many most likely
+    prompt_logprobs: int | None = None  # and of the prompt's tokens
+    generate: bool = True
 
 
 class _Run:
     """The choices of one request in the engine; their events arrive on an asyncio queue."""
 
-    def __init__(self, engine: Engine, jobs: list[tuple[_Prompt, SamplingOptions, object]]):
+    def __init__(self, engine: Engine, jobs: list[_Job]):
         self.queue: asyncio.Queue = asyncio.Queue()
         self.size = len(jobs)
         self.open = len(jobs)
         self.handles = []
         try:
-            for index, (prompt, options, keep) in enumerate(jobs):
+            for index, job in enumerate(jobs):
                 on_event = lambda event, index=index: self.queue.put_nowait((index, event))  # noqa: E731
-                request = GenerationRequest(prompt.read_ids, options, on_event, prompt.state, prompt.ids, prompt.ids, keep)
+                prompt = job.prompt
+                request = GenerationRequest(
+                    prompt.read_ids, job.options, on_event, prompt.state, prompt.ids, prompt.ids, job.keep,
+                    logprobs=job.logprobs, prompt_logprobs=job.prompt_logprobs, generate=job.generate,
+                )
                 self.handles.append(engine.submit(request))
         except EngineBusy:
             self.cancel()
@@ -289,10 +387,11 @@ class _Run:
             handle.cancel()
 
 
-async def _respond(request: Request, body, reply: _Reply, jobs):
+async def _respond(request: Request, body, reply: _Reply, jobs: list[_Job]):
     engine: Engine | None = request.app.state.engine
     if engine is None:
         raise APIError(503, "the server is not running", type="server_error")
+    reply.follow(jobs, request.app.state.token_names)
     run = _Run(engine, jobs)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -302,23 +401,33 @@ async def _respond(request: Request, body, reply: _Reply, jobs):
 
 
 async def _stream(run: _Run, reply: _Reply, include_usage: bool):
-    """Server-sent events: a chunk per choice for all the text that arrived together, then [DONE]."""
+    """Server-sent events: a chunk per choice for all the text (and tokens) that arrived together, then [DONE].
+
+    An echoed prompt comes first: with logprobs, in the chunk that carries its tokens, once it is read.
+    """
     completion_tokens = 0
     try:
-        if reply.chat:
-            for index in range(run.size):
+        for index in range(run.size):
+            if reply.chat:
                 yield _event(reply.chunk(index, None, None, role=True))
+            elif reply.echo and reply.tokens is None:
+                yield reply.chunk_event(index, reply.prompt_texts[index], None)
         while run.open:
-            texts, reasons, failure = {}, {}, None
+            texts, reasons, scored, failure = {}, {}, set(), None
             for index, event in await run.next_events():
                 if isinstance(event, TextPiece):
                     texts[index] = texts.get(index, "") + event.text
+                elif isinstance(event, TokenScores):
+                    if event.prompt:  # before any text of this choice
+                        texts[index] = reply.prompt_texts[index]
+                    reply.tokens[index].take(event)
+                    scored.add(index)
                 elif isinstance(event, Finished):
                     reasons[index] = event.reason
                     completion_tokens += event.completion_tokens
                 else:
                     failure = event
-            for index in sorted(texts.keys() | reasons.keys()):
+            for index in sorted(texts.keys() | reasons.keys() | scored):
                 yield reply.chunk_event(index, texts.get(index, ""), reasons.get(index))
             if failure is not None:
                 yield _event(error_body(failure.message, "server_error"))
@@ -335,7 +444,8 @@ def _event(data: dict) -> str:
 
 
 async def _collect(request: Request, run: _Run, reply: _Reply):
-    texts, reasons = [[] for _ in range(run.size)], [None] * run.size
+    texts = [[reply.prompt_texts[i]] if reply.echo else [] for i in range(run.size)]
+    reasons = [None] * run.size
     completion_tokens = 0
     loop = asyncio.get_running_loop()
     next_check = loop.time() + DISCONNECT_POLL_SECONDS
@@ -352,6 +462,8 @@ async def _collect(request: Request, run: _Run, reply: _Reply):
             for index, event in events:
                 if isinstance(event, TextPiece):
                     texts[index].append(event.text)
+                elif isinstance(event, TokenScores):
+                    reply.tokens[index].take(event)
                 elif isinstance(event, Finished):
                     reasons[index] = event.reason
                     completion_tokens += event.completion_tokens
@@ -370,22 +482,52 @@ class _Reply:
     chat: bool
     model: str
     prompt_tokens: int
+    echo: bool = False  # completions: each choice's text starts with its prompt
+    top: int | None = None  # with logprobs: how many most likely tokens at each position; None: no logprobs
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
+    prompt_texts: list[str] = field(default_factory=list)  # of each choice
+    tokens: list[ChoiceTokens] | None = None  # of each choice, with logprobs
     _event_head: str | None = None
+
+    def follow(self, jobs: list[_Job], names: TokenNames) -> None:
+        """Get ready for the choices of `jobs`."""
+        self.prompt_texts = [job.prompt.text for job in jobs]
+        if self.top is None:
+            return
+        self.tokens = []
+        for job in jobs:
+            prompt = job.prompt
+            text_start = len(prompt.text) if self.echo else 0
+            first_predicted = len(prompt.read_ids) > len(prompt.ids)  # read after a start-of-text token of its own
+            self.tokens.append(ChoiceTokens(names, prompt.ids.tolist(), text_start, prompt.offsets, first_predicted))
 
     def _envelope(self, kind: str, choices: list) -> dict:
         prefix = "chatcmpl-" if self.chat else "cmpl-"
         return {"id": prefix + self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
 
+    def _logprobs(self, index: int, whole: bool = False) -> dict | None:
+        """The logprobs of choice `index`: of all its tokens, or of those not sent yet."""
+        if self.tokens is None:
+            return None
+        choice = self.tokens[index]
+        tokens = choice.tokens if whole else choice.unsent()
+        if self.chat:
+            return {"content": choice.chat_content(tokens, self.top)}
+        return choice.completion_logprobs(tokens, self.top)
+
     def chunk(self, index: int, text: str | None, reason: str | None, role: bool = False) -> dict:
         if not self.chat:
-            return self._envelope("text_completion", [{"index": index, "text": text, "logprobs": None, "finish_reason": reason}])
+            logprobs = self._logprobs(index)
+            return self._envelope("text_completion", [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}])
         delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
-        return self._envelope("chat.completion.chunk", [{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}])
+        logprobs = None if role else self._logprobs(index)
+        return self._envelope("chat.completion.chunk", [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}])
 
     def chunk_event(self, index: int, text: str, reason: str | None) -> str:
         """`_event(self.chunk(index, text, reason))`, built faster: one per sequence per step under load."""
+        if self.tokens is not None:
+            return _event(self.chunk(index, text, reason))
         if self._event_head is None:
             kind = "chat.completion.chunk" if self.chat else "text_completion"
             self._event_head = "data: " + json.dumps(self._envelope(kind, []), ensure_ascii=False)[:-3] + '[{"index": '
@@ -406,9 +548,12 @@ class _Reply:
     def whole(self, texts: list[str], reasons: list[str | None], completion_tokens: int) -> dict:
         if self.chat:
             choices = [
-                {"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": reason}
+                {"index": i, "message": {"role": "assistant", "content": text}, "logprobs": self._logprobs(i, whole=True), "finish_reason": reason}
                 for i, (text, reason) in enumerate(zip(texts, reasons))
             ]
             return {**self._envelope("chat.completion", choices), "usage": self.usage(completion_tokens)}
-        choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason} for i, (text, reason) in enumerate(zip(texts, reasons))]
+        choices = [
+            {"index": i, "text": text, "logprobs": self._logprobs(i, whole=True), "finish_reason": reason}
+            for i, (text, reason) in enumerate(zip(texts, reasons))
+        ]
         return {**self._envelope("text_completion", choices), "usage": self.usage(completion_tokens)}

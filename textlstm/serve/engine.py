@@ -9,6 +9,10 @@ Each turn of the loop
   4. hands the text produced this turn to `deliver` in one call (the server posts it to its event
      loop), and retires the sequences that finished.
 
+A request can also ask for log-probabilities (`TokenScores`): of each token it picks, and of each
+token of its prompt, from the logits of every prompt position, computed only for the requests that
+ask; a request that does not generate (`generate=False`) only reads and scores its prompt.
+
 A sequence's whole context is its (h, c): the batch is a pair of [layers, batch, hidden] tensors,
 rows join and leave between steps.
 """
@@ -27,7 +31,7 @@ import torch
 from textlstm.config import SamplingOptions
 from textlstm.data.tokenizer import TextTokenizer
 from textlstm.generation.decoding import DECODE_CONTEXT, StopStringFilter, TextDecoder
-from textlstm.generation.sampler import RowSettings, filtered_scores, make_rng, pick_tokens
+from textlstm.generation.sampler import RowSettings, TokenLogprobs, filtered_scores, make_rng, pick_tokens, token_logprobs
 from textlstm.model.network import LSTMLanguageModel, State
 from textlstm.tokens import EOT_ID, PAD_ID
 
@@ -35,6 +39,7 @@ log = logging.getLogger("textlstm.serve")
 
 PROMPT_STEP_SECONDS = 0.04  # prompt reading per step while others generate: what their next token waits
 MIN_PROMPT_CHUNK = 16
+SCORED_POSITIONS = 256  # prompt positions whose logits are held at once when a prompt is scored
 
 
 # --- what goes in and what comes out ---------------------------------------------------------------
@@ -56,7 +61,20 @@ class Failed:
     message: str
 
 
-Event = TextPiece | Finished | Failed
+@dataclass(frozen=True)
+class TokenScores:
+    """Log-probabilities (`sampler.token_logprobs`) of tokens, in order: with prompt=True those of
+    read_ids[1:], each read from the ids before it, sent once the prompt is read; else the token
+    just picked, sent before its text. top_ids / top_logprobs: the most likely tokens at each."""
+
+    prompt: bool
+    ids: list[int]
+    logprobs: list[float]
+    top_ids: list[list[int]]
+    top_logprobs: list[list[float]]
+
+
+Event = TextPiece | Finished | Failed | TokenScores
 
 
 @dataclass
@@ -74,6 +92,10 @@ class GenerationRequest:
     # Called with the final state and the generated ids it has read (all but the last one picked),
     # when the sequence ends normally: how a conversation keeps its state for the next turn.
     on_final_state: Callable[[State, list[int]], None] | None = None
+    # TokenScores with this many most likely tokens at each position; None: none sent.
+    logprobs: int | None = None  # of each token picked
+    prompt_logprobs: int | None = None  # of read_ids[1:]
+    generate: bool = True  # False: read (and score) the prompt, then finish without picking a token
 
 
 class EngineBusy(Exception):
@@ -238,16 +260,25 @@ class Engine:
         self.counters["prompt_tokens_read"] += sum(lengths)
         done = []
         for i, (sequence, length) in enumerate(zip(rows, lengths)):
+            if sequence.request.prompt_logprobs is not None:
+                sequence.score_prompt_chunk(self.model, hidden[i, :length])
             sequence.position += length
             sequence.state = (h[:, i : i + 1], c[:, i : i + 1])
             if sequence.position == len(sequence.read_ids):
                 done.append(i)
         if not done:
             return
-        last = torch.tensor([lengths[i] - 1 for i in done], device=self.device)
-        logits = self.model.logits(hidden[torch.tensor(done, device=self.device), last])
-        joining = [rows[i] for i in done]
-        self._batch.join(joining, h[:, done], c[:, done], logits, self.model.config.vocab_size)
+        for i in done:
+            rows[i].send_prompt_scores(self._outbox)
+        joining = [i for i in done if rows[i].request.generate]
+        for i in done:
+            if not rows[i].request.generate:
+                self._outbox.append((rows[i].request.on_event, Finished("length", 0)))
+                self._retire(rows[i], "finished")
+        if joining:
+            last = torch.tensor([lengths[i] - 1 for i in joining], device=self.device)
+            logits = self.model.logits(hidden[torch.tensor(joining, device=self.device), last])
+            self._batch.join([rows[i] for i in joining], h[:, joining], c[:, joining], logits, self.model.config.vocab_size)
         finished = set(done)
         self._reading = [s for i, s in enumerate(rows) if i not in finished]
 
@@ -274,6 +305,8 @@ class Engine:
             return
         scores = filtered_scores(batch.logits, batch.settings, batch.seen)
         tokens = pick_tokens(scores, batch.settings.greedy, [s.rng for s in batch.sequences])
+        if batch.scoring:
+            self._send_token_scores(tokens)
         going_on = []
         for i, (sequence, token) in enumerate(zip(batch.sequences, tokens.tolist())):
             if sequence.take(token, self._outbox):
@@ -290,6 +323,20 @@ class Engine:
         batch.seen[torch.arange(len(going_on), device=self.device), tokens] = True
         batch.logits, (batch.h, batch.c) = self.model.step(tokens, (batch.h, batch.c))
         self.counters["steps"] += 1
+
+    def _send_token_scores(self, tokens: torch.Tensor) -> None:
+        """TokenScores of the token each sequence that asked for them has just picked, from its raw logits."""
+        batch = self._batch
+        rows = [i for i, s in enumerate(batch.sequences) if s.request.logprobs is not None]
+        top = max(batch.sequences[i].request.logprobs for i in rows)
+        index = torch.tensor(rows, device=self.device)
+        figures = token_logprobs(batch.logits[index], tokens[index], top)
+        chosen, top_ids, top_logprobs = figures.chosen.tolist(), figures.top_ids.tolist(), figures.top_logprobs.tolist()
+        for j, row in enumerate(rows):
+            request = batch.sequences[row].request
+            k = request.logprobs
+            scores = TokenScores(False, [int(tokens[row])], [chosen[j]], [top_ids[j][:k]], [top_logprobs[j][:k]])
+            self._outbox.append((request.on_event, scores))
 
     def _keep_final_state(self, sequence: _Sequence, h: torch.Tensor, c: torch.Tensor) -> None:
         keep = sequence.request.on_final_state
@@ -340,6 +387,28 @@ class _Sequence:
         self.stop_filter = StopStringFilter(request.options.stop)
         self.generated: list[int] = []
         self.cancelled = False
+        self.prompt_scores: list[TokenLogprobs] = []  # of the chunks read so far, with prompt_logprobs
+
+    def score_prompt_chunk(self, model: LSTMLanguageModel, hidden: torch.Tensor) -> None:
+        """Log-probabilities of the ids that follow this chunk's positions (hidden [length, hidden])."""
+        targets = self.read_ids[self.position + 1 : self.position + 1 + len(hidden)]  # the last position predicts a new token
+        top = self.request.prompt_logprobs
+        for start in range(0, len(targets), SCORED_POSITIONS):
+            logits = model.logits(hidden[start : start + SCORED_POSITIONS][: len(targets) - start])
+            self.prompt_scores.append(token_logprobs(logits, targets[start : start + SCORED_POSITIONS], top))
+
+    def send_prompt_scores(self, outbox: list) -> None:
+        if self.request.prompt_logprobs is None:
+            return
+        parts, self.prompt_scores = self.prompt_scores, []
+        ids = self.read_ids[1:].tolist()
+        if not parts:
+            outbox.append((self.request.on_event, TokenScores(True, ids, [], [], [])))
+            return
+        chosen = torch.cat([p.chosen for p in parts]).tolist()
+        top_ids = torch.cat([p.top_ids for p in parts]).tolist()
+        top_logprobs = torch.cat([p.top_logprobs for p in parts]).tolist()
+        outbox.append((self.request.on_event, TokenScores(True, ids, chosen, top_ids, top_logprobs)))
 
     def take(self, token: int, outbox: list) -> bool:
         """Add a picked token; queue its text; False when the sequence has ended."""
@@ -376,6 +445,7 @@ class _Batch:
     logits: torch.Tensor | None = None
     seen: torch.Tensor | None = None
     settings: RowSettings | None = None
+    scoring: int = 0  # sequences that asked for the log-probabilities of the tokens they pick
 
     def join(self, sequences: list[_Sequence], h: torch.Tensor, c: torch.Tensor, logits: torch.Tensor, vocab_size: int) -> None:
         seen = torch.zeros(len(sequences), vocab_size, dtype=torch.bool, device=self.device)
@@ -383,6 +453,7 @@ class _Batch:
             ids = torch.as_tensor(sequence.request.seen_ids, dtype=torch.long)
             seen[row, ids[ids != EOT_ID].to(self.device)] = True
             sequence.state = None  # the batch holds it from now on
+            self.scoring += sequence.request.logprobs is not None
         settings = RowSettings.of([s.options for s in sequences], self.device)
         if not self.sequences:
             self.h, self.c, self.logits, self.seen, self.settings = h, c, logits, seen, settings
@@ -394,6 +465,8 @@ class _Batch:
 
     def keep(self, rows: list[int]) -> None:
         self.sequences = [self.sequences[i] for i in rows]
+        if self.scoring:
+            self.scoring = sum(s.request.logprobs is not None for s in self.sequences)
         if not rows:
             self.h = self.c = self.logits = self.seen = self.settings = None
             return

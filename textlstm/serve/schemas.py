@@ -2,8 +2,9 @@
 wrong type or out of range is a 400 error that names the field.
 
 OpenAI's parameters that mean something for this model are mapped (temperature, top_p, max_tokens,
-stop, seed, n, stream, stream_options, user); top_k and repetition_penalty are extras; others
-(logprobs, tools, presence_penalty, ...) are refused rather than silently ignored.
+stop, seed, n, stream, stream_options, user; for completions echo and logprobs, and prompts as token
+ids; for chat logprobs and top_logprobs); top_k and repetition_penalty are extras; others (tools,
+presence_penalty, ...) are refused rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ MAX_TOKENS_LIMIT = 16_384  # the most tokens one choice may ask for
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 CHAT_MAX_TOKENS = 256  # the default for /v1/chat/completions, whose answers end at a blank line anyway
 MAX_CHOICES = 16
+MAX_PROMPTS = 64  # prompts in one completions request: lm-evaluation-harness sends batches
 MAX_STOPS = 4
+MAX_LOGPROBS = 20  # the most likely tokens a request may ask for at each position
 
 
 class Strict(BaseModel):
@@ -69,18 +72,41 @@ class SamplingFields(Strict):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] = Field(min_length=0)
+    # A text, texts, a text as token ids, or texts as token ids.
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_LIMIT)  # 0 with echo: score the prompt only
+    echo: bool = False  # the text starts with the prompt (and with logprobs, so do the tokens)
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # each token's, and this many most likely
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_shape(cls, prompt):
+        if isinstance(prompt, str) or _all(prompt, str) or _all(prompt, int) or (isinstance(prompt, list) and all(_all(p, int) for p in prompt)):
+            return prompt
+        raise ValueError("must be a string, a list of strings, a list of token ids or a list of lists of token ids")
 
     @field_validator("prompt")
     @classmethod
     def _prompts(cls, prompt):
-        if isinstance(prompt, list) and not 1 <= len(prompt) <= MAX_CHOICES:
-            raise ValueError(f"a list of prompts must hold 1 to {MAX_CHOICES} strings")
+        if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+            return prompt
+        if not 1 <= len(prompt) <= MAX_PROMPTS:
+            raise ValueError(f"a list of prompts must hold 1 to {MAX_PROMPTS} prompts")
+        if any(isinstance(p, list) and not p for p in prompt):
+            raise ValueError("a prompt of token ids must hold at least one id")
         return prompt
 
     @property
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a text or a list of token ids."""
+        if isinstance(self.prompt, str) or isinstance(self.prompt[0], int):
+            return [self.prompt]
+        return self.prompt
+
+
+def _all(items, kind: type) -> bool:
+    """Whether `items` is a list of `kind` (a bool is not an int here)."""
+    return isinstance(items, list) and all(isinstance(item, kind) and not isinstance(item, bool) for item in items)
 
 
 class TextPart(Strict):
@@ -103,6 +129,8 @@ class ChatRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)  # the newer name of max_tokens
     # An extra: the server keeps this conversation's LSTM state, so the next turn reads only what is new.
     conversation_id: str | None = Field(None, min_length=1, max_length=200)
+    logprobs: bool = False  # the answer's tokens with their log-probabilities
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # and this many most likely at each
 
     @field_validator("messages")
     @classmethod
@@ -115,6 +143,18 @@ class ChatRequest(SamplingFields):
         if self.max_completion_tokens is not None and self.max_tokens is None:
             default_max_tokens = self.max_completion_tokens
         return super().sampling_options(default_max_tokens, choice)
+
+
+class TokenizeRequest(Strict):
+    model: str | None = None  # lm-evaluation-harness sends none
+    prompt: str
+    # As vLLM: true lists the special token the model reads first, here the start-of-text token.
+    add_special_tokens: bool = True
+
+
+class DetokenizeRequest(Strict):
+    model: str | None = None
+    tokens: list[int]
 
 
 def describe(error: ValidationError) -> tuple[str, str | None]:
