@@ -77,11 +77,15 @@ def start_server(checkpoint: Path, threads: int, max_conversations: int, precisi
          "--precision", precision],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
-    line = process.stderr.readline()
-    match = re.search(r"on http://([\d.]+):(\d+) ", line)
+    lines = []
+    while not lines or not lines[-1].startswith(("serving ", "error")):  # it listens first, then loads the model
+        lines.append(process.stderr.readline())
+        if not lines[-1]:
+            break
+    match = re.search(r"on http://([\d.]+):(\d+) ", lines[-1]) if lines[-1].startswith("serving ") else None
     if not match:
         process.kill()
-        raise SystemExit(f"the server did not start: {line}{process.stderr.read()}")
+        raise SystemExit(f"the server did not start: {''.join(lines)}{process.stderr.read()}")
     return process, match.group(1), int(match.group(2))
 
 
@@ -223,7 +227,7 @@ async def kept_conversation_memory(host: str, port: int, pid: int, count: int, c
     before = rss_mb(pid)
     await chats(keep=True, offset=0)
     after = rss_mb(pid)
-    metrics = await get_json(host, port, "/metrics")
+    metrics = await get_json(host, port, "/metrics.json")
     return {
         "conversations": count,
         "kept": metrics["kept_conversations"],
@@ -284,7 +288,7 @@ def main() -> None:
             print(json.dumps(stall), flush=True)
             memory = asyncio.run(kept_conversation_memory(host, port, process.pid, args.conversations))
             print(json.dumps(memory), flush=True)
-            final = asyncio.run(get_json(host, port, "/metrics"))
+            final = asyncio.run(get_json(host, port, "/metrics.json"))
         finally:
             process.terminate()
             process.wait(60)

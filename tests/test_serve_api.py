@@ -69,9 +69,18 @@ def events(response) -> list:
     return [json.loads(d) for d in data[:-1]]
 
 
+def wait_until_served(client) -> None:
+    """Until /health answers 200: the command's server listens before its model is loaded."""
+    for _ in range(WAIT * 20):
+        if client.get("/health").status_code == 200:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"never served: {client.get('/health').text}")
+
+
 def wait_until_idle(client) -> dict:
     for _ in range(WAIT * 20):
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics.json").json()
         if metrics["sequences"] == 0:
             return metrics
         threading.Event().wait(0.05)
@@ -355,6 +364,7 @@ def test_serve_command_chats_in_the_checkpoints_turn_format_unless_prefixes_are_
         def start(self, timeout: float = 60.0) -> RunningServer:
             super().start(timeout)
             with httpx.Client(base_url=self.url, timeout=WAIT) as client:
+                wait_until_served(client)
                 answers.append(ask(client, "run", "the dog"))
             self.stop()
             return self
@@ -378,9 +388,9 @@ def test_a_kept_conversation_reads_only_what_is_new_and_an_evicted_one_is_rebuil
         history = [{"role": "user", "content": "the fox"}]
         first = turn(client, history, "a")
         history += [{"role": "assistant", "content": first}, {"role": "user", "content": "the dog"}]
-        read_before = client.get("/metrics").json()["prompt_tokens_read"]
+        read_before = client.get("/metrics.json").json()["prompt_tokens_read"]
         second = turn(client, history, "a")
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics.json").json()
         # The kept state had read the first answer but its last token: that token, "\nQ. the dog\nB. ".
         assert metrics["prompt_tokens_read"] - read_before == 1 + len("\nQ. the dog\nB. ")
         assert metrics["conversations_reused"] == 1 and metrics["kept_conversations"] == 1
@@ -389,13 +399,13 @@ def test_a_kept_conversation_reads_only_what_is_new_and_an_evicted_one_is_rebuil
         turn(client, [{"role": "user", "content": "lazy"}], "b")  # evicts "a" (room for one)
         history += [{"role": "assistant", "content": second}, {"role": "user", "content": "a cat"}]
         rebuilt = turn(client, history, "a")
-        metrics = client.get("/metrics").json()
+        metrics = client.get("/metrics.json").json()
         assert metrics["conversations_evicted"] >= 1 and metrics["conversations_reused"] == 1
         assert rebuilt == turn(client, history)
 
         edited = [{"role": "user", "content": "the cat"}, *history[1:]]  # history changed: read again
         assert turn(client, edited, "a") == turn(client, edited)
-        assert client.get("/metrics").json()["conversations_reused"] == 1
+        assert client.get("/metrics.json").json()["conversations_reused"] == 1
 
 
 def test_the_official_openai_client_works_unmodified(client):
@@ -499,10 +509,10 @@ def test_a_client_that_leaves_mid_stream_leaves_no_sequence_behind(client):
     host, port = client.url.removeprefix("http://").split(":")
     body = json.dumps({**GOOD, "max_tokens": 16_000}).encode()
     with socket.create_connection((host, int(port)), timeout=WAIT) as raw:
-        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n" % (host.encode(), port.encode()))
         raw.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         for _ in range(WAIT * 20):
-            if client.get("/metrics").json()["sequences"] > 0:
+            if client.get("/metrics.json").json()["sequences"] > 0:
                 break
             threading.Event().wait(0.05)
     metrics = wait_until_idle(client)
@@ -550,6 +560,7 @@ def test_serve_command_stops_cleanly_on_sigterm_and_sigint(tmp_path):
             first_line = process.stderr.readline()
             url = re.search(r"on (http://\S+) ", first_line).group(1)
             with httpx.Client(base_url=url, timeout=WAIT) as client:
+                wait_until_served(client)
                 with client.stream("POST", "/v1/completions", json={"model": "run", "prompt": "the", "max_tokens": 16_000, "stream": True}) as response:
                     lines = response.iter_lines()
                     assert next(line for line in lines if line.startswith("data: "))
@@ -570,8 +581,8 @@ def test_serve_command_errors_are_one_line(run_cli, tmp_path, monkeypatch):
         result = run_cli("serve", "--checkpoint", checkpoint, "--port", taken.port)
     assert result.code == 1 and result.err.startswith("error: cannot listen on 127.0.0.1:") and "Traceback" not in result.err
 
-    result = run_cli("serve", "--checkpoint", tmp_path / "missing")
-    assert result.code == 1 and result.err.startswith("error:")
+    result = run_cli("serve", "--checkpoint", tmp_path / "missing", "--port", "0")  # found missing once it listens
+    assert result.code == 1 and result.err.splitlines()[-1].startswith("error: no such checkpoint") and "Traceback" not in result.err
 
     for module in ("fastapi", "textlstm.serve.app", "textlstm.serve.server"):
         monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed

@@ -24,6 +24,7 @@ pytest.importorskip("uvicorn")
 from textlstm.generation.generator import load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.conversations import conversation_text  # noqa: E402
+from textlstm.serve.security import AccessSettings  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
 
@@ -133,3 +134,33 @@ def test_the_page_streams_a_chat_answer_in_a_real_browser(tmp_path):
     assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 5_000
     assert answer == lm.generate(conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=40, stop=turns.stops())
     assert metrics["sequences"] == 0
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
+def test_with_a_key_set_the_page_asks_for_it_and_sends_it(tmp_path):
+    lm = load(write_tiny_checkpoint(tmp_path / "tiny"))
+    turns = TurnFormat()
+    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=turns), AccessSettings(api_keys=("page-key",)))
+    browser = Browser(tmp_path / "profile")
+    try:
+        with RunningServer(app, "127.0.0.1", 0) as server:
+            browser.open(server.url + "/")
+            browser.wait_for("!document.getElementById('key-form').hidden")
+            assert browser.evaluate("document.getElementById('model').textContent") == ""
+            browser.evaluate("document.getElementById('key').value = 'wrong'; document.getElementById('key-form').requestSubmit();")
+            browser.wait_for("document.getElementById('log').textContent.includes('did not take that API key')")
+            browser.evaluate("document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();")
+            browser.wait_for("document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden")
+            browser.evaluate(
+                "document.getElementById('log').textContent = '';"
+                "document.getElementById('temperature').value = '0';"
+                "document.getElementById('max_tokens').value = '20';"
+                "document.getElementById('input').value = 'the fox';"
+                "document.getElementById('form').requestSubmit();"
+            )
+            answer = browser.wait_for("(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()")
+            stored = browser.evaluate("sessionStorage.getItem('textlstm-api-key')")
+    finally:
+        browser.close()
+    assert stored == "page-key"
+    assert answer == lm.generate(conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=20, stop=turns.stops())

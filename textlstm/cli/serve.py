@@ -15,6 +15,33 @@ from textlstm.errors import TextlstmError
 EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[serve]"'
 
 
+def _network_options(command):
+    """Who may use the server and how much one request may ask (ServeSettings, AccessSettings)."""
+    options = [
+        click.option("--api-key", metavar="KEY", envvar="TEXTLSTM_API_KEY", show_envvar=True,
+                     help="Require this key (Authorization: Bearer KEY) on every route but /, /health and /metrics."),
+        click.option("--api-key-file", type=click.Path(dir_okay=False), metavar="PATH",
+                     help="Require one of the keys in this file, one a line (with --api-key: that one too)."),
+        click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+                     help="Let pages on this origin (e.g. https://app.example) call the API from a browser; "
+                     "repeatable; * for any. Others get 403."),
+        click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+                     help="A name this server answers to in the Host header beside its addresses (a DNS name "
+                     "it is reached by); repeatable. Others get 400."),
+        click.option("--max-request-tokens", type=click.IntRange(min=1), default=65_536, show_default=True,
+                     help="Tokens one request may generate: prompts x n x max_tokens."),
+        click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=2**20, show_default=True,
+                     help="Prompt tokens read for one request (each prompt once for each choice)."),
+        click.option("--max-sequences-per-key", type=click.IntRange(min=1), default=1024, show_default=True,
+                     help="Sequences active at once for one API key; beyond this its requests get 429."),
+        click.option("--request-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="SECONDS",
+                     help="A request still running after this long is stopped and answered with an error; 0: never."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.option(
     "--checkpoint",
@@ -59,15 +86,19 @@ EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[se
     help="bfloat16: hold the weights in bfloat16 (slightly different text; the speed-up measured is in "
     "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, else float32.",
 )
-def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conversations, max_sequences, threads, device, precision) -> None:
+@_network_options
+def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conversations, max_sequences, threads, device, precision,
+          **network) -> None:
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
-    /v1/models, /metrics, and a page at /. Every active sequence advances in one batched LSTM step
-    per token. Ctrl-C or SIGTERM ends open answers and stops.
+    /v1/models, /health, /metrics (Prometheus), and a page at /. It listens at once and loads the
+    model in the background (/health: 503 until it serves). Every active sequence advances in one
+    batched LSTM step per token. Ctrl-C or SIGTERM ends open answers and stops.
     """
     try:
-        from textlstm.serve.app import ServeSettings, create_app
+        from textlstm.serve.app import ServeSettings, create_loading_app
+        from textlstm.serve.security import is_loopback
         from textlstm.serve.server import RunningServer
     except ImportError as error:
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
@@ -78,18 +109,27 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
     from textlstm.hardware.device import resolve_device
     from textlstm.hardware.precision import training_precision
 
-    with warnings_as_lines():
-        generator = load(checkpoint, device=device, precision=training_precision(precision, resolve_device(device)))
+    access = _access_settings(host, network)
     # Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given.
     given = {name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None}
-    settings = ServeSettings(
-        model_name=model_name or generator.checkpoint.resolve().name,
-        turn_format=dataclasses.replace(generator.turns, **given),
-        max_sequences=max_sequences,
-        max_conversations=max_conversations,
-        threads=threads,
-    )
-    app = create_app(generator, settings)
+
+    def load_model():  # in the background, once the server listens
+        with warnings_as_lines():
+            generator = load(checkpoint, device=device, precision=training_precision(precision, resolve_device(device)))
+        settings = ServeSettings(
+            model_name=model_name or generator.checkpoint.resolve().name,
+            turn_format=dataclasses.replace(generator.turns, **given),
+            max_sequences=max_sequences,
+            max_conversations=max_conversations,
+            threads=threads,
+            max_request_tokens=network["max_request_tokens"],
+            max_prompt_tokens=network["max_prompt_tokens"],
+            max_sequences_per_key=network["max_sequences_per_key"],
+            request_timeout=network["request_timeout"] or None,
+        )
+        return generator, settings
+
+    app = create_loading_app(load_model, access)
     server = RunningServer(app, host, port)
     stop = threading.Event()
 
@@ -101,12 +141,38 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     server.start()
-    click.echo(f"serving {settings.model_name} on {server.url} (page: {server.url}/, API: {server.url}/v1); Ctrl-C stops", err=True)
-    while not stop.is_set() and server.running:
-        stop.wait(0.5)
+    click.echo(f"listening on {server.url} while the model loads (/health answers 503 until it serves)", err=True)
+    if not access.api_keys and not is_loopback(host):
+        click.echo(f"warning: listening on {host} without an API key: anyone who can reach port {server.port} can use "
+                   "the model (--api-key, TEXTLSTM_API_KEY or --api-key-file to require one)", err=True)
+    _wait_while(lambda: not app.state.loaded.is_set(), stop, server)
+    if app.state.load_error is not None:
+        server.stop()
+        raise app.state.load_error
+    if app.state.engine is not None:
+        name = app.state.settings.model_name
+        click.echo(f"serving {name} on {server.url} (page: {server.url}/, API: {server.url}/v1); Ctrl-C stops", err=True)
+        _wait_while(lambda: True, stop, server)
     click.echo("stopping", err=True)
     server.stop()
-    click.echo(f"stopped; {app.state.engine.stats()['sequences']} sequences active", err=True)
+    engine = app.state.engine
+    click.echo(f"stopped; {engine.stats()['sequences'] if engine else 0} sequences active", err=True)
+
+
+def _access_settings(host: str, network: dict):
+    from textlstm.serve.security import AccessSettings, check_origin, read_api_keys
+
+    keys = [network["api_key"]] if network["api_key"] else []
+    if network["api_key_file"]:
+        keys += read_api_keys(network["api_key_file"])
+    origins = tuple(check_origin(origin) for origin in network["cors_origins"])
+    return AccessSettings(api_keys=tuple(keys), cors_origins=origins, allowed_hosts=tuple(network["allowed_hosts"]), host=host)
+
+
+def _wait_while(going_on, stop: threading.Event, server) -> None:
+    """Until going_on() is false, a signal came, or the server stopped."""
+    while going_on() and not stop.is_set() and server.running:
+        stop.wait(0.2)
 
 
 def _log_to_stderr() -> None:

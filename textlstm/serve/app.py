@@ -6,8 +6,13 @@
     POST /tokenize              a text's token ids, as /v1/completions reads it
     POST /detokenize            token ids' text
     GET  /tokenizer_info        the special tokens (what lm-evaluation-harness's remote tokenizer asks)
-    GET  /metrics               sequences active, tokens generated, conversations kept (JSON)
+    GET  /health                200 when it serves, 503 while the model loads
+    GET  /metrics               sequences active, tokens generated, conversations kept (Prometheus)
+    GET  /metrics.json          the same figures as JSON
     GET  /                      a page to chat and generate
+
+Before the routes, security.py checks who asks (Host, Origin, API key, content type). An app made
+by `create_loading_app` listens before its model is loaded: it answers 503 until then.
 
 Errors are JSON in OpenAI's format, {"error": {"message", "type", "param", "code"}}, with a 4xx
 status for a bad request; a stream that fails after it started ends with one such error event.
@@ -19,8 +24,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,10 +44,14 @@ from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
 from textlstm.serve.conversations import ConversationStore, conversation_text
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece, TokenScores
+from textlstm.serve.errors import APIError, error_body
+from textlstm.serve.limits import KeyQuota, check_request_size
 from textlstm.serve.logprobs import ChoiceTokens, TokenNames, prompt_text_and_offsets
+from textlstm.serve.metrics import CONTENT_TYPE, new_registry, prometheus_text
 from textlstm.serve.schemas import (
     CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, describe,
 )
+from textlstm.serve.security import AccessSettings, install
 from textlstm.tokens import EOT, EOT_ID, PAD, UNK
 from textlstm.turns import TurnFormat
 
@@ -58,40 +69,99 @@ class ServeSettings:
     max_request_bytes: int = 4 * 2**20  # a bigger request body gets 413
     prompt_chunk: int | None = None  # prompt tokens read per step while others generate; None: adaptive
     threads: int = 1  # torch threads of the engine
+    # What one request may ask (limits.py); over these it gets 400, or 429 for the key's sequences.
+    max_request_tokens: int = 65_536  # tokens it may generate: prompts x n x max_tokens
+    max_prompt_tokens: int = 2**20  # prompt tokens read for it: each prompt once for each choice
+    max_sequences_per_key: int = 1024  # sequences active at once for one API key
+    request_timeout: float | None = 600.0  # seconds before a request still running is stopped; None: never
 
 
-class APIError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+def create_app(generator: TextGenerator, settings: ServeSettings, access: AccessSettings | None = None) -> FastAPI:
+    """The ASGI app serving `generator`; its engine thread starts and stops with the app's lifespan."""
+    app = _new_app(access or AccessSettings())
+    _attach_model(app, generator, settings)
+    return app
 
 
-def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+def create_loading_app(load: Callable[[], tuple[TextGenerator, ServeSettings]], access: AccessSettings | None = None) -> FastAPI:
+    """An app that answers as soon as it starts, /health and every other route with 503, while
+    `load()` runs in a thread of its own; then it serves what load returned. app.state.loaded is set
+    once load has returned or failed (app.state.load_error: its exception)."""
+    app = _new_app(access or AccessSettings())
+    app.state.load = load
+    return app
 
 
-def create_app(generator: TextGenerator, settings: ServeSettings) -> FastAPI:
-    """The ASGI app; its engine thread starts and stops with the app's lifespan."""
+def _new_app(access: AccessSettings) -> FastAPI:
     app = FastAPI(title="textlstm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.access = access
+    app.state.load = None
+    app.state.loaded = threading.Event()
+    app.state.load_error = None
+    app.state.stopping = False
+    app.state.engine = None
+    app.state.registry = new_registry(lambda: _figures(app))
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(router)
+    app.add_middleware(_ServedOnceLoaded)
+    install(app, access)
+    return app
+
+
+def _attach_model(app: FastAPI, generator: TextGenerator, settings: ServeSettings) -> None:
+    """All that serving `generator` needs but the engine, which the lifespan starts."""
     if settings.turn_format is None:
         settings = dataclasses.replace(settings, turn_format=generator.turns)
     app.state.generator = generator
     app.state.token_names = TokenNames(generator.tokenizer)
     app.state.settings = settings
     app.state.store = ConversationStore(settings.max_conversations)
-    app.state.engine = None
-    app.add_exception_handler(APIError, _api_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
-    app.include_router(router)
-    return app
+    app.state.quota = KeyQuota(settings.max_sequences_per_key)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
+    loop = asyncio.get_running_loop()
+    if app.state.load is None:
+        _start_engine(app, loop)
+    else:
+        threading.Thread(target=_load, args=(app, loop), name="textlstm-load", daemon=True).start()
+    try:
+        yield
+    finally:
+        app.state.stopping = True
+        engine: Engine | None = app.state.engine
+        if engine is not None:
+            engine.shutdown()
+            log.info("engine stopped; %d sequences active", engine.stats()["sequences"])
+
+
+def _load(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
+    """app.state.load() (in its own thread), then serving what it returned (on the event loop)."""
+    try:
+        generator, settings = app.state.load()
+    except Exception as error:  # the command reports it and stops
+        app.state.load_error = error
+        app.state.loaded.set()
+        return
+    try:
+        loop.call_soon_threadsafe(_serve_loaded, app, generator, settings, loop)
+    except RuntimeError:  # the loop has closed: the server stopped while the model loaded
+        app.state.loaded.set()
+
+
+def _serve_loaded(app: FastAPI, generator: TextGenerator, settings: ServeSettings, loop: asyncio.AbstractEventLoop) -> None:
+    if not app.state.stopping:
+        _attach_model(app, generator, settings)
+        _start_engine(app, loop)
+    app.state.loaded.set()
+
+
+def _start_engine(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
     settings: ServeSettings = app.state.settings
     generator: TextGenerator = app.state.generator
-    loop = asyncio.get_running_loop()
     engine = Engine(
         generator.model,
         generator.tokenizer,
@@ -101,17 +171,34 @@ async def _lifespan(app: FastAPI):
         threads=settings.threads,
     )
     engine.start()
-    app.state.engine = engine
-    try:
-        yield
-    finally:
-        engine.shutdown()
-        log.info("engine stopped; %d sequences active", engine.stats()["sequences"])
+    app.state.engine = engine  # last: from now on the app serves
 
 
 def _dispatch(pairs) -> None:
     for on_event, event in pairs:
         on_event(event)
+
+
+class _ServedOnceLoaded:
+    """ASGI middleware: until the engine runs, every route but /health answers 503."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        state = scope["app"].state if scope["type"] == "http" else None
+        if state is None or state.engine is not None or scope["path"] == "/health":
+            return await self.app(scope, receive, send)
+        if state.load_error is not None:
+            message = f"the model failed to load: {state.load_error}"
+        else:
+            message = "the model is loading: try again when /health answers 200"
+        await JSONResponse(error_body(message, "server_error", None, "model_not_loaded"), status_code=503)(scope, receive, send)
+
+
+def _client_key(request: Request) -> int | None:
+    """The number of the API key the request came with (security.py); None when the server asks for none."""
+    return getattr(request.state, "client_key", None)
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -186,12 +273,30 @@ def _model_card(request: Request) -> dict:
     return {"id": request.app.state.settings.model_name, "object": "model", "created": 0, "owned_by": "textlstm"}
 
 
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    state = request.app.state
+    if state.engine is not None:
+        return JSONResponse({"status": "ok"})
+    status = "loading" if state.load_error is None else "failed"
+    return JSONResponse({"status": status}, status_code=503)
+
+
 @router.get("/metrics")
-async def metrics(request: Request) -> dict:
-    store: ConversationStore = request.app.state.store
-    engine: Engine | None = request.app.state.engine
+async def metrics(request: Request) -> Response:
+    return Response(prometheus_text(request.app.state.registry), media_type=CONTENT_TYPE)
+
+
+@router.get("/metrics.json")
+async def metrics_json(request: Request) -> dict:
+    return _figures(request.app)
+
+
+def _figures(app: FastAPI) -> dict:
+    store: ConversationStore = app.state.store
+    engine: Engine | None = app.state.engine
     return {
-        "model": request.app.state.settings.model_name,
+        "model": app.state.settings.model_name,
         **(engine.stats() if engine else {}),
         "kept_conversations": len(store),
         **{f"conversations_{name}": count for name, count in store.counters.items()},
@@ -230,7 +335,8 @@ async def chat_completions(request: Request):
     if conversation_id is not None:
         store: ConversationStore = request.app.state.store
         tokenizer = request.app.state.generator.tokenizer
-        keep = lambda state, read_ids: store.keep(conversation_id, state, text + tokenizer.decode(read_ids))  # noqa: E731
+        client = _client_key(request)
+        keep = lambda state, read_ids: store.keep(client, conversation_id, state, text + tokenizer.decode(read_ids))  # noqa: E731
     if body.top_logprobs is not None and not body.logprobs:
         raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     top = (body.top_logprobs or 0) if body.logprobs else None
@@ -312,7 +418,7 @@ def _prepare(request: Request, text: str, conversation_id: str | None, with_offs
         ids, offsets = torch.tensor(encoding.ids, dtype=torch.long), [start for start, _ in encoding.offsets]
     else:
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
-    kept = request.app.state.store.take(conversation_id, text) if conversation_id is not None else None
+    kept = request.app.state.store.take(_client_key(request), conversation_id, text) if conversation_id is not None else None
     if kept is None:
         return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None, text, offsets)
     state, covered_chars = kept
@@ -350,14 +456,30 @@ class _Job:
     generate: bool = True
 
 
-class _Run:
-    """The choices of one request in the engine; their events arrive on an asyncio queue."""
+@dataclass(frozen=True)
+class _TimedOut(Failed):
+    """The request ran past ServeSettings.request_timeout: its sequences were stopped."""
 
-    def __init__(self, engine: Engine, jobs: list[_Job]):
+
+class _Run:
+    """The choices of one request in the engine; their events arrive on an asyncio queue.
+
+    They count against the client's quota until the run ends (`cancel`) or its time is up: at
+    `timeout` seconds the run stops its sequences itself and sends _TimedOut, so a response that
+    never ran (its client left before it started) holds nothing for longer.
+    """
+
+    def __init__(self, engine: Engine, jobs: list[_Job], client: int | None = None, quota: KeyQuota | None = None,
+                 timeout: float | None = None):
         self.queue: asyncio.Queue = asyncio.Queue()
         self.size = len(jobs)
         self.open = len(jobs)
         self.handles = []
+        self.client, self.quota, self.held = client, quota, 0
+        self.deadline = None
+        if quota is not None:
+            quota.take(client, len(jobs))
+            self.held = len(jobs)
         try:
             for index, job in enumerate(jobs):
                 on_event = lambda event, index=index: self.queue.put_nowait((index, event))  # noqa: E731
@@ -373,6 +495,13 @@ class _Run:
         except EngineStopped:
             self.cancel()
             raise APIError(503, "the server is shutting down", type="server_error") from None
+        if timeout:
+            self.deadline = asyncio.get_running_loop().call_later(timeout, self._time_out, timeout)
+
+    def _time_out(self, timeout: float) -> None:
+        self.cancel()
+        message = f"the request ran past this server's limit of {timeout:g} seconds (--request-timeout): its sequences were stopped"
+        self.queue.put_nowait((None, _TimedOut(message)))
 
     async def next_events(self) -> list[tuple[int, object]]:
         """The events that have arrived, at least one."""
@@ -383,16 +512,25 @@ class _Run:
         return events
 
     def cancel(self) -> None:
+        """Stop every sequence still running (none when all ended) and give back the quota."""
         for handle in self.handles:
             handle.cancel()
+        if self.deadline is not None:
+            self.deadline.cancel()
+        if self.held:
+            self.quota.give_back(self.client, self.held)
+            self.held = 0
 
 
 async def _respond(request: Request, body, reply: _Reply, jobs: list[_Job]):
     engine: Engine | None = request.app.state.engine
     if engine is None:
         raise APIError(503, "the server is not running", type="server_error")
+    settings: ServeSettings = request.app.state.settings
+    generated = sum(job.options.max_tokens for job in jobs if job.generate)
+    check_request_size(generated, sum(len(job.prompt.read_ids) for job in jobs), settings.max_request_tokens, settings.max_prompt_tokens)
     reply.follow(jobs, request.app.state.token_names)
-    run = _Run(engine, jobs)
+    run = _Run(engine, jobs, _client_key(request), request.app.state.quota, settings.request_timeout)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -467,6 +605,8 @@ async def _collect(request: Request, run: _Run, reply: _Reply):
                 elif isinstance(event, Finished):
                     reasons[index] = event.reason
                     completion_tokens += event.completion_tokens
+                elif isinstance(event, _TimedOut):
+                    raise APIError(504, event.message, type="server_error", code="request_timeout")
                 else:
                     status = 503 if "shutting down" in event.message else 500
                     raise APIError(status, event.message, type="server_error")

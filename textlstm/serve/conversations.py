@@ -10,6 +10,11 @@ A kept conversation is its (h, c) after the last answer and a digest of the text
 read. When the next request's conversation text starts with that text, only the rest is read; if
 it does not (the client edited the history), or the state was evicted (the least recently used go
 first when the store is full), the whole conversation is read again from its messages.
+
+Conversations belong to a client: the number of the API key a request came with (None when the
+server asks for none). A client's ids are its own; it finds, replaces and evicts only its own
+conversations, each client up to the store's capacity, and a request whose text does not continue
+a kept state leaves that state where it is (the answer it gets then replaces it).
 """
 
 from __future__ import annotations
@@ -46,33 +51,40 @@ class _Kept:
 
 
 class ConversationStore:
-    """Up to `capacity` conversation states by id, least recently used evicted first. Thread-safe."""
+    """Up to `capacity` conversation states for each client, by id, its least recently used evicted
+    first. Thread-safe."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._kept: OrderedDict[str, _Kept] = OrderedDict()
+        self._kept: dict[int | None, OrderedDict[str, _Kept]] = {}
         self._lock = threading.Lock()
         self.counters = {"reused": 0, "rebuilt": 0, "evicted": 0}
 
-    def take(self, conversation_id: str, text: str) -> tuple[State, int] | None:
+    def take(self, client: int | None, conversation_id: str, text: str) -> tuple[State, int] | None:
         """The kept state and how many characters of `text` it has read, if `text` continues the text
-        it read (and is longer); None otherwise. Taken out: a request in flight owns it."""
+        it read (and is longer): taken out, a request in flight owns it. None otherwise, and the
+        state stays kept."""
         with self._lock:
-            kept = self._kept.pop(conversation_id, None)
-        if kept is not None and len(text) > kept.covered_chars and _digest(text[: kept.covered_chars]) == kept.digest:
-            self.counters["reused"] += 1
-            return kept.state, kept.covered_chars
-        self.counters["rebuilt"] += 1
-        return None
+            kept = self._kept.get(client, {}).get(conversation_id)
+        continues = kept is not None and len(text) > kept.covered_chars and _digest(text[: kept.covered_chars]) == kept.digest
+        with self._lock:
+            if continues and self._kept[client].get(conversation_id) is kept:  # not taken meanwhile
+                del self._kept[client][conversation_id]
+                self.counters["reused"] += 1
+                return kept.state, kept.covered_chars
+            self.counters["rebuilt"] += 1
+            return None
 
-    def keep(self, conversation_id: str, state: State, covered_text: str) -> None:
+    def keep(self, client: int | None, conversation_id: str, state: State, covered_text: str) -> None:
         kept = _Kept(state, len(covered_text), _digest(covered_text))
         with self._lock:
-            self._kept[conversation_id] = kept
-            self._kept.move_to_end(conversation_id)
-            while len(self._kept) > self.capacity:
-                self._kept.popitem(last=False)
+            own = self._kept.setdefault(client, OrderedDict())
+            own[conversation_id] = kept
+            own.move_to_end(conversation_id)
+            while len(own) > self.capacity:
+                own.popitem(last=False)
                 self.counters["evicted"] += 1
 
     def __len__(self) -> int:
-        return len(self._kept)
+        with self._lock:
+            return sum(len(own) for own in self._kept.values())
