@@ -19,7 +19,7 @@ from textlstm.config import SamplingOptions
 
 
 def model_options(command):
-    """--checkpoint, --device and --precision: which model to load and how to run it."""
+    """--checkpoint, --device, --precision and --quantize: which model to load and how to run it."""
     options = [
         click.option(
             "--checkpoint",
@@ -36,11 +36,22 @@ def model_options(command):
             help="bfloat16: hold the weights in bfloat16, half the bytes read for each token (faster where "
             "reading the weights is what bounds a step: benchmarks/RESULTS.md); the text differs slightly from float32's.",
         ),
+        quantize_option,
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
+
+quantize_option = click.option(
+    "--quantize",
+    type=click.Choice(["none", "int8"]),
+    default="none",
+    show_default=True,
+    callback=lambda ctx, param, value: None if value == "none" else value,
+    help="int8: int8 weights for the LSTM and the output layer, for sampling on a CPU (speed and bits/char against float32: "
+    "benchmarks/RESULTS.md); the text differs slightly from float32's. Not with --precision bfloat16.",
+)
 
 sampling_options = dataclass_options(SamplingOptions)
 
@@ -85,7 +96,7 @@ def warnings_as_lines():
 @model_options
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool, choices: int,
-             checkpoint: Path | None, device: str, precision: str, **params) -> None:
+             checkpoint: Path | None, device: str, precision: str, quantize: str | None, **params) -> None:
     """Continue a prompt with text sampled from a trained model.
 
     The prompt is printed first and the new text streams after it as it is produced, so the output
@@ -101,7 +112,7 @@ def generate(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samp
     from textlstm.generation.generator import load
 
     with warnings_as_lines():
-        model = load(checkpoint, device=device, precision=precision)
+        model = load(checkpoint, device=device, precision=precision, quantize=quantize)
         options = sampling_values(params)
         if interactive:
             _choose_tokens(model, prompt, options, choices)

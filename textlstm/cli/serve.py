@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from textlstm.cli.generate import quantize_option
 from textlstm.errors import TextlstmError
 
 EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[serve]"'
@@ -84,11 +85,13 @@ def _network_options(command):
     default="auto",
     show_default=True,
     help="bfloat16: hold the weights in bfloat16 (slightly different text; the speed-up measured is in "
-    "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, else float32.",
+    "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, else float32 "
+    "(float32 with --quantize int8).",
 )
+@quantize_option
 @_network_options
 def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conversations, max_sequences, threads, device, precision,
-          **network) -> None:
+          quantize, **network) -> None:
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
@@ -109,13 +112,15 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
     from textlstm.hardware.device import resolve_device
     from textlstm.hardware.precision import training_precision
 
+    if precision == "auto":
+        precision = "float32" if quantize else training_precision(precision, resolve_device(device))
     access = _access_settings(host, network)
     # Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given.
     given = {name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None}
 
     def load_model():  # in the background, once the server listens
         with warnings_as_lines():
-            generator = load(checkpoint, device=device, precision=training_precision(precision, resolve_device(device)))
+            generator = load(checkpoint, device=device, precision=precision, quantize=quantize)
         settings = ServeSettings(
             model_name=model_name or generator.checkpoint.resolve().name,
             turn_format=dataclasses.replace(generator.turns, **given),

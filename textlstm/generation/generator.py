@@ -31,6 +31,7 @@ from textlstm.generation.stepper import LSTMStepper, sample_tokens
 from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import check_precision
 from textlstm.model.network import LSTMLanguageModel
+from textlstm.model.quantized import QUANTIZATIONS, quantize_int8
 from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.tokens import EOT_ID, is_byte_token
 from textlstm.turns import TurnFormat
@@ -41,7 +42,11 @@ class UnknownTokenWarning(UserWarning):
 
 
 def load(
-    checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32", threads: int | None = 1
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "float32",
+    threads: int | None = 1,
+    quantize: str | None = None,
 ) -> TextGenerator:
     """Load a checkpoint folder (default: the newest one under ./checkpoints) for sampling.
 
@@ -52,7 +57,12 @@ def load(
     threads: CPU threads torch uses in this process, set here once; None leaves them as they are.
     At batch 1 the matrices are too small to share, and with a second thread every op waits for it
     (measured 10-20x slower on a busy 2-core machine), hence one by default.
+
+    quantize "int8": the LSTM and output matrices in int8, for sampling on a CPU
+    (textlstm/model/quantized.py; how fast and how close to float32: benchmarks/RESULTS.md, "int8 weights").
     """
+    if quantize is not None:
+        _check_quantization(quantize, precision, device)
     folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     device = resolve_device(device)
     if threads is not None and device.type == "cpu":
@@ -60,7 +70,19 @@ def load(
     model, tokenizer, config = load_checkpoint(folder, device=device)
     if check_precision(precision) == "bfloat16":
         model = model.to(torch.bfloat16)
+    if quantize is not None:
+        model = quantize_int8(model)
     return TextGenerator(model, tokenizer, checkpoint=folder, turns=config.data.turns)
+
+
+def _check_quantization(quantize: str, precision: str, device: str) -> None:
+    """Refuse what int8 weights cannot do, before anything is loaded."""
+    if quantize not in QUANTIZATIONS:
+        raise TextlstmError(f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}")
+    if check_precision(precision) == "bfloat16":
+        raise TextlstmError("give --quantize int8 or --precision bfloat16, not both: int8 weights are quantized from float32 ones")
+    if device.split(":")[0] != "cpu":  # fbgemm's int8 kernels are CPU code
+        raise TextlstmError(f"int8 weights run on the CPU only: --quantize int8 needs --device cpu, not {device!r}")
 
 
 class TextGenerator:

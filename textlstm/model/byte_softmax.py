@@ -40,10 +40,7 @@ class ByteFallbackSoftmax(nn.Module):
 
     def log_prob(self, hidden: torch.Tensor) -> torch.Tensor:
         """Log-probabilities [..., vocab] of every token id."""
-        head = F.log_softmax(self.head(hidden).float(), dim=-1)
-        byte_output = self.first_byte_id
-        byte_log_probs = head[..., byte_output : byte_output + 1] + F.log_softmax(self.bytes(hidden).float(), dim=-1)
-        return torch.cat([head[..., :byte_output], byte_log_probs, head[..., byte_output + 1 :]], dim=-1)
+        return log_prob_from_scores(self.head(hidden), self.bytes(hidden), self.first_byte_id)
 
     def target_log_prob(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) [n] for hidden [n, in_features] and targets [n]; the byte softmax runs on
@@ -55,3 +52,11 @@ class ByteFallbackSoftmax(nn.Module):
         byte_rows = F.log_softmax(self.bytes(hidden[is_byte]).float(), dim=-1)
         byte_log_probs = byte_rows.gather(1, byte_ids[is_byte][:, None]).squeeze(1)
         return log_probs.masked_scatter(is_byte, log_probs[is_byte] + byte_log_probs)
+
+
+def log_prob_from_scores(head_scores: torch.Tensor, byte_scores: torch.Tensor, first_byte_id: int) -> torch.Tensor:
+    """`ByteFallbackSoftmax.log_prob` from the outputs of its head and bytes layers (the int8 model,
+    textlstm/model/quantized.py, computes both in one product)."""
+    head = F.log_softmax(head_scores.float(), dim=-1)
+    byte_log_probs = head[..., first_byte_id : first_byte_id + 1] + F.log_softmax(byte_scores.float(), dim=-1)
+    return torch.cat([head[..., :first_byte_id], byte_log_probs, head[..., first_byte_id + 1 :]], dim=-1)

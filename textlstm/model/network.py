@@ -7,7 +7,8 @@ the padding id.
 One LSTM, two ways to run it, both on the same per-layer weights (`_layer_weights`, which applies
 recurrent dropout in training): `forward` / `hidden_states` / `loss` read whole sequences (training,
 scoring, prompts) through the fused kernel, and `step` reads one token per row (sampling, serving).
-Nothing outside this module reads the LSTM's weights.
+Nothing outside this module reads the LSTM's weights but textlstm/model/quantized.py, which copies
+them into int8 through `_layer_weights`.
 
 With `cell` "mogrifier" each layer's input and previous hidden state first gate each other
 (textlstm/model/mogrifier.py). That depends on h(t-1), so no fused kernel runs it: whole sequences run
