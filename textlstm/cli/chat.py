@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -20,7 +19,7 @@ from textlstm.turns import TurnFormat
 @model_options
 @click.option("--color", is_flag=True, help="Colour the prompt and the answer's prefix apart from the model's text (on a terminal only).")
 @click.pass_context
-def chat(ctx: click.Context, checkpoint: Path | None, device: str, precision: str, quantize: str | None, color: bool,
+def chat(ctx: click.Context, checkpoint: str | None, device: str, precision: str, quantize: str | None, color: bool,
          **params) -> None:
     """Talk to a model: each line you type is a turn, and the model answers it.
 

@@ -23,9 +23,10 @@ def model_options(command):
     options = [
         click.option(
             "--checkpoint",
-            type=click.Path(file_okay=False, path_type=Path),
+            type=click.Path(file_okay=False),
             default=None,
-            help="Checkpoint folder to sample from. Default: the newest one under ./checkpoints.",
+            help="Checkpoint folder to sample from, or a model on the Hugging Face Hub: hf://USER/NAME[@REVISION]. "
+            "Default: the newest folder under ./checkpoints.",
         ),
         click.option("--device", default="cpu", show_default=True, help="torch device to run on: cpu, cuda, cuda:N, mps."),
         click.option(
@@ -96,7 +97,7 @@ def warnings_as_lines():
 @model_options
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool, choices: int,
-             checkpoint: Path | None, device: str, precision: str, quantize: str | None, **params) -> None:
+             checkpoint: str | None, device: str, precision: str, quantize: str | None, **params) -> None:
     """Continue a prompt with text sampled from a trained model.
 
     The prompt is printed first and the new text streams after it as it is produced, so the output

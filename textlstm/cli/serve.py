@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import signal
 import threading
-from pathlib import Path
 
 import click
 
@@ -46,13 +45,15 @@ def _network_options(command):
 @click.command()
 @click.option(
     "--checkpoint",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False),
     default=None,
-    help="Checkpoint folder to serve. Default: the newest one under ./checkpoints.",
+    help="Checkpoint folder to serve, or a model on the Hugging Face Hub: hf://USER/NAME[@REVISION]. "
+    "Default: the newest folder under ./checkpoints.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on; 0 picks a free one.")
-@click.option("--model-name", default=None, help="The model's name in the API. Default: the checkpoint folder's name.")
+@click.option("--model-name", default=None, help="The model's name in the API. Default: the checkpoint folder's name "
+              "(USER/NAME for a model from the Hub).")
 @click.option("--user-prefix", help="Text before each user message in a chat (e.g. 'ROMEO: '). "
               "Default: the checkpoint's (its corpus card's [chat] table), else none.")
 @click.option("--bot-prefix", help="Text before each answer in a chat (e.g. 'JULIET: '). "
@@ -107,6 +108,7 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
     from textlstm.cli.generate import warnings_as_lines
     from textlstm.generation.generator import load
+    from textlstm.runs.hub import repo_id_of
 
     _log_to_stderr()
     from textlstm.hardware.device import resolve_device
@@ -122,7 +124,7 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
         with warnings_as_lines():
             generator = load(checkpoint, device=device, precision=precision, quantize=quantize)
         settings = ServeSettings(
-            model_name=model_name or generator.checkpoint.resolve().name,
+            model_name=model_name or repo_id_of(generator.checkpoint) or generator.checkpoint.resolve().name,
             turn_format=dataclasses.replace(generator.turns, **given),
             max_sequences=max_sequences,
             max_conversations=max_conversations,

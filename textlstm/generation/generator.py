@@ -33,6 +33,7 @@ from textlstm.hardware.precision import check_precision
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.quantized import QUANTIZATIONS, quantize_int8
 from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
+from textlstm.runs.hub import resolve_checkpoint
 from textlstm.tokens import EOT_ID, is_byte_token
 from textlstm.turns import TurnFormat
 
@@ -48,7 +49,8 @@ def load(
     threads: int | None = 1,
     quantize: str | None = None,
 ) -> TextGenerator:
-    """Load a checkpoint folder (default: the newest one under ./checkpoints) for sampling.
+    """Load a checkpoint folder, or a model on the Hugging Face Hub as "hf://USER/NAME[@REVISION]"
+    (default: the newest folder under ./checkpoints), for sampling.
 
     precision "bfloat16" holds the weights in bfloat16: half the bytes for each step to read (on
     which CPUs that is faster: benchmarks/RESULTS.md, "Generation at batch 1"). Sampling still runs
@@ -63,7 +65,7 @@ def load(
     """
     if quantize is not None:
         _check_quantization(quantize, precision, device)
-    folder = Path(checkpoint) if checkpoint is not None else find_latest_checkpoint()
+    folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     device = resolve_device(device)
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(threads)
