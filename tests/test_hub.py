@@ -156,6 +156,10 @@ def test_init_from_a_model_in_the_cache_fine_tunes_it_and_names_it_the_base_mode
     card = ModelCard.load(tmp_path / "tuned" / ckpt.MODEL_CARD, ignore_metadata_errors=False)
     assert card.data.base_model == "alice/tiny"
     assert "Fine-tuned from hf://alice/tiny." in card.text
+    # The same command typed again with --resume (the config holds the snapshot folder the id named).
+    resumed = textlstm("train", "--dataset", "tiny.txt", "--init-from", "hf://alice/tiny", "--batch-size", "2", "--seq-len", "16",
+                       "--max-steps", "3", "--output", "tuned", "--resume", "tuned", env=offline_env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
 
 
 @pytest.mark.parametrize("given,expected", [

@@ -52,7 +52,7 @@ def test_the_help_lists_every_option_in_its_group():
         ("--adaptive-cutoffs", "--adaptive-cutoffs TEXT", "e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary."),
         ("--split", "--split TEXT", "Split to train on.  [default: train]"),
         ("--seed", "--seed INTEGER", "[default: 1337]"),
-        ("--init-from", "--init-from DIRECTORY", "with a new optimizer, schedule and run folder."),
+        ("--init-from", "--init-from DIRECTORY", "or hf://USER/NAME[@REVISION] from the Hugging Face Hub."),
         ("--tokenizer", "--tokenizer [char|word|bpe|auto]", "the run's config records the one chosen.  [default: auto]"),
         ("--cell", "--cell [lstm|mogrifier]", "Works with both --batching modes.  [default: lstm]"),
         ("--output-layer", "--output-layer [full|adaptive]", "still an exact distribution.  [default: full]"),

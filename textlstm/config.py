@@ -352,7 +352,7 @@ class TrainConfig:
     init_from: str | None = setting(
         None,
         help="Fine-tune: start from this checkpoint's weights and tokenizer (its model shape too), "
-        "with a new optimizer, schedule and run folder.",
+        "with a new optimizer, schedule and run folder. A folder, or hf://USER/NAME[@REVISION] from the Hugging Face Hub.",
         folder=True,
     )
 

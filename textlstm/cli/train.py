@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -22,7 +23,7 @@ SETTINGS = (DataConfig, ModelConfig, TrainConfig)
 # accepts "auto" for them whatever the run chose.
 AUTO_OPTIONS = tuple(field.name for settings in SETTINGS for field in option_fields(settings) if takes_auto(field))
 # Options compared with the saved run as paths: "data/x.txt" and "./data/x.txt" are the same corpus,
-# and config.json holds --init-from resolved.
+# and config.json holds --init-from resolved (a Hub id as the cache folder it named).
 PATH_OPTIONS = ("dataset", "init_from")
 SAMPLE_CHARS = 200  # the length of a --sample-every sample
 
@@ -134,8 +135,6 @@ def _parent_model(options: dict, given: set) -> ModelConfig:
 def _check_fixed_options(options: dict, names: set[str]) -> None:
     """Options outside RESUMABLE may be given with --resume (the command the run was started with,
     typed again) as long as they equal the run's saved settings; a changed one is refused."""
-    from pathlib import Path
-
     from textlstm.runs.checkpoint import load_config
 
     if "overwrite" in names:
@@ -152,12 +151,22 @@ def _check_fixed_options(options: dict, names: set[str]) -> None:
         old = saved_value = getattr(_part_declaring(saved, name), name)
         new = options[name]
         if name in PATH_OPTIONS and old is not None and new is not None:
-            old, new = Path(old).resolve(), Path(new).resolve()
+            old, new = Path(old).resolve(), _as_path(name, new)
         if old != new:
             raise click.UsageError(
                 f"{flag(name)} cannot change when resuming: the run has {saved_value}, not {options[name]} "
                 f"(only {', '.join(flag(n) for n in RESUMABLE)} can)"
             )
+
+
+def _as_path(name: str, value: str) -> Path:
+    """A path option's value as config.json holds it: resolved, and an --init-from Hub id as the
+    folder of the Hub's cache it names."""
+    if name == "init_from":
+        from textlstm.runs.hub import resolve_checkpoint
+
+        return resolve_checkpoint(value).resolve()
+    return Path(value).resolve()
 
 
 def _part_declaring(saved, name: str):
