@@ -457,6 +457,7 @@ BAD_REQUESTS = [
     ("/v1/completions", b'{"model": "tiny", "prompt": "a", "temperature": NaN}', 400, "temperature"),
     ("/v1/completions", {**GOOD, "top_p": 1.5}, 400, "top_p"),
     ("/v1/completions", {**GOOD, "top_k": -1}, 400, "top_k"),
+    ("/v1/completions", {**GOOD, "top_k": 2**63}, 400, "top_k"),  # past the sampler's int64: it failed every sequence of the step
     ("/v1/completions", {**GOOD, "repetition_penalty": 0}, 400, "repetition_penalty"),
     ("/v1/completions", {**GOOD, "n": 0}, 400, "n"),
     ("/v1/completions", {**GOOD, "stop": ""}, 400, "stop"),

@@ -43,7 +43,7 @@ class SamplingFields(Strict):
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**64)
     user: str | None = None  # accepted and not used, as OpenAI's own servers do for most purposes
-    top_k: int = Field(0, ge=0)
+    top_k: int = Field(0, ge=0, lt=2**63)  # the sampler holds it in an int64; past the vocabulary it keeps every token
     repetition_penalty: float = Field(1.0, gt=0, le=100)
 
     @field_validator("stop")
