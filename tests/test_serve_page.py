@@ -1,4 +1,5 @@
-"""The page at / in a real headless Chromium: type a message, see the streamed answer, screenshot.
+"""The page at / in a real headless Chromium: type a message, see the streamed answer; score a text,
+see each character shaded by its surprisal and the model's alternatives on hover; screenshots.
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: commands in on
 fd 3, replies out on fd 4, each a JSON message ended by a NUL byte), so no extra package is needed.
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
+import re
 import select
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -164,3 +168,129 @@ def test_with_a_key_set_the_page_asks_for_it_and_sends_it(tmp_path):
         browser.close()
     assert stored == "page-key"
     assert answer == lm.generate(conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=20, stop=turns.stops())
+
+
+# --- the Score tab ---------------------------------------------------------------------------------
+
+# é and 😀 are byte-fallback tokens for the tiny model (two and four bytes, one character each; 😀 is
+# two UTF-16 units in JavaScript, one code point in text_offset); the markup must show as text.
+SCORED = "the fox é😀 <b>jumps</b>\nover the lazy dog."
+
+
+def api_scores(url: str, text: str, key: str | None = None) -> dict:
+    """The legacy logprobs object of the public scoring call the page makes."""
+    body = json.dumps({"model": "tiny", "prompt": text, "echo": True, "max_tokens": 0, "logprobs": 5}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    with urllib.request.urlopen(urllib.request.Request(url + "/v1/completions", body, headers), timeout=WAIT) as response:
+        return json.load(response)["choices"][0]["logprobs"]
+
+
+def bits_per_character(logprobs: dict, text: str) -> float:
+    return -sum(logprobs["token_logprobs"]) / math.log(2) / len(text)
+
+
+def bits_of_each_character(logprobs: dict) -> list[float]:
+    """Summed -log2 p of the tokens at each text offset: the tokens that spell one character share its offset."""
+    bits = {}
+    for offset, logprob in zip(logprobs["text_offset"], logprobs["token_logprobs"]):
+        bits[offset] = bits.get(offset, 0.0) - logprob / math.log(2)
+    return list(bits.values())
+
+
+def score_in_page(browser: Browser, text: str) -> None:
+    browser.evaluate(
+        "document.getElementById('tab-score').click();"
+        f"document.getElementById('input').value = {json.dumps(text)};"
+        "document.getElementById('form').requestSubmit();"
+    )
+    browser.wait_for("document.getElementById('bpc').textContent !== '' || document.querySelector('#log .error') !== null")
+
+
+def shown_spans(browser: Browser) -> list[dict]:
+    return browser.evaluate(
+        "Array.from(document.querySelectorAll('#score-text span'), s =>"
+        " ({text: s.textContent, bits: Number(s.dataset.bits), background: getComputedStyle(s).backgroundColor}))"
+    )
+
+
+def luminance(css_rgb: str) -> float:
+    red, green, blue = (int(v) for v in re.findall(r"\d+", css_rgb)[:3])
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def hover(browser: Browser, span_index: int) -> str:
+    """Move the mouse onto a span of the scored text; the tip's text once it shows."""
+    box = browser.evaluate(
+        f"(() => {{ const r = document.querySelectorAll('#score-text span')[{span_index}].getBoundingClientRect();"
+        " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+    )
+    browser.send("Input.dispatchMouseEvent", type="mouseMoved", x=box[0], y=box[1])
+    return browser.wait_for("!document.getElementById('tip').hidden && document.getElementById('tip').textContent")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
+def test_the_score_tab_shades_each_character_by_its_surprisal_and_shows_the_alternatives(tmp_path):
+    lm = load(write_tiny_checkpoint(tmp_path / "tiny"))
+    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TurnFormat()))
+    browser = Browser(tmp_path / "profile")
+    try:
+        with RunningServer(app, "127.0.0.1", 0) as server:
+            browser.open(server.url + "/")
+            browser.wait_for("document.getElementById('model').textContent === 'tiny'")
+            score_in_page(browser, SCORED)
+            spans = shown_spans(browser)
+            whole_text = browser.evaluate("document.getElementById('score-text').textContent")
+            shown_bpc = browser.evaluate("[document.getElementById('bpc').textContent, Number(document.getElementById('bpc').dataset.bpc)]")
+            tip = hover(browser, [span["text"] for span in spans].index("é"))
+            tip_lines = browser.evaluate("Array.from(document.querySelectorAll('#tip li'), li => li.textContent)")
+            screenshot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
+            logprobs = api_scores(server.url, SCORED)
+    finally:
+        browser.close()
+    (tmp_path / "score.png").write_bytes(screenshot)
+    assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 5_000
+
+    # The spans are the text, exactly, one per character here (a char model), é and 😀 whole.
+    assert whole_text == SCORED and "".join(span["text"] for span in spans) == SCORED
+    assert [span["text"] for span in spans] == list(SCORED)
+    assert [span["bits"] for span in spans] == pytest.approx(bits_of_each_character(logprobs), rel=1e-9)
+    by_surprisal = sorted(spans, key=lambda span: span["bits"])
+    shades = [luminance(span["background"]) for span in by_surprisal]
+    assert shades == sorted(shades, reverse=True) and shades[0] > shades[-1]  # more surprising, darker
+
+    expected = bits_per_character(logprobs, SCORED)
+    text, figure = shown_bpc
+    assert text.startswith(f"{expected:.3f} bits per character") and figure == pytest.approx(expected, rel=1e-9)
+
+    # é is two byte tokens: the tip shows each, its probability, and the model's five most likely there.
+    first_byte = logprobs["tokens"].index("bytes:\\xc3")
+    assert logprobs["tokens"][first_byte + 1] == "bytes:\\xa9"
+    assert "bytes:\\xc3  p " in tip and "bytes:\\xa9  p " in tip
+    most_likely = sorted(logprobs["top_logprobs"][first_byte].items(), key=lambda item: -item[1])[:5]
+    assert len(tip_lines) == 10
+    for line, (name, _) in zip(tip_lines, most_likely):
+        assert line.startswith(json.dumps(name, ensure_ascii=False) + "  ") and re.search(r"\d(\.\d+)?(%|e-\d+)$", line)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
+def test_with_a_key_set_the_score_tab_sends_it_once_given(tmp_path):
+    lm = load(write_tiny_checkpoint(tmp_path / "tiny"))
+    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TurnFormat()), AccessSettings(api_keys=("page-key",)))
+    browser = Browser(tmp_path / "profile")
+    try:
+        with RunningServer(app, "127.0.0.1", 0) as server:
+            browser.open(server.url + "/")
+            browser.wait_for("!document.getElementById('key-form').hidden")
+            score_in_page(browser, SCORED)  # before the key is given: refused, and the page asks for it
+            refused = browser.evaluate("document.querySelector('#log .error').textContent")
+            browser.evaluate("document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();")
+            browser.wait_for("document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden")
+            score_in_page(browser, SCORED)
+            spans = shown_spans(browser)
+            shown = browser.evaluate("Number(document.getElementById('bpc').dataset.bpc)")
+            logprobs = api_scores(server.url, SCORED, key="page-key")
+    finally:
+        browser.close()
+    assert "API key" in refused
+    assert "".join(span["text"] for span in spans) == SCORED
+    assert shown == pytest.approx(bits_per_character(logprobs, SCORED), rel=1e-9)
