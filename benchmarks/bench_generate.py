@@ -30,7 +30,8 @@ from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.generation.stepper import sample_tokens
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+from textlstm.fileio import write_text
+from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 from textlstm.tokens import EOT_ID
 
 REPO = Path(__file__).resolve().parents[1]

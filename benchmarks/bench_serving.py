@@ -51,7 +51,8 @@ def write_checkpoint(folder: Path) -> Path:
     from textlstm.config import ModelConfig, RunConfig
     from textlstm.data.tokenizer import build_tokenizer
     from textlstm.model.network import LSTMLanguageModel
-    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+    from textlstm.fileio import write_text
+    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [ALPHABET])

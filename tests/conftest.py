@@ -150,7 +150,8 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
 
 def write_tiny_checkpoint(folder: Path, **model_options) -> Path:
     """A checkpoint folder holding `tiny_char_model(**model_options)`."""
-    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights, write_text
+    from textlstm.fileio import write_text
+    from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 
     model, tokenizer, config = tiny_char_model(**model_options)
     folder.mkdir(parents=True)

@@ -78,3 +78,13 @@ def test_each_sub_package_says_its_job_and_what_it_may_import(package):
     assert "May import" in docstring, docstring
     named = {word for word in MAY_IMPORT if f"`{word}`" in docstring.split("May import", 1)[1]}
     assert named == MAY_IMPORT[package], (package, named)
+
+
+def test_listing_reading_and_plotting_runs_do_not_load_torch():
+    """`textlstm runs`, `info`'s reading and `plot` need JSON files only, not the network."""
+    import subprocess
+    import sys
+
+    code = "import sys, textlstm.cli.runs, textlstm.cli.plot, textlstm.runs.saved_runs, textlstm.runs.plot; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -16,6 +16,7 @@ from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.corpora import load_corpus
 from textlstm.data.token_ids import SplitInfo
 from textlstm.data.tokenizer import tokenizer_for_corpus
+from textlstm.fileio import atomic_write, write_text
 from textlstm.evaluation.scoring import evaluate_checkpoint, evaluate_split
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import checkpoint as ckpt
@@ -63,8 +64,8 @@ def make_checkpoint(
                 param[hidden : 2 * hidden] = 7.0
         model.decoder.weight.mul_(8.0)
     folder.mkdir(parents=True)
-    ckpt.write_text(folder / ckpt.CONFIG, config.to_json())
-    ckpt.atomic_write(folder / ckpt.TOKENIZER, tokenizer.save)
+    write_text(folder / ckpt.CONFIG, config.to_json())
+    atomic_write(folder / ckpt.TOKENIZER, tokenizer.save)
     ckpt.save_weights(model, folder / ckpt.BEST_WEIGHTS, step=0)
     return model.eval(), tokenizer
 

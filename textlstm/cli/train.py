@@ -177,16 +177,16 @@ def _part_declaring(saved, name: str):
 
 def _launch(ctx: click.Context, nproc: int) -> None:
     """Start `nproc` processes running this same command without --nproc; exit as they did."""
-    from textlstm.runs.checkpoint import load_config
+    from textlstm.runs.files import load_config
     from textlstm.training import distributed
-    from textlstm.training import local_processes as launch
+    from textlstm.training import local_processes
 
     if distributed.under_torchrun():
         raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")
     resume = ctx.params["resume"]
     distributed.check_batch_splits(load_config(resume).train.batch_size if resume else ctx.params["batch_size"], nproc)
     args = ctx.obj["argv"] if isinstance(ctx.obj, dict) and "argv" in ctx.obj else sys.argv[1:]
-    code = launch.run_on_this_machine(nproc, launch.without_option(args[args.index("train") + 1 :], "--nproc"))
+    code = local_processes.run_on_this_machine(nproc, local_processes.without_option(args[args.index("train") + 1 :], "--nproc"))
     if code:
         sys.exit(code)
 

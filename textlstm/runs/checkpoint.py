@@ -24,15 +24,9 @@ from safetensors.torch import load_model, save_model
 from textlstm.config import RunConfig
 from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
-from textlstm.fileio import atomic_write, write_text  # noqa: F401 (write_text: for callers of checkpoint)
+from textlstm.fileio import atomic_write
 from textlstm.model.network import LSTMLanguageModel
-
-CONFIG = "config.json"
-TOKENIZER = "tokenizer.json"
-BEST_WEIGHTS = "model.safetensors"
-TRAINER_STATE = "trainer_state.pt"
-METRICS = "metrics.jsonl"
-MODEL_CARD = "README.md"
+from textlstm.runs.files import BEST_WEIGHTS, CONFIG, METRICS, MODEL_CARD, TOKENIZER, TRAINER_STATE, load_config  # noqa: F401 (the folder's names, for checkpoint's callers)
 
 
 def save_weights(model: LSTMLanguageModel, path: Path, step: int) -> None:
@@ -58,13 +52,6 @@ def load_trainer_state(path: Path) -> dict:
     except (RuntimeError, EOFError, ValueError, OSError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise TextlstmError(f"cannot read {path}: it is corrupt or incomplete ({detail})") from None
-
-
-def load_config(folder: Path) -> RunConfig:
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise TextlstmError(f"{folder} is not a textlstm checkpoint: it has no {CONFIG}")
-    return RunConfig.load(path)
 
 
 def load_tokenizer(folder: Path) -> TextTokenizer:

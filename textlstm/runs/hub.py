@@ -14,12 +14,12 @@ from pathlib import Path
 
 from textlstm import __version__
 from textlstm.errors import TextlstmError
-from textlstm.runs import checkpoint as ckpt
+from textlstm.runs import files
 
 PREFIX = "hf://"
-LOAD_FILES = [ckpt.CONFIG, ckpt.TOKENIZER, ckpt.BEST_WEIGHTS, ckpt.METRICS]  # what generate, eval, info and --init-from read
-PUSHED_FILES = [ckpt.MODEL_CARD, ckpt.BEST_WEIGHTS, ckpt.TOKENIZER, ckpt.CONFIG, ckpt.METRICS]  # what a user of the model needs
-NEEDED_TO_PUSH = [ckpt.MODEL_CARD, ckpt.BEST_WEIGHTS, ckpt.TOKENIZER, ckpt.CONFIG]
+LOAD_FILES = [files.CONFIG, files.TOKENIZER, files.BEST_WEIGHTS, files.METRICS]  # what generate, eval, info and --init-from read
+PUSHED_FILES = [files.MODEL_CARD, files.BEST_WEIGHTS, files.TOKENIZER, files.CONFIG, files.METRICS]  # what a user of the model needs
+NEEDED_TO_PUSH = [files.MODEL_CARD, files.BEST_WEIGHTS, files.TOKENIZER, files.CONFIG]
 LOGIN_HINT = "set HF_TOKEN or log in with `hf auth login`"
 # A snapshot in the Hub's cache: .../models--USER--NAME/snapshots/COMMIT
 SNAPSHOT = re.compile(r"models--(?P<repo>.+)/snapshots/[0-9a-f]{40}/?$")
@@ -36,8 +36,8 @@ def resolve_checkpoint(text: str | Path) -> Path:
         return Path(text)
     repo_id, revision = parse_hub_id(str(text))
     folder = Path(_snapshot(repo_id, revision, str(text)))
-    if not (folder / ckpt.CONFIG).is_file():
-        raise TextlstmError(f"{text} is not a textlstm model: the repository has no {ckpt.CONFIG}")
+    if not (folder / files.CONFIG).is_file():
+        raise TextlstmError(f"{text} is not a textlstm model: the repository has no {files.CONFIG}")
     return folder
 
 
@@ -107,9 +107,9 @@ def files_to_push(folder: Path, with_state: bool = False) -> list[str]:
     missing = [name for name in NEEDED_TO_PUSH if not (folder / name).is_file()]
     if missing:
         raise TextlstmError(f"{folder} is not a run to push: it has no {', '.join(missing)}")
-    names = PUSHED_FILES + ([ckpt.TRAINER_STATE] if with_state else [])
-    if with_state and not (folder / ckpt.TRAINER_STATE).is_file():
-        raise TextlstmError(f"--with-state: {folder} has no {ckpt.TRAINER_STATE}")
+    names = PUSHED_FILES + ([files.TRAINER_STATE] if with_state else [])
+    if with_state and not (folder / files.TRAINER_STATE).is_file():
+        raise TextlstmError(f"--with-state: {folder} has no {files.TRAINER_STATE}")
     return [name for name in names if (folder / name).is_file()]
 
 

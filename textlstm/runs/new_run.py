@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textlstm.config import RunConfig
 from textlstm.errors import TextlstmError
-from textlstm.runs import checkpoint as ckpt
+from textlstm.runs import files
 
 
 def new_run_folder(root: Path, config: RunConfig) -> Path:
@@ -37,12 +37,12 @@ def prepare_output(output: Path, overwrite: bool) -> None:
         raise TextlstmError(f"output {output} exists and is not a folder")
     if output.is_dir() and any(output.iterdir()):
         if not overwrite:
-            what = "a textlstm run" if (output / ckpt.CONFIG).exists() else "files"
+            what = "a textlstm run" if (output / files.CONFIG).exists() else "files"
             raise TextlstmError(
                 f"output folder {output} already holds {what}: use --resume {output} to continue it, "
                 "--overwrite to replace it, or another --output"
             )
-        for name in (ckpt.CONFIG, ckpt.TOKENIZER, ckpt.BEST_WEIGHTS, ckpt.TRAINER_STATE, ckpt.METRICS, ckpt.MODEL_CARD):
+        for name in (files.CONFIG, files.TOKENIZER, files.BEST_WEIGHTS, files.TRAINER_STATE, files.METRICS, files.MODEL_CARD):
             (output / name).unlink(missing_ok=True)
     check_writable(output)
 

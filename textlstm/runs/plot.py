@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from textlstm.errors import TextlstmError
-from textlstm.runs.checkpoint import atomic_write
+from textlstm.fileio import atomic_write
 from textlstm.runs.saved_runs import Run
 
 INSTALL_HINT = 'plotting needs matplotlib: pip install "textlstm[plot]" (or pip install matplotlib)'

@@ -11,14 +11,17 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textlstm.config import RunConfig
 from textlstm.errors import TextlstmError
-from textlstm.model.summary import LayerRow, layer_rows, skeleton
-from textlstm.runs import checkpoint as ckpt
+from textlstm.runs import files
 from textlstm.runs.hub import is_hub_id, resolve_checkpoint
 
 BUILT_IN_CORPUS = "built-in (Python documentation)"
+
+if TYPE_CHECKING:
+    from textlstm.model.summary import LayerRow
 
 
 @dataclass
@@ -71,6 +74,9 @@ class Run:
         return datetime.fromtimestamp(max(times))
 
     def layers(self) -> list[LayerRow]:
+        """The model's summary rows (builds the network: imports torch, which listing runs does not need)."""
+        from textlstm.model.summary import layer_rows, skeleton
+
         if self.config is None:
             raise TextlstmError(f"{self.folder}: {self.problem}")
         return layer_rows(skeleton(self.config.model), masked=self.config.data.batching == "documents")
@@ -103,10 +109,10 @@ class Run:
 def read_run(folder: str | Path) -> Run:
     """The run in `folder`; an unreadable config.json is kept as `problem`, not raised."""
     folder = Path(folder)
-    if not (folder / ckpt.CONFIG).is_file():
-        raise TextlstmError(f"{folder} is not a textlstm run: it has no {ckpt.CONFIG}")
+    if not (folder / files.CONFIG).is_file():
+        raise TextlstmError(f"{folder} is not a textlstm run: it has no {files.CONFIG}")
     try:
-        config, problem = ckpt.load_config(folder), None
+        config, problem = files.load_config(folder), None
     except TextlstmError as error:
         config, problem = None, str(error)
     return Run(folder, config, read_metrics(folder), problem)
@@ -114,7 +120,7 @@ def read_run(folder: str | Path) -> Run:
 
 def read_metrics(folder: Path) -> list[dict]:
     """The evaluation records of a run; a line cut short by a crash is skipped."""
-    path = Path(folder) / ckpt.METRICS
+    path = Path(folder) / files.METRICS
     if not path.is_file():
         return []
     records = []
@@ -133,7 +139,7 @@ def list_runs(root: str | Path = "checkpoints") -> list[Run]:
     root = Path(root)
     if not root.is_dir():
         raise TextlstmError(f"no run folder {root}/: train a model with `textlstm train`, or pass --root DIR")
-    runs = [read_run(config.parent) for config in root.glob(f"*/{ckpt.CONFIG}")]
+    runs = [read_run(config.parent) for config in root.glob(f"*/{files.CONFIG}")]
     return sorted(runs, key=lambda run: run.modified, reverse=True)
 
 
@@ -143,9 +149,9 @@ def find_run(name: str | Path, root: str | Path = "checkpoints") -> Path:
         return resolve_checkpoint(name)
     path = Path(name)
     for candidate in (path, Path(root) / path):
-        if (candidate / ckpt.CONFIG).is_file():
+        if (candidate / files.CONFIG).is_file():
             return candidate
-    raise TextlstmError(f"no run {name}: not a folder holding {ckpt.CONFIG}, nor a run under {root}/")
+    raise TextlstmError(f"no run {name}: not a folder holding {files.CONFIG}, nor a run under {root}/")
 
 
 def _finite(value) -> bool:

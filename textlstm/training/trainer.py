@@ -32,6 +32,7 @@ from textlstm.data.streaming import StreamingBatcher
 from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
 from textlstm.evaluation.scoring import evaluate_split
+from textlstm.fileio import atomic_write, write_text
 from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import autocast, training_precision
 from textlstm.hardware.threads import use_threads
@@ -40,7 +41,7 @@ from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import model_card
 from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
 from textlstm.training import auto_settings, distributed, finetune, tracking
-from textlstm.training import rank_state as process_state
+from textlstm.training import rank_state
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
 from textlstm.training.schedule import learning_rate
@@ -208,7 +209,7 @@ class Trainer:
             self.evals_since_best = int(state["evals_since_best"])
             self.evaluated_step = int(state.get("evaluated_step", -1))
             self.elapsed_before = float(state["elapsed_sec"])
-            self.lstm_state = process_state.restore(state, self.device, self.batcher.batch_size)
+            self.lstm_state = rank_state.restore(state, self.device, self.batcher.batch_size)
             if self.config.data.streaming:
                 self.batcher.load_state_dict(state["stream"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
@@ -219,8 +220,8 @@ class Trainer:
         if not self.resuming:
             self.config.world_size, self.config.launch_id = distributed.world_size(), distributed.launch_id()
         if distributed.is_main() and not self.resuming:
-            ckpt.write_text(self.output / ckpt.CONFIG, self.config.to_json())
-            ckpt.atomic_write(self.output / ckpt.TOKENIZER, self.tokenizer.save)
+            write_text(self.output / ckpt.CONFIG, self.config.to_json())
+            atomic_write(self.output / ckpt.TOKENIZER, self.tokenizer.save)
 
     # ------------------------------------------------------------------ the loop
 
@@ -422,7 +423,7 @@ class Trainer:
     def _save_resume_state(self) -> None:
         """Write everything --resume needs in one atomic file (weights of the best model aside)."""
         self.last_save = now()
-        every_process = process_state.gather(self.lstm_state)  # random and LSTM states of all processes
+        every_process = rank_state.gather(self.lstm_state)  # random and LSTM states of all processes
         if distributed.is_main():
             if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
                 ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
@@ -462,7 +463,7 @@ class Trainer:
             "elapsed_sec": self._elapsed(),
             "stream": self.batcher.state_dict() if self.config.data.streaming else None,
             "average": self.average.state_dict() if self.average is not None else None,
-        }  # the random and LSTM states come from process_state.gather
+        }  # the random and LSTM states come from rank_state.gather
 
 
 def train(
