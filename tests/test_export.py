@@ -1,6 +1,7 @@
 """`textlstm export --format onnx`: the step graph computes what the model does, over the whole
 vocabulary, and examples/onnx_generate.py writes what `textlstm generate --temperature 0` writes,
-in a process where torch cannot be imported."""
+in a process where torch cannot be imported. With --quantize int8 the LSTM and output layer run in
+int8 and the log-probabilities stay close to float32's."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ import torch.nn.functional as F
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
+from textlstm.fileio import write_text
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import export as export_module
-from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, load_checkpoint, save_weights, write_text
+from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, load_checkpoint, save_weights
+from textlstm.tokens import EOT_ID
 
 from conftest import TINY_MODEL, write_tiny_checkpoint
 
@@ -125,18 +128,23 @@ def test_the_export_folder_holds_the_tokenizer_and_what_a_runner_needs(ort, run_
     assert (tmp_path / "onnx" / "tokenizer.json").read_text() == (run / TOKENIZER).read_text()
     exported = json.loads((tmp_path / "onnx" / "config.json").read_text())
     assert exported["export"] == {
-        "format": "onnx", "format_version": 1, "step": 0, "pad_id": 0, "eot_id": 1,
+        "format": "onnx", "format_version": 1, "step": 0, "quantize": None, "pad_id": 0, "eot_id": 1,
         "vocab_size": exported["model"]["vocab_size"], "layers": 2, "hidden_size": 32,
         "inputs": ["ids", "h", "c"], "outputs": ["log_probs", "h_new", "c_new"],
     }
     assert RunConfig.from_json((tmp_path / "onnx" / "config.json").read_text()) == RunConfig.from_json((run / CONFIG).read_text())
 
 
-def test_greedy_text_from_onnx_is_the_text_of_generate(ort, run_cli, small_corpus, tmp_path):
-    run = tmp_path / "run"
+def train_small_model(run_cli, small_corpus, run: Path) -> Path:
+    """A 2 x 64 char model trained for 300 steps on small_corpus: its text is a trained model's, not one letter."""
     trained = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--hidden-size", "64", "--batch-size", "8",
                       "--seq-len", "64", "--max-steps", "300", "--eval-every", "300", "--lr", "0.02", "--output", run)
     assert trained.code == 0, trained.err
+    return run
+
+
+def test_greedy_text_from_onnx_is_the_text_of_generate(ort, run_cli, small_corpus, tmp_path):
+    run = train_small_model(run_cli, small_corpus, tmp_path / "run")
     assert run_cli("export", run, "-o", tmp_path / "onnx").code == 0
     prompt = "ROMEO:"
     generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "200")
@@ -158,6 +166,68 @@ def test_the_example_runs_where_torch_cannot_be_imported(ort, run_cli, tmp_path)
     assert example.returncode == 0, example.stderr
     generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "40")
     assert example.stdout == generated.out and len(example.stdout) > len(prompt) + 20
+
+
+def op_types(path: Path) -> list[str]:
+    """The op type of each node of the graph at path."""
+    import onnx
+
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.iterdir())
+
+
+def test_int8_export_runs_the_lstm_and_output_layer_in_int8_close_to_float32(
+        ort, run_cli, small_corpus, shakespeare_text, tmp_path, caplog):
+    run = train_small_model(run_cli, small_corpus, tmp_path / "run")
+    assert run_cli("export", run, "-o", tmp_path / "float32").code == 0
+    result = run_cli("export", run, "-o", tmp_path / "int8", "--quantize", "int8")
+    assert result.code == 0 and result.err == "", result.err
+    assert "pre-processing" not in caplog.text  # the quantizer's advice is not passed on
+    folder = tmp_path / "int8"
+    assert sorted(path.name for path in folder.iterdir()) == EXPORTED  # the float32 graph is not kept
+    assert json.loads((folder / "config.json").read_text())["export"]["quantize"] == "int8"
+
+    ops = set(op_types(folder / "model.onnx"))
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops and not ops & {"LSTM", "MatMul", "Gemm"}, ops
+    assert (folder / "model.onnx").stat().st_size < (tmp_path / "float32" / "model.onnx").stat().st_size / 2
+    assert folder_bytes(folder) < folder_bytes(tmp_path / "float32")
+
+    # Held-out text (the model trained on the first 40,000 characters), read from the zero state.
+    model, tokenizer, _ = load_checkpoint(run)
+    ids = torch.tensor([EOT_ID, *tokenizer.encode(shakespeare_text[50_000:52_000])[:400]])[None]
+    zeros = torch.zeros(2, 1, 64)
+    log_probs = run_graph(ort.InferenceSession(str(folder / "model.onnx")), ids, zeros, zeros)[0][0].astype(np.float64)
+    with torch.no_grad():
+        expected = F.log_softmax(model(ids, (zeros, zeros))[0], dim=-1)[0].double().numpy()
+    # Measured on this model: a mean KL divergence per token of 1.0e-4 nats, each next token's
+    # log-probability within 0.08, the most likely token the same at 99% of positions.
+    divergence = (np.exp(expected) * (expected - log_probs)).sum(-1)
+    assert divergence.mean() < 1e-3, divergence.mean()
+    targets = ids[0, 1:].numpy()
+    positions = np.arange(len(targets))
+    np.testing.assert_allclose(log_probs[positions, targets], expected[positions, targets], rtol=0, atol=0.3)
+    assert (log_probs.argmax(-1) == expected.argmax(-1)).mean() > 0.95
+
+    # The example reads it unchanged; its greedy text may part from float32's where two tokens are close.
+    example = run_example(folder, tmp_path, "--prompt", "ROMEO:", "--max-tokens", "200")
+    assert example.returncode == 0, example.stderr
+    continuation = example.stdout.removeprefix("ROMEO:")
+    assert example.stdout.startswith("ROMEO:") and len(continuation) > 100 and len(set(continuation)) > 5, example.stdout
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_LAYERS))
+def test_int8_export_quantizes_every_lstm_layer_and_output_matrix(ort, run_cli, shakespeare_text, tmp_path, name):
+    kind, vocab_size, settings = OUTPUT_LAYERS[name]
+    tokenizer = build_tokenizer(kind, [shakespeare_text[:20_000]], vocab_size)
+    run = write_checkpoint(tmp_path / "run", tokenizer, kind, **settings(tokenizer))
+    result = run_cli("export", run, "-o", tmp_path / "onnx", "--quantize", "int8")
+    assert result.code == 0, result.err
+    nodes = op_types(tmp_path / "onnx" / "model.onnx")
+    assert nodes.count("DynamicQuantizeLSTM") == 2 and "MatMulInteger" in nodes, nodes
+    assert not {"LSTM", "MatMul", "Gemm"} & set(nodes), nodes  # no LSTM or matrix product left in float32
 
 
 def write_mogrifier_checkpoint(folder: Path) -> Path:
@@ -218,6 +288,26 @@ def test_a_graph_that_computes_something_else_is_not_written(ort, tmp_path, monk
     monkeypatch.setattr(export_module, "_write_graph", write_other_weights)
     with pytest.raises(TextlstmError, match="does not compute what the model does"):
         export_module.export_onnx(run, tmp_path / "onnx")
+    assert list((tmp_path / "onnx").iterdir()) == []
+
+
+def test_an_int8_graph_far_from_the_model_is_not_written(ort, tmp_path, monkeypatch):
+    """The int8 graph is checked against the float32 model too: here it is the quantized graph of other
+    weights, and neither model.onnx nor the float32 graph it came from (nor a temporary file) is left."""
+    run = write_tiny_checkpoint(tmp_path / "run")
+    other = export_module.StepGraph(load_checkpoint(run)[0]).eval()
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(1.5)
+    quantize_graph = export_module._quantize_graph
+
+    def quantize_other_weights(float_path, path):
+        export_module._write_graph(other, float_path)
+        quantize_graph(float_path, path)
+
+    monkeypatch.setattr(export_module, "_quantize_graph", quantize_other_weights)
+    with pytest.raises(TextlstmError, match=r"the int8 graph is far from the float32 model \(a mean KL divergence of"):
+        export_module.export_onnx(run, tmp_path / "onnx", quantize="int8")
     assert list((tmp_path / "onnx").iterdir()) == []
 
 

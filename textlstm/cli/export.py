@@ -15,7 +15,12 @@ import click
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Folder to write the files into; created if missing, refused if it holds files (see --overwrite).")
 @click.option("--overwrite", is_flag=True, help="Export into a folder that holds files, replacing the export's own files there.")
-def export_command(run, export_format, output, overwrite) -> None:
+@click.option("--quantize", type=click.Choice(["none", "int8"]), default="none", show_default=True,
+              callback=lambda ctx, param, value: None if value == "none" else value,
+              help="int8: model.onnx with int8 weights for the LSTM and the output layer (onnxruntime's dynamic "
+              "quantization; the embedding stays float32), for onnxruntime only; its log-probabilities differ "
+              "slightly from float32's (docs/export.md).")
+def export_command(run, export_format, output, overwrite, quantize) -> None:
     """Export RUN (a run folder, or the name of a run under checkpoints/; default: the newest run) for
     runtimes outside textlstm, e.g. onnxruntime. examples/onnx_generate.py generates text from the
     folder written, with onnxruntime, numpy and tokenizers only."""
@@ -24,5 +29,5 @@ def export_command(run, export_format, output, overwrite) -> None:
     from textlstm.runs.saved_runs import find_run
 
     folder = find_run(run) if run else find_latest_checkpoint()
-    written = export_onnx(folder, output, overwrite=overwrite)
+    written = export_onnx(folder, output, overwrite=overwrite, quantize=quantize)
     click.echo(f"exported {folder} to {output}: {', '.join(path.name for path in written)}")

@@ -4,8 +4,8 @@ The export folder holds:
     model.onnx       the step graph (below)
     tokenizer.json   the run's tokenizer
     config.json      the run's config.json with an "export" entry, what a runner needs: the format
-                     and its version, the padding and end-of-text ids, the vocabulary size, layers
-                     and hidden size, and the graph's input and output names
+                     and its version, the weights' quantization, the padding and end-of-text ids,
+                     the vocabulary size, layers and hidden size, and the graph's input and output names
 
 The step graph reads token ids int64 [batch, time] from the state h, c float32 [layers, batch, hidden]
 and gives the next token's log-probabilities over the whole vocabulary, float32 [batch, time, vocab],
@@ -19,6 +19,14 @@ an ONNX LSTM op over a dynamic number of steps. The torch.export-based exporter 
 torch.lstm over the steps of the example input, so its graph reads exactly that many tokens. For the
 same reason a --cell mogrifier model, whose loop over time steps is Python, is refused.
 
+With quantize="int8", model.onnx is that graph with int8 weights, from onnxruntime's dynamic
+quantization of the float32 graph (written beside it under a temporary name, checked, then
+removed): each LSTM op becomes onnxruntime's DynamicQuantizeLSTM (com.microsoft, so the graph runs
+in onnxruntime only) and each MatMul of the output layer a MatMulInteger, with one scale per
+output unit; activations are quantized to uint8 at run time over the range of the whole tensor, so
+a row's numbers depend slightly on the other rows and steps read with it. The embedding stays
+float32: a lookup reads one row, and its int8 dequantization would run over the whole matrix.
+
 Every file is written atomically (textlstm/fileio.py), config.json last; model.onnx is run in
 onnxruntime and compared with the model before it takes its name.
 """
@@ -26,6 +34,8 @@ onnxruntime and compared with the model before it takes its name.
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -48,6 +58,12 @@ OUTPUTS = ("log_probs", "h_new", "c_new")
 OPSET = 17  # ONNX 1.12 (2022): old enough for most runtimes, new enough for every op the graph uses
 MAX_WEIGHT_BYTES = 2**31 - 2**26  # an ONNX file is one protobuf message, at most 2 GiB: room left for the graph
 TOLERANCE = 1e-3  # the largest difference from PyTorch the check of a new graph allows (measured: ~1e-6)
+QUANTIZATIONS = ("int8",)
+# The largest mean KL divergence per token (nats) of the int8 graph from the float32 model that its
+# check allows. Measured on the check's input: 0.7-2.4e-4 for char models of 2 x 32 (untrained),
+# 2 x 64 and 2 x 512 (trained briefly); the int8 graph of other weights (each x 1.5): 0.46-0.77.
+INT8_KL_TOLERANCE = 0.01
+QUANTIZED_OPS = ["LSTM", "MatMul"]  # onnxruntime's dynamic quantizer; a Gather would quantize the embedding
 INSTALL_HINT = "pip install 'textlstm[export]'"
 
 
@@ -64,9 +80,12 @@ class StepGraph(nn.Module):
         return F.log_softmax(self.model.logits(hidden).float(), dim=-1), h, c
 
 
-def export_onnx(run: Path, output: Path, overwrite: bool = False) -> list[Path]:
-    """Write the ONNX export of the run folder `run` into the folder `output`; returns the files written."""
+def export_onnx(run: Path, output: Path, overwrite: bool = False, quantize: str | None = None) -> list[Path]:
+    """Write the ONNX export of the run folder `run` into the folder `output`; returns the files written.
+    quantize="int8": model.onnx with int8 weights (the module's docstring)."""
     run, output = Path(run), Path(output)
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise TextlstmError(f"unknown quantization {quantize!r}: the export knows {', '.join(QUANTIZATIONS)}")
     _require_export_extra()
     config = load_config(run)
     _check_exportable(run, config)
@@ -76,9 +95,9 @@ def export_onnx(run: Path, output: Path, overwrite: bool = False) -> list[Path]:
     graph = StepGraph(model.float()).eval()
     output.mkdir(parents=True, exist_ok=True)
     paths = [output / MODEL, output / TOKENIZER, output / CONFIG]
-    atomic_write(paths[0], lambda tmp: _write_checked_graph(graph, tmp))
+    atomic_write(paths[0], lambda tmp: _write_checked_graph(graph, tmp, quantize))
     atomic_write(paths[1], tokenizer.save)
-    write_text(paths[2], export_config(config, weights_step(run / BEST_WEIGHTS)))
+    write_text(paths[2], export_config(config, weights_step(run / BEST_WEIGHTS), quantize))
     return paths
 
 
@@ -120,13 +139,14 @@ def _check_output(run: Path, output: Path, overwrite: bool) -> None:
         )
 
 
-def export_config(config: RunConfig, step: int) -> str:
+def export_config(config: RunConfig, step: int, quantize: str | None = None) -> str:
     """config.json of the export: the run's settings, and under "export" what a runner needs."""
     model = config.model
     export = {
         "format": "onnx",
         "format_version": FORMAT_VERSION,
         "step": step,  # the training step of the exported weights
+        "quantize": quantize,  # None: float32 weights
         "pad_id": PAD_ID,
         "eot_id": EOT_ID,
         "vocab_size": model.vocab_size,
@@ -138,9 +158,17 @@ def export_config(config: RunConfig, step: int) -> str:
     return json.dumps({**json.loads(config.to_json()), "export": export}, indent=2) + "\n"
 
 
-def _write_checked_graph(graph: StepGraph, path: Path) -> None:
-    _write_graph(graph, path)
-    _check_graph(graph, path)
+def _write_checked_graph(graph: StepGraph, path: Path, quantize: str | None) -> None:
+    if quantize is None:
+        _write_graph(graph, path)
+        _check_graph(graph, path)
+        return
+    with tempfile.TemporaryDirectory(prefix=".float32-", dir=path.parent) as folder:
+        float_path = Path(folder) / "model.float32.onnx"
+        _write_graph(graph, float_path)
+        _check_graph(graph, float_path)
+        _quantize_graph(float_path, path)
+    _check_quantized_graph(graph, path)
 
 
 def _write_graph(graph: StepGraph, path: Path) -> None:
@@ -162,15 +190,8 @@ def _check_graph(graph: StepGraph, path: Path) -> None:
     """Run the written graph in onnxruntime at another batch size and length than the export's, from
     a state that is not zero, and compare it with the model: a graph that fixed a shape, or computes
     something else, is never handed over."""
-    import onnx
-    import onnxruntime
-
-    onnx.checker.check_model(str(path))
     inputs = _example_inputs(graph.model.config, batch=3, time=7, seed=0)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1  # a tiny run: more threads would only wait for each other
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    got = session.run(list(OUTPUTS), {name: tensor.numpy() for name, tensor in zip(INPUTS, inputs)})
+    got = _run(_checked_session(path), *inputs)
     with torch.no_grad():
         expected = graph(*inputs)
     difference = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
@@ -178,6 +199,63 @@ def _check_graph(graph: StepGraph, path: Path) -> None:
         raise TextlstmError(
             f"the exported graph does not compute what the model does (they differ by {difference:.3g}): {MODEL} not written"
         )
+
+
+class _NoPreprocessingAdvice(logging.Filter):
+    """The quantizer advises onnxruntime's pre-processing (shape inference and graph fusions, to find
+    more ops to quantize) on every call: here every LSTM and MatMul is quantized without it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _quantize_graph(float_path: Path, path: Path) -> None:
+    """The graph at float_path with int8 weights, written to path. The quantizer makes the LSTM's
+    weights signed whatever it is asked; the MatMuls' are signed too (QInt8): unsigned ones measured
+    the same step time and KL divergence on a 2 x 512 char model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    advice = _NoPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_dynamic(float_path, path, op_types_to_quantize=QUANTIZED_OPS, per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+def _check_quantized_graph(graph: StepGraph, path: Path) -> None:
+    """Run the int8 graph in onnxruntime and compare its log-probabilities with the float32 model's by
+    their mean KL divergence per token (int8 rounding moves a log-probability by ~0.1, far more than
+    float32's check allows). It reads the input in two runs, the second from the first's h_new and
+    c_new, so the state it hands on is checked too."""
+    ids, h, c = _example_inputs(graph.model.config, batch=3, time=64, seed=0)
+    session = _checked_session(path)
+    first, h_new, c_new = _run(session, ids[:, :32], h, c)
+    second, _, _ = _run(session, ids[:, 32:], torch.from_numpy(h_new), torch.from_numpy(c_new))
+    with torch.no_grad():
+        expected = graph(ids, h, c)[0].double().numpy()
+    got = np.concatenate([first, second], axis=1).astype(np.float64)
+    divergence = float((np.exp(expected) * (expected - got)).sum(-1).mean())
+    if not divergence <= INT8_KL_TOLERANCE:
+        raise TextlstmError(
+            f"the int8 graph is far from the float32 model (a mean KL divergence of {divergence:.3g} nats per token, "
+            f"more than {INT8_KL_TOLERANCE}): {MODEL} not written"
+        )
+
+
+def _checked_session(path: Path):
+    """An onnxruntime session on the CPU for the graph at path, once onnx's checker passes it."""
+    import onnx
+    import onnxruntime
+
+    onnx.checker.check_model(str(path))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # a tiny run: more threads would only wait for each other
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run(session, ids: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> list[np.ndarray]:
+    return session.run(list(OUTPUTS), {name: tensor.numpy() for name, tensor in zip(INPUTS, (ids, h, c))})
 
 
 def _example_inputs(config, batch: int, time: int, seed: int | None = None) -> tuple[torch.Tensor, ...]:
