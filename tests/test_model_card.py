@@ -26,7 +26,7 @@ def test_training_writes_a_card_the_hub_parses_with_a_sample_at_the_end(small_co
 
     def keep_the_card(folder, **options):
         written(folder, **options)
-        cards.append((options.get("sample", False), (Path(folder) / ckpt.MODEL_CARD).read_text()))
+        cards.append((options.get("sample") is not None, (Path(folder) / ckpt.MODEL_CARD).read_text()))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainer.model_card, "write_model_card", keep_the_card)

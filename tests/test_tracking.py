@@ -97,7 +97,7 @@ def test_samples_change_nothing_that_the_run_learns(run_cli, small_corpus, tmp_p
 def test_a_resumed_run_with_samples_equals_an_uninterrupted_one(small_corpus, tmp_path):
     """Stopped at step 6 (as Ctrl-C stops it) and resumed to 12, with samples at every evaluation:
     the weights of an uninterrupted run, and the same samples at the same steps."""
-    from textlstm.cli.train import training_sample
+    from textlstm.cli.samples import training_sample
     from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from textlstm.training.trainer import Reporter, train
 

@@ -22,6 +22,7 @@ def push(run, repo, private, with_state) -> None:
     is HF_TOKEN's, else the one `hf auth login` saved. Afterwards `textlstm generate --checkpoint
     hf://USER/NAME` loads the model (a private one with a token there too).
     """
+    from textlstm.cli.samples import card_sample
     from textlstm.runs import hub
     from textlstm.runs.model_card import write_model_card
     from textlstm.runs.saved_runs import find_run
@@ -31,7 +32,7 @@ def push(run, repo, private, with_state) -> None:
     folder = find_run(run)
     repo_id = hub.check_repo_id_to_push(repo)
     hub.check_can_push()
-    write_model_card(folder, sample=True, repo_id=repo_id)
+    write_model_card(folder, sample=card_sample(folder), repo_id=repo_id)
     files = hub.files_to_push(folder, with_state)
     url = hub.push_run(folder, repo_id, files, private=private)
     click.echo(f"pushed {folder} to {url}: {', '.join(files)}")

@@ -25,7 +25,6 @@ AUTO_OPTIONS = tuple(field.name for settings in SETTINGS for field in option_fie
 # Options compared with the saved run as paths: "data/x.txt" and "./data/x.txt" are the same corpus,
 # and config.json holds --init-from resolved (a Hub id as the cache folder it named).
 PATH_OPTIONS = ("dataset", "init_from")
-SAMPLE_CHARS = 200  # the length of a --sample-every sample
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -62,6 +61,7 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 def train(ctx: click.Context, **options) -> None:
     """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
     from textlstm.cli.progress import RichReporter
+    from textlstm.cli.samples import card_sample, training_sample
     from textlstm.training import distributed
     from textlstm.training.trainer import Reporter
     from textlstm.training.trainer import train as run_training
@@ -76,28 +76,14 @@ def train(ctx: click.Context, **options) -> None:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
         overrides = {name: options[name] for name in given if name in RESUMABLE}  # train() lets the limits given replace all the saved ones
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout,
-                              sample=training_sample)
+                              sample=training_sample, card_sample=card_sample)
     else:
         if options["streaming"] and options["epochs"]:
             raise click.UsageError("--epochs needs a corpus of known length: with --streaming give --max-steps")
         config = run_config(options, given)
         result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter,
-                              timeout_minutes=timeout, sample=training_sample)
+                              timeout_minutes=timeout, sample=training_sample, card_sample=card_sample)
     _report(reporter, result)
-
-
-def training_sample(model, tokenizer, seed: int) -> str:
-    """About SAMPLE_CHARS characters that `model` writes from the start of a document (--sample-every),
-    by the sampler of textlstm generate at its default settings, seeded by `seed`."""
-    from textlstm.generation.generator import TextGenerator
-
-    text = ""
-    # A token is a character or more (byte tokens aside), so SAMPLE_CHARS tokens are enough.
-    for piece in TextGenerator(model, tokenizer).stream(max_tokens=SAMPLE_CHARS, seed=seed):
-        text += piece
-        if len(text) >= SAMPLE_CHARS:
-            break
-    return text[:SAMPLE_CHARS]
 
 
 def given_options(ctx: click.Context) -> set[str]:

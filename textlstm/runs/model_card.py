@@ -13,29 +13,26 @@ import functools
 import re
 from pathlib import Path
 
-import torch
-
 from textlstm.config import RunConfig
 from textlstm.data.corpora.resolve import BUILTIN, HUB, resolve
 from textlstm.errors import TextlstmError
 from textlstm.fileio import write_text
 from textlstm.model.summary import shape_text
-from textlstm.runs import checkpoint as ckpt
+from textlstm.runs import files
 from textlstm.runs.hub import PREFIX, repo_id_of
 from textlstm.runs.saved_runs import Run, read_run
-from textlstm.tokens import EOT_ID, PAD_ID
 
 SAMPLE_TOKENS = 100  # the length of the card's sample
 REPO_PLACEHOLDER = "USER/NAME"  # the repository in the usage lines before `textlstm push` names it
 UNSHOWN_SETTINGS = {"dataset", "init_from"}  # local paths: named by their last part in the text instead
 
 
-def write_model_card(folder: str | Path, *, sample: bool = False, repo_id: str | None = None) -> None:
-    """(Re)write README.md in run `folder`. sample: with a greedy sample of the saved weights (loads
-    them, so done at the end of training, not at every save); else it says one comes at the end."""
+def write_model_card(folder: str | Path, *, sample: str | None = None, repo_id: str | None = None) -> None:
+    """(Re)write README.md in run `folder`. sample: the text the saved weights write greedily from an
+    empty prompt, SAMPLE_TOKENS tokens at most (made by the caller with the generation API; training
+    writes it at its end, not at every save); without it the card says one comes at the end."""
     folder = Path(folder)
-    text = greedy_sample(folder) if sample else None
-    write_text(folder / ckpt.MODEL_CARD, model_card(read_run(folder), text, repo_id))
+    write_text(folder / files.MODEL_CARD, model_card(read_run(folder), sample, repo_id))
 
 
 def model_card(run: Run, sample: str | None, repo_id: str | None = None) -> str:
@@ -135,8 +132,8 @@ def _model_section(run: Run) -> str:
         f"{model.embedding_size}-dimensional embeddings: {run.parameters:,} parameters, trained with textlstm. "
         f"Tokenizer: {run.config.data.tokenizer}, {model.vocab_size:,} tokens in the vocabulary.\n\n"
         "| Layer (type) | Output shape | Parameters |\n| --- | --- | ---: |\n" + rows + "\n\n"
-        f"Files: `{ckpt.BEST_WEIGHTS}` (the weights of the best validation loss), `{ckpt.TOKENIZER}`, "
-        f"`{ckpt.CONFIG}` (every setting of the run) and `{ckpt.METRICS}` (one record per evaluation)."
+        f"Files: `{files.BEST_WEIGHTS}` (the weights of the best validation loss), `{files.TOKENIZER}`, "
+        f"`{files.CONFIG}` (every setting of the run) and `{files.METRICS}` (one record per evaluation)."
     )
 
 
@@ -236,26 +233,3 @@ def _use_section(repo_id: str, placeholder: bool) -> str:
         f"```python\nimport textlstm\n\nlm = textlstm.load(\"{where}\")\n"
         "print(lm.generate(\"The\", max_tokens=200, seed=1))\n```" + note
     )
-
-
-# ----------------------------------------------------------------------------- the sample
-
-
-@torch.inference_mode()
-def greedy_sample(folder: Path, max_tokens: int = SAMPLE_TOKENS) -> str:
-    """The text the saved weights write from an empty prompt (after end of text), taking the most
-    likely token each time, as `textlstm generate --temperature 0` does; stops at end of text."""
-    model, tokenizer, _ = ckpt.load_checkpoint(folder)
-    hidden, state = model.hidden_states(torch.tensor([[EOT_ID]]))
-    logits = model.logits(hidden[0, -1])
-    ids = []
-    for _ in range(max_tokens):
-        logits = logits.float()
-        logits[PAD_ID] = -torch.inf  # padding is never picked
-        token = int(logits.argmax())
-        if token == EOT_ID:
-            break
-        ids.append(token)
-        step_logits, state = model.step(torch.tensor([token]), state)
-        logits = step_logits[0]
-    return tokenizer.decode(ids)

@@ -98,12 +98,13 @@ def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 <
 
 class Trainer:
     def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False,
-                 sample: SampleFunction | None = None):
+                 sample: SampleFunction | None = None, card_sample: Callable[[Path], str] | None = None):
         self.config = config
         self.output = Path(output)
         self.reporter = reporter or Reporter()
         self.resuming = resume
         self.sample = sample
+        self.card_sample = card_sample
         self.device = distributed.local_device(resolve_device(config.train.device))
         self.precision = training_precision(config.train.precision, self.device)
         self.stop = StopFlag()
@@ -246,7 +247,7 @@ class Trainer:
             self.tracker.close()
         result.steps, result.best_valid_loss = self.step, self.best_valid_loss
         if distributed.is_main():
-            model_card.write_model_card(self.output, sample=True)
+            model_card.write_model_card(self.output, sample=self.card_sample(self.output) if self.card_sample else None)
         return result
 
     def _loop(self, result: TrainResult) -> None:
@@ -476,6 +477,7 @@ def train(
     train_overrides: dict | None = None,
     timeout_minutes: float = distributed.DEFAULT_TIMEOUT_MINUTES,
     sample: SampleFunction | None = None,
+    card_sample: Callable[[Path], str] | None = None,
 ) -> TrainResult:
     """Train a model as `config` says; return where it was saved and how it went.
 
@@ -489,15 +491,17 @@ def train(
     sample(model, tokenizer, seed) -> text; without one there are no samples. `textlstm train`
     passes one that writes about 200 characters with the generation API; from Python, for instance
     `lambda model, tokenizer, seed: textlstm.TextGenerator(model, tokenizer).generate(max_tokens=200, seed=seed)`.
+    card_sample: what writes the model card's sample when the run ends, card_sample(run folder) ->
+    text (the saved weights' greedy text: textlstm/cli/samples.py); without one the card has none.
 
     Under torchrun every process calls this with the same arguments and they train one model;
     timeout_minutes is how long a process waits for the others before the run stops with an error.
     """
     with distributed.session(timeout_minutes):
-        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample)
+        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample, card_sample)
 
 
-def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample) -> TrainResult:
+def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample, card_sample) -> TrainResult:
     if resume is None and distributed.restart_count():
         # torchrun restarted the processes (--max-restarts): go on with the run this launch started.
         found = distributed.from_main(distributed.run_of_this_launch(output, checkpoints_root))
@@ -508,7 +512,7 @@ def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_
     if resume is not None:
         folder = Path(resume)
         saved = distributed.agree_on_errors(lambda: _config_to_resume(folder, train_overrides))
-        return Trainer(saved, folder, reporter, resume=True, sample=sample).run()
+        return Trainer(saved, folder, reporter, resume=True, sample=sample, card_sample=card_sample).run()
     config = config or RunConfig(model=ModelConfig())
     if config.train.init_from:
         config = finetune.inherit(config, finetune.load_parent(config.train.init_from))
@@ -518,7 +522,7 @@ def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_
     created = not output.exists()
     distributed.agree_on_errors(lambda: prepare_output(output, overwrite) if distributed.is_main() else None)
     try:
-        return Trainer(config, output, reporter, sample=sample).run()
+        return Trainer(config, output, reporter, sample=sample, card_sample=card_sample).run()
     except BaseException:
         if distributed.is_main() and created and output.is_dir() and not any(output.iterdir()):
             output.rmdir()  # failed before anything was saved: leave no empty run folder behind
