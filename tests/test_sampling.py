@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from textlstm.config import ModelConfig, SamplingOptions
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
-from textlstm.generation.decoding import StopStringFilter, TextDecoder
+from textlstm.generation import decoding
+from textlstm.generation.decoding import StopStringFilter, TextDecoder, own_texts
 from textlstm.generation.generator import TextGenerator, UnknownTokenWarning
 from textlstm.generation.sampler import RowSettings, TokenSampler, filtered_scores, make_rng, pick_tokens, token_logprobs
 from textlstm.generation.stepper import LSTMStepper, sample_tokens
@@ -192,6 +193,34 @@ def test_runs_of_invalid_bytes_decode_without_crashing():
     decoder = TextDecoder(tokenizer)
     text = "".join(decoder.push(i) for i in [a, c3, a9, x80, x80, a]) + decoder.flush()
     assert text == "aé\ufffd\ufffda"
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_looked_up_token_texts_decode_as_the_stream_decoder_does(kind, monkeypatch):
+    """Char and word tokens' texts are looked up (byte tokens still go through DecodeStream): the
+    pieces are those of decoding every token with the stream, and whole they are decode(ids)."""
+    tokenizer = build_tokenizer(kind, [CORPUS * 3 + "né ñ 😀"])
+    assert (own_texts(tokenizer) is None) == (kind == "bpe")
+    ids = [i for i in range(tokenizer.vocab_size) if i not in (PAD_ID, EOT_ID)]
+    rng = torch.Generator().manual_seed(0)
+    streams = [[ids[j] for j in torch.randint(len(ids), (60,), generator=rng).tolist()] for _ in range(30)]
+    streams.append(tokenizer.encode("aé😀b and ñ, né"))
+    looked_up, streamed = [], []
+    for stream in streams:
+        decoder = TextDecoder(tokenizer)
+        looked_up.append([decoder.push(i) for i in stream] + [decoder.flush()])
+    monkeypatch.setattr(decoding, "own_texts", lambda tokenizer: None)
+    for stream in streams:
+        decoder = TextDecoder(tokenizer)
+        streamed.append([decoder.push(i) for i in stream] + [decoder.flush()])
+    assert looked_up == streamed
+    assert ["".join(pieces) for pieces in looked_up[-1:]] == [tokenizer.decode(streams[-1])]
+
+
+def test_without_stop_strings_the_filter_passes_every_piece_at_once():
+    stop_filter = StopStringFilter([])
+    assert [stop_filter.push(piece) for piece in ("a", "", "bc\n")] == ["a", "", "bc\n"]
+    assert stop_filter.flush() == "" and not stop_filter.stopped
 
 
 def test_unknown_characters_and_words_in_the_prompt_warn(lm):
