@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -149,3 +150,38 @@ def test_tied_weights_share_the_embedding_even_with_a_projection():
     assert model.projection is not None
     logits, _ = model(torch.randint(2, VOCAB, (1, 4)))
     assert logits.shape == (1, 4, VOCAB)
+
+
+
+def test_bfloat16_step_with_packed_gate_weights_follows_the_weights_and_the_cell(monkeypatch):
+    """A bfloat16 model on the CPU steps through gate weights laid out once (model/packed_gates.py):
+    within bfloat16 rounding of torch.lstm_cell's steps, a row independent of its batch, and laid
+    out again after a weight changes."""
+    from textlstm.model import network, packed_gates
+
+    model = make_model().to(torch.bfloat16).eval()
+    if packed_gates.packed_gates(model, model._layer_weights) is None:
+        pytest.skip("this torch or CPU has no oneDNN bfloat16 kernels")
+    ids = torch.randint(2, VOCAB, (6, 5), generator=torch.Generator().manual_seed(0))
+
+    def logits_of_steps(rows: int = 6) -> torch.Tensor:
+        state, logits = model.initial_state(rows), []
+        for t in range(ids.shape[1]):
+            step_logits, state = model.step(ids[:rows, t], state)
+            logits.append(step_logits.float())
+        return torch.stack(logits, dim=1)
+
+    def through_lstm_cell() -> torch.Tensor:
+        with monkeypatch.context() as patch:
+            patch.setattr(network, "packed_gates", lambda model, weights: None)
+            return logits_of_steps()
+
+    with torch.inference_mode():
+        packed = logits_of_steps()
+        assert torch.equal(logits_of_steps(rows=1), packed[:1])
+        torch.testing.assert_close(packed, through_lstm_cell(), atol=0.05, rtol=0.05)
+        with torch.no_grad():
+            model.lstm.weight_ih_l1.mul_(-20)
+        changed = logits_of_steps()
+        torch.testing.assert_close(changed, through_lstm_cell(), atol=0.05, rtol=0.05)
+        assert (changed - packed).abs().max() > 0.1

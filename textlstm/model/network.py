@@ -8,7 +8,8 @@ One LSTM, two ways to run it, both on the same per-layer weights (`_layer_weight
 recurrent dropout in training): `forward` / `hidden_states` / `loss` read whole sequences (training,
 scoring, prompts) through the fused kernel, and `step` reads one token per row (sampling, serving).
 Nothing outside this module reads the LSTM's weights but textlstm/model/quantized.py, which copies
-them into int8 through `_layer_weights`.
+them into int8 through `_layer_weights`, and textlstm/model/packed_gates.py, which lays them out
+for `step` in bfloat16 on the CPU.
 
 With `cell` "mogrifier" each layer's input and previous hidden state first gate each other
 (textlstm/model/mogrifier.py). That depends on h(t-1), so no fused kernel runs it: whole sequences run
@@ -34,6 +35,7 @@ from textlstm.model.activation_penalty import activation_penalty
 from textlstm.model.byte_softmax import ByteFallbackSoftmax
 from textlstm.model.dropout import FastDropout, drop_recurrent_columns, embedding_row_scales
 from textlstm.model.mogrifier import Mogrifier
+from textlstm.model.packed_gates import packed_gates
 from textlstm.tokens import PAD_ID
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [layers, batch, hidden]
@@ -171,17 +173,22 @@ class LSTMLanguageModel(nn.Module):
 
         ids: [batch] token ids. The same network as `forward`, one time step at a time through
         `torch.lstm_cell`: on the CPU the fused sequence kernel re-lays out the weights on every
-        call, which at one step costs about ten times the step itself.
+        call, which at one step costs about ten times the step itself. bfloat16 weights in
+        inference on the CPU step through gate weights laid out once (model/packed_gates.py).
         """
         if state is None:
             state = self.initial_state(ids.shape[0], ids.device)
         x = self.dropout(self._embed(ids))
         h, c = state
         hs, cs = [], []
+        packed = packed_gates(self, self._layer_weights)  # bfloat16 on the CPU: textlstm/model/packed_gates.py
         for layer in range(self.config.layers):
             if layer > 0:
                 x = self.dropout(x)
-            x, c_layer = self._cell_step(layer, x, (h[layer], c[layer]), self._layer_weights(layer))
+            if packed is not None:
+                x, c_layer = packed.cell_step(layer, x, (h[layer], c[layer]))
+            else:
+                x, c_layer = self._cell_step(layer, x, (h[layer], c[layer]), self._layer_weights(layer))
             hs.append(x)
             cs.append(c_layer)
         return self.logits(self.dropout(x)), (torch.stack(hs), torch.stack(cs))
