@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.data.batchers import StreamBatcher
+from textlstm.training import distributed
 from textlstm.training.trainer import Trainer
 
 
@@ -67,6 +68,9 @@ def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", see
     trainer.splits = {"train": SimpleNamespace(ids=ids)}
     trainer._build()
     trainer.clock = 0.0
+    # What Trainer.run sets up besides _build: the loss function and no weight average (--ema is off).
+    trainer.loss_of = distributed.loss_function(trainer.model, trainer.device, model.output_layer == "adaptive", train.ar, train.tar)
+    trainer.average = None
 
     def step() -> None:
         trainer._train_step()
