@@ -9,7 +9,7 @@
     GET  /health                200 when it serves, 503 while the model loads
     GET  /metrics               sequences active, tokens generated, conversations kept (Prometheus)
     GET  /metrics.json          the same figures as JSON
-    GET  /                      a page to chat and generate
+    GET  /                      a page to chat, generate and score text
 
 Before the routes, security.py checks who asks (Host, Origin, API key, content type). An app made
 by `create_loading_app` listens before its model is loaded: it answers 503 until then.
