@@ -14,11 +14,21 @@ seconds (bounded in count and time), and we record:
 - while 8 clients stream, one 100 KB prompt is sent: the longest gap the 8 saw meanwhile;
 - RSS growth per kept conversation: RSS after N chat requests without a conversation_id, then
   after N more that each keep a conversation, divided by N.
+- scoring through the API: --scoring-clients clients send echo + logprobs requests with max_tokens
+  0 (what lm-evaluation-harness sends) of a SCORED_CHARS-character text back to back: prompt
+  tokens scored per second;
+- the same model's `textlstm eval` scoring (evaluate_split, batch 32 x 256 as the command runs
+  it) and training (the Trainer's `_train_step`, batch 64 x 128, dropout 0.2 and recurrent 0.25)
+  tokens/s, timed in alternation as benchmarks/run.py times them for RESULTS.md, in this process
+  with no server running.
 
-The clients speak HTTP/1.1 on raw asyncio sockets, so the client side costs little CPU.
-Writes benchmarks/results/serving.json and benchmarks/SERVING.md.
+The precisions default to serve's own (--precision auto: bfloat16 where the CPU computes it
+natively, hardware/precision.py), then float32. The clients speak HTTP/1.1 on raw asyncio sockets,
+so the client side costs little CPU. Writes benchmarks/results/serving.json and
+benchmarks/SERVING.md; --quick (a few seconds a level, to check that it runs) writes
+benchmarks/results/serving-quick.json only.
 
-    python benchmarks/bench_serving.py [--seconds 15] [--conversations 4000] [--threads 1]
+    python benchmarks/bench_serving.py [--seconds 15] [--conversations 4000] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -36,15 +46,29 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from textlstm.hardware.threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # as the textlstm command does, before torch loads: eval and training time as they run there
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmark modules
+
+from bench_interleaved import interleaved_medians  # noqa: E402
+from bench_training_step import Shape, textlstm_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "serving.json"
+QUICK_RESULTS = Path(__file__).parent / "results" / "serving-quick.json"
 REPORT = Path(__file__).parent / "SERVING.md"
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
 PROMPT = "ROMEO:\nBut soft, what light"
 LEVELS = (1, 8, 64, 256)
 MAX_TOKENS = 100  # per request; clients send requests back to back
+SCORED_CHARS = 2000  # the text of each scoring request
+EMBEDDING, HIDDEN, LAYERS = 64, 512, 2
+TRAIN_BATCH, TRAIN_SEQ_LEN = 64, 128  # benchmarks/run.py's char shape
 
 
 def write_checkpoint(folder: Path) -> Path:
@@ -56,7 +80,7 @@ def write_checkpoint(folder: Path) -> Path:
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [ALPHABET])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=64, hidden_size=512, layers=2))
+    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS))
     torch.manual_seed(0)
     model = LSTMLanguageModel(config.model)
     with torch.no_grad():
@@ -191,13 +215,39 @@ async def run_level(host: str, port: int, clients: int, seconds: float) -> dict:
     }
 
 
-async def long_prompt_stall(host: str, port: int, seconds: float) -> dict:
+def scored_text(seed: int) -> str:
+    """SCORED_CHARS characters of the alphabet, different for each request."""
+    rng = np.random.default_rng(seed)
+    return "".join(np.array(list(ALPHABET))[rng.integers(0, len(ALPHABET), SCORED_CHARS)])
+
+
+async def scoring_client(host: str, port: int, until: float, seed: int, record: dict) -> None:
+    """Send echo + logprobs requests that only score their prompt, back to back until `until`."""
+    while time.perf_counter() < until:
+        body = {"model": "bench", "prompt": scored_text(seed), "max_tokens": 0, "echo": True, "logprobs": 1}
+        answer = await post(host, port, "/v1/completions", body)
+        record["tokens"] += len(answer["choices"][0]["logprobs"]["tokens"])
+        record["ended"] = time.perf_counter()
+        seed += 1000
+
+
+async def run_scoring_level(host: str, port: int, clients: int, seconds: float) -> dict:
+    """Prompt tokens scored per second, from the start to the end of the last request."""
+    records = [{"tokens": 0, "ended": 0.0} for _ in range(clients)]
+    start = time.perf_counter()
+    await asyncio.gather(*(scoring_client(host, port, start + seconds, i, records[i]) for i in range(clients)))
+    elapsed = max(r["ended"] for r in records) - start
+    tokens = sum(r["tokens"] for r in records)
+    return {"clients": clients, "chars_per_request": SCORED_CHARS, "seconds": elapsed, "tokens": tokens, "tokens_per_sec": tokens / elapsed}
+
+
+async def long_prompt_stall(host: str, port: int, seconds: float, chars: int = 100_000) -> dict:
     """8 clients stream while one 100 KB prompt is read: the longest gap between their events."""
     records = [{"tokens": 0, "first_token": [], "gaps": [], "event_gaps": []} for _ in range(8)]
     until = time.perf_counter() + seconds
     clients = [asyncio.create_task(streaming_client(host, port, until, i, records[i])) for i in range(8)]
     await asyncio.sleep(1.0)
-    prompt = (ALPHABET[:-1] * 1500)[:100_000]
+    prompt = (ALPHABET[:-1] * (chars // len(ALPHABET) + 1))[:chars]
     started = time.perf_counter()
     await post(host, port, "/v1/completions", {"model": "bench", "prompt": prompt, "max_tokens": 1})
     finished = time.perf_counter()
@@ -247,7 +297,8 @@ async def get_json(host: str, port: int, path: str) -> dict:
     return json.loads(raw.split(b"\r\n\r\n", 1)[1])
 
 
-def measure_levels(process: subprocess.Popen, host: str, port: int, args, precision: str) -> list[dict]:
+def measure_levels(process: subprocess.Popen, host: str, port: int, args, precision: str) -> tuple[list[dict], dict]:
+    """The streaming levels, then the scoring level, on one server."""
     levels = []
     for clients in (int(c) for c in args.levels.split(",")):
         cpu_before = cpu_seconds(process.pid)
@@ -258,7 +309,38 @@ def measure_levels(process: subprocess.Popen, host: str, port: int, args, precis
         level["precision"] = precision
         levels.append(level)
         print(json.dumps(level), flush=True)
-    return levels
+    cpu_before = cpu_seconds(process.pid)
+    scoring = asyncio.run(run_scoring_level(host, port, args.scoring_clients, args.seconds))
+    scoring["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1, scoring["tokens"])
+    scoring["precision"] = precision
+    print(json.dumps(scoring), flush=True)
+    return levels, scoring
+
+
+def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval_tokens: int) -> dict:
+    """evaluate_split and training-step tokens/s of the served model's shape, in alternation (benchmarks/run.py's way)."""
+    from textlstm.config import ModelConfig
+    from textlstm.evaluation.scoring import evaluate_split
+    from textlstm.model.network import LSTMLanguageModel
+
+    ids = np.random.default_rng(0).integers(2, vocab_size, 4 * eval_tokens + TRAIN_BATCH * TRAIN_SEQ_LEN * 8)
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS))
+    shape = Shape("served", vocab_size, EMBEDDING, HIDDEN, LAYERS, TRAIN_BATCH, TRAIN_SEQ_LEN)
+    contenders = {
+        "eval": lambda: evaluate_split(model, ids, max_tokens=eval_tokens, precision=precision),
+        "training": textlstm_step(shape, ids, precision),
+    }
+    medians = interleaved_medians(contenders, rounds, warmup=1)
+    result = {
+        "precision": precision,
+        "torch_threads": torch.get_num_threads(),
+        "eval_tokens": eval_tokens,
+        "eval_tokens_per_sec": eval_tokens / medians["eval"],
+        "training_tokens_per_sec": shape.tokens_per_step / medians["training"],
+    }
+    print(json.dumps(result), flush=True)
+    return result
 
 
 def main() -> None:
@@ -267,25 +349,35 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=4000, help="kept conversations for the RSS measurement")
     parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="numbers of concurrent clients")
-    parser.add_argument("--precisions", default="float32,bfloat16", help="the server's --precision, one pass of the levels each")
+    parser.add_argument("--precisions", default=None,
+                        help="the server's --precision, one pass of the levels each (default: serve's own, then float32)")
+    parser.add_argument("--scoring-clients", type=int, default=8, help="clients of the scoring level")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of eval and training steps")
+    parser.add_argument("--quick", action="store_true", help="a few seconds a level, to check that it runs; writes serving-quick.json only")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.conversations, args.rounds = 2.0, min(args.conversations, 200), 2
+    precisions = list(dict.fromkeys((args.precisions or f"{serve_default_precision()},float32").split(",")))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = write_checkpoint(Path(folder) / "bench")
-        levels = []
-        for precision in args.precisions.split(",")[1:]:
+        levels, scoring = [], []
+        for precision in precisions[1:]:
             process, host, port = start_server(checkpoint, args.threads, 100, precision)
             try:
-                levels += measure_levels(process, host, port, args, precision)
+                measured, scored = measure_levels(process, host, port, args, precision)
+                levels, scoring = levels + measured, scoring + [scored]
             finally:
                 process.terminate()
                 process.wait(60)
         # The first precision last: its server goes on to the long prompt and the kept conversations.
-        first = args.precisions.split(",")[0]
+        first = precisions[0]
         process, host, port = start_server(checkpoint, args.threads, args.conversations + 100, first)
         try:
-            levels = measure_levels(process, host, port, args, first) + levels
-            stall = asyncio.run(long_prompt_stall(host, port, seconds=max(10.0, args.seconds)))
+            measured, scored = measure_levels(process, host, port, args, first)
+            levels, scoring = measured + levels, [scored] + scoring
+            stall_chars = 10_000 if args.quick else 100_000
+            stall = asyncio.run(long_prompt_stall(host, port, seconds=max(args.seconds, 3.0 if args.quick else 10.0), chars=stall_chars))
             print(json.dumps(stall), flush=True)
             memory = asyncio.run(kept_conversation_memory(host, port, process.pid, args.conversations))
             print(json.dumps(memory), flush=True)
@@ -293,8 +385,13 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(60)
+    vocab_size = build_tokenizer("char", [ALPHABET]).vocab_size
+    offline = [offline_tokens_per_second(p, vocab_size, args.rounds, 16_384 if args.quick else 65_536) for p in precisions]
     result = {
+        "quick": args.quick,
         "levels": levels,
+        "scoring": scoring,
+        "offline": offline,
         "long_prompt": stall,
         "kept_conversations": memory,
         "active_sequences_after": final["sequences"],
@@ -306,10 +403,28 @@ def main() -> None:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = QUICK_RESULTS if args.quick else RESULTS
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.quick:
+        print(report(result))
+        print(f"wrote {out} (--quick: SERVING.md left as it is)")
+        return
     REPORT.write_text(report(result))
-    print(f"wrote {RESULTS} and {REPORT}")
+    print(f"wrote {out} and {REPORT}")
+
+
+def build_tokenizer(kind: str, texts: list[str]):
+    from textlstm.data.tokenizer import build_tokenizer
+
+    return build_tokenizer(kind, texts)
+
+
+def serve_default_precision() -> str:
+    """What `textlstm serve --precision auto` runs on this CPU."""
+    from textlstm.hardware.precision import training_precision
+
+    return training_precision("auto", "cpu")
 
 
 def report(result: dict) -> str:
@@ -324,6 +439,17 @@ def report(result: dict) -> str:
     speedup = ", ".join(
         f"{l['precision']} **{l['total_tokens_per_sec'] / single[l['precision']]:.1f}x**" for l in result["levels"] if l["clients"] == 64
     ) or "not measured"
+    first_token = ", ".join(
+        f"{l['precision']} **{l['first_token_ms_p99']:.0f} ms**" for l in result["levels"] if l["clients"] == 64
+    ) or "not measured"
+    offline = {o["precision"]: o for o in result["offline"]}
+    scoring_rows = "\n".join(
+        f"| {s['precision']} | {s['clients']} | {s['tokens_per_sec']:.0f} | {s['server_cpu_ms_per_token']:.3f} | "
+        f"{offline[s['precision']]['eval_tokens_per_sec']:.0f} | {offline[s['precision']]['training_tokens_per_sec']:.0f} | "
+        f"**{s['tokens_per_sec'] / offline[s['precision']]['training_tokens_per_sec']:.2f}x** | "
+        f"**{offline[s['precision']]['eval_tokens_per_sec'] / offline[s['precision']]['training_tokens_per_sec']:.2f}x** |"
+        for s in result["scoring"]
+    )
     memory = result["kept_conversations"]
     stall = result["long_prompt"]
     la_before = " / ".join(f"{x:.2f}" for x in result["load_average_before"])
@@ -347,12 +473,31 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-- Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 10x).
+- Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 20x).
+- First token p99 at 64 clients: {first_token} (target: under 1 s).
 - With the first precision's server: a {stall['prompt_chars']:,}-character prompt read while 8 clients stream: it took {stall['prompt_seconds']:.2f} s;
   the longest gap between the 8 clients' events meanwhile was {stall['others_max_gap_ms']:.0f} ms (p99 {stall['others_p99_gap_ms']:.0f} ms).
 - Kept conversations: {memory['kept']:,} kept; RSS {memory['rss_before_mb']:.1f} MB -> {memory['rss_after_mb']:.1f} MB,
   **{memory['kb_per_conversation']:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory['state_kb']:.0f} KB).
 - Active sequences after all clients left: {result['active_sequences_after']}.
+
+## Scoring
+
+| precision | API clients | API tokens/s scored | server CPU ms per token | `textlstm eval` tokens/s | training tokens/s | API / training | eval / training |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{scoring_rows}
+
+Target: scoring at least 2.5x the training tokens/s of the same model, through the API and through
+`textlstm eval`. "API": {result['scoring'][0]['clients']} clients send `/v1/completions` requests with
+echo, logprobs 1 and max_tokens 0 (what lm-evaluation-harness sends to score a text) of
+{result['scoring'][0]['chars_per_request']:,} characters each, back to back for the level's seconds: prompt tokens
+scored per second, to the end of the last request. "eval": `evaluate_split` (what `textlstm eval`
+runs: 32 parts side by side, 256 tokens per pass, a burn-in before each part; only scored tokens
+count) on {result['offline'][0]['eval_tokens']:,} tokens; "training": the Trainer's `_train_step` at batch {TRAIN_BATCH} x {TRAIN_SEQ_LEN} with
+dropout 0.2 and recurrent dropout 0.25, as benchmarks/run.py measures both for RESULTS.md
+(alternating, medians; torch threads {result['offline'][0]['torch_threads']}; in this process with no server
+running). The served model holds its weights in the precision; eval and training run float32
+weights under bfloat16 autocast.
 
 The levels run one after another, so on a shared machine the load from other work changes between
 rows, the 1-client rows most of all (they set the "vs 1 client" column).
@@ -364,7 +509,7 @@ conversation can come out below the state's own size: the states partly fill mem
 already held from the requests before. All clients of a level start at once, so the first-token
 times include waiting behind the first step of every other client.
 
-Rerun with `python benchmarks/bench_serving.py` (about 5 minutes). `--threads 2` runs the model step
+Rerun with `python benchmarks/bench_serving.py` (about 8 minutes; `--quick` checks that it runs). `--threads 2` runs the model step
 on two torch threads: on this machine under load that was many times slower; on an idle machine it
 is worth comparing.
 """
