@@ -612,7 +612,9 @@ async def _collect(request: Request, run: _Run, reply: _Reply):
                     raise APIError(status, event.message, type="server_error")
     finally:
         run.cancel()
-    return reply.whole(["".join(t) for t in texts], reasons, completion_tokens)
+    # As a JSONResponse: returned as a dict, FastAPI would first copy it through jsonable_encoder,
+    # slow on a scored text's thousands of logprobs entries; the bytes sent are the same.
+    return JSONResponse(reply.whole(["".join(t) for t in texts], reasons, completion_tokens))
 
 
 @dataclass
