@@ -312,6 +312,44 @@ def test_token_scores_go_only_to_requests_that_ask_and_a_chunked_prompt_is_score
     assert engine.stats()["sequences"] == 0
 
 
+def test_prompts_of_different_lengths_are_read_side_by_side_in_dense_passes(lm, monkeypatch):
+    """Rows whose next pieces differ in length are read in passes from the shortest to the longest,
+    each a dense block (a ragged batch would take the packed LSTM kernel, half as fast); each row's
+    scores and continuation are what it gets alone."""
+    texts = ["the", "quick brown fox", "quick brown fox", "jumps over the lazy dog. " * 3]
+    passes = []
+    hidden_states = lm.model.hidden_states
+
+    def recorded(ids, state=None, lengths=None):
+        passes.append((ids.shape, lengths))
+        return hidden_states(ids, state, lengths)
+
+    monkeypatch.setattr(lm.model, "hidden_states", recorded)
+    engine = Engine(lm.model, lm.tokenizer, deliver_now, idle_prompt_chunk=1024)
+    collectors = []
+    for text in texts:  # all waiting when the engine starts: read in its first turn
+        collectors.append(Collector())
+        ids = [EOT_ID, *lm.encode(text)]
+        engine.submit(GenerationRequest(ids, SamplingOptions(temperature=0, max_tokens=4), collectors[-1], seen_ids=ids[1:],
+                                        decode_context=ids[1:], prompt_logprobs=0))
+    engine.start()
+    try:
+        wait_all(*collectors)
+    finally:
+        engine.shutdown()
+    lengths = sorted({len(lm.encode(text)) + 1 for text in texts})
+    widths = [b - a for a, b in zip([0, *lengths], lengths)]
+    assert [shape for shape, _ in passes[:3]] == [(4, widths[0]), (3, widths[1]), (1, widths[2])]
+    assert all(ragged is None for _, ragged in passes)
+    for text, collector in zip(texts, collectors):
+        ids = [EOT_ID, *lm.encode(text)]
+        with torch.inference_mode():
+            expected = torch.log_softmax(lm.model(torch.tensor([ids]))[0][0], dim=-1)
+        scores = collector.events[0]
+        assert torch.allclose(torch.tensor(scores.logprobs), expected[torch.arange(len(ids) - 1), ids[1:]], atol=1e-5)
+        assert collector.text == lm.generate(text, temperature=0, max_tokens=4)
+
+
 @pytest.mark.parametrize("kind", ["char", "bpe", "word"])
 def test_each_tokens_bytes_spell_the_text_and_partial_characters_are_named_as_bytes(kind):
     tokenizer = build_tokenizer(kind, [TINY_CORPUS * 20, "héllo wörld € "], 300)

@@ -2,8 +2,9 @@
 
 Each turn of the loop
   1. admits the requests that arrived since the last turn and drops those whose client left;
-  2. reads the next chunk of every unread prompt, all in one forward pass (padded rows are masked),
-     so a long prompt is read a chunk per turn while the others keep generating;
+  2. reads the next chunk of every unread prompt, side by side (rows of different lengths in passes
+     from the shortest to the longest), so a long prompt is read a chunk per turn while the others
+     keep generating;
   3. picks one token for every generating sequence, each with its own settings and random stream,
      and reads all those tokens with one batched `model.step`;
   4. hands the text produced this turn to `deliver` in one call (the server posts it to its event
@@ -33,7 +34,7 @@ from textlstm.data.tokenizer import TextTokenizer
 from textlstm.generation.decoding import DECODE_CONTEXT, StopStringFilter, TextDecoder
 from textlstm.generation.sampler import RowSettings, TokenLogprobs, filtered_scores, make_rng, pick_tokens, token_logprobs
 from textlstm.model.network import LSTMLanguageModel, State
-from textlstm.tokens import EOT_ID, PAD_ID
+from textlstm.tokens import EOT_ID
 
 log = logging.getLogger("textlstm.serve")
 
@@ -238,25 +239,18 @@ class Engine:
             self._batch.keep([i for i, s in enumerate(sequences) if not s.cancelled])
 
     def _read_prompts(self) -> None:
-        """The next chunk of every unread prompt, in one forward pass; finished prompts join the batch."""
+        """The next chunk of every unread prompt, side by side; finished prompts join the batch."""
         if not self._reading:
             return
         chunk = self._prompt_chunk()
         rows = self._reading
-        pieces = [s.read_ids[s.position : s.position + chunk] for s in rows]
-        lengths = [len(p) for p in pieces]
-        width = max(lengths)
-        ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
-        for row, piece in enumerate(pieces):
-            ids[row, : len(piece)] = piece
-        ids = ids.to(self.device)
+        lengths = [min(chunk, len(s.read_ids) - s.position) for s in rows]
         states = [s.state or self.model.initial_state(1) for s in rows]
         h = torch.cat([state[0] for state in states], dim=1)
         c = torch.cat([state[1] for state in states], dim=1)
-        ragged = torch.tensor(lengths) if min(lengths) != width else None
         started = time.perf_counter()
-        hidden, (h, c) = self.model.hidden_states(ids, (h, c), ragged)
-        self._measure_prompt_speed(width, time.perf_counter() - started)
+        hidden, (h, c) = self._read_side_by_side(rows, lengths, (h, c))
+        self._measure_prompt_speed(max(lengths), time.perf_counter() - started)
         self.counters["prompt_tokens_read"] += sum(lengths)
         done = []
         for i, (sequence, length) in enumerate(zip(rows, lengths)):
@@ -281,6 +275,32 @@ class Engine:
             self._batch.join([rows[i] for i in joining], h[:, joining], c[:, joining], logits, self.model.config.vocab_size)
         finished = set(done)
         self._reading = [s for i, s in enumerate(rows) if i not in finished]
+
+    def _read_side_by_side(self, rows: list[_Sequence], lengths: list[int], state: State) -> tuple[torch.Tensor, State]:
+        """The next lengths[i] ids of each row from `state` ([layers, rows, hidden] each): the hidden
+        states [rows, max(lengths), hidden] (zero past a row's length) and the state after each row's ids.
+
+        In passes from the shortest piece to the longest, each over the rows still reading, so every
+        pass is a dense block: rows of different lengths in one pass would take the packed LSTM
+        kernel, half as fast (measured, 8 rows of 256 ids with one of 100, bfloat16 and float32).
+        """
+        h, c = state
+        hidden = None
+        done = 0
+        for end in sorted(set(lengths)):
+            active = [i for i, length in enumerate(lengths) if length >= end]
+            ids = torch.stack([rows[i].read_ids[rows[i].position + done : rows[i].position + end] for i in active]).to(self.device)
+            if len(active) == len(rows):
+                part, (h, c) = self.model.hidden_states(ids, (h, c))
+            else:
+                index = torch.tensor(active, device=self.device)
+                part, (h_part, c_part) = self.model.hidden_states(ids, (h[:, index], c[:, index]))
+                h, c = h.index_copy(1, index, h_part), c.index_copy(1, index, c_part)
+            if hidden is None:
+                hidden = part.new_zeros(len(rows), max(lengths), part.shape[-1])
+            hidden[active, done:end] = part
+            done = end
+        return hidden, (h, c)
 
     def _prompt_chunk(self) -> int:
         if not self._batch.sequences:
