@@ -307,7 +307,9 @@ def test_token_scores_go_only_to_requests_that_ask_and_a_chunked_prompt_is_score
 
     assert not any(isinstance(e, TokenScores) for e in plain.events)
     assert [type(e) for e in score_only.events] == [TokenScores, Finished]
-    assert score_only.events[0].logprobs == prompt.logprobs and score_only.events[0].top_ids == [[]] * (len(ids) - 1)
+    # The two requests may share a batch or not; a different batch size sums in another order.
+    assert torch.allclose(torch.tensor(score_only.events[0].logprobs), torch.tensor(prompt.logprobs), atol=1e-5)
+    assert score_only.events[0].top_ids == [[]] * (len(ids) - 1)
     assert score_only.end == Finished("length", 0)
     assert engine.stats()["sequences"] == 0
 
