@@ -15,7 +15,8 @@ by a stable hash of their name (about 90/5/5), so the same machine always gets t
                        gettext.GNUTranslations; one document per catalog (skipped if missing)
 
 The test and idlelib folders (and site-packages, lib2to3, turtledemo) are left out everywhere.
-Each corpus is capped at MAX_CHARS characters, documents taken in sorted order.
+Four more (English prose, manual pages, verse, plays) come from benchmarks/heldout_sources.py.
+Each corpus is capped at MAX_CHARS characters, documents taken in the order their source gives.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from heldout_sources import MISSING, SOURCES
+
 DEFAULT_OUT = Path("~/.cache/textlstm/heldout").expanduser()
 SPLITS = ("train", "validation", "test")
 SKIPPED_FOLDERS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo", "__pycache__"}
 MAX_CHARS = 4_000_000
 PYTHON_SOURCE_CHARS = 3_000_000
 GERMAN_CATALOGS = Path("/usr/share/locale/de/LC_MESSAGES")
-CORPORA = ("stdlib-docstrings", "python-source", "german")
+CORPORA = ("stdlib-docstrings", "python-source", "german", *SOURCES)
 
 
 def split_of(name: str) -> str:
@@ -157,19 +160,22 @@ def build(out: Path, corpora: tuple[str, ...] = CORPORA) -> dict:
         "stdlib-docstrings": stdlib_docstring_documents,
         "python-source": python_source_documents,
         "german": german_documents,
+        **SOURCES,
     }
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {}
+    written = out / "manifest.json"
+    manifest = json.loads(written.read_text()) if written.is_file() else {}  # the corpora not rebuilt stay listed
     for name in corpora:
         documents = sources[name]()
         if documents is None:
-            print(f"{name}: skipped, {GERMAN_CATALOGS} does not exist")
+            needs = MISSING.get(name, f"{GERMAN_CATALOGS}")
+            print(f"{name}: skipped, its source is missing (needs {needs})")
             continue
         sizes = write_corpus(out / name, capped(documents))
         manifest[name] = sizes
         counts = ", ".join(f"{split} {s['documents']} docs {s['chars']:,} chars" for split, s in sizes.items())
         print(f"{name}: {counts}")
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    written.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
