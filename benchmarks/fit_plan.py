@@ -1,0 +1,111 @@
+"""The runs the model-size rule is fitted on: each corpus x shape x token budget, trained for exactly
+that many tokens (a step limit, so the load on the machine cannot change the loss), its best
+validation loss recorded.
+
+    python benchmarks/fit_plan.py --runs            # train what is not recorded yet (two at a time, pinned)
+    python benchmarks/fit_plan.py --fit             # fit the rule on the recorded runs; leave-one-out
+
+Each run is `textlstm train --dataset FOLDER --layers L --hidden-size H --embedding-size E --max-steps S
+--threads 1 --patience 0` with every other setting its default (dropouts chosen by the auto rule from
+the epochs the steps give), pinned with taskset to a core of its own. The corpora are the held-out
+ones (benchmarks/heldout_corpora.py). Results: benchmarks/results/plan_fit.jsonl, one line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from heldout import job_environment  # benchmarks/ is on the path of a script run from it
+from heldout_corpora import CORPORA, DEFAULT_OUT
+
+BENCHMARKS = Path(__file__).resolve().parent
+RESULTS = BENCHMARKS / "results" / "plan_fit.jsonl"
+TOKENS_PER_STEP = 16 * 64  # the default batch
+SHAPES = {"2x256": (2, 256, 64), "2x512": (2, 512, 128)}  # name: (layers, hidden, embedding)
+TOKEN_BUDGETS = (1_000_000, 3_000_000)
+
+
+def recorded(results: Path) -> list[dict]:
+    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+
+
+def best_validation(folder: Path) -> dict:
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best = min(records, key=lambda record: record["valid_bits_per_char"])
+    return {"valid_bits_per_char": best["valid_bits_per_char"], "best_step": best["step"], "steps": records[-1]["step"],
+            "epochs": records[-1]["epoch"], "tokens_per_sec": records[-1]["tokens_per_sec"]}
+
+
+def train_one(corpus: str, shape: str, tokens: int, core: int, args: argparse.Namespace) -> dict:
+    layers, hidden, embedding = SHAPES[shape]
+    steps = tokens // TOKENS_PER_STEP
+    output = args.work / corpus / f"{shape}-{tokens // 1000}k"
+    command = ["taskset", "-c", str(core), sys.executable, "-m", "textlstm", "train", "--dataset", str(args.data / corpus),
+               "--layers", str(layers), "--hidden-size", str(hidden), "--embedding-size", str(embedding),
+               "--max-steps", str(steps), "--threads", "1", "--patience", "0", "--output", str(output), "--overwrite"]
+    started = time.monotonic()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output.parent / f"{output.name}.log", "w") as log:
+        code = subprocess.run(command, env=job_environment(), stdout=log, stderr=subprocess.STDOUT).returncode
+    record = {"corpus": corpus, "shape": shape, "layers": layers, "hidden": hidden, "embedding": embedding,
+              "tokens": steps * TOKENS_PER_STEP, "exit": code, "wall_sec": round(time.monotonic() - started, 1)}
+    if code == 0:
+        record.update(best_validation(output))
+        config = json.loads((output / "config.json").read_text())
+        record["dropout"], record["recurrent_dropout"] = config["model"]["dropout"], config["model"]["recurrent_dropout"]
+    print(json.dumps(record), flush=True)
+    return record
+
+
+def run_missing(args: argparse.Namespace) -> None:
+    done = {(r["corpus"], r["shape"], r["tokens"]) for r in recorded(args.results) if r["exit"] == 0}
+    jobs = [(c, s, t) for t in TOKEN_BUDGETS for c in args.corpora for s in SHAPES
+            if (c, s, (t // TOKENS_PER_STEP) * TOKENS_PER_STEP) not in done]
+    # The longest first, so that the two cores finish together.
+    jobs.sort(key=lambda job: -job[2] * SHAPES[job[1]][1] ** 2)
+    cores: queue.Queue[int] = queue.Queue()
+    for core in args.cores:
+        cores.put(core)
+
+    def job(corpus: str, shape: str, tokens: int) -> None:
+        core = cores.get()
+        try:
+            record = train_one(corpus, shape, tokens, core, args)
+            with args.results.open("a") as results:
+                results.write(json.dumps(record) + "\n")
+        finally:
+            cores.put(core)
+
+    with ThreadPoolExecutor(max_workers=len(args.cores)) as pool:
+        for future in [pool.submit(job, *spec) for spec in jobs]:
+            future.result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", action="store_true", help="train the runs not recorded yet")
+    parser.add_argument("--fit", action="store_true", help="fit the rule on the recorded runs")
+    parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
+    parser.add_argument("--cores", type=lambda text: [int(c) for c in text.split(",")], default=[0, 1])
+    parser.add_argument("--data", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--work", type=Path, default=Path("~/.cache/textlstm/plan-fit").expanduser())
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    if args.runs:
+        run_missing(args)
+    if args.fit:
+        from plan_rule_fit import report  # the fit needs scipy; the runs do not
+
+        report(recorded(args.results), args.corpora)
+
+
+if __name__ == "__main__":
+    main()
