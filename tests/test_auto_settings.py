@@ -9,7 +9,6 @@ from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.training.auto_settings import (
     REGULARIZATION_TABLE,
     WEIGHT_DECAY,
-    assumed_tokens_per_second,
     budget_tokens,
     regularization_for,
     resolve_regularization,
@@ -42,10 +41,10 @@ def test_a_streamed_corpus_counts_as_at_most_one_epoch():
     assert first[0] >= 1 and (chosen.dropout, chosen.recurrent_dropout) == first[1:]
 
 
-def test_the_budget_is_the_least_of_the_limits_and_minutes_are_an_estimate():
+def test_the_budget_is_the_least_of_the_counted_limits_and_minutes_are_not_guessed():
     assert budget_tokens(TrainConfig(max_steps=10, batch_size=4, seq_len=8), 1000) == 320
     assert budget_tokens(TrainConfig(epochs=3), 1000) == 3000
-    assert budget_tokens(TrainConfig(max_minutes=2), 1000) == 120 * assumed_tokens_per_second(ModelConfig())
+    assert budget_tokens(TrainConfig(max_minutes=2), 1000) is None  # the planner measures what minutes buy
     assert budget_tokens(TrainConfig(epochs=3, max_steps=10, batch_size=4, seq_len=8), 1000) == 320
     assert budget_tokens(TrainConfig(epochs=3), None) is None  # streamed: nothing to count
 
@@ -54,11 +53,11 @@ def test_an_explicit_value_wins_over_auto_and_auto_becomes_numbers():
     config = RunConfig(model=ModelConfig(dropout=0.0), train=TrainConfig(max_steps=1000, batch_size=16, seq_len=64))
     auto = regularization_for(TRAIN_TOKENS, 1000 * 16 * 64)
     assert auto.dropout != 0.0, "the budget should reach a row of the table with dropout"
-    resolved, line = resolve_regularization(config, TRAIN_TOKENS)
+    resolved, line = resolve_regularization(config, TRAIN_TOKENS, 1000 * 16 * 64)
     assert resolved.model.dropout == 0.0
     assert (resolved.model.recurrent_dropout, resolved.train.weight_decay) == (auto.recurrent_dropout, auto.weight_decay)
     assert line.startswith(f"recurrent dropout {auto.recurrent_dropout:g}, weight decay") and "dropout 0," not in line
-    untouched, none = resolve_regularization(resolved, TRAIN_TOKENS)
+    untouched, none = resolve_regularization(resolved, TRAIN_TOKENS, 1000 * 16 * 64)
     assert untouched == resolved and none is None
 
 
@@ -124,10 +123,3 @@ def test_a_config_file_value_wins_over_auto(tmp_path):
     path.write_text('dropout = 0.0\nweight-decay = 0.5\nrecurrent-dropout = "auto"\n')
     config = config_of("--config", path)
     assert (config.model.dropout, config.model.recurrent_dropout, config.train.weight_decay) == (0.0, None, 0.5)
-
-
-def test_a_time_budget_is_fewer_tokens_for_a_bigger_model():
-    minutes = TrainConfig(max_minutes=2)
-    default_shape = budget_tokens(minutes, 1000, ModelConfig())
-    four_times_the_work = budget_tokens(minutes, 1000, ModelConfig(embedding_size=256, hidden_size=512))
-    assert four_times_the_work < default_shape / 3

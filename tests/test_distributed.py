@@ -258,3 +258,15 @@ def test_sigterm_to_the_launcher_stops_every_process_after_the_same_step_with_on
     result = textlstm("train", "--nproc", "2", "--resume", out, "--max-steps", str(state["step"] + 2))
     assert result.returncode == 0, result.stderr
     assert records(out)[-1]["step"] == state["step"] + 2
+
+
+def test_under_two_processes_process_0_plans_the_time_budget_for_both(small_corpus, tmp_path):
+    """The shape is left to the planner: if each process planned on its own (and measured another
+    speed), their models could differ and DistributedDataParallel would fail; process 0's plan is the one saved."""
+    out = tmp_path / "planned"
+    result = textlstm("train", "--nproc", "2", "--dataset", small_corpus, "--batch-size", "4", "--seq-len", "32",
+                      "--max-minutes", "0.15", "--output", out)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("measured in ") == 1 and "Traceback" not in result.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["world_size"] == 2 and saved["plan"]["chosen"][1] == saved["model"]["hidden_size"]

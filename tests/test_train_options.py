@@ -39,8 +39,9 @@ def test_the_help_lists_every_option_in_its_group():
 @pytest.mark.parametrize(
     "option,shown,text",
     [
-        ("--hidden-size", "--hidden-size INTEGER RANGE", "LSTM units per layer.  [default: 256; x>=1]"),
-        ("--embedding-size", "--embedding-size INTEGER RANGE", "[default: 64; x>=1]"),
+        ("--hidden-size", "--hidden-size [INT|auto]", "expected to learn most in the budget; without, 256.  [default: (auto)]"),
+        ("--embedding-size", "--embedding-size [INT|auto]", "planned with the hidden size (a quarter of it).  [default: (auto)]"),
+        ("--eval-every", "--eval-every [INT|auto]", "take about 5% of the budget; else 500.  [default: (auto)]"),
         ("--vocab-size", "--vocab-size INTEGER RANGE", "auto chooses one of them.  [x>=8]"),
         ("--dropout", "--dropout [FLOAT|auto]", "once the data is prepared.  [default: (auto)]"),
         ("--weight-decay", "--weight-decay [FLOAT|auto]", "auto: chosen with the dropouts.  [default: (auto)]"),

@@ -119,11 +119,19 @@ def check_settings(settings) -> None:
 @dataclass
 class ModelConfig:
     vocab_size: int = internal(0, NOT_NEGATIVE)  # 0: taken from the tokenizer when training starts
-    # The defaults are the default run's (`textlstm train`: the built-in corpus, 4.5 minutes on a
-    # 2-core CPU); the sweep behind them is in benchmarks/QUALITY.md, "The default run".
-    embedding_size: int = setting(64, allowed=POSITIVE)
-    hidden_size: int = setting(256, help="LSTM units per layer.", allowed=POSITIVE)
-    layers: int = setting(2, help="Stacked LSTM layers.", allowed=POSITIVE)
+    # None: auto, planned when training starts (textlstm/training/budget_plan.py): with a time budget,
+    # from the measured speed of candidate shapes; else 2 x 256, embedding 64.
+    embedding_size: int | None = setting(
+        None, help="Embedding size. auto: planned with the hidden size (a quarter of it).", allowed=POSITIVE, auto=True
+    )
+    hidden_size: int | None = setting(
+        None,
+        help="LSTM units per layer. auto: with --max-minutes, the candidate sizes are timed on this machine and "
+        "the size rule picks the one expected to learn most in the budget; without, 256.",
+        allowed=POSITIVE,
+        auto=True,
+    )
+    layers: int | None = setting(None, help="Stacked LSTM layers. auto: 2.", allowed=POSITIVE, auto=True)
     # None: auto, chosen from the corpus and the budget when training starts (auto_settings.regularization_for).
     # A model built from a config that still says None (outside training) has no dropout.
     dropout: float | None = setting(
@@ -300,7 +308,13 @@ class TrainConfig:
         f"Default, with none of them given: {DEFAULT_MINUTES:g} minutes.",
         allowed=ABOVE_ZERO,
     )
-    eval_every: int = setting(500, help="Evaluate and save a checkpoint every N steps (and at the end).", allowed=POSITIVE)
+    eval_every: int | None = setting(
+        None,
+        help="Evaluate and save a checkpoint every N steps (and at the end). auto: with --max-minutes, spaced so "
+        "that evaluations take about 5% of the budget; else 500.",
+        allowed=POSITIVE,
+        auto=True,
+    )
     save_every: int | None = setting(
         None, help="Also save the resume state every N steps. Default: at each evaluation.", allowed=POSITIVE
     )
@@ -315,7 +329,11 @@ class TrainConfig:
         allowed=POSITIVE,
     )
     patience: int = setting(
-        3, help="Stop after this many evaluations without improvement (0: never).", allowed=NOT_NEGATIVE
+        3,
+        help="Stop after this many evaluations in a row without improvement, counted once the learning rate is past the "
+        "middle of its decay (before, a high rate makes the validation loss noisy; with --schedule constant, from the "
+        "start). 0: never.",
+        allowed=NOT_NEGATIVE,
     )
     # Following a run (textlstm/training/tracking.py); neither changes what the run learns.
     sample_every: int = setting(
@@ -371,6 +389,7 @@ class RunConfig:
     format: int = CHECKPOINT_FORMAT
     world_size: int = 1  # processes the run started with (torchrun); the batch's rows are split between them
     launch_id: str | None = None  # torchrun's id of the launch that started it: processes it restarts find the run by it
+    plan: dict | None = None  # what the planner measured and chose (textlstm/training/budget_plan.py); None: nothing timed
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -390,6 +409,7 @@ class RunConfig:
                 format=fmt,
                 world_size=int(raw.get("world_size", 1)),
                 launch_id=raw.get("launch_id"),
+                plan=raw.get("plan"),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise TextlstmError(f"config.json is not a valid textlstm config: {error}") from None

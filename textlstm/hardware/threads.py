@@ -35,12 +35,20 @@ def lstm_work_per_step(embedding: int, hidden: int, layers: int, batch: int) -> 
 
 
 def default_threads(embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32") -> int:
-    """One thread for small models; torch's default (one per core) when the work is large enough."""
+    """One thread for small models; one per core this process may use when the work is large enough."""
     import torch
 
     if lstm_work_per_step(embedding, hidden, layers, batch) < WORK_FOR_TWO_THREADS[precision]:
         return 1
-    return torch.get_num_threads()
+    return max(1, min(torch.get_num_threads(), usable_cores()))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, a container's cpuset), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def use_threads(requested: int | None, embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32") -> int:

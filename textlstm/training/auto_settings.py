@@ -7,7 +7,8 @@ run's budget, by one rule over one small table:
 - `regularization_for(train_tokens, budget)`: dropout, recurrent dropout, weight decay
   (REGULARIZATION_TABLE, WEIGHT_DECAY).
 
-`budget` is the tokens the run will train on (`budget_tokens`). The choice depends only on the data
+`budget` is the tokens the run will train on: counted from its step and epoch limits
+(`budget_tokens`), or for a time budget measured by the planner (budget_plan.py). The choice depends only on the data
 and the settings, so every process of a distributed run makes the same one. The resolved values are
 what the run's config.json records: --resume, eval and generate never see "auto".
 """
@@ -19,33 +20,18 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
-from textlstm.hardware.threads import lstm_work_per_step
-
-# LSTM multiply-adds per second assumed for a --max-minutes budget: an estimate, not a measurement
-# of the machine the run is on. The default shape (2 x 256, embedding 64: 852k multiply-adds of its
-# LSTM matrices per token) trained at 18,500-23,500 tokens/s on one core of this project's 2-core
-# CPU in bfloat16, and 2 x 512 (embedding 256: 3.67M) at 5,500 (benchmarks/QUALITY.md).
-ASSUMED_MULTIPLY_ADDS_PER_SECOND = 18e9
+from textlstm.config import AUTO, RunConfig, TrainConfig
 
 
-def assumed_tokens_per_second(model: ModelConfig) -> float:
-    """Training tokens per second a time budget is estimated at, for this model shape."""
-    return ASSUMED_MULTIPLY_ADDS_PER_SECOND / lstm_work_per_step(model.embedding_size, model.hidden_size, model.layers, 1)
-
-
-def budget_tokens(train: TrainConfig, train_tokens: int | None, model: ModelConfig | None = None) -> float | None:
-    """Tokens the run will train on: the least of its limits. --max-steps counts steps x batch-size x
-    seq-len, --epochs counts passes over `train_tokens`, and --max-minutes is an estimate (minutes x
-    60 x assumed_tokens_per_second of `model`, the default shape when None). None: no limit can be
-    counted (only --epochs, of unknown text)."""
+def budget_tokens(train: TrainConfig, train_tokens: int | None) -> float | None:
+    """Tokens the run will train on as its step and epoch limits count them: --max-steps counts steps x
+    batch-size x seq-len, --epochs counts passes over `train_tokens`. A time budget is not counted
+    here: the planner measures what it buys (budget_plan.py). None: no limit can be counted."""
     limits = []
     if train.max_steps:
         limits.append(train.max_steps * train.batch_size * train.seq_len)
     if train.epochs and train_tokens:
         limits.append(train.epochs * train_tokens)
-    if train.max_minutes:
-        limits.append(train.max_minutes * 60 * assumed_tokens_per_second(model or ModelConfig()))
     return min(limits) if limits else None
 
 
@@ -128,15 +114,16 @@ def regularization_for(train_tokens: int | None, budget: float | None) -> Regula
 # ----------------------------------------------------------------------------- applying them to a run
 
 
-def resolve_regularization(config: RunConfig, train_tokens: int | None) -> tuple[RunConfig, str | None]:
+def resolve_regularization(config: RunConfig, train_tokens: int | None, budget: float | None) -> tuple[RunConfig, str | None]:
     """`config` with its "auto" dropouts and weight decay (None) replaced by regularization_for's
-    values, and a line saying what was chosen and why (None when nothing was auto)."""
+    values for `budget` training tokens, and a line saying what was chosen and why (None when
+    nothing was auto)."""
     model, train = config.model, config.train
     auto = [name for name, value in (("dropout", model.dropout), ("recurrent_dropout", model.recurrent_dropout),
                                      ("weight_decay", train.weight_decay)) if value is None]
     if not auto:
         return config, None
-    chosen = regularization_for(train_tokens, budget_tokens(train, train_tokens, model))
+    chosen = regularization_for(train_tokens, budget)
     values = {name: getattr(chosen, name) for name in auto}
     model = dataclasses.replace(model, **{n: v for n, v in values.items() if n != "weight_decay"})
     train = dataclasses.replace(train, **{n: v for n, v in values.items() if n == "weight_decay"})

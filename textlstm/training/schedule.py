@@ -18,9 +18,19 @@ def learning_rate(step: int, total_steps: int, config: TrainConfig, elapsed_sec:
         return config.lr * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return config.lr
-    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * decay_progress(step, total_steps, config, elapsed_sec)))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def decay_progress(step: int, total_steps: int, config: TrainConfig, elapsed_sec: float = 0.0) -> float:
+    """How far the cosine has come after warmup, 0 to 1: by steps, or by the clock when that is nearer its end."""
+    progress = max(0, step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
     if config.max_minutes:
         progress = max(progress, elapsed_sec / (60 * config.max_minutes))
-    progress = min(1.0, progress)
-    cosine = 0.5 * (1 + math.cos(math.pi * progress))
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+    return min(1.0, progress)
+
+
+def decay_past_midpoint(step: int, total_steps: int, config: TrainConfig, elapsed_sec: float = 0.0) -> bool:
+    """Whether the learning rate has come down far enough for a validation loss that does not improve
+    to mean something (early stopping counts only such evaluations): always with a constant rate."""
+    return config.schedule == "constant" or decay_progress(step, total_steps, config, elapsed_sec) >= 0.5

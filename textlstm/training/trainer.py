@@ -40,11 +40,12 @@ from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import model_card
 from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
-from textlstm.training import auto_settings, distributed, finetune, tracking
+from textlstm.training import auto_settings, budget_plan, distributed, finetune, tracking
 from textlstm.training import rank_state
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
-from textlstm.training.schedule import learning_rate
+from textlstm.training.schedule import decay_past_midpoint, learning_rate
+from textlstm.training.speed_probe import SpeedProbe
 from textlstm.training.stop_signals import StopFlag, agreed
 from textlstm.training.weight_average import WeightAverage
 
@@ -108,6 +109,7 @@ class Trainer:
         self.device = distributed.local_device(resolve_device(config.train.device))
         self.precision = training_precision(config.train.precision, self.device)
         self.stop = StopFlag()
+        self.planning_seconds = 0.0  # what the planner's measurements took (_plan)
 
     # ------------------------------------------------------------------ setup
 
@@ -124,20 +126,41 @@ class Trainer:
         self.stream = prepared.stream
         # "auto" settings become what was chosen, so config.json (resume, eval, generate) holds those.
         data = self.config.data = dataclasses.replace(data, tokenizer=prepared.tokenizer_kind)
-        train_tokens = self.splits["train"].info.scored_tokens if "train" in self.splits else None  # None: streamed
-        self.config, chosen = auto_settings.resolve_regularization(self.config, train_tokens)
-        if chosen:
-            self.reporter.message(chosen)
         if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
             self.reporter.message(note)
         if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
             self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
 
     def _set_up(self) -> None:
-        """Data, model, optimizer, resume state. Under several processes, process 0 reads the data
-        first (it fills the caches the others then read), and an error on any process stops all."""
+        """Data, plan, model, optimizer, resume state. Under several processes, process 0 reads the
+        data first (it fills the caches the others then read) and plans for all, and an error on any
+        process stops all."""
         distributed.in_turn(self._load_saved_state_and_data)
+        self._plan()
         distributed.agree_on_errors(self._build_and_resume)
+
+    def _plan(self) -> None:
+        """The settings left at auto, resolved (budget_plan.py): with a time budget, from the speed of
+        the candidate shapes on this machine, measured by process 0. A resumed run keeps its plan."""
+        if self.resuming:
+            return
+        train_tokens = self.splits["train"].info.scored_tokens if "train" in self.splits else None  # None: streamed
+        timed_ids = self.splits["train" if "train" in self.splits else "valid"].ids
+        rows = self.config.train.batch_size // distributed.world_size()
+
+        def plan() -> budget_plan.Plan | None:
+            if not distributed.is_main():
+                return None
+            probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision)
+            def measure(shape: ModelConfig):
+                return probe.measure(model_config_for(shape, self.tokenizer))
+
+            return budget_plan.plan_run(self.config, train_tokens, len(self.splits["valid"].ids), measure)
+
+        planned = distributed.from_main(distributed.agree_on_errors(plan))
+        self.config, self.planning_seconds = planned.config, planned.seconds
+        for line in planned.lines:
+            self.reporter.message(line)
 
     def _load_saved_state_and_data(self) -> None:
         distributed.check_batch_splits(self.config.train.batch_size)
@@ -195,7 +218,7 @@ class Trainer:
         self.best_valid_loss = math.inf
         self.evals_since_best = 0
         self.evaluated_step = -1  # the step of the last evaluation
-        self.elapsed_before = 0.0
+        self.elapsed_before = self.planning_seconds  # the time budget counts the planner's measurements
         self.time_to_save = False
         self.records: list[dict] = []
 
@@ -285,6 +308,7 @@ class Trainer:
                     self._evaluate(meter, final=self.step == self.total_steps)
                     if self._patience_spent():
                         result.stopped_early = True
+                        self.reporter.message(self._why_stopped_early())
                         break
                 elif self._save_due():
                     self._save_resume_state()
@@ -301,6 +325,13 @@ class Trainer:
                 f"{MAX_BAD_STEPS} steps in a row had a non-finite loss; stopped. "
                 f"The last good checkpoint in {self.output} is intact: try a lower --lr"
             )
+
+    def _why_stopped_early(self) -> str:
+        budget = self.config.train.max_minutes
+        spent = f" ({self.clock / (60 * budget):.0%} of the {budget:g} minutes)" if budget else ""
+        return (f"stopped early at step {self.step:,}{spent}: the validation loss has not improved in "
+                f"{self.evals_since_best} evaluations, with the learning rate past the middle of its decay, so more "
+                f"training would not help; the best weights are kept")
 
     def _patience_spent(self) -> bool:
         patience = self.config.train.patience
@@ -377,8 +408,8 @@ class Trainer:
         if improved:
             self.best_valid_loss = result.loss
             self.evals_since_best = 0
-        else:
-            self.evals_since_best += 1
+        elif decay_past_midpoint(self.step, self.total_steps, train_cfg, self.clock):
+            self.evals_since_best += 1  # before, a miss is the noise of a high learning rate
         self.evaluated_step = self.step
         record["final"] = final or self._patience_spent()
         self.records.append(record)

@@ -1,0 +1,99 @@
+"""Fit the planner's size rule on the runs of fit_plan.py, and check it leaving one corpus out.
+
+The rule (textlstm/training/budget_plan.py): validation bits/char = E(corpus) + A / N^alpha +
+B / D'^beta, N the LSTM's weights in millions, D' the training tokens in millions discounted for
+repeated epochs with R. One E per corpus; A, alpha, B, beta, R shared. Fitted by least squares
+(scipy). Leave-one-out: fit without a corpus, then ask that fit which shape wins on the left-out
+corpus at the token counts its fitting runs had, and compare with what the runs measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from heldout_corpora import DEFAULT_OUT  # noqa: E402
+
+from textlstm.hardware.threads import lstm_work_per_step  # noqa: E402
+
+
+def train_tokens(corpus: str) -> int:
+    """The corpus's training characters, documents' end symbols included (a char model's tokens)."""
+    manifest = json.loads((DEFAULT_OUT / "manifest.json").read_text())
+    train = manifest[corpus]["train"]
+    return train["chars"] + train["documents"]
+
+
+def effective(tokens: np.ndarray, text: np.ndarray, repeat: float) -> np.ndarray:
+    epochs = tokens / text
+    discounted = text * (1 + repeat * (1 - np.exp(-(epochs - 1) / repeat)))
+    return np.where(epochs <= 1, tokens, discounted)
+
+
+def model(shared: np.ndarray, weights: np.ndarray, tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
+    log_a, alpha, log_b, beta, log_r = shared
+    seen = effective(tokens, text, math.exp(log_r)) / 1e6
+    return math.exp(log_a) / weights**alpha + math.exp(log_b) / seen**beta
+
+
+def fit(runs: list[dict]) -> dict:
+    corpora = sorted({run["corpus"] for run in runs})
+    index = np.array([corpora.index(run["corpus"]) for run in runs])
+    weights = np.array([lstm_work_per_step(run["embedding"], run["hidden"], run["layers"], 1) / 1e6 for run in runs])
+    tokens = np.array([float(run["tokens"]) for run in runs])
+    text = np.array([float(train_tokens(run["corpus"])) for run in runs])
+    loss = np.array([run["valid_bits_per_char"] for run in runs])
+
+    def residuals(params):
+        return params[index] + model(params[len(corpora):], weights, tokens, text) - loss
+
+    start = np.concatenate([np.full(len(corpora), loss.min() - 0.3), [math.log(0.3), 0.5, math.log(0.5), 0.5, math.log(8.0)]])
+    lower = np.concatenate([np.full(len(corpora), -np.inf), [-10, 0.05, -10, 0.05, math.log(0.5)]])
+    upper = np.concatenate([np.full(len(corpora), np.inf), [10, 2.0, 10, 2.0, math.log(100.0)]])
+    result = least_squares(residuals, start, bounds=(lower, upper))
+    log_a, alpha, log_b, beta, log_r = result.x[len(corpora):]
+    return {"A": math.exp(log_a), "alpha": alpha, "B": math.exp(log_b), "beta": beta, "R": math.exp(log_r),
+            "E": dict(zip(corpora, result.x[: len(corpora)])), "rms": float(np.sqrt(np.mean(result.fun**2))),
+            "shared": result.x[len(corpora):]}
+
+
+def predicted(rule: dict, run: dict) -> float:
+    weights = np.array([lstm_work_per_step(run["embedding"], run["hidden"], run["layers"], 1) / 1e6])
+    return float(model(rule["shared"], weights, np.array([float(run["tokens"])]), np.array([float(train_tokens(run["corpus"]))]))[0])
+
+
+def report(runs: list[dict], corpora: list[str]) -> None:
+    runs = [run for run in runs if run["exit"] == 0 and run["corpus"] in corpora]
+    rule = fit(runs)
+    print(f"all corpora: A {rule['A']:.4f}, alpha {rule['alpha']:.3f}, B {rule['B']:.4f}, beta {rule['beta']:.3f}, "
+          f"R {rule['R']:.2f}; rms residual {rule['rms']:.4f} bits/char over {len(runs)} runs")
+    print("\n| corpus | shape | tokens | epochs | dropout | valid bits/char | fitted |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for run in sorted(runs, key=lambda r: (r["corpus"], r["hidden"], r["tokens"])):
+        fitted = rule["E"][run["corpus"]] + predicted(rule, run)
+        print(f"| {run['corpus']} | {run['shape']} | {run['tokens']:,} | {run['tokens'] / train_tokens(run['corpus']):.1f} | "
+              f"{run['dropout']:g} | {run['valid_bits_per_char']:.4f} | {fitted:.4f} |")
+    print("\nLeave one corpus out: the rule fitted on the others, asked which shape wins at each token count pairing")
+    print("| left out | A | alpha | B | beta | R | pair (tokens of each) | rule picks | runs measured |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |")
+    for corpus in sorted({run["corpus"] for run in runs}):
+        others = [run for run in runs if run["corpus"] != corpus]
+        if len({run["corpus"] for run in others}) < 2:
+            continue
+        held = fit(others)
+        mine = sorted((run for run in runs if run["corpus"] == corpus), key=lambda r: (r["hidden"], r["tokens"]))
+        for small in (r for r in mine if r["hidden"] == min(x["hidden"] for x in mine)):
+            for large in (r for r in mine if r["hidden"] == max(x["hidden"] for x in mine)):
+                picks = small["shape"] if predicted(held, small) <= predicted(held, large) else large["shape"]
+                measured = small["shape"] if small["valid_bits_per_char"] <= large["valid_bits_per_char"] else large["shape"]
+                print(f"| {corpus} | {held['A']:.3f} | {held['alpha']:.2f} | {held['B']:.3f} | {held['beta']:.2f} | {held['R']:.1f} | "
+                      f"{small['shape']} {small['tokens'] / 1e6:.1f}M vs {large['shape']} {large['tokens'] / 1e6:.1f}M | {picks} | "
+                      f"{measured} ({small['valid_bits_per_char']:.3f} vs {large['valid_bits_per_char']:.3f}) |")

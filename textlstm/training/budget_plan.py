@@ -1,0 +1,173 @@
+"""The plan of a run with a time budget: which model shape, how many tokens it will see, how often to
+evaluate, measured on this machine before anything is chosen.
+
+With --max-minutes and the shape left at auto, each candidate shape (CANDIDATE_SHAPES, with the
+sizes the user gave kept) is timed for a few real steps (speed_probe.py). The tokens it would train
+on in the budget are its measured rate times the seconds left; the rule (predicted_loss) says which
+shape learns most from that many tokens of a text that size. The dropouts and weight decay then
+follow from the epochs of the chosen shape (auto_settings.regularization_for), and the evaluations
+are spaced so that they take about EVAL_SHARE of the budget.
+
+Without a time budget (--max-steps or --epochs alone) the token budget is known and nothing is
+timed: the shape is DEFAULT_SHAPE, since fewer tokens per step would not make the steps fewer.
+
+The fitting runs behind the rule's constants, and its leave-one-corpus-out figures, are in
+benchmarks/QUALITY.md ("The planned budget"); `python benchmarks/fit_plan.py --fit` recomputes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from textlstm.config import AUTO, ModelConfig, RunConfig
+from textlstm.hardware.threads import lstm_work_per_step, usable_cores
+from textlstm.training import auto_settings
+from textlstm.training.speed_probe import Probe
+
+SHAPE_FIELDS = ("layers", "hidden_size", "embedding_size")
+# (layers, hidden size), smallest first. Two layers throughout: three learned no faster in the
+# budgets measured (benchmarks/QUALITY.md, "Settings tried"). An embedding left at auto is a
+# quarter of the hidden size, as in the fitting runs.
+CANDIDATE_SHAPES = ((2, 192), (2, 256), (2, 384), (2, 512), (2, 768))
+DEFAULT_SHAPE = (2, 256)
+
+# The rule (its constants are set from the runs of benchmarks/fit_plan.py): validation loss (bits per character) =
+# E(corpus) + A / N^ALPHA + B / D'^BETA, with N the LSTM's weights (in millions) and D' the
+# training tokens (in millions) discounted for repetition: past the first epoch each further one
+# counts less, D' = U (1 + R (1 - exp(-(D/U - 1) / R))) for D > U tokens of a U-token text. E(corpus)
+# is the same for every shape, so the choice does not need it.
+FIT_A, FIT_ALPHA, FIT_B, FIT_BETA, FIT_R = 0.30, 0.5, 0.45, 0.5, 8.0
+
+EVAL_SHARE = 0.05  # of a time budget, for evaluations
+MIN_EVALUATIONS, MAX_EVALUATIONS = 8, 40
+TIME_FOR_EVALUATIONS = 1 - EVAL_SHARE
+
+
+def lstm_weights(layers: int, hidden: int, embedding: int) -> int:
+    return lstm_work_per_step(embedding, hidden, layers, 1)
+
+
+def effective_tokens(tokens: float, text_tokens: float | None) -> float:
+    """Training tokens counted for what they teach: repeated epochs count less (see the rule)."""
+    if not text_tokens or tokens <= text_tokens:
+        return tokens
+    return text_tokens * (1 + FIT_R * (1 - math.exp(-(tokens / text_tokens - 1) / FIT_R)))
+
+
+def predicted_loss(shape: tuple[int, int, int], tokens: float, text_tokens: float | None) -> float:
+    """The rule's loss for `shape` trained on `tokens` tokens of a `text_tokens`-token text, less the
+    corpus's own term (bits per character above what the text allows)."""
+    weights = lstm_weights(*shape) / 1e6
+    seen = max(effective_tokens(tokens, text_tokens), 1.0) / 1e6
+    return FIT_A / weights**FIT_ALPHA + FIT_B / seen**FIT_BETA
+
+
+@dataclass
+class Plan:
+    config: RunConfig  # with the shape, dropouts, weight decay and eval_every resolved
+    lines: list[str]  # what was chosen and why, one line each
+    seconds: float  # what planning took, counted in the budget
+    record: dict  # config.json's "plan"
+
+
+def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
+             measure: Callable[[ModelConfig], Probe] | None) -> Plan:
+    """The resolved settings of a new run on `train_tokens` training tokens (None: streamed), timing
+    shapes with `measure` when the run has a time budget (measure may be None when it has not)."""
+    model, train = config.model, config.train
+    auto_shape = [name for name in SHAPE_FIELDS if getattr(model, name) is None]  # the sizes not given
+    lines, record, seconds = [], {}, 0.0
+    probes: dict[tuple[int, int, int], Probe] = {}
+    if train.max_minutes and measure is not None and (auto_shape or train.eval_every is None or _auto_regularization(config)):
+        shape, probes, seconds, reason = _choose_shape(model, train.max_minutes * 60, train_tokens, measure)
+    else:
+        shape = _shape(model, *DEFAULT_SHAPE)
+        reason = "no time budget to plan for: the default shape"
+    model = dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape)))
+    config = dataclasses.replace(config, model=model)
+    if auto_shape:
+        lines.append(f"model: {shape[0]} x {shape[1]}, embedding {shape[2]} ({AUTO}: {reason})")
+
+    probe = probes.get(shape)
+    budget = auto_settings.budget_tokens(train, train_tokens)
+    if probe is not None:
+        timed = probe.tokens_per_sec * _training_seconds(train.max_minutes * 60, seconds)
+        budget = timed if budget is None else min(budget, timed)
+        lines.insert(0, _measured_line(shape, probe, seconds, timed, train_tokens))
+        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "chosen": list(shape), "tokens": round(timed),
+                  "tokens_per_sec": {f"{s[0]}x{s[1]}x{s[2]}": round(p.tokens_per_sec) for s, p in probes.items()}}
+    config, chosen = auto_settings.resolve_regularization(config, train_tokens, budget)
+    if chosen:
+        lines.append(chosen)
+    if config.train.eval_every is None:
+        eval_every, why = _eval_every(config, probe, budget, valid_tokens)
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=eval_every))
+        lines.append(f"evaluate every {eval_every:,} steps ({AUTO}: {why})")
+    if record:
+        record["epochs"] = round(budget / train_tokens, 2) if train_tokens else None
+        config = dataclasses.replace(config, plan=record)
+    return Plan(config, lines, seconds, record)
+
+
+def _auto_regularization(config: RunConfig) -> bool:
+    return config.model.dropout is None or config.model.recurrent_dropout is None or config.train.weight_decay is None
+
+
+def _choose_shape(model: ModelConfig, budget_seconds: float, train_tokens: int | None,
+                  measure: Callable[[ModelConfig], Probe]):
+    """Time the candidates from the smallest up, until one predicts worse than the best so far."""
+    candidates = []
+    for layers, hidden in CANDIDATE_SHAPES:
+        shape = _shape(model, layers, hidden)
+        if shape not in candidates:
+            candidates.append(shape)
+    probes, seconds, best, best_loss = {}, 0.0, None, math.inf
+    for shape in candidates:
+        probe = measure(dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape))))
+        probes[shape] = probe
+        seconds += probe.seconds
+        loss = predicted_loss(shape, probe.tokens_per_sec * _training_seconds(budget_seconds, seconds), train_tokens)
+        if loss < best_loss:
+            best, best_loss = shape, loss
+        elif len(probes) >= 2:
+            break  # the loss rises from here: the larger shapes are slower still
+    if len(candidates) == 1:
+        return best, probes, seconds, "the sizes given"
+    measured = ", ".join(f"{s[0]}x{s[1]}" for s in probes)
+    return best, probes, seconds, f"of {measured} timed here, the one the size rule expects to learn most in the budget"
+
+
+def _shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]:
+    """(layers, hidden, embedding): the model's sizes where given, else these, the embedding a quarter of the hidden size."""
+    layers = model.layers or layers
+    hidden = model.hidden_size or hidden
+    return layers, hidden, model.embedding_size or max(16, hidden // 4)
+
+
+def _training_seconds(budget_seconds: float, planning_seconds: float) -> float:
+    return max(budget_seconds - planning_seconds, 0.0) * TIME_FOR_EVALUATIONS
+
+
+def _eval_every(config: RunConfig, probe: Probe | None, budget: float | None, valid_tokens: int) -> tuple[int, str]:
+    """Steps between evaluations: about EVAL_SHARE of a timed budget, else every 500 steps."""
+    train = config.train
+    tokens_per_step = train.batch_size * train.seq_len
+    if probe is None or not budget:
+        return 500, "no time budget: every 500 steps"
+    scored = min(valid_tokens, train.eval_tokens)
+    eval_seconds = scored / probe.eval_tokens_per_sec
+    total_steps = budget / tokens_per_step
+    evaluations = min(MAX_EVALUATIONS, max(MIN_EVALUATIONS, EVAL_SHARE * train.max_minutes * 60 / max(eval_seconds, 1e-6)))
+    every = max(50, int(total_steps / evaluations) // 50 * 50)
+    return every, f"about {total_steps / every:.0f} evaluations of {scored:,} tokens, {eval_seconds:.1f} s each"
+
+
+def _measured_line(shape, probe: Probe, seconds: float, tokens: float, train_tokens: int | None) -> str:
+    cores = usable_cores()
+    epochs = f", {tokens / train_tokens:.1f} epochs" if train_tokens else ""
+    return (f"measured in {seconds:.1f} s: {shape[0]} x {shape[1]} trains at {probe.tokens_per_sec:,.0f} tokens/s "
+            f"({probe.threads} thread{'s' if probe.threads > 1 else ''}, {cores} core{'s' if cores > 1 else ''} available): "
+            f"about {tokens / 1e6:.1f}M tokens in the budget{epochs}")

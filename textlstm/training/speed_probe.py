@@ -1,0 +1,106 @@
+"""How fast this machine trains a model shape: a few real training steps, timed.
+
+The planner (budget_plan.py) asks before it chooses a model for a time budget. Each probe builds
+the shape with the run's vocabulary, optimizer, precision and threads, on the run's device, and
+trains it on the run's own first batches: one step to warm up (allocations, oneDNN's kernel
+choice), then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. The weights are
+thrown away afterwards and the random state put back, so the run itself starts as if no probe had
+been made. Under several processes only process 0 probes (its rows of each batch), and the others
+are told its figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import torch
+
+from textlstm.config import ModelConfig, TrainConfig
+from textlstm.data.batchers import StreamBatcher
+from textlstm.hardware.precision import autocast
+from textlstm.hardware.threads import use_threads
+from textlstm.model.network import LSTMLanguageModel, detach_state
+from textlstm.training.optimizer import build_optimizer
+
+PROBE_STEPS = 6
+PROBE_SECONDS = 0.6  # per shape, after its warm-up step
+now = time.perf_counter
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One shape's measured speed."""
+
+    tokens_per_sec: float  # training tokens per second of this process
+    eval_tokens_per_sec: float  # tokens per second of a forward pass without gradients, as evaluations run
+    seconds: float  # what the probe itself took, warm-up included
+    threads: int
+
+
+class SpeedProbe:
+    """Times training steps of model shapes on `train_ids`, as the run `train` would take them."""
+
+    def __init__(self, train: TrainConfig, train_ids, rows: int, device: torch.device, precision: str):
+        self.train, self.rows, self.device, self.precision = train, rows, device, precision
+        self.batcher = StreamBatcher(train_ids, rows, train.seq_len, 0, 1)
+
+    def measure(self, model_config: ModelConfig) -> Probe:
+        started = now()
+        random_state = torch.get_rng_state()
+        try:
+            return self._measure(model_config, started)
+        finally:
+            torch.set_rng_state(random_state)
+
+    def _measure(self, model_config: ModelConfig, started: float) -> Probe:
+        model_config = dataclasses.replace(model_config, dropout=0.0, recurrent_dropout=0.0)  # dropout's cost is small
+        threads = 1
+        if self.device.type == "cpu":
+            threads = use_threads(self.train.threads, model_config.embedding_size, model_config.hidden_size,
+                                  model_config.layers, self.rows, self.precision)
+        model = LSTMLanguageModel(model_config).to(self.device)
+        optimizer = build_optimizer(model, self.train)
+        state, steps, timed_start = None, 0, None
+        while steps <= PROBE_STEPS:
+            inputs, targets = self.batcher.batch(steps % len(self.batcher))
+            state = self._step(model, optimizer, inputs.to(self.device), targets.to(self.device), state)
+            if steps == 0:
+                self._sync()
+                timed_start = now()  # the first step is the warm-up
+            steps += 1
+            if steps > 2 and now() - timed_start >= PROBE_SECONDS:
+                break
+        self._sync()
+        rate = (steps - 1) * self.rows * self.train.seq_len / (now() - timed_start)
+        eval_rate = self._forward_rate(model)
+        return Probe(rate, eval_rate, now() - started, threads)
+
+    def _step(self, model, optimizer, inputs, targets, state):
+        model.train()
+        with autocast(self.precision, self.device):
+            loss_sum, count, state, penalty = model.regularized_loss(inputs, targets, state, None, self.train.ar, self.train.tar)
+        loss = loss_sum / count.clamp(min=1) + (penalty if penalty is not None else 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return detach_state(state)
+
+    @torch.inference_mode()
+    def _forward_rate(self, model: LSTMLanguageModel) -> float:
+        """Tokens per second of the forward pass evaluations make (no gradients), on a batch of training rows."""
+        model.eval()
+        inputs, _ = self.batcher.batch(0)
+        inputs = inputs.to(self.device)
+        with autocast(self.precision, self.device):
+            model(inputs)  # warm-up
+            self._sync()
+            started = now()
+            model(inputs)
+            self._sync()
+        return inputs.numel() / max(now() - started, 1e-9)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
