@@ -4,12 +4,21 @@ Both read the same token ids through the same StreamBatcher, carry the LSTM stat
 (truncated BPTT) and do forward, backward, gradient clipping and AdamW. The baseline is the
 pytorch/examples word_language_model step written out: Embedding -> nn.LSTM -> Linear ->
 cross-entropy, no dropout.
+
+Run as a script, it times them on one device, each precision of textlstm's against the float32
+baseline, on random token ids (the speed of a step does not depend on the text), and writes JSON:
+
+    python benchmarks/bench_training_step.py --device cuda --output benchmarks/results/gpu_training_step.json
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import platform
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
@@ -54,7 +63,8 @@ class Shape:
         return 6 * weights
 
 
-def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", seed: int = 0, **model_overrides) -> Callable[[], None]:
+def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", seed: int = 0, device: str = "cpu",
+                  **model_overrides) -> Callable[[], None]:
     """One call = one step of textlstm's Trainer (its model, optimizer, batcher and `_train_step`)."""
     model = ModelConfig(
         vocab_size=shape.vocab, embedding_size=shape.embedding, hidden_size=shape.hidden, layers=shape.layers,
@@ -62,7 +72,7 @@ def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", see
     )
     model = ModelConfig(**{**model.__dict__, **model_overrides})
     train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, max_steps=10**9, warmup_steps=0, weight_decay=0.01,
-                        seed=seed, device="cpu", precision=precision)
+                        seed=seed, device=device, precision=precision)
     trainer = Trainer(RunConfig(model=model, data=DataConfig(), train=train), Path("unused-benchmark-output"))
     trainer.tokenizer = SimpleNamespace(vocab_size=shape.vocab)
     trainer.splits = {"train": SimpleNamespace(ids=ids)}
@@ -91,18 +101,18 @@ class PlainLSTM(nn.Module):
         return self.decoder(output), state
 
 
-def baseline_step(shape: Shape, ids: np.ndarray, seed: int = 0) -> Callable[[], None]:
+def baseline_step(shape: Shape, ids: np.ndarray, seed: int = 0, device: str = "cpu") -> Callable[[], None]:
     """One call = one step of the plain hand-written baseline, float32."""
     torch.manual_seed(seed)
-    model = PlainLSTM(shape).train()
+    model = PlainLSTM(shape).train().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batcher = StreamBatcher(ids, shape.batch, shape.seq_len)
     carried = {"step": 0, "state": None}
 
     def step() -> None:
         inputs, targets = batcher.batch(carried["step"] % len(batcher))
-        logits, state = model(inputs, carried["state"])
-        loss = F.cross_entropy(logits.reshape(-1, shape.vocab), targets.reshape(-1))
+        logits, state = model(inputs.to(device), carried["state"])
+        loss = F.cross_entropy(logits.reshape(-1, shape.vocab), targets.to(device).reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -118,3 +128,81 @@ def seconds(step: Callable[[], None], repeats: int = 1) -> float:
     for _ in range(repeats):
         step()
     return (time.perf_counter() - start) / repeats
+
+
+# The shapes the script times: run.py's char and word-medium shapes, and one large enough to fill a GPU.
+SHAPES = {
+    "tiny": Shape("tiny", 40, 8, 16, 2, 4, 8),  # a smoke run of the script itself
+    "char": Shape("char", 100, 128, 512, 2, 64, 128),
+    "word-medium": Shape("word-medium", 10_000, 650, 650, 2, 20, 35),
+    "char-large": Shape("char-large", 100, 256, 1024, 3, 128, 256),
+}
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def steps_per_second(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:
+    """Steps per second over `steps` calls after `warmup` untimed ones; a GPU is waited for at both ends."""
+    for _ in range(warmup):
+        step()
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize()
+    return steps / (time.perf_counter() - start)
+
+
+def time_shape(device: torch.device, name: str, precisions: list[str], warmup: int, steps: int) -> dict:
+    """Tokens per second of the float32 baseline and of textlstm in each precision; a contender that
+    fails is recorded with its error, and the others are timed still."""
+    shape = SHAPES[name]
+    ids = np.random.default_rng(0).integers(2, shape.vocab, shape.tokens_per_step * (warmup + steps + 1) + 1)
+    contenders = {"baseline_float32": lambda: baseline_step(shape, ids, device=str(device))}
+    for precision in precisions:
+        contenders[f"textlstm_{precision}"] = lambda p=precision: textlstm_step(shape, ids, p, device=str(device))
+    rates, errors = {}, {}
+    for contender, build in contenders.items():
+        try:
+            rates[contender] = shape.tokens_per_step * steps_per_second(build(), device, warmup, steps)
+        except Exception as error:  # a first run on new hardware: say what broke and go on
+            errors[contender] = f"{type(error).__name__}: {error}"
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(f"  {name}: " + ", ".join([f"{n} {v:,.0f} tok/s" for n, v in rates.items()] + [f"{n} failed: {e}" for n, e in errors.items()]),
+          flush=True)
+    return {"shape": asdict(shape), "tokens_per_second": rates, "errors": errors}
+
+
+def machine(device: torch.device) -> dict:
+    about = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()}
+    if device.type == "cuda":
+        about |= {"gpu": torch.cuda.get_device_name(device), "compute_capability": list(torch.cuda.get_device_capability(device)),
+                  "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return about
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Training steps per second of textlstm and a plain PyTorch baseline on one device.")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=["char", "word-medium", "char-large"])
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (cuDNN picks its kernels, the allocator fills)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
+    parser.add_argument("--output", type=Path, help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    print(f"training steps on {device}:", flush=True)
+    result = {"machine": machine(device), "warmup": args.warmup, "steps": args.steps, "shapes": {}}
+    for name in args.shapes:
+        result["shapes"][name] = time_shape(device, name, args.precisions, args.warmup, args.steps)
+        if args.output is not None:  # after each shape, so that a run cut short keeps what it measured
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.output is not None:
+        print(f"written to {args.output}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(1 if any(shape["errors"] for shape in main()["shapes"].values()) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,3 +24,15 @@ def test_the_benchmarked_trainer_step_trains_the_model():
     step()
     assert trainer.step == 2
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_the_script_writes_tokens_per_second_of_each_precision_and_the_baseline(tmp_path):
+    from bench_training_step import main
+
+    output = tmp_path / "steps.json"
+    main(["--device", "cpu", "--shapes", "tiny", "--warmup", "1", "--steps", "2", "--output", str(output)])
+    measured = json.loads(output.read_text())["shapes"]["tiny"]
+    assert measured["errors"] == {}
+    rates = measured["tokens_per_second"]
+    assert set(rates) == {"baseline_float32", "textlstm_float32", "textlstm_bfloat16", "textlstm_float16"}
+    assert all(rate > 0 for rate in rates.values())

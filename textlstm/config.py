@@ -363,8 +363,9 @@ class TrainConfig:
         "auto",
         help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
         "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs. "
-        "auto: bfloat16 where the CPU or GPU computes it natively, float32 elsewhere.",
-        allowed=Choices(("auto", "float32", "bfloat16")),
+        "float16: the same with the loss scaled against underflow, for GPUs without bfloat16 (before Ampere). "
+        "auto: bfloat16 where the CPU or GPU computes it natively, float16 on other CUDA GPUs, float32 elsewhere.",
+        allowed=Choices(("auto", "float32", "bfloat16", "float16")),
     )
     # The checkpoint whose weights and tokenizer this run started from (its parent); config.json holds it resolved.
     init_from: str | None = setting(

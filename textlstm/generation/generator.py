@@ -53,8 +53,8 @@ def load(
     (default: the newest folder under ./checkpoints), for sampling.
 
     precision "bfloat16" holds the weights in bfloat16: half the bytes for each step to read (on
-    which CPUs that is faster: benchmarks/RESULTS.md, "Generation at batch 1"). Sampling still runs
-    on float32 logits.
+    which CPUs that is faster: benchmarks/RESULTS.md, "Generation at batch 1"); "float16" in float16,
+    for GPUs without bfloat16. Sampling still runs on float32 logits.
 
     threads: CPU threads torch uses in this process, set here once; None leaves them as they are.
     At batch 1 the matrices are too small to share, and with a second thread every op waits for it
@@ -70,8 +70,8 @@ def load(
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(threads)
     model, tokenizer, config = load_checkpoint(folder, device=device)
-    if check_precision(precision) == "bfloat16":
-        model = model.to(torch.bfloat16)
+    if check_precision(precision) != "float32":
+        model = model.to(getattr(torch, precision))
     if quantize is not None:
         model = quantize_int8(model)
     return TextGenerator(model, tokenizer, checkpoint=folder, turns=config.data.turns)
@@ -81,8 +81,8 @@ def _check_quantization(quantize: str, precision: str, device: str) -> None:
     """Refuse what int8 weights cannot do, before anything is loaded."""
     if quantize not in QUANTIZATIONS:
         raise TextlstmError(f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}")
-    if check_precision(precision) == "bfloat16":
-        raise TextlstmError("give --quantize int8 or --precision bfloat16, not both: int8 weights are quantized from float32 ones")
+    if check_precision(precision) != "float32":
+        raise TextlstmError(f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones")
     if device.split(":")[0] != "cpu":  # fbgemm's int8 kernels are CPU code
         raise TextlstmError(f"int8 weights run on the CPU only: --quantize int8 needs --device cpu, not {device!r}")
 

@@ -42,6 +42,7 @@ from textlstm.runs import model_card
 from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
 from textlstm.training import auto_settings, budget_plan, distributed, finetune, tracking
 from textlstm.training import rank_state
+from textlstm.training.loss_scaling import LossScaler
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
 from textlstm.training.schedule import decay_past_midpoint, learning_rate
@@ -108,6 +109,7 @@ class Trainer:
         self.card_sample = card_sample
         self.device = distributed.local_device(resolve_device(config.train.device))
         self.precision = training_precision(config.train.precision, self.device)
+        self.loss_scaler = LossScaler(self.precision, self.device)
         self.stop = StopFlag()
         self.planning_seconds = 0.0  # what the planner's measurements took (_plan)
 
@@ -234,6 +236,7 @@ class Trainer:
             self.evaluated_step = int(state.get("evaluated_step", -1))
             self.elapsed_before = float(state["elapsed_sec"])
             self.lstm_state = rank_state.restore(state, self.device, self.batcher.batch_size)
+            self.loss_scaler.load_state_dict(state.get("loss_scaler"))
             if self.config.data.streaming:
                 self.batcher.load_state_dict(state["stream"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
@@ -367,11 +370,13 @@ class Trainer:
         backpropagated = loss_sum * (distributed.world_size() / max(count_value, 1))
         if penalty is not None:
             backpropagated = backpropagated + penalty
-        backpropagated.backward()
+        self.loss_scaler.backward(backpropagated)
+        self.loss_scaler.unscale(self.optimizer)
         if self.config.train.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip)
-        self.optimizer.step()
-        if self.average is not None:
+        # Not stepped: float16 gradients overflowed, and the loss scale is lowered. No bad step: the loss was finite.
+        stepped = self.loss_scaler.step(self.optimizer)
+        if self.average is not None and stepped:
             self.average.update(self.model)
         self.lstm_state = detach_state(new_state)
         return loss_value, count_value
@@ -495,6 +500,7 @@ class Trainer:
             "elapsed_sec": self._elapsed(),
             "stream": self.batcher.state_dict() if self.config.data.streaming else None,
             "average": self.average.state_dict() if self.average is not None else None,
+            "loss_scaler": self.loss_scaler.state_dict(),
         }  # the random and LSTM states come from rank_state.gather
 
 
