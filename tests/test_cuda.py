@@ -65,9 +65,6 @@ def test_resume_on_cuda_goes_on_with_the_loss_scale(run_cli, tmp_path):
     assert (scaler["scale"], scaler["_growth_tracker"]) == (1024.0, 9)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "pytorch/pytorch#44724: AdaptiveLogSoftmaxWithLoss under CUDA autocast copies float32 log-probabilities "
-    "into a half-precision tensor (index_copy_ dtype error); textlstm/model/network.py would have to run it in float32"))
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_the_adaptive_softmax_trains_on_cuda_in_half_precision(run_cli, tmp_path, precision):
     result = run_cli("train", *ON_CUDA, "--output-layer", "adaptive", "--tokenizer", "char", "--precision", precision,

@@ -181,3 +181,14 @@ def test_auto_precision_on_cuda_is_bfloat16_from_ampere_on_and_float16_before(mo
         assert precision.training_precision("auto", "cuda") == expected
         assert precision.training_precision("auto", "cuda:1") == expected
     assert precision.training_precision("float16", "cpu") == "float16"
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_the_adaptive_softmax_trains_in_half_precision(run_cli, small_corpus, tmp_path, precision):
+    """pytorch/pytorch#44724: under autocast the adaptive softmax fails unless it runs in float32."""
+    out = tmp_path / precision
+    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "word", "--vocab-size", "300",
+                     "--output-layer", "adaptive", "--adaptive-cutoffs", "50,150", "--precision", precision,
+                     "--max-steps", "4", "--eval-every", "4", "--output", out)
+    assert result.code == 0, result.err
+    assert all(math.isfinite(r["valid_loss"]) for r in metric_records(out))

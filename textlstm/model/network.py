@@ -160,7 +160,8 @@ class LSTMLanguageModel(nn.Module):
         if self.byte_softmax is not None:
             return self.byte_softmax.log_prob(hidden)
         if self.adaptive is not None:
-            flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]))
+            with _full_precision(hidden):
+                flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]).float())
             return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
         return self.decoder(hidden)
 
@@ -310,8 +311,15 @@ class LSTMLanguageModel(nn.Module):
         if self.byte_softmax is not None:
             target_log_probs = self.byte_softmax.target_log_prob(hidden, targets)
         else:
-            target_log_probs, _ = self.adaptive(hidden, targets)
+            with _full_precision(hidden):
+                target_log_probs, _ = self.adaptive(hidden.float(), targets)
         return -target_log_probs.float().sum(), count
+
+
+def _full_precision(hidden: torch.Tensor):
+    """Autocast off: the adaptive softmax copies float32 log-probabilities into a tensor of its input's
+    dtype, which fails in half precision (pytorch/pytorch#44724), so it runs in float32."""
+    return torch.autocast(hidden.device.type, enabled=False)
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:
