@@ -88,8 +88,8 @@ def _network_options(command):
     default="auto",
     show_default=True,
     help="bfloat16: hold the weights in bfloat16 (slightly different text; the speed-up measured is in "
-    "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, else float32 "
-    "(float32 with --quantize int8).",
+    "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, float16 on a CUDA GPU "
+    "without it, else float32 (float32 with --quantize int8).",
 )
 @quantize_option
 @_network_options
