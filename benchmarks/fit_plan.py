@@ -70,8 +70,8 @@ def run_missing(args: argparse.Namespace) -> None:
     done = {(r["corpus"], r["shape"], r["tokens"]) for r in recorded(args.results) if r["exit"] == 0}
     jobs = [(c, s, t) for c in args.corpora for s in SHAPES for t in TOKEN_BUDGETS[s]
             if (c, s, (t // TOKENS_PER_STEP) * TOKENS_PER_STEP) not in done]
-    # The longest first, so that the two cores finish together.
-    jobs.sort(key=lambda job: -job[2] * SHAPES[job[1]][1] ** 2)
+    # Corpus by corpus, the longest first within each, so that what is recorded is whole corpora.
+    jobs.sort(key=lambda job: (args.corpora.index(job[0]), -job[2] * SHAPES[job[1]][1] ** 2))
     cores: queue.Queue[int] = queue.Queue()
     for core in args.cores:
         cores.put(core)
