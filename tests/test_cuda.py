@@ -107,3 +107,16 @@ def test_generation_on_cuda_in_each_precision(run_cli, tmp_path):
                          "--prompt", "the ", "--max-tokens", "20", "--seed", "1")
         assert result.code == 0, result.err
         assert result.out.startswith("the ") and len(result.out) > len("the ")
+
+
+def test_the_planner_times_the_shapes_on_cuda_and_the_run_uses_its_budget(run_cli, tmp_path):
+    """A GPU trains far faster than the CPU this project was tuned on: the plan must come from the
+    GPU's own measured rate (more tokens, so a larger shape or more dropout than on a CPU)."""
+    out = tmp_path / "planned"
+    result = run_cli("train", "--device", "cuda", "--max-minutes", "0.5", "--output", out)
+    assert result.code == 0, result.err
+    assert "measured in " in result.err and "tokens/s" in result.err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["plan"]["tokens_per_sec"] and saved["model"]["hidden_size"] == saved["plan"]["chosen"][1]
+    elapsed = metric_records(out)[-1]["elapsed_sec"]
+    assert elapsed >= 0.9 * 30 or "stopped early" in result.err
