@@ -155,7 +155,9 @@ class Trainer:
                 return None
             probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision)
             def measure(shape: ModelConfig):
-                return probe.measure(model_config_for(shape, self.tokenizer))
+                # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
+                timed = probe.measure(model_config_for(shape, self.tokenizer))
+                return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * distributed.world_size())
 
             return budget_plan.plan_run(self.config, train_tokens, len(self.splits["valid"].ids), measure)
 
