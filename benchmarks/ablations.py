@@ -5,7 +5,7 @@ minutes on one pinned core.
     python benchmarks/ablations.py --minutes 4 --table      # print the table of what is recorded
 
 Each variant is the default command (`textlstm train --dataset tinyshakespeare --max-minutes M
---threads 1`) plus its extra options. Two run at once, side by side, each pinned with `taskset` to a
+--threads 1`) with the shape the recorded runs had (FIXED_SHAPE), plus its extra options. Two run at once, side by side, each pinned with `taskset` to a
 core of its own, with OMP_NUM_THREADS=1 (the issue measured its baselines the same way); nothing else
 should run meanwhile. The figure is the best validation loss of the run (nats per character, whatever the tokenizer, on
 nanoGPT's validation split, the full 111,542 characters), from the run's metrics.jsonl. Results are
@@ -45,9 +45,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+# The shape and evaluation spacing the recorded ablations ran with, before the planner chose them:
+# a variant changes one thing, so the planner must not choose another shape for it.
+FIXED_SHAPE = ("--embedding-size", "64", "--hidden-size", "256", "--layers", "2", "--eval-every", "500")
+
+
 def command(dataset: str, minutes: float, extra: str, output: Path) -> list[str]:
     return [sys.executable, "-m", "textlstm", "train", "--dataset", dataset, "--max-minutes", str(minutes),
-            "--threads", "1", "--output", str(output), "--overwrite", *shlex.split(extra)]
+            "--threads", "1", "--output", str(output), "--overwrite", *FIXED_SHAPE, *shlex.split(extra)]
 
 
 def best_record(folder: Path) -> dict:

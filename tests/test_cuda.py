@@ -78,7 +78,7 @@ def test_evaluation_on_cuda_matches_the_cpu_in_each_precision():
     from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32))
+    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32, layers=2))
     ids = torch.randint(2, 40, (3000,)).numpy()
     on_cpu = evaluate_split(model, ids, batch_size=4, seq_len=64)
     model.to("cuda")

@@ -32,7 +32,7 @@ def test_bfloat16_training_lands_close_to_float32(run_cli, small_corpus, tmp_pat
 
 def test_bfloat16_evaluation_matches_float32():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32))
+    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32, layers=2))
     ids = torch.randint(2, 40, (3000,)).numpy()
     float32 = evaluate_split(model, ids, batch_size=4, seq_len=64)
     bfloat16 = evaluate_split(model, ids, batch_size=4, seq_len=64, precision="bfloat16")

@@ -19,7 +19,7 @@ def config(corpus, **train) -> RunConfig:
     settings = dict(batch_size=4, seq_len=32, max_steps=8, eval_every=100, schedule="constant", warmup_steps=2,
                     seed=3, precision="float16")
     return RunConfig(
-        model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.1, recurrent_dropout=0.1),
+        model=ModelConfig(embedding_size=16, hidden_size=32, layers=2, dropout=0.1, recurrent_dropout=0.1),
         data=DataConfig(dataset=str(corpus)),
         train=TrainConfig(**settings | train),
     )
@@ -151,7 +151,7 @@ def test_float16_evaluation_matches_float32():
     from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32))
+    model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32, layers=2))
     ids = torch.randint(2, 40, (3000,)).numpy()
     float32 = evaluate_split(model, ids, batch_size=4, seq_len=64)
     float16 = evaluate_split(model, ids, batch_size=4, seq_len=64, precision="float16")

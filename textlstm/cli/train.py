@@ -74,7 +74,8 @@ def train(ctx: click.Context, **options) -> None:
     timeout = options["dist_timeout"]
     if options["resume"]:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
-        overrides = {name: options[name] for name in given if name in RESUMABLE}  # train() lets the limits given replace all the saved ones
+        # train() lets the limits given replace all the saved ones; "auto" keeps what the run chose.
+        overrides = {name: options[name] for name in given if name in RESUMABLE and not (name in AUTO_OPTIONS and options[name] is None)}
         result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout,
                               sample=training_sample, card_sample=card_sample)
     else:

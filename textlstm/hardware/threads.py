@@ -3,8 +3,9 @@
 Both numbers were measured by `benchmarks/bench_threads.py` (figures in benchmarks/RESULTS.md):
 - A small LSTM's matrices are too small to share between cores: a second thread adds a wait at every
   parallel region and slows the step down. A large one gains from it. `default_threads` picks one
-  thread below WORK_FOR_TWO_THREADS multiply-adds per time step, else torch's own default. In
-  bfloat16 each matrix product is cheaper, so the line lies higher.
+  thread below WORK_FOR_TWO_THREADS multiply-adds per time step, else one per core this process may
+  use (torch's own default, capped by its CPU affinity). In bfloat16 each matrix product is cheaper,
+  so the line lies higher.
 - OpenMP threads that run out of work spin for a while before sleeping. When another process holds
   a core, a spinning thread takes turns with it and every region waits: training slowed down many
   times over. OMP_WAIT_POLICY=PASSIVE makes them sleep instead. OpenMP reads it once, when torch
@@ -34,13 +35,23 @@ def lstm_work_per_step(embedding: int, hidden: int, layers: int, batch: int) -> 
     return 4 * hidden * (inputs + layers * hidden) * batch
 
 
+_torch_default: list[int] = []  # torch's thread count before anything here set it
+
+
 def default_threads(embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32") -> int:
     """One thread for small models; one per core this process may use when the work is large enough."""
-    import torch
-
     if lstm_work_per_step(embedding, hidden, layers, batch) < WORK_FOR_TWO_THREADS[precision]:
         return 1
-    return max(1, min(torch.get_num_threads(), usable_cores()))
+    return max(1, min(torch_default_threads(), usable_cores()))
+
+
+def torch_default_threads() -> int:
+    """torch's own thread count (one per physical core, or OMP_NUM_THREADS), as it was before use_threads set one."""
+    import torch
+
+    if not _torch_default:
+        _torch_default.append(torch.get_num_threads())
+    return _torch_default[0]
 
 
 def usable_cores() -> int:
@@ -56,6 +67,7 @@ def use_threads(requested: int | None, embedding: int, hidden: int, layers: int,
     launcher's choice, which torch already follows); else the default for this shape. Returns it."""
     import torch
 
+    torch_default_threads()  # recorded before the first set_num_threads
     if requested is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     threads = requested or default_threads(embedding, hidden, layers, batch, precision)

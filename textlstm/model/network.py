@@ -46,6 +46,9 @@ class LSTMLanguageModel(nn.Module):
         super().__init__()
         if config.vocab_size < 1:
             raise ValueError("ModelConfig.vocab_size must be set (it comes from the tokenizer)")
+        unset = [name for name in ("embedding_size", "hidden_size", "layers") if getattr(config, name) is None]
+        if unset:
+            raise ValueError(f"ModelConfig.{', '.join(unset)} must be set: None is auto, which training plans (see budget_plan.py)")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=PAD_ID)
         self.lstm = nn.LSTM(

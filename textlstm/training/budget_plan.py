@@ -42,8 +42,8 @@ DEFAULT_SHAPE = (2, 256)
 FIT_A, FIT_ALPHA, FIT_B, FIT_BETA, FIT_R = 0.30, 0.5, 0.45, 0.5, 8.0
 
 EVAL_SHARE = 0.05  # of a time budget, for evaluations
-MIN_EVALUATIONS, MAX_EVALUATIONS = 8, 40
-TIME_FOR_EVALUATIONS = 1 - EVAL_SHARE
+MIN_EVALUATIONS, MAX_EVALUATIONS = 4, 40
+PROBE_SHARE = 0.1  # of a time budget: no more shapes are timed once the timing has taken this much
 
 
 def lstm_weights(layers: int, hidden: int, embedding: int) -> int:
@@ -65,6 +65,16 @@ def predicted_loss(shape: tuple[int, int, int], tokens: float, text_tokens: floa
     return FIT_A / weights**FIT_ALPHA + FIT_B / seen**FIT_BETA
 
 
+@dataclass(frozen=True)
+class Spending:
+    """How one shape would spend the time left: training tokens, and evaluations every so many steps."""
+
+    tokens: float
+    eval_every: int
+    evaluations: int
+    eval_seconds: float  # one evaluation's
+
+
 @dataclass
 class Plan:
     config: RunConfig  # with the shape, dropouts, weight decay and eval_every resolved
@@ -79,46 +89,73 @@ def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
     shapes with `measure` when the run has a time budget (measure may be None when it has not)."""
     model, train = config.model, config.train
     auto_shape = [name for name in SHAPE_FIELDS if getattr(model, name) is None]  # the sizes not given
-    lines, record, seconds = [], {}, 0.0
-    probes: dict[tuple[int, int, int], Probe] = {}
+    budget = Budget(config, train_tokens, valid_tokens)
+    lines, record, probes = [], {}, {}
     if train.max_minutes and measure is not None and (auto_shape or train.eval_every is None or _auto_regularization(config)):
-        shape, probes, seconds, reason = _choose_shape(model, train.max_minutes * 60, train_tokens, measure)
+        shape, probes, reason = _choose_shape(model, budget, measure)
     else:
         shape = _shape(model, *DEFAULT_SHAPE)
         reason = "no time budget to plan for: the default shape"
-    model = dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape)))
-    config = dataclasses.replace(config, model=model)
+    config = dataclasses.replace(config, model=dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape))))
     if auto_shape:
         lines.append(f"model: {shape[0]} x {shape[1]}, embedding {shape[2]} ({AUTO}: {reason})")
 
-    probe = probes.get(shape)
-    budget = auto_settings.budget_tokens(train, train_tokens)
-    if probe is not None:
-        timed = probe.tokens_per_sec * _training_seconds(train.max_minutes * 60, seconds)
-        budget = timed if budget is None else min(budget, timed)
-        lines.insert(0, _measured_line(shape, probe, seconds, timed, train_tokens))
-        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "chosen": list(shape), "tokens": round(timed),
+    seconds = sum(probe.seconds for probe in probes.values())
+    tokens, spending = budget.counted, None
+    if shape in probes:
+        spending = budget.spending(probes[shape], seconds)
+        tokens = spending.tokens
+        lines.insert(0, _measured_line(shape, probes[shape], seconds, tokens, train_tokens))
+        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probes[shape].device,
+                  "chosen": list(shape), "tokens": round(tokens),
+                  "epochs": round(tokens / train_tokens, 2) if train_tokens else None,
                   "tokens_per_sec": {f"{s[0]}x{s[1]}x{s[2]}": round(p.tokens_per_sec) for s, p in probes.items()}}
-    config, chosen = auto_settings.resolve_regularization(config, train_tokens, budget)
+    config, chosen = auto_settings.resolve_regularization(config, train_tokens, tokens)
     if chosen:
         lines.append(chosen)
     if config.train.eval_every is None:
-        eval_every, why = _eval_every(config, probe, budget, valid_tokens)
+        eval_every, why = (spending.eval_every, _spacing_reason(spending)) if spending else (500, "no time budget: every 500 steps")
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=eval_every))
         lines.append(f"evaluate every {eval_every:,} steps ({AUTO}: {why})")
     if record:
-        record["epochs"] = round(budget / train_tokens, 2) if train_tokens else None
         config = dataclasses.replace(config, plan=record)
     return Plan(config, lines, seconds, record)
+
+
+class Budget:
+    """A run's limits: the seconds of its time budget, and the tokens its step and epoch limits count."""
+
+    def __init__(self, config: RunConfig, train_tokens: int | None, valid_tokens: int):
+        train = config.train
+        self.train_tokens = train_tokens
+        self.seconds = (train.max_minutes or 0) * 60
+        self.counted = auto_settings.budget_tokens(train, train_tokens)  # None: no step or epoch limit
+        self.scored = min(valid_tokens, train.eval_tokens)  # each evaluation's tokens
+        self.tokens_per_step = train.batch_size * train.seq_len
+
+    def spending(self, probe: Probe, planning_seconds: float) -> Spending:
+        """What `probe`'s shape would do with the time left after `planning_seconds`: about EVAL_SHARE
+        of it on evaluations (at least MIN_EVALUATIONS unless they would take twice that share), the rest training."""
+        left = max(self.seconds - planning_seconds, 0.0)
+        eval_seconds = self.scored / probe.eval_tokens_per_sec
+        wanted = min(MAX_EVALUATIONS, max(MIN_EVALUATIONS, EVAL_SHARE * left / eval_seconds))
+        evaluations = max(1, int(min(wanted, 2 * EVAL_SHARE * left / eval_seconds)))
+        tokens = probe.tokens_per_sec * max(left - evaluations * eval_seconds, 0.0)
+        if self.counted is not None:
+            tokens = min(tokens, self.counted)
+        steps = tokens / self.tokens_per_step
+        every = steps / evaluations
+        every = max(1, round(every, -1) if every >= 50 else round(every))
+        return Spending(tokens, int(every), evaluations, eval_seconds)
 
 
 def _auto_regularization(config: RunConfig) -> bool:
     return config.model.dropout is None or config.model.recurrent_dropout is None or config.train.weight_decay is None
 
 
-def _choose_shape(model: ModelConfig, budget_seconds: float, train_tokens: int | None,
-                  measure: Callable[[ModelConfig], Probe]):
-    """Time the candidates from the smallest up, until one predicts worse than the best so far."""
+def _choose_shape(model: ModelConfig, budget: Budget, measure: Callable[[ModelConfig], Probe]):
+    """Time the candidates from the smallest up, until one predicts worse than the best so far or the
+    timing has taken PROBE_SHARE of the budget."""
     candidates = []
     for layers, hidden in CANDIDATE_SHAPES:
         shape = _shape(model, layers, hidden)
@@ -129,15 +166,18 @@ def _choose_shape(model: ModelConfig, budget_seconds: float, train_tokens: int |
         probe = measure(dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape))))
         probes[shape] = probe
         seconds += probe.seconds
-        loss = predicted_loss(shape, probe.tokens_per_sec * _training_seconds(budget_seconds, seconds), train_tokens)
-        if loss < best_loss:
+        tokens = budget.spending(probe, seconds).tokens
+        loss = predicted_loss(shape, tokens, budget.train_tokens) if tokens > 0 else math.inf
+        if best is None or loss < best_loss:
             best, best_loss = shape, loss
         elif len(probes) >= 2:
             break  # the loss rises from here: the larger shapes are slower still
+        if seconds >= PROBE_SHARE * budget.seconds:
+            break
     if len(candidates) == 1:
-        return best, probes, seconds, "the sizes given"
+        return best, probes, "the sizes given"
     measured = ", ".join(f"{s[0]}x{s[1]}" for s in probes)
-    return best, probes, seconds, f"of {measured} timed here, the one the size rule expects to learn most in the budget"
+    return best, probes, f"of {measured} timed here, the one the size rule expects to learn most in the budget"
 
 
 def _shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]:
@@ -147,27 +187,18 @@ def _shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]
     return layers, hidden, model.embedding_size or max(16, hidden // 4)
 
 
-def _training_seconds(budget_seconds: float, planning_seconds: float) -> float:
-    return max(budget_seconds - planning_seconds, 0.0) * TIME_FOR_EVALUATIONS
-
-
-def _eval_every(config: RunConfig, probe: Probe | None, budget: float | None, valid_tokens: int) -> tuple[int, str]:
-    """Steps between evaluations: about EVAL_SHARE of a timed budget, else every 500 steps."""
-    train = config.train
-    tokens_per_step = train.batch_size * train.seq_len
-    if probe is None or not budget:
-        return 500, "no time budget: every 500 steps"
-    scored = min(valid_tokens, train.eval_tokens)
-    eval_seconds = scored / probe.eval_tokens_per_sec
-    total_steps = budget / tokens_per_step
-    evaluations = min(MAX_EVALUATIONS, max(MIN_EVALUATIONS, EVAL_SHARE * train.max_minutes * 60 / max(eval_seconds, 1e-6)))
-    every = max(50, int(total_steps / evaluations) // 50 * 50)
-    return every, f"about {total_steps / every:.0f} evaluations of {scored:,} tokens, {eval_seconds:.1f} s each"
+def _spacing_reason(spending: Spending) -> str:
+    if spending.evaluations == 1:
+        return f"one evaluation, at the end: it takes {spending.eval_seconds:.1f} s"
+    return f"about {spending.evaluations} evaluations, {spending.eval_seconds:.1f} s each"
 
 
 def _measured_line(shape, probe: Probe, seconds: float, tokens: float, train_tokens: int | None) -> str:
-    cores = usable_cores()
     epochs = f", {tokens / train_tokens:.1f} epochs" if train_tokens else ""
+    if probe.device == "cpu":
+        cores = usable_cores()
+        where = f"{probe.threads} thread{'s' if probe.threads > 1 else ''}, {cores} core{'s' if cores > 1 else ''} available"
+    else:
+        where = f"on {probe.device}"
     return (f"measured in {seconds:.1f} s: {shape[0]} x {shape[1]} trains at {probe.tokens_per_sec:,.0f} tokens/s "
-            f"({probe.threads} thread{'s' if probe.threads > 1 else ''}, {cores} core{'s' if cores > 1 else ''} available): "
-            f"about {tokens / 1e6:.1f}M tokens in the budget{epochs}")
+            f"({where}): about {tokens / 1e6:.1f}M tokens in the budget{epochs}")

@@ -76,6 +76,7 @@ def conflicts(given: dict, parent: Parent) -> list[str]:
         f"--{name.replace('_', '-')} {_shown(value)} (the parent has {_shown(fixed[name])})"
         for name, value in given.items()
         if name in fixed and value != fixed[name] and not (name == "tokenizer" and value == AUTO)
+        and not (name in SHAPE_FIELDS and value is None)  # a size left at auto: the parent's
     ]
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 
 from textlstm.errors import TextlstmError
+from textlstm.hardware.threads import usable_cores
 
 # After Ctrl-C or SIGTERM (which torchrun passes on to each process), how long the processes have to
 # finish their step, evaluate and save before torchrun kills them.
@@ -39,7 +40,7 @@ def run_on_this_machine(nproc: int, train_args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     if "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // nproc))
     args = torchrun.parse_args([
         "--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0",
         "--shutdown-timeout", str(SHUTDOWN_SECONDS), "--module", "textlstm", "train", *train_args,

@@ -2,10 +2,12 @@
 
 The planner (budget_plan.py) asks before it chooses a model for a time budget. Each probe builds
 the shape with the run's vocabulary, optimizer, precision and threads, on the run's device, and
-trains it on the run's own first batches: one step to warm up (allocations, oneDNN's kernel
-choice), then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. The weights are
-thrown away afterwards and the random state put back, so the run itself starts as if no probe had
-been made. Under several processes only process 0 probes (its rows of each batch), and the others
+trains it on the run's first batches of training text, read as --batching stream reads them (for
+a streamed corpus, its validation text): one step to warm up (allocations, oneDNN's kernel choice),
+then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. A step is the forward and
+backward pass, AR/TAR and the optimizer; dropout and gradient clipping, which cost little, are left
+out, so the rate is a little above the run's. The weights are thrown away afterwards; the run seeds
+its own. Under several processes only process 0 probes (its rows of each batch), and the others
 are told its figures.
 """
 
@@ -19,6 +21,7 @@ import torch
 
 from textlstm.config import ModelConfig, TrainConfig
 from textlstm.data.batchers import StreamBatcher
+from textlstm.errors import TextlstmError
 from textlstm.hardware.precision import autocast
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, detach_state
@@ -37,6 +40,7 @@ class Probe:
     eval_tokens_per_sec: float  # tokens per second of a forward pass without gradients, as evaluations run
     seconds: float  # what the probe itself took, warm-up included
     threads: int
+    device: str = "cpu"
 
 
 class SpeedProbe:
@@ -51,11 +55,13 @@ class SpeedProbe:
         random_state = torch.get_rng_state()
         try:
             return self._measure(model_config, started)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as error:  # out of memory, a device that fails
+            raise TextlstmError(f"timing {model_config.layers} x {model_config.hidden_size} on {self.device} failed: {error}") from None
         finally:
             torch.set_rng_state(random_state)
 
     def _measure(self, model_config: ModelConfig, started: float) -> Probe:
-        model_config = dataclasses.replace(model_config, dropout=0.0, recurrent_dropout=0.0)  # dropout's cost is small
+        model_config = dataclasses.replace(model_config, dropout=0.0, recurrent_dropout=0.0, embedding_dropout=0.0)
         threads = 1
         if self.device.type == "cpu":
             threads = use_threads(self.train.threads, model_config.embedding_size, model_config.hidden_size,
@@ -75,7 +81,7 @@ class SpeedProbe:
         self._sync()
         rate = (steps - 1) * self.rows * self.train.seq_len / (now() - timed_start)
         eval_rate = self._forward_rate(model)
-        return Probe(rate, eval_rate, now() - started, threads)
+        return Probe(rate, eval_rate, now() - started, threads, str(self.device))
 
     def _step(self, model, optimizer, inputs, targets, state):
         model.train()

@@ -334,9 +334,9 @@ class Trainer:
     def _why_stopped_early(self) -> str:
         budget = self.config.train.max_minutes
         spent = f" ({self.clock / (60 * budget):.0%} of the {budget:g} minutes)" if budget else ""
+        decayed = ", with the learning rate past the middle of its decay," if self.config.train.schedule != "constant" else ""
         return (f"stopped early at step {self.step:,}{spent}: the validation loss has not improved in "
-                f"{self.evals_since_best} evaluations, with the learning rate past the middle of its decay, so more "
-                f"training would not help; the best weights are kept")
+                f"{self.evals_since_best} evaluations{decayed} so more training would not help; the best weights are kept")
 
     def _patience_spent(self) -> bool:
         patience = self.config.train.patience
