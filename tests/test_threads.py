@@ -14,7 +14,8 @@ from conftest import REPO
 
 
 def test_small_models_get_one_thread_and_large_ones_torchs_default(monkeypatch):
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "torch_default_threads", lambda: 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     assert threads.default_threads(embedding=64, hidden=128, layers=2, batch=32) == 1
     assert threads.default_threads(embedding=650, hidden=650, layers=2, batch=32) == 2
     # bfloat16's cheaper products move the line: a 2 x 256 model at batch 32 keeps one thread
