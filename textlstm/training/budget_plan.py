@@ -144,6 +144,8 @@ class Budget:
         if self.counted is not None:
             tokens = min(tokens, self.counted)
         steps = tokens / self.tokens_per_step
+        if evaluations == 1:  # the last one only: none before the clock ends the run, however fast it goes
+            return Spending(tokens, max(1, int(10 * steps)), 1, eval_seconds)
         every = steps / evaluations
         every = max(1, round(every, -1) if every >= 50 else round(every))
         return Spending(tokens, int(every), evaluations, eval_seconds)

@@ -3,8 +3,8 @@
 The planner (budget_plan.py) asks before it chooses a model for a time budget. Each probe builds
 the shape with the run's vocabulary, optimizer, precision and threads, on the run's device, and
 trains it on the run's first batches of training text, read as --batching stream reads them (for
-a streamed corpus, its validation text): one step to warm up (allocations, oneDNN's kernel choice),
-then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. A step is the forward and
+a streamed corpus, its validation text): WARM_UP_STEPS untimed (allocations, oneDNN's kernel
+choice), then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. A step is the forward and
 backward pass, AR/TAR and the optimizer; dropout and gradient clipping, which cost little, are left
 out, so the rate is a little above the run's. The weights are thrown away afterwards; the run seeds
 its own. Under several processes only process 0 probes (its rows of each batch), and the others
@@ -27,6 +27,7 @@ from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.training.optimizer import build_optimizer
 
+WARM_UP_STEPS = 2  # untimed: the first steps build the kernels (oneDNN, CUDA) and allocate
 PROBE_STEPS = 6
 PROBE_SECONDS = 0.6  # per shape, after its warm-up step
 now = time.perf_counter
@@ -69,17 +70,17 @@ class SpeedProbe:
         model = LSTMLanguageModel(model_config).to(self.device)
         optimizer = build_optimizer(model, self.train)
         state, steps, timed_start = None, 0, None
-        while steps <= PROBE_STEPS:
+        while steps < WARM_UP_STEPS + PROBE_STEPS:
             inputs, targets = self.batcher.batch(steps % len(self.batcher))
             state = self._step(model, optimizer, inputs.to(self.device), targets.to(self.device), state)
-            if steps == 0:
+            if steps == WARM_UP_STEPS - 1:
                 self._sync()
-                timed_start = now()  # the first step is the warm-up
+                timed_start = now()  # after the warm-up
             steps += 1
-            if steps > 2 and now() - timed_start >= PROBE_SECONDS:
+            if steps > WARM_UP_STEPS + 1 and now() - timed_start >= PROBE_SECONDS:
                 break
         self._sync()
-        rate = (steps - 1) * self.rows * self.train.seq_len / (now() - timed_start)
+        rate = (steps - WARM_UP_STEPS) * self.rows * self.train.seq_len / (now() - timed_start)
         eval_rate = self._forward_rate(model)
         return Probe(rate, eval_rate, now() - started, threads, str(self.device))
 
