@@ -3,7 +3,8 @@
     handbook      English prose: The Debian Administrator's Handbook (package debian-handbook), the
                   text of its English HTML pages; one document per page (chapter or section)
     manpages      reference text: section 1 manual pages rendered by `man` at 80 columns, pages
-                  taken in the order of a stable hash of their names up to the cap; one per page
+                  taken in the order of a stable hash of their names up to the cap (the Google Cloud
+                  SDK's generated gcloud pages left out); one per page
     verse         the songs-poems file of the fortunes package; one document per poem or song
     shakespeare   plays: tiny Shakespeare (../shared/corpora), cut into blocks of 40 speeches;
                   one document per block
@@ -26,6 +27,7 @@ from pathlib import Path
 HANDBOOK = Path("/usr/share/doc/debian-handbook/html/en-US")
 MANUAL_PAGES = Path("/usr/share/man/man1")
 MANUAL_CHARS = 3_000_000
+GENERATED_PAGES = ("gcloud",)
 SONGS_AND_POEMS = Path("/usr/share/games/fortunes/songs-poems")
 TINY_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 SPEECHES_PER_DOCUMENT = 40
@@ -94,7 +96,9 @@ def _rendered(page: Path) -> str:
 def manual_page_documents(folder: Path = MANUAL_PAGES, max_chars: int = MANUAL_CHARS) -> list[tuple[str, str]] | None:
     if not folder.is_dir() or not any(folder.iterdir()) or subprocess.run(["which", "man"], capture_output=True).returncode:
         return None
-    pages = sorted(folder.iterdir(), key=lambda path: hashlib.sha256(path.name.encode()).hexdigest())
+    # The Google Cloud SDK's generated pages (about 10,000 here, nearly alike) would be most of the corpus.
+    pages = [path for path in folder.iterdir() if not path.name.startswith(GENERATED_PAGES)]
+    pages.sort(key=lambda path: hashlib.sha256(path.name.encode()).hexdigest())
     documents, total = [], 0
     with ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(pages), 32):
