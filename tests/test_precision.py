@@ -30,14 +30,15 @@ def test_bfloat16_training_lands_close_to_float32(run_cli, small_corpus, tmp_pat
     assert config["train"]["precision"] == "bfloat16"
 
 
-def test_bfloat16_evaluation_matches_float32():
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_half_precision_evaluation_matches_float32(precision):
     torch.manual_seed(0)
     model = LSTMLanguageModel(ModelConfig(vocab_size=40, embedding_size=16, hidden_size=32, layers=2))
     ids = torch.randint(2, 40, (3000,)).numpy()
     float32 = evaluate_split(model, ids, batch_size=4, seq_len=64)
-    bfloat16 = evaluate_split(model, ids, batch_size=4, seq_len=64, precision="bfloat16")
-    assert bfloat16.tokens == float32.tokens
-    assert bfloat16.loss == pytest.approx(float32.loss, rel=0.01)
+    half = evaluate_split(model, ids, batch_size=4, seq_len=64, precision=precision)
+    assert half.tokens == float32.tokens
+    assert half.loss == pytest.approx(float32.loss, rel=0.01)
 
 
 def test_generate_and_eval_accept_bfloat16(run_cli, small_corpus, tmp_path):
