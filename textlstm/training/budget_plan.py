@@ -28,10 +28,12 @@ from textlstm.training import auto_settings
 from textlstm.training.speed_probe import Probe
 
 SHAPE_FIELDS = ("layers", "hidden_size", "embedding_size")
-# (layers, hidden size), smallest first. Two layers throughout: three learned no faster in the
-# budgets measured (benchmarks/QUALITY.md, "Settings tried"). An embedding left at auto is a
-# quarter of the hidden size, as in the fitting runs.
-CANDIDATE_SHAPES = ((2, 192), (2, 256), (2, 384), (2, 512), (2, 768))
+# (layers, hidden size), smallest first: from the smallest fitted shape up. Two layers throughout:
+# three learned no faster in the budgets measured (benchmarks/QUALITY.md, "Settings tried"). An
+# embedding left at auto is a quarter of the hidden size, as in the fitting runs. 2 x 192, below
+# the fitted range, was a candidate once: chosen for the handbook corpus in 5 minutes it scored
+# 1.808 bits/char where 2 x 256 scored 1.760.
+CANDIDATE_SHAPES = ((2, 256), (2, 384), (2, 512), (2, 768))
 DEFAULT_SHAPE = (2, 256)
 
 # The rule, fitted on 16 runs of benchmarks/fit_plan.py (4 corpora x 2 shapes x 2 token counts):
