@@ -65,11 +65,44 @@ def test_the_plan_takes_the_shape_the_rule_predicts_best_and_records_what_it_mea
     assert chosen == best_shape_by_rule(Machine(20e9), 15)
     assert machine.asked[0] == (2, 256, 64) and chosen in machine.asked  # timed from the smallest up
     assert plan.seconds == pytest.approx(0.5 * len(machine.asked))
-    assert plan.config.plan["chosen"] == list(chosen) and len(plan.config.plan["tokens_per_sec"]) == len(machine.asked)
+    # Each candidate timed with dropout on, then the chosen one without (whether it needs dropout).
+    assert plan.config.plan["chosen"] == list(chosen) and len(plan.config.plan["tokens_per_sec"]) == len(machine.asked) - 1
+    assert machine.asked[-1] == chosen
     assert plan.lines[0].startswith("measured in ") and "tokens/s" in plan.lines[0]
     assert any(line.startswith(f"model: 2 x {chosen[1]}, embedding {chosen[2]} (auto: ") for line in plan.lines)
     # The dropouts follow the epochs of the chosen shape's measured tokens.
     assert plan.config.plan["epochs"] == pytest.approx(plan.config.plan["tokens"] / TRAIN_TOKENS, rel=0.01)
+
+
+class DropoutCosts(Machine):
+    """Steps with dropout take `slower` times as long."""
+
+    def __init__(self, speed, slower):
+        super().__init__(speed)
+        self.slower = slower
+
+    def __call__(self, model):
+        probe = super().__call__(model)
+        if model.dropout == 0 and model.recurrent_dropout == 0:
+            return probe
+        return dataclasses.replace(probe, tokens_per_sec=probe.tokens_per_sec / self.slower)
+
+
+@pytest.mark.parametrize("slower", [1.0, 1.4])
+def test_dropout_is_decided_by_the_epochs_a_run_without_it_would_read(slower):
+    from textlstm.training.auto_settings import REGULARIZATION_TABLE
+
+    no_dropout_up_to = REGULARIZATION_TABLE[0][0]
+    machine = DropoutCosts(20e9, slower)
+    bare = machine(ModelConfig(layers=2, hidden_size=256, embedding_size=64, dropout=0.0, recurrent_dropout=0.0))
+    # A text that a run without dropout would read 7 epochs of, and one with dropout (1.4 x slower) 5.
+    seconds = 4.5 * 60
+    text = round(bare.tokens_per_sec * seconds * 0.93 / (no_dropout_up_to + 1))
+    plan = plan_run(config_for(max_minutes=4.5, hidden_size=256), text, 20_000, machine)
+    assert plan.config.model.dropout > 0  # it would overfit without
+    assert plan.config.plan["tokens_per_sec_of_chosen"] == round(bare.tokens_per_sec / slower)  # and runs at the dropout pace
+    small = plan_run(config_for(max_minutes=4.5, hidden_size=256), text * 3, 20_000, DropoutCosts(20e9, slower))
+    assert small.config.model.dropout == 0 and small.config.plan["tokens_per_sec_of_chosen"] == round(bare.tokens_per_sec)
 
 
 def test_timing_stops_once_a_larger_shape_predicts_worse():
@@ -82,7 +115,7 @@ def test_the_sizes_given_are_kept_and_only_the_rest_is_planned():
     machine = Machine(20e9)
     plan = plan_run(config_for(max_minutes=15, hidden_size=300), TRAIN_TOKENS, 50_000, machine)
     assert plan.config.model.hidden_size == 300 and plan.config.model.embedding_size == 75
-    assert machine.asked == [(2, 300, 75)]  # every candidate is the same shape once the size is given
+    assert set(machine.asked) == {(2, 300, 75)}  # every candidate is the same shape once the size is given
     plan = plan_run(config_for(max_minutes=15, hidden_size=300, embedding_size=10, layers=3, dropout=0.2,
                                recurrent_dropout=0.0, weight_decay=0.0, eval_every=7), TRAIN_TOKENS, 50_000, Machine())
     assert (plan.config.model.layers, plan.config.model.embedding_size, plan.config.train.eval_every) == (3, 10, 7)
@@ -129,7 +162,7 @@ def test_timing_stops_once_it_has_taken_a_tenth_of_the_budget():
 
     machine = SlowTimer(200e9)  # fast steps, so only the timing's own cost stops it
     plan_run(config_for(max_minutes=1), TRAIN_TOKENS, 50_000, machine)
-    assert len(machine.asked) == 2  # 10 s of 60 timed
+    assert len(machine.asked) == 3  # two candidates (10 s of 60), then the chosen one without dropout
 
 
 def test_repeated_epochs_count_less_than_new_text():

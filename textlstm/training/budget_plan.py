@@ -104,18 +104,29 @@ def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
         lines.append(f"model: {shape[0]} x {shape[1]}, embedding {shape[2]} ({AUTO}: {reason})")
 
     seconds = sum(probe.seconds for probe in probes.values())
-    tokens, spending = budget.counted, None
+    tokens, spending, deciding = budget.counted, None, budget.counted
     if shape in probes:
-        spending = budget.spending(probes[shape], seconds)
+        probe = probes[shape]
+        if _auto_dropout(config.model):
+            # The shapes were timed with dropout on. Whether the run needs it depends on the epochs it
+            # would read without it, at the faster pace it would then run at.
+            bare = measure(dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0))
+            seconds += bare.seconds
+            deciding = budget.spending(bare, seconds).tokens
+            needed = auto_settings.regularization_for(train_tokens, deciding)
+            if not (needed.dropout or needed.recurrent_dropout):
+                probe = bare
+        spending = budget.spending(probe, seconds)
         tokens = spending.tokens
-        lines.insert(0, _measured_line(shape, probes[shape], seconds, tokens, train_tokens))
-        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probes[shape].device,
-                  "chosen": list(shape), "tokens": round(tokens),
+        deciding = deciding or tokens
+        lines.insert(0, _measured_line(shape, probe, seconds, tokens, train_tokens))
+        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probe.device,
+                  "chosen": list(shape), "tokens": round(tokens), "tokens_per_sec_of_chosen": round(probe.tokens_per_sec),
                   "epochs": round(tokens / train_tokens, 2) if train_tokens else None,
                   "tokens_per_sec": {f"{s[0]}x{s[1]}x{s[2]}": round(p.tokens_per_sec) for s, p in probes.items()}}
-    config, chosen = auto_settings.resolve_regularization(config, train_tokens, tokens)
+    config, chosen = auto_settings.resolve_regularization(config, train_tokens, deciding)
     if chosen:
-        lines.append(chosen)
+        lines.append(chosen[:-1] + ", at the pace without dropout)" if deciding != tokens else chosen)
     if config.train.eval_every is None:
         eval_every, why = (spending.eval_every, _spacing_reason(spending)) if spending else (500, "no time budget: every 500 steps")
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=eval_every))
@@ -152,6 +163,10 @@ class Budget:
         every = steps / evaluations
         every = max(1, round(every, -1) if every >= 50 else round(every))
         return Spending(tokens, int(every), evaluations, eval_seconds)
+
+
+def _auto_dropout(model: ModelConfig) -> bool:
+    return model.dropout is None or model.recurrent_dropout is None
 
 
 def _auto_regularization(config: RunConfig) -> bool:
