@@ -4,8 +4,8 @@ The rule (textlstm/training/budget_plan.py): validation bits/char = E(corpus) + 
 B / D'^beta, N the LSTM's weights in millions, D' the training tokens in millions discounted for
 repeated epochs with R. One E per corpus; A, alpha, B, beta shared, fitted by least squares
 (scipy). R is not fitted: REPEAT_R, the value Muennighoff et al. fitted for repeated data
-("Scaling Data-Constrained Language Models", 2023, R*_D = 15.4); fitted here, on 16 runs, it ran to
-its bounds and its leave-one-out choices were worse (6 of 8 right, against 7 of 8). Leave-one-out: fit without a corpus, then ask that fit which shape wins on the left-out
+("Scaling Data-Constrained Language Models", 2023, R*_D = 15.4); fitted here, on 16 runs, it came
+out 1.03 and its leave-one-out choices were worse (5 of 8 equal-time pairs right, against 7 of 8). Leave-one-out: fit without a corpus, then ask that fit which shape wins on the left-out
 corpus at the token counts its fitting runs had, and compare with what the runs measured.
 """
 
