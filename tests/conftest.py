@@ -26,6 +26,8 @@ import huggingface_hub.constants  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from textlstm.training.trainer import Reporter  # noqa: E402
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,6 +115,16 @@ def run_cli(capsys):
 
 
 TINY_MODEL = ("--embedding-size", "16", "--hidden-size", "32", "--layers", "2", "--batch-size", "4", "--seq-len", "32")
+
+
+class MessageLog(Reporter):
+    """A training reporter that keeps the messages it is told, in `said`."""
+
+    def __init__(self):
+        self.said: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.said.append(text)
 
 
 def pytest_report_header(config):

@@ -10,7 +10,7 @@ import torch
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.runs.checkpoint import load_trainer_state, save_trainer_state
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, MessageLog
 
 INITIAL_SCALE = 2.0**16  # torch.amp.GradScaler's
 
@@ -94,7 +94,7 @@ def test_overflowing_gradients_skip_the_step_without_counting_as_bad_steps(small
     skipped by the scaler, which halves the scale; the weights, the optimizer and the weight average
     stay as they were, nothing is reported, and the run trains on to its last step."""
     from textlstm.model.network import LSTMLanguageModel
-    from textlstm.training.trainer import MAX_BAD_STEPS, Reporter, train
+    from textlstm.training.trainer import MAX_BAD_STEPS, train
 
     overflowing = range(2, 9)
     assert len(overflowing) > MAX_BAD_STEPS
@@ -109,16 +109,10 @@ def test_overflowing_gradients_skip_the_step_without_counting_as_bad_steps(small
                 total = total + (total - total.detach()) * 1e38
         return total, count, new_state
 
-    said = []
-
-    class Messages(Reporter):
-        def message(self, text):
-            said.append(text)
-
     monkeypatch.setattr(LSTMLanguageModel, "loss", gradient_overflows)
-    result = train(config(small_corpus, max_steps=10, ema=0.9, ar=0.0, tar=0.0), output=tmp_path / "run", reporter=Messages())
+    result = train(config(small_corpus, max_steps=10, ema=0.9, ar=0.0, tar=0.0), output=tmp_path / "run", reporter=(messages := MessageLog()))
     assert result.steps == 10 and len(weights) == 10
-    assert not any("skipped" in text for text in said)
+    assert not any("skipped" in text for text in messages.said)
     for step in overflowing:  # weights[n] are those step n + 1 starts from
         assert all(torch.equal(before, after) for before, after in zip(weights[step - 1], weights[step]))
     assert not all(torch.equal(before, after) for before, after in zip(weights[8], weights[9]))  # step 9 updated them

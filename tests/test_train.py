@@ -12,7 +12,7 @@ import torch
 
 from textlstm.runs.checkpoint import load_checkpoint
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, MessageLog
 
 REQUIRED_RECORD_KEYS = {"step", "train_loss", "valid_loss", "tokens_per_sec", "elapsed_sec"}
 
@@ -422,7 +422,7 @@ def test_a_step_whose_loss_is_not_finite_is_skipped_and_the_next_batch_follows(s
     and step 4 reads the next batch, from the state step 2 ended in."""
     from textlstm.model.network import LSTMLanguageModel
     from textlstm.runs.checkpoint import load_trainer_state
-    from textlstm.training.trainer import Reporter, train
+    from textlstm.training.trainer import train
 
     steps = []
     real_loss = LSTMLanguageModel.loss
@@ -436,16 +436,10 @@ def test_a_step_whose_loss_is_not_finite_is_skipped_and_the_next_batch_follows(s
                 total = total * float("nan")
         return total, count, new_state
 
-    said = []
-
-    class Messages(Reporter):
-        def message(self, text):
-            said.append(text)
-
     monkeypatch.setattr(LSTMLanguageModel, "loss", loss_nan_at_step_3)
-    result = train(tiny_config(small_corpus, max_steps=5), output=tmp_path / "run", reporter=Messages())
+    result = train(tiny_config(small_corpus, max_steps=5), output=tmp_path / "run", reporter=(messages := MessageLog()))
     assert result.steps == 5 and len(steps) == 5
-    assert any(text.startswith("step 3: loss is nan; step skipped") for text in said)
+    assert any(text.startswith("step 3: loss is nan; step skipped") for text in messages.said)
     assert not torch.equal(steps[3].ids, steps[2].ids)  # on to the next batch, not the same one again
     for started, ended in zip(steps[3].started, steps[1].ended):  # the state step 2 ended in
         torch.testing.assert_close(started, ended.float())

@@ -170,7 +170,7 @@ def _auto_dropout(model: ModelConfig) -> bool:
 
 
 def _auto_regularization(config: RunConfig) -> bool:
-    return config.model.dropout is None or config.model.recurrent_dropout is None or config.train.weight_decay is None
+    return _auto_dropout(config.model) or config.train.weight_decay is None
 
 
 def _choose_shape(model: ModelConfig, budget: Budget, measure: Callable[[ModelConfig], Probe]):
