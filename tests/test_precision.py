@@ -61,3 +61,19 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
         assert precision.training_precision("auto", "cpu") == expected
         assert precision.training_precision("float32", "cpu") == "float32"
         assert precision.training_precision("bfloat16", "cpu") == "bfloat16"
+
+
+def test_bfloat16_autocast_runs_an_lstm_on_a_cpu_without_bfloat16_instructions(monkeypatch):
+    """oneDNN has no bfloat16 LSTM for such a CPU (an AVX2-only EPYC failed every bfloat16 run with
+    "could not create a primitive descriptor"): autocast turns it off there, and only there."""
+    from textlstm.hardware import precision
+
+    lstm = torch.nn.LSTM(8, 16, 2, batch_first=True)
+    for native in (True, False):
+        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)
+        with precision.autocast("bfloat16", "cpu"):
+            assert torch.backends.mkldnn.enabled == (torch.backends.mkldnn.is_available() and native)
+            if not native:
+                output, _ = lstm(torch.randn(2, 5, 8))
+                assert output.shape == (2, 5, 16) and bool(output.isfinite().all())
+    assert torch.backends.mkldnn.enabled == torch.backends.mkldnn.is_available()

@@ -9,6 +9,7 @@ Sampling can instead hold the weights in bfloat16 or float16.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def training_precision(name: str, device: torch.device | str) -> str:
     return "bfloat16" if device.type == "cpu" and cpu_has_native_bfloat16() else "float32"
 
 
+@functools.cache
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU has bfloat16 instructions (Linux: read from /proc/cpuinfo; elsewhere: no).
     Without them PyTorch emulates bfloat16, slower than float32."""
@@ -59,15 +61,16 @@ def autocast(precision: str, device: torch.device | str):
         return contextlib.nullcontext()
     device_type = torch.device(device).type
     context = torch.autocast(device_type=device_type, dtype=getattr(torch, precision))
-    if precision == "float16" and device_type == "cpu":
+    if device_type == "cpu" and (precision == "float16" or not cpu_has_native_bfloat16()):
         return _without_onednn(context)
     return context
 
 
 @contextlib.contextmanager
 def _without_onednn(context):
-    """`context` with oneDNN off: its CPU LSTM has no float16 kernel ("could not create a primitive
-    descriptor"), torch's own one does. float16 on the CPU is for testing the GPU's path, not speed."""
+    """`context` with oneDNN off: its CPU LSTM has no float16 kernel, nor a bfloat16 one on a CPU
+    without bfloat16 instructions ("could not create a primitive descriptor"); torch's own LSTM runs
+    instead. These precisions on such a CPU are for testing, not speed: auto picks float32 there."""
     enabled = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
