@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,6 +181,36 @@ def test_the_probe_times_real_steps_and_leaves_the_random_state_as_it_was():
     result = probe.measure(ModelConfig(vocab_size=50, embedding_size=8, hidden_size=16, layers=1, dropout=0.0, recurrent_dropout=0.0))
     assert torch.equal(before, torch.get_rng_state())
     assert result.tokens_per_sec > 0 and result.eval_tokens_per_sec > 0 and result.seconds > 0 and result.threads >= 1
+
+
+def test_the_probe_reads_document_windows_as_the_run_does_and_counts_no_padding(monkeypatch):
+    """With --batching documents the probe times padded windows of whole documents, and its rate is
+    of the tokens scored: a clock that moves one second per step makes the rate tokens per step."""
+    from textlstm.data.batchers import DocumentBatcher
+    from textlstm.tokens import EOT_ID, PAD_ID
+    from textlstm.training import speed_probe
+
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([[EOT_ID], *[[*rng.integers(3, 50, int(n)), EOT_ID] for n in rng.integers(2, 12, 300)]])
+    clock = [0.0]
+    monkeypatch.setattr(speed_probe, "now", lambda: clock[0])
+    step = speed_probe.SpeedProbe._step
+
+    def one_second_step(self, *args):
+        clock[0] += 1.0
+        return step(self, *args)
+
+    monkeypatch.setattr(speed_probe.SpeedProbe, "_step", one_second_step)
+    train = TrainConfig(max_steps=1, batch_size=4, seq_len=16)
+    shape = ModelConfig(vocab_size=50, embedding_size=8, hidden_size=16, layers=1, dropout=0.0, recurrent_dropout=0.0)
+    timed = range(speed_probe.WARM_UP_STEPS, speed_probe.WARM_UP_STEPS + 2)  # 2 timed steps pass PROBE_SECONDS
+    windows = DocumentBatcher(ids, 4, 16, train.seed)
+    scored = [int((windows.batch(i)[1] != PAD_ID).sum()) for i in timed]
+    assert sum(scored) < 2 * 4 * 16  # the windows are padded
+    documents = speed_probe.SpeedProbe(train, ids, 4, torch.device("cpu"), "float32", documents=True).measure(shape)
+    assert documents.tokens_per_sec == pytest.approx(sum(scored) / 2)
+    stream = speed_probe.SpeedProbe(train, ids, 4, torch.device("cpu"), "float32").measure(shape)
+    assert stream.tokens_per_sec == pytest.approx(4 * 16)
 
 
 def test_the_cores_are_those_this_process_may_use(monkeypatch):

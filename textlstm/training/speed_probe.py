@@ -2,11 +2,12 @@
 
 The planner (budget_plan.py) asks before it chooses a model for a time budget. Each probe builds
 the shape with the run's vocabulary, optimizer, precision and threads, on the run's device, and
-trains it on the run's first batches of training text, read as --batching stream reads them (for
-a streamed corpus, its validation text): WARM_UP_STEPS untimed (allocations, oneDNN's kernel
+trains it on the run's first batches of training text, read as the run's --batching reads them
+(for a streamed corpus, its validation text as a stream): WARM_UP_STEPS untimed (allocations, oneDNN's kernel
 choice), then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. A step is the forward and
 backward pass with the run's dropouts (TIMED_DROPOUT where they are left to the plan), AR/TAR and
-the optimizer; gradient clipping, which costs little, is left out. The weights are thrown away afterwards; the run seeds
+the optimizer; gradient clipping, which costs little, is left out. Its rate counts the tokens a
+step scores (document batches' padding is not). The weights are thrown away afterwards; the run seeds
 its own. Under several processes only process 0 probes (its rows of each batch), and the others
 are told its figures.
 """
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 import torch
 
 from textlstm.config import ModelConfig, TrainConfig
-from textlstm.data.batchers import StreamBatcher
+from textlstm.data.batchers import DocumentBatcher, StreamBatcher
 from textlstm.errors import TextlstmError
 from textlstm.hardware.precision import autocast
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, detach_state
+from textlstm.tokens import PAD_ID
 from textlstm.training.optimizer import build_optimizer
 
 WARM_UP_STEPS = 2  # untimed: the first steps build the kernels (oneDNN, CUDA) and allocate
@@ -46,11 +48,21 @@ class Probe:
 
 
 class SpeedProbe:
-    """Times training steps of model shapes on `train_ids`, as the run `train` would take them."""
+    """Times training steps of model shapes on `train_ids`, as the run `train` would take them:
+    windows of whole documents, padded, with documents=True (--batching documents), else the stream."""
 
-    def __init__(self, train: TrainConfig, train_ids, rows: int, device: torch.device, precision: str):
+    def __init__(self, train: TrainConfig, train_ids, rows: int, device: torch.device, precision: str, documents: bool = False):
         self.train, self.rows, self.device, self.precision = train, rows, device, precision
-        self.batcher = StreamBatcher(train_ids, rows, train.seq_len, 0, 1)
+        if documents:
+            self.batcher = DocumentBatcher(train_ids, rows, train.seq_len, train.seed)
+        else:
+            self.batcher = StreamBatcher(train_ids, rows, train.seq_len, 0, 1)
+
+    def _batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Inputs, targets and (document windows only) lengths of batch i, on the device."""
+        batch = self.batcher.batch(i % len(self.batcher))
+        inputs, targets = batch[0].to(self.device), batch[1].to(self.device)
+        return inputs, targets, batch[2] if len(batch) == 3 else None
 
     def measure(self, model_config: ModelConfig) -> Probe:
         started = now()
@@ -77,10 +89,12 @@ class SpeedProbe:
                                   model_config.layers, self.rows, self.precision)
         model = LSTMLanguageModel(model_config).to(self.device)
         optimizer = build_optimizer(model, self.train)
-        state, steps, timed_start = None, 0, None
+        state, steps, timed_start, timed_tokens = None, 0, None, 0
         while steps < WARM_UP_STEPS + PROBE_STEPS:
-            inputs, targets = self.batcher.batch(steps % len(self.batcher))
-            state = self._step(model, optimizer, inputs.to(self.device), targets.to(self.device), state)
+            inputs, targets, lengths = self._batch(steps)
+            state, count = self._step(model, optimizer, inputs, targets, None if lengths is not None else state, lengths)
+            if steps >= WARM_UP_STEPS:
+                timed_tokens += count
             if steps == WARM_UP_STEPS - 1:
                 self._sync()
                 timed_start = now()  # after the warm-up
@@ -88,33 +102,33 @@ class SpeedProbe:
             if steps > WARM_UP_STEPS + 1 and now() - timed_start >= PROBE_SECONDS:
                 break
         self._sync()
-        rate = (steps - WARM_UP_STEPS) * self.rows * self.train.seq_len / (now() - timed_start)
+        rate = timed_tokens / (now() - timed_start)
         eval_rate = self._forward_rate(model)
         return Probe(rate, eval_rate, now() - started, threads, str(self.device))
 
-    def _step(self, model, optimizer, inputs, targets, state):
+    def _step(self, model, optimizer, inputs, targets, state, lengths):
+        """One training step; the state it ends in and the tokens it scored."""
         model.train()
         with autocast(self.precision, self.device):
-            loss_sum, count, state, penalty = model.regularized_loss(inputs, targets, state, None, self.train.ar, self.train.tar)
+            loss_sum, count, state, penalty = model.regularized_loss(inputs, targets, state, lengths, self.train.ar, self.train.tar)
         loss = loss_sum / count.clamp(min=1) + (penalty if penalty is not None else 0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return detach_state(state)
+        return detach_state(state), int(count)
 
     @torch.inference_mode()
     def _forward_rate(self, model: LSTMLanguageModel) -> float:
         """Tokens per second of the forward pass evaluations make (no gradients), on a batch of training rows."""
         model.eval()
-        inputs, _ = self.batcher.batch(0)
-        inputs = inputs.to(self.device)
+        inputs, targets, lengths = self._batch(0)
         with autocast(self.precision, self.device):
-            model(inputs)  # warm-up
+            model(inputs, None, lengths)  # warm-up
             self._sync()
             started = now()
-            model(inputs)
+            model(inputs, None, lengths)
             self._sync()
-        return inputs.numel() / max(now() - started, 1e-9)
+        return int((targets != PAD_ID).sum()) / max(now() - started, 1e-9)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":

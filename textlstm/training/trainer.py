@@ -153,7 +153,8 @@ class Trainer:
         def plan() -> budget_plan.Plan | None:
             if not distributed.is_main():
                 return None
-            probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision)
+            documents = self.config.data.batching == "documents" and not self.config.data.streaming
+            probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision, documents)
             def measure(shape: ModelConfig):
                 # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
                 timed = probe.measure(model_config_for(shape, self.tokenizer))
