@@ -232,6 +232,7 @@ def test_a_timed_run_records_its_plan_and_resume_keeps_it(run_cli, small_corpus,
     assert "measured in " in result.err and "tokens/s" in result.err and "model: 2 x " in result.err
     saved = json.loads((out / "config.json").read_text())
     assert saved["plan"]["tokens_per_sec"] and saved["model"]["hidden_size"] == saved["plan"]["chosen"][1]
+    assert saved["plan"]["device"] == "cpu" and saved["plan"]["device_name"]  # what it was timed on, by name
     assert isinstance(saved["train"]["eval_every"], int)
     first_steps = len((out / "metrics.jsonl").read_text().splitlines())
     # The command typed again with auto spelled out resumes it with the plan it has.

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from textlstm.config import AUTO, ModelConfig, RunConfig
+from textlstm.hardware.device import device_name
 from textlstm.hardware.threads import lstm_work_per_step, usable_cores
 from textlstm.training import auto_settings
 from textlstm.training.speed_probe import Probe
@@ -120,7 +121,7 @@ def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
         tokens = spending.tokens
         deciding = deciding or tokens
         lines.insert(0, _measured_line(shape, probe, seconds, tokens, train_tokens))
-        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probe.device,
+        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probe.device, "device_name": device_name(probe.device),
                   "chosen": list(shape), "tokens": round(tokens), "tokens_per_sec_of_chosen": round(probe.tokens_per_sec),
                   "epochs": round(tokens / train_tokens, 2) if train_tokens else None,
                   "tokens_per_sec": {f"{s[0]}x{s[1]}x{s[2]}": round(p.tokens_per_sec) for s, p in probes.items()}}
