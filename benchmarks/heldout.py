@@ -42,6 +42,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from heldout_corpora import CORPORA, DEFAULT_OUT, SPLITS, build  # noqa: E402
 
+from textlstm.hardware.device import device_name  # noqa: E402
+
 BASELINES = {"word-lstm": "baseline_word_lstm.py", "char-transformer": "baseline_transformer.py"}
 SYSTEMS = ("textlstm", *BASELINES)
 DEFAULT_WORK = Path("~/.cache/textlstm/heldout-runs").expanduser()
@@ -192,7 +194,7 @@ def main() -> None:
     results = {
         "minutes": args.minutes, "systems": systems, "corpora": corpora, "corpus_sizes": sizes,
         "textlstm_variants": {name: shlex.join(v) for name, v in variants.items()},
-        "cores": cores[: args.parallel], "parallel": args.parallel, "machine": platform.platform(),
+        "cores": cores[: args.parallel], "parallel": args.parallel, "machine": platform.platform(), "cpu": device_name("cpu"),
         "python": platform.python_version(), "cpu_count": os.cpu_count(), "jobs": records,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
