@@ -326,6 +326,20 @@ def test_patience_stops_after_that_many_evaluations_without_improvement(small_co
     assert load_trainer_state(tmp_path / "run" / "trainer_state.pt")["evals_since_best"] == 3
 
 
+def test_auto_patience_waits_for_a_fifth_of_the_run_when_evaluations_are_many(small_corpus, tmp_path, validation_losses):
+    """60 steps, an evaluation every 2: a fifth of the run holds 6 to 7 of its 30 evaluations, so
+    three misses past the cosine's middle (step 31) do not stop it; seven do, at step 44."""
+    from textlstm.training.trainer import train
+
+    validation_losses.extend([3.0 - 0.1 * i for i in range(15)] + [2.0] * 15)
+    result = train(tiny_config(small_corpus, max_steps=60, eval_every=2, patience=None), output=tmp_path / "run")
+    assert result.stopped_early and result.steps == 44 and result.best_valid_loss == pytest.approx(1.6)
+    validation_losses.clear()
+    validation_losses.extend([3.0 - 0.1 * i for i in range(15)] + [2.0] * 15)  # the same run with --patience 3
+    result = train(tiny_config(small_corpus, max_steps=60, eval_every=2, patience=3), output=tmp_path / "given")
+    assert result.stopped_early and result.steps == 36
+
+
 def test_with_a_constant_rate_every_miss_counts_toward_patience(small_corpus, tmp_path, validation_losses):
     from textlstm.training.trainer import train
 

@@ -328,12 +328,13 @@ class TrainConfig:
         help="Validation tokens scored by each evaluation during training (textlstm eval scores the whole split).",
         allowed=POSITIVE,
     )
-    patience: int = setting(
-        3,
+    patience: int | None = setting(
+        None,
         help="Stop after this many evaluations in a row without improvement, counted once the learning rate is past the "
         "middle of its decay (before, a high rate makes the validation loss noisy; with --schedule constant, from the "
-        "start). 0: never.",
+        "start). 0: never. auto: 3, or as many evaluations as a fifth of the run holds if that is more.",
         allowed=NOT_NEGATIVE,
+        auto=True,
     )
     # Following a run (textlstm/training/tracking.py); neither changes what the run learns.
     sample_every: int = setting(

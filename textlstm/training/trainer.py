@@ -45,12 +45,16 @@ from textlstm.training import rank_state
 from textlstm.training.loss_scaling import LossScaler
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
-from textlstm.training.schedule import decay_past_midpoint, learning_rate
+from textlstm.training.schedule import decay_past_midpoint, decay_progress, learning_rate
 from textlstm.training.speed_probe import SpeedProbe
 from textlstm.training.stop_signals import StopFlag, agreed
 from textlstm.training.weight_average import WeightAverage
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
+AUTO_PATIENCE = 3  # --patience auto: at least this many evaluations without improvement stop a run,
+# and at least as many as PATIENCE_SHARE of the run holds (a 15-minute run on 11,000 characters of
+# validation text, evaluated 40 times, stopped at 81% of its budget on three misses within 0.005 of its best)
+PATIENCE_SHARE = 0.2
 LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
 now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
 
@@ -340,8 +344,18 @@ class Trainer:
                 f"{self.evals_since_best} evaluations{decayed} so more training would not help; the best weights are kept")
 
     def _patience_spent(self) -> bool:
+        return self.evals_since_best >= self._patience() > 0
+
+    def _patience(self) -> int:
+        """--patience; left at auto, AUTO_PATIENCE evaluations or those of PATIENCE_SHARE of the run if more
+        (by the evaluations so far and how far the run has come): a run evaluated often, as one with a
+        small validation text is, sees the noise of many evaluations, not a trend."""
         patience = self.config.train.patience
-        return bool(patience) and self.evals_since_best >= patience
+        if patience is not None:
+            return patience
+        progress = decay_progress(self.step, self.total_steps, self.config.train, self.clock)
+        evaluations = self.step / self.config.train.eval_every
+        return max(AUTO_PATIENCE, math.ceil(PATIENCE_SHARE * evaluations / progress)) if progress > 0 else AUTO_PATIENCE
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
