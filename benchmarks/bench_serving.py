@@ -14,13 +14,14 @@ seconds (bounded in count and time), and we record:
 - while 8 clients stream, one 100 KB prompt is sent: the longest gap the 8 saw meanwhile;
 - RSS growth per kept conversation: RSS after N chat requests without a conversation_id, then
   after N more that each keep a conversation, divided by N.
-- scoring through the API: --scoring-clients clients send echo + logprobs requests with max_tokens
-  0 (what lm-evaluation-harness sends) of a SCORED_CHARS-character text back to back: prompt
-  tokens scored per second;
+- scoring through the API: at each of --scoring-clients levels, that many clients send echo +
+  logprobs requests with max_tokens 0 (what lm-evaluation-harness sends) of a SCORED_CHARS-character
+  text back to back: prompt tokens scored per second;
 - the same model's `textlstm eval` scoring (evaluate_split, batch 32 x 256 as the command runs
   it) and training (the Trainer's `_train_step`, batch 64 x 128, dropout 0.2 and recurrent 0.25)
   tokens/s, timed in alternation as benchmarks/run.py times them for RESULTS.md, in this process
-  with no server running.
+  with no server running, on the server's --threads;
+- the model's `step` alone at batch 1 and 64: the most the streaming levels could reach.
 
 The precisions default to serve's own (--precision auto: bfloat16 where the CPU computes it
 natively, hardware/precision.py), then float32. The clients speak HTTP/1.1 on raw asyncio sockets,
@@ -52,6 +53,8 @@ prefer_passive_waiting()  # as the textlstm command does, before torch loads: ev
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from textlstm.hardware.device import device_name  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmark modules
 
@@ -298,7 +301,7 @@ async def get_json(host: str, port: int, path: str) -> dict:
 
 
 def measure_levels(process: subprocess.Popen, host: str, port: int, args, precision: str) -> tuple[list[dict], dict]:
-    """The streaming levels, then the scoring level, on one server."""
+    """The streaming levels, then the scoring levels, on one server."""
     levels = []
     for clients in (int(c) for c in args.levels.split(",")):
         cpu_before = cpu_seconds(process.pid)
@@ -309,11 +312,14 @@ def measure_levels(process: subprocess.Popen, host: str, port: int, args, precis
         level["precision"] = precision
         levels.append(level)
         print(json.dumps(level), flush=True)
-    cpu_before = cpu_seconds(process.pid)
-    scoring = asyncio.run(run_scoring_level(host, port, args.scoring_clients, args.seconds))
-    scoring["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1, scoring["tokens"])
-    scoring["precision"] = precision
-    print(json.dumps(scoring), flush=True)
+    scoring = []
+    for clients in (int(c) for c in args.scoring_clients.split(",")):
+        cpu_before = cpu_seconds(process.pid)
+        level = asyncio.run(run_scoring_level(host, port, clients, args.seconds))
+        level["server_cpu_ms_per_token"] = 1000 * (cpu_seconds(process.pid) - cpu_before) / max(1, level["tokens"])
+        level["precision"] = precision
+        print(json.dumps(level), flush=True)
+        scoring.append(level)
     return levels, scoring
 
 
@@ -343,6 +349,31 @@ def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval
     return result
 
 
+def model_step_tokens_per_second(precision: str, vocab_size: int, seconds: float) -> dict:
+    """Tokens/s of the served model's `step` alone (weights in the precision, as serve holds them) at
+    batch 1 and 64: what the streaming levels would reach with nothing but the model to run."""
+    from textlstm.config import ModelConfig
+    from textlstm.model.network import LSTMLanguageModel
+
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS)).eval()
+    if precision != "float32":
+        model = model.to(getattr(torch, precision))
+    result = {"precision": precision, "torch_threads": torch.get_num_threads()}
+    with torch.inference_mode():
+        for batch in (1, 64):
+            ids, state = torch.randint(2, vocab_size, (batch,)), model.initial_state(batch)
+            for _ in range(5):
+                _, state = model.step(ids, state)
+            steps, started = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - started) < seconds:
+                _, state = model.step(ids, state)
+                steps += 1
+            result[f"batch_{batch}_tokens_per_sec"] = batch * steps / elapsed
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="how long each level streams")
@@ -351,7 +382,7 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="numbers of concurrent clients")
     parser.add_argument("--precisions", default=None,
                         help="the server's --precision, one pass of the levels each (default: serve's own, then float32)")
-    parser.add_argument("--scoring-clients", type=int, default=8, help="clients of the scoring level")
+    parser.add_argument("--scoring-clients", default="8,64", help="numbers of concurrent clients of the scoring levels")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of eval and training steps")
     parser.add_argument("--quick", action="store_true", help="a few seconds a level, to check that it runs; writes serving-quick.json only")
     args = parser.parse_args()
@@ -366,7 +397,7 @@ def main() -> None:
             process, host, port = start_server(checkpoint, args.threads, 100, precision)
             try:
                 measured, scored = measure_levels(process, host, port, args, precision)
-                levels, scoring = levels + measured, scoring + [scored]
+                levels, scoring = levels + measured, scoring + scored
             finally:
                 process.terminate()
                 process.wait(60)
@@ -375,7 +406,7 @@ def main() -> None:
         process, host, port = start_server(checkpoint, args.threads, args.conversations + 100, first)
         try:
             measured, scored = measure_levels(process, host, port, args, first)
-            levels, scoring = measured + levels, [scored] + scoring
+            levels, scoring = measured + levels, scored + scoring
             stall_chars = 10_000 if args.quick else 100_000
             stall = asyncio.run(long_prompt_stall(host, port, seconds=max(args.seconds, 3.0 if args.quick else 10.0), chars=stall_chars))
             print(json.dumps(stall), flush=True)
@@ -386,12 +417,15 @@ def main() -> None:
             process.terminate()
             process.wait(60)
     vocab_size = build_tokenizer("char", [ALPHABET]).vocab_size
+    torch.set_num_threads(args.threads)  # the offline figures on the server's threads: the same model, the same cores
     offline = [offline_tokens_per_second(p, vocab_size, args.rounds, 16_384 if args.quick else 65_536) for p in precisions]
+    step_alone = [model_step_tokens_per_second(p, vocab_size, 0.5 if args.quick else 3.0) for p in precisions]
     result = {
         "quick": args.quick,
         "levels": levels,
         "scoring": scoring,
         "offline": offline,
+        "model_step_alone": step_alone,
         "long_prompt": stall,
         "kept_conversations": memory,
         "active_sequences_after": final["sequences"],
@@ -399,6 +433,7 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "cpus": os.cpu_count(),
+        "cpu": device_name("cpu"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -450,6 +485,11 @@ def report(result: dict) -> str:
         f"**{offline[s['precision']]['eval_tokens_per_sec'] / offline[s['precision']]['training_tokens_per_sec']:.2f}x** |"
         for s in result["scoring"]
     )
+    step_bound = "; ".join(
+        f"{b['precision']} {b['batch_1_tokens_per_sec']:,.0f} at batch 1 and {b['batch_64_tokens_per_sec']:,.0f} at batch 64 "
+        f"(**{b['batch_64_tokens_per_sec'] / b['batch_1_tokens_per_sec']:.1f}x**)"
+        for b in result.get("model_step_alone", [])
+    ) or "not measured"
     memory = result["kept_conversations"]
     stall = result["long_prompt"]
     la_before = " / ".join(f"{x:.2f}" for x in result["load_average_before"])
@@ -466,7 +506,7 @@ def report(result: dict) -> str:
 Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm serve --threads
 {result['server_threads']} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
 ({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
-{result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs, torch {result['torch']},
+{result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs ({result.get('cpu', 'model not recorded')}), torch {result['torch']},
 Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
 {shared}
 | precision | clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
@@ -474,6 +514,9 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 {rows}
 
 - Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 20x).
+- The model's `step` alone, tokens/s (no HTTP, no sampling, no prompt to read; in this process, torch
+  threads {result['offline'][0]['torch_threads']}): {step_bound}. With the server's other work counted too, the levels above
+  stay under these.
 - First token p99 at 64 clients: {first_token} (target: under 1 s).
 - With the first precision's server: a {stall['prompt_chars']:,}-character prompt read while 8 clients stream: it took {stall['prompt_seconds']:.2f} s;
   the longest gap between the 8 clients' events meanwhile was {stall['others_max_gap_ms']:.0f} ms (p99 {stall['others_p99_gap_ms']:.0f} ms).
@@ -488,15 +531,15 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 {scoring_rows}
 
 Target: scoring at least 2.5x the training tokens/s of the same model, through the API and through
-`textlstm eval`. "API": {result['scoring'][0]['clients']} clients send `/v1/completions` requests with
+`textlstm eval`. "API": the level's clients send `/v1/completions` requests with
 echo, logprobs 1 and max_tokens 0 (what lm-evaluation-harness sends to score a text) of
 {result['scoring'][0]['chars_per_request']:,} characters each, back to back for the level's seconds: prompt tokens
 scored per second, to the end of the last request. "eval": `evaluate_split` (what `textlstm eval`
 runs: 32 parts side by side, 256 tokens per pass, a burn-in before each part; only scored tokens
 count) on {result['offline'][0]['eval_tokens']:,} tokens; "training": the Trainer's `_train_step` at batch {TRAIN_BATCH} x {TRAIN_SEQ_LEN} with
 dropout 0.2 and recurrent dropout 0.25, as benchmarks/run.py measures both for RESULTS.md
-(alternating, medians; torch threads {result['offline'][0]['torch_threads']}; in this process with no server
-running). The served model holds its weights in the precision; eval and training run float32
+(alternating, medians; torch threads {result['offline'][0]['torch_threads']}, the server's `--threads`; in this process with
+no server running). The served model holds its weights in the precision; eval and training run float32
 weights under bfloat16 autocast.
 
 The levels run one after another, so on a shared machine the load from other work changes between
