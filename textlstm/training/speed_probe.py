@@ -102,12 +102,13 @@ class SpeedProbe:
             if steps > WARM_UP_STEPS + 1 and now() - timed_start >= PROBE_SECONDS:
                 break
         self._sync()
-        rate = timed_tokens / (now() - timed_start)
+        rate = int(timed_tokens) / (now() - timed_start)
         eval_rate = self._forward_rate(model)
         return Probe(rate, eval_rate, now() - started, threads, str(self.device))
 
     def _step(self, model, optimizer, inputs, targets, state, lengths):
-        """One training step; the state it ends in and the tokens it scored."""
+        """One training step; the state it ends in and the tokens it scored (a tensor: read once the
+        timing is over, so that no step waits for the device)."""
         model.train()
         with autocast(self.precision, self.device):
             loss_sum, count, state, penalty = model.regularized_loss(inputs, targets, state, lengths, self.train.ar, self.train.tar)
@@ -115,7 +116,7 @@ class SpeedProbe:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return detach_state(state), int(count)
+        return detach_state(state), count
 
     @torch.inference_mode()
     def _forward_rate(self, model: LSTMLanguageModel) -> float:
