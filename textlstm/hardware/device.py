@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import platform
+from pathlib import Path
 
 import torch
 
@@ -27,18 +29,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@functools.cache
+def cpu_info() -> str:
+    """This machine's /proc/cpuinfo (Linux), or "" where there is none."""
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def device_name(device: torch.device | str) -> str:
     """What the device is, for the record: a GPU's name, or the CPU's model as /proc/cpuinfo gives it."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-                for line in info:
-                    if line.startswith("model name"):
-                        return line.partition(":")[2].strip()
-        except OSError:
-            pass
+        for line in cpu_info().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
         return platform.processor() or platform.machine() or "cpu"
     return device.type

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from pathlib import Path
 
 import torch
 
 from textlstm.errors import TextlstmError
+from textlstm.hardware.device import cpu_info
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 
@@ -42,11 +42,7 @@ def training_precision(name: str, device: torch.device | str) -> str:
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU has bfloat16 instructions (Linux: read from /proc/cpuinfo; elsewhere: no).
     Without them PyTorch emulates bfloat16, slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpu_info()) is not None
 
 
 def cuda_has_native_bfloat16(device: torch.device | str) -> bool:
