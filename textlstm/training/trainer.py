@@ -145,6 +145,11 @@ class Trainer:
         self._plan()
         distributed.agree_on_errors(self._build_and_resume)
 
+    @property
+    def _document_batches(self) -> bool:
+        """Whether training reads windows of whole documents (a streamed corpus is read as one stream)."""
+        return self.config.data.batching == "documents" and not self.config.data.streaming
+
     def _plan(self) -> None:
         """The settings left at auto, resolved (budget_plan.py): with a time budget, from the speed of
         the candidate shapes on this machine, measured by process 0. A resumed run keeps its plan."""
@@ -157,8 +162,7 @@ class Trainer:
         def plan() -> budget_plan.Plan | None:
             if not distributed.is_main():
                 return None
-            documents = self.config.data.batching == "documents" and not self.config.data.streaming
-            probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision, documents)
+            probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision, self._document_batches)
             def measure(shape: ModelConfig):
                 # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
                 timed = probe.measure(model_config_for(shape, self.tokenizer))
@@ -215,7 +219,7 @@ class Trainer:
             if train_cfg.epochs:
                 raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
             self.batcher = StreamingBatcher(self.stream, rows, train_cfg.seq_len, rank, world)
-        elif self.config.data.batching == "documents":
+        elif self._document_batches:
             self.batcher = DocumentBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
         else:
             self.batcher = StreamBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, rank, world)
