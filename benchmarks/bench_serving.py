@@ -74,18 +74,25 @@ EMBEDDING, HIDDEN, LAYERS = 64, 512, 2
 TRAIN_BATCH, TRAIN_SEQ_LEN = 64, 128  # benchmarks/run.py's char shape
 
 
-def write_checkpoint(folder: Path) -> Path:
-    from textlstm.config import ModelConfig, RunConfig
-    from textlstm.data.tokenizer import build_tokenizer
+def served_model(vocab_size: int):
+    """The served shape with seed-0 random weights (speed does not depend on training)."""
+    from textlstm.config import ModelConfig
     from textlstm.model.network import LSTMLanguageModel
+
+    torch.manual_seed(0)
+    return LSTMLanguageModel(ModelConfig(vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS))
+
+
+def write_checkpoint(folder: Path) -> Path:
+    from textlstm.config import RunConfig
+    from textlstm.data.tokenizer import build_tokenizer
     from textlstm.fileio import write_text
     from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [ALPHABET])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS))
-    torch.manual_seed(0)
-    model = LSTMLanguageModel(config.model)
+    model = served_model(tokenizer.vocab_size)
+    config = RunConfig(model=model.config)
     with torch.no_grad():
         model.decoder.bias[EOT_ID] = -1e4
         for byte in range(256):
@@ -325,13 +332,10 @@ def measure_levels(process: subprocess.Popen, host: str, port: int, args, precis
 
 def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval_tokens: int) -> dict:
     """evaluate_split and training-step tokens/s of the served model's shape, in alternation (benchmarks/run.py's way)."""
-    from textlstm.config import ModelConfig
     from textlstm.evaluation.scoring import evaluate_split
-    from textlstm.model.network import LSTMLanguageModel
 
     ids = np.random.default_rng(0).integers(2, vocab_size, 4 * eval_tokens + TRAIN_BATCH * TRAIN_SEQ_LEN * 8)
-    torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS))
+    model = served_model(vocab_size)
     shape = Shape("served", vocab_size, EMBEDDING, HIDDEN, LAYERS, TRAIN_BATCH, TRAIN_SEQ_LEN)
     contenders = {
         "eval": lambda: evaluate_split(model, ids, max_tokens=eval_tokens, precision=precision),
@@ -352,11 +356,7 @@ def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval
 def model_step_tokens_per_second(precision: str, vocab_size: int, seconds: float) -> dict:
     """Tokens/s of the served model's `step` alone (weights in the precision, as serve holds them) at
     batch 1 and 64: what the streaming levels would reach with nothing but the model to run."""
-    from textlstm.config import ModelConfig
-    from textlstm.model.network import LSTMLanguageModel
-
-    torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS)).eval()
+    model = served_model(vocab_size).eval()
     if precision != "float32":
         model = model.to(getattr(torch, precision))
     result = {"precision": precision, "torch_threads": torch.get_num_threads()}
