@@ -10,6 +10,8 @@ from textlstm.training.auto_settings import (
     REGULARIZATION_TABLE,
     WEIGHT_DECAY,
     budget_tokens,
+    lstm_weights,
+    model_weights,
     regularization_for,
     resolve_regularization,
 )
@@ -17,28 +19,40 @@ from textlstm.training.auto_settings import (
 from conftest import TINY_MODEL
 
 TRAIN_TOKENS = 10_000
+WEIGHTS = TRAIN_TOKENS  # a model with as many weights as its text has tokens: weighted epochs = epochs
+TINY_WEIGHTS = lstm_weights(2, 32, 16)  # TINY_MODEL's
 BOUNDS = list(zip(REGULARIZATION_TABLE, REGULARIZATION_TABLE[1:]))  # each row with the one after it
 
 
 @pytest.mark.parametrize("row,following", BOUNDS)
 def test_regularization_at_a_bound_is_that_rows_and_just_above_it_the_next_rows(row, following):
     bound, dropout, recurrent = row
-    at = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS)
-    above = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS + 1)
+    at = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS, WEIGHTS)
+    above = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS + 1, WEIGHTS)
     assert (at.dropout, at.recurrent_dropout, at.weight_decay) == (dropout, recurrent, WEIGHT_DECAY)
     assert (above.dropout, above.recurrent_dropout, above.weight_decay) == (following[1], following[2], WEIGHT_DECAY)
 
 
 def test_the_table_ends_with_a_row_for_any_number_of_epochs():
     assert REGULARIZATION_TABLE[-1][0] == math.inf
-    last = regularization_for(TRAIN_TOKENS, 1e6 * TRAIN_TOKENS)
+    last = regularization_for(TRAIN_TOKENS, 1e6 * TRAIN_TOKENS, WEIGHTS)
     assert (last.dropout, last.recurrent_dropout) == REGULARIZATION_TABLE[-1][1:]
 
 
 def test_a_streamed_corpus_counts_as_at_most_one_epoch():
     first = REGULARIZATION_TABLE[0]
-    chosen = regularization_for(None, 1e12)
+    chosen = regularization_for(None, 1e12, 10**9)
     assert first[0] >= 1 and (chosen.dropout, chosen.recurrent_dropout) == first[1:]
+
+
+def test_the_same_epochs_get_more_dropout_for_a_larger_model_or_a_smaller_text():
+    small, large = lstm_weights(2, 256, 64), lstm_weights(2, 512, 128)
+    text = 1_000_000
+    epochs = 20 * text  # tiny Shakespeare's size, 20 epochs: the measured runs put 2 x 256 at 0.1, 2 x 512 at 0.3
+    assert regularization_for(text, epochs, small).dropout == 0.1
+    assert regularization_for(text, epochs, large).dropout == 0.3
+    assert regularization_for(text // 4, 20 * (text // 4), small).dropout == 0.3
+    assert regularization_for(4 * text, 5 * 4 * text, large).dropout == 0.0
 
 
 def test_the_budget_is_the_least_of_the_counted_limits_and_minutes_are_not_guessed():
@@ -50,8 +64,9 @@ def test_the_budget_is_the_least_of_the_counted_limits_and_minutes_are_not_guess
 
 
 def test_an_explicit_value_wins_over_auto_and_auto_becomes_numbers():
-    config = RunConfig(model=ModelConfig(dropout=0.0), train=TrainConfig(max_steps=1000, batch_size=16, seq_len=64))
-    auto = regularization_for(TRAIN_TOKENS, 1000 * 16 * 64)
+    model = ModelConfig(dropout=0.0, layers=2, hidden_size=32, embedding_size=16)
+    config = RunConfig(model=model, train=TrainConfig(max_steps=1000, batch_size=16, seq_len=64))
+    auto = regularization_for(TRAIN_TOKENS, 1000 * 16 * 64, model_weights(model))
     assert auto.dropout != 0.0, "the budget should reach a row of the table with dropout"
     resolved, line = resolve_regularization(config, TRAIN_TOKENS, 1000 * 16 * 64)
     assert resolved.model.dropout == 0.0
@@ -72,7 +87,7 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
     assert result.code == 0, result.err
     saved = saved_config(out)
     assert saved["data"]["tokenizer"] == "char"
-    chosen = regularization_for(train_tokens_of(out), 2 * 4 * 32)
+    chosen = regularization_for(train_tokens_of(out), 2 * 4 * 32, TINY_WEIGHTS)
     assert (saved["model"]["dropout"], saved["model"]["recurrent_dropout"], saved["train"]["weight_decay"]) == (
         chosen.dropout, chosen.recurrent_dropout, chosen.weight_decay)
     assert "tokenizer: char (auto: " in result.err and f"dropout {chosen.dropout:g}, recurrent dropout" in result.err
@@ -97,7 +112,7 @@ def test_an_explicit_dropout_of_zero_wins_in_a_run_of_many_epochs(run_cli, tmp_p
     out = tmp_path / "run"
     result = run_cli("train", "--dataset", corpus, *TINY_MODEL, "--epochs", "8", "--dropout", "0", "--output", out)
     assert result.code == 0, result.err
-    auto = regularization_for(100, 800)  # eight epochs
+    auto = regularization_for(100, 800, TINY_WEIGHTS)  # eight epochs
     assert auto.dropout != 0.0, "eight epochs should reach a row of the table with dropout"
     saved = saved_config(out)
     assert saved["model"]["dropout"] == 0.0 and saved["model"]["recurrent_dropout"] == auto.recurrent_dropout

@@ -91,14 +91,17 @@ class DropoutCosts(Machine):
 
 @pytest.mark.parametrize("slower", [1.0, 1.4])
 def test_dropout_is_decided_by_the_epochs_a_run_without_it_would_read(slower):
-    from textlstm.training.auto_settings import REGULARIZATION_TABLE
+    from textlstm.training.auto_settings import REGULARIZATION_TABLE, lstm_weights, weighted_epochs
 
     no_dropout_up_to = REGULARIZATION_TABLE[0][0]
     machine = DropoutCosts(20e9, slower)
     bare = machine(ModelConfig(layers=2, hidden_size=256, embedding_size=64, dropout=0.0, recurrent_dropout=0.0))
-    # A text that a run without dropout would read 7 epochs of, and one with dropout (1.4 x slower) 5.
+    # A text that a run without dropout would read 1 weighted epoch past the table's first bound, one
+    # with dropout (1.4 x slower) below it.
     seconds = 4.5 * 60
-    text = round(bare.tokens_per_sec * seconds * 0.93 / (no_dropout_up_to + 1))
+    tokens, weights = bare.tokens_per_sec * seconds * 0.93, lstm_weights(2, 256, 64)
+    text = round((tokens * weights**0.5 / (no_dropout_up_to + 1)) ** (2 / 3))
+    assert weighted_epochs(text, tokens, weights) == pytest.approx(no_dropout_up_to + 1)
     plan = plan_run(config_for(max_minutes=4.5, hidden_size=256), text, 20_000, machine)
     assert plan.config.model.dropout > 0  # it would overfit without
     assert plan.config.plan["tokens_per_sec_of_chosen"] == round(bare.tokens_per_sec / slower)  # and runs at the dropout pace

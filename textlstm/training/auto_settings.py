@@ -4,8 +4,8 @@ run's budget, by one rule over one small table:
 
 - `choose_tokenizer(train_characters, budget)`: the tokenizer (TOKENIZER_RULE); `tokenizer_chooser`
   hands it to data.prepare with the run's budget filled in.
-- `regularization_for(train_tokens, budget)`: dropout, recurrent dropout, weight decay
-  (REGULARIZATION_TABLE, WEIGHT_DECAY).
+- `regularization_for(train_tokens, budget, weights)`: dropout, recurrent dropout, weight decay
+  (REGULARIZATION_TABLE, WEIGHT_DECAY), from the epochs in the budget weighed by the model's size.
 
 `budget` is the tokens the run will train on: counted from its step and epoch limits
 (`budget_tokens`), or for a time budget measured by the planner (budget_plan.py). The choice depends only on the data
@@ -20,7 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from textlstm.config import AUTO, RunConfig, TrainConfig
+from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
+from textlstm.hardware.threads import lstm_work_per_step
 
 
 def budget_tokens(train: TrainConfig, train_tokens: int | None) -> float | None:
@@ -85,30 +86,45 @@ class Regularization:
     reason: str  # shown as "dropout 0.1, recurrent dropout 0.1 (auto: REASON)"
 
 
-# Expected epochs E (budget tokens / training tokens) -> dropout and recurrent dropout: the first
-# row whose bound E does not exceed applies. Measured with the default shape (benchmarks/QUALITY.md,
-# "Regularization by corpus size and budget"): no dropout won at 1.2 and 4.8 epochs of tiny
-# Shakespeare, 0.1 at 7.9 epochs of the built-in corpus and at 13 of tiny Shakespeare, 0.3 at 16
-# epochs of a 300k-character part of tiny Shakespeare.
+# The measure the table is read by: the expected epochs E (budget tokens / training tokens U) weighed
+# by the model's size against the text's, W = E x sqrt(N / U), N the LSTM's weights. The same epochs
+# overfit a larger model, or a smaller text, sooner. The first row whose bound W does not exceed
+# applies. Measured (benchmarks/QUALITY.md, "Regularization by corpus size and budget"): no dropout
+# won at W 1.1 and 4.4 (tiny Shakespeare, 2 x 256, 1.2 and 4.8 epochs); 0.1 at W 9.6 (the built-in
+# corpus, 7.9 epochs) and 12 (tiny Shakespeare, 13 epochs); 0.3 at W 27 (tiny Shakespeare's first
+# 300k characters, 16 epochs). 0.3 lost at W 15.5 and 22 (a 1M-character text read 17 and 24 times
+# by 2 x 256): the table keyed on E alone gave it there.
 REGULARIZATION_TABLE = (
-    # (E at most, dropout, recurrent dropout)
+    # (W at most, dropout, recurrent dropout)
     (6.0, 0.0, 0.0),
-    (15.0, 0.1, 0.1),
+    (25.0, 0.1, 0.1),
     (math.inf, 0.3, 0.1),
 )
-WEIGHT_DECAY = 0.01  # the same for every E
+WEIGHT_DECAY = 0.01  # the same for every W
 
 
-def regularization_for(train_tokens: int | None, budget: float | None) -> Regularization:
-    """Dropout, recurrent dropout and weight decay for a run on `train_tokens` training tokens (None:
-    streamed, unknown) with `budget` training tokens (see budget_tokens). A run whose text or budget
-    cannot be counted is taken to see its text at most once (E <= 1)."""
+def lstm_weights(layers: int, hidden: int, embedding: int) -> int:
+    """The LSTM's input and recurrent weights (biases left out)."""
+    return lstm_work_per_step(embedding, hidden, layers, 1)
+
+
+def weighted_epochs(train_tokens: int, budget: float, weights: int) -> float:
+    """W of REGULARIZATION_TABLE: the epochs in the budget, times sqrt(weights / training tokens)."""
+    return budget / train_tokens * math.sqrt(weights / train_tokens)
+
+
+def regularization_for(train_tokens: int | None, budget: float | None, weights: int) -> Regularization:
+    """Dropout, recurrent dropout and weight decay for a model of `weights` LSTM weights trained on
+    `train_tokens` training tokens (None: streamed, unknown) with `budget` training tokens (see
+    budget_tokens). A run whose text or budget cannot be counted is taken to see its text at most
+    once with a model no larger than it (W <= 1)."""
     if not train_tokens or budget is None:
-        epochs, reason = 0.0, "a training text or budget of unknown size, taken as at most one epoch"
+        measure, reason = 0.0, "a training text or budget of unknown size, taken as at most one epoch"
     else:
-        epochs = budget / train_tokens
-        reason = f"about {_epochs(epochs)} of {_millions(train_tokens)} tokens in the budget"
-    dropout, recurrent = next((d, r) for most, d, r in REGULARIZATION_TABLE if epochs <= most)
+        measure = weighted_epochs(train_tokens, budget, weights)
+        reason = (f"about {_epochs(budget / train_tokens)} of {_millions(train_tokens)} tokens in the budget "
+                  f"for {_millions(weights)} weights: {measure:.3g} weighted epochs")
+    dropout, recurrent = next((d, r) for most, d, r in REGULARIZATION_TABLE if measure <= most)
     return Regularization(dropout, recurrent, WEIGHT_DECAY, reason)
 
 
@@ -124,12 +140,17 @@ def resolve_regularization(config: RunConfig, train_tokens: int | None, budget: 
                                      ("weight_decay", train.weight_decay)) if value is None]
     if not auto:
         return config, None
-    chosen = regularization_for(train_tokens, budget)
+    chosen = regularization_for(train_tokens, budget, model_weights(model))
     values = {name: getattr(chosen, name) for name in auto}
     model = dataclasses.replace(model, **{n: v for n, v in values.items() if n != "weight_decay"})
     train = dataclasses.replace(train, **{n: v for n, v in values.items() if n == "weight_decay"})
     shown = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in values.items())
     return dataclasses.replace(config, model=model, train=train), f"{shown} ({AUTO}: {chosen.reason})"
+
+
+def model_weights(model: ModelConfig) -> int:
+    """lstm_weights of a model whose sizes are resolved."""
+    return lstm_weights(model.layers, model.hidden_size, model.embedding_size)
 
 
 def _epochs(epochs: float) -> str:

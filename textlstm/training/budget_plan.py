@@ -5,7 +5,7 @@ With --max-minutes and the shape left at auto, each candidate shape (CANDIDATE_S
 sizes the user gave kept) is timed for a few real steps (speed_probe.py). The tokens it would train
 on in the budget are its measured rate times the seconds left; the rule (predicted_loss) says which
 shape learns most from that many tokens of a text that size. The dropouts and weight decay then
-follow from the epochs of the chosen shape (auto_settings.regularization_for), and the evaluations
+follow from the epochs of the chosen shape and its size (auto_settings.regularization_for), and the evaluations
 are spaced so that they take about EVAL_SHARE of the budget.
 
 Without a time budget (--max-steps or --epochs alone) the token budget is known and nothing is
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from textlstm.config import AUTO, ModelConfig, RunConfig
 from textlstm.hardware.device import device_name
-from textlstm.hardware.threads import lstm_work_per_step, usable_cores
+from textlstm.hardware.threads import usable_cores
 from textlstm.training import auto_settings
+from textlstm.training.auto_settings import lstm_weights
 from textlstm.training.speed_probe import Probe
 
 SHAPE_FIELDS = ("layers", "hidden_size", "embedding_size")
@@ -48,10 +49,6 @@ FIT_A, FIT_ALPHA, FIT_B, FIT_BETA, FIT_R = 0.1286, 0.843, 1.5062, 0.155, 15.0
 EVAL_SHARE = 0.05  # of a time budget, for evaluations
 MIN_EVALUATIONS, MAX_EVALUATIONS = 4, 40
 PROBE_SHARE = 0.1  # of a time budget: no more shapes are timed once the timing has taken this much
-
-
-def lstm_weights(layers: int, hidden: int, embedding: int) -> int:
-    return lstm_work_per_step(embedding, hidden, layers, 1)
 
 
 def effective_tokens(tokens: float, text_tokens: float | None) -> float:
@@ -114,7 +111,7 @@ def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
             bare = measure(dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0))
             seconds += bare.seconds
             deciding = budget.spending(bare, seconds).tokens
-            needed = auto_settings.regularization_for(train_tokens, deciding)
+            needed = auto_settings.regularization_for(train_tokens, deciding, lstm_weights(*shape))
             if not (needed.dropout or needed.recurrent_dropout):
                 probe = bare
         spending = budget.spending(probe, seconds)
