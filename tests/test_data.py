@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textlstm.config import DataConfig, TrainConfig
+from textlstm.config import DataConfig
 from textlstm.data.batchers import DocumentBatcher, StreamBatcher
 from textlstm.data.prepare import prepare
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
 from textlstm.tokens import EOT_ID, PAD_ID
-from textlstm.training.auto_settings import TokenizerChoice, tokenizer_chooser
+from textlstm.training.auto_settings import TokenizerChoice, choose_tokenizer
 
 # ---------------------------------------------------------------- StreamBatcher
 
@@ -152,7 +152,7 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
     import textlstm.data.tokenizer as tokenizer
 
     lines = []
-    first = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=tokenizer_chooser(TrainConfig()))
+    first = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=choose_tokenizer)
     assert [line.split(":")[0] for line in lines] == ["corpus", "tokenizer", "tokens"]  # the tokenizer auto chose
     assert first.splits["train"].info.tokens > first.splits["valid"].info.tokens > 1
 
@@ -166,18 +166,23 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
     assert again.splits["valid"].ids.tolist() == first.splits["valid"].ids.tolist()
 
 
-def test_tokenizer_auto_is_the_kind_the_given_rule_picks_from_the_training_characters(text_file):
+def test_tokenizer_auto_is_the_kind_and_size_the_given_rule_picks_from_the_training_texts_profile(text_file):
     asked = []
 
-    def choose(train_characters):
-        asked.append(train_characters)
-        return TokenizerChoice("word", "a test's rule")
+    def choose(profile):
+        asked.append(profile)
+        return TokenizerChoice("word", "a test's rule", vocab_size=12)
 
     lines = []
     prepared = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=choose)
-    assert asked == [len("".join(prepared.corpus.train["text"]))]
+    train_text = "".join(prepared.corpus.train["text"])
+    assert [profile.characters for profile in asked] == [len(train_text)]
+    assert asked[0].spacing_share == 0  # single spaces only
     assert prepared.tokenizer_kind == "word" and prepared.tokenizer.unk_id is not None  # a word vocabulary
-    assert "tokenizer: word (auto: a test's rule)" in lines
+    assert prepared.tokenizer.vocab_size == prepared.vocab_size == 12
+    assert "tokenizer: word of 12 tokens (auto: a test's rule)" in lines
+    given = prepare(DataConfig(dataset=str(text_file), vocab_size=10), choose_tokenizer=choose)
+    assert given.tokenizer.vocab_size == given.vocab_size == 10  # the run's --vocab-size wins over the rule's
     with pytest.raises(TextlstmError, match="tokenizer 'auto' is chosen by the trainer"):
         prepare(DataConfig(dataset=str(text_file)))
 

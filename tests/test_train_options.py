@@ -42,7 +42,7 @@ def test_the_help_lists_every_option_in_its_group():
         ("--hidden-size", "--hidden-size [INT|auto]", "expected to learn most in the budget; without, 256.  [default: (auto)]"),
         ("--embedding-size", "--embedding-size [INT|auto]", "planned with the hidden size (a quarter of it).  [default: (auto)]"),
         ("--eval-every", "--eval-every [INT|auto]", "take about 5% of the budget; else 500.  [default: (auto)]"),
-        ("--vocab-size", "--vocab-size INTEGER RANGE", "auto chooses one of them.  [x>=8]"),
+        ("--vocab-size", "--vocab-size INTEGER RANGE", "auto chooses it).  [x>=8]"),
         ("--dropout", "--dropout [FLOAT|auto]", "once the data is prepared.  [default: (auto)]"),
         ("--weight-decay", "--weight-decay [FLOAT|auto]", "auto: chosen with the dropouts.  [default: (auto)]"),
         ("--embedding-dropout", "--embedding-dropout FLOAT RANGE", "0: off.  [default: 0.0; 0.0<=x<1.0]"),

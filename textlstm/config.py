@@ -225,14 +225,15 @@ class DataConfig:
     tokenizer: str = setting(
         AUTO,
         help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
-        "auto (the default): char, which learned more than BPE in the same minutes in every budget measured "
-        "(benchmarks/QUALITY.md); the run's config records the one chosen.",
+        "auto (the default): bpe of 1,024 tokens where 10% or more of the training text is runs of two or more "
+        "blanks (indented code, manual pages), char otherwise, as measured in benchmarks/QUALITY.md; the run's "
+        "config records the one chosen.",
         allowed=Choices(("char", "word", "bpe", AUTO)),
         auto=True,
     )
     vocab_size: int | None = setting(  # word and bpe only
         None,
-        help="Vocabulary size for word (default 10000) and bpe (default 4096), also when --tokenizer auto chooses one of them.",
+        help="Vocabulary size for word (default 10000) and bpe (default 4096; 1024 when --tokenizer auto chooses it).",
         allowed=Range(8),
     )
     batching: str = setting(

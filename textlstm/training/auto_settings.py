@@ -1,11 +1,10 @@
 """The settings `textlstm train` chooses itself when they are left at "auto": the tokenizer, and the
-dropouts and weight decay. Each is chosen once the training text is known, from its size and the
-run's budget, by one rule over one small table:
+dropouts and weight decay. Each is chosen once the training text is known, by one rule:
 
-- `choose_tokenizer(train_characters, budget)`: the tokenizer (TOKENIZER_RULE); `tokenizer_chooser`
-  hands it to data.prepare with the run's budget filled in.
+- `choose_tokenizer(profile)`: the tokenizer (SPACING_FOR_BPE), from the training text's profile
+  (data.text_profile), as data.prepare asks for it.
 - `regularization_for(train_tokens, budget, weights)`: dropout, recurrent dropout, weight decay
-  (REGULARIZATION_TABLE, WEIGHT_DECAY), from the epochs in the budget weighed by the model's size.
+  (REGULARIZATION_TABLE, WEIGHT_DECAY), from the epochs in the run's budget weighed by the model's size.
 
 `budget` is the tokens the run will train on: counted from its step and epoch limits
 (`budget_tokens`), or for a time budget measured by the planner (budget_plan.py). The choice depends only on the data
@@ -18,9 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
+from textlstm.data.text_profile import TextProfile
 from textlstm.hardware.threads import lstm_work_per_step
 
 
@@ -43,36 +41,34 @@ def budget_tokens(train: TrainConfig, train_tokens: int | None) -> float | None:
 class TokenizerChoice:
     kind: str  # char, word or bpe
     reason: str  # shown as "tokenizer: char (auto: REASON)"
+    vocab_size: int | None = None  # bpe's measured size; the run's --vocab-size wins
 
 
-# The tokenizer --tokenizer auto gives: char, whatever the size and budget, because it won every
-# equal-time comparison measured (benchmarks/QUALITY.md, "Ablations at equal wall clock").
-TOKENIZER_RULE = "char"
-TOKENIZER_REASON = "char learned more than BPE in the same minutes, in every budget measured"
+# --tokenizer auto: BPE of BPE_VOCABULARY tokens where at least SPACING_FOR_BPE of the training text is
+# runs of two or more blanks, char otherwise. Measured at equal wall clock (benchmarks/QUALITY.md,
+# "The tokenizer"): BPE 1,024 won on manual pages (0.208 of the text in such runs; test 1.439 against
+# char's 1.482 bits/char in 15 minutes on one core) and lost on prose (the Debian handbook, 0.008:
+# 1.753 against 1.721) and plays (tiny Shakespeare, 0.000: 1.4537 against 1.4449 nats/char in 4
+# minutes; BPE 4,096 lost by 0.11 there). A char model spends a step on every blank of an indented
+# or aligned line, all of them easy to predict; BPE merges a run into one or two tokens, so the same
+# minutes read about three times the characters, which pays for its dearer softmax. Where spacing is
+# rare, BPE's larger vocabulary costs more than the merges save. A word vocabulary maps unseen words
+# to one unknown token, so it cannot score every text: it is never chosen.
+SPACING_FOR_BPE = 0.1
+BPE_VOCABULARY = 1024
 
 
-def choose_tokenizer(train_characters: int | None, budget: float | None) -> TokenizerChoice:
-    """The tokenizer for a run on `train_characters` of training text (None: streamed, unknown) with
-    `budget` training tokens (see budget_tokens; None: unknown): char for every size and budget.
-
-    Why: on tiny Shakespeare, 4 minutes on one core, char reached 1.4449 nats/char, BPE with 1,024
-    tokens 1.4537 and BPE with 4,096 tokens 1.5542; on the Debian handbook, 15 minutes on one core,
-    char 1.721 test bits/char and BPE with 1,024 tokens 1.753. A larger vocabulary makes each step dearer (the
-    softmax) and gives each token's embedding fewer examples to learn from, which minutes of CPU do
-    not make up for. A word vocabulary maps unseen words to one unknown token, so it cannot score
-    every text; it is never chosen. Budgets of hours on large corpora were not measured.
-    """
-    return TokenizerChoice(TOKENIZER_RULE, TOKENIZER_REASON)
-
-
-def tokenizer_chooser(train: TrainConfig) -> Callable[[int | None], TokenizerChoice]:
-    """choose_tokenizer for a run of `train`, as data.prepare asks it: from the training characters alone."""
-
-    def choose(train_characters: int | None) -> TokenizerChoice:
-        # A char tokenizer's tokens are about its characters: the budget of --epochs counts those.
-        return choose_tokenizer(train_characters, budget_tokens(train, train_characters))
-
-    return choose
+def choose_tokenizer(profile: TextProfile | None) -> TokenizerChoice:
+    """The tokenizer for a run whose training text has `profile` (None: streamed, not measured), as
+    data.prepare asks for it. The budget does not enter: BPE's lead on manual pages held at 5 and 15
+    minutes alike, and char's on prose and plays at 4 and 15."""
+    if profile is None:
+        return TokenizerChoice("char", "a streamed text's spacing is not measured before its tokenizer is trained")
+    share = f"{profile.spacing_share:.0%} of the training text is runs of two or more blanks"
+    if profile.spacing_share >= SPACING_FOR_BPE:
+        return TokenizerChoice("bpe", f"{share}, which BPE merges (BPE won where {SPACING_FOR_BPE:.0%} or more was)",
+                               BPE_VOCABULARY)
+    return TokenizerChoice("char", f"only {share}: char learned more than BPE in the same minutes on such text")
 
 
 # ----------------------------------------------------------------------------- dropout and weight decay

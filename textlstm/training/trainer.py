@@ -126,12 +126,11 @@ class Trainer:
             reused = ckpt.load_tokenizer(self.output)
         elif self.parent is not None:
             reused = self.parent.tokenizer()
-        choose_tokenizer = auto_settings.tokenizer_chooser(self.config.train)
-        prepared = prepare(data, reused, report=self.reporter.message, choose_tokenizer=choose_tokenizer)
+        prepared = prepare(data, reused, report=self.reporter.message, choose_tokenizer=auto_settings.choose_tokenizer)
         self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
         self.stream = prepared.stream
         # "auto" settings become what was chosen, so config.json (resume, eval, generate) holds those.
-        data = self.config.data = dataclasses.replace(data, tokenizer=prepared.tokenizer_kind)
+        data = self.config.data = dataclasses.replace(data, tokenizer=prepared.tokenizer_kind, vocab_size=prepared.vocab_size)
         if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
             self.reporter.message(note)
         if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
