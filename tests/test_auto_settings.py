@@ -11,7 +11,6 @@ from textlstm.training.auto_settings import (
     BPE_VOCABULARY,
     REGULARIZATION_TABLE,
     SPACING_FOR_BPE,
-    WEIGHT_DECAY,
     budget_tokens,
     choose_tokenizer,
     lstm_weights,
@@ -30,23 +29,23 @@ BOUNDS = list(zip(REGULARIZATION_TABLE, REGULARIZATION_TABLE[1:]))  # each row w
 
 @pytest.mark.parametrize("row,following", BOUNDS)
 def test_regularization_at_a_bound_is_that_rows_and_just_above_it_the_next_rows(row, following):
-    bound, dropout, recurrent = row
+    bound = row[0]
     at = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS, WEIGHTS)
     above = regularization_for(TRAIN_TOKENS, bound * TRAIN_TOKENS + 1, WEIGHTS)
-    assert (at.dropout, at.recurrent_dropout, at.weight_decay) == (dropout, recurrent, WEIGHT_DECAY)
-    assert (above.dropout, above.recurrent_dropout, above.weight_decay) == (following[1], following[2], WEIGHT_DECAY)
+    assert (at.dropout, at.recurrent_dropout, at.weight_decay) == row[1:]
+    assert (above.dropout, above.recurrent_dropout, above.weight_decay) == following[1:]
 
 
 def test_the_table_ends_with_a_row_for_any_number_of_epochs():
     assert REGULARIZATION_TABLE[-1][0] == math.inf
     last = regularization_for(TRAIN_TOKENS, 1e6 * TRAIN_TOKENS, WEIGHTS)
-    assert (last.dropout, last.recurrent_dropout) == REGULARIZATION_TABLE[-1][1:]
+    assert (last.dropout, last.recurrent_dropout, last.weight_decay) == REGULARIZATION_TABLE[-1][1:]
 
 
 def test_a_streamed_corpus_counts_as_at_most_one_epoch():
     first = REGULARIZATION_TABLE[0]
     chosen = regularization_for(None, 1e12, 10**9)
-    assert first[0] >= 1 and (chosen.dropout, chosen.recurrent_dropout) == first[1:]
+    assert first[0] >= 1 and (chosen.dropout, chosen.recurrent_dropout, chosen.weight_decay) == first[1:]
 
 
 def test_the_same_epochs_get_more_dropout_for_a_larger_model_or_a_smaller_text():
@@ -57,6 +56,16 @@ def test_the_same_epochs_get_more_dropout_for_a_larger_model_or_a_smaller_text()
     assert regularization_for(text, epochs, large).dropout == 0.3
     assert regularization_for(text // 4, 20 * (text // 4), small).dropout == 0.3
     assert regularization_for(4 * text, 5 * 4 * text, large).dropout == 0.0
+
+
+def test_weight_decay_grows_with_the_weighted_epochs_as_measured():
+    small = lstm_weights(2, 256, 64)
+    ten_minutes_of_tiny_shakespeare = regularization_for(1_003_856, 21.7 * 1_003_856, small)  # W 20.6
+    fifteen_minutes_of_german = regularization_for(2_412_584, 11 * 2_412_584, small)  # W 6.5
+    assert ten_minutes_of_tiny_shakespeare.weight_decay == 0.1
+    assert fifteen_minutes_of_german.weight_decay == 0.01
+    decays = [row[3] for row in REGULARIZATION_TABLE]
+    assert decays == sorted(decays)
 
 
 PROSE = "It is a truth universally acknowledged, that a single man in possession\n"

@@ -4,7 +4,7 @@ dropouts and weight decay. Each is chosen once the training text is known, by on
 - `choose_tokenizer(profile)`: the tokenizer (SPACING_FOR_BPE), from the training text's profile
   (data.text_profile), as data.prepare asks for it.
 - `regularization_for(train_tokens, budget, weights)`: dropout, recurrent dropout, weight decay
-  (REGULARIZATION_TABLE, WEIGHT_DECAY), from the epochs in the run's budget weighed by the model's size.
+  (REGULARIZATION_TABLE), from the epochs in the run's budget weighed by the model's size.
 
 `budget` is the tokens the run will train on: counted from its step and epoch limits
 (`budget_tokens`), or for a time budget measured by the planner (budget_plan.py). The choice depends only on the data
@@ -90,13 +90,19 @@ class Regularization:
 # corpus, 7.9 epochs) and 12 (tiny Shakespeare, 13 epochs); 0.3 at W 27 (tiny Shakespeare's first
 # 300k characters, 16 epochs). 0.3 lost at W 15.5 and 22 (a 1M-character text read 17 and 24 times
 # by 2 x 256): the table keyed on E alone gave it there.
+#
+# Weight decay (AdamW's, decoupled, on the weight matrices) follows the same W (benchmarks/QUALITY.md,
+# "Weight decay by W"): 0.1 against 0.01, the plans otherwise the same, won at W 20.6 (tiny
+# Shakespeare 10 minutes, 1.3778 against 1.3970 nats/char) and 21.5 (manual pages 15 minutes, test
+# 1.412 against 1.439 bits/char), and lost at W 6.5 (german 15 minutes, 1.544 against 1.502), where a
+# run of a few epochs still underfits. The bound lies between those, at 12.
 REGULARIZATION_TABLE = (
-    # (W at most, dropout, recurrent dropout)
-    (6.0, 0.0, 0.0),
-    (25.0, 0.1, 0.1),
-    (math.inf, 0.3, 0.1),
+    # (W at most, dropout, recurrent dropout, weight decay)
+    (6.0, 0.0, 0.0, 0.01),
+    (12.0, 0.1, 0.1, 0.01),
+    (25.0, 0.1, 0.1, 0.1),
+    (math.inf, 0.3, 0.1, 0.1),
 )
-WEIGHT_DECAY = 0.01  # the same for every W
 
 
 def lstm_weights(layers: int, hidden: int, embedding: int) -> int:
@@ -120,8 +126,8 @@ def regularization_for(train_tokens: int | None, budget: float | None, weights: 
         measure = weighted_epochs(train_tokens, budget, weights)
         reason = (f"about {_epochs(budget / train_tokens)} of {_millions(train_tokens)} tokens in the budget "
                   f"for {_millions(weights)} weights: {measure:.3g} weighted epochs")
-    dropout, recurrent = next((d, r) for most, d, r in REGULARIZATION_TABLE if measure <= most)
-    return Regularization(dropout, recurrent, WEIGHT_DECAY, reason)
+    dropout, recurrent, decay = next(row[1:] for row in REGULARIZATION_TABLE if measure <= row[0])
+    return Regularization(dropout, recurrent, decay, reason)
 
 
 # ----------------------------------------------------------------------------- applying them to a run
