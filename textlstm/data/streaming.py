@@ -39,7 +39,7 @@ from textlstm.config import DataConfig
 from textlstm.data.corpora.loaded import DEFAULT_VALID_FRACTION, one_line
 from textlstm.data.corpora.splits import OWN_VALID_SPLITS, row_holding, tail_boundary
 from textlstm.data.corpora.streamed import StreamedSource, open_streamed
-from textlstm.data.text_pieces import documents_as_pieces, split_long_text
+from textlstm.data.text_pieces import documents_as_pieces, first_chars, split_long_text
 from textlstm.data.token_ids import TokenizedSplit, encode_rows
 from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 from textlstm.errors import TextlstmError
@@ -104,7 +104,7 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report) 
     stream = TrainStream(source, data.split, _text_column(splits[data.split], data.text_column, source), tokenizer)
     valid_rows = _hold_out(data, splits, stream, report)
     if tokenizer is None:  # the same sample on every process, so the same tokenizer
-        sample = _first_chars(_texts(stream.open(), stream.column, source), TOKENIZER_SAMPLE_CHARS)
+        sample = first_chars(_texts(stream.open(), stream.column, source), TOKENIZER_SAMPLE_CHARS)
         pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
         stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
         report(f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters of the training rows at most")
@@ -122,7 +122,7 @@ def _hold_out(data: DataConfig, splits: dict, stream: TrainStream, report) -> It
     if own:
         _require_split(splits, own, stream.source)
         report(f"validation: the split '{own}', its first {VALID_CHARS:,} characters at most")
-        return _first_chars(_texts(splits[own], stream.column, stream.source), VALID_CHARS)
+        return first_chars(_texts(splits[own], stream.column, stream.source), VALID_CHARS)
     if stream.source.local:
         return _hold_out_tail(stream, report)
     return _hold_out_head(splits[data.split], stream, report)
@@ -141,7 +141,7 @@ def _hold_out_tail(stream: TrainStream, report) -> Iterator[str]:
     scored = f"; its first {VALID_CHARS:,} are scored" if held_out > VALID_CHARS else ""
     report(f"validation: the last {DEFAULT_VALID_FRACTION:.0%} of the characters ({held_out:,} of {total:,}), "
            f"the part a stored corpus holds out{scored}")
-    return _first_chars(tail, VALID_CHARS)
+    return first_chars(tail, VALID_CHARS)
 
 
 def _split_at(batches: Iterator[pa.Array], position: int) -> tuple[int, int, Iterator[str]]:
@@ -235,16 +235,6 @@ def _held_out_rows(texts: Iterator[str], name: str) -> int:
     if total < probe and rows >= len(lengths):
         raise TextlstmError(f"the corpus '{name}' is too small to hold out validation rows from its stream")
     return rows
-
-
-def _first_chars(texts: Iterator[str], limit: int) -> Iterator[str]:
-    """The rows of `texts` up to `limit` characters in all, the last one cut at the limit."""
-    left = limit
-    for text in texts:
-        if left <= 0:
-            return
-        yield text[:left]
-        left -= len(text)
 
 
 def _encode_valid(rows: Iterator[str], documents: bool, tokenizer: TextTokenizer) -> TokenizedSplit:

@@ -79,3 +79,15 @@ def dataset_rows(dataset, batch_rows: int = 1024) -> Iterator[str]:
         for start in range(0, len(chunk), batch_rows):
             yield from chunk.slice(start, batch_rows).to_pylist()
         page_out_array(chunk)  # read once: keep the memory-mapped text from piling up in RSS
+
+
+def first_chars(texts: Iterable[str], limit: int) -> Iterator[str]:
+    """The texts up to `limit` characters in all, the last one cut at the limit; nothing past it is read."""
+    left = limit
+    if left <= 0:
+        return
+    for text in texts:
+        yield text[:left]
+        left -= len(text)
+        if left <= 0:
+            return

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from textlstm.data.text_pieces import first_chars
+
 SAMPLE_CHARS = 10_000_000  # characters read for the spacing share: a GB corpus is not scanned whole
 _SPACING_RUN = re.compile(r"[ \t]{2,}")
 
@@ -25,10 +27,7 @@ def profile_text(characters: int, pieces: Iterable[str]) -> TextProfile:
     order; read until SAMPLE_CHARS characters). A run of blanks cut between two pieces counts as
     two shorter runs: pieces end after a line break where they can, so this is rare."""
     read = in_runs = 0
-    for piece in pieces:
-        piece = piece[: SAMPLE_CHARS - read]
+    for piece in first_chars(pieces, SAMPLE_CHARS):
         read += len(piece)
         in_runs += sum(len(run) for run in _SPACING_RUN.findall(piece))
-        if read >= SAMPLE_CHARS:
-            break
     return TextProfile(characters, in_runs / read if read else 0.0)

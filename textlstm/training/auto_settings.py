@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+
 from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
 from textlstm.data.text_profile import TextProfile
 from textlstm.hardware.threads import lstm_work_per_step
@@ -93,7 +94,7 @@ class Regularization:
 #
 # Weight decay (AdamW's, decoupled, on the weight matrices) follows the same W (benchmarks/QUALITY.md,
 # "Weight decay by W"): 0.1 against 0.01, the plans otherwise the same, won at W 20.6 (tiny
-# Shakespeare 10 minutes, 1.3778 against 1.3970 nats/char) and 21.5 (manual pages 15 minutes, test
+# Shakespeare 10 minutes, 1.3778 against 1.3970 nats/char) and 21.2 (manual pages 15 minutes, test
 # 1.412 against 1.439 bits/char), and lost at W 6.5 (german 15 minutes, 1.544 against 1.502), where a
 # run of a few epochs still underfits. The bound lies between those, at 12.
 REGULARIZATION_TABLE = (
