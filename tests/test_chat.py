@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -353,6 +354,9 @@ def test_terminal_session_prompts_and_ctrl_c_stops_a_long_answer(checkpoint, tmp
     pid, terminal = pty.fork()
     if pid == 0:  # the child: a chat on a terminal, with its history file in tmp_path
         os.environ.update(PYTHONPATH=str(REPO), HOME=str(tmp_path))
+        # As a shell starts it on a terminal: a test run started in the background (`pytest &` from a
+        # script) has SIGINT ignored, and an ignored signal stays ignored across exec, so Ctrl-C would not reach it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execv(sys.executable, [sys.executable, "-m", "textlstm", "chat", "--max-tokens", "1000000"])
 
     def read_until(marker: bytes, seconds: float = 30, at_least: int = 0) -> bytes:
