@@ -137,7 +137,7 @@ class ModelConfig:
     dropout: float | None = setting(
         None,
         help="Dropout on embeddings, between LSTM layers and before the output layer. auto: chosen from the "
-        "training tokens and the budget (how many epochs the run will see), once the data is prepared.",
+        "epochs the budget buys, weighed by the model's size against the text's, once the data is prepared.",
         allowed=FRACTION,
         auto=True,
     )
