@@ -40,8 +40,8 @@ def test_the_help_lists_every_option_in_its_group():
     "option,shown,text",
     [
         ("--hidden-size", "--hidden-size [INT|auto]", "expected to learn most in the budget; without, 256.  [default: (auto)]"),
-        ("--embedding-size", "--embedding-size [INT|auto]", "planned with the hidden size (a quarter of it).  [default: (auto)]"),
-        ("--eval-every", "--eval-every [INT|auto]", "take about 5% of the budget; else 500.  [default: (auto)]"),
+        ("--embedding-size", "--embedding-size [INT|auto]", "planned with the hidden size (a quarter of it, at least 16).  [default: (auto)]"),
+        ("--eval-every", "--eval-every [INT|auto]", "take about 5% of the budget (4 to 40 of them); else 500.  [default: (auto)]"),
         ("--vocab-size", "--vocab-size INTEGER RANGE", "auto chooses it).  [x>=8]"),
         ("--dropout", "--dropout [FLOAT|auto]", "once the data is prepared.  [default: (auto)]"),
         ("--weight-decay", "--weight-decay [FLOAT|auto]", "auto: chosen with the dropouts.  [default: (auto)]"),

@@ -122,7 +122,7 @@ class ModelConfig:
     # None: auto, planned when training starts (textlstm/training/budget_plan.py): with a time budget,
     # from the measured speed of candidate shapes; else 2 x 256, embedding 64.
     embedding_size: int | None = setting(
-        None, help="Embedding size. auto: planned with the hidden size (a quarter of it).", allowed=POSITIVE, auto=True
+        None, help="Embedding size. auto: planned with the hidden size (a quarter of it, at least 16).", allowed=POSITIVE, auto=True
     )
     hidden_size: int | None = setting(
         None,
@@ -226,8 +226,8 @@ class DataConfig:
         AUTO,
         help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
         "auto (the default): bpe of 1,024 tokens where 10% or more of the training text is runs of two or more "
-        "blanks (indented code, manual pages), char otherwise, as measured in benchmarks/QUALITY.md; the run's "
-        "config records the one chosen.",
+        "blanks (indented code, manual pages), char otherwise, as measured in benchmarks/QUALITY.md (a streamed "
+        "corpus, not read before its tokenizer is trained, gets char); the run's config records the one chosen.",
         allowed=Choices(("char", "word", "bpe", AUTO)),
         auto=True,
     )
@@ -312,7 +312,7 @@ class TrainConfig:
     eval_every: int | None = setting(
         None,
         help="Evaluate and save a checkpoint every N steps (and at the end). auto: with --max-minutes, spaced so "
-        "that evaluations take about 5% of the budget; else 500.",
+        "that evaluations take about 5% of the budget (4 to 40 of them); else 500.",
         allowed=POSITIVE,
         auto=True,
     )
