@@ -100,7 +100,7 @@ def test_dropout_is_decided_by_the_epochs_a_run_without_it_would_read(slower):
     # with dropout (1.4 x slower) below it.
     seconds = 4.5 * 60
     tokens, weights = bare.tokens_per_sec * seconds * 0.93, lstm_weights(2, 256, 64)
-    text = round((tokens * weights**0.5 / (no_dropout_up_to + 1)) ** (2 / 3))
+    text = round((tokens * weights / (no_dropout_up_to + 1)) ** 0.5)
     assert weighted_epochs(text, tokens, weights) == pytest.approx(no_dropout_up_to + 1)
     plan = plan_run(config_for(max_minutes=4.5, hidden_size=256), text, 20_000, machine)
     assert plan.config.model.dropout > 0  # it would overfit without
