@@ -51,7 +51,9 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 @dataclass_options(TrainConfig)
 @click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
-@click.option("--overwrite", is_flag=True, help="Replace the run already in --output.")
+@click.option("--overwrite", is_flag=True, help="Replace the textlstm run in --output: it is set aside once the "
+              "new run is ready to train, deleted at the new run's first checkpoint, and put back if the new run "
+              "fails before then. A folder that is not a textlstm run is refused.")
 @click.option("--nproc", type=POSITIVE, help="Train one model with N processes on this machine (DistributedDataParallel, "
               "started through torch.distributed.run). For several machines, use torchrun (see docs/processes.md).")
 @click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
@@ -183,5 +185,8 @@ def _report(reporter, result) -> None:
         reporter.message(f"interrupted by {result.stop_signal.name} at step {result.steps}: checkpoint saved in {result.output}")
         reporter.message(f"continue with: textlstm train --resume {result.output}")
         sys.exit(128 + result.stop_signal)  # the shell's convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM
+    if result.nothing_to_train:
+        reporter.message(f"nothing trained: {result.nothing_to_train}")
+        return
     why = "stopped early (no improvement)" if result.stopped_early else "done"
     reporter.message(f"{why} after {result.steps} steps: best validation loss {result.best_valid_loss:.4f}, saved in {result.output}")

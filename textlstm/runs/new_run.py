@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -31,20 +32,76 @@ def corpus_label(config: RunConfig) -> str:
 def prepare_output(output: Path, overwrite: bool) -> None:
     """Refuse to mix a new run into a folder that holds other files; check it can be written.
 
-    With `overwrite`, the files of a previous run are removed (and nothing else).
+    With `overwrite`, a folder that holds a textlstm run is accepted and left as it is: the trainer
+    sets the old run aside (ReplacedRun) only once the new run's data, plan and model are ready.
+    A folder that is not a textlstm run is refused, with or without `overwrite`.
     """
     if output.exists() and not output.is_dir():
         raise TextlstmError(f"output {output} exists and is not a folder")
     if output.is_dir() and any(output.iterdir()):
-        if not overwrite:
-            what = "a textlstm run" if (output / files.CONFIG).exists() else "files"
+        if (output / SET_ASIDE).exists():
             raise TextlstmError(
-                f"output folder {output} already holds {what}: use --resume {output} to continue it, "
+                f"{output} holds {SET_ASIDE}, the files of a run that an interrupted --overwrite set aside: "
+                "move them back into the folder or delete that folder, then run again"
+            )
+        if not holds_run(output):
+            raise TextlstmError(
+                f"output folder {output} holds files that are not a textlstm run (no readable {files.CONFIG}): "
+                "--overwrite replaces only a textlstm run; give another --output"
+            )
+        if not overwrite:
+            raise TextlstmError(
+                f"output folder {output} already holds a textlstm run: use --resume {output} to continue it, "
                 "--overwrite to replace it, or another --output"
             )
-        for name in (files.CONFIG, files.TOKENIZER, files.BEST_WEIGHTS, files.TRAINER_STATE, files.METRICS, files.MODEL_CARD):
-            (output / name).unlink(missing_ok=True)
     check_writable(output)
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether `folder` holds a textlstm run: a config.json that reads as a run's settings."""
+    try:
+        files.load_config(folder)
+    except TextlstmError:
+        return False
+    return True
+
+
+# Inside the run folder: the old run that --overwrite replaces, until the new run's first checkpoint.
+SET_ASIDE = ".replaced-run"
+
+
+class ReplacedRun:
+    """The run that --overwrite replaces, moved whole into SET_ASIDE inside its own folder (so a run
+    folder that is the working directory stays where it is). Deleted once the new run has saved its
+    first checkpoint; put back if the new run fails before that."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.aside = folder / SET_ASIDE
+
+    @classmethod
+    def set_aside(cls, folder: Path) -> ReplacedRun | None:
+        """Move everything in `folder` aside; None if it holds nothing."""
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+        if not entries:
+            return None
+        replaced = cls(folder)
+        replaced.aside.mkdir()
+        for entry in entries:
+            entry.rename(replaced.aside / entry.name)
+        return replaced
+
+    def discard(self) -> None:
+        shutil.rmtree(self.aside)
+
+    def put_back(self) -> None:
+        """Delete what the new run wrote and move the old run's files back where they were."""
+        for entry in self.folder.iterdir():
+            if entry != self.aside:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        for entry in self.aside.iterdir():
+            entry.rename(self.folder / entry.name)
+        self.aside.rmdir()
 
 
 def check_writable(folder: Path) -> None:

@@ -39,7 +39,7 @@ from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, detach_state
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import model_card
-from textlstm.runs.new_run import check_writable, new_run_folder, prepare_output
+from textlstm.runs.new_run import ReplacedRun, check_writable, new_run_folder, prepare_output
 from textlstm.training import auto_settings, budget_plan, distributed, finetune, tracking
 from textlstm.training import rank_state
 from textlstm.training.loss_scaling import LossScaler
@@ -84,6 +84,7 @@ class TrainResult:
     stop_signal: signal.Signals | None = None  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
     stopped_early: bool = False
     records: list[dict] = field(default_factory=list)
+    nothing_to_train: str | None = None  # why a resumed run trained no step: its limits were already reached
 
 
 def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
@@ -104,11 +105,14 @@ def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 <
 
 class Trainer:
     def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False,
-                 sample: SampleFunction | None = None, card_sample: Callable[[Path], str] | None = None):
+                 sample: SampleFunction | None = None, card_sample: Callable[[Path], str] | None = None,
+                 overwrite: bool = False):
         self.config = config
         self.output = Path(output)
         self.reporter = reporter or Reporter()
         self.resuming = resume
+        self.overwrite = overwrite  # the run in `output` is replaced once this one is ready to train
+        self.replaced: ReplacedRun | None = None  # that run, set aside until this one's first checkpoint
         self.sample = sample
         self.card_sample = card_sample
         self.device = distributed.local_device(resolve_device(config.train.device))
@@ -267,6 +271,8 @@ class Trainer:
         init_from = self.config.train.init_from
         self.parent = finetune.load_parent(init_from) if init_from and not self.resuming else None
         self._set_up()
+        if self.overwrite and distributed.is_main():
+            self.replaced = ReplacedRun.set_aside(self.output)
         self.reporter.ready(self.model, self.config, self.best_valid_loss)
         # The training loss, through DistributedDataParallel under several processes.
         train_cfg = self.config.train
@@ -296,8 +302,9 @@ class Trainer:
             self.reporter.message(f"the run stopped early at step {self.step}: raise --patience to train on")
             result.stopped_early = True
             return
-        if self.step >= self.total_steps:
-            self.reporter.message(f"the run is already at step {self.step}: raise --max-steps or --epochs to train on")
+        if (spent := self._limit_already_reached()) is not None:
+            result.nothing_to_train = spent
+            return
         self.reporter.start(None if math.isinf(self.total_steps) else self.total_steps, self.step)
         try:
             while self.step < self.total_steps:
@@ -329,6 +336,16 @@ class Trainer:
             self.reporter.stop()
         if self.evaluated_step != self.step:  # stopped by a signal or the clock between evaluations
             self._evaluate(meter, final=True)
+
+    def _limit_already_reached(self) -> str | None:
+        """Why a resumed run has nothing left to train, and how to give it more; None if it has."""
+        budget = self.config.train.max_minutes
+        if budget and self.elapsed_before >= 60 * budget:
+            return (f"the run has spent its whole budget of {budget:g} minutes ({self.elapsed_before / 60:.1f} used): "
+                    f"resume with a larger total, such as --max-minutes {2 * budget:g}, to train on")
+        if self.step >= self.total_steps:
+            return f"the run is already at step {self.step:,}: resume with a higher --max-steps or --epochs to train on"
+        return None
 
     def _skip_step(self, loss: float, bad_steps: int) -> None:
         """Report the step whose loss was `loss` (not finite) as skipped; the MAX_BAD_STEPS-th in a row stops the run."""
@@ -485,6 +502,15 @@ class Trainer:
             if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
                 ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
             ckpt.save_trainer_state(self._trainer_state() | every_process, self.output / ckpt.TRAINER_STATE)
+            if self.replaced is not None:  # the new run is saved: the one it replaces can go
+                self.replaced.discard()
+                self.replaced = None
+
+    def put_back_replaced(self) -> None:
+        """The run failed before its first checkpoint: the run it was to replace comes back."""
+        if self.replaced is not None:
+            self.replaced.put_back()
+            self.replaced = None
 
     def _elapsed(self) -> float:
         return self.elapsed_before + now() - self.started
@@ -578,11 +604,16 @@ def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_
     output = Path(output)
     created = not output.exists()
     distributed.agree_on_errors(lambda: prepare_output(output, overwrite) if distributed.is_main() else None)
+    trainer = None
     try:
-        return Trainer(config, output, reporter, sample=sample, card_sample=card_sample).run()
+        trainer = Trainer(config, output, reporter, sample=sample, card_sample=card_sample, overwrite=overwrite)
+        return trainer.run()
     except BaseException:
-        if distributed.is_main() and created and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()  # failed before anything was saved: leave no empty run folder behind
+        if distributed.is_main():
+            if trainer is not None:
+                trainer.put_back_replaced()
+            if created and output.is_dir() and not any(output.iterdir()):
+                output.rmdir()  # failed before anything was saved: leave no empty run folder behind
         raise
 
 
