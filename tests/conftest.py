@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import huggingface_hub.constants  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from textlstm.data.corpora import download  # noqa: E402
 from textlstm.training.trainer import Reporter  # noqa: E402
 
 torch.set_num_threads(1)
@@ -71,6 +73,34 @@ def offline_and_isolated(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.chdir(tmp_path)
     return cache
+
+
+@pytest.fixture(autouse=True)
+def downloads_read_local_files_only(monkeypatch):
+    """A corpus card's download may open file:// URLs only: one that would reach the network fails the test."""
+    open_url = download.open_url
+
+    def local_only(url: str):
+        if not url.startswith("file:"):
+            raise AssertionError(f"a test tried to download {url}")
+        return open_url(url)
+
+    monkeypatch.setattr(download, "open_url", local_only)
+
+
+@pytest.fixture
+def cached_tinyshakespeare(offline_and_isolated) -> Path:
+    """The tiny Shakespeare card's download in the test's cache, where the card looks for it: a copy of
+    ../shared/corpora/tinyshakespeare/input.txt, as if downloaded once before."""
+    from textlstm.data.corpora.cards import card_download, find_card, read_card
+
+    if not TINYSHAKESPEARE.is_file():
+        pytest.skip(f"{TINYSHAKESPEARE} not found (the shared corpora sit beside the repo)")
+    card = find_card("tinyshakespeare")
+    path = card_download(card, read_card(card)).path
+    path.parent.mkdir(parents=True)
+    shutil.copyfile(TINYSHAKESPEARE, path)
+    return path
 
 
 @pytest.fixture

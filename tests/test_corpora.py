@@ -76,14 +76,6 @@ def test_tinyshakespeare_keeps_line_breaks_and_splits_like_nanogpt():
     assert corpus.name == "input" and not corpus.documents
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs shared/corpora/tinyshakespeare beside the repo")
-def test_tinyshakespeare_card_loads_the_shared_file():
-    by_card = load_corpus("tinyshakespeare")
-
-    assert by_card.name == "tinyshakespeare"
-    assert by_card.fingerprint == load_corpus(str(SHAKESPEARE)).fingerprint
-
-
 def test_folder_with_split_names_uses_its_own_validation_split(tmp_path):
     (tmp_path / "train.txt").write_text("one\ntwo\n", encoding="utf-8")
     (tmp_path / "validation.txt").write_text("three\n", encoding="utf-8")

@@ -1,8 +1,9 @@
-"""Where textlstm keeps what it can rebuild: trained tokenizers and token ids.
+"""Where textlstm keeps what it can rebuild: trained tokenizers, token ids, and the files corpus cards
+download (data/corpora/download.py, under downloads/).
 
-$TEXTLSTM_CACHE, or ~/.cache/textlstm. Entries are named by a digest of what they were built from,
-and of the code that built them (`code_key`), so a changed corpus, tokenizer, library or textlstm
-gets a new entry and a stale one is never read.
+$TEXTLSTM_CACHE, or ~/.cache/textlstm. Tokenizers and ids are named by a digest of what they were
+built from, and of the code that built them (`code_key`), so a changed corpus, tokenizer, library or
+textlstm gets a new entry and a stale one is never read.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ one (corpora/streamed.py) both follow, before either reads any text.
   1. None: the default corpus card, `pydoc` (Python's own documentation, shipped with CPython).
   2. An existing path: a file, a folder, or a folder written by `Dataset.save_to_disk`.
   3. A glob of .txt/.json/.jsonl/.csv/.parquet files.
-  4. The name of a corpus card, `corpora/NAME.toml`.
+  4. The name of a corpus card, `corpora/NAME.toml`. A card's download (`url`) is fetched into the
+     cache here, once, and checked (download.py): what follows reads it as a local file.
   5. A Hugging Face Hub dataset id.
 
 The answer is a `Source`: its kind, its files per split, the `datasets` builder that reads them, its
@@ -23,7 +24,8 @@ from pathlib import Path
 import datasets
 from datasets.data_files import DataFilesList, get_data_patterns
 
-from textlstm.data.corpora.cards import DEFAULT_CARD, find_card, read_card
+from textlstm.data.corpora.cards import DEFAULT_CARD, card_download, find_card, read_card
+from textlstm.data.corpora.download import fetched
 from textlstm.data.corpora.loaded import DEFAULT_SPLIT, safe_name
 from textlstm.errors import TextlstmError
 from textlstm.turns import TurnFormat, turn_format
@@ -125,6 +127,8 @@ def _from_card(card: Path) -> Source:
         source = Source(BUILTIN, card.stem, settings["builtin"], documents=True)
     elif "hub" in settings:
         source = Source(HUB, card.stem, settings["hub"], documents=True)
+    elif "url" in settings:
+        source = source_of_path(fetched(card_download(card, settings)))
     else:
         path = card.parent / Path(settings["path"]).expanduser()
         if not path.exists():
