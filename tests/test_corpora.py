@@ -248,6 +248,16 @@ def test_hub_id_offline_fails_with_one_line():
         load_corpus("someone/nothing")
 
 
+def test_hub_dataset_with_a_loading_script_is_refused_in_one_line(tmp_path):
+    from textlstm.data.corpora.hub import load_hub
+
+    (tmp_path / "scripted").mkdir()
+    (tmp_path / "scripted" / "scripted.py").write_text("import datasets\n", encoding="utf-8")
+
+    with pytest.raises(TextlstmError, match="a dataset with a loading script, and textlstm reads only datasets of plain"):
+        load_hub(str(tmp_path / "scripted"), None)
+
+
 def test_unknown_bare_name_lists_the_repository_cards_from_any_working_folder(tmp_path):
     # Tests run in tmp_path (conftest), so only the package's path to the repository's corpora/ finds them.
     assert Path.cwd() == tmp_path and not (tmp_path / "corpora").exists()

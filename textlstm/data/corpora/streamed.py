@@ -14,7 +14,7 @@ from typing import Callable
 import datasets
 from datasets.exceptions import DatasetsError
 
-from textlstm.data.corpora.hub import hub_description, hub_failure
+from textlstm.data.corpora.hub import LOAD_ERRORS, NO_SCRIPTS, hub_description, hub_failure
 from textlstm.data.corpora.loaded import one_line
 from textlstm.data.corpora.resolve import HUB, Source, resolve
 from textlstm.errors import TextlstmError
@@ -51,8 +51,8 @@ def _local(source: Source) -> StreamedSource:
 def _hub(source: Source, config: str | None) -> StreamedSource:
     def open_splits():
         try:
-            return dict(datasets.load_dataset(source.where, name=config, streaming=True))
-        except (OSError, ValueError, DatasetsError) as error:
+            return dict(datasets.load_dataset(source.where, name=config, streaming=True, **NO_SCRIPTS))
+        except LOAD_ERRORS as error:
             raise hub_failure(source.where, error) from None
 
     open_splits()  # fail here, before any training is set up, when the id is wrong or the Hub unreachable
