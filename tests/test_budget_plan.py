@@ -260,3 +260,17 @@ def test_a_run_of_given_sizes_and_steps_does_not_time_anything(run_cli, small_co
     assert result.code == 0, result.err
     assert "measured in " not in result.err
     assert json.loads((tmp_path / "run" / "config.json").read_text())["plan"] is None
+
+
+def test_the_plan_is_resolved_from_the_measurements_alone():
+    """Measuring and choosing are apart: the same measurements give the same plan, and resolving
+    times nothing (a run's plan can be checked, or remade, from what config.json records)."""
+    config = config_for(max_minutes=15)
+    measurements = budget_plan.measure_for_plan(config, TRAIN_TOKENS, 50_000, Machine(20e9))
+    assert measurements.bare is not None  # the dropouts are the plan's: the chosen shape timed without them
+    first = budget_plan.resolve_plan(config, TRAIN_TOKENS, 50_000, measurements)
+    again = budget_plan.resolve_plan(config, TRAIN_TOKENS, 50_000, measurements)
+    assert first.config == again.config and first.lines == again.lines
+    assert first.config == plan_run(config, TRAIN_TOKENS, 50_000, Machine(20e9)).config
+    assert first.seconds == pytest.approx(sum(p.seconds for p in measurements.probes.values()) + 0.5)
+    assert config.model.hidden_size is None  # the settings given are not changed in place

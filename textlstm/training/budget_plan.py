@@ -6,7 +6,8 @@ sizes the user gave kept) is timed for a few real steps (speed_probe.py). The to
 on in the budget are its measured rate times the seconds left; the rule (predicted_loss) says which
 shape learns most from that many tokens of a text that size. The dropouts and weight decay then
 follow from the epochs of the chosen shape and its size (auto_settings.regularization_for), and the evaluations
-are spaced so that they take about EVAL_SHARE of the budget.
+are spaced so that they take about EVAL_SHARE of the budget. Timing (measure_for_plan) comes first;
+the choice (resolve_plan) is a pure function of the settings, the corpus's size and those measurements.
 
 Without a time budget (--max-steps or --epochs alone) the token budget is known and nothing is
 timed: the shape is DEFAULT_SHAPE, since fewer tokens per step would not make the steps fewer.
@@ -84,32 +85,74 @@ class Plan:
     record: dict  # config.json's "plan"
 
 
+Shape = tuple[int, int, int]  # (layers, hidden size, embedding size)
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What the planner timed before choosing: the candidate shapes in the order they were timed, and
+    the chosen shape again without dropout (when the dropouts are left to the plan)."""
+
+    probes: dict[Shape, Probe] = dataclasses.field(default_factory=dict)
+    bare: Probe | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(probe.seconds for probe in self.probes.values()) + (self.bare.seconds if self.bare else 0.0)
+
+
 def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
              measure: Callable[[ModelConfig], Probe] | None) -> Plan:
-    """The resolved settings of a new run on `train_tokens` training tokens (None: streamed), timing
-    shapes with `measure` when the run has a time budget (measure may be None when it has not)."""
+    """Measure what the plan needs on this machine (`measure` may be None without a time budget), then
+    resolve the plan from those measurements."""
+    measurements = measure_for_plan(config, train_tokens, valid_tokens, measure)
+    return resolve_plan(config, train_tokens, valid_tokens, measurements)
+
+
+def measure_for_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int,
+                     measure: Callable[[ModelConfig], Probe] | None) -> Measurements:
+    """Time the candidate shapes, smallest first, until one predicts worse than the best so far or the
+    timing has taken PROBE_SHARE of the budget; then the chosen shape without dropout, if the dropouts
+    are the plan's to choose. Nothing is timed without a time budget or with nothing left to plan."""
+    if not _times_shapes(config, measure):
+        return Measurements()
+    budget = Budget(config, train_tokens, valid_tokens)
+    probes: dict[Shape, Probe] = {}
+    for shape in _candidates(config.model):
+        probes[shape] = measure(_with_shape(config.model, shape))
+        if _timing_done(probes, budget):
+            break
+    bare = None
+    if _auto_dropout(config.model):
+        chosen, _ = _choose_shape(config.model, probes, budget)
+        bare = measure(dataclasses.replace(_with_shape(config.model, chosen), dropout=0.0, recurrent_dropout=0.0))
+    return Measurements(probes, bare)
+
+
+def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int, measurements: Measurements) -> Plan:
+    """The resolved settings of a new run on `train_tokens` training tokens (None: streamed): a pure
+    function of the settings, the corpus's size and what was measured."""
     model, train = config.model, config.train
     auto_shape = [name for name in SHAPE_FIELDS if getattr(model, name) is None]  # the sizes not given
     budget = Budget(config, train_tokens, valid_tokens)
-    lines, record, probes = [], {}, {}
-    if train.max_minutes and measure is not None and (auto_shape or train.eval_every is None or _auto_regularization(config)):
-        shape, probes, reason = _choose_shape(model, budget, measure)
+    lines, record, probes = [], {}, measurements.probes
+    if probes:
+        shape, reason = _choose_shape(model, probes, budget)
     else:
         shape = _shape(model, *DEFAULT_SHAPE)
         reason = "no time budget to plan for: the default shape"
-    config = dataclasses.replace(config, model=dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape))))
+    config = dataclasses.replace(config, model=_with_shape(model, shape))
     if auto_shape:
         lines.append(f"model: {shape[0]} x {shape[1]}, embedding {shape[2]} ({AUTO}: {reason})")
 
-    seconds = sum(probe.seconds for probe in probes.values())
+    seconds = measurements.seconds
     tokens, spending, deciding = budget.counted, None, budget.counted
     if shape in probes:
         probe = probes[shape]
-        if _auto_dropout(config.model):
+        if measurements.bare is not None:
             # The shapes were timed with dropout on. Whether the run needs it depends on the epochs it
             # would read without it, at the faster pace it would then run at.
-            bare = measure(dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0))
-            seconds += bare.seconds
+            bare = measurements.bare
             deciding = budget.spending(bare, seconds).tokens
             needed = auto_settings.regularization_for(train_tokens, deciding, lstm_weights(*shape))
             if not (needed.dropout or needed.recurrent_dropout):
@@ -118,15 +161,19 @@ def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int,
         tokens = spending.tokens
         deciding = deciding or tokens
         lines.insert(0, _measured_line(shape, probe, seconds, tokens, train_tokens))
-        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probe.device, "device_name": device_name(probe.device),
-                  "chosen": list(shape), "tokens": round(tokens), "tokens_per_sec_of_chosen": round(probe.tokens_per_sec),
+        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probe.device,
+                  "device_name": device_name(probe.device), "chosen": list(shape), "tokens": round(tokens),
+                  "tokens_per_sec_of_chosen": round(probe.tokens_per_sec),
                   "epochs": round(tokens / train_tokens, 2) if train_tokens else None,
                   "tokens_per_sec": {f"{s[0]}x{s[1]}x{s[2]}": round(p.tokens_per_sec) for s, p in probes.items()}}
     config, chosen = auto_settings.resolve_regularization(config, train_tokens, deciding)
     if chosen:
         lines.append(chosen[:-1] + ", at the pace without dropout)" if deciding != tokens else chosen)
     if config.train.eval_every is None:
-        eval_every, why = (spending.eval_every, _spacing_reason(spending)) if spending else (500, "no time budget: every 500 steps")
+        if spending:
+            eval_every, why = spending.eval_every, _spacing_reason(spending)
+        else:
+            eval_every, why = 500, "no time budget: every 500 steps"
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, eval_every=eval_every))
         lines.append(f"evaluate every {eval_every:,} steps ({AUTO}: {why})")
     if record:
@@ -171,31 +218,55 @@ def _auto_regularization(config: RunConfig) -> bool:
     return _auto_dropout(config.model) or config.train.weight_decay is None
 
 
-def _choose_shape(model: ModelConfig, budget: Budget, measure: Callable[[ModelConfig], Probe]):
-    """Time the candidates from the smallest up, until one predicts worse than the best so far or the
-    timing has taken PROBE_SHARE of the budget."""
+def _times_shapes(config: RunConfig, measure) -> bool:
+    """Whether the plan times shapes: with a time budget, and something left to choose by it."""
+    auto_shape = any(getattr(config.model, name) is None for name in SHAPE_FIELDS)
+    something_to_plan = auto_shape or config.train.eval_every is None or _auto_regularization(config)
+    return bool(config.train.max_minutes) and measure is not None and something_to_plan
+
+
+def _candidates(model: ModelConfig) -> list[Shape]:
+    """CANDIDATE_SHAPES with the sizes the user gave kept, each once, smallest first."""
     candidates = []
     for layers, hidden in CANDIDATE_SHAPES:
         shape = _shape(model, layers, hidden)
         if shape not in candidates:
             candidates.append(shape)
-    probes, seconds, best, best_loss = {}, 0.0, None, math.inf
-    for shape in candidates:
-        probe = measure(dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape))))
-        probes[shape] = probe
+    return candidates
+
+
+def _predicted_losses(probes: dict[Shape, Probe], budget: Budget) -> dict[Shape, float]:
+    """Each timed shape's predicted loss, given the tokens it would train on in the time left once the
+    shapes up to it had been timed."""
+    losses, seconds = {}, 0.0
+    for shape, probe in probes.items():
         seconds += probe.seconds
         tokens = budget.spending(probe, seconds).tokens
-        loss = predicted_loss(shape, tokens, budget.train_tokens) if tokens > 0 else math.inf
-        if best is None or loss < best_loss:
-            best, best_loss = shape, loss
-        elif len(probes) >= 2:
-            break  # the loss rises from here: the larger shapes are slower still
-        if seconds >= PROBE_SHARE * budget.seconds:
-            break
-    if len(candidates) == 1:
-        return best, probes, "the sizes given"
+        losses[shape] = predicted_loss(shape, tokens, budget.train_tokens) if tokens > 0 else math.inf
+    return losses
+
+
+def _timing_done(probes: dict[Shape, Probe], budget: Budget) -> bool:
+    """Time no more shapes: the last one predicts worse than the best before it (the larger shapes are
+    slower still), or the timing has taken PROBE_SHARE of the budget."""
+    losses = list(_predicted_losses(probes, budget).values())
+    if len(losses) >= 2 and losses[-1] >= min(losses[:-1]):
+        return True
+    return sum(probe.seconds for probe in probes.values()) >= PROBE_SHARE * budget.seconds
+
+
+def _choose_shape(model: ModelConfig, probes: dict[Shape, Probe], budget: Budget) -> tuple[Shape, str]:
+    """The timed shape with the lowest predicted loss (the first of equals), and why."""
+    losses = _predicted_losses(probes, budget)
+    best = min(losses, key=losses.get)
+    if len(_candidates(model)) == 1:
+        return best, "the sizes given"
     measured = ", ".join(f"{s[0]}x{s[1]}" for s in probes)
-    return best, probes, f"of {measured} timed here, the one the size rule expects to learn most in the budget"
+    return best, f"of {measured} timed here, the one the size rule expects to learn most in the budget"
+
+
+def _with_shape(model: ModelConfig, shape: Shape) -> ModelConfig:
+    return dataclasses.replace(model, **dict(zip(SHAPE_FIELDS, shape)))
 
 
 def _shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]:
