@@ -258,8 +258,8 @@ def test_hub_dataset_with_a_loading_script_is_refused_in_one_line(tmp_path):
         load_hub(str(tmp_path / "scripted"), None)
 
 
-def test_unknown_bare_name_lists_the_repository_cards_from_any_working_folder(tmp_path):
-    # Tests run in tmp_path (conftest), so only the package's path to the repository's corpora/ finds them.
+def test_unknown_bare_name_lists_the_shipped_cards_from_any_working_folder(tmp_path):
+    # Tests run in tmp_path (conftest), which has no corpora/: the cards listed are those shipped in the package.
     assert Path.cwd() == tmp_path and not (tmp_path / "corpora").exists()
 
     with pytest.raises(TextlstmError, match=r"corpus card \(cards: .*\bpydoc\b.*\btinyshakespeare\b"):

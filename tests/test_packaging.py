@@ -6,6 +6,7 @@ import ast
 import re
 import sys
 import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 from packaging.version import Version
@@ -73,3 +74,14 @@ def test_the_core_imports_only_declared_packages_and_an_extra_only_when_it_is_us
             module_level, deferred = set(), module_level | deferred
         assert module_level <= core, (path, module_level - core)
         assert deferred <= core | optional, (path, deferred - core - optional)
+
+
+def test_the_shipped_corpus_cards_are_package_data():
+    """A card name (--dataset tinyshakespeare) works however textlstm was installed: the wheel carries the cards."""
+    from textlstm.data.corpora.cards import CARD_FOLDERS
+
+    corpora_package = REPO / "textlstm" / "data" / "corpora"
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    cards = [card.relative_to(corpora_package).as_posix() for card in CARD_FOLDERS[-1].glob("*.toml")]
+    assert "shipped_cards/tinyshakespeare.toml" in cards
+    assert all(any(fnmatch(card, pattern) for pattern in patterns["textlstm.data.corpora"]) for card in cards)

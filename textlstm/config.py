@@ -211,7 +211,8 @@ class DataConfig:
     dataset: str | None = setting(  # None: the built-in corpus
         None,
         help="Hugging Face hub id, a local file/folder/glob (txt, json, jsonl, csv, parquet), "
-        "or a corpus card name from corpora/. Default: the built-in corpus (Python's own documentation).",
+        "or a corpus card name (corpora/NAME.toml here, or one shipped with textlstm, such as tinyshakespeare). "
+        "Default: the built-in corpus (Python's own documentation).",
     )
     dataset_config: str | None = setting(None, help="Configuration name of a hub dataset.")
     split: str = setting("train", help="Split to train on.")

@@ -1,4 +1,6 @@
-"""Corpus cards: the small TOML files in corpora/ that name a corpus and say where its text comes from."""
+"""Corpus cards: small TOML files that name a corpus and say where its text comes from. A card NAME is
+corpora/NAME.toml in the working folder, else one shipped with textlstm (shipped_cards/, package data,
+so a card name works from any folder however textlstm was installed)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,7 @@ from textlstm.data.corpora.loaded import DEFAULT_SPLIT, DEFAULT_VALID_FRACTION, 
 from textlstm.errors import TextlstmError
 
 DEFAULT_CARD = "pydoc"
-# The working folder's corpora/, then the repository's (this file is textlstm/data/corpora/cards.py).
-CARD_FOLDERS = (Path("corpora"), Path(__file__).resolve().parents[3] / "corpora")
+CARD_FOLDERS = (Path("corpora"), Path(__file__).resolve().parent / "shipped_cards")
 CARD_SOURCES = ("builtin", "path", "hub", "url")
 DOWNLOAD_CHECKS = {"size": int, "sha256": str}  # what the file at `url` must be: a card with `url` gives both
 URL_SCHEMES = ("https", "http", "file")

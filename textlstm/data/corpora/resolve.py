@@ -5,7 +5,8 @@ one (corpora/streamed.py) both follow, before either reads any text.
   1. None: the default corpus card, `pydoc` (Python's own documentation, shipped with CPython).
   2. An existing path: a file, a folder, or a folder written by `Dataset.save_to_disk`.
   3. A glob of .txt/.json/.jsonl/.csv/.parquet files.
-  4. The name of a corpus card, `corpora/NAME.toml`. A card's download (`url`) is fetched into the
+  4. The name of a corpus card: `corpora/NAME.toml` in the working folder, else one shipped with
+     textlstm (cards.py). A card's download (`url`) is fetched into the
      cache here, once, and checked (download.py): what follows reads it as a local file.
   5. A Hugging Face Hub dataset id.
 
@@ -60,7 +61,7 @@ def resolve(dataset: str | None, streaming: bool = False) -> Source:
                 "the built-in corpus is small: train on it without --streaming"
             )
         card = find_card(DEFAULT_CARD)
-        # Without its card (e.g. installed from a wheel) the default is still the built-in corpus.
+        # Without its card (an install that left package data out) the default is still the built-in corpus.
         return _from_card(card) if card else Source(BUILTIN, DEFAULT_CARD, "pydoc_data", documents=True)
     path = Path(dataset).expanduser()
     if path.exists():
