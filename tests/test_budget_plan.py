@@ -274,3 +274,24 @@ def test_the_plan_is_resolved_from_the_measurements_alone():
     assert first.config == plan_run(config, TRAIN_TOKENS, 50_000, Machine(20e9)).config
     assert first.seconds == pytest.approx(sum(p.seconds for p in measurements.probes.values()) + 0.5)
     assert config.model.hidden_size is None  # the settings given are not changed in place
+
+
+def test_the_probe_times_the_trainers_own_step(monkeypatch):
+    """The speeds the plan reads are those of training.step.TrainingStep, clipping and all."""
+    from textlstm.training import step as step_module
+    from textlstm.training.speed_probe import SpeedProbe
+
+    calls = []
+    trainers_step = step_module.TrainingStep.__call__
+
+    def counted(self, *args):
+        calls.append(self.train.clip)
+        return trainers_step(self, *args)
+
+    monkeypatch.setattr(step_module.TrainingStep, "__call__", counted)
+    ids = np.random.default_rng(0).integers(3, 50, 5_000)
+    probe = SpeedProbe(TrainConfig(max_steps=1, batch_size=4, seq_len=16, clip=0.5), ids, 4, torch.device("cpu"),
+                       "float32")
+    probe.measure(ModelConfig(vocab_size=50, embedding_size=8, hidden_size=16, layers=1, dropout=0.0,
+                              recurrent_dropout=0.0))
+    assert len(calls) >= 3 and set(calls) == {0.5}

@@ -4,10 +4,10 @@ The planner (budget_plan.py) asks before it chooses a model for a time budget. E
 the shape with the run's vocabulary, optimizer, precision and threads, on the run's device, and
 trains it on the run's first batches of training text, read as the run's --batching reads them
 (for a streamed corpus, its validation text as a stream): WARM_UP_STEPS untimed (allocations, oneDNN's kernel
-choice), then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. A step is the forward and
-backward pass with the run's dropouts (TIMED_DROPOUT where they are left to the plan), AR/TAR and
-the optimizer; gradient clipping, which costs little, is left out. Its rate counts the tokens a
-step scores (document batches' padding is not). The weights are thrown away afterwards; the run seeds
+choice), then steps until PROBE_SECONDS have passed or PROBE_STEPS were taken. A step is the trainer's own
+(step.py: forward, backward, loss scaling, gradient clipping, the optimizer), with the run's dropouts
+(TIMED_DROPOUT where they are left to the plan) and AR/TAR. Its rate counts the tokens a step scores
+(document batches' padding is not). The weights are thrown away afterwards; the run seeds
 its own. Under several processes only process 0 probes (its rows of each batch), and the others
 are told its figures.
 """
@@ -25,9 +25,10 @@ from textlstm.data.batchers import DocumentBatcher, StreamBatcher
 from textlstm.errors import TextlstmError
 from textlstm.hardware.precision import autocast
 from textlstm.hardware.threads import use_threads
-from textlstm.model.network import LSTMLanguageModel, detach_state
+from textlstm.model.network import LSTMLanguageModel
 from textlstm.tokens import PAD_ID
 from textlstm.training.optimizer import build_optimizer
+from textlstm.training.step import TrainingStep
 
 WARM_UP_STEPS = 2  # untimed: the first steps build the kernels (oneDNN, CUDA) and allocate
 PROBE_STEPS = 6
@@ -88,13 +89,15 @@ class SpeedProbe:
             threads = use_threads(self.train.threads, model_config.embedding_size, model_config.hidden_size,
                                   model_config.layers, self.rows, self.precision)
         model = LSTMLanguageModel(model_config).to(self.device)
-        optimizer = build_optimizer(model, self.train)
+        step = TrainingStep(model, build_optimizer(model, self.train), self.train, self.device, self.precision,
+                            alone=True)
         state, steps, timed_start, timed_tokens = None, 0, None, 0
         while steps < WARM_UP_STEPS + PROBE_STEPS:
             inputs, targets, lengths = self._batch(steps)
-            state, count = self._step(model, optimizer, inputs, targets, None if lengths is not None else state, lengths)
+            outcome = self._step(step, inputs, targets, None if lengths is not None else state, lengths)
+            state = outcome.state
             if steps >= WARM_UP_STEPS:
-                timed_tokens += count
+                timed_tokens += outcome.tokens
             if steps == WARM_UP_STEPS - 1:
                 self._sync()
                 timed_start = now()  # after the warm-up
@@ -102,21 +105,13 @@ class SpeedProbe:
             if steps > WARM_UP_STEPS + 1 and now() - timed_start >= PROBE_SECONDS:
                 break
         self._sync()
-        rate = int(timed_tokens) / (now() - timed_start)
+        rate = timed_tokens / (now() - timed_start)
         eval_rate = self._forward_rate(model)
         return Probe(rate, eval_rate, now() - started, threads, str(self.device))
 
-    def _step(self, model, optimizer, inputs, targets, state, lengths):
-        """One training step; the state it ends in and the tokens it scored (a tensor: read once the
-        timing is over, so that no step waits for the device)."""
-        model.train()
-        with autocast(self.precision, self.device):
-            loss_sum, count, state, penalty = model.regularized_loss(inputs, targets, state, lengths, self.train.ar, self.train.tar)
-        loss = loss_sum / count.clamp(min=1) + (penalty if penalty is not None else 0.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return detach_state(state), count
+    def _step(self, step: TrainingStep, inputs, targets, state, lengths):
+        """One step of the trainer's, at the run's learning rate."""
+        return step(inputs, targets, state, lengths, self.train.lr)
 
     @torch.inference_mode()
     def _forward_rate(self, model: LSTMLanguageModel) -> float:
