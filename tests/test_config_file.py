@@ -1,13 +1,18 @@
 """`textlstm train --config FILE.toml` and the recipes in recipes/."""
 
 import json
+import os
 import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
 
 import pytest
 
 from textlstm.cli.train import given_options, run_config, train
 
-from conftest import REPO
+from conftest import REPO, TINY_MODEL
 
 RECIPES = REPO / "recipes"
 
@@ -37,6 +42,34 @@ def test_the_hour_recipe_reads():
     config = config_of("--config", RECIPES / "tinyshakespeare-60min.toml")
     assert (config.model.hidden_size, config.train.max_minutes, config.train.threads) == (512, 60, 1)
     assert (config.train.ar, config.train.tar) == (0.0, 0.0)  # as the recorded hour ran
+
+
+@pytest.mark.parametrize("recipe", sorted(path.name for path in RECIPES.glob("*.toml")))
+def test_every_recipe_trains_from_a_fresh_clone_with_no_shared_folder_beside_it(recipe, tmp_path, request):
+    """The recipe's own data (a card's download comes from the seeded cache), a tiny model, two steps, run by
+    the textlstm of a copy of the repository that has nothing beside it."""
+    dataset = tomllib.loads((RECIPES / recipe).read_text())["data"].get("dataset")
+    if dataset == "tinyshakespeare":
+        download = request.getfixturevalue("cached_tinyshakespeare")
+    clone = tmp_path / "clone"
+    for part in ("textlstm", "recipes"):
+        shutil.copytree(REPO / part, clone / part, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not (tmp_path / "shared").exists()
+    train_with_the_clone = (
+        "import sys, textlstm; from textlstm.cli.main import main; "
+        "assert textlstm.__file__.startswith(sys.argv[1]), textlstm.__file__; main(sys.argv[2:])"
+    )
+    options = ["--max-steps", "2", *TINY_MODEL, "--eval-tokens", "4096", "--output", "run"]
+
+    result = subprocess.run(
+        [sys.executable, "-c", train_with_the_clone, str(clone), "train", "--config", f"recipes/{recipe}", *options],
+        cwd=clone, env={**os.environ, "PYTHONPATH": str(clone)}, capture_output=True, text=True, timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads((clone / "run" / "config.json").read_text())["data"]["dataset"] == dataset
+    if dataset == "tinyshakespeare":
+        assert f"corpus: {download}" in result.stderr + result.stdout
 
 
 def test_file_options_in_tables_or_not_dashes_or_underscores_and_the_command_line_wins(tmp_path):
