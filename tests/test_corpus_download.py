@@ -58,7 +58,8 @@ def test_a_download_is_fetched_once_into_the_cache_and_checked(served, online, m
 def test_a_download_that_fails_its_check_is_one_error_and_is_not_kept(served, online, wrong, said):
     named = Download(**{**served.__dict__, **wrong})
 
-    with pytest.raises(TextlstmError, match=f"download of {served.url} is not the file corpus card 'hamlet' names .*{said}"):
+    refusal = f"download of {served.url} is not the file corpus card 'hamlet' names .*{said}"
+    with pytest.raises(TextlstmError, match=refusal):
         fetched(named)
 
     assert list(named.path.parent.iterdir()) == []
@@ -113,7 +114,7 @@ def test_a_card_with_a_url_loads_its_download(served, online, tmp_path):
         (f'path = "a.txt"\nsha256 = "{"0" * 64}"\n', "'sha256' is the check of a download and goes with 'url'"),
         (f'url = "https://example.com/a.txt"\nsize = "3"\nsha256 = "{"0" * 64}"\n', "'size' must be a whole number"),
         (f'url = "https://example.com/a.txt"\nsize = 3\nsha256 = "{"0" * 63}"\n', "'sha256' must be .* 64 hexadecimal"),
-        (f'url = "ftp://example.com/a.txt"\nsize = 3\nsha256 = "{"0" * 64}"\n', "'url' must be an https, http, file URL"),
+        (f'url = "ftp://example.com/a.txt"\nsize = 3\nsha256 = "{"0" * 64}"\n', "'url' must be an https, http, file"),
         (f'url = "https://example.com/"\nsize = 3\nsha256 = "{"0" * 64}"\n', "'url' must be an .* URL of a file"),
     ],
 )
