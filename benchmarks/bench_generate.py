@@ -96,7 +96,7 @@ def time_to_first_token(lm: TextGenerator, config: RunConfig, repeats: int) -> d
         lm.tokenizer.save(folder / TOKENIZER)
         save_weights(lm.model, folder / BEST_WEIGHTS, step=0)
         command = [sys.executable, "-m", "textlstm", "generate", "--checkpoint", str(folder), "--prompt", PROMPT,
-                   "--max-tokens", "50", "--seed", "0"]
+                   "--max-tokens", "50", "--seed", "0", "--device", "cpu", "--precision", "float32"]
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         seconds = [_first_token_seconds(command, env) for _ in range(repeats)]
     figures = {"median_s": round(statistics.median(seconds), 3), "best_s": round(min(seconds), 3)}

@@ -109,7 +109,7 @@ def start_server(checkpoint: Path, threads: int, max_conversations: int, precisi
     process = subprocess.Popen(
         [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0",
          "--threads", str(threads), "--max-conversations", str(max_conversations), "--model-name", "bench",
-         "--precision", precision],
+         "--device", "cpu", "--precision", precision],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     lines = []

@@ -7,7 +7,8 @@ minutes on one thread pinned to one core, scored in bits per character on each c
 Corpora: benchmarks/heldout_corpora.py (built under --data first if missing). Systems:
 
     textlstm          python -m textlstm train --dataset FOLDER --max-minutes M --threads 1 --output DIR
-                      (its defaults otherwise), then python -m textlstm eval --checkpoint DIR --split test --json
+                      (its defaults otherwise), then python -m textlstm eval --checkpoint DIR --split test
+                      --precision float32 --json
     word-lstm         benchmarks/baseline_word_lstm.py (the classic 2-layer word LSTM recipe)
     char-transformer  benchmarks/baseline_transformer.py (nanoGPT's shakespeare_char CPU setting)
     NAME              each --textlstm-args NAME="ARGS": textlstm train with ARGS added
@@ -68,7 +69,8 @@ def commands_for(system: str, extra_args: list[str], folder: Path, minutes: floa
         return [[python, script, "--data", str(folder), "--minutes", f"{minutes:g}", "--out", str(run_dir / "result.json")]]
     train = [python, "-m", "textlstm", "train", "--dataset", str(folder), "--max-minutes", f"{minutes:g}",
              "--threads", "1", "--output", str(run_dir / "checkpoint"), "--overwrite", *extra_args]
-    score = [python, "-m", "textlstm", "eval", "--checkpoint", str(run_dir / "checkpoint"), "--split", "test", "--json"]
+    score = [python, "-m", "textlstm", "eval", "--checkpoint", str(run_dir / "checkpoint"), "--split", "test",
+             "--precision", "float32", "--json"]  # as the recorded figures were scored
     return [train, score]
 
 

@@ -3,8 +3,8 @@
     textlstm export checkpoints/my-run -o my-run-onnx
     python3 examples/onnx_generate.py my-run-onnx --prompt "ROMEO:" --max-tokens 200
 
-It prints what `textlstm generate --temperature 0 --checkpoint checkpoints/my-run --prompt ... --max-tokens ...`
-prints: the prompt, then its continuation, then a newline if the text does not end with one. The
+It prints what `textlstm generate --temperature 0 --precision float32 --checkpoint checkpoints/my-run --prompt ...
+--max-tokens ...` prints: the prompt, then its continuation, then a newline if the text does not end with one. The
 prompt is read after the end-of-text token, as the start of a document, in one run of the graph;
 then each new token is one run from the carried state h, c. Each token is the most likely one,
 padding excluded; end of text ends the text and is not printed.

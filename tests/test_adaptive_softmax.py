@@ -29,6 +29,14 @@ def test_next_token_distribution_sums_to_one():
     torch.testing.assert_close(model.logits(torch.randn(20)).exp().sum(), torch.tensor(1.0))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_weights_held_in_half_precision_give_a_distribution(dtype):
+    """As generate, chat and serve hold them with --precision bfloat16 or float16 (auto on a CPU with bf16)."""
+    model = make_model().to(dtype)
+    log_probs, _ = model.step(torch.tensor([3, 7]))
+    torch.testing.assert_close(log_probs.float().exp().sum(-1), torch.ones(2), atol=0.02, rtol=0)
+
+
 def test_loss_is_the_negative_log_probability_of_the_targets():
     model = make_model()
     ids, targets = torch.randint(2, 60, (3, 9)), torch.randint(1, 60, (3, 9))

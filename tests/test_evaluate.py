@@ -81,7 +81,8 @@ def loss_one_token_at_a_time(model: LSTMLanguageModel, ids: list[int]) -> float:
 
 
 def eval_json(run_cli, *args) -> dict:
-    result = run_cli("eval", "--json", "--device", "cpu", *args)
+    """`textlstm eval --json` in float32 (--precision auto may pick bfloat16): compared with float32 references."""
+    result = run_cli("eval", "--json", "--device", "cpu", "--precision", "float32", *args)
     assert result.code == 0, result.err
     return json.loads(result.out)
 

@@ -147,7 +147,8 @@ def test_greedy_text_from_onnx_is_the_text_of_generate(ort, run_cli, small_corpu
     run = train_small_model(run_cli, small_corpus, tmp_path / "run")
     assert run_cli("export", run, "-o", tmp_path / "onnx").code == 0
     prompt = "ROMEO:"
-    generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "200")
+    generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "200",
+                        "--precision", "float32")
     assert generated.code == 0, generated.err
     continuation = generated.out.removeprefix(prompt)
     assert len(continuation) > 100 and len(set(continuation)) > 5, generated.out  # a trained model's text, not one letter
@@ -164,7 +165,8 @@ def test_the_example_runs_where_torch_cannot_be_imported(ort, run_cli, tmp_path)
     example = run_example(tmp_path / "onnx", tmp_path, "--prompt", prompt, "--max-tokens", "40")
     assert "torch not importable: torch is blocked in this test" in example.stderr
     assert example.returncode == 0, example.stderr
-    generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "40")
+    generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "40",
+                        "--precision", "float32")
     assert example.stdout == generated.out and len(example.stdout) > len(prompt) + 20
 
 

@@ -59,7 +59,7 @@ def test_the_help_lists_every_option_in_its_group():
         ("--output-layer", "--output-layer [full|adaptive]", "still an exact distribution.  [default: full]"),
         ("--batching", "--batching [stream|documents]", "short independent texts.  [default: stream]"),
         ("--schedule", "--schedule [cosine|constant]", "or constant.  [default: cosine]"),
-        ("--precision", "--precision [auto|float32|bfloat16|float16]", "float32 elsewhere.  [default: auto]"),
+        ("--precision", "--precision [auto|float32|bfloat16|float16]", "with --quantize int8.  [default: auto]"),
         ("--sample-every", "--sample-every INTEGER RANGE", "in the run folder. 0: off.  [default: 0; x>=0]"),
         ("--log-to", "--log-to [none|tensorboard]", "none: metrics.jsonl only.  [default: none]"),
     ],

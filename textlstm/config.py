@@ -116,6 +116,43 @@ def check_settings(settings) -> None:
         _check(allowed.holds(value), f"{option.name.replace('_', '-')} {allowed.requirement()}, got {value!r}")
 
 
+# --device and --precision: declared here once, for every command that runs a model (train's are fields
+# of TrainConfig, the others' of DeviceSettings), so each has the same default, values and help.
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def device_setting():
+    """The setting of --device (textlstm/hardware/device.py resolves it)."""
+    return setting(
+        AUTO,
+        help="auto (a CUDA GPU if torch sees one, else the CPU; the CPU with --quantize int8), cpu, cuda, cuda:N or mps.",
+    )
+
+
+def precision_setting():
+    """The setting of --precision (textlstm/hardware/precision.py resolves auto)."""
+    return setting(
+        AUTO,
+        help="The number format the model computes in. train and eval run the forward pass in it under autocast (weights, gradients and optimizer stay "
+        "float32; float16 training scales the loss against underflow); generate, chat and serve hold the weights in "
+        "it (the text differs slightly from float32's). bfloat16 is computed natively by CPUs with bf16 instructions "
+        "(AVX-512 BF16, AMX) and GPUs from Ampere on; float16 is for older CUDA GPUs. auto: bfloat16 where the CPU "
+        "or GPU computes it natively, float16 on other CUDA GPUs, float32 elsewhere and with --quantize int8.",
+        allowed=Choices(PRECISION_CHOICES),
+    )
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Where and in what precision eval, generate, chat and serve run the model."""
+
+    device: str = device_setting()
+    precision: str = precision_setting()
+
+    def __post_init__(self):
+        check_settings(self)
+
+
 @dataclass
 class ModelConfig:
     vocab_size: int = internal(0, NOT_NEGATIVE)  # 0: taken from the tokenizer when training starts
@@ -354,22 +391,14 @@ class TrainConfig:
         allowed=Choices(("none", "tensorboard")),
     )
     seed: int = setting(1337)
-    device: str = setting("auto", help="auto, cpu, cuda or cuda:N.")
+    device: str = device_setting()
     threads: int | None = setting(  # None: threads.default_threads for the shape
         None,
         help="CPU threads for torch. Default: OMP_NUM_THREADS if set; else one for small models, where a second "
         "thread only adds waiting, and one per core for large ones (measured in benchmarks/RESULTS.md).",
         allowed=POSITIVE,
     )
-    # auto: precision.training_precision
-    precision: str = setting(
-        "auto",
-        help="bfloat16: the forward pass under autocast (weights, gradients and optimizer stay float32); "
-        "faster on CPUs with bf16 instructions (AVX-512 BF16, AMX) and on recent GPUs. "
-        "float16: the same with the loss scaled against underflow, for GPUs without bfloat16 (before Ampere). "
-        "auto: bfloat16 where the CPU or GPU computes it natively, float16 on other CUDA GPUs, float32 elsewhere.",
-        allowed=Choices(("auto", "float32", "bfloat16", "float16")),
-    )
+    precision: str = precision_setting()  # auto: precision.training_precision
     # The checkpoint whose weights and tokenizer this run started from (its parent); config.json holds it resolved.
     init_from: str | None = setting(
         None,

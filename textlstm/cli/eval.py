@@ -7,6 +7,9 @@ import math
 
 import click
 
+from textlstm.cli.options import dataclass_options
+from textlstm.config import DeviceSettings
+
 # The defaults of textlstm.evaluation.dynamic, written out: importing it here would load torch for every command.
 DYNAMIC_LR, DYNAMIC_DECAY, DYNAMIC_SEQ_LEN = 0.05, 0.001, 50
 
@@ -38,10 +41,7 @@ def _finite(ctx, param, value: float) -> float:
               help="Tokens per forward pass; changes speed and memory, not the result. Default 256. "
               "With --dynamic: tokens per segment, one update after each (default 50); changes the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
-              help="bfloat16: run the model under bfloat16 autocast; faster on CPUs with bf16 instructions, "
-              "the loss then differs from float32 in about the third significant digit.")
+@dataclass_options(DeviceSettings)
 @click.option("--dynamic", is_flag=True,
               help="Dynamic evaluation (Krause et al. 2018): read the text as one stream (one row, --batch-size "
               "is not used), score each segment of --seq-len tokens, then take one plain SGD step on it, "

@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 
 from textlstm.cli.options import dataclass_options, dataclass_values
-from textlstm.config import SamplingOptions
+from textlstm.config import DeviceSettings, SamplingOptions
 
 
 def model_options(command):
@@ -28,15 +28,7 @@ def model_options(command):
             help="Checkpoint folder to sample from, or a model on the Hugging Face Hub: hf://USER/NAME[@REVISION]. "
             "Default: the newest folder under ./checkpoints.",
         ),
-        click.option("--device", default="cpu", show_default=True, help="torch device to run on: cpu, cuda, cuda:N, mps."),
-        click.option(
-            "--precision",
-            type=click.Choice(["float32", "bfloat16"]),
-            default="float32",
-            show_default=True,
-            help="bfloat16: hold the weights in bfloat16, half the bytes read for each token (faster where "
-            "reading the weights is what bounds a step: benchmarks/RESULTS.md); the text differs slightly from float32's.",
-        ),
+        dataclass_options(DeviceSettings),
         quantize_option,
     ]
     for option in reversed(options):
@@ -50,8 +42,9 @@ quantize_option = click.option(
     default="none",
     show_default=True,
     callback=lambda ctx, param, value: None if value == "none" else value,
-    help="int8: int8 weights for the LSTM and the output layer, for sampling on a CPU (speed and bits/char against float32: "
-    "benchmarks/RESULTS.md); the text differs slightly from float32's. Not with --precision bfloat16.",
+    help="int8: int8 weights for the LSTM and the output layer, for sampling on the CPU (speed and bits/char against "
+    "float32: benchmarks/RESULTS.md); the text differs slightly from float32's. With --device auto or cpu and "
+    "--precision auto or float32 only.",
 )
 
 sampling_options = dataclass_options(SamplingOptions)
@@ -147,7 +140,7 @@ def _check_combinations(ctx: click.Context, prompt: str, prompt_file: Path | Non
 
 def _choose_tokens(model, prompt: str, options: dict, choices: int) -> None:
     from textlstm.cli.token_by_token import ChooserLoop
-    from textlstm.config import SamplingOptions
+    from textlstm.config import DeviceSettings, SamplingOptions
     from textlstm.generation.token_choice import NextTokenChooser
 
     chooser = NextTokenChooser(model, prompt, SamplingOptions(**options))

@@ -11,6 +11,8 @@ import threading
 import click
 
 from textlstm.cli.generate import quantize_option
+from textlstm.cli.options import dataclass_options
+from textlstm.config import DeviceSettings
 from textlstm.errors import TextlstmError
 
 EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[serve]"'
@@ -81,16 +83,7 @@ def _network_options(command):
     show_default=True,
     help="CPU threads for the model step.",
 )
-@click.option("--device", default="cpu", show_default=True, help="torch device to run on: cpu, cuda, cuda:N, mps.")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "float32", "bfloat16"]),
-    default="auto",
-    show_default=True,
-    help="bfloat16: hold the weights in bfloat16 (slightly different text; the speed-up measured is in "
-    "benchmarks/SERVING.md). auto: bfloat16 where the CPU or GPU computes it natively, float16 on a CUDA GPU "
-    "without it, else float32 (float32 with --quantize int8).",
-)
+@dataclass_options(DeviceSettings)
 @quantize_option
 @_network_options
 def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conversations, max_sequences, threads, device, precision,
@@ -113,15 +106,11 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
     except ImportError as error:
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
     from textlstm.cli.generate import warnings_as_lines
-    from textlstm.generation.generator import load
+    from textlstm.generation.generator import load, resolve_hardware
     from textlstm.runs.hub import repo_id_of
 
     _log_to_stderr()
-    from textlstm.hardware.device import resolve_device
-    from textlstm.hardware.precision import training_precision
-
-    if precision == "auto":
-        precision = "float32" if quantize else training_precision(precision, resolve_device(device))
+    resolve_hardware(device, precision, quantize)  # what cannot run here: one error line before the server listens
     access = _access_settings(host, network)
     # Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given.
     given = {name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None}

@@ -40,7 +40,7 @@ from textlstm.data.token_ids import SplitInfo
 from textlstm.errors import TextlstmError
 from textlstm.evaluation.dynamic import DEFAULT_DECAY, DEFAULT_LR, score_dynamic
 from textlstm.hardware.device import resolve_device
-from textlstm.hardware.precision import autocast, check_precision
+from textlstm.hardware.precision import autocast, training_precision
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.runs.hub import resolve_checkpoint
@@ -124,19 +124,20 @@ def evaluate_checkpoint(
     The text is tokenized with the checkpoint's own tokenizer. The result does not depend on
     batch_size or seq_len (they only trade memory for speed). precision "bfloat16" runs the model
     under bfloat16 autocast: faster, with a loss that differs in about the third significant digit;
-    "float16" under float16 autocast, for GPUs without bfloat16.
+    "float16" under float16 autocast, for GPUs without bfloat16; "auto" as `--precision auto`.
     dynamic: score with dynamic evaluation (`textlstm.evaluation.dynamic`): one row, `seq_len` ids per
     segment, each scored and then learnt from with SGD at `dynamic_lr`, decaying toward the trained
     weights by `dynamic_decay`; then the result does depend on seq_len. The checkpoint is not changed.
     """
     folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    model, tokenizer, config = load_checkpoint(folder, device=resolve_device(device))
+    device = resolve_device(device)
+    precision = training_precision(precision, device)  # auto: the precision training would choose here
+    model, tokenizer, config = load_checkpoint(folder, device=device)
     if dynamic and config.data.batching == "documents":
         raise TextlstmError("--dynamic scores the text as one stream; this model was trained with --batching documents")
     data, what = _text_to_score(config.data, dataset, dataset_config, split, text_column)
     prepared = prepare(data, tokenizer, splits=("valid",))
     held_out = prepared.splits["valid"]
-    device, precision = model.embedding.weight.device, check_precision(precision)
     if dynamic:
         start = time.perf_counter()
         loss_sum, tokens = score_dynamic(

@@ -29,7 +29,7 @@ from textlstm.generation.decoding import DECODE_CONTEXT, TextDecoder, stream_tex
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.generation.stepper import LSTMStepper, sample_tokens
 from textlstm.hardware.device import resolve_device
-from textlstm.hardware.precision import check_precision
+from textlstm.hardware.precision import check_precision, training_precision
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.quantized import QUANTIZATIONS, quantize_int8
 from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
@@ -52,9 +52,11 @@ def load(
     """Load a checkpoint folder, or a model on the Hugging Face Hub as "hf://USER/NAME[@REVISION]"
     (default: the newest folder under ./checkpoints), for sampling.
 
+    device: as `--device`: "auto" is a CUDA GPU if torch sees one, else the CPU (the CPU with int8 weights).
     precision "bfloat16" holds the weights in bfloat16: half the bytes for each step to read (on
     which CPUs that is faster: benchmarks/RESULTS.md, "Generation at batch 1"); "float16" in float16,
-    for GPUs without bfloat16. Sampling still runs on float32 logits.
+    for GPUs without bfloat16; "auto" as `--precision auto` (float32 with int8 weights). Sampling still
+    runs on float32 logits.
 
     threads: CPU threads torch uses in this process, set here once; None leaves them as they are.
     At batch 1 the matrices are too small to share, and with a second thread every op waits for it
@@ -63,18 +65,26 @@ def load(
     quantize "int8": the LSTM and output matrices in int8, for sampling on a CPU
     (textlstm/model/quantized.py; how fast and how close to float32: benchmarks/RESULTS.md, "int8 weights").
     """
-    if quantize is not None:
-        _check_quantization(quantize, precision, device)
+    device, precision = resolve_hardware(device, precision, quantize)
     folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    device = resolve_device(device)
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(threads)
     model, tokenizer, config = load_checkpoint(folder, device=device)
-    if check_precision(precision) != "float32":
+    if precision != "float32":
         model = model.to(getattr(torch, precision))
     if quantize is not None:
         model = quantize_int8(model)
     return TextGenerator(model, tokenizer, checkpoint=folder, turns=config.data.turns)
+
+
+def resolve_hardware(device: str, precision: str, quantize: str | None = None) -> tuple[torch.device, str]:
+    """The device and precision `load` runs a model in, "auto" resolved; what int8 weights cannot do
+    is refused, before anything is loaded."""
+    if quantize is not None:  # int8 weights are float32 ones quantized, for the CPU: auto means those
+        device, precision = ("cpu" if device == "auto" else device), ("float32" if precision == "auto" else precision)
+        _check_quantization(quantize, precision, device)
+    device = resolve_device(device)
+    return device, training_precision(precision, device)  # auto: the precision training would choose here
 
 
 def _check_quantization(quantize: str, precision: str, device: str) -> None:
@@ -84,7 +94,7 @@ def _check_quantization(quantize: str, precision: str, device: str) -> None:
     if check_precision(precision) != "float32":
         raise TextlstmError(f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones")
     if device.split(":")[0] != "cpu":  # fbgemm's int8 kernels are CPU code
-        raise TextlstmError(f"int8 weights run on the CPU only: --quantize int8 needs --device cpu, not {device!r}")
+        raise TextlstmError(f"int8 weights run on the CPU only: --quantize int8 needs --device cpu or auto, not {device!r}")
 
 
 class TextGenerator:

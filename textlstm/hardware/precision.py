@@ -29,7 +29,7 @@ def check_precision(name: str) -> str:
 def training_precision(name: str, device: torch.device | str) -> str:
     """The precision a run trains in: `name`, or for "auto" bfloat16 where the hardware computes it
     natively (CPUs with AVX-512 BF16 or AMX, CUDA GPUs from Ampere on), float16 on older CUDA GPUs,
-    and float32 elsewhere."""
+    and float32 elsewhere. Every command's --precision auto is this rule (eval, generate, chat, serve)."""
     if name != "auto":
         return check_precision(name)
     device = torch.device(device)

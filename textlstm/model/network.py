@@ -163,8 +163,8 @@ class LSTMLanguageModel(nn.Module):
         if self.byte_softmax is not None:
             return self.byte_softmax.log_prob(hidden)
         if self.adaptive is not None:
-            with _full_precision(hidden):
-                flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]).float())
+            with _full_precision(hidden):  # in the weights' dtype: float32 under autocast, else the one they are held in
+                flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]).to(self.adaptive.head.weight.dtype))
             return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
         return self.decoder(hidden)
 
