@@ -1,4 +1,5 @@
-"""Training steps to time: textlstm's own (the Trainer's `_train_step`) and a plain PyTorch baseline.
+"""Training steps to time: textlstm's own (training/step.py's TrainingStep, the step the trainer runs)
+and a plain PyTorch baseline.
 
 Both read the same token ids through the same StreamBatcher, carry the LSTM state across batches
 (truncated BPTT) and do forward, backward, gradient clipping and AdamW. The baseline is the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -29,9 +31,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from textlstm.data.batchers import StreamBatcher
+from textlstm.data.batchers import DocumentBatcher, StreamBatcher
+from textlstm.hardware.device import resolve_device
+from textlstm.hardware.precision import training_precision
+from textlstm.hardware.threads import use_threads
 from textlstm.training import distributed
-from textlstm.training.trainer import Trainer
+from textlstm.training.optimizer import build_optimizer
+from textlstm.training.schedule import learning_rate
+from textlstm.training.step import StepOutcome, TrainingStep
+from textlstm.training.trainer import RunData, build_model, make_batcher, step_limit
 
 
 @dataclass(frozen=True)
@@ -63,30 +71,62 @@ class Shape:
         return 6 * weights
 
 
+class TrainerSteps:
+    """The trainer's own training step (a TrainingStep) on the batches of `batcher`, each call the next batch
+    as the trainer's loop takes it: the schedule's learning rate, and the LSTM state carried from the
+    batch before (stream batching; a new pass starts from a zero state) or none (document windows)."""
+
+    def __init__(self, train_step: TrainingStep, batcher, config: RunConfig, total_steps: float):
+        self.train_step, self.batcher, self.config, self.total_steps = train_step, batcher, config, total_steps
+        self.model = train_step.model
+        self.steps = 0  # taken so far, skipped ones included
+        self.state = None  # the LSTM state carried into the next batch
+
+    @classmethod
+    def on_ids(cls, config: RunConfig, ids: np.ndarray) -> TrainerSteps:
+        """Set up as the trainer sets up a new run (its model, threads, random streams, optimizer and
+        batcher), on token ids below config.model.vocab_size instead of a corpus."""
+        train = config.train
+        device = distributed.local_device(resolve_device(train.device))
+        precision = training_precision(train.precision, device)
+        data = RunData(corpus=None, tokenizer=SimpleNamespace(vocab_size=config.model.vocab_size),
+                       splits={"train": SimpleNamespace(ids=ids)}, stream=None)
+        model = build_model(config, data, device)
+        if device.type == "cpu":
+            shape, rows = config.model, train.batch_size // distributed.world_size()
+            use_threads(train.threads, shape.embedding_size, shape.hidden_size, shape.layers, rows, precision)
+        distributed.seed_this_process(train.seed)
+        train_step = TrainingStep(model, build_optimizer(model, train), train, device, precision)
+        batcher = make_batcher(config, data)
+        return cls(train_step, batcher, config, step_limit(config, len(batcher)))
+
+    def __call__(self) -> StepOutcome:
+        epoch, index = divmod(self.steps, len(self.batcher))
+        if isinstance(self.batcher, DocumentBatcher):
+            inputs, targets, lengths = self.batcher.batch(index, epoch)
+            carried = None
+        else:
+            (inputs, targets), lengths = self.batcher.batch(index), None
+            carried = None if index == 0 else self.state
+        lr = learning_rate(self.steps, self.total_steps, self.config.train)
+        outcome = self.train_step(inputs, targets, carried, lengths, lr)
+        if math.isfinite(outcome.loss_sum):  # a skipped step leaves the carried state as it was
+            self.state = outcome.state
+        self.steps += 1
+        return outcome
+
+
 def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", seed: int = 0, device: str = "cpu",
-                  **model_overrides) -> Callable[[], None]:
-    """One call = one step of textlstm's Trainer (its model, optimizer, batcher and `_train_step`)."""
+                  **model_overrides) -> TrainerSteps:
+    """One call = one step of textlstm's trainer (its model, optimizer, batcher and TrainingStep)."""
     model = ModelConfig(
         vocab_size=shape.vocab, embedding_size=shape.embedding, hidden_size=shape.hidden, layers=shape.layers,
         dropout=shape.dropout, recurrent_dropout=shape.recurrent_dropout,
     )
     model = ModelConfig(**{**model.__dict__, **model_overrides})
-    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, max_steps=10**9, warmup_steps=0, weight_decay=0.01,
-                        seed=seed, device=device, precision=precision)
-    trainer = Trainer(RunConfig(model=model, data=DataConfig(), train=train), Path("unused-benchmark-output"))
-    trainer.tokenizer = SimpleNamespace(vocab_size=shape.vocab)
-    trainer.splits = {"train": SimpleNamespace(ids=ids)}
-    trainer._build()
-    trainer.clock = 0.0
-    # What Trainer.run sets up besides _build: the loss function and no weight average (--ema is off).
-    trainer.loss_of = distributed.loss_function(trainer.model, trainer.device, model.output_layer == "adaptive", train.ar, train.tar)
-    trainer.average = None
-
-    def step() -> None:
-        trainer._train_step()
-        trainer.step += 1
-
-    return step
+    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, max_steps=10**9, warmup_steps=0,
+                        weight_decay=0.01, seed=seed, device=device, precision=precision)
+    return TrainerSteps.on_ids(RunConfig(model=model, data=DataConfig(), train=train), ids)
 
 
 class PlainLSTM(nn.Module):

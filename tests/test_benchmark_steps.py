@@ -1,4 +1,4 @@
-"""The training step the speed benchmarks time (benchmarks/bench_training_step.py) is the Trainer's own and runs."""
+"""The training step the speed benchmarks time (benchmarks/bench_training_step.py) is the trainer's own and runs."""
 
 from __future__ import annotations
 
@@ -13,17 +13,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_training_step import Shape, textlstm_step  # noqa: E402
 
+from textlstm.training.step import TrainingStep  # noqa: E402
 
-def test_the_benchmarked_trainer_step_trains_the_model():
+
+def test_the_benchmarked_step_is_the_trainers_training_step_and_trains_the_model():
     shape = Shape("tiny", vocab=40, embedding=8, hidden=16, layers=2, batch=4, seq_len=8)
     ids = np.random.default_rng(0).integers(2, 40, 2_000)
     step = textlstm_step(shape, ids)
-    trainer = step.__closure__[0].cell_contents  # the Trainer the step drives
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    step()
-    step()
-    assert trainer.step == 2
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert isinstance(step.train_step, TrainingStep)  # the step the trainer runs, not a copy of it
+    model = step.train_step.model
+    before = [p.detach().clone() for p in model.parameters()]
+    outcomes = [step(), step()]
+    assert step.steps == 2
+    assert all(outcome.tokens == shape.tokens_per_step for outcome in outcomes)
+    assert step.state is not None  # the LSTM state is carried to the next batch (stream batching)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_the_script_writes_tokens_per_second_of_each_precision_and_the_baseline(tmp_path):
