@@ -6,11 +6,12 @@ in `textlstm train`:
     OMP_NUM_THREADS=2 python benchmarks/bench_ddp.py --shape char
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 benchmarks/bench_ddp.py --shape char
 
-Each step is textlstm's own Trainer step (`_train_step`, through DistributedDataParallel when there
-are several processes). Steps with gradient synchronization alternate with steps under DDP's
-no_sync() (same work, no all-reduce), so their difference is the all-reduce time the backward
-pass does not hide. A communication hook also records each bucket's all-reduce from launch to
-completion, and its size. Process 0 prints one JSON line.
+Each step is the step the trainer runs (training/step.py's TrainingStep, through
+DistributedDataParallel when there are several processes), with the settings SCALING.md was
+measured with: weight decay 0.01, no AR/TAR. Steps with gradient synchronization alternate with
+steps under DDP's no_sync() (same work, no all-reduce), so their difference is the all-reduce time
+the backward pass does not hide. A communication hook also records each bucket's all-reduce from
+launch to completion, and its size. Process 0 prints one JSON line.
 """
 
 from __future__ import annotations
@@ -21,17 +22,16 @@ import os
 import statistics
 import time
 from contextlib import nullcontext
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
+from bench_training_step import TrainerSteps
+
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.training import distributed
-from textlstm.training.trainer import Trainer
 
 SHAPES = {  # the shapes of benchmarks/RESULTS.md: vocab, embedding, hidden, layers, global batch, seq_len
     "char": (323, 128, 512, 2, 64, 128),
@@ -57,19 +57,14 @@ class AllReduceLog:
         return allreduce_hook(state, bucket).then(done)
 
 
-def trainer_for(shape: str, steps: int) -> Trainer:
+def trainer_steps_for(shape: str, steps: int) -> TrainerSteps:
     vocab, embedding, hidden, layers, batch, seq_len = SHAPES[shape]
     model = ModelConfig(vocab_size=vocab, embedding_size=embedding, hidden_size=hidden, layers=layers,
                         dropout=0.2, recurrent_dropout=0.25)
-    train = TrainConfig(batch_size=batch, seq_len=seq_len, max_steps=10**9, warmup_steps=0, device="cpu")
-    trainer = Trainer(RunConfig(model=model, data=DataConfig(), train=train), Path("unused-benchmark-output"))
+    train = TrainConfig(batch_size=batch, seq_len=seq_len, max_steps=10**9, warmup_steps=0, weight_decay=0.01,
+                        ar=0.0, tar=0.0, device="cpu")
     ids = np.random.default_rng(0).integers(3, vocab, size=batch * seq_len * (2 * steps + 8) + 1)
-    trainer.tokenizer = SimpleNamespace(vocab_size=vocab)
-    trainer.splits = {"train": SimpleNamespace(ids=ids)}
-    trainer._build()
-    trainer.loss_of = distributed.loss_function(trainer.model, trainer.device)
-    trainer.clock = 0.0
-    return trainer
+    return TrainerSteps.on_ids(RunConfig(model=model, data=DataConfig(), train=train), ids)
 
 
 def main() -> None:
@@ -79,11 +74,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     with distributed.session():
-        trainer = trainer_for(args.shape, args.steps + args.warmup)
+        step = trainer_steps_for(args.shape, args.steps + args.warmup)
+        ddp = step.train_step.loss_of  # the DistributedDataParallel module when there are several processes
         log = AllReduceLog()
         several = distributed.world_size() > 1
         if several:
-            trainer.loss_of.register_comm_hook(None, log.hook)
+            ddp.register_comm_hook(None, log.hook)
         synced, unsynced, reduce_seconds, reduce_bytes = [], [], [], []
         for i in range(2 * (args.steps + args.warmup)):
             sync = i % 2 == 0
@@ -91,17 +87,16 @@ def main() -> None:
             if several:
                 dist.barrier()
             started = time.perf_counter()
-            with nullcontext() if sync or not several else trainer.loss_of.no_sync():
-                _, tokens = trainer._train_step()
+            with nullcontext() if sync or not several else ddp.no_sync():
+                tokens = step().tokens  # of all processes
             seconds = time.perf_counter() - started
-            trainer.step += 1
             if i >= 2 * args.warmup:
                 (synced if sync else unsynced).append(seconds)
                 if sync:
                     reduce_seconds.append(log.seconds)
                     reduce_bytes.append(log.bytes)
-        step = statistics.median(synced)
-        params = sum(p.numel() for p in trainer.model.parameters())
+        step_seconds = statistics.median(synced)
+        params = sum(p.numel() for p in step.model.parameters())
         flat = torch.zeros(params)
         bandwidth = None
         if several:  # the same bytes in one all-reduce, nothing else running
@@ -118,10 +113,10 @@ def main() -> None:
                 "processes": distributed.world_size(),
                 "threads_per_process": torch.get_num_threads(),
                 "global_tokens_per_step": tokens,
-                "tokens_per_sec": tokens / step,
-                "step_sec_median": step,
+                "tokens_per_sec": tokens / step_seconds,
+                "step_sec_median": step_seconds,
                 "step_sec_no_sync_median": statistics.median(unsynced),
-                "exposed_allreduce_sec": step - statistics.median(unsynced) if several else 0.0,
+                "exposed_allreduce_sec": step_seconds - statistics.median(unsynced) if several else 0.0,
                 "allreduce_sec_per_step_hook": statistics.median(reduce_seconds) if several else 0.0,
                 "allreduce_bytes_per_step": reduce_bytes[-1] if several else 0,
                 "parameters": params,
