@@ -5,20 +5,24 @@ tokens (what textlstm does), or reset it to zero where each document starts.
 
 The corpus: tiny Shakespeare cut into its speeches (blank-line separated), one jsonl row each,
 written to a temporary folder. Both variants train the same model from the same seed on the same
-StreamBatcher batches for the same number of steps, with textlstm's Trainer (its model, AdamW
-groups, schedule and clipping). They differ only in the state at an end-of-text input:
+StreamBatcher batches for the same number of steps, with textlstm's trainer (its model, AdamW
+groups, schedule, and training/step.py's TrainingStep, the step the trainer runs, with its clipping).
+They differ only in the state at an end-of-text input:
 
     carry: the state runs on through the end-of-text token (one fused LSTM call per batch)
     reset: rows whose input is end-of-text start that token from a zero state; the batch is cut at
-           every column where some row has one, and the LSTM runs segment by segment
+           every column where some row has one, and the LSTM runs segment by segment (the step's
+           loss function is this segmented loss; the rest of the step is the same)
 
 and, for comparison, textlstm's other batching on the same corpus:
 
     documents: --batching documents (each document in windows of at most seq_len tokens, each
-               window from a zero state, padded and masked), through Trainer._train_step
+               window from a zero state, padded and masked), through the same TrainingStep
 
 Dropout is off in both, so the only difference is the reset (each segment call would otherwise draw
-its own recurrent-dropout mask). Each model is then scored on the validation speeches two ways:
+its own recurrent-dropout mask), and so are AR/TAR; weight decay 0.01 and float32 are pinned too: the
+settings the recorded results were measured with. Each model is then scored on the validation
+speeches two ways:
 
     stream:       evaluate_split, the state carried through the whole split (what textlstm reports)
     per document: each speech alone from a zero state (what a reset at document starts means)
@@ -48,11 +52,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench_training_step import TrainerSteps  # noqa: E402
+
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
-from textlstm.model.network import detach_state  # noqa: E402
 from textlstm.tokens import EOT_ID  # noqa: E402
-from textlstm.training.schedule import learning_rate  # noqa: E402
 from textlstm.training.trainer import Trainer  # noqa: E402
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
@@ -66,8 +70,9 @@ def write_speeches(folder: Path) -> Path:
     return path
 
 
-def segmented_loss(model, inputs, targets, state):
-    """The loss of one batch with the state zeroed, row by row, where the input is end-of-text."""
+def segmented_loss(model, inputs, targets, state, lengths=None):
+    """The loss of one batch with the state zeroed, row by row, where the input is end-of-text; called
+    as the TrainingStep calls its loss function, and answering as it expects (no AR/TAR penalty)."""
     starts = (inputs == EOT_ID).any(dim=0).nonzero().flatten().tolist()
     cuts = sorted({0, *starts, inputs.shape[1]})
     if state is None:
@@ -78,28 +83,7 @@ def segmented_loss(model, inputs, targets, state):
         state = (state[0] * keep, state[1] * keep)
         loss_sum, n, state = model.loss(inputs[:, begin:end], targets[:, begin:end], state)
         total, count = total + loss_sum, count + n
-    return total, count, state
-
-
-def train_step(trainer: Trainer, reset: bool) -> int:
-    """Trainer._train_step for stream batching, with the reset as an option."""
-    epoch, index = divmod(trainer.step, len(trainer.batcher))
-    for group in trainer.optimizer.param_groups:
-        group["lr"] = learning_rate(trainer.step, trainer.total_steps, trainer.config.train)
-    trainer.model.train()
-    inputs, targets = trainer.batcher.batch(index)
-    state = None if index == 0 else trainer.lstm_state
-    if reset:
-        loss_sum, count, new_state = segmented_loss(trainer.model, inputs, targets, state)
-    else:
-        loss_sum, count, new_state = trainer.model.loss(inputs, targets, state)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    (loss_sum / count.clamp(min=1)).backward()
-    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.config.train.clip)
-    trainer.optimizer.step()
-    trainer.lstm_state = detach_state(new_state)
-    trainer.step += 1
-    return int(count)
+    return total, count, state, None
 
 
 @torch.no_grad()
@@ -118,35 +102,30 @@ def per_document_loss(model, ids: np.ndarray, batch_size: int = 64) -> float:
     return total / count
 
 
-def documents_step(trainer: Trainer) -> int:
-    _, count = trainer._train_step()
-    trainer.step += 1
-    return count
-
-
 def run_one(corpus: Path, variant: str, seed: int, args) -> dict:
     config = RunConfig(
         model=ModelConfig(embedding_size=64, hidden_size=256, layers=2, dropout=0.0, recurrent_dropout=0.0),
         data=DataConfig(dataset=str(corpus), tokenizer="char", batching="documents" if variant == "documents" else "stream"),
-        train=TrainConfig(batch_size=16, seq_len=64, lr=4e-3, warmup_steps=50, max_steps=args.steps, seed=seed, device="cpu"),
+        train=TrainConfig(batch_size=16, seq_len=64, lr=4e-3, weight_decay=0.01, warmup_steps=50, ar=0.0, tar=0.0,
+                          max_steps=args.steps, seed=seed, device="cpu", precision="float32"),
     )
-    trainer = Trainer(config, Path("unused"))
-    trainer._load_data()
-    trainer._build()
-    trainer.clock = 0.0
+    trainer = Trainer(config, Path("unused"))  # reads and prepares the corpus; run() is never called
+    step = TrainerSteps(trainer.train_step, trainer.batcher, trainer.config, trainer.total_steps)
+    if variant == "reset":
+        step.train_step.loss_of = lambda *batch: segmented_loss(trainer.model, *batch)
     rates = []
     for _ in range(args.steps):
         started = time.perf_counter()
-        tokens = documents_step(trainer) if variant == "documents" else train_step(trainer, variant == "reset")
+        tokens = step().tokens
         rates.append(tokens / (time.perf_counter() - started))
-    valid = trainer.splits["valid"]
+    train, valid = trainer.data.splits["train"], trainer.data.splits["valid"]
     stream = evaluate_split(trainer.model, valid.ids, valid.info, batch_size=32, seq_len=256)
     return {
         "valid_loss_stream": stream.loss,
         "valid_loss_per_document": per_document_loss(trainer.model, valid.ids),
         "tokens_per_sec_median": statistics.median(rates),  # scored (not padding) tokens
-        "train_documents": trainer.splits["train"].info.documents,
-        "mean_document_tokens": trainer.splits["train"].info.tokens / trainer.splits["train"].info.documents,
+        "train_documents": train.info.documents,
+        "mean_document_tokens": train.info.tokens / train.info.documents,
     }
 
 
