@@ -124,7 +124,7 @@ def textlstm_run(steps: int, seed: int, overrides: dict) -> tuple[nn.Module, obj
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(config, Path(folder), Quiet())
         trainer.run()
-    return trainer.model, trainer.tokenizer
+    return trainer.model, trainer.data.tokenizer
 
 
 # ----------------------------------------------------------------------------- scoring
