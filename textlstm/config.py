@@ -1,8 +1,9 @@
-"""Settings as dataclasses, checked on creation: a run's (saved as `config.json`) and sampling's.
+"""Settings as dataclasses, checked on creation: a run's (saved as `config.json`), sampling's, the
+device and precision a model runs in, and the server's.
 
 Each setting carries its help text and allowed values (`setting`), so the commands that take them
-(train; generate and chat) derive their options from the dataclass instead of repeating it
-(textlstm/cli/options.py), and the check on creation applies the same rule the option does.
+(train; generate and chat; eval; serve) derive their options from the dataclass instead of repeating
+it (textlstm/cli/options.py), and the check on creation applies the same rule the option does.
 """
 
 from __future__ import annotations
@@ -489,3 +490,44 @@ class SamplingOptions:
         object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
         check_settings(self)
         _check(all(self.stop), "a stop string must not be empty")
+
+
+@dataclass
+class ServeSettings:
+    """What `textlstm serve` runs a model with (textlstm/serve/app.py); each field that is not internal
+    is one of its options."""
+
+    # --model-name: the option's default is the checkpoint's name, known once the model is loaded
+    model_name: str = field(metadata={"internal": True})
+    turn_format: TurnFormat | None = internal(None)  # how chat messages become text; None: the checkpoint's
+    max_conversations: int = setting(
+        10_000,
+        help="Conversation states kept for each API key, for requests that send a conversation_id; "
+        "the least recently used go first.",
+        allowed=NOT_NEGATIVE,
+    )
+    max_sequences: int = setting(
+        4096, help="Sequences generated at once, all requests together; beyond this a request gets 429.", allowed=POSITIVE
+    )
+    threads: int = setting(1, help="CPU threads for the model step.", allowed=POSITIVE)
+    # What one request and one key may ask (serve/limits.py): over these a request gets 400, or 429 for the key's sequences.
+    max_request_tokens: int = setting(
+        65_536, help="Tokens one request may generate: prompts x n x max_tokens.", allowed=POSITIVE
+    )
+    max_prompt_tokens: int = setting(
+        2**20, help="Prompt tokens read for one request (each prompt once for each choice).", allowed=POSITIVE
+    )
+    max_sequences_per_key: int = setting(
+        1024, help="Sequences active at once for one API key; beyond this its requests get 429.", allowed=POSITIVE
+    )
+    request_timeout: float = setting(
+        600.0,
+        "SECONDS",
+        "A request still running after this long is stopped and answered with an error; 0: never.",
+        NOT_NEGATIVE,
+    )
+    max_request_bytes: int = internal(4 * 2**20, POSITIVE)  # a bigger request body gets 413
+    prompt_chunk: int | None = internal(None, POSITIVE)  # prompt tokens read per step while others generate; None: adaptive
+
+    def __post_init__(self):
+        check_settings(self)

@@ -11,8 +11,8 @@ import threading
 import click
 
 from textlstm.cli.generate import quantize_option
-from textlstm.cli.options import dataclass_options
-from textlstm.config import DeviceSettings
+from textlstm.cli.options import dataclass_options, dataclass_values
+from textlstm.config import DeviceSettings, ServeSettings
 from textlstm.errors import TextlstmError
 
 EXTRA_HINT = 'textlstm serve needs FastAPI and uvicorn: pip install "textlstm[serve]"'
@@ -20,7 +20,7 @@ ONEDNN_CACHE_ENTRIES = 64  # oneDNN primitives the server keeps (see serve)
 
 
 def _network_options(command):
-    """Who may use the server and how much one request may ask (ServeSettings, AccessSettings)."""
+    """Who may use the server (AccessSettings)."""
     options = [
         click.option("--api-key", metavar="KEY", envvar="TEXTLSTM_API_KEY", show_envvar=True,
                      help="Require this key (Authorization: Bearer KEY) on every route but /, /health and /metrics."),
@@ -32,14 +32,6 @@ def _network_options(command):
         click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
                      help="A name this server answers to in the Host header beside its addresses (a DNS name "
                      "it is reached by); repeatable. Others get 400."),
-        click.option("--max-request-tokens", type=click.IntRange(min=1), default=65_536, show_default=True,
-                     help="Tokens one request may generate: prompts x n x max_tokens."),
-        click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=2**20, show_default=True,
-                     help="Prompt tokens read for one request (each prompt once for each choice)."),
-        click.option("--max-sequences-per-key", type=click.IntRange(min=1), default=1024, show_default=True,
-                     help="Sequences active at once for one API key; beyond this its requests get 429."),
-        click.option("--request-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="SECONDS",
-                     help="A request still running after this long is stopped and answered with an error; 0: never."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -62,32 +54,12 @@ def _network_options(command):
               "Default: the checkpoint's (its corpus card's [chat] table), else none.")
 @click.option("--bot-prefix", help="Text before each answer in a chat (e.g. 'JULIET: '). "
               "Default: the checkpoint's (its corpus card's [chat] table), else none.")
-@click.option(
-    "--max-conversations",
-    type=click.IntRange(min=0),
-    default=10_000,
-    show_default=True,
-    help="Conversation states kept for requests that send a conversation_id; the least recently used go first.",
-)
-@click.option(
-    "--max-sequences",
-    type=click.IntRange(min=1),
-    default=4096,
-    show_default=True,
-    help="Sequences generated at once, all requests together; beyond this a request gets 429.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="CPU threads for the model step.",
-)
+@dataclass_options(ServeSettings)
 @dataclass_options(DeviceSettings)
 @quantize_option
 @_network_options
-def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conversations, max_sequences, threads, device, precision,
-          quantize, **network) -> None:
+def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, precision, quantize, api_key, api_key_file,
+          cors_origins, allowed_hosts, **settings) -> None:
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
@@ -100,7 +72,7 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
     # size, so its cache is bounded. Read once, when torch loads oneDNN: set before anything imports it.
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_ENTRIES))
     try:
-        from textlstm.serve.app import ServeSettings, create_loading_app
+        from textlstm.serve.app import create_loading_app
         from textlstm.serve.security import is_loopback
         from textlstm.serve.server import RunningServer
     except ImportError as error:
@@ -111,25 +83,19 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
 
     _log_to_stderr()
     resolve_hardware(device, precision, quantize)  # what cannot run here: one error line before the server listens
-    access = _access_settings(host, network)
+    access = _access_settings(host, api_key, api_key_file, cors_origins, allowed_hosts)
     # Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given.
     given = {name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None}
 
     def load_model():  # in the background, once the server listens
         with warnings_as_lines():
             generator = load(checkpoint, device=device, precision=precision, quantize=quantize)
-        settings = ServeSettings(
+        served = ServeSettings(
             model_name=model_name or repo_id_of(generator.checkpoint) or generator.checkpoint.resolve().name,
             turn_format=dataclasses.replace(generator.turns, **given),
-            max_sequences=max_sequences,
-            max_conversations=max_conversations,
-            threads=threads,
-            max_request_tokens=network["max_request_tokens"],
-            max_prompt_tokens=network["max_prompt_tokens"],
-            max_sequences_per_key=network["max_sequences_per_key"],
-            request_timeout=network["request_timeout"] or None,
+            **dataclass_values(ServeSettings, settings),
         )
-        return generator, settings
+        return generator, served
 
     app = create_loading_app(load_model, access)
     server = RunningServer(app, host, port)
@@ -161,14 +127,14 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, max_conve
     click.echo(f"stopped; {engine.stats()['sequences'] if engine else 0} sequences active", err=True)
 
 
-def _access_settings(host: str, network: dict):
+def _access_settings(host: str, api_key: str | None, api_key_file: str | None, cors_origins: tuple, allowed_hosts: tuple):
     from textlstm.serve.security import AccessSettings, check_origin, read_api_keys
 
-    keys = [network["api_key"]] if network["api_key"] else []
-    if network["api_key_file"]:
-        keys += read_api_keys(network["api_key_file"])
-    origins = tuple(check_origin(origin) for origin in network["cors_origins"])
-    return AccessSettings(api_keys=tuple(keys), cors_origins=origins, allowed_hosts=tuple(network["allowed_hosts"]), host=host)
+    keys = [api_key] if api_key else []
+    if api_key_file:
+        keys += read_api_keys(api_key_file)
+    origins = tuple(check_origin(origin) for origin in cors_origins)
+    return AccessSettings(api_keys=tuple(keys), cors_origins=origins, allowed_hosts=tuple(allowed_hosts), host=host)
 
 
 def _wait_while(going_on, stop: threading.Event, server) -> None:

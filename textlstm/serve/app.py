@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from textlstm.config import SamplingOptions
+from textlstm.config import SamplingOptions, ServeSettings  # ServeSettings: also imported from here
 from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
 from textlstm.serve.conversations import ConversationStore, conversation_text
@@ -58,22 +58,6 @@ from textlstm.turns import TurnFormat
 log = logging.getLogger("textlstm.serve")
 
 DISCONNECT_POLL_SECONDS = 1.0  # how often a non-streaming request checks that its client is still there
-
-
-@dataclass
-class ServeSettings:
-    model_name: str
-    turn_format: TurnFormat | None = None  # how chat messages become text; None: the checkpoint's (TextGenerator.turns)
-    max_sequences: int = 4096  # active and waiting, all requests together; more gets 429
-    max_conversations: int = 10_000  # kept conversation states; the least recently used go first
-    max_request_bytes: int = 4 * 2**20  # a bigger request body gets 413
-    prompt_chunk: int | None = None  # prompt tokens read per step while others generate; None: adaptive
-    threads: int = 1  # torch threads of the engine
-    # What one request may ask (limits.py); over these it gets 400, or 429 for the key's sequences.
-    max_request_tokens: int = 65_536  # tokens it may generate: prompts x n x max_tokens
-    max_prompt_tokens: int = 2**20  # prompt tokens read for it: each prompt once for each choice
-    max_sequences_per_key: int = 1024  # sequences active at once for one API key
-    request_timeout: float | None = 600.0  # seconds before a request still running is stopped; None: never
 
 
 def create_app(generator: TextGenerator, settings: ServeSettings, access: AccessSettings | None = None) -> FastAPI:
