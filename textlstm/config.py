@@ -507,10 +507,12 @@ class ServeSettings:
         allowed=NOT_NEGATIVE,
     )
     max_sequences: int = setting(
-        4096, help="Sequences generated at once, all requests together; beyond this a request gets 429.", allowed=POSITIVE
+        4096, help="Sequences generated at once, all requests together; beyond this a request gets 429.",
+        allowed=POSITIVE,
     )
     threads: int = setting(1, help="CPU threads for the model step.", allowed=POSITIVE)
-    # What one request and one key may ask (serve/limits.py): over these a request gets 400, or 429 for the key's sequences.
+    # What one request and one key may ask (serve/limits.py): over these a request gets 400, or 429 for
+    # the key's sequences.
     max_request_tokens: int = setting(
         65_536, help="Tokens one request may generate: prompts x n x max_tokens.", allowed=POSITIVE
     )
@@ -527,7 +529,8 @@ class ServeSettings:
         NOT_NEGATIVE,
     )
     max_request_bytes: int = internal(4 * 2**20, POSITIVE)  # a bigger request body gets 413
-    prompt_chunk: int | None = internal(None, POSITIVE)  # prompt tokens read per step while others generate; None: adaptive
+    # Prompt tokens read per step while others generate; None: adaptive.
+    prompt_chunk: int | None = internal(None, POSITIVE)
 
     def __post_init__(self):
         check_settings(self)

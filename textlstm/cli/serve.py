@@ -58,8 +58,8 @@ def _network_options(command):
 @dataclass_options(DeviceSettings)
 @quantize_option
 @_network_options
-def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, precision, quantize, api_key, api_key_file,
-          cors_origins, allowed_hosts, **settings) -> None:
+def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, precision, quantize, api_key,
+          api_key_file, cors_origins, allowed_hosts, **settings) -> None:
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
@@ -127,7 +127,8 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
     click.echo(f"stopped; {engine.stats()['sequences'] if engine else 0} sequences active", err=True)
 
 
-def _access_settings(host: str, api_key: str | None, api_key_file: str | None, cors_origins: tuple, allowed_hosts: tuple):
+def _access_settings(host: str, api_key: str | None, api_key_file: str | None, cors_origins: tuple,
+                     allowed_hosts: tuple):
     from textlstm.serve.security import AccessSettings, check_origin, read_api_keys
 
     keys = [api_key] if api_key else []
