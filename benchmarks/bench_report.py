@@ -108,8 +108,9 @@ def write_results_md(r: dict, path: Path) -> None:
     parts += [_table(["shape", "plain baseline fp32", "textlstm fp32", "textlstm bf16", "fp32 / baseline",
                       "bf16 / baseline", "load avg start / end"], rows), ""]
     parts += ["textlstm runs with dropout 0.2 and recurrent dropout 0.25 (Keras shape: 0.1 and 0.1) through the "
-              "Trainer's own `_train_step`; the baseline is Embedding -> nn.LSTM -> Linear -> cross-entropy with no "
-              "dropout. Both clip gradients and step AdamW, on the same tiny Shakespeare ids.", ""]
+              "trainer's own step (training/step.py's `TrainingStep`); the baseline is Embedding -> nn.LSTM -> "
+              "Linear -> cross-entropy with no dropout. Both clip gradients and step AdamW, on the same tiny "
+              "Shakespeare ids.", ""]
 
     char = r["training"]["char"]
     parts += ["## Matmul peak and achieved FLOP rate (char config)", ""]

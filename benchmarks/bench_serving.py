@@ -18,7 +18,8 @@ seconds (bounded in count and time), and we record:
   logprobs requests with max_tokens 0 (what lm-evaluation-harness sends) of a SCORED_CHARS-character
   text back to back: prompt tokens scored per second;
 - the same model's `textlstm eval` scoring (evaluate_split, batch 32 x 256 as the command runs
-  it) and training (the Trainer's `_train_step`, batch 64 x 128, dropout 0.2 and recurrent 0.25)
+  it) and training (training/step.py's `TrainingStep`, the step the trainer runs, batch 64 x 128,
+  dropout 0.2 and recurrent 0.25)
   tokens/s, timed in alternation as benchmarks/run.py times them for RESULTS.md, in this process
   with no server running, on the server's --threads;
 - the model's `step` alone at batch 1 and 64: the most the streaming levels could reach.
@@ -536,7 +537,8 @@ echo, logprobs 1 and max_tokens 0 (what lm-evaluation-harness sends to score a t
 {result['scoring'][0]['chars_per_request']:,} characters each, back to back for the level's seconds: prompt tokens
 scored per second, to the end of the last request. "eval": `evaluate_split` (what `textlstm eval`
 runs: 32 parts side by side, 256 tokens per pass, a burn-in before each part; only scored tokens
-count) on {result['offline'][0]['eval_tokens']:,} tokens; "training": the Trainer's `_train_step` at batch {TRAIN_BATCH} x {TRAIN_SEQ_LEN} with
+count) on {result['offline'][0]['eval_tokens']:,} tokens; "training": training/step.py's `TrainingStep`
+(the step the trainer runs) at batch {TRAIN_BATCH} x {TRAIN_SEQ_LEN} with
 dropout 0.2 and recurrent dropout 0.25, as benchmarks/run.py measures both for RESULTS.md
 (alternating, medians; torch threads {result['offline'][0]['torch_threads']}, the server's `--threads`; in this process with
 no server running). The served model holds its weights in the precision; eval and training run float32

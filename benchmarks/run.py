@@ -1,8 +1,9 @@
 """textlstm's speed, measured in one run on real text: training, evaluation, generation, tokenization.
 
-Training steps go through textlstm's Trainer and are timed against a plain hand-written PyTorch
-baseline on the same token ids, in alternation (A B A B ...), medians kept, so that load from other
-processes hits both alike. Writes benchmarks/results/run.json and benchmarks/RESULTS.md.
+Training steps are the trainer's own (training/step.py's TrainingStep) and are timed against a
+plain hand-written PyTorch baseline on the same token ids, in alternation (A B A B ...), medians
+kept, so that load from other processes hits both alike. Writes benchmarks/results/run.json and
+benchmarks/RESULTS.md.
 
     python benchmarks/run.py            # the full run (about 15 minutes on 2 cores)
     python benchmarks/run.py --quick    # a smoke run (about 2 minutes), written to results/run-quick.json only
