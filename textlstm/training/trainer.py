@@ -1,16 +1,23 @@
-"""The training loop: each step (forward, backward, gradient clipping, AdamW), an evaluation every
-`eval_every` steps and at the end with the best weights and the resume state saved, early stopping,
-exact resume and a clean stop on Ctrl-C or SIGTERM.
+"""The training loop, and the setting-up before it, in the order a run goes:
 
-Its parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`, new run
-folders in `runs/new_run.py`, the Ctrl-C and SIGTERM flag in `stop_signals.py`, loss and throughput in `meter.py`.
+1. read the data (`read_data`): the corpus prepared, its tokenizer trained or reused; the choices
+   the data made written into the settings;
+2. plan (`planned`, budget_plan.py): the settings left at auto resolved from measurements taken on
+   this machine; the settings are final from here on (config.json holds them, `--resume` keeps them);
+3. build (`Trainer._build`): model, optimizer, weight average, batches, the training step (step.py)
+   and the run's state (run_state.py), new or as saved;
+4. train (`Trainer.run`): a step per batch, an evaluation every `eval_every` steps with the best
+   weights and the resume state saved, early stopping, a clean stop on Ctrl-C or SIGTERM.
+
+Its other parts sit beside it: the learning rate in `schedule.py`, the optimizer in `optimizer.py`,
+new run folders in `runs/new_run.py`, the Ctrl-C and SIGTERM flag in `stop_signals.py`, loss and
+throughput in `meter.py`.
 
 Under torchrun (see distributed.py) the same loop trains one model in several processes: each
 reads its own rows of every batch (--batch-size counts the rows of all processes together),
 DistributedDataParallel averages the gradients, every process evaluates, and only process 0
 writes files.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -34,19 +41,19 @@ from textlstm.errors import TextlstmError
 from textlstm.evaluation.scoring import evaluate_split
 from textlstm.fileio import atomic_write, write_text
 from textlstm.hardware.device import resolve_device
-from textlstm.hardware.precision import autocast, training_precision
+from textlstm.hardware.precision import training_precision
 from textlstm.hardware.threads import use_threads
-from textlstm.model.network import LSTMLanguageModel, detach_state
+from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import model_card
 from textlstm.runs.new_run import ReplacedRun, check_writable, new_run_folder, prepare_output
 from textlstm.training import auto_settings, budget_plan, distributed, finetune, tracking
-from textlstm.training import rank_state
-from textlstm.training.loss_scaling import LossScaler
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
+from textlstm.training.run_state import RunState
 from textlstm.training.schedule import decay_past_midpoint, decay_progress, learning_rate
 from textlstm.training.speed_probe import SpeedProbe
+from textlstm.training.step import StepOutcome, TrainingStep
 from textlstm.training.stop_signals import StopFlag, agreed
 from textlstm.training.weight_average import WeightAverage
 
@@ -103,211 +110,224 @@ def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 <
     return counts
 
 
+@dataclass
+class RunData:
+    """The corpus as the run reads it: the tokenizer, the stored splits' ids, and a streamed corpus's stream."""
+
+    corpus: object
+    tokenizer: TextTokenizer
+    splits: dict
+    stream: object | None
+
+
+def read_data(config: RunConfig, output: Path, resuming: bool, parent: finetune.Parent | None,
+              reporter: Reporter) -> tuple[RunData, RunConfig]:
+    """The corpus prepared as `config.data` says, and the settings with the choices the data made
+    (tokenizer kind and vocabulary, a corpus's turn format) written in, so config.json holds them."""
+    reused = None  # a new run trains its tokenizer on the corpus
+    if resuming:
+        reused = ckpt.load_tokenizer(output)
+    elif parent is not None:
+        reused = parent.tokenizer()
+    prepared = prepare(config.data, reused, report=reporter.message, choose_tokenizer=auto_settings.choose_tokenizer)
+    data = dataclasses.replace(config.data, tokenizer=prepared.tokenizer_kind, vocab_size=prepared.vocab_size)
+    if data.turns is None and prepared.corpus.turns is not None:  # recorded in config.json for chat
+        data = dataclasses.replace(data, turns=prepared.corpus.turns)
+    splits = prepared.splits
+    if parent is not None and "train" in splits:
+        if note := finetune.unseen_note(prepared.tokenizer, data.tokenizer, splits["train"].ids):
+            reporter.message(note)
+    run_data = RunData(prepared.corpus, prepared.tokenizer, splits, prepared.stream)
+    return run_data, dataclasses.replace(config, data=data)
+
+
+def document_batches(config: RunConfig) -> bool:
+    """Whether training reads windows of whole documents (a streamed corpus is read as one stream)."""
+    return config.data.batching == "documents" and not config.data.streaming
+
+
+def planned(config: RunConfig, data: RunData, device: torch.device, precision: str) -> budget_plan.Plan:
+    """The settings left at auto, resolved (budget_plan.py): with a time budget, from the speed of the
+    candidate shapes on this machine, measured by process 0 and told to the others."""
+    train_tokens = data.splits["train"].info.scored_tokens if "train" in data.splits else None  # None: streamed
+    timed_ids = data.splits["train" if "train" in data.splits else "valid"].ids
+    rows = config.train.batch_size // distributed.world_size()
+
+    def plan() -> budget_plan.Plan | None:
+        if not distributed.is_main():
+            return None
+        probe = SpeedProbe(config.train, timed_ids, rows, device, precision, document_batches(config))
+
+        def measure(shape: ModelConfig):
+            # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
+            timed = probe.measure(model_config_for(shape, data.tokenizer))
+            return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * distributed.world_size())
+
+        return budget_plan.plan_run(config, train_tokens, len(data.splits["valid"].ids), measure)
+
+    return distributed.from_main(distributed.agree_on_errors(plan))
+
+
+def with_vocabulary_and_launch(config: RunConfig, tokenizer: TextTokenizer) -> RunConfig:
+    """A new run's settings with the model's vocabulary and the processes it starts with."""
+    model = config.model if config.model.vocab_size else model_config_for(config.model, tokenizer)  # fine-tuning: the parent's
+    return dataclasses.replace(config, model=model, world_size=distributed.world_size(), launch_id=distributed.launch_id())
+
+
+def make_batcher(config: RunConfig, data: RunData):
+    """This process's batches: its rows of each, from the stream, the training ids, or document windows."""
+    train, rank, world = config.train, distributed.rank(), distributed.world_size()
+    rows = train.batch_size // world
+    if config.data.streaming:
+        if train.epochs:
+            raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
+        return StreamingBatcher(data.stream, rows, train.seq_len, rank, world)
+    if document_batches(config):
+        return DocumentBatcher(data.splits["train"].ids, rows, train.seq_len, train.seed, rank, world)
+    return StreamBatcher(data.splits["train"].ids, rows, train.seq_len, rank, world)
+
+
+def build_model(config: RunConfig, data: RunData, device: torch.device) -> LSTMLanguageModel:
+    """The model with its first weights (seeded by --seed), its output bias from the token frequencies."""
+    if config.model.vocab_size != data.tokenizer.vocab_size:
+        raise TextlstmError("the tokenizer does not match the model's vocabulary size")
+    torch.manual_seed(config.train.seed)
+    model = LSTMLanguageModel(config.model)
+    if "train" in data.splits:  # a streamed corpus has no stored training ids to count
+        model.init_output_bias(token_counts(data.splits["train"].ids, data.tokenizer.vocab_size))
+    return model.to(device)
+
+
+def step_limit(config: RunConfig, steps_per_epoch: int) -> float:
+    """The step the run ends at by --max-steps or --epochs; inf: a time budget alone (--max-minutes)."""
+    train = config.train
+    limits = [n for n in (train.max_steps, train.epochs and train.epochs * steps_per_epoch) if n]
+    return min(limits) if limits else math.inf
+
+
 class Trainer:
+    """A run, set up to train: its settings resolved once (nothing changes them afterwards), its data,
+    model, optimizer and batches, and its RunState. `run()` trains it and saves it."""
+
     def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False,
                  sample: SampleFunction | None = None, card_sample: Callable[[Path], str] | None = None,
                  overwrite: bool = False):
-        self.config = config
         self.output = Path(output)
         self.reporter = reporter or Reporter()
         self.resuming = resume
+        self.sample, self.card_sample = sample, card_sample
         self.overwrite = overwrite  # the run in `output` is replaced once this one is ready to train
         self.replaced: ReplacedRun | None = None  # that run, set aside until this one's first checkpoint
-        self.sample = sample
-        self.card_sample = card_sample
         self.device = distributed.local_device(resolve_device(config.train.device))
         self.precision = training_precision(config.train.precision, self.device)
-        self.loss_scaler = LossScaler(self.precision, self.device)
         self.stop = StopFlag()
-        self.planning_seconds = 0.0  # what the planner's measurements took (_plan)
+        # A missing tracking package is reported before any time goes into the data.
+        self.tracker = tracking.tracker_for(config.train.log_to, self.output, distributed.is_main())
+        init_from = config.train.init_from
+        parent = finetune.load_parent(init_from) if init_from and not resume else None
 
-    # ------------------------------------------------------------------ setup
+        # The data, then the plan (process 0 reads and plans first: it fills the caches the others read).
+        distributed.check_batch_splits(config.train.batch_size)
+        read: list = []
 
-    def _load_data(self) -> None:
-        data = self.config.data
-        reused = None  # a new run trains its tokenizer on the corpus
-        if self.resuming:
-            reused = ckpt.load_tokenizer(self.output)
-        elif self.parent is not None:
-            reused = self.parent.tokenizer()
-        prepared = prepare(data, reused, report=self.reporter.message, choose_tokenizer=auto_settings.choose_tokenizer)
-        self.corpus, self.tokenizer, self.splits = prepared.corpus, prepared.tokenizer, prepared.splits
-        self.stream = prepared.stream
-        # "auto" settings become what was chosen, so config.json (resume, eval, generate) holds those.
-        data = self.config.data = dataclasses.replace(data, tokenizer=prepared.tokenizer_kind, vocab_size=prepared.vocab_size)
-        if self.parent is not None and "train" in self.splits and (note := finetune.unseen_note(self.tokenizer, data.tokenizer, self.splits["train"].ids)):
-            self.reporter.message(note)
-        if data.turns is None and self.corpus.turns is not None:  # recorded in config.json for chat
-            self.config.data = dataclasses.replace(data, turns=self.corpus.turns)
+        def read_saved_state_and_data() -> None:
+            # A resume state that cannot be loaded is reported before any time goes into the data.
+            saved = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if resume else None
+            read.append((saved, *read_data(config, self.output, resume, parent, self.reporter)))
 
-    def _set_up(self) -> None:
-        """Data, plan, model, optimizer, resume state. Under several processes, process 0 reads the
-        data first (it fills the caches the others then read) and plans for all, and an error on any
-        process stops all."""
-        distributed.in_turn(self._load_saved_state_and_data)
-        self._plan()
-        distributed.agree_on_errors(self._build_and_resume)
+        distributed.in_turn(read_saved_state_and_data)
+        saved, self.data, config = read[0]
+        planning_seconds = 0.0
+        if not resume:  # a resumed run keeps its plan
+            plan = planned(config, self.data, self.device, self.precision)
+            config, planning_seconds = with_vocabulary_and_launch(plan.config, self.data.tokenizer), plan.seconds
+            for line in plan.lines:
+                self.reporter.message(line)
+        self.config = config  # resolved: from here on, read only
 
-    @property
-    def _document_batches(self) -> bool:
-        """Whether training reads windows of whole documents (a streamed corpus is read as one stream)."""
-        return self.config.data.batching == "documents" and not self.config.data.streaming
+        built = distributed.agree_on_errors(lambda: self._build(saved, parent, planning_seconds))
+        self.model, self.optimizer, self.average, self.batcher, self.train_step, self.state = built
+        self.total_steps = step_limit(config, len(self.batcher))
+        self.records: list[dict] = []
+        self.last_save = now()  # for --save-every-minutes
+        self.time_to_save = False
 
-    def _plan(self) -> None:
-        """The settings left at auto, resolved (budget_plan.py): with a time budget, from the speed of
-        the candidate shapes on this machine, measured by process 0. A resumed run keeps its plan."""
-        if self.resuming:
-            return
-        train_tokens = self.splits["train"].info.scored_tokens if "train" in self.splits else None  # None: streamed
-        timed_ids = self.splits["train" if "train" in self.splits else "valid"].ids
-        rows = self.config.train.batch_size // distributed.world_size()
-
-        def plan() -> budget_plan.Plan | None:
-            if not distributed.is_main():
-                return None
-            probe = SpeedProbe(self.config.train, timed_ids, rows, self.device, self.precision, self._document_batches)
-            def measure(shape: ModelConfig):
-                # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
-                timed = probe.measure(model_config_for(shape, self.tokenizer))
-                return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * distributed.world_size())
-
-            return budget_plan.plan_run(self.config, train_tokens, len(self.splits["valid"].ids), measure)
-
-        planned = distributed.from_main(distributed.agree_on_errors(plan))
-        self.config, self.planning_seconds = planned.config, planned.seconds
-        for line in planned.lines:
-            self.reporter.message(line)
-
-    def _load_saved_state_and_data(self) -> None:
-        distributed.check_batch_splits(self.config.train.batch_size)
-        # A resume state that cannot be loaded is reported before any time goes into the data.
-        self.saved_state = ckpt.load_trainer_state(self.output / ckpt.TRAINER_STATE) if self.resuming else None
-        self._load_data()
-
-    def _build_and_resume(self) -> None:
-        if distributed.from_main(self.tokenizer.to_str()) != self.tokenizer.to_str():
+    def _build(self, saved: dict | None, parent: finetune.Parent | None, planning_seconds: float):
+        """Model, optimizer, weight average, batcher, the training step and the run's state: new, or as
+        saved. Every process must have built the tokenizer process 0 built."""
+        if distributed.from_main(self.data.tokenizer.to_str()) != self.data.tokenizer.to_str():
             raise TextlstmError(
                 "this process built another tokenizer than process 0: put TEXTLSTM_CACHE on storage "
                 "that every machine shares, so all processes read the one process 0 built"
             )
-        self._build()
-        if self.parent is not None:
-            step = self.parent.load_weights(self.model)
-            self.reporter.message(f"fine-tuning {self.parent.folder} (its weights from step {step:,}): new optimizer and schedule")
-        ema = self.config.train.ema
-        self.average = WeightAverage(self.model, ema) if ema else None
-        if self.saved_state is not None:
-            self._resume(self.saved_state)
-            self.saved_state = None
-
-    def _build(self) -> None:
-        train_cfg = self.config.train
-        if self.config.model.vocab_size == 0:
-            self.config.model = model_config_for(self.config.model, self.tokenizer)
-        elif self.config.model.vocab_size != self.tokenizer.vocab_size:
-            raise TextlstmError("the tokenizer does not match the model's vocabulary size")
-        torch.manual_seed(train_cfg.seed)
-        self.model = LSTMLanguageModel(self.config.model)
-        if "train" in self.splits:  # a streamed corpus has no stored training ids to count
-            self.model.init_output_bias(token_counts(self.splits["train"].ids, self.tokenizer.vocab_size))
-        self.model.to(self.device)
-        rank, world = distributed.rank(), distributed.world_size()
-        rows = train_cfg.batch_size // world  # this process's rows of each batch
+        config, train = self.config, self.config.train
+        model = build_model(config, self.data, self.device)
+        if parent is not None:
+            step = parent.load_weights(model)
+            self.reporter.message(f"fine-tuning {parent.folder} (its weights from step {step:,}): new optimizer and schedule")
+        rows = train.batch_size // distributed.world_size()  # this process's rows of each batch
         if self.device.type == "cpu":
-            model = self.config.model
-            use_threads(train_cfg.threads, model.embedding_size, model.hidden_size, model.layers, rows, self.precision)
-        distributed.seed_this_process(train_cfg.seed)
-        self.optimizer = build_optimizer(self.model, train_cfg)
-        if self.config.data.streaming:
-            if train_cfg.epochs:
-                raise TextlstmError("--epochs needs a corpus of known length: with --streaming give --max-steps")
-            self.batcher = StreamingBatcher(self.stream, rows, train_cfg.seq_len, rank, world)
-        elif self._document_batches:
-            self.batcher = DocumentBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, train_cfg.seed, rank, world)
-        else:
-            self.batcher = StreamBatcher(self.splits["train"].ids, rows, train_cfg.seq_len, rank, world)
-        steps_per_epoch = len(self.batcher)
-        limits = [n for n in (train_cfg.max_steps, train_cfg.epochs and train_cfg.epochs * steps_per_epoch) if n]
-        self.total_steps = min(limits) if limits else math.inf  # inf: a time budget alone (max_minutes)
-        self.step = 0
-        self.lstm_state = None
-        self.best_valid_loss = math.inf
-        self.evals_since_best = 0
-        self.evaluated_step = -1  # the step of the last evaluation
-        self.elapsed_before = self.planning_seconds  # the time budget counts the planner's measurements
-        self.time_to_save = False
-        self.records: list[dict] = []
-
-    def _resume(self, state: dict) -> None:
+            shape = config.model
+            use_threads(train.threads, shape.embedding_size, shape.hidden_size, shape.layers, rows, self.precision)
+        distributed.seed_this_process(train.seed)
+        optimizer = build_optimizer(model, train)
+        average = WeightAverage(model, train.ema) if train.ema else None
+        batcher = make_batcher(config, self.data)
+        train_step = TrainingStep(model, optimizer, train, self.device, self.precision, average)
+        if saved is None:
+            return model, optimizer, average, batcher, train_step, RunState(spent_before=planning_seconds)
         try:
-            self.model.load_state_dict(state["model"])
-            load_optimizer_state(self.optimizer, self.model, state["optimizer"])
-            if self.average is not None:
-                self.average.load_state_dict(state["average"])
-            self.step = int(state["step"])
-            self.best_valid_loss = float(state["best_valid_loss"])
-            self.evals_since_best = int(state["evals_since_best"])
-            self.evaluated_step = int(state.get("evaluated_step", -1))
-            self.elapsed_before = float(state["elapsed_sec"])
-            self.lstm_state = rank_state.restore(state, self.device, self.batcher.batch_size)
-            self.loss_scaler.load_state_dict(state.get("loss_scaler"))
-            if self.config.data.streaming:
-                self.batcher.load_state_dict(state["stream"])
+            model.load_state_dict(saved["model"])
+            load_optimizer_state(optimizer, model, saved["optimizer"])
+            if average is not None:
+                average.load_state_dict(saved["average"])
+            train_step.loss_scaler.load_state_dict(saved.get("loss_scaler"))
+            if config.data.streaming:
+                batcher.load_state_dict(saved["stream"])
+            state = RunState.from_saved(saved, self.device, batcher.batch_size)
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise TextlstmError(f"cannot resume from {self.output}: trainer state does not fit this run ({error})") from None
-        self.reporter.message(f"resuming {self.output} at step {self.step}")
-
-    def _write_run_files(self) -> None:
-        if not self.resuming:
-            self.config.world_size, self.config.launch_id = distributed.world_size(), distributed.launch_id()
-        if distributed.is_main() and not self.resuming:
-            write_text(self.output / ckpt.CONFIG, self.config.to_json())
-            atomic_write(self.output / ckpt.TOKENIZER, self.tokenizer.save)
+        self.reporter.message(f"resuming {self.output} at step {state.step}")
+        return model, optimizer, average, batcher, train_step, state
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> TrainResult:
-        self.tracker = tracking.tracker_for(self.config.train.log_to, self.output, distributed.is_main())
-        init_from = self.config.train.init_from
-        self.parent = finetune.load_parent(init_from) if init_from and not self.resuming else None
-        self._set_up()
         if self.overwrite and distributed.is_main():
             self.replaced = ReplacedRun.set_aside(self.output)
-        self.reporter.ready(self.model, self.config, self.best_valid_loss)
-        # The training loss, through DistributedDataParallel under several processes.
-        train_cfg = self.config.train
-        self.loss_of = distributed.loss_function(
-            self.model, self.device, self.config.model.output_layer == "adaptive", train_cfg.ar, train_cfg.tar
-        )
-        self._write_run_files()
-        result = TrainResult(self.output, self.step, self.best_valid_loss, records=self.records)
+        self.reporter.ready(self.model, self.config, self.state.best_valid_loss)
+        if distributed.is_main() and not self.resuming:
+            write_text(self.output / ckpt.CONFIG, self.config.to_json())
+            atomic_write(self.output / ckpt.TOKENIZER, self.data.tokenizer.save)
+        result = TrainResult(self.output, self.state.step, self.state.best_valid_loss, records=self.records)
         self.tracker.start(self.config)
         try:
             with self.stop:
                 self._loop(result)
         finally:
             self.tracker.close()
-        result.steps, result.best_valid_loss = self.step, self.best_valid_loss
+        result.steps, result.best_valid_loss = self.state.step, self.state.best_valid_loss
         if distributed.is_main():
             model_card.write_model_card(self.output, sample=self.card_sample(self.output) if self.card_sample else None)
         return result
 
     def _loop(self, result: TrainResult) -> None:
-        train_cfg = self.config.train
-        self.started = self.last_save = now()
-        self.clock = 0.0
-        meter = Meter()
-        bad_steps = 0
+        """Until a limit, the clock, a signal or early stopping ends the run: a step, and every
+        eval_every steps an evaluation (with a checkpoint); a checkpoint in between when one is due."""
+        state, train = self.state, self.config.train
+        state.start_clock(now())
+        self.last_save = now()
+        meter, bad_steps = Meter(), 0
         if self._patience_spent():  # a resumed run that had stopped early
-            self.reporter.message(f"the run stopped early at step {self.step}: raise --patience to train on")
+            self.reporter.message(f"the run stopped early at step {state.step}: raise --patience to train on")
             result.stopped_early = True
             return
         if (spent := self._limit_already_reached()) is not None:
             result.nothing_to_train = spent
             return
-        self.reporter.start(None if math.isinf(self.total_steps) else self.total_steps, self.step)
+        self.reporter.start(None if math.isinf(self.total_steps) else self.total_steps, state.step)
         try:
-            while self.step < self.total_steps:
+            while state.step < self.total_steps:
                 stop, out_of_time = self._agree_before_step()
                 if stop is not None:
                     result.interrupted, result.stop_signal = True, stop
@@ -315,17 +335,17 @@ class Trainer:
                 if out_of_time:
                     break
                 step_start = now()
-                loss_sum, count = self._train_step()
-                self.step += 1  # a skipped step counts too: its batch is passed over
-                if math.isfinite(loss_sum):
+                outcome = self._train_step()
+                state.step += 1  # a skipped step counts too: its batch is passed over
+                if math.isfinite(outcome.loss_sum):
                     bad_steps = 0
-                    meter.add(loss_sum, count, now() - step_start)
-                    self.reporter.step(self.step, loss_sum / max(count, 1), meter.recent_rate(), self._lr())
+                    meter.add(outcome.loss_sum, outcome.tokens, now() - step_start)
+                    self.reporter.step(state.step, outcome.loss_sum / max(outcome.tokens, 1), meter.recent_rate(), self._lr())
                 else:
                     bad_steps += 1
-                    self._skip_step(loss_sum, bad_steps)
-                if self.step % train_cfg.eval_every == 0 or self.step == self.total_steps:
-                    self._evaluate(meter, final=self.step == self.total_steps)
+                    self._skip_step(outcome.loss_sum, bad_steps)
+                if state.step % train.eval_every == 0 or state.step == self.total_steps:
+                    self._evaluate(meter, final=state.step == self.total_steps)
                     if self._patience_spent():
                         result.stopped_early = True
                         self.reporter.message(self._why_stopped_early())
@@ -334,22 +354,39 @@ class Trainer:
                     self._save_resume_state()
         finally:
             self.reporter.stop()
-        if self.evaluated_step != self.step:  # stopped by a signal or the clock between evaluations
+        if state.evaluated_step != state.step:  # stopped by a signal or the clock between evaluations
             self._evaluate(meter, final=True)
+
+    def _train_step(self) -> StepOutcome:
+        """The next batch, at the schedule's learning rate; the LSTM state carried from the batch before
+        (stream batching; a new epoch starts from a zero state)."""
+        state = self.state
+        epoch, index = divmod(state.step, len(self.batcher))
+        lr = learning_rate(state.step, self.total_steps, self.config.train, state.clock)
+        if isinstance(self.batcher, DocumentBatcher):
+            inputs, targets, lengths = self.batcher.batch(index, epoch)
+            carried = None
+        else:
+            (inputs, targets), lengths = self.batcher.batch(index), None
+            carried = None if index == 0 else state.lstm_state
+        outcome = self.train_step(inputs, targets, carried, lengths, lr)
+        if math.isfinite(outcome.loss_sum):  # a skipped step leaves the carried state as it was
+            state.lstm_state = outcome.state
+        return outcome
 
     def _limit_already_reached(self) -> str | None:
         """Why a resumed run has nothing left to train, and how to give it more; None if it has."""
-        budget = self.config.train.max_minutes
-        if budget and self.elapsed_before >= 60 * budget:
-            return (f"the run has spent its whole budget of {budget:g} minutes ({self.elapsed_before / 60:.1f} used): "
+        budget, state = self.config.train.max_minutes, self.state
+        if budget and state.spent_before >= 60 * budget:
+            return (f"the run has spent its whole budget of {budget:g} minutes ({state.spent_before / 60:.1f} used): "
                     f"resume with a larger total, such as --max-minutes {2 * budget:g}, to train on")
-        if self.step >= self.total_steps:
-            return f"the run is already at step {self.step:,}: resume with a higher --max-steps or --epochs to train on"
+        if state.step >= self.total_steps:
+            return f"the run is already at step {state.step:,}: resume with a higher --max-steps or --epochs to train on"
         return None
 
     def _skip_step(self, loss: float, bad_steps: int) -> None:
         """Report the step whose loss was `loss` (not finite) as skipped; the MAX_BAD_STEPS-th in a row stops the run."""
-        self.reporter.message(f"step {self.step}: loss is {loss}; step skipped (no update, on to the next batch)")
+        self.reporter.message(f"step {self.state.step}: loss is {loss}; step skipped (no update, on to the next batch)")
         if bad_steps >= MAX_BAD_STEPS:
             raise TextlstmError(
                 f"{MAX_BAD_STEPS} steps in a row had a non-finite loss; stopped. "
@@ -357,83 +394,45 @@ class Trainer:
             )
 
     def _why_stopped_early(self) -> str:
-        budget = self.config.train.max_minutes
-        spent = f" ({self.clock / (60 * budget):.0%} of the {budget:g} minutes)" if budget else ""
+        budget, state = self.config.train.max_minutes, self.state
+        spent = f" ({state.clock / (60 * budget):.0%} of the {budget:g} minutes)" if budget else ""
         decayed = ", with the learning rate past the middle of its decay," if self.config.train.schedule != "constant" else ""
-        return (f"stopped early at step {self.step:,}{spent}: the validation loss has not improved in "
-                f"{self.evals_since_best} evaluations{decayed} so more training would not help; the best weights are kept")
+        return (f"stopped early at step {state.step:,}{spent}: the validation loss has not improved in "
+                f"{state.evals_since_best} evaluations{decayed} so more training would not help; the best weights are kept")
 
     def _patience_spent(self) -> bool:
-        return self.evals_since_best >= self._patience() > 0
+        return self.state.evals_since_best >= self._patience() > 0
 
     def _patience(self) -> int:
         """--patience; left at auto, AUTO_PATIENCE evaluations or those of PATIENCE_SHARE of the run if more
         (by the evaluations so far and how far the run has come): a run evaluated often, as one with a
         small validation text is, sees the noise of many evaluations, not a trend."""
-        patience = self.config.train.patience
+        patience, state = self.config.train.patience, self.state
         if patience is not None:
             return patience
-        progress = decay_progress(self.step, self.total_steps, self.config.train, self.clock)
-        evaluations = self.step / self.config.train.eval_every
+        progress = decay_progress(state.step, self.total_steps, self.config.train, state.clock)
+        evaluations = state.step / self.config.train.eval_every
         return max(AUTO_PATIENCE, math.ceil(PATIENCE_SHARE * evaluations / progress)) if progress > 0 else AUTO_PATIENCE
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def _train_step(self) -> tuple[float, int]:
-        epoch, index = divmod(self.step, len(self.batcher))
-        lr = learning_rate(self.step, self.total_steps, self.config.train, self.clock)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.model.train()
-        if isinstance(self.batcher, DocumentBatcher):
-            inputs, targets, lengths = self.batcher.batch(index, epoch)
-            state = None
-        else:
-            inputs, targets = self.batcher.batch(index)
-            lengths = None
-            state = None if index == 0 else self.lstm_state
-        with autocast(self.precision, self.device):  # the backward pass runs outside it
-            loss_sum, count, new_state, penalty = self.loss_of(inputs.to(self.device), targets.to(self.device), state, lengths)
-        penalty_value = penalty.detach().double() if penalty is not None else torch.zeros((), dtype=torch.float64, device=count.device)
-        totals = distributed.sum_across(torch.stack([loss_sum.detach().double(), count.double(), penalty_value]))
-        loss_value, count_value, penalty_total = float(totals[0]), int(totals[1]), float(totals[2])
-        if not math.isfinite(loss_value + penalty_total):  # skipped: weights, optimizer and the carried state stay as they were
-            self.optimizer.zero_grad(set_to_none=True)
-            return loss_value + penalty_total, count_value
-        self.optimizer.zero_grad(set_to_none=True)
-        # The mean over all processes' tokens: DDP averages the processes' gradients, hence * world size.
-        # The AR/TAR penalty is a mean over this process's rows already: DDP's average makes it the mean of them all.
-        backpropagated = loss_sum * (distributed.world_size() / max(count_value, 1))
-        if penalty is not None:
-            backpropagated = backpropagated + penalty
-        self.loss_scaler.backward(backpropagated)
-        self.loss_scaler.unscale(self.optimizer)
-        if self.config.train.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip)
-        # Not stepped: float16 gradients overflowed, and the loss scale is lowered. No bad step: the loss was finite.
-        stepped = self.loss_scaler.step(self.optimizer)
-        if self.average is not None and stepped:
-            self.average.update(self.model)
-        self.lstm_state = detach_state(new_state)
-        return loss_value, count_value
-
     def _evaluate(self, meter: Meter, final: bool) -> None:
         """Evaluate, record, checkpoint. `final`: the last evaluation of this run (early stopping
         also makes it the last)."""
-        train_cfg = self.config.train
-        valid = self.splits["valid"]
+        train, state = self.config.train, self.state
+        valid = self.data.splits["valid"]
         result = evaluate_split(
             self._evaluated_model(), valid.ids, valid.info,
-            batch_size=min(train_cfg.batch_size, 32), seq_len=max(train_cfg.seq_len, 256),
-            max_tokens=train_cfg.eval_tokens, device=self.device, precision=self.precision,
+            batch_size=min(train.batch_size, 32), seq_len=max(train.seq_len, 256),
+            max_tokens=train.eval_tokens, device=self.device, precision=self.precision,
             documents=self.config.data.batching == "documents",
         )
         # Every process scores the same tokens with the same weights; process 0's figures decide for all.
         result = distributed.from_main(result)
         record = {
-            "step": self.step,
-            "epoch": self.batcher.passes if self.config.data.streaming else self.step / len(self.batcher),
+            "step": state.step,
+            "epoch": self.batcher.passes if self.config.data.streaming else state.step / len(self.batcher),
             "train_loss": meter.mean_loss(),
             "valid_loss": result.loss,
             "valid_perplexity": result.perplexity,
@@ -442,17 +441,17 @@ class Trainer:
             "valid_tokens": result.tokens,
             "tokens_per_sec": meter.rate(),
             "lr": self._lr(),
-            "elapsed_sec": self._elapsed(),
+            "elapsed_sec": state.elapsed(now()),
             "world_size": distributed.world_size(),
         }
         meter.reset()
-        improved = result.loss < self.best_valid_loss
+        improved = result.loss < state.best_valid_loss
         if improved:
-            self.best_valid_loss = result.loss
-            self.evals_since_best = 0
-        elif decay_past_midpoint(self.step, self.total_steps, train_cfg, self.clock):
-            self.evals_since_best += 1  # before, a miss is the noise of a high learning rate
-        self.evaluated_step = self.step
+            state.best_valid_loss = result.loss
+            state.evals_since_best = 0
+        elif decay_past_midpoint(state.step, self.total_steps, train, state.clock):
+            state.evals_since_best += 1  # before, a miss is the noise of a high learning rate
+        state.evaluated_step = state.step
         record["final"] = final or self._patience_spent()
         self.records.append(record)
         self._save(record, improved)
@@ -467,27 +466,28 @@ class Trainer:
         """The evaluation to the tracker (--log-to), then a sample when one is due (--sample-every)."""
         self.tracker.evaluated(record)
         every = self.config.train.sample_every * self.config.train.eval_every
-        if self.sample is not None and every and distributed.is_main() and (self.step % every == 0 or record["final"]):
+        if self.sample is not None and every and distributed.is_main() and (self.state.step % every == 0 or record["final"]):
             self._write_sample()
 
     def _write_sample(self) -> None:
         """A sample from the evaluated weights, seeded by the run's seed and the step: training's random
         numbers are not drawn from, so a run samples or not and learns the same."""
-        text = self.sample(self._evaluated_model(), self.tokenizer, tracking.sample_seed(self.config.train.seed, self.step))
-        tracking.append_sample(self.output, self.step, text)
-        self.reporter.sampled(self.step, text)
-        self.tracker.sampled(self.step, text)
+        step = self.state.step
+        text = self.sample(self._evaluated_model(), self.data.tokenizer, tracking.sample_seed(self.config.train.seed, step))
+        tracking.append_sample(self.output, step, text)
+        self.reporter.sampled(step, text)
+        self.tracker.sampled(step, text)
 
     def _save_due(self) -> bool:
-        train_cfg = self.config.train
-        if train_cfg.save_every and self.step % train_cfg.save_every == 0:
+        train = self.config.train
+        if train.save_every and self.state.step % train.save_every == 0:
             return True
         return self.time_to_save
 
     def _save(self, record: dict, improved: bool) -> None:
         if distributed.is_main():
             if improved:  # a first model.safetensors is written by _save_resume_state in any case
-                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
+                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.state.step)
             with open(self.output / ckpt.METRICS, "a", encoding="utf-8") as log:
                 log.write(json.dumps(record) + "\n")
         self._save_resume_state()
@@ -497,11 +497,11 @@ class Trainer:
     def _save_resume_state(self) -> None:
         """Write everything --resume needs in one atomic file (weights of the best model aside)."""
         self.last_save = now()
-        every_process = rank_state.gather(self.lstm_state)  # random and LSTM states of all processes
+        saved = self._saved_state()  # every process takes part: their random and LSTM states are gathered
         if distributed.is_main():
             if not (self.output / ckpt.BEST_WEIGHTS).exists():  # so generate works before the first evaluation
-                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.step)
-            ckpt.save_trainer_state(self._trainer_state() | every_process, self.output / ckpt.TRAINER_STATE)
+                ckpt.save_weights(self._evaluated_model(), self.output / ckpt.BEST_WEIGHTS, self.state.step)
+            ckpt.save_trainer_state(saved, self.output / ckpt.TRAINER_STATE)
             if self.replaced is not None:  # the new run is saved: the one it replaces can go
                 self.replaced.discard()
                 self.replaced = None
@@ -512,42 +512,35 @@ class Trainer:
             self.replaced.put_back()
             self.replaced = None
 
-    def _elapsed(self) -> float:
-        return self.elapsed_before + now() - self.started
-
     def _agree_before_step(self) -> tuple[signal.Signals | None, bool]:
-        """(the signal to stop for, None to train on; the max_minutes budget is spent); also sets
-        `clock`, the elapsed time the schedule reads, and `time_to_save` (--save-every-minutes).
+        """(the signal to stop for, None to train on; the max_minutes budget is spent); also sets the
+        state's clock, the elapsed time the schedule reads, and `time_to_save` (--save-every-minutes).
 
         Under several processes one exchange gives all the same answers, so they stop and save after
         the same step: a stop signal on any process, and one clock (the mean of theirs) for the rest.
         """
         minutes = self.config.train.save_every_minutes
         local = torch.tensor(
-            [*self.stop.votes(), self._elapsed(), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
+            [*self.stop.votes(), self.state.elapsed(now()), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
             dtype=torch.float64,
         )
         if distributed.world_size() > 1:
             local = distributed.sum_across(local)
         *stop_votes, elapsed_sum, save_votes = local.tolist()
-        self.clock = elapsed_sum / distributed.world_size()
+        self.state.clock = elapsed_sum / distributed.world_size()
         self.time_to_save = save_votes > 0
         budget = self.config.train.max_minutes
-        return agreed(stop_votes), bool(budget) and self.clock >= 60 * budget
+        return agreed(stop_votes), bool(budget) and self.state.clock >= 60 * budget
 
-    def _trainer_state(self) -> dict:
-        return {
+    def _saved_state(self) -> dict:
+        """trainer_state.pt: the run's state whole, with the weights, optimizer and what else keeps state."""
+        return self.state.to_saved(now()) | {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "best_valid_loss": self.best_valid_loss,
-            "evals_since_best": self.evals_since_best,
-            "evaluated_step": self.evaluated_step,
-            "elapsed_sec": self._elapsed(),
             "stream": self.batcher.state_dict() if self.config.data.streaming else None,
             "average": self.average.state_dict() if self.average is not None else None,
-            "loss_scaler": self.loss_scaler.state_dict(),
-        }  # the random and LSTM states come from rank_state.gather
+            "loss_scaler": self.train_step.loss_scaler.state_dict(),
+        }
 
 
 def train(
