@@ -49,7 +49,7 @@ def test_the_help_lists_every_option_in_its_group():
         ("--lr", "--lr FLOAT RANGE", "Peak learning rate (AdamW).  [default: 0.004; x>0]"),
         ("--max-minutes", "--max-minutes FLOAT RANGE", "Default, with none of them given: 4.5 minutes.  [x>0]"),
         ("--tie-weights", "--tie-weights / --no-tie-weights", "output layer.  [default: no-tie-weights]"),
-        ("--streaming", "--streaming", "give --max-steps."),
+        ("--streaming", "--streaming", "Give --max-steps or --max-minutes, not --epochs."),
         ("--adaptive-cutoffs", "--adaptive-cutoffs TEXT", "e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary."),
         ("--split", "--split TEXT", "Split to train on.  [default: train]"),
         ("--seed", "--seed INTEGER", "[default: 1337]"),

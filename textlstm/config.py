@@ -18,8 +18,9 @@ from textlstm import __version__
 from textlstm.errors import TextlstmError
 from textlstm.turns import TurnFormat, turn_format
 
-# The length of a run given no --epochs, --max-steps or --max-minutes: `textlstm train` with no options
-# ends within 5 minutes (data preparation and the final evaluation included), on any machine.
+# The time budget of a run given no --epochs, --max-steps or --max-minutes. Like any budget it covers the
+# timing that plans the run and training with its evaluations; reading and tokenizing the corpus before it,
+# and a last evaluation when the clock stops the run between evaluations, come on top.
 DEFAULT_MINUTES = 4.5
 
 # The value of a setting that training chooses itself once the data is known (textlstm/training/auto_settings.py).
@@ -126,7 +127,7 @@ def device_setting():
     """The setting of --device (textlstm/hardware/device.py resolves it)."""
     return setting(
         AUTO,
-        help="auto (a CUDA GPU if torch sees one, else the CPU; the CPU with --quantize int8), cpu, cuda, cuda:N or mps.",
+        help="auto (a CUDA GPU if torch sees one, else the CPU; the CPU for int8 weights), cpu, cuda, cuda:N or mps.",
     )
 
 
@@ -277,16 +278,22 @@ class DataConfig:
     )
     batching: str = setting(
         "stream",
-        help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and document ends). "
-        "documents: each document on its own, padded and masked; for corpora of short independent texts.",
+        help="stream: documents joined into one text, truncated BPTT with the state carried across batches (and "
+        "document ends). documents: each document on its own, cut into windows of --seq-len tokens that each train "
+        "from a zero state, padded and masked (evaluation carries the state through the whole document); for "
+        "corpora of short independent texts.",
         allowed=Choices(("stream", "documents")),
     )
     turns: TurnFormat | None = internal(None)  # how the corpus writes a conversation: its card's [chat] table
     streaming: bool = setting(  # textlstm/data/streaming.py
         False,
         help="Read the corpus (local files or a hub id) as a stream, tokenized as training needs it: nothing "
-        "is cached on disk and memory does not grow with the corpus. Validation is the stream's first million characters "
-        "(or of its validation split), the tokenizer learns from the next ten million; give --max-steps.",
+        "is cached on disk and memory does not grow with the corpus. Validation: the first 1,000,000 characters of "
+        "the corpus's validation split (or --valid-split); without one, for local files the last 10% of their "
+        "characters, as a stored corpus holds out (the files are read through once to count them; its first "
+        "1,000,000 characters are scored), for a hub id the stream's first rows, 1,000,000 characters' worth (a "
+        "tenth of a stream shorter than 10,000,000). The tokenizer learns from the first 10,000,000 characters of "
+        "the training rows. Give --max-steps or --max-minutes, not --epochs.",
     )
 
     def __post_init__(self):
@@ -343,7 +350,9 @@ class TrainConfig:
     max_steps: int | None = setting(None, help="Training steps.", allowed=POSITIVE)
     max_minutes: float | None = setting(
         None,
-        help=f"Minutes of training; the learning-rate schedule then follows the clock. Of --epochs, --max-steps "
+        help=f"Minutes of the run's time budget: the steps timed to plan it and training with its evaluations; "
+        f"reading and tokenizing the corpus before it, and a last evaluation when the clock stops the run between "
+        f"evaluations, come on top. The learning-rate schedule follows the clock. Of --epochs, --max-steps "
         f"and --max-minutes, the run ends at whichever given one comes first. "
         f"Default, with none of them given: {DEFAULT_MINUTES:g} minutes.",
         allowed=ABOVE_ZERO,

@@ -23,7 +23,8 @@ def _network_options(command):
     """Who may use the server (AccessSettings)."""
     options = [
         click.option("--api-key", metavar="KEY", envvar="TEXTLSTM_API_KEY", show_envvar=True,
-                     help="Require this key (Authorization: Bearer KEY) on every route but /, /health and /metrics."),
+                     help="Require this key (Authorization: Bearer KEY) on every route but /, /health, /metrics and "
+                     "/metrics.json."),
         click.option("--api-key-file", type=click.Path(dir_okay=False), metavar="PATH",
                      help="Require one of the keys in this file, one a line (with --api-key: that one too)."),
         click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
@@ -63,7 +64,8 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
-    /v1/models, /health, /metrics (Prometheus), and a page at /. It listens at once and loads the
+    /v1/models, /tokenize, /detokenize, /tokenizer_info, /health, /metrics (Prometheus; /metrics.json
+    the same as JSON), and a page at /. It listens at once and loads the
     model in the background (/health: 503 until it serves). Every active sequence advances in one
     batched LSTM step per token. Ctrl-C or SIGTERM ends open answers and stops.
     """
