@@ -501,6 +501,33 @@ def test_a_long_prompt_is_answered_while_another_client_streams(client, lm):
     wait_until_idle(client)
 
 
+def test_a_request_whose_step_fails_gets_an_error_and_the_others_stream_on(client, monkeypatch):
+    import textlstm.serve.engine as engine_module
+
+    pick_from = engine_module.filtered_scores
+
+    def filtered_scores_failing_on_top_k_7(logits, settings, seen=None):
+        if bool((settings.top_k == 7).any()):
+            raise RuntimeError("out of memory (as the test makes it)")
+        return pick_from(logits, settings, seen)
+
+    monkeypatch.setattr(engine_module, "filtered_scores", filtered_scores_failing_on_top_k_7)
+    long = {**GOOD, "max_tokens": 16_000, "stream": True, "temperature": 0}
+    with client.stream("POST", "/v1/completions", json=long) as one, \
+            client.stream("POST", "/v1/completions", json={**long, "prompt": "over"}) as two:
+        streams = [one.iter_lines(), two.iter_lines()]
+        for lines in streams:
+            assert next(line for line in lines if line.startswith("data: "))
+        failed = client.post("/v1/completions", json={**GOOD, "top_k": 7, "temperature": 0.8})
+        rest = [[line.removeprefix("data: ") for line in lines if line.startswith("data: ")] for lines in streams]
+    assert failed.status_code == 500, failed.text
+    error = failed.json()["error"]
+    assert error["type"] == "server_error" and "out of memory (as the test makes it)" in error["message"]
+    for data in rest:
+        assert data[-1] == "[DONE]" and json.loads(data[-2])["choices"][0]["finish_reason"] == "length"
+    assert wait_until_idle(client)["sequences"] == 0
+
+
 def test_a_client_that_leaves_mid_stream_leaves_no_sequence_behind(client):
     for _ in range(3):
         with client.stream("POST", "/v1/completions", json={**GOOD, "max_tokens": 16_000, "stream": True}) as response:

@@ -369,3 +369,53 @@ def test_each_tokens_bytes_spell_the_text_and_partial_characters_are_named_as_by
     if kind != "word":  # "✓" is three tokens of a byte each, none a whole character: named as bytes
         assert any(names.name(i).startswith("bytes:\\x") for i in ids)
     assert names.name(EOT_ID) == "<|endoftext|>" and names.name(0) == "<|pad|>"
+
+
+# --- one sequence's failure ---------------------------------------------------------------------------
+
+
+def test_a_sequence_whose_step_raises_fails_alone_and_the_others_finish_as_they_would_alone(lm, monkeypatch):
+    """One request's sampling settings make picking tokens raise; another's prompt makes reading
+    raise. Each, all in one batch with two others, ends with Failed; the two others go on to
+    the text they get alone, and the engine serves on."""
+    import textlstm.serve.engine as engine_module
+
+    failing_top_k = 7
+    pick_from = engine_module.filtered_scores
+
+    def filtered_scores_failing_on_one_row(logits, settings, seen=None):
+        if bool((settings.top_k == failing_top_k).any()):
+            raise RuntimeError("out of memory (as the test makes it)")
+        return pick_from(logits, settings, seen)
+
+    marker = lm.encode("z")[0]  # only the failing prompt holds it
+    read = lm.model.hidden_states
+
+    def hidden_states_failing_on_one_prompt(ids, state):
+        if bool((ids == marker).any()):
+            raise RuntimeError("cannot read this prompt (as the test makes it)")
+        return read(ids, state)
+
+    monkeypatch.setattr(engine_module, "filtered_scores", filtered_scores_failing_on_one_row)
+    monkeypatch.setattr(lm.model, "hidden_states", hidden_states_failing_on_one_prompt)
+    engine = Engine(lm.model, lm.tokenizer, deliver_now, prompt_chunk=8, idle_prompt_chunk=16)
+    first = submit(engine, lm, "the fox", temperature=0, max_tokens=30)
+    failing_step = submit(engine, lm, "the dog", temperature=0.8, top_k=failing_top_k, max_tokens=30)
+    failing_prompt = submit(engine, lm, "a lazy zebra", temperature=0, max_tokens=30)
+    last = submit(engine, lm, "over the", temperature=0, max_tokens=30)
+    engine.start()  # all four were waiting: they are read and generate side by side
+    try:
+        wait_all(first, failing_step, failing_prompt, last)
+        after = submit(engine, lm, "the", temperature=0, max_tokens=5)
+        wait_all(after)
+    finally:
+        engine.shutdown()
+    assert isinstance(failing_step.end, Failed) and "out of memory (as the test makes it)" in failing_step.end.message
+    assert isinstance(failing_prompt.end, Failed) and "cannot read this prompt" in failing_prompt.end.message
+    monkeypatch.undo()
+    for collector, prompt in ((first, "the fox"), (last, "over the"), (after, "the")):
+        assert isinstance(collector.end, Finished)
+        assert collector.text == lm.generate(prompt, temperature=0, max_tokens=collector.end.completion_tokens)
+    assert first.end.completion_tokens == last.end.completion_tokens == 30
+    counters = engine.stats()
+    assert counters["failed"] == 2 and counters["finished"] == 3 and counters["sequences"] == 0

@@ -10,6 +10,13 @@ Each turn of the loop
   4. hands the text produced this turn to `deliver` in one call (the server posts it to its event
      loop), and retires the sequences that finished.
 
+One sequence's failure ends that sequence alone: when reading or generating raises (a request's
+settings that the sampler cannot take, memory for one long prompt), the same work is done again on
+each half of its rows, and so on down to the sequence that fails on its own, which ends with
+`Failed`; the others go on. Each part is computed first and applied only once it has succeeded, so
+a row that is tried again reads and generates exactly what it would have, but for its random
+draws: a sampled row draws again.
+
 A request can also ask for log-probabilities (`TokenScores`): of each token it picks, and of each
 token of its prompt, from the logits of every prompt position, computed only for the requests that
 ask; a request that does not generate (`generate=False`) only reads and scores its prompt.
@@ -26,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -41,6 +49,8 @@ log = logging.getLogger("textlstm.serve")
 PROMPT_STEP_SECONDS = 0.04  # prompt reading per step while others generate: what their next token waits
 MIN_PROMPT_CHUNK = 16
 SCORED_POSITIONS = 256  # prompt positions whose logits are held at once when a prompt is scored
+
+Result = TypeVar("Result")
 
 
 # --- what goes in and what comes out ---------------------------------------------------------------
@@ -201,10 +211,10 @@ class Engine:
                     self._end_everything("server is shutting down")
                     return
                 self._drop_cancelled()
-                try:
+                try:  # each sequence's own failure ends it alone (_isolated); this is for the engine's own bugs
                     self._read_prompts()
                     self._generate_step()
-                except Exception as error:  # a bug or out of memory: fail these requests, keep serving
+                except Exception as error:
                     log.exception("engine step failed")
                     self._end_everything(f"internal error: {type(error).__name__}: {error}")
                 self._flush()
@@ -243,7 +253,15 @@ class Engine:
         if not self._reading:
             return
         chunk = self._prompt_chunk()
-        rows = self._reading
+        reading = self._reading
+        joining = []
+        for rows, read in self._isolated(reading, lambda rows: self._read_chunk(reading[rows], chunk)):
+            joining.append(self._advance(reading[rows], read))
+        self._reading = [s for s in reading if not s.failed and s.position < len(s.read_ids)]
+        self._join([part for part in joining if part.sequences])
+
+    def _read_chunk(self, rows: list[_Sequence], chunk: int) -> _ReadChunk:
+        """The next `chunk` ids of each row read, and what follows from them; nothing is changed yet."""
         lengths = [min(chunk, len(s.read_ids) - s.position) for s in rows]
         states = [s.state or self.model.initial_state(1) for s in rows]
         h = torch.cat([state[0] for state in states], dim=1)
@@ -251,30 +269,52 @@ class Engine:
         started = time.perf_counter()
         hidden, (h, c) = self._read_side_by_side(rows, lengths, (h, c))
         self._measure_prompt_speed(max(lengths), time.perf_counter() - started)
-        self.counters["prompt_tokens_read"] += sum(lengths)
-        done = []
+        ends = [s.position + n == len(s.read_ids) for s, n in zip(rows, lengths)]
+        scores, prompt_scores = [], []
         for i, (sequence, length) in enumerate(zip(rows, lengths)):
-            if sequence.request.prompt_logprobs is not None:
-                sequence.score_prompt_chunk(self.model, hidden[i, :length])
-            sequence.position += length
-            sequence.state = (h[:, i : i + 1], c[:, i : i + 1])
-            if sequence.position == len(sequence.read_ids):
-                done.append(i)
-        if not done:
-            return
-        for i in done:
-            rows[i].send_prompt_scores(self._outbox)
-        joining = [i for i in done if rows[i].request.generate]
-        for i in done:
-            if not rows[i].request.generate:
-                self._outbox.append((rows[i].request.on_event, Finished("length", 0)))
-                self._retire(rows[i], "finished")
+            scored = sequence.request.prompt_logprobs is not None
+            scores.append(sequence.score_prompt_chunk(self.model, hidden[i, :length]) if scored else [])
+            prompt_scores.append(sequence.prompt_scores_event(scores[-1]) if scored and ends[i] else None)
+        joining = [i for i, (s, end) in enumerate(zip(rows, ends)) if end and s.request.generate]
+        logits = None
         if joining:
             last = torch.tensor([lengths[i] - 1 for i in joining], device=self.device)
             logits = self.model.logits(hidden[torch.tensor(joining, device=self.device), last])
-            self._batch.join([rows[i] for i in joining], h[:, joining], c[:, joining], logits, self.model.config.vocab_size)
-        finished = set(done)
-        self._reading = [s for i, s in enumerate(rows) if i not in finished]
+        return _ReadChunk(lengths, h, c, scores, prompt_scores, joining, logits)
+
+    def _advance(self, rows: list[_Sequence], read: _ReadChunk) -> _Joining:
+        """Apply a chunk read to its rows; the rows whose prompts are read and that generate, to join the batch."""
+        self.counters["prompt_tokens_read"] += sum(read.lengths)
+        for i, (sequence, length) in enumerate(zip(rows, read.lengths)):
+            sequence.position += length
+            sequence.state = (read.h[:, i : i + 1], read.c[:, i : i + 1])
+            sequence.prompt_scores += read.scores[i]
+            if sequence.position < len(sequence.read_ids):
+                continue
+            sequence.prompt_scores = []
+            if read.prompt_scores[i] is not None:
+                self._outbox.append((sequence.request.on_event, read.prompt_scores[i]))
+            if not sequence.request.generate:
+                self._outbox.append((sequence.request.on_event, Finished("length", 0)))
+                self._retire(sequence, "finished")
+        joining = read.joining
+        return _Joining([rows[i] for i in joining], read.h[:, joining], read.c[:, joining], read.logits)
+
+    def _join(self, parts: list[_Joining]) -> None:
+        if not parts:
+            return
+        sequences = [sequence for part in parts for sequence in part.sequences]
+        try:
+            if len(parts) == 1:
+                h, c, logits = parts[0].h, parts[0].c, parts[0].logits
+            else:
+                h = torch.cat([part.h for part in parts], dim=1)
+                c = torch.cat([part.c for part in parts], dim=1)
+                logits = torch.cat([part.logits for part in parts])
+            self._batch.join(sequences, h, c, logits, self.model.config.vocab_size)
+        except Exception as error:  # out of memory for the bigger batch: these fail, the batch goes on
+            for sequence in sequences:
+                self._fail(sequence, error)
 
     def _read_side_by_side(self, rows: list[_Sequence], lengths: list[int], state: State) -> tuple[torch.Tensor, State]:
         """The next lengths[i] ids of each row from `state` ([layers, rows, hidden] each): the hidden
@@ -323,40 +363,85 @@ class Engine:
         batch = self._batch
         if not batch.sequences:
             return
-        scores = filtered_scores(batch.logits, batch.settings, batch.seen)
-        tokens = pick_tokens(scores, batch.settings.greedy, [s.rng for s in batch.sequences])
-        if batch.scoring:
-            self._send_token_scores(tokens)
+        steps = self._isolated(batch.sequences, self._next_tokens)
+        if len(steps) != 1:  # some failed: the others' rows, with what each part computed
+            batch.keep([row for rows, _ in steps for row in range(rows.start, rows.stop)])
+            if not steps:
+                return
+        step = steps[0][1] if len(steps) == 1 else _TokenStep.cat([step for _, step in steps])
+        self._outbox += step.token_scores  # each before the text of its token
         going_on = []
-        for i, (sequence, token) in enumerate(zip(batch.sequences, tokens.tolist())):
-            if sequence.take(token, self._outbox):
+        for i, (sequence, token) in enumerate(zip(batch.sequences, step.tokens.tolist())):
+            try:
+                goes_on = sequence.take(token, self._outbox)
+            except Exception as error:  # in decoding its text
+                self._fail(sequence, error)
+                continue
+            if goes_on:
                 going_on.append(i)
             else:
                 self._keep_final_state(sequence, batch.h[:, i : i + 1], batch.c[:, i : i + 1])
                 self._retire(sequence, "finished")
         self.counters["tokens_generated"] += len(batch.sequences)
+        self.counters["steps"] += 1
+        batch.seen[torch.arange(len(batch.sequences), device=self.device), step.tokens] = True
+        batch.logits, batch.h, batch.c = step.logits, step.h, step.c
         if len(going_on) < len(batch.sequences):
             batch.keep(going_on)
-            tokens = tokens[going_on]
-        if not batch.sequences:
-            return
-        batch.seen[torch.arange(len(going_on), device=self.device), tokens] = True
-        batch.logits, (batch.h, batch.c) = self.model.step(tokens, (batch.h, batch.c))
-        self.counters["steps"] += 1
 
-    def _send_token_scores(self, tokens: torch.Tensor) -> None:
-        """TokenScores of the token each sequence that asked for them has just picked, from its raw logits."""
+    def _next_tokens(self, rows: slice) -> _TokenStep:
+        """For the batch's `rows`: a token each, its log-probabilities for those that ask, and the model
+        step that reads it (for every row: a row that has just ended reads its last token in vain)."""
         batch = self._batch
-        rows = [i for i, s in enumerate(batch.sequences) if s.request.logprobs is not None]
-        top = max(batch.sequences[i].request.logprobs for i in rows)
-        index = torch.tensor(rows, device=self.device)
-        figures = token_logprobs(batch.logits[index], tokens[index], top)
+        scores = filtered_scores(batch.logits[rows], batch.settings.select(rows), batch.seen[rows])
+        sequences = batch.sequences[rows]
+        tokens = pick_tokens(scores, batch.settings.greedy[rows], [s.rng for s in sequences])
+        token_scores = self._token_scores(sequences, batch.logits[rows], tokens) if batch.scoring else []
+        logits, (h, c) = self.model.step(tokens, (batch.h[:, rows], batch.c[:, rows]))
+        return _TokenStep(tokens, token_scores, logits, h, c)
+
+    def _token_scores(self, sequences: list[_Sequence], logits: torch.Tensor,
+                      tokens: torch.Tensor) -> list[tuple[Callable, TokenScores]]:
+        """TokenScores of the token each sequence that asked for them has just picked, from its raw logits."""
+        asking = [i for i, s in enumerate(sequences) if s.request.logprobs is not None]
+        if not asking:
+            return []
+        top = max(sequences[i].request.logprobs for i in asking)
+        index = torch.tensor(asking, device=self.device)
+        figures = token_logprobs(logits[index], tokens[index], top)
         chosen, top_ids, top_logprobs = figures.chosen.tolist(), figures.top_ids.tolist(), figures.top_logprobs.tolist()
-        for j, row in enumerate(rows):
-            request = batch.sequences[row].request
-            k = request.logprobs
-            scores = TokenScores(False, [int(tokens[row])], [chosen[j]], [top_ids[j][:k]], [top_logprobs[j][:k]])
-            self._outbox.append((request.on_event, scores))
+        events = []
+        for j, i in enumerate(asking):
+            request, k = sequences[i].request, sequences[i].request.logprobs
+            scores = TokenScores(False, [int(tokens[i])], [chosen[j]], [top_ids[j][:k]], [top_logprobs[j][:k]])
+            events.append((request.on_event, scores))
+        return events
+
+    def _isolated(self, sequences: list[_Sequence], compute: Callable[[slice], Result],
+                  rows: slice | None = None) -> list[tuple[slice, Result]]:
+        """compute(rows) for all the rows of `sequences` at once; if it raises, for each half of the rows
+        apart, and so on down to the sequence that fails alone: it ends with Failed, the others go on.
+        What succeeded, in row order: (rows, compute(rows))."""
+        if rows is None:
+            rows = slice(0, len(sequences))
+        try:
+            return [(rows, compute(rows))]
+        except Exception as error:
+            if rows.stop - rows.start == 1:
+                self._fail(sequences[rows.start], error)
+                return []
+            log.warning("a step over %d sequences failed (%s: %s): trying each half apart",
+                        rows.stop - rows.start, type(error).__name__, error)
+        middle = (rows.start + rows.stop) // 2
+        first, second = slice(rows.start, middle), slice(middle, rows.stop)
+        return self._isolated(sequences, compute, first) + self._isolated(sequences, compute, second)
+
+    def _fail(self, sequence: _Sequence, error: Exception) -> None:
+        log.error("a sequence failed and was ended (%s: %s)", type(error).__name__, error, exc_info=error)
+        sequence.failed = True
+        if not sequence.cancelled:
+            self._outbox.append((sequence.request.on_event, Failed(f"internal error: {type(error).__name__}: {error}")))
+        self._retire(sequence, "failed")
 
     def _keep_final_state(self, sequence: _Sequence, h: torch.Tensor, c: torch.Tensor) -> None:
         keep = sequence.request.on_final_state
@@ -407,28 +492,29 @@ class _Sequence:
         self.stop_filter = StopStringFilter(request.options.stop)
         self.generated: list[int] = []
         self.cancelled = False
+        self.failed = False
         self.prompt_scores: list[TokenLogprobs] = []  # of the chunks read so far, with prompt_logprobs
 
-    def score_prompt_chunk(self, model: LSTMLanguageModel, hidden: torch.Tensor) -> None:
-        """Log-probabilities of the ids that follow this chunk's positions (hidden [length, hidden])."""
+    def score_prompt_chunk(self, model: LSTMLanguageModel, hidden: torch.Tensor) -> list[TokenLogprobs]:
+        """Log-probabilities of the ids that follow the chunk read from `position` (hidden [length, hidden])."""
         targets = self.read_ids[self.position + 1 : self.position + 1 + len(hidden)]  # the last position predicts a new token
         top = self.request.prompt_logprobs
+        scores = []
         for start in range(0, len(targets), SCORED_POSITIONS):
             logits = model.logits(hidden[start : start + SCORED_POSITIONS][: len(targets) - start])
-            self.prompt_scores.append(token_logprobs(logits, targets[start : start + SCORED_POSITIONS], top))
+            scores.append(token_logprobs(logits, targets[start : start + SCORED_POSITIONS], top))
+        return scores
 
-    def send_prompt_scores(self, outbox: list) -> None:
-        if self.request.prompt_logprobs is None:
-            return
-        parts, self.prompt_scores = self.prompt_scores, []
+    def prompt_scores_event(self, last_chunk: list[TokenLogprobs]) -> TokenScores:
+        """The TokenScores of the whole prompt: the chunks scored so far and the last one's."""
+        parts = self.prompt_scores + last_chunk
         ids = self.read_ids[1:].tolist()
         if not parts:
-            outbox.append((self.request.on_event, TokenScores(True, ids, [], [], [])))
-            return
+            return TokenScores(True, ids, [], [], [])
         chosen = torch.cat([p.chosen for p in parts]).tolist()
         top_ids = torch.cat([p.top_ids for p in parts]).tolist()
         top_logprobs = torch.cat([p.top_logprobs for p in parts]).tolist()
-        outbox.append((self.request.on_event, TokenScores(True, ids, chosen, top_ids, top_logprobs)))
+        return TokenScores(True, ids, chosen, top_ids, top_logprobs)
 
     def take(self, token: int, outbox: list) -> bool:
         """Add a picked token; queue its text; False when the sequence has ended."""
@@ -455,6 +541,53 @@ class _Sequence:
 
 
 @dataclass
+class _ReadChunk:
+    """A chunk of each reading row's prompt, read: its length, the states after it, its prompt scores
+    (of a row that asks for them) and, where the prompt ends, the whole prompt's TokenScores; the rows
+    whose prompts end there and that generate, with their next-token logits."""
+
+    lengths: list[int]
+    h: torch.Tensor
+    c: torch.Tensor
+    scores: list[list[TokenLogprobs]]
+    prompt_scores: list[TokenScores | None]
+    joining: list[int]
+    logits: torch.Tensor | None
+
+
+@dataclass
+class _Joining:
+    """Sequences whose prompts are read, to join the batch: their states and next-token logits."""
+
+    sequences: list[_Sequence]
+    h: torch.Tensor
+    c: torch.Tensor
+    logits: torch.Tensor | None
+
+
+@dataclass
+class _TokenStep:
+    """A token picked for each of some generating rows, the TokenScores of those that ask, and the
+    model step that reads the tokens: next-token logits and state."""
+
+    tokens: torch.Tensor
+    token_scores: list[tuple[Callable, TokenScores]]  # (on_event, TokenScores) of the rows that ask
+    logits: torch.Tensor
+    h: torch.Tensor
+    c: torch.Tensor
+
+    @staticmethod
+    def cat(steps: list[_TokenStep]) -> _TokenStep:
+        return _TokenStep(
+            torch.cat([s.tokens for s in steps]),
+            [pair for s in steps for pair in s.token_scores],
+            torch.cat([s.logits for s in steps]),
+            torch.cat([s.h for s in steps], dim=1),
+            torch.cat([s.c for s in steps], dim=1),
+        )
+
+
+@dataclass
 class _Batch:
     """The generating sequences and their rows: state, next-token logits, seen tokens, settings."""
 
@@ -468,19 +601,20 @@ class _Batch:
     scoring: int = 0  # sequences that asked for the log-probabilities of the tokens they pick
 
     def join(self, sequences: list[_Sequence], h: torch.Tensor, c: torch.Tensor, logits: torch.Tensor, vocab_size: int) -> None:
+        """Add rows; if it raises, the batch is as it was."""
         seen = torch.zeros(len(sequences), vocab_size, dtype=torch.bool, device=self.device)
         for row, sequence in enumerate(sequences):
             ids = torch.as_tensor(sequence.request.seen_ids, dtype=torch.long)
             seen[row, ids[ids != EOT_ID].to(self.device)] = True
+        settings = RowSettings.of([s.options for s in sequences], self.device)
+        if self.sequences:
+            h, c = torch.cat([self.h, h], dim=1), torch.cat([self.c, c], dim=1)
+            logits, seen = torch.cat([self.logits, logits]), torch.cat([self.seen, seen])
+            settings = RowSettings.cat([self.settings, settings])
+        self.h, self.c, self.logits, self.seen, self.settings = h, c, logits, seen, settings
+        for sequence in sequences:
             sequence.state = None  # the batch holds it from now on
             self.scoring += sequence.request.logprobs is not None
-        settings = RowSettings.of([s.options for s in sequences], self.device)
-        if not self.sequences:
-            self.h, self.c, self.logits, self.seen, self.settings = h, c, logits, seen, settings
-        else:
-            self.h, self.c = torch.cat([self.h, h], dim=1), torch.cat([self.c, c], dim=1)
-            self.logits, self.seen = torch.cat([self.logits, logits]), torch.cat([self.seen, seen])
-            self.settings = RowSettings.cat([self.settings, settings])
         self.sequences = self.sequences + sequences
 
     def keep(self, rows: list[int]) -> None:
