@@ -11,6 +11,9 @@ Nothing outside this module reads the LSTM's weights but textlstm/model/quantize
 them into int8 through `_layer_weights`, and textlstm/model/packed_gates.py, which lays them out
 for `step` in bfloat16 on the CPU.
 
+`layer_gates` is the same step with its gates in the open (textlstm/model/gates.py: `textlstm
+inspect` records them): the same weights, the same Mogrifier, torch.lstm_cell's arithmetic written out.
+
 With `cell` "mogrifier" each layer's input and previous hidden state first gate each other
 (textlstm/model/mogrifier.py). That depends on h(t-1), so no fused kernel runs it: whole sequences run
 one time step at a time through `_cell_step`, the function `step` calls; padded documents run as
@@ -34,6 +37,7 @@ from textlstm.config import ModelConfig
 from textlstm.model.activation_penalty import activation_penalty
 from textlstm.model.byte_softmax import ByteFallbackSoftmax
 from textlstm.model.dropout import FastDropout, drop_recurrent_columns, embedding_row_scales
+from textlstm.model.gates import CellStep, cell_update
 from textlstm.model.mogrifier import Mogrifier
 from textlstm.model.packed_gates import packed_gates
 from textlstm.tokens import PAD_ID
@@ -205,6 +209,33 @@ class LSTMLanguageModel(nn.Module):
         if self.mogrifiers is not None:
             x, h = self.mogrifiers[layer](x, h)
         return torch.lstm_cell(x, (h, c), *weights)
+
+    def layer_gates(
+        self, layer: int, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+        held: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> list[CellStep]:
+        """One layer over a sequence with its gates: inputs [batch, time, input] (the embeddings or the
+        layer below's h) read from `state` ([batch, hidden] each); one CellStep per time step. What
+        `step` computes in eval mode (no dropout), written out so the gates can be read; `held`
+        (mask, values) pins chosen cells of c (textlstm/model/gates.py)."""
+        w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+        h, c = state
+        mogrifier = None if self.mogrifiers is None else self.mogrifiers[layer]
+        # Without a Mogrifier the input's share of the gates does not depend on h: one product for all steps.
+        projected = None if mogrifier is not None else F.linear(inputs, w_ih, b_ih + b_hh).unbind(1)
+        w_hh_t, cast = w_hh.t(), h.dtype != torch.float32  # the gates come in float32
+        steps = []
+        for t, x in enumerate(inputs.unbind(1)):
+            if mogrifier is None:
+                pre = torch.addmm(projected[t], h, w_hh_t)
+            else:
+                x, h_mogrified = mogrifier(x, h)
+                pre = F.linear(x, w_ih, b_ih) + F.linear(h_mogrified, w_hh, b_hh)
+            steps.append(cell_update(pre, c, held))
+            h, c = steps[-1].hidden, steps[-1].cell
+            if cast:
+                h, c = h.to(inputs.dtype), c.to(inputs.dtype)
+        return steps
 
     def _layer_weights(self, layer: int) -> list[torch.Tensor]:
         """W_ih, W_hh, b_ih, b_hh of one layer; in training W_hh carries the recurrent-dropout mask."""

@@ -38,6 +38,7 @@ import torch.nn as nn
 
 from textlstm.errors import TextlstmError
 from textlstm.model.byte_softmax import log_prob_from_scores
+from textlstm.model.gates import CellStep, cell_update
 from textlstm.model.network import LSTMLanguageModel, State
 from textlstm.tokens import BYTE_TOKENS
 
@@ -189,20 +190,32 @@ class QuantizedLanguageModel(nn.Module):
         """(h, c) [layers, batch, hidden] after every layer reads one time step; x: [batch, embedding]."""
         h, c = state
         hs, cs = [], []
-        for layer, gates in enumerate(self.gates):
-            h_layer = h[layer]
-            if self.mogrifiers is not None:
-                x, h_layer = self.mogrifiers[layer](x, h_layer)
-            if layer == 0:
-                pre = torch.addmm(self.input_bias, x, self.input_weight.t()) + gates(h_layer)
-            else:
-                pre = gates(x, h_layer)
-            i, f, g, o = pre.chunk(4, dim=1)  # torch.lstm_cell's gate order
-            c_layer = torch.addcmul(torch.sigmoid(f) * c[layer], torch.sigmoid(i), torch.tanh(g))
-            x = torch.sigmoid(o) * torch.tanh(c_layer)
+        for layer in range(len(self.gates)):
+            step = cell_update(self._pre_activations(layer, x, h[layer]), c[layer])
+            x = step.hidden
             hs.append(x)
-            cs.append(c_layer)
+            cs.append(step.cell)
         return torch.stack(hs), torch.stack(cs)
+
+    def layer_gates(
+        self, layer: int, inputs: torch.Tensor, state: State, held: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> list[CellStep]:
+        """One layer over inputs [batch, time, input] with its gates, one CellStep per time step, as
+        LSTMLanguageModel.layer_gates (textlstm/model/gates.py); the same step as `_layers_step`."""
+        h, c = state
+        steps = []
+        for x in inputs.unbind(1):
+            steps.append(cell_update(self._pre_activations(layer, x, h), c, held))
+            h, c = steps[-1].hidden, steps[-1].cell
+        return steps
+
+    def _pre_activations(self, layer: int, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The four gates' inputs [batch, 4 * hidden] of one layer (torch.lstm_cell's gate order)."""
+        if self.mogrifiers is not None:
+            x, h = self.mogrifiers[layer](x, h)
+        if layer == 0:
+            return torch.addmm(self.input_bias, x, self.input_weight.t()) + self.gates[0](h)
+        return self.gates[layer](x, h)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token scores [..., vocab] for hidden [..., hidden], as LSTMLanguageModel.logits."""
