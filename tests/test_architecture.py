@@ -17,9 +17,10 @@ MAY_IMPORT = {
     "runs": {"hardware", "data", "model"},
     "evaluation": {"hardware", "data", "model", "runs"},
     "generation": {"hardware", "data", "model", "runs"},
+    "inspection": {"hardware", "data", "model", "runs"},
     "training": {"hardware", "data", "model", "runs", "evaluation"},
     "serve": {"hardware", "data", "model", "runs", "evaluation", "generation"},
-    "cli": {"hardware", "data", "model", "runs", "evaluation", "generation", "training", "serve"},
+    "cli": {"hardware", "data", "model", "runs", "evaluation", "generation", "inspection", "training", "serve"},
 }
 
 

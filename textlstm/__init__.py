@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 # The Python API, imported on first use so that `import textlstm` (and the CLI) stays fast without
-# torch: `textlstm.load(...)`, `textlstm.TextGenerator`, `textlstm.train(config)`, ...
+# torch: `textlstm.load(...)`, `textlstm.TextGenerator`, `textlstm.train(config)`, `textlstm.record_states(text)`, ...
 _LAZY_NAMES = {
     "load": "textlstm.generation.generator",
     "TextGenerator": "textlstm.generation.generator",
@@ -12,6 +12,8 @@ _LAZY_NAMES = {
     "SamplingOptions": "textlstm.config",
     "train": "textlstm.training.trainer",
     "evaluate_checkpoint": "textlstm.evaluation.scoring",
+    "record_states": "textlstm.inspection.inspector",
+    "find_cells": "textlstm.inspection.inspector",
 }
 
 

@@ -1,5 +1,5 @@
 """The `textlstm` command: click commands that parse options, call the stages below and print.
 
-May import: `hardware`, `data`, `model`, `runs`, `evaluation`, `generation`, `training`, `serve`
-and the top of textlstm.
+May import: `hardware`, `data`, `model`, `runs`, `evaluation`, `generation`, `inspection`, `training`,
+`serve` and the top of textlstm.
 """
