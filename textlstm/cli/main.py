@@ -33,13 +33,14 @@ def _register_commands() -> None:
     from textlstm.cli.export import export_command
     from textlstm.cli.generate import generate
     from textlstm.cli.info import info
+    from textlstm.cli.inspect import inspect_command
     from textlstm.cli.plot import plot
     from textlstm.cli.push import push
     from textlstm.cli.runs import runs
     from textlstm.cli.serve import serve
     from textlstm.cli.train import train
 
-    for command in (train, eval_command, generate, chat, serve, info, runs, plot, export_command, push):
+    for command in (train, eval_command, generate, chat, serve, inspect_command, info, runs, plot, export_command, push):
         cli.add_command(command)
 
 
