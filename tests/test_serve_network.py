@@ -253,10 +253,57 @@ def test_a_request_that_does_not_continue_a_kept_state_leaves_it_kept(lm):
         history = [{"role": "user", "content": "the fox"}]
         answer = chat(client, "unused", history, "c")
         store = client.app.state.store
-        assert store.take(None, "c", "something else") is None and len(store) == 1
+        assert store.find(None, "c", "something else") is None and len(store) == 1
         history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "the dog"}]
         chat(client, "unused", history, "c")
         assert client.get("/metrics.json").json()["conversations_reused"] == 1
+
+
+def test_a_refused_or_failed_request_leaves_its_conversation_kept(lm, monkeypatch):
+    """Refused (top_logprobs, a size cap, the key's quota, a busy engine) or failed in the engine, a
+    turn leaves the conversation's state kept: the next turn still reads only what is new."""
+    import textlstm.serve.engine as engine_module
+
+    pick_from = engine_module.filtered_scores
+
+    def filtered_scores_failing_on_top_k_7(logits, settings, seen=None):
+        if bool((settings.top_k == 7).any()):
+            raise RuntimeError("out of memory (as the test makes it)")
+        return pick_from(logits, settings, seen)
+
+    monkeypatch.setattr(engine_module, "filtered_scores", filtered_scores_failing_on_top_k_7)
+    limits = {"max_sequences": 1, "max_sequences_per_key": 1, "max_request_tokens": LONG["max_tokens"]}
+    with serving(lm, AccessSettings(api_keys=KEYS), **limits) as client:
+        history = [{"role": "user", "content": "the fox"}]
+        answer = chat(client, "key-one", history, "c")
+        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "the dog"}]
+        turn = {"model": "tiny", "messages": history, "max_tokens": 20, "temperature": 0, "conversation_id": "c"}
+
+        def refused(body: dict, status: int, code: str | None) -> None:
+            response = client.post("/v1/chat/completions", json=body, headers=bearer("key-one"))
+            assert response.status_code == status and response.json()["error"]["code"] == code, response.text
+            assert client.get("/metrics.json").json()["kept_conversations"] == 1
+
+        refused({**turn, "top_logprobs": 2}, 400, None)  # top_logprobs without logprobs
+        refused({**turn, "max_tokens": LONG["max_tokens"] + 1}, 400, "request_too_large")
+        refused({**turn, "top_k": 7, "temperature": 0.8}, 500, None)  # admitted, then fails in the engine
+        for holder, code in (("key-one", "too_many_sequences"), ("key-two", None)):  # the key's quota, the engine's
+            stream = {**LONG, "stream": True}
+            with client.stream("POST", "/v1/completions", json=stream, headers=bearer(holder)) as running:
+                lines = running.iter_lines()
+                next(line for line in lines if line.startswith("data: "))
+                refused(turn, 429, code)
+            wait_until_idle(client)
+        read_before = client.get("/metrics.json").json()["prompt_tokens_read"]
+        assert chat(client, "key-one", history, "c") == chat(client, "key-two", history, "fresh")
+        read = client.get("/metrics.json").json()["prompt_tokens_read"] - read_before
+        whole = 1 + len(conversation_text_of(history))
+        # The kept state had read the first answer but its last token: that token, "\nQ. the dog\nB. ".
+        assert read - whole == 1 + len("\nQ. the dog\nB. ")
+
+
+def conversation_text_of(history: list) -> str:
+    return TURNS.conversation([(m["role"], m["content"]) for m in history])
 
 
 # --- what one request may ask --------------------------------------------------------------------

@@ -42,7 +42,7 @@ from starlette.exceptions import HTTPException
 from textlstm.config import SamplingOptions, ServeSettings  # ServeSettings: also imported from here
 from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
-from textlstm.serve.conversations import ConversationStore, conversation_text
+from textlstm.serve.conversations import ConversationStore, KeptState, conversation_text
 from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece, TokenScores
 from textlstm.serve.errors import APIError, error_body
 from textlstm.serve.limits import KeyQuota, check_request_size
@@ -315,12 +315,7 @@ async def chat_completions(request: Request):
     turn_format: TurnFormat = request.app.state.settings.turn_format
     text = conversation_text([(m.role, m.text) for m in body.messages], turn_format)
     prompt = await _prepare_soon(request, text, conversation_id)
-    keep = None
-    if conversation_id is not None:
-        store: ConversationStore = request.app.state.store
-        tokenizer = request.app.state.generator.tokenizer
-        client = _client_key(request)
-        keep = lambda state, read_ids: store.keep(client, conversation_id, state, text + tokenizer.decode(read_ids))  # noqa: E731
+    keep = prompt.conversation.keep_answer if prompt.conversation is not None else None
     if body.top_logprobs is not None and not body.logprobs:
         raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     top = (body.top_logprobs or 0) if body.logprobs else None
@@ -378,6 +373,43 @@ class _Prompt:
     state: State | None
     text: str = ""  # the prompt as text, when it is echoed
     offsets: list[int] | None = None  # where each token's text starts in `text`, when its tokens are echoed
+    conversation: _Conversation | None = None  # a chat's kept conversation; `state` is the one found for it
+
+    def admit(self) -> None:
+        """Once its request is admitted: the kept state of its conversation taken out of the store, or
+        where another request took it meanwhile, the whole text read instead."""
+        if self.conversation is not None and self.conversation.take() is None and self.state is not None:
+            self.read_ids, self.state = torch.cat([torch.tensor([EOT_ID]), self.ids]), None
+
+
+@dataclass
+class _Conversation:
+    """A chat request's conversation_id: the state found for its text when its prompt is read, taken
+    from the store once the request is admitted, and put back if the request ends without an answer."""
+
+    store: ConversationStore
+    client: int | None
+    id: str
+    text: str
+    decode: Callable[[list[int]], str]
+    found: KeptState | None
+    taken: KeptState | None = None
+    answered: bool = False
+
+    def take(self) -> KeptState | None:
+        self.taken = self.store.take(self.client, self.id, self.found)
+        return self.taken
+
+    def keep_answer(self, state: State, read_ids: list[int]) -> None:
+        """The engine's on_final_state (in its thread): the state after the answer, kept for the next turn."""
+        self.store.keep(self.client, self.id, state, self.text + self.decode(read_ids))
+        self.answered = True
+
+    def end(self) -> None:
+        """Its request has ended: the state it took goes back unless an answer replaced it."""
+        if self.taken is not None and not self.answered:
+            self.store.put_back(self.client, self.id, self.taken)
+            self.taken = None
 
 
 INLINE_PROMPT_CHARS = 20_000  # shorter prompts are tokenized on the event loop: a thread hop costs more
@@ -402,11 +434,16 @@ def _prepare(request: Request, text: str, conversation_id: str | None, with_offs
         ids, offsets = torch.tensor(encoding.ids, dtype=torch.long), [start for start, _ in encoding.offsets]
     else:
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
-    kept = request.app.state.store.take(_client_key(request), conversation_id, text) if conversation_id is not None else None
-    if kept is None:
+    if conversation_id is None:
         return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None, text, offsets)
-    state, covered_chars = kept
-    return _Prompt(ids, torch.tensor(tokenizer.encode(text[covered_chars:]), dtype=torch.long), state, text)
+    store: ConversationStore = request.app.state.store
+    client = _client_key(request)
+    found = store.find(client, conversation_id, text)
+    conversation = _Conversation(store, client, conversation_id, text, tokenizer.decode, found)
+    if found is None:
+        return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None, text, conversation=conversation)
+    rest = torch.tensor(tokenizer.encode(text[found.covered_chars :]), dtype=torch.long)
+    return _Prompt(ids, rest, found.state, text, conversation=conversation)
 
 
 async def _completion_prompt(request: Request, prompt: str | list[int], echo: bool, with_offsets: bool) -> _Prompt:
@@ -450,7 +487,8 @@ class _Run:
 
     They count against the client's quota until the run ends (`cancel`) or its time is up: at
     `timeout` seconds the run stops its sequences itself and sends _TimedOut, so a response that
-    never ran (its client left before it started) holds nothing for longer.
+    never ran (its client left before it started) holds nothing for longer. Admitted, the request
+    takes its kept conversation's state (`_Prompt.admit`); ended without an answer, it puts it back.
     """
 
     def __init__(self, engine: Engine, jobs: list[_Job], client: int | None = None, quota: KeyQuota | None = None,
@@ -461,9 +499,12 @@ class _Run:
         self.handles = []
         self.client, self.quota, self.held = client, quota, 0
         self.deadline = None
+        self.prompts = list({id(job.prompt): job.prompt for job in jobs}.values())
         if quota is not None:
             quota.take(client, len(jobs))
             self.held = len(jobs)
+        for prompt in self.prompts:
+            prompt.admit()
         try:
             for index, job in enumerate(jobs):
                 on_event = lambda event, index=index: self.queue.put_nowait((index, event))  # noqa: E731
@@ -496,9 +537,13 @@ class _Run:
         return events
 
     def cancel(self) -> None:
-        """Stop every sequence still running (none when all ended) and give back the quota."""
+        """Stop every sequence still running (none when all ended), give back the quota and a kept
+        conversation's state that no answer replaced."""
         for handle in self.handles:
             handle.cancel()
+        for prompt in self.prompts:
+            if prompt.conversation is not None:
+                prompt.conversation.end()
         if self.deadline is not None:
             self.deadline.cancel()
         if self.held:

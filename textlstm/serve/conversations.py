@@ -11,6 +11,10 @@ read. When the next request's conversation text starts with that text, only the 
 it does not (the client edited the history), or the state was evicted (the least recently used go
 first when the store is full), the whole conversation is read again from its messages.
 
+A request finds the state for its text when its prompt is read, takes it out of the store only
+once it is admitted (the request in flight owns it then), and puts it back if it ends without an
+answer (refused by the engine, failed, stopped, or its client left): only an answer replaces it.
+
 Conversations belong to a client: the number of the API key a request came with (None when the
 server asks for none). A client's ids are its own; it finds, replaces and evicts only its own
 conversations, each client up to the store's capacity, and a request whose text does not continue
@@ -43,8 +47,8 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-@dataclass
-class _Kept:
+@dataclass(frozen=True)
+class KeptState:
     state: State
     covered_chars: int  # the state has read exactly the first covered_chars characters of the text
     digest: bytes
@@ -56,34 +60,50 @@ class ConversationStore:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._kept: dict[int | None, OrderedDict[str, _Kept]] = {}
+        self._kept: dict[int | None, OrderedDict[str, KeptState]] = {}
         self._lock = threading.Lock()
         self.counters = {"reused": 0, "rebuilt": 0, "evicted": 0}
 
-    def take(self, client: int | None, conversation_id: str, text: str) -> tuple[State, int] | None:
-        """The kept state and how many characters of `text` it has read, if `text` continues the text
-        it read (and is longer): taken out, a request in flight owns it. None otherwise, and the
-        state stays kept."""
+    def find(self, client: int | None, conversation_id: str, text: str) -> KeptState | None:
+        """The state kept for the conversation, if `text` continues the text it has read (and is longer);
+        it stays kept. None otherwise."""
         with self._lock:
             kept = self._kept.get(client, {}).get(conversation_id)
-        continues = kept is not None and len(text) > kept.covered_chars and _digest(text[: kept.covered_chars]) == kept.digest
+        if kept is not None and len(text) > kept.covered_chars and _digest(text[: kept.covered_chars]) == kept.digest:
+            return kept
+        return None
+
+    def take(self, client: int | None, conversation_id: str, found: KeptState | None) -> KeptState | None:
+        """`found` taken out, if it is still what is kept for the conversation: the request now admitted
+        owns it. None when there is nothing to take (the conversation is read again from its text)."""
         with self._lock:
-            if continues and self._kept[client].get(conversation_id) is kept:  # not taken meanwhile
-                del self._kept[client][conversation_id]
+            own = self._kept.get(client, {})
+            if found is not None and own.get(conversation_id) is found:
+                del own[conversation_id]
                 self.counters["reused"] += 1
-                return kept.state, kept.covered_chars
+                return found
             self.counters["rebuilt"] += 1
             return None
 
-    def keep(self, client: int | None, conversation_id: str, state: State, covered_text: str) -> None:
-        kept = _Kept(state, len(covered_text), _digest(covered_text))
+    def put_back(self, client: int | None, conversation_id: str, taken: KeptState) -> None:
+        """A state taken by a request that ended without an answer, unless another answer has been kept
+        for the conversation meanwhile."""
         with self._lock:
-            own = self._kept.setdefault(client, OrderedDict())
-            own[conversation_id] = kept
-            own.move_to_end(conversation_id)
-            while len(own) > self.capacity:
-                own.popitem(last=False)
-                self.counters["evicted"] += 1
+            if conversation_id not in self._kept.get(client, {}):
+                self._add(client, conversation_id, taken)
+
+    def keep(self, client: int | None, conversation_id: str, state: State, covered_text: str) -> None:
+        kept = KeptState(state, len(covered_text), _digest(covered_text))
+        with self._lock:
+            self._add(client, conversation_id, kept)
+
+    def _add(self, client: int | None, conversation_id: str, kept: KeptState) -> None:
+        own = self._kept.setdefault(client, OrderedDict())
+        own[conversation_id] = kept
+        own.move_to_end(conversation_id)
+        while len(own) > self.capacity:
+            own.popitem(last=False)
+            self.counters["evicted"] += 1
 
     def __len__(self) -> int:
         with self._lock:
