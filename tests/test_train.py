@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -471,8 +472,7 @@ def test_resume_across_an_epoch_boundary_matches_an_uninterrupted_run(speeches, 
 
     def config():
         settings = tiny_config(speeches, batching, max_steps=1, eval_every=1000, batch_size=8)
-        settings.model.dropout = settings.model.recurrent_dropout = 0.2
-        return settings
+        return dataclasses.replace(settings, model=dataclasses.replace(settings.model, dropout=0.2, recurrent_dropout=0.2))
 
     probe = train(config(), output=tmp_path / "probe")
     per_epoch = round(1 / probe.records[-1]["epoch"])
@@ -480,8 +480,7 @@ def test_resume_across_an_epoch_boundary_matches_an_uninterrupted_run(speeches, 
 
     def run_config():
         settings = config()
-        settings.train.max_steps = 2 * per_epoch + 2
-        return settings
+        return dataclasses.replace(settings, train=dataclasses.replace(settings.train, max_steps=2 * per_epoch + 2))
 
     class StopInFirstEpoch(Reporter):
         def step(self, step, loss, tokens_per_sec, lr):

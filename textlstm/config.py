@@ -155,7 +155,7 @@ class DeviceSettings:
         check_settings(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int = internal(0, NOT_NEGATIVE)  # 0: taken from the tokenizer when training starts
     # None: auto, planned when training starts (textlstm/training/budget_plan.py): with a time budget,
@@ -245,7 +245,7 @@ class ModelConfig:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     dataset: str | None = setting(  # None: the built-in corpus
         None,
@@ -298,12 +298,12 @@ class DataConfig:
 
     def __post_init__(self):
         if isinstance(self.turns, dict):  # as read back from config.json
-            self.turns = turn_format(self.turns, "the data.turns of config.json")
+            object.__setattr__(self, "turns", turn_format(self.turns, "the data.turns of config.json"))
         check_settings(self)
         _check(not (self.streaming and self.batching == "documents"), "--streaming trains with --batching stream only")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     batch_size: int = setting(
         16,
@@ -419,11 +419,11 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
-            self.max_minutes = DEFAULT_MINUTES
+            object.__setattr__(self, "max_minutes", DEFAULT_MINUTES)
         check_settings(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)

@@ -614,7 +614,7 @@ def _config_to_resume(folder: Path, train_overrides: dict | None) -> RunConfig:
     if not (folder / ckpt.TRAINER_STATE).is_file():
         raise TextlstmError(f"cannot resume {folder}: no {ckpt.TRAINER_STATE} there")
     saved = ckpt.load_config(folder)
-    saved.train = _resumed_train_config(saved.train, train_overrides or {})
+    saved = dataclasses.replace(saved, train=_resumed_train_config(saved.train, train_overrides or {}))
     if distributed.is_main():
         check_writable(folder)
     return saved
