@@ -528,6 +528,43 @@ def test_a_request_whose_step_fails_gets_an_error_and_the_others_stream_on(clien
     assert wait_until_idle(client)["sequences"] == 0
 
 
+def test_long_token_id_prompts_and_detokenize_are_decoded_off_the_event_loop(client, lm, monkeypatch):
+    """While a long token-id prompt (or /detokenize) is checked and decoded, here held up inside the
+    decoding, the server answers other clients."""
+    from textlstm.generation.decoding import TextDecoder
+
+    ids = lm.encode("the quick brown fox jumps over the lazy dog. ") * 300  # 13,500 ids
+    entered, release = threading.Event(), threading.Event()
+
+    def held(decode):
+        def decode_when_released(*args):
+            entered.set()
+            release.wait(WAIT)
+            return decode(*args)
+
+        return decode_when_released
+
+    monkeypatch.setattr(lm.tokenizer, "decode", held(lm.tokenizer.decode))
+    monkeypatch.setattr(TextDecoder, "push", held(TextDecoder.push))
+    echoed = {**GOOD, "prompt": ids, "echo": True, "max_tokens": 1}
+    for path, body in (("/detokenize", {"tokens": ids}), ("/v1/completions", echoed)):
+        entered.clear()
+        release.clear()
+        answers = []
+        sender = threading.Thread(target=lambda: answers.append(client.post(path, json=body)))
+        sender.start()
+        try:
+            assert entered.wait(WAIT)
+            with httpx.Client(base_url=client.url, timeout=10) as other:
+                assert other.get("/health").status_code == 200
+        finally:
+            release.set()
+            sender.join(WAIT)
+        assert answers[0].status_code == 200, answers[0].text
+        text = answers[0].json()["prompt"] if path == "/detokenize" else answers[0].json()["choices"][0]["text"]
+        assert text.startswith("the quick brown fox jumps over the lazy dog. " * 300)
+
+
 def test_a_client_that_leaves_mid_stream_leaves_no_sequence_behind(client):
     for _ in range(3):
         with client.stream("POST", "/v1/completions", json={**GOOD, "max_tokens": 16_000, "stream": True}) as response:

@@ -58,6 +58,11 @@ from textlstm.turns import TurnFormat
 log = logging.getLogger("textlstm.serve")
 
 DISCONNECT_POLL_SECONDS = 1.0  # how often a non-streaming request checks that its client is still there
+# Work on a request's body takes a worker thread beyond these sizes (each some milliseconds of work on
+# the event loop, where it would hold every other client); below them a thread hop costs more than it saves.
+INLINE_BODY_BYTES = 64 * 2**10  # parsed and checked (a body of 3 MB of token ids: 0.3 s)
+INLINE_PROMPT_CHARS = 20_000  # tokenized
+INLINE_PROMPT_IDS = 5_000  # token ids checked and decoded
 
 
 def create_app(generator: TextGenerator, settings: ServeSettings, access: AccessSettings | None = None) -> FastAPI:
@@ -213,6 +218,12 @@ async def _read_body(request: Request, schema):
         data += chunk
         if len(data) > limit:
             raise APIError(413, f"the request body is over the limit of {limit} bytes")
+    if len(data) <= INLINE_BODY_BYTES:
+        return _parse_body(data, schema)
+    return await run_in_threadpool(_parse_body, data, schema)
+
+
+def _parse_body(data: bytearray, schema):
     try:
         raw = json.loads(data)
     except (ValueError, RecursionError) as error:
@@ -344,8 +355,14 @@ async def detokenize(request: Request) -> dict:
     body: DetokenizeRequest = await _read_body(request, DetokenizeRequest)
     if body.model is not None:
         _check_model(body.model, request)
-    _check_token_ids(request, body.tokens, "tokens")
-    return {"prompt": request.app.state.generator.tokenizer.decode(body.tokens)}
+    if len(body.tokens) <= INLINE_PROMPT_IDS:
+        return {"prompt": _detokenized(request, body.tokens)}
+    return {"prompt": await run_in_threadpool(_detokenized, request, body.tokens)}
+
+
+def _detokenized(request: Request, ids: list[int]) -> str:
+    _check_token_ids(request, ids, "tokens")
+    return request.app.state.generator.tokenizer.decode(ids)
 
 
 @router.get("/tokenizer_info")
@@ -412,9 +429,6 @@ class _Conversation:
             self.taken = None
 
 
-INLINE_PROMPT_CHARS = 20_000  # shorter prompts are tokenized on the event loop: a thread hop costs more
-
-
 async def _prepare_soon(request: Request, text: str, conversation_id: str | None, with_offsets: bool = False) -> _Prompt:
     if len(text) <= INLINE_PROMPT_CHARS:
         return _prepare(request, text, conversation_id, with_offsets)
@@ -451,6 +465,12 @@ async def _completion_prompt(request: Request, prompt: str | list[int], echo: bo
     like a text, unless they begin with it (EOT_ID): then they are read as they are."""
     if isinstance(prompt, str):
         return await _prepare_soon(request, prompt, None, with_offsets)
+    if len(prompt) <= INLINE_PROMPT_IDS:
+        return _token_id_prompt(request, prompt, echo, with_offsets)
+    return await run_in_threadpool(_token_id_prompt, request, prompt, echo, with_offsets)
+
+
+def _token_id_prompt(request: Request, prompt: list[int], echo: bool, with_offsets: bool) -> _Prompt:
     _check_token_ids(request, prompt, "prompt")
     ids = torch.tensor(prompt, dtype=torch.long)
     read_ids = ids if prompt[0] == EOT_ID else torch.cat([torch.tensor([EOT_ID]), ids])
