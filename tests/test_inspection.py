@@ -259,11 +259,12 @@ def test_inspect_writes_a_self_contained_report(run_cli, trained_run, tmp_path):
     assert "inside_quotes" in result.out and "memory, layer 1" in result.out
     page = (tmp_path / "out" / "report.html").read_text()
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing loaded from elsewhere
-    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1))
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.DOTALL)[1])
     assert "".join(data["pieces"]) == PROMPT
     assert len(data["cells"]) == 64  # both layers' 32 cells fit
     if "matplotlib" in sys.modules or _has_matplotlib():
-        assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.html", "cells.png", "gate_saturation.png", "memory.png"}
+        pictures = {"cells.png", "gate_saturation.png", "memory.png"}
+        assert {path.name for path in (tmp_path / "out").iterdir()} == {"report.html", *pictures}
 
 
 def _has_matplotlib() -> bool:
@@ -301,7 +302,7 @@ def test_a_long_text_is_capped_in_the_report_and_the_values_decode(trained_run, 
     monkeypatch.setattr(report, "MAX_BYTES", 10 * 5 * 7)  # room for 7 cells
     inspection = inspection_of(trained_run, PROMPT)
     page = report.report_html(inspection)
-    data = json.loads(re.search(r'id="data">(.*?)</script>', page, re.S).group(1))
+    data = json.loads(re.search(r'id="data">(.*?)</script>', page, re.DOTALL).group(1))
     assert "".join(data["pieces"]) == PROMPT[:10] and "the first 10 of" in page
     found = [list(key) for key in dict.fromkeys((cell.layer, cell.index) for cell in inspection.cells)]
     assert data["cells"][: len(found)] == found and len(data["cells"]) == max(7, len(found))

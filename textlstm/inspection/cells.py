@@ -67,7 +67,8 @@ def find_cells(recording: Recording, features: list[Feature], per_feature: int =
             off = values <= 0
             held_at = float(recording.cell[layer, off, index].mean()) if off.any() else 0.0
             candidates.append((feature, values > 0, int(layer), int(index), float(r[layer, index]), held_at))
-    changes = nats_change_with_cells_held(recording, [(layer, index, held) for _, _, layer, index, _, held in candidates])
+    holds = [(layer, index, held) for _, _, layer, index, _, held in candidates]
+    changes = nats_change_with_cells_held(recording, holds)
     found = []
     for (feature, on, layer, index, r, held), change in zip(candidates, changes):
         found.append(FoundCell(layer, index, feature.name, r, _bits(change, recording.chars, on),

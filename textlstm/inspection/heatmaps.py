@@ -37,9 +37,13 @@ def write_heatmaps(inspection, folder: str | Path) -> list[Path]:
     for name, draw in (("cells.png", _cells), ("gate_saturation.png", _gate_saturation), ("memory.png", _memory)):
         figure = draw(Figure, inspection)
         if figure is not None:
-            atomic_write(folder / name, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+            atomic_write(folder / name, _figure_writer(figure))
             written.append(folder / name)
     return written
+
+
+def _figure_writer(figure):
+    return lambda path: figure.savefig(path, format="png", dpi=110)
 
 
 def _cells(Figure, inspection):

@@ -41,13 +41,15 @@ def load_model(checkpoint: str | Path | None = None, device: str = "cpu", precis
     default since the text is read one token at a time."""
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
-            raise TextlstmError(f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}")
+            raise TextlstmError(f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), "
+                                f"got {quantize!r}")
         # int8 weights are float32 ones quantized, for the CPU: auto means those
         device, precision = ("cpu" if device == "auto" else device), ("float32" if precision == "auto" else precision)
     device = resolve_device(device)
     precision = training_precision(precision, device)
     if quantize is not None and precision != "float32":
-        raise TextlstmError(f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones")
+        raise TextlstmError(f"give --quantize int8 or --precision {precision}, not both: "
+                            "int8 weights are quantized from float32 ones")
     folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(threads)
@@ -68,7 +70,8 @@ def record_states(text: str, checkpoint: str | Path | None = None, device: str =
     return record(model, tokenizer, text)
 
 
-def find_cells(recording: Recording, regex: tuple[str, ...] | list[str] = (), per_feature: int = PER_FEATURE) -> list[FoundCell]:
+def find_cells(recording: Recording, regex: tuple[str, ...] | list[str] = (),
+               per_feature: int = PER_FEATURE) -> list[FoundCell]:
     """The cells of `recording`'s model that track the built-in features of its text, and one
     feature per regular expression in `regex` (on for its matches): `per_feature` cells each, ranked
     by |R|, with their ablations (textlstm/inspection/cells.py)."""

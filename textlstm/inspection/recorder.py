@@ -98,7 +98,8 @@ def record(model: torch.nn.Module, tokenizer, text: str) -> Recording:
                      np.concatenate(nats, axis=1)[0], model, ids)
 
 
-def nats_change_with_cells_held(recording: Recording, holds: list[tuple[int, int, float]], rows: int = 32) -> np.ndarray:
+def nats_change_with_cells_held(recording: Recording, holds: list[tuple[int, int, float]],
+                                rows: int = 32) -> np.ndarray:
     """How much the loss of each token changes [len(holds), tokens] when the model reads the text
     again with one cell of c held at a value throughout: holds[r] = (layer, cell, value) for row r.
     `rows` at a time, each batch with a row that holds nothing to compare with: a row's result can

@@ -42,13 +42,14 @@ def report_html(inspection) -> str:
         "series": {f"{layer}:{index}": _encoded_series(recording, layer, index, tokens) for layer, index in cells},
         "names": SERIES,
     }
-    shown = f"the first {tokens:,} of {len(recording.ends):,} tokens" if tokens < len(recording.ends) else f"{tokens:,} tokens"
+    total = len(recording.ends)
+    shown = f"the first {tokens:,} of {total:,} tokens" if tokens < total else f"{tokens:,} tokens"
     all_cells = recording.cell.shape[0] * recording.cell.shape[2]
     cells_note = f"{len(cells):,} of {all_cells:,} cells" if len(cells) < all_cells else f"all {all_cells:,} cells"
     return PAGE.format(
         title=html.escape(f"inspection of {inspection.checkpoint}"),
-        summary=html.escape(f"{inspection.checkpoint}: {len(recording.ends):,} tokens, {int(recording.chars.sum()):,} "
-                            f"characters, {recording.bits_per_char:.3f} bits per character. Shown: {shown}, {cells_note}."),
+        summary=html.escape(f"{inspection.checkpoint}: {total:,} tokens, {int(recording.chars.sum()):,} characters, "
+                            f"{recording.bits_per_char:.3f} bits per character. Shown: {shown}, {cells_note}."),
         cells_table=_cells_table(inspection),
         memory_table=_memory_table(inspection),
         data=json.dumps(data).replace("</", "<\\/"),
@@ -89,7 +90,8 @@ def _cells_table(inspection) -> str:
         return "<p>No feature changes over this text, so no cell was ranked.</p>"
     rows = "".join(
         f"<tr><td>{cell.layer}</td><td>{cell.index}</td><td>{html.escape(cell.feature)}</td>"
-        f"<td>{cell.correlation:+.3f}</td><td>{_number(cell.ablation_bits_on)}</td><td>{_number(cell.ablation_bits_off)}</td></tr>"
+        f"<td>{cell.correlation:+.3f}</td><td>{_number(cell.ablation_bits_on)}</td>"
+        f"<td>{_number(cell.ablation_bits_off)}</td></tr>"
         for cell in inspection.cells
     )
     return ("<table><tr><th>layer</th><th>cell</th><th>feature</th><th>R</th><th>ablation: bits/char where on</th>"
@@ -185,7 +187,8 @@ function color(name, value, scale) {{
 }}
 function shade() {{
   const s = series(cellSelect.value), name = seriesSelect.value;
-  scaleNote.textContent = name === "cell" ? "c from -" + s.scale.toFixed(2) + " (blue) to +" + s.scale.toFixed(2) + " (red)" :
+  const scale = s.scale.toFixed(2);
+  scaleNote.textContent = name === "cell" ? "c from -" + scale + " (blue) to +" + scale + " (red)" :
     name === "hidden" ? "h from -1 (blue) to +1 (red)" : "0 (white) to 1 (green)";
   spans.forEach((span, i) => {{ span.style.background = color(name, s[name][i], s.scale); }});
 }}
@@ -195,7 +198,8 @@ text.addEventListener("mousemove", event => {{
   const s = series(cellSelect.value), f = v => v.toFixed(2);
   const [layer, cell] = cellSelect.value.split(":");
   tip.textContent = `token ${{i}} ${{JSON.stringify(data.pieces[i])}}\\nlayer ${{layer}}, cell ${{cell}}\\n` +
-    `input ${{f(s.input[i])}}  forget ${{f(s.forget[i])}}  output ${{f(s.output[i])}}\\nc ${{f(s.cell[i])}}  h ${{f(s.hidden[i])}}`;
+    `input ${{f(s.input[i])}}  forget ${{f(s.forget[i])}}  output ${{f(s.output[i])}}\\n` +
+    `c ${{f(s.cell[i])}}  h ${{f(s.hidden[i])}}`;
   tip.style.left = (event.clientX + 12) + "px";
   tip.style.top = (event.clientY + 12) + "px";
   tip.style.display = "block";

@@ -95,7 +95,8 @@ def trace_gates(
     gates = {name: [] for name in GATE_NAMES} if record else None
     hs, cs = [], []
     for layer in range(model.config.layers):
-        steps = model.layer_gates(layer, x, (state[0][layer], state[1][layer]), None if held is None else held.layer(layer))
+        held_here = None if held is None else held.layer(layer)
+        steps = model.layer_gates(layer, x, (state[0][layer], state[1][layer]), held_here)
         x = torch.stack([step.hidden for step in steps], dim=1).to(dtype)
         hs.append(steps[-1].hidden.to(dtype))
         cs.append(steps[-1].cell.to(dtype))
