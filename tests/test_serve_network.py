@@ -248,6 +248,18 @@ def test_a_kept_conversation_is_its_keys_only_and_another_key_cannot_evict_it(lm
         assert client.get("/metrics.json").json()["conversations_reused"] == 1  # still there for its owner
 
 
+def test_past_the_total_of_kept_conversations_the_least_recently_used_of_any_key_goes(lm):
+    with serving(lm, AccessSettings(api_keys=KEYS), max_conversations_total=1) as client:
+        history = [{"role": "user", "content": "the fox"}]
+        answer = chat(client, "key-one", history, "c")
+        chat(client, "key-two", [{"role": "user", "content": "lazy"}], "c")
+        figures = client.get("/metrics.json").json()
+        assert figures["kept_conversations"] == 1 and figures["conversations_evicted"] == 1
+        history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "the dog"}]
+        chat(client, "key-one", history, "c")  # read again from its messages
+        assert client.get("/metrics.json").json()["conversations_reused"] == 0
+
+
 def test_a_request_that_does_not_continue_a_kept_state_leaves_it_kept(lm):
     with serving(lm) as client:
         history = [{"role": "user", "content": "the fox"}]

@@ -515,6 +515,12 @@ class ServeSettings:
         "the least recently used go first.",
         allowed=NOT_NEGATIVE,
     )
+    max_conversations_total: int = setting(
+        10_000,
+        help="Conversation states kept in all, every API key's together; beyond this the least recently used "
+        "of any key goes first.",
+        allowed=NOT_NEGATIVE,
+    )
     max_sequences: int = setting(
         4096, help="Sequences generated at once, all requests together; beyond this a request gets 429.",
         allowed=POSITIVE,

@@ -106,7 +106,7 @@ def _attach_model(app: FastAPI, generator: TextGenerator, settings: ServeSetting
     app.state.generator = generator
     app.state.token_names = TokenNames(generator.tokenizer)
     app.state.settings = settings
-    app.state.store = ConversationStore(settings.max_conversations)
+    app.state.store = ConversationStore(settings.max_conversations, settings.max_conversations_total)
     app.state.quota = KeyQuota(settings.max_sequences_per_key)
 
 

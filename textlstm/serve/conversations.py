@@ -16,9 +16,11 @@ once it is admitted (the request in flight owns it then), and puts it back if it
 answer (refused by the engine, failed, stopped, or its client left): only an answer replaces it.
 
 Conversations belong to a client: the number of the API key a request came with (None when the
-server asks for none). A client's ids are its own; it finds, replaces and evicts only its own
-conversations, each client up to the store's capacity, and a request whose text does not continue
-a kept state leaves that state where it is (the answer it gets then replaces it).
+server asks for none). A client's ids are its own; it finds and replaces only its own conversations,
+and a request whose text does not continue a kept state leaves that state where it is (the answer it
+gets then replaces it). The store keeps up to a number of states for each client and up to a number
+in all: past a client's own bound its least recently used state goes, past the total the least
+recently used of any client.
 """
 
 from __future__ import annotations
@@ -55,12 +57,13 @@ class KeptState:
 
 
 class ConversationStore:
-    """Up to `capacity` conversation states for each client, by id, its least recently used evicted
-    first. Thread-safe."""
+    """Up to `per_client` conversation states for each client, by id, and up to `total` in all, the
+    least recently used evicted first. Thread-safe."""
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._kept: dict[int | None, OrderedDict[str, KeptState]] = {}
+    def __init__(self, per_client: int, total: int):
+        self.per_client, self.total = per_client, total
+        self._kept: dict[int | None, OrderedDict[str, KeptState]] = {}  # each client's, least recently used first
+        self._order: OrderedDict[tuple[int | None, str], None] = OrderedDict()  # every client's, the same way
         self._lock = threading.Lock()
         self.counters = {"reused": 0, "rebuilt": 0, "evicted": 0}
 
@@ -77,9 +80,8 @@ class ConversationStore:
         """`found` taken out, if it is still what is kept for the conversation: the request now admitted
         owns it. None when there is nothing to take (the conversation is read again from its text)."""
         with self._lock:
-            own = self._kept.get(client, {})
-            if found is not None and own.get(conversation_id) is found:
-                del own[conversation_id]
+            if found is not None and self._kept.get(client, {}).get(conversation_id) is found:
+                self._remove(client, conversation_id)
                 self.counters["reused"] += 1
                 return found
             self.counters["rebuilt"] += 1
@@ -101,10 +103,24 @@ class ConversationStore:
         own = self._kept.setdefault(client, OrderedDict())
         own[conversation_id] = kept
         own.move_to_end(conversation_id)
-        while len(own) > self.capacity:
-            own.popitem(last=False)
-            self.counters["evicted"] += 1
+        self._order[(client, conversation_id)] = None
+        self._order.move_to_end((client, conversation_id))
+        while len(own) > self.per_client:
+            self._evict(client, next(iter(own)))
+        while len(self._order) > self.total:
+            self._evict(*next(iter(self._order)))
+
+    def _evict(self, client: int | None, conversation_id: str) -> None:
+        self._remove(client, conversation_id)
+        self.counters["evicted"] += 1
+
+    def _remove(self, client: int | None, conversation_id: str) -> None:
+        own = self._kept[client]
+        del own[conversation_id]
+        if not own:
+            del self._kept[client]
+        del self._order[(client, conversation_id)]
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(len(own) for own in self._kept.values())
+            return len(self._order)
