@@ -184,7 +184,9 @@ def nested(rng: random.Random, depth: int) -> str:
 
 def test_a_small_char_model_grows_a_quote_cell_that_ablation_confirms():
     """1 x 64, 300 steps of Adam on 30,000 characters (seed 0). Measured: the best "inside_quotes"
-    cell has |R| 0.85 and its ablation costs 0.26 bits/char inside quotes against 0.015 outside."""
+    cell has |R| 0.85 and its ablation costs 0.26 bits/char inside quotes against 0.015 outside.
+    Holding the cell next to it instead (at the same value) costs 0.07 inside and 0.05 outside:
+    anything held costs a little more inside quotes, where the text is harder, hence the margin."""
     text = synthetic_text(random.Random(0), 30_000)
     tokenizer = build_tokenizer("char", [text])
     ids = torch.tensor(tokenizer.encode(text))
@@ -202,7 +204,8 @@ def test_a_small_char_model_grows_a_quote_cell_that_ablation_confirms():
     held_out = synthetic_text(random.Random(100), 2_000)
     recording = record(model.eval(), tokenizer, held_out)
     cells = [cell for cell in find_cells(recording, text_features(held_out)) if cell.feature == "inside_quotes"]
-    assert any(abs(cell.correlation) >= 0.8 and cell.ablation_bits_on > cell.ablation_bits_off for cell in cells), cells
+    assert any(abs(cell.correlation) >= 0.8 and cell.ablation_bits_on > max(0.1, 5 * cell.ablation_bits_off)
+               for cell in cells), cells
 
 
 # --- the command and the Python API, on a model trained by `textlstm train` -----------------------
