@@ -27,7 +27,7 @@ from textlstm.model.gates import HeldCells, trace_gates
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.quantized import quantize_int8
 
-from conftest import TINY_MODEL, small_model
+from conftest import TINY_MODEL, small_model, tiny_char_model
 
 CELLS = {"lstm": {}, "mogrifier": {"cell": "mogrifier", "mogrifier_rounds": 3}}
 
@@ -142,6 +142,15 @@ def test_correlation_is_signed_and_a_constant_cell_has_none():
     r = correlations(cell, feature)
     assert r[0, :3] == pytest.approx([1.0, -1.0, 0.0])
     assert abs(r[0, 3]) < 1
+
+
+def test_a_feature_on_at_every_token_finds_cells_without_an_ablation():
+    """No newline: the position in the line is above 0 everywhere, so there is no mean where it is off."""
+    model, tokenizer, _ = tiny_char_model()
+    text = "the quick brown fox"
+    cells = find_cells(record(model, tokenizer, text), [f for f in text_features(text) if f.name == "line_position"])
+    assert len(cells) == 3 and all(cell.ablation_bits_on is None and cell.held_at is None for cell in cells)
+    assert abs(cells[0].correlation) > 0
 
 
 def test_time_constants_come_from_the_mean_forget_gate():

@@ -33,7 +33,7 @@ class FoundCell:
     correlation: float  # R of c with the feature
     ablation_bits_on: float | None  # None when no prediction falls on that side
     ablation_bits_off: float | None
-    held_at: float  # the value c was held at: its mean where the feature is off
+    held_at: float | None  # the value c was held at: its mean where the feature is off
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "index": self.index, "feature": self.feature, "correlation": self.correlation,
@@ -55,24 +55,29 @@ def correlations(cell: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def find_cells(recording: Recording, features: list[Feature], per_feature: int = PER_FEATURE) -> list[FoundCell]:
     """The `per_feature` cells of highest |R| for each feature that changes over the recorded tokens,
-    each with its ablation; all ranked by |R|. A feature constant over the tokens finds none."""
+    each with its ablation; all ranked by |R|. A feature constant over the tokens finds none; one
+    that is on at every token gives no ablation (None), having no mean where it is off."""
     candidates = []
     for feature in features:
         values = feature.per_token(recording.ends)
         if values.min() == values.max():
             continue
         r = correlations(recording.cell, values)
+        off = values <= 0
         for flat in np.argsort(-np.abs(r), axis=None)[:per_feature]:
-            layer, index = np.unravel_index(flat, r.shape)
-            off = values <= 0
-            held_at = float(recording.cell[layer, off, index].mean()) if off.any() else 0.0
-            candidates.append((feature, values > 0, int(layer), int(index), float(r[layer, index]), held_at))
-    holds = [(layer, index, held) for _, _, layer, index, _, held in candidates]
-    changes = nats_change_with_cells_held(recording, holds)
+            layer, index = (int(i) for i in np.unravel_index(flat, r.shape))
+            held_at = float(recording.cell[layer, off, index].mean()) if off.any() else None
+            candidates.append((feature.name, ~off, layer, index, float(r[layer, index]), held_at))
+    ablated = [candidate for candidate in candidates if candidate[5] is not None]
+    changes = nats_change_with_cells_held(recording, [(layer, index, held) for _, _, layer, index, _, held in ablated])
+    change_of = {id(candidate): change for candidate, change in zip(ablated, changes)}
     found = []
-    for (feature, on, layer, index, r, held), change in zip(candidates, changes):
-        found.append(FoundCell(layer, index, feature.name, r, _bits(change, recording.chars, on),
-                               _bits(change, recording.chars, ~on), held))
+    for candidate in candidates:
+        name, on, layer, index, r, held = candidate
+        change = change_of.get(id(candidate))
+        bits_on, bits_off = (None, None) if change is None else (_bits(change, recording.chars, on),
+                                                                 _bits(change, recording.chars, ~on))
+        found.append(FoundCell(layer, index, name, r, bits_on, bits_off, held))
     return sorted(found, key=lambda cell: -abs(cell.correlation))
 
 
