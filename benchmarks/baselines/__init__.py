@@ -1,0 +1,1 @@
+"""The held-out benchmark's baselines written from their authors' published code (see README.md here)."""
