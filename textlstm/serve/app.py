@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from textlstm.config import SamplingOptions, ServeSettings  # ServeSettings: also imported from here
 from textlstm.generation.generator import TextGenerator
@@ -214,10 +215,13 @@ async def _read_body(request: Request, schema):
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body is over the limit of {limit} bytes")
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise APIError(413, f"the request body is over the limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                raise APIError(413, f"the request body is over the limit of {limit} bytes")
+    except ClientDisconnect:  # or the server closed its connection as it stopped: the answer goes nowhere
+        raise APIError(400, "the client left before it sent the whole request body") from None
     if len(data) <= INLINE_BODY_BYTES:
         return _parse_body(data, schema)
     return await run_in_threadpool(_parse_body, data, schema)

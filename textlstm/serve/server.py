@@ -2,11 +2,16 @@
 
 Binding first turns "address in use" into one clear error and lets port 0 pick a free port (the
 tests do). Stopping ends the engine first, so every open stream gets its last event at once and
-uvicorn's graceful shutdown does not wait for answers that would run for minutes.
+uvicorn's graceful shutdown does not wait for answers that would run for minutes. A connection
+still open GRACEFUL_SECONDS later (a client that sends its body or reads its answer slowly, or not
+at all) is closed, at once after a second Ctrl-C (`force_stop`): its request then ends as if its
+client had left. uvicorn's own ways, cancelling such a request's task or a forced exit that skips
+the app's shutdown, log the cancellation as a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -24,10 +29,12 @@ class RunningServer:
         self.socket = _bind(host, port)
         bound_host, self.port = self.socket.getsockname()[:2]
         self.url = f"http://{_url_host(bound_host)}:{self.port}"
+        # uvicorn's own limit, after which it cancels the requests left, is never reached: _Server closes
+        # their connections first.
         config = uvicorn.Config(
-            app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=GRACEFUL_SECONDS
+            app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=4 * GRACEFUL_SECONDS
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, name="textlstm-http", daemon=True)
 
     def start(self, timeout: float = 60.0) -> RunningServer:
@@ -49,7 +56,8 @@ class RunningServer:
         self.socket.close()
 
     def force_stop(self) -> None:
-        self._server.force_exit = True
+        """Close every connection now rather than GRACEFUL_SECONDS after the stop."""
+        self._server.close_connections_soon()
 
     @property
     def running(self) -> bool:
@@ -60,6 +68,35 @@ class RunningServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose stop closes the connections still open GRACEFUL_SECONDS after it."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        closing = asyncio.get_running_loop().call_later(GRACEFUL_SECONDS, self._close_connections)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            closing.cancel()
+
+    def close_connections_soon(self) -> None:
+        """From any thread."""
+        try:
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._close_connections)
+        except RuntimeError:  # the loop has closed: nothing is open
+            pass
+
+    def _close_connections(self) -> None:
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()  # close() would wait to send what a client does not read
 
 
 def _bind(host: str, port: int) -> socket.socket:
