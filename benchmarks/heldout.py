@@ -9,8 +9,12 @@ Corpora: benchmarks/heldout_corpora.py (built under --data first if missing). Sy
     textlstm          python -m textlstm train --dataset FOLDER --max-minutes M --threads 1 --output DIR
                       (its defaults otherwise), then python -m textlstm eval --checkpoint DIR --split test
                       --precision float32 --json
-    word-lstm         benchmarks/baseline_word_lstm.py (the classic 2-layer word LSTM recipe)
+    word-lstm         benchmarks/baseline_word_lstm.py (the classic 2-layer word LSTM recipe, 10,000 words)
     char-transformer  benchmarks/baseline_transformer.py (nanoGPT's shakespeare_char CPU setting)
+    word-closed       python -m benchmarks.baselines.word_lstm --vocabulary closed: PyTorch's
+                      word_language_model example as its main.py trains it, its dictionary over all splits
+    word-open         the same with --vocabulary open: the training words, <unk> for the rest, an unknown
+                      test word's spelling paid under a character 7-gram model (benchmarks/baselines/)
     NAME              each --textlstm-args NAME="ARGS": textlstm train with ARGS added
 
 A variant with --tokenizer word does not compare: textlstm eval charges a word its tokenizer does
@@ -46,7 +50,11 @@ from heldout_corpora import CORPORA, DEFAULT_OUT, SPLITS, build  # noqa: E402
 from textlstm.hardware.device import device_name  # noqa: E402
 
 BASELINES = {"word-lstm": "baseline_word_lstm.py", "char-transformer": "baseline_transformer.py"}
-SYSTEMS = ("textlstm", *BASELINES)
+MODULE_BASELINES = {  # run as python -m MODULE ARGS from the repository root
+    "word-closed": ["benchmarks.baselines.word_lstm", "--vocabulary", "closed"],
+    "word-open": ["benchmarks.baselines.word_lstm", "--vocabulary", "open"],
+}
+SYSTEMS = ("textlstm", *BASELINES, *MODULE_BASELINES)
 DEFAULT_WORK = Path("~/.cache/textlstm/heldout-runs").expanduser()
 DEFAULT_RESULTS = BENCHMARKS / "results" / "heldout.json"
 
@@ -64,9 +72,12 @@ def job_environment() -> dict[str, str]:
 def commands_for(system: str, extra_args: list[str], folder: Path, minutes: float, run_dir: Path) -> list[list[str]]:
     """The commands of one job, run one after another; the last one prints the result JSON."""
     python = sys.executable
+    baseline_args = ["--data", str(folder), "--minutes", f"{minutes:g}", "--out", str(run_dir / "result.json")]
     if system in BASELINES:
-        script = str(BENCHMARKS / BASELINES[system])
-        return [[python, script, "--data", str(folder), "--minutes", f"{minutes:g}", "--out", str(run_dir / "result.json")]]
+        return [[python, str(BENCHMARKS / BASELINES[system]), *baseline_args]]
+    if system in MODULE_BASELINES:
+        module, *args = MODULE_BASELINES[system]
+        return [[python, "-m", module, *args, *baseline_args]]
     train = [python, "-m", "textlstm", "train", "--dataset", str(folder), "--max-minutes", f"{minutes:g}",
              "--threads", "1", "--output", str(run_dir / "checkpoint"), "--overwrite", *extra_args]
     score = [python, "-m", "textlstm", "eval", "--checkpoint", str(run_dir / "checkpoint"), "--split", "test",
