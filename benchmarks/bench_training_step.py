@@ -31,15 +31,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from textlstm.data.batchers import DocumentBatcher, StreamBatcher
+from textlstm.data.batchers import StreamBatcher
 from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import training_precision
-from textlstm.hardware.threads import use_threads
 from textlstm.training import distributed
-from textlstm.training.optimizer import build_optimizer
 from textlstm.training.schedule import learning_rate
 from textlstm.training.step import StepOutcome, TrainingStep
-from textlstm.training.trainer import RunData, build_model, make_batcher, step_limit
+from textlstm.training.trainer import RunData, batch_at, build_training, step_limit
 
 
 @dataclass(frozen=True)
@@ -84,30 +82,17 @@ class TrainerSteps:
 
     @classmethod
     def on_ids(cls, config: RunConfig, ids: np.ndarray) -> TrainerSteps:
-        """Set up as the trainer sets up a new run (its model, threads, random streams, optimizer and
-        batcher), on token ids below config.model.vocab_size instead of a corpus."""
-        train = config.train
-        device = distributed.local_device(resolve_device(train.device))
-        precision = training_precision(train.precision, device)
+        """Set up as the trainer sets up a new run (training.trainer.build_training), on token ids below
+        config.model.vocab_size instead of a corpus."""
+        device = distributed.local_device(resolve_device(config.train.device))
+        precision = training_precision(config.train.precision, device)
         data = RunData(corpus=None, tokenizer=SimpleNamespace(vocab_size=config.model.vocab_size),
                        splits={"train": SimpleNamespace(ids=ids)}, stream=None)
-        model = build_model(config, data, device)
-        if device.type == "cpu":
-            shape, rows = config.model, train.batch_size // distributed.world_size()
-            use_threads(train.threads, shape.embedding_size, shape.hidden_size, shape.layers, rows, precision)
-        distributed.seed_this_process(train.seed)
-        train_step = TrainingStep(model, build_optimizer(model, train), train, device, precision)
-        batcher = make_batcher(config, data)
+        train_step, batcher = build_training(config, data, device, precision)
         return cls(train_step, batcher, config, step_limit(config, len(batcher)))
 
     def __call__(self) -> StepOutcome:
-        epoch, index = divmod(self.steps, len(self.batcher))
-        if isinstance(self.batcher, DocumentBatcher):
-            inputs, targets, lengths = self.batcher.batch(index, epoch)
-            carried = None
-        else:
-            (inputs, targets), lengths = self.batcher.batch(index), None
-            carried = None if index == 0 else self.state
+        inputs, targets, lengths, carried = batch_at(self.batcher, self.steps, self.state)
         lr = learning_rate(self.steps, self.total_steps, self.config.train)
         outcome = self.train_step(inputs, targets, carried, lengths, lr)
         if math.isfinite(outcome.loss_sum):  # a skipped step leaves the carried state as it was

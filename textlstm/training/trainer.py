@@ -43,7 +43,7 @@ from textlstm.fileio import atomic_write, write_text
 from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import training_precision
 from textlstm.hardware.threads import use_threads
-from textlstm.model.network import LSTMLanguageModel
+from textlstm.model.network import LSTMLanguageModel, State
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import model_card
 from textlstm.runs.new_run import ReplacedRun, check_writable, new_run_folder, prepare_output
@@ -198,6 +198,39 @@ def build_model(config: RunConfig, data: RunData, device: torch.device) -> LSTML
     return model.to(device)
 
 
+def build_training(config: RunConfig, data: RunData, device: torch.device, precision: str,
+                   parent: finetune.Parent | None = None, report: Callable[[str], None] = print,
+                   ) -> tuple[TrainingStep, object]:
+    """A new run's training step (its model, optimizer and --ema weight average) and this process's
+    batches, set up as the trainer sets them up: the weights seeded by --seed (or the parent's), the CPU
+    threads for the shape, each process's own random stream."""
+    train = config.train
+    model = build_model(config, data, device)
+    if parent is not None:
+        step = parent.load_weights(model)
+        report(f"fine-tuning {parent.folder} (its weights from step {step:,}): new optimizer and schedule")
+    if device.type == "cpu":
+        shape, rows = config.model, train.batch_size // distributed.world_size()  # this process's rows of each batch
+        use_threads(train.threads, shape.embedding_size, shape.hidden_size, shape.layers, rows, precision)
+    distributed.seed_this_process(train.seed)
+    average = WeightAverage(model, train.ema) if train.ema else None
+    step = TrainingStep(model, build_optimizer(model, train), train, device, precision, average)
+    return step, make_batcher(config, data)
+
+
+def batch_at(batcher, step: int, carried: State | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                                                State | None]:
+    """Inputs, targets and (document windows) lengths of the batch of `step`, and the LSTM state it
+    starts from: for stream batching the one `carried` from the batch before (none where a pass begins),
+    for document windows none."""
+    epoch, index = divmod(step, len(batcher))
+    if isinstance(batcher, DocumentBatcher):
+        inputs, targets, lengths = batcher.batch(index, epoch)
+        return inputs, targets, lengths, None
+    inputs, targets = batcher.batch(index)
+    return inputs, targets, None, None if index == 0 else carried
+
+
 def step_limit(config: RunConfig, steps_per_epoch: int) -> float:
     """The step the run ends at by --max-steps or --epochs; inf: a time budget alone (--max-minutes)."""
     train = config.train
@@ -260,20 +293,9 @@ class Trainer:
                 "this process built another tokenizer than process 0: put TEXTLSTM_CACHE on storage "
                 "that every machine shares, so all processes read the one process 0 built"
             )
-        config, train = self.config, self.config.train
-        model = build_model(config, self.data, self.device)
-        if parent is not None:
-            step = parent.load_weights(model)
-            self.reporter.message(f"fine-tuning {parent.folder} (its weights from step {step:,}): new optimizer and schedule")
-        rows = train.batch_size // distributed.world_size()  # this process's rows of each batch
-        if self.device.type == "cpu":
-            shape = config.model
-            use_threads(train.threads, shape.embedding_size, shape.hidden_size, shape.layers, rows, self.precision)
-        distributed.seed_this_process(train.seed)
-        optimizer = build_optimizer(model, train)
-        average = WeightAverage(model, train.ema) if train.ema else None
-        batcher = make_batcher(config, self.data)
-        train_step = TrainingStep(model, optimizer, train, self.device, self.precision, average)
+        config = self.config
+        train_step, batcher = build_training(config, self.data, self.device, self.precision, parent, self.reporter.message)
+        model, optimizer, average = train_step.model, train_step.optimizer, train_step.average
         if saved is None:
             return model, optimizer, average, batcher, train_step, RunState(spent_before=planning_seconds)
         try:
@@ -361,14 +383,8 @@ class Trainer:
         """The next batch, at the schedule's learning rate; the LSTM state carried from the batch before
         (stream batching; a new epoch starts from a zero state)."""
         state = self.state
-        epoch, index = divmod(state.step, len(self.batcher))
+        inputs, targets, lengths, carried = batch_at(self.batcher, state.step, state.lstm_state)
         lr = learning_rate(state.step, self.total_steps, self.config.train, state.clock)
-        if isinstance(self.batcher, DocumentBatcher):
-            inputs, targets, lengths = self.batcher.batch(index, epoch)
-            carried = None
-        else:
-            (inputs, targets), lengths = self.batcher.batch(index), None
-            carried = None if index == 0 else state.lstm_state
         outcome = self.train_step(inputs, targets, carried, lengths, lr)
         if math.isfinite(outcome.loss_sum):  # a skipped step leaves the carried state as it was
             state.lstm_state = outcome.state
