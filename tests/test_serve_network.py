@@ -365,6 +365,28 @@ def test_a_request_past_its_deadline_is_stopped_and_answered_with_an_error(lm):
         assert wait_until_idle(client)["cancelled"] == 3
 
 
+def test_a_request_running_when_the_engine_stops_gets_503_and_one_that_fails_500(lm, monkeypatch):
+    with serving(lm) as client:
+        answers = []
+        waiting = threading.Thread(target=lambda: answers.append(client.post("/v1/completions", json=LONG)))
+        waiting.start()
+        wait_until(lambda: client.get("/metrics.json").json()["generating"] == 1, "generating")
+        client.app.state.engine.shutdown()
+        waiting.join(WAIT)
+        error = assert_openai_error(answers[0], 503, None)
+        assert error["type"] == "server_error" and "shutting down" in error["message"]
+
+    import textlstm.serve.engine as engine_module
+
+    def failing_with_those_words(*args):
+        raise RuntimeError("not shutting down: failing")
+
+    monkeypatch.setattr(engine_module, "filtered_scores", failing_with_those_words)
+    with serving(lm) as client:
+        error = assert_openai_error(client.post("/v1/completions", json=GOOD), 500, None)
+        assert error["type"] == "server_error" and "not shutting down: failing" in error["message"]
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 

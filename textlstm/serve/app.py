@@ -44,7 +44,9 @@ from textlstm.config import SamplingOptions, ServeSettings  # ServeSettings: als
 from textlstm.generation.generator import TextGenerator
 from textlstm.model.network import State
 from textlstm.serve.conversations import ConversationStore, KeptState, conversation_text
-from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece, TokenScores
+from textlstm.serve.engine import (
+    Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, ShutDown, TextPiece, TokenScores,
+)
 from textlstm.serve.errors import APIError, error_body
 from textlstm.serve.limits import KeyQuota, check_request_size
 from textlstm.serve.logprobs import ChoiceTokens, TokenNames, prompt_text_and_offsets
@@ -506,6 +508,15 @@ class _TimedOut(Failed):
     """The request ran past ServeSettings.request_timeout: its sequences were stopped."""
 
 
+def _failure_error(failure: Failed) -> APIError:
+    """The error a request gets when one of its sequences failed."""
+    if isinstance(failure, _TimedOut):
+        return APIError(504, failure.message, type="server_error", code="request_timeout")
+    if isinstance(failure, ShutDown):
+        return APIError(503, failure.message, type="server_error")
+    return APIError(500, failure.message, type="server_error")
+
+
 class _Run:
     """The choices of one request in the engine; their events arrive on an asyncio queue.
 
@@ -621,7 +632,8 @@ async def _stream(run: _Run, reply: _Reply, include_usage: bool):
             for index in sorted(texts.keys() | reasons.keys() | scored):
                 yield reply.chunk_event(index, texts.get(index, ""), reasons.get(index))
             if failure is not None:
-                yield _event(error_body(failure.message, "server_error"))
+                error = _failure_error(failure)
+                yield _event(error_body(error.message, error.type))
                 return
         if include_usage:
             yield _event(reply.usage_chunk(completion_tokens))
@@ -658,11 +670,8 @@ async def _collect(request: Request, run: _Run, reply: _Reply):
                 elif isinstance(event, Finished):
                     reasons[index] = event.reason
                     completion_tokens += event.completion_tokens
-                elif isinstance(event, _TimedOut):
-                    raise APIError(504, event.message, type="server_error", code="request_timeout")
                 else:
-                    status = 503 if "shutting down" in event.message else 500
-                    raise APIError(status, event.message, type="server_error")
+                    raise _failure_error(event)
     finally:
         run.cancel()
     # As a JSONResponse: returned as a dict, FastAPI would first copy it through jsonable_encoder,

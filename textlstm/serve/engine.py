@@ -69,7 +69,14 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
+    """The sequence ended before it finished, in an error of the engine's: `message` says which."""
+
     message: str
+
+
+@dataclass(frozen=True)
+class ShutDown(Failed):
+    """The engine is shutting down: every sequence still running ends with this."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,7 @@ class Engine:
         return Handle(sequence)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """End every sequence with Failed("server is shutting down") and stop the thread."""
+        """End every sequence with ShutDown("server is shutting down") and stop the thread."""
         with self._lock:
             self._stopping = True
         self._incoming.put(None)  # wakes the loop if it waits for work
@@ -208,7 +215,7 @@ class Engine:
             while True:
                 self._admit(wait=not (self._reading or self._batch.sequences))
                 if self._stopping:
-                    self._end_everything("server is shutting down")
+                    self._end_everything(ShutDown("server is shutting down"))
                     return
                 self._drop_cancelled()
                 try:  # each sequence's own failure ends it alone (_isolated); this is for the engine's own bugs
@@ -216,7 +223,7 @@ class Engine:
                     self._generate_step()
                 except Exception as error:
                     log.exception("engine step failed")
-                    self._end_everything(f"internal error: {type(error).__name__}: {error}")
+                    self._end_everything(Failed(f"internal error: {type(error).__name__}: {error}"))
                 self._flush()
 
     def _admit(self, wait: bool) -> None:
@@ -457,10 +464,10 @@ class Engine:
             self._live -= 1
         self.counters[outcome] += 1
 
-    def _end_everything(self, message: str) -> None:
+    def _end_everything(self, event: Failed) -> None:
         for sequence in [*self._reading, *self._batch.sequences, *self._take_incoming()]:
             if not sequence.cancelled:
-                self._outbox.append((sequence.request.on_event, Failed(message)))
+                self._outbox.append((sequence.request.on_event, event))
             self._retire(sequence, "failed")
         self._reading = []
         self._batch = _Batch(self.device)
