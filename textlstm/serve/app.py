@@ -607,36 +607,22 @@ async def _stream(run: _Run, reply: _Reply, include_usage: bool):
 
     An echoed prompt comes first: with logprobs, in the chunk that carries its tokens, once it is read.
     """
-    completion_tokens = 0
+    choices = _ChoiceEvents(reply, run.size)
     try:
-        for index in range(run.size):
-            if reply.chat:
+        if reply.chat:
+            for index in range(run.size):
                 yield _event(reply.chunk(index, None, None, role=True))
-            elif reply.echo and reply.tokens is None:
-                yield reply.chunk_event(index, reply.prompt_texts[index], None)
+        for index, text in choices.opening().items():
+            yield _event(reply.chunk(index, text, None))
         while run.open:
-            texts, reasons, scored, failure = {}, {}, set(), None
-            for index, event in await run.next_events():
-                if isinstance(event, TextPiece):
-                    texts[index] = texts.get(index, "") + event.text
-                elif isinstance(event, TokenScores):
-                    if event.prompt:  # before any text of this choice
-                        texts[index] = reply.prompt_texts[index]
-                    reply.tokens[index].take(event)
-                    scored.add(index)
-                elif isinstance(event, Finished):
-                    reasons[index] = event.reason
-                    completion_tokens += event.completion_tokens
-                else:
-                    failure = event
-            for index in sorted(texts.keys() | reasons.keys() | scored):
-                yield reply.chunk_event(index, texts.get(index, ""), reasons.get(index))
-            if failure is not None:
-                error = _failure_error(failure)
+            for index, text, reason in choices.add(await run.next_events()):
+                yield _event(reply.chunk(index, text, reason))
+            if choices.failure is not None:
+                error = _failure_error(choices.failure)
                 yield _event(error_body(error.message, error.type))
                 return
         if include_usage:
-            yield _event(reply.usage_chunk(completion_tokens))
+            yield _event(reply.usage_chunk(choices.completion_tokens))
         yield "data: [DONE]\n\n"
     finally:
         run.cancel()  # the client left, or all ended (then this does nothing)
@@ -647,9 +633,8 @@ def _event(data: dict) -> str:
 
 
 async def _collect(request: Request, run: _Run, reply: _Reply):
-    texts = [[reply.prompt_texts[i]] if reply.echo else [] for i in range(run.size)]
-    reasons = [None] * run.size
-    completion_tokens = 0
+    choices = _ChoiceEvents(reply, run.size)
+    choices.opening()
     loop = asyncio.get_running_loop()
     next_check = loop.time() + DISCONNECT_POLL_SECONDS
     try:
@@ -662,21 +647,59 @@ async def _collect(request: Request, run: _Run, reply: _Reply):
                 if await request.is_disconnected():
                     return Response(status_code=499)  # nobody reads it: the client left
                 next_check = loop.time() + DISCONNECT_POLL_SECONDS
-            for index, event in events:
-                if isinstance(event, TextPiece):
-                    texts[index].append(event.text)
-                elif isinstance(event, TokenScores):
-                    reply.tokens[index].take(event)
-                elif isinstance(event, Finished):
-                    reasons[index] = event.reason
-                    completion_tokens += event.completion_tokens
-                else:
-                    raise _failure_error(event)
+            choices.add(events)
+            if choices.failure is not None:
+                raise _failure_error(choices.failure)
     finally:
         run.cancel()
     # As a JSONResponse: returned as a dict, FastAPI would first copy it through jsonable_encoder,
     # slow on a scored text's thousands of logprobs entries; the bytes sent are the same.
-    return JSONResponse(reply.whole(["".join(t) for t in texts], reasons, completion_tokens))
+    return JSONResponse(reply.whole(["".join(t) for t in choices.texts], choices.reasons, choices.completion_tokens))
+
+
+class _ChoiceEvents:
+    """The engine's events for the choices of one request, gathered: each choice's text so far and
+    its finish reason, its tokens (into the reply's ChoiceTokens), the tokens generated, and the
+    failure that ends the request. The stream sends what each batch of events adds; the whole reply
+    is what they add up to."""
+
+    def __init__(self, reply: _Reply, size: int):
+        self.reply = reply
+        self.texts: list[list[str]] = [[] for _ in range(size)]
+        self.reasons: list[str | None] = [None] * size
+        self.completion_tokens = 0
+        self.failure: Failed | None = None
+
+    def opening(self) -> dict[int, str]:
+        """The text of each choice before any event: its echoed prompt, unless that comes with its
+        tokens (with logprobs), once the prompt is read."""
+        if not self.reply.echo or self.reply.tokens is not None:
+            return {}
+        for texts, prompt in zip(self.texts, self.reply.prompt_texts):
+            texts.append(prompt)
+        return dict(enumerate(self.reply.prompt_texts))
+
+    def add(self, events: list[tuple[int | None, object]]) -> list[tuple[int, str, str | None]]:
+        """Take a batch of events: (choice, its new text, its finish reason if it has just finished) for
+        each choice they were about, in order. A failure is kept in `failure`."""
+        added: dict[int, list[str]] = {}
+        for index, event in events:
+            if isinstance(event, TextPiece):
+                added.setdefault(index, []).append(event.text)
+            elif isinstance(event, TokenScores):
+                self.reply.tokens[index].take(event)
+                texts = added.setdefault(index, [])
+                if event.prompt:  # before any text of the choice: its echoed prompt comes with them
+                    texts.append(self.reply.prompt_texts[index])
+            elif isinstance(event, Finished):
+                added.setdefault(index, [])
+                self.reasons[index] = event.reason
+                self.completion_tokens += event.completion_tokens
+            else:
+                self.failure = event
+        for index, texts in added.items():
+            self.texts[index] += texts
+        return [(index, "".join(added[index]), self.reasons[index]) for index in sorted(added)]
 
 
 @dataclass
@@ -692,7 +715,6 @@ class _Reply:
     created: int = field(default_factory=lambda: int(time.time()))
     prompt_texts: list[str] = field(default_factory=list)  # of each choice
     tokens: list[ChoiceTokens] | None = None  # of each choice, with logprobs
-    _event_head: str | None = None
 
     def follow(self, jobs: list[_Job], names: TokenNames) -> None:
         """Get ready for the choices of `jobs`."""
@@ -727,20 +749,6 @@ class _Reply:
         delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
         logprobs = None if role else self._logprobs(index)
         return self._envelope("chat.completion.chunk", [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}])
-
-    def chunk_event(self, index: int, text: str, reason: str | None) -> str:
-        """`_event(self.chunk(index, text, reason))`, built faster: one per sequence per step under load."""
-        if self.tokens is not None:
-            return _event(self.chunk(index, text, reason))
-        if self._event_head is None:
-            kind = "chat.completion.chunk" if self.chat else "text_completion"
-            self._event_head = "data: " + json.dumps(self._envelope(kind, []), ensure_ascii=False)[:-3] + '[{"index": '
-        if self.chat:
-            delta = f'{{"content": {json.dumps(text, ensure_ascii=False)}}}' if text else "{}"
-            body = f'"delta": {delta}'
-        else:
-            body = f'"text": {json.dumps(text, ensure_ascii=False)}'
-        return f'{self._event_head}{index}, {body}, "logprobs": null, "finish_reason": {json.dumps(reason)}}}]}}\n\n'
 
     def usage(self, completion_tokens: int) -> dict:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": self.prompt_tokens + completion_tokens}
