@@ -1,19 +1,14 @@
-"""The training step the speed benchmarks time (benchmarks/bench_training_step.py) is the trainer's own and runs."""
+"""The training step the speed benchmarks time (benchmarks/speed/training_step.py) is the trainer's own and runs."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from bench_training_step import Shape, textlstm_step  # noqa: E402
-
-from textlstm.training.step import TrainingStep  # noqa: E402
+from benchmarks.speed.training_step import Shape, main, textlstm_step
+from textlstm.training.step import TrainingStep
 
 
 def test_the_benchmarked_step_is_the_trainers_training_step_and_trains_the_model():
@@ -31,8 +26,6 @@ def test_the_benchmarked_step_is_the_trainers_training_step_and_trains_the_model
 
 
 def test_the_script_writes_tokens_per_second_of_each_precision_and_the_baseline(tmp_path):
-    from bench_training_step import main
-
     output = tmp_path / "steps.json"
     main(["--device", "cpu", "--shapes", "tiny", "--warmup", "1", "--steps", "2", "--output", str(output)])
     measured = json.loads(output.read_text())["shapes"]["tiny"]

@@ -1,5 +1,5 @@
 """On a CUDA GPU: training in each precision, `auto`'s choice, resume of the loss scale, evaluation
-and generation. Marked `cuda` and skipped without a GPU; benchmarks/gpu_check.sh runs them.
+and generation. Marked `cuda` and skipped without a GPU; benchmarks/speed/gpu_check.sh runs them.
 
 They train on the built-in corpus, so they need no files beside the repository.
 """

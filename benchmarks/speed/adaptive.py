@@ -18,13 +18,11 @@ import os
 import platform
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.speed.common import RESULTS, SHAKESPEARE as CORPUS
+
 BATCH, SEQ_LEN, SIZE, VOCAB = 20, 35, 650, 10_000
 
 

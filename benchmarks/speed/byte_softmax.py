@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from textlstm.config import ModelConfig  # noqa: E402
-from textlstm.model.network import LSTMLanguageModel  # noqa: E402
+
+from textlstm.config import ModelConfig
+from textlstm.model.network import LSTMLanguageModel
 
 VOCAB, FIRST_CHAR = 323, 258  # PAD, EOT, 256 bytes, 65 characters
 SHAPES = {

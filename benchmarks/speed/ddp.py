@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-from bench_training_step import TrainerSteps
+from benchmarks.speed.training_step import TrainerSteps
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.training import distributed

@@ -34,8 +34,9 @@ from textlstm.fileio import write_text
 from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 from textlstm.tokens import EOT_ID
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results" / "generate.json"
+from benchmarks.speed.common import REPO, RESULTS as RESULTS_FOLDER
+
+RESULTS = RESULTS_FOLDER / "generate.json"
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
 PROMPT = "ROMEO:\nBut soft, what light"
 SETTINGS = {

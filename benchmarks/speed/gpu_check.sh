@@ -9,10 +9,11 @@
 #     datasets, huggingface_hub, safetensors, rich, click, numpy, pyarrow, pandas; pytest, hypothesis.
 # No network is used. Such a machine may have none, so the packages come from a folder of wheels:
 #
-#   WHEELS=/path/to/wheels bash benchmarks/gpu_check.sh   # pip install --no-index --find-links "$WHEELS" -e .[test]
-#                                                         # (the folder also needs setuptools>=64, which builds the
-#                                                         # editable install; torch too unless it is installed)
-#   bash benchmarks/gpu_check.sh                          # what is installed, with this checkout's textlstm
+#   WHEELS=/path/to/wheels bash benchmarks/speed/gpu_check.sh
+#       pip install --no-index --find-links "$WHEELS" -e .[test] first (the folder also needs setuptools>=64,
+#       which builds the editable install; torch too unless it is installed)
+#   bash benchmarks/speed/gpu_check.sh
+#       what is installed, with this checkout's textlstm
 #
 # Writes gpu_check.log (all it prints), gpu_tests.xml (JUnit) and gpu_training_step.json (tokens/s)
 # to $OUT if set, else benchmarks/results/.
@@ -21,7 +22,7 @@
 
 set -uo pipefail
 
-cd "$(dirname "$0")/.." || exit 3
+cd "$(dirname "$0")/../.." || exit 3
 PYTHON="${PYTHON:-python3}"
 RESULTS="${OUT:-benchmarks/results}"
 BUDGET=570  # seconds for everything, a margin under ten minutes
@@ -108,7 +109,7 @@ tests=$?
 [ "$tests" -eq 124 ] && echo "gpu_check: the tests ran out of time"
 
 section "training steps per second on cuda"
-timeout "$(left 240)" "$PYTHON" benchmarks/bench_training_step.py --device cuda --output "$RESULTS/gpu_training_step.json"
+timeout "$(left 240)" "$PYTHON" -m benchmarks.speed.training_step --device cuda --output "$RESULTS/gpu_training_step.json"
 bench=$?
 [ "$bench" -eq 124 ] && echo "gpu_check: the benchmark ran out of time"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Callable
 
-from bench_training_step import seconds
+from benchmarks.speed.training_step import seconds
 
 
 def interleaved_medians(contenders: dict[str, Callable[[], None]], rounds: int, warmup: int = 2) -> dict[str, float]:

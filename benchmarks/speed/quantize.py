@@ -30,32 +30,28 @@ import argparse
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmark modules
+from benchmarks.speed.common import BENCHMARKS, REPO
+from benchmarks.speed.generate import PROMPT
+from benchmarks.speed.interleaved import interleaved_medians
+from benchmarks.speed.run import CORPUS, machine
+from textlstm.config import DataConfig, ModelConfig, RunConfig, SamplingOptions, TrainConfig
+from textlstm.data.prepare import prepare
+from textlstm.evaluation.scoring import evaluate_split
+from textlstm.generation.generator import TextGenerator, load
+from textlstm.generation.sampler import TokenSampler, make_rng
+from textlstm.model.quantized import QuantizedLanguageModel
+from textlstm.runs.checkpoint import BEST_WEIGHTS, load_config
+from textlstm.training.trainer import train
 
-from bench_generate import PROMPT  # noqa: E402
-from bench_interleaved import interleaved_medians  # noqa: E402
-from run import CORPUS, machine  # noqa: E402
-
-from textlstm.config import DataConfig, ModelConfig, RunConfig, SamplingOptions, TrainConfig  # noqa: E402
-from textlstm.data.prepare import prepare  # noqa: E402
-from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
-from textlstm.generation.generator import TextGenerator, load  # noqa: E402
-from textlstm.generation.sampler import TokenSampler, make_rng  # noqa: E402
-from textlstm.model.quantized import QuantizedLanguageModel  # noqa: E402
-from textlstm.runs.checkpoint import BEST_WEIGHTS, load_config  # noqa: E402
-from textlstm.training.trainer import train  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "quantize.json"
-QUICK_RESULTS = HERE / "results" / "quantize-quick.json"
-REPORT = HERE / "RESULTS.md"
+RESULTS = BENCHMARKS / "results" / "quantize.json"
+QUICK_RESULTS = BENCHMARKS / "results" / "quantize-quick.json"
+REPORT = BENCHMARKS / "RESULTS.md"
 SECTION = "## int8 weights"
 HOLDINGS = {"float32": {}, "bfloat16": {"precision": "bfloat16"}, "int8": {"quantize": "int8"}}
 SHAPES = {"char 2 x 256": 256, "char 2 x 512": 512}
@@ -213,10 +209,10 @@ def main() -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
     section = markdown(results)
     print("\n" + section)
-    print(f"written to {path.relative_to(HERE.parent)}")
+    print(f"written to {path.relative_to(REPO)}")
     if not args.quick:
         put_section(REPORT, section)
-        print(f"and to {REPORT.relative_to(HERE.parent)}, section '{SECTION[3:]}'")
+        print(f"and to {REPORT.relative_to(REPO)}, section '{SECTION[3:]}'")
 
 
 if __name__ == "__main__":

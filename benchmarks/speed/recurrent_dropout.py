@@ -14,14 +14,15 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from textlstm.config import ModelConfig
 from textlstm.model.network import LSTMLanguageModel
 
-RESULTS = Path(__file__).parent / "results" / "recurrent_dropout.json"
+from benchmarks.speed.common import RESULTS as RESULTS_FOLDER
+
+RESULTS = RESULTS_FOLDER / "recurrent_dropout.json"
 
 
 def make_step(dropout: float, recurrent_dropout: float, batch: int, seq_len: int, vocab: int):

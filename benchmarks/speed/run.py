@@ -18,29 +18,22 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmark modules
-
-import bench_generate  # noqa: E402
-from bench_interleaved import interleaved_medians  # noqa: E402
-from bench_peak import matmul_calls  # noqa: E402
-from bench_precision_quality import compare as compare_precision_quality  # noqa: E402
-from bench_report import write_results_md  # noqa: E402
-from bench_tokenize import build_all, encode_all, megabytes_per_second  # noqa: E402
-from bench_training_step import Shape, baseline_step, textlstm_step  # noqa: E402
-
-from textlstm.config import ModelConfig  # noqa: E402
-from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
-from textlstm.generation.generator import TextGenerator  # noqa: E402
-from textlstm.model.network import LSTMLanguageModel  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+from benchmarks.speed import generate as bench_generate
+from benchmarks.speed.common import BENCHMARKS, REPO, RESULTS, SHAKESPEARE as CORPUS
+from benchmarks.speed.interleaved import interleaved_medians
+from benchmarks.speed.peak import matmul_calls
+from benchmarks.speed.precision_quality import compare as compare_precision_quality
+from benchmarks.speed.run_report import write_results_md
+from benchmarks.speed.tokenization import build_all, encode_all, megabytes_per_second
+from benchmarks.speed.training_step import Shape, baseline_step, textlstm_step
+from textlstm.config import ModelConfig
+from textlstm.evaluation.scoring import evaluate_split
+from textlstm.generation.generator import TextGenerator
+from textlstm.model.network import LSTMLanguageModel
 
 
 def shapes(char_vocab: int, word_vocab: int) -> dict[str, Shape]:
@@ -166,7 +159,7 @@ def main() -> None:
     quick = args.quick
     rounds = 3 if quick else 9
     started = time.perf_counter()
-    command = "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    command = " ".join(["python -m benchmarks.speed.run", *sys.argv[1:]])
     results: dict = {"machine": machine(), "command": command, "quick": quick, "load_average_at_start": load_now()}
     print(f"textlstm speed run ({'quick' if quick else 'full'}); {results['machine']}")
 
@@ -192,11 +185,11 @@ def main() -> None:
     results["load_average_at_end"] = load_now()
     results["seconds"] = round(time.perf_counter() - started)
 
-    out = HERE / "results" / ("run-quick.json" if quick else "run.json")
+    out = RESULTS / ("run-quick.json" if quick else "run.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     if not quick:
-        write_results_md(results, HERE / "RESULTS.md")
+        write_results_md(results, BENCHMARKS / "RESULTS.md")
     print(f"written to {out.relative_to(REPO)}" + ("" if quick else " and benchmarks/RESULTS.md"))
 
 

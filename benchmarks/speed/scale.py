@@ -32,10 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+from benchmarks.speed.common import REPO, RESULTS, SHAKESPEARE as SOURCE
+
 WORK = Path("/tmp/textlstm-scale")
-RESULTS = Path(__file__).parent / "results"
 MEMORY_BOUND_MB = 2048
 SAMPLE_EVERY_SEC = 0.2
 

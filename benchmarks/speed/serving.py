@@ -57,15 +57,13 @@ import torch  # noqa: E402
 
 from textlstm.hardware.device import device_name  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling benchmark modules
+from benchmarks.speed.common import BENCHMARKS, REPO  # noqa: E402
+from benchmarks.speed.interleaved import interleaved_medians  # noqa: E402
+from benchmarks.speed.training_step import Shape, textlstm_step  # noqa: E402
 
-from bench_interleaved import interleaved_medians  # noqa: E402
-from bench_training_step import Shape, textlstm_step  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results" / "serving.json"
-QUICK_RESULTS = Path(__file__).parent / "results" / "serving-quick.json"
-REPORT = Path(__file__).parent / "SERVING.md"
+RESULTS = BENCHMARKS / "results" / "serving.json"
+QUICK_RESULTS = BENCHMARKS / "results" / "serving-quick.json"
+REPORT = BENCHMARKS / "SERVING.md"
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
 PROMPT = "ROMEO:\nBut soft, what light"
 LEVELS = (1, 8, 64, 256)

@@ -27,9 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.speed.common import REPO, RESULTS, SHAKESPEARE as SOURCE
+
 DOC_CHARS = 2000
 
 

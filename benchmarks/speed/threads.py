@@ -14,10 +14,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "threads.json"
+from benchmarks.speed.common import REPO, RESULTS as RESULTS_FOLDER
+
+RESULTS = RESULTS_FOLDER / "threads.json"
 
 # name: (vocab, embedding, hidden, layers, batch, seq_len)
 SHAPES = {

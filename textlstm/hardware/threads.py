@@ -1,6 +1,6 @@
 """CPU threads for torch: how many to use, and how idle ones wait.
 
-Both numbers were measured by `benchmarks/bench_threads.py` (figures in benchmarks/RESULTS.md):
+Both numbers were measured by `benchmarks/speed/threads.py` (figures in benchmarks/RESULTS.md):
 - A small LSTM's matrices are too small to share between cores: a second thread adds a wait at every
   parallel region and slows the step down. A large one gains from it. `default_threads` picks one
   thread below WORK_FOR_TWO_THREADS multiply-adds per time step, else one per core this process may
