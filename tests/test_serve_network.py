@@ -25,6 +25,7 @@ from textlstm.generation.generator import TextGenerator, load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app, create_loading_app  # noqa: E402
 from textlstm.serve.security import AccessSettings, APIKeys, HostNames  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
+from textlstm.serve.state import server_state  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
 
 from conftest import write_tiny_checkpoint  # noqa: E402
@@ -159,8 +160,8 @@ def test_a_load_that_fails_leaves_health_at_503_and_the_error_for_the_command():
 
     app = create_loading_app(failing_load)
     with RunningServer(app, "127.0.0.1", 0) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
-        assert app.state.loaded.wait(WAIT)
-        assert str(app.state.load_error) == "no such checkpoint folder: nowhere"
+        assert server_state(app).loaded.wait(WAIT)
+        assert str(server_state(app).load_error) == "no such checkpoint folder: nowhere"
         assert (client.get("/health").status_code, client.get("/health").json()) == (503, {"status": "failed"})
         assert "failed to load" in assert_openai_error(client.post("/v1/completions", json=GOOD), 503, "model_not_loaded")["message"]
 
@@ -264,7 +265,7 @@ def test_a_request_that_does_not_continue_a_kept_state_leaves_it_kept(lm):
     with serving(lm) as client:
         history = [{"role": "user", "content": "the fox"}]
         answer = chat(client, "unused", history, "c")
-        store = client.app.state.store
+        store = server_state(client.app).model.conversations
         assert store.find(None, "c", "something else") is None and len(store) == 1
         history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "the dog"}]
         chat(client, "unused", history, "c")
@@ -371,7 +372,7 @@ def test_a_request_running_when_the_engine_stops_gets_503_and_one_that_fails_500
         waiting = threading.Thread(target=lambda: answers.append(client.post("/v1/completions", json=LONG)))
         waiting.start()
         wait_until(lambda: client.get("/metrics.json").json()["generating"] == 1, "generating")
-        client.app.state.engine.shutdown()
+        server_state(client.app).engine.shutdown()
         waiting.join(WAIT)
         error = assert_openai_error(answers[0], 503, None)
         assert error["type"] == "server_error" and "shutting down" in error["message"]

@@ -30,6 +30,7 @@ from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.conversations import conversation_text  # noqa: E402
 from textlstm.serve.security import AccessSettings  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
+from textlstm.serve.state import server_state  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
 
 from conftest import write_tiny_checkpoint  # noqa: E402
@@ -131,7 +132,7 @@ def test_the_page_streams_a_chat_answer_in_a_real_browser(tmp_path):
             )
             answer = browser.wait_for("(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()")
             screenshot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
-            metrics = app.state.engine.stats()
+            metrics = server_state(app).engine.stats()
     finally:
         browser.close()
     (tmp_path / "page.png").write_bytes(screenshot)

@@ -77,6 +77,7 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
         from textlstm.serve.app import create_loading_app
         from textlstm.serve.security import is_loopback
         from textlstm.serve.server import RunningServer
+        from textlstm.serve.state import server_state
     except ImportError as error:
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
     from textlstm.cli.generate import warnings_as_lines
@@ -115,18 +116,18 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
     if not access.api_keys and not is_loopback(host):
         click.echo(f"warning: listening on {host} without an API key: anyone who can reach port {server.port} can use "
                    "the model (--api-key, TEXTLSTM_API_KEY or --api-key-file to require one)", err=True)
-    _wait_while(lambda: not app.state.loaded.is_set(), stop, server)
-    if app.state.load_error is not None:
+    state = server_state(app)
+    _wait_while(lambda: not state.loaded.is_set(), stop, server)
+    if state.load_error is not None:
         server.stop()
-        raise app.state.load_error
-    if app.state.engine is not None:
-        name = app.state.settings.model_name
+        raise state.load_error
+    if state.engine is not None:
+        name = state.model.settings.model_name
         click.echo(f"serving {name} on {server.url} (page: {server.url}/, API: {server.url}/v1); Ctrl-C stops", err=True)
         _wait_while(lambda: True, stop, server)
     click.echo("stopping", err=True)
     server.stop()
-    engine = app.state.engine
-    click.echo(f"stopped; {engine.stats()['sequences'] if engine else 0} sequences active", err=True)
+    click.echo(f"stopped; {state.engine.stats()['sequences'] if state.engine else 0} sequences active", err=True)
 
 
 def _access_settings(host: str, api_key: str | None, api_key_file: str | None, cors_origins: tuple,

@@ -50,11 +50,12 @@ from textlstm.serve.engine import (
 from textlstm.serve.errors import APIError, error_body
 from textlstm.serve.limits import KeyQuota, check_request_size
 from textlstm.serve.logprobs import ChoiceTokens, TokenNames, prompt_text_and_offsets
-from textlstm.serve.metrics import CONTENT_TYPE, new_registry, prometheus_text
+from textlstm.serve.metrics import CONTENT_TYPE, prometheus_text
 from textlstm.serve.schemas import (
     CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, describe,
 )
 from textlstm.serve.security import AccessSettings, install
+from textlstm.serve.state import ServedModel, ServerState, server_state
 from textlstm.tokens import EOT, EOT_ID, PAD, UNK
 from textlstm.turns import TurnFormat
 
@@ -70,90 +71,70 @@ INLINE_PROMPT_IDS = 5_000  # token ids checked and decoded
 
 def create_app(generator: TextGenerator, settings: ServeSettings, access: AccessSettings | None = None) -> FastAPI:
     """The ASGI app serving `generator`; its engine thread starts and stops with the app's lifespan."""
-    app = _new_app(access or AccessSettings())
-    _attach_model(app, generator, settings)
+    app = _new_app(ServerState(access or AccessSettings(), served=ServedModel.of(generator, settings)))
     return app
 
 
 def create_loading_app(load: Callable[[], tuple[TextGenerator, ServeSettings]], access: AccessSettings | None = None) -> FastAPI:
     """An app that answers as soon as it starts, /health and every other route with 503, while
-    `load()` runs in a thread of its own; then it serves what load returned. app.state.loaded is set
-    once load has returned or failed (app.state.load_error: its exception)."""
-    app = _new_app(access or AccessSettings())
-    app.state.load = load
-    return app
+    `load()` runs in a thread of its own; then it serves what load returned. Its state's `loaded` is
+    set once load has returned or failed (`load_error`: its exception)."""
+    return _new_app(ServerState(access or AccessSettings(), load=load))
 
 
-def _new_app(access: AccessSettings) -> FastAPI:
+def _new_app(state: ServerState) -> FastAPI:
     app = FastAPI(title="textlstm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.access = access
-    app.state.load = None
-    app.state.loaded = threading.Event()
-    app.state.load_error = None
-    app.state.stopping = False
-    app.state.engine = None
-    app.state.registry = new_registry(lambda: _figures(app))
+    app.state.server = state
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(router)
     app.add_middleware(_ServedOnceLoaded)
-    install(app, access)
+    install(app, state.access)
     return app
-
-
-def _attach_model(app: FastAPI, generator: TextGenerator, settings: ServeSettings) -> None:
-    """All that serving `generator` needs but the engine, which the lifespan starts."""
-    if settings.turn_format is None:
-        settings = dataclasses.replace(settings, turn_format=generator.turns)
-    app.state.generator = generator
-    app.state.token_names = TokenNames(generator.tokenizer)
-    app.state.settings = settings
-    app.state.store = ConversationStore(settings.max_conversations, settings.max_conversations_total)
-    app.state.quota = KeyQuota(settings.max_sequences_per_key)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
+    state = server_state(app)
     loop = asyncio.get_running_loop()
-    if app.state.load is None:
-        _start_engine(app, loop)
+    if state.load is None:
+        _start_engine(state, loop)
     else:
-        threading.Thread(target=_load, args=(app, loop), name="textlstm-load", daemon=True).start()
+        threading.Thread(target=_load, args=(state, loop), name="textlstm-load", daemon=True).start()
     try:
         yield
     finally:
-        app.state.stopping = True
-        engine: Engine | None = app.state.engine
-        if engine is not None:
-            engine.shutdown()
-            log.info("engine stopped; %d sequences active", engine.stats()["sequences"])
+        state.stopping = True
+        if state.engine is not None:
+            state.engine.shutdown()
+            log.info("engine stopped; %d sequences active", state.engine.stats()["sequences"])
 
 
-def _load(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
-    """app.state.load() (in its own thread), then serving what it returned (on the event loop)."""
+def _load(state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+    """state.load() (in its own thread), then serving what it returned (on the event loop)."""
     try:
-        generator, settings = app.state.load()
+        generator, settings = state.load()
     except Exception as error:  # the command reports it and stops
-        app.state.load_error = error
-        app.state.loaded.set()
+        state.load_error = error
+        state.loaded.set()
         return
     try:
-        loop.call_soon_threadsafe(_serve_loaded, app, generator, settings, loop)
+        loop.call_soon_threadsafe(_serve_loaded, state, generator, settings, loop)
     except RuntimeError:  # the loop has closed: the server stopped while the model loaded
-        app.state.loaded.set()
+        state.loaded.set()
 
 
-def _serve_loaded(app: FastAPI, generator: TextGenerator, settings: ServeSettings, loop: asyncio.AbstractEventLoop) -> None:
-    if not app.state.stopping:
-        _attach_model(app, generator, settings)
-        _start_engine(app, loop)
-    app.state.loaded.set()
+def _serve_loaded(state: ServerState, generator: TextGenerator, settings: ServeSettings,
+                  loop: asyncio.AbstractEventLoop) -> None:
+    if not state.stopping:
+        state.served = ServedModel.of(generator, settings)
+        _start_engine(state, loop)
+    state.loaded.set()
 
 
-def _start_engine(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
-    settings: ServeSettings = app.state.settings
-    generator: TextGenerator = app.state.generator
+def _start_engine(state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+    settings, generator = state.model.settings, state.model.generator
     engine = Engine(
         generator.model,
         generator.tokenizer,
@@ -163,7 +144,7 @@ def _start_engine(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
         threads=settings.threads,
     )
     engine.start()
-    app.state.engine = engine  # last: from now on the app serves
+    state.engine = engine  # last: from now on the app serves
 
 
 def _dispatch(pairs) -> None:
@@ -178,7 +159,7 @@ class _ServedOnceLoaded:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        state = scope["app"].state if scope["type"] == "http" else None
+        state = server_state(scope["app"]) if scope["type"] == "http" else None
         if state is None or state.engine is not None or scope["path"] == "/health":
             return await self.app(scope, receive, send)
         if state.load_error is not None:
@@ -186,6 +167,10 @@ class _ServedOnceLoaded:
         else:
             message = "the model is loading: try again when /health answers 200"
         await JSONResponse(error_body(message, "server_error", None, "model_not_loaded"), status_code=503)(scope, receive, send)
+
+
+def _served(request: Request) -> ServedModel:
+    return server_state(request.app).model
 
 
 def _client_key(request: Request) -> int | None:
@@ -212,7 +197,7 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _read_body(request: Request, schema):
     """The request body as `schema`, read up to the size limit."""
-    limit = request.app.state.settings.max_request_bytes
+    limit = _served(request).settings.max_request_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body is over the limit of {limit} bytes")
@@ -244,7 +229,7 @@ def _parse_body(data: bytearray, schema):
 
 
 def _check_model(name: str, request: Request) -> None:
-    served = request.app.state.settings.model_name
+    served = _served(request).settings.model_name
     if name != served:
         raise APIError(404, f"the model {name!r} does not exist: this server has {served!r}", param="model", code="model_not_found")
 
@@ -271,12 +256,12 @@ async def model(name: str, request: Request) -> dict:
 
 
 def _model_card(request: Request) -> dict:
-    return {"id": request.app.state.settings.model_name, "object": "model", "created": 0, "owned_by": "textlstm"}
+    return {"id": _served(request).settings.model_name, "object": "model", "created": 0, "owned_by": "textlstm"}
 
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    state = request.app.state
+    state = server_state(request.app)
     if state.engine is not None:
         return JSONResponse({"status": "ok"})
     status = "loading" if state.load_error is None else "failed"
@@ -285,23 +270,12 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(prometheus_text(request.app.state.registry), media_type=CONTENT_TYPE)
+    return Response(prometheus_text(server_state(request.app).registry), media_type=CONTENT_TYPE)
 
 
 @router.get("/metrics.json")
 async def metrics_json(request: Request) -> dict:
-    return _figures(request.app)
-
-
-def _figures(app: FastAPI) -> dict:
-    store: ConversationStore = app.state.store
-    engine: Engine | None = app.state.engine
-    return {
-        "model": app.state.settings.model_name,
-        **(engine.stats() if engine else {}),
-        "kept_conversations": len(store),
-        **{f"conversations_{name}": count for name, count in store.counters.items()},
-    }
+    return server_state(request.app).figures()
 
 
 @router.post("/v1/completions")
@@ -329,7 +303,7 @@ async def chat_completions(request: Request):
     conversation_id = body.conversation_id
     if conversation_id is not None and body.n > 1:
         raise APIError(400, "conversation_id keeps one answer's state: use it with n = 1", param="n")
-    turn_format: TurnFormat = request.app.state.settings.turn_format
+    turn_format: TurnFormat = _served(request).settings.turn_format
     text = conversation_text([(m.role, m.text) for m in body.messages], turn_format)
     prompt = await _prepare_soon(request, text, conversation_id)
     keep = prompt.conversation.keep_answer if prompt.conversation is not None else None
@@ -368,12 +342,12 @@ async def detokenize(request: Request) -> dict:
 
 def _detokenized(request: Request, ids: list[int]) -> str:
     _check_token_ids(request, ids, "tokens")
-    return request.app.state.generator.tokenizer.decode(ids)
+    return _served(request).generator.tokenizer.decode(ids)
 
 
 @router.get("/tokenizer_info")
 async def tokenizer_info(request: Request) -> dict:
-    tokenizer = request.app.state.generator.tokenizer
+    tokenizer = _served(request).generator.tokenizer
     return {
         "tokenizer_class": "textlstm",
         "eos_token": EOT,
@@ -447,7 +421,7 @@ def _prepare(request: Request, text: str, conversation_id: str | None, with_offs
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise APIError(400, "the text holds a lone surrogate (\\ud800-\\udfff): not valid Unicode") from None
-    tokenizer = request.app.state.generator.tokenizer
+    tokenizer = _served(request).generator.tokenizer
     offsets = None
     if with_offsets:
         encoding = tokenizer.hf.encode(text, add_special_tokens=False)
@@ -456,7 +430,7 @@ def _prepare(request: Request, text: str, conversation_id: str | None, with_offs
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # not kept as a list: 36 bytes an id
     if conversation_id is None:
         return _Prompt(ids, torch.cat([torch.tensor([EOT_ID]), ids]), None, text, offsets)
-    store: ConversationStore = request.app.state.store
+    store = _served(request).conversations
     client = _client_key(request)
     found = store.find(client, conversation_id, text)
     conversation = _Conversation(store, client, conversation_id, text, tokenizer.decode, found)
@@ -480,12 +454,12 @@ def _token_id_prompt(request: Request, prompt: list[int], echo: bool, with_offse
     _check_token_ids(request, prompt, "prompt")
     ids = torch.tensor(prompt, dtype=torch.long)
     read_ids = ids if prompt[0] == EOT_ID else torch.cat([torch.tensor([EOT_ID]), ids])
-    text, offsets = prompt_text_and_offsets(request.app.state.generator.tokenizer, prompt) if echo else ("", None)
+    text, offsets = prompt_text_and_offsets(_served(request).generator.tokenizer, prompt) if echo else ("", None)
     return _Prompt(ids, read_ids, None, text, offsets if with_offsets else None)
 
 
 def _check_token_ids(request: Request, ids: list[int], param: str) -> None:
-    vocab_size = request.app.state.generator.tokenizer.vocab_size
+    vocab_size = _served(request).generator.tokenizer.vocab_size
     wrong = next((i for i in ids if not 0 <= i < vocab_size), None)
     if wrong is not None:
         raise APIError(400, f"{param}: token id {wrong} is not in the vocabulary (ids 0 to {vocab_size - 1})", param=param)
@@ -587,14 +561,15 @@ class _Run:
 
 
 async def _respond(request: Request, body, reply: _Reply, jobs: list[_Job]):
-    engine: Engine | None = request.app.state.engine
+    state = server_state(request.app)
+    engine = state.engine
     if engine is None:
         raise APIError(503, "the server is not running", type="server_error")
-    settings: ServeSettings = request.app.state.settings
+    settings = state.model.settings
     generated = sum(job.options.max_tokens for job in jobs if job.generate)
     check_request_size(generated, sum(len(job.prompt.read_ids) for job in jobs), settings.max_request_tokens, settings.max_prompt_tokens)
-    reply.follow(jobs, request.app.state.token_names)
-    run = _Run(engine, jobs, _client_key(request), request.app.state.quota, settings.request_timeout)
+    reply.follow(jobs, state.model.token_names)
+    run = _Run(engine, jobs, _client_key(request), state.model.quota, settings.request_timeout)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -19,11 +19,14 @@ import time
 import uvicorn
 
 from textlstm.errors import TextlstmError
+from textlstm.serve.state import server_state
 
 GRACEFUL_SECONDS = 5  # after a stop, how long open connections get to finish
 
 
 class RunningServer:
+    """An app made by create_app or create_loading_app, served on host:port."""
+
     def __init__(self, app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning"):
         self.app = app
         self.socket = _bind(host, port)
@@ -48,7 +51,7 @@ class RunningServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """End every sequence (their clients get a final error event), then stop serving."""
-        engine = getattr(self.app.state, "engine", None)
+        engine = server_state(self.app).engine
         if engine is not None:
             engine.shutdown()
         self._server.should_exit = True
