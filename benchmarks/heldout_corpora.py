@@ -32,7 +32,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from heldout_sources import MISSING, SOURCES
+try:  # imported as benchmarks.heldout_corpora (benchmarks/corpora/ does, from the repository root)
+    from .heldout_sources import MISSING, SOURCES
+except ImportError:  # run as a script, or imported with benchmarks/ on sys.path
+    from heldout_sources import MISSING, SOURCES
 
 DEFAULT_OUT = Path("~/.cache/textlstm/heldout").expanduser()
 SPLITS = ("train", "validation", "test")

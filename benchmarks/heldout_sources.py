@@ -85,7 +85,8 @@ def handbook_documents(folder: Path = HANDBOOK) -> list[tuple[str, str]] | None:
     return documents
 
 
-def _rendered(page: Path) -> str:
+def rendered_manual_page(page: Path) -> str:
+    """A manual page file as `man` shows it at 80 columns, as plain text (no bold or underline overstrikes)."""
     environment = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
     result = subprocess.run(["man", "--no-hyphenation", "--no-justification", "-l", str(page)],
                             capture_output=True, env=environment, timeout=60)
@@ -103,7 +104,7 @@ def manual_page_documents(folder: Path = MANUAL_PAGES, max_chars: int = MANUAL_C
     with ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(pages), 32):
             batch = pages[start : start + 32]
-            for page, text in zip(batch, pool.map(_rendered, batch)):
+            for page, text in zip(batch, pool.map(rendered_manual_page, batch)):
                 if len(text) < 200:
                     continue
                 if total + len(text) > max_chars:
