@@ -4,7 +4,8 @@ minutes on one thread pinned to one core, scored in bits per character on each c
     python benchmarks/heldout.py --minutes 10                      # all corpora, all systems, cores 0 and 1
     python benchmarks/heldout.py --minutes 10 --textlstm-args bpe="--tokenizer bpe"
 
-Corpora: benchmarks/heldout_corpora.py (built under --data first if missing). Systems:
+Corpora: the seven of benchmarks/heldout_corpora.py and the large ones of benchmarks/corpora/ (built under
+--data first if missing). Systems:
 
     textlstm          python -m textlstm train --dataset FOLDER --max-minutes M --threads 1 --output DIR
                       (its defaults otherwise), then python -m textlstm eval --checkpoint DIR --split test
@@ -43,9 +44,9 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(REPO))  # benchmarks.* when run as a script
 
-from heldout_corpora import CORPORA, DEFAULT_OUT, SPLITS, build  # noqa: E402
+from benchmarks.corpora.build import CORPORA, DEFAULT_OUT, SPLITS, build  # noqa: E402
 
 from textlstm.hardware.device import device_name  # noqa: E402
 
