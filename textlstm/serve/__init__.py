@@ -1,7 +1,9 @@
 """`textlstm serve`: an OpenAI-compatible HTTP server with continuous batching.
 
 engine.py runs the model (one thread, one batched LSTM step per token for every active sequence);
-app.py holds the HTTP routes; the rest are their parts. Needs the `serve` extra (FastAPI, uvicorn,
+app.py makes the ASGI app, whose routes (routes.py) read a request's body (bodies.py), make its
+prompts (prompts.py), submit its choices to the engine (submission.py) and answer from the engine's
+events (replies.py); the rest are their parts. Needs the `serve` extra (FastAPI, uvicorn,
 prometheus_client).
 
 May import: `hardware`, `data`, `model`, `runs`, `evaluation`, `generation` and the top of textlstm.

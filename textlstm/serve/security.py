@@ -49,6 +49,11 @@ def install(app, access: AccessSettings) -> None:
     app.add_middleware(_SiteChecks, hosts=HostNames(access.host, access.allowed_hosts), origins=access.cors_origins)
 
 
+def client_key(request) -> int | None:
+    """The number of the API key a request came with; None when the server asks for none."""
+    return getattr(request.state, "client_key", None)
+
+
 def read_api_keys(path: Path) -> list[str]:
     """The keys in a file, one a line (blank lines skipped)."""
     try:

@@ -40,7 +40,8 @@ class ServedModel:
         if settings.turn_format is None:
             settings = dataclasses.replace(settings, turn_format=generator.turns)
         conversations = ConversationStore(settings.max_conversations, settings.max_conversations_total)
-        return cls(generator, settings, TokenNames(generator.tokenizer), conversations, KeyQuota(settings.max_sequences_per_key))
+        quota = KeyQuota(settings.max_sequences_per_key)
+        return cls(generator, settings, TokenNames(generator.tokenizer), conversations, quota)
 
 
 @dataclass
