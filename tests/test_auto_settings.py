@@ -9,10 +9,12 @@ from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.data.text_profile import SAMPLE_CHARS, profile_text
 from textlstm.training.auto_settings import (
     BPE_VOCABULARY,
+    LR_CAP,
     REGULARIZATION_TABLE,
     SPACING_FOR_BPE,
     budget_tokens,
     choose_tokenizer,
+    learning_rate_for,
     lstm_weights,
     model_weights,
     regularization_for,
@@ -109,6 +111,8 @@ def test_bpe_is_chosen_for_text_with_much_spacing_and_char_otherwise():
 
 def test_the_budget_is_the_least_of_the_counted_limits_and_minutes_are_not_guessed():
     assert budget_tokens(TrainConfig(max_steps=10, batch_size=4, seq_len=8), 1000) == 320
+    assert budget_tokens(TrainConfig(max_steps=10, seq_len=8), 1000) == 10 * 16 * 8  # --batch-size auto: the tuned 16
+    assert budget_tokens(TrainConfig(max_steps=10, seq_len=8), 1000, batch_size=64) == 10 * 64 * 8  # as planned
     assert budget_tokens(TrainConfig(epochs=3), 1000) == 3000
     assert budget_tokens(TrainConfig(max_minutes=2), 1000) is None  # the planner measures what minutes buy
     assert budget_tokens(TrainConfig(epochs=3, max_steps=10, batch_size=4, seq_len=8), 1000) == 320
@@ -197,6 +201,30 @@ def test_a_config_file_value_wins_over_auto(tmp_path):
     from test_config_file import config_of
 
     path = tmp_path / "run.toml"
-    path.write_text('dropout = 0.0\nweight-decay = 0.5\nrecurrent-dropout = "auto"\n')
+    path.write_text('dropout = 0.0\nweight-decay = 0.5\nrecurrent-dropout = "auto"\nbatch-size = 32\nlr = "auto"\n')
     config = config_of("--config", path)
     assert (config.model.dropout, config.model.recurrent_dropout, config.train.weight_decay) == (0.0, None, 0.5)
+    assert (config.train.batch_size, config.train.lr) == (32, None)
+    assert (config_of().train.batch_size, config_of().train.lr) == (None, None)  # both auto by default
+    assert config_of("--batch-size", "auto", "--lr", "0.01").train.lr == 0.01
+
+
+def test_the_learning_rate_is_the_tuned_one_up_to_16_rows_then_grows_as_the_square_root_of_the_batch_to_a_cap():
+    assert [learning_rate_for(rows) for rows in (1, 4, 16)] == [0.004] * 3
+    assert learning_rate_for(32) == pytest.approx(0.004 * math.sqrt(2), rel=0.01)
+    assert learning_rate_for(64) == 0.008 == LR_CAP
+    assert learning_rate_for(1024) == LR_CAP
+    rates = [learning_rate_for(rows) for rows in range(1, 300)]
+    assert rates == sorted(rates)
+
+
+def test_a_run_left_at_auto_records_the_tuned_batch_and_rate(run_cli, small_corpus, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", "--dataset", small_corpus, "--embedding-size", "16", "--hidden-size", "32",
+                     "--layers", "2", "--seq-len", "32", "--max-steps", "2", "--output", out)
+    assert result.code == 0, result.err
+    assert (saved_config(out)["train"]["batch_size"], saved_config(out)["train"]["lr"]) == (16, 0.004)
+    assert "batch 16 x 32 (auto: " in result.err and "learning rate 0.004 (auto: " in result.err
+    again = run_cli("train", "--resume", out, "--max-steps", "3", "--batch-size", "auto", "--lr", "auto")
+    assert again.code == 0, again.err
+    assert saved_config(out)["train"]["batch_size"] == 16

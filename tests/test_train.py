@@ -377,6 +377,7 @@ def test_resuming_a_run_that_stopped_early_does_not_train_on(small_corpus, tmp_p
 def test_max_minutes_stops_by_the_clock_and_drives_the_decay(small_corpus, tmp_path, monkeypatch):
     """A fake clock: every training step takes 10 s, so a 1-minute budget ends after step 6."""
     import textlstm.training.trainer as train_module
+    from textlstm.runs.checkpoint import load_config
     from textlstm.training.schedule import learning_rate
 
     clock = {"now": 0.0}
@@ -392,9 +393,10 @@ def test_max_minutes_stops_by_the_clock_and_drives_the_decay(small_corpus, tmp_p
     result = train_module.train(config, output=tmp_path / "run", reporter=TenSecondSteps())
     assert result.steps == 6 and not result.interrupted
     assert [(r["step"], r["final"]) for r in metric_records(tmp_path / "run")] == [(6, True)]
+    planned = load_config(tmp_path / "run").train  # the learning rate resolved
     for step, lr in rates.items():  # step k starts (k - 1) * 10 s into the run
-        assert lr == pytest.approx(learning_rate(step - 1, 1000, config.train, elapsed_sec=10.0 * (step - 1)))
-    assert rates[4] < 0.7 * config.train.lr  # half the budget spent: halfway down the cosine, by the clock
+        assert lr == pytest.approx(learning_rate(step - 1, 1000, planned, elapsed_sec=10.0 * (step - 1)))
+    assert rates[4] < 0.7 * planned.lr  # half the budget spent: halfway down the cosine, by the clock
 
 
 def test_epochs_set_the_number_of_steps(run_cli, tmp_path, shakespeare_text):

@@ -24,7 +24,8 @@ from textlstm.turns import TurnFormat, turn_format
 DEFAULT_MINUTES = 4.5
 
 # The value of a setting that training chooses itself once the data is known (textlstm/training/auto_settings.py).
-# The tokenizer says so by name; dropout, recurrent_dropout and weight_decay by None.
+# The tokenizer says so by name; the number settings that take auto (the model's sizes, the dropouts, the batch,
+# the learning rate, weight decay, eval_every, patience) by None.
 AUTO = "auto"
 
 # Training settings whose default changed after checkpoints without them were written: absent from a
@@ -305,14 +306,26 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = setting(
-        16,
+    # None: auto, planned with the shape when training starts (textlstm/training/budget_plan.py).
+    batch_size: int | None = setting(
+        None,
         help="Rows per step, all processes together: with N processes (--nproc, torchrun) each reads "
-        "batch-size / N of them, so it must be a multiple of N; a step then sees the same data at any N.",
+        "batch-size / N of them, so it must be a multiple of N; a step then sees the same data at any N. "
+        "auto: 16 (the next multiple of N under N processes) on a CPU and without --max-minutes; on another "
+        "device (a GPU) with --max-minutes, doubled while the timed speed and the size rule say a larger batch "
+        "learns more in the budget.",
         allowed=POSITIVE,
+        auto=True,
     )
     seq_len: int = setting(64, help="Tokens per row per step (the truncated-BPTT length).", allowed=POSITIVE)
-    lr: float = setting(4e-3, help="Peak learning rate (AdamW).", allowed=ABOVE_ZERO)
+    # None: auto, from the batch (auto_settings.learning_rate_for) once it is planned.
+    lr: float | None = setting(
+        None,
+        help="Peak learning rate (AdamW). auto: 0.004 at a batch of 16 rows or fewer; above, 0.004 x "
+        "sqrt(batch / 16), at most 0.008.",
+        allowed=ABOVE_ZERO,
+        auto=True,
+    )
     # None: auto, chosen with the dropouts when training starts (auto_settings.regularization_for);
     # an optimizer built from a config that still says None (outside training) has no weight decay.
     weight_decay: float | None = setting(

@@ -109,7 +109,7 @@ def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", see
         dropout=shape.dropout, recurrent_dropout=shape.recurrent_dropout,
     )
     model = ModelConfig(**{**model.__dict__, **model_overrides})
-    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, max_steps=10**9, warmup_steps=0,
+    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, lr=4e-3, max_steps=10**9, warmup_steps=0,
                         weight_decay=0.01, seed=seed, device=device, precision=precision)
     return TrainerSteps.on_ids(RunConfig(model=model, data=DataConfig(), train=train), ids)
 

@@ -5,6 +5,8 @@ dropouts and weight decay. Each is chosen once the training text is known, by on
   (data.text_profile), as data.prepare asks for it.
 - `regularization_for(train_tokens, budget, weights)`: dropout, recurrent dropout, weight decay
   (REGULARIZATION_TABLE), from the epochs in the run's budget weighed by the model's size.
+- `learning_rate_for(batch_size)`: the learning rate, from the batch (the batch itself is planned
+  with the shape, budget_plan.py).
 
 `budget` is the tokens the run will train on: counted from its step and epoch limits
 (`budget_tokens`), or for a time budget measured by the planner (budget_plan.py). The choice depends only on the data
@@ -23,16 +25,46 @@ from textlstm.data.text_profile import TextProfile
 from textlstm.hardware.threads import lstm_work_per_step
 
 
-def budget_tokens(train: TrainConfig, train_tokens: int | None) -> float | None:
+def budget_tokens(train: TrainConfig, train_tokens: int | None, batch_size: int | None = None) -> float | None:
     """Tokens the run will train on as its step and epoch limits count them: --max-steps counts steps x
-    batch-size x seq-len, --epochs counts passes over `train_tokens`. A time budget is not counted
-    here: the planner measures what it buys (budget_plan.py). None: no limit can be counted."""
+    batch-size x seq-len (`batch_size` rows where the batch is the plan's to choose, else --batch-size,
+    else TUNED_BATCH), --epochs counts passes over `train_tokens`. A time budget is not counted here: the
+    planner measures what it buys (budget_plan.py). None: no limit can be counted."""
     limits = []
     if train.max_steps:
-        limits.append(train.max_steps * train.batch_size * train.seq_len)
+        limits.append(train.max_steps * (batch_size or train.batch_size or TUNED_BATCH) * train.seq_len)
     if train.epochs and train_tokens:
         limits.append(train.epochs * train_tokens)
     return min(limits) if limits else None
+
+
+# ----------------------------------------------------------------------------- batch and learning rate
+
+# The batch and learning rate that every measurement behind the rules here and in budget_plan.py was
+# made at: 16 rows of --seq-len 64 tokens, AdamW at 4e-3 (benchmarks/QUALITY.md, "The default run": 16 x 64
+# at 4e-3 learned more in the same minutes on a CPU than the 64 x 128 before it).
+TUNED_BATCH, TUNED_LR = 16, 4e-3
+# --lr auto for B rows: TUNED_LR x sqrt(B / TUNED_BATCH) above TUNED_BATCH rows, the square-root rule for
+# Adam (the noise of a gradient averaged over B rows falls as 1 / sqrt(B); Malladi et al., "On the SDEs and
+# Scaling Rules for Adaptive Gradient Algorithms", 2022), at most LR_CAP: twice the tuned rate (64 rows and
+# more), since no rate above the tuned one was measured. At TUNED_BATCH rows and fewer, TUNED_LR itself:
+# smaller batches were not measured either, and --lr did not follow --batch-size before.
+LR_CAP = 8e-3
+
+
+def learning_rate_for(batch_size: int) -> float:
+    """--lr auto for a batch of `batch_size` rows (all processes together), to two significant digits."""
+    return float(f"{min(LR_CAP, TUNED_LR * math.sqrt(max(batch_size, TUNED_BATCH) / TUNED_BATCH)):.2g}")
+
+
+def learning_rate_reason(batch_size: int) -> str:
+    """Why learning_rate_for(batch_size) is what it is, as the plan prints it."""
+    if batch_size <= TUNED_BATCH:
+        return f"the rate the rules were measured at, with {TUNED_BATCH} rows"
+    scaled = TUNED_LR * math.sqrt(batch_size / TUNED_BATCH)
+    rule = (f"{TUNED_LR:g} x sqrt({batch_size} / {TUNED_BATCH}), the square-root rule from the rate measured at "
+            f"{TUNED_BATCH} rows")
+    return rule if scaled <= LR_CAP else f"{rule}, capped at {LR_CAP:g}"
 
 
 # ----------------------------------------------------------------------------- the tokenizer

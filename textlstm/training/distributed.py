@@ -221,10 +221,11 @@ def _stop_if_any_failed(error: str | None) -> None:
     raise TextlstmError(message) if is_main() else ReportedElsewhere(message)
 
 
-def check_batch_splits(batch_size: int, processes: int | None = None) -> None:
-    """--batch-size counts the rows of all processes together: it must split evenly between them."""
+def check_batch_splits(batch_size: int | None, processes: int | None = None) -> None:
+    """--batch-size counts the rows of all processes together: it must split evenly between them (None,
+    auto: the plan chooses a multiple of the processes)."""
     processes = processes or world_size()
-    if batch_size % processes:
+    if batch_size is not None and batch_size % processes:
         raise TextlstmError(
             f"--batch-size {batch_size} (rows per step, all processes together) does not split "
             f"evenly over {processes} processes: give a multiple of {processes}, or use fewer processes"

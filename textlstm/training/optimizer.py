@@ -32,7 +32,10 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, config.weight_decay or 0.0), lr=config.lr, betas=BETAS)
+    """AdamW for `model`. A config that still says auto (None) for the learning rate or weight decay (outside
+    training) gives a rate of 0 until a step sets one (step.py sets each step's) and no weight decay."""
+    lr = config.lr if config.lr is not None else 0.0
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay or 0.0), lr=lr, betas=BETAS)
 
 
 def load_optimizer_state(optimizer: torch.optim.AdamW, model: torch.nn.Module, state: dict) -> None:

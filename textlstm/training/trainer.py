@@ -151,19 +151,19 @@ def planned(config: RunConfig, data: RunData, device: torch.device, precision: s
     candidate shapes on this machine, measured by process 0 and told to the others."""
     train_tokens = data.splits["train"].info.scored_tokens if "train" in data.splits else None  # None: streamed
     timed_ids = data.splits["train" if "train" in data.splits else "valid"].ids
-    rows = config.train.batch_size // distributed.world_size()
+    world = distributed.world_size()
 
     def plan() -> budget_plan.Plan | None:
         if not distributed.is_main():
             return None
-        probe = SpeedProbe(config.train, timed_ids, rows, device, precision, document_batches(config))
+        probe = SpeedProbe(config.train, timed_ids, device, precision, document_batches(config))
 
-        def measure(shape: ModelConfig):
+        def measure(shape: ModelConfig, batch_size: int):
             # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
-            timed = probe.measure(model_config_for(shape, data.tokenizer))
-            return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * distributed.world_size())
+            timed = probe.measure(model_config_for(shape, data.tokenizer), batch_size // world)
+            return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * world)
 
-        return budget_plan.plan_run(config, train_tokens, len(data.splits["valid"].ids), measure)
+        return budget_plan.plan_run(config, train_tokens, len(data.splits["valid"].ids), measure, world, device.type)
 
     return distributed.from_main(distributed.agree_on_errors(plan))
 
