@@ -329,16 +329,28 @@ def test_patience_stops_after_that_many_evaluations_without_improvement(small_co
 
 def test_auto_patience_waits_for_a_fifth_of_the_run_when_evaluations_are_many(small_corpus, tmp_path, validation_losses):
     """60 steps, an evaluation every 2: a fifth of the run holds 6 to 7 of its 30 evaluations, so
-    three misses past the cosine's middle (step 31) do not stop it; seven do, at step 44."""
+    three misses past the cosine's middle (step 31) do not stop it; nor do seven before the decay is
+    80% through (step 48.4): the tenth, at step 50, does."""
     from textlstm.training.trainer import train
 
     validation_losses.extend([3.0 - 0.1 * i for i in range(15)] + [2.0] * 15)
     result = train(tiny_config(small_corpus, max_steps=60, eval_every=2, patience=None), output=tmp_path / "run")
-    assert result.stopped_early and result.steps == 44 and result.best_valid_loss == pytest.approx(1.6)
+    assert result.stopped_early and result.steps == 50 and result.best_valid_loss == pytest.approx(1.6)
     validation_losses.clear()
     validation_losses.extend([3.0 - 0.1 * i for i in range(15)] + [2.0] * 15)  # the same run with --patience 3
     result = train(tiny_config(small_corpus, max_steps=60, eval_every=2, patience=3), output=tmp_path / "given")
     assert result.stopped_early and result.steps == 36
+
+
+def test_auto_patience_lets_a_run_stall_before_the_late_decay_and_improve_after(small_corpus, tmp_path,
+                                                                               validation_losses):
+    """The loss stalls from step 22 to 48 (nine misses past the cosine's middle, a third of the run) and
+    falls again at step 50 as the rate comes down: the run goes on to its end (it stopped at step 44)."""
+    from textlstm.training.trainer import train
+
+    validation_losses.extend([3.0 - 0.1 * i for i in range(10)] + [2.5] * 14 + [1.0 - 0.01 * i for i in range(6)])
+    result = train(tiny_config(small_corpus, max_steps=60, eval_every=2, patience=None), output=tmp_path / "run")
+    assert not result.stopped_early and result.steps == 60 and result.best_valid_loss == pytest.approx(0.95)
 
 
 def test_with_a_constant_rate_every_miss_counts_toward_patience(small_corpus, tmp_path, validation_losses):

@@ -394,7 +394,9 @@ class TrainConfig:
         None,
         help="Stop after this many evaluations in a row without improvement, counted once the learning rate is past the "
         "middle of its decay (before, a high rate makes the validation loss noisy; with --schedule constant, from the "
-        "start). 0: never. auto: 3, or as many evaluations as a fifth of the run holds if that is more.",
+        "start). 0: never. auto: 3, or as many evaluations as a fifth of the run holds if that is more, and with a "
+        "decaying rate none before the decay is 80% through (the loss can stall, then fall again as the rate comes "
+        "down).",
         allowed=NOT_NEGATIVE,
         auto=True,
     )
