@@ -419,3 +419,27 @@ def test_a_sequence_whose_step_raises_fails_alone_and_the_others_finish_as_they_
     assert first.end.completion_tokens == last.end.completion_tokens == 30
     counters = engine.stats()
     assert counters["failed"] == 2 and counters["finished"] == 3 and counters["sequences"] == 0
+
+
+def test_when_the_first_of_two_sequences_fails_the_second_finishes(lm, monkeypatch):
+    import textlstm.serve.engine as engine_module
+
+    pick_from = engine_module.filtered_scores
+
+    def failing_on_top_k_7(logits, settings, seen=None):
+        if bool((settings.top_k == 7).any()):
+            raise RuntimeError("failing (as the test makes it)")
+        return pick_from(logits, settings, seen)
+
+    monkeypatch.setattr(engine_module, "filtered_scores", failing_on_top_k_7)
+    engine = Engine(lm.model, lm.tokenizer, deliver_now)
+    failing = submit(engine, lm, "the dog", temperature=0.8, top_k=7, max_tokens=20)
+    going_on = submit(engine, lm, "the fox", temperature=0, max_tokens=20)
+    engine.start()
+    try:
+        wait_all(failing, going_on)
+    finally:
+        engine.shutdown()
+    monkeypatch.undo()
+    assert isinstance(failing.end, Failed) and isinstance(going_on.end, Finished)
+    assert going_on.text == lm.generate("the fox", temperature=0, max_tokens=20)

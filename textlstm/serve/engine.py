@@ -371,9 +371,10 @@ class Engine:
         if not batch.sequences:
             return
         steps = self._isolated(batch.sequences, self._next_tokens)
-        if len(steps) != 1:  # some failed: the others' rows, with what each part computed
-            batch.keep([row for rows, _ in steps for row in range(rows.start, rows.stop)])
-            if not steps:
+        rows = [row for part, _ in steps for row in range(part.start, part.stop)]
+        if len(rows) < len(batch.sequences):  # some failed: the others' rows, with what each part computed
+            batch.keep(rows)
+            if not rows:
                 return
         step = steps[0][1] if len(steps) == 1 else _TokenStep.cat([step for _, step in steps])
         self._outbox += step.token_scores  # each before the text of its token
