@@ -167,7 +167,10 @@ class ModelConfig:
     hidden_size: int | None = setting(
         None,
         help="LSTM units per layer. auto: with --max-minutes, the candidate sizes are timed on this machine and "
-        "the size rule picks the one expected to learn most in the budget; without, 256.",
+        "the size rule picks the one expected to learn most in the budget, with at most 17 LSTM weights per "
+        "training token (sizes beyond 768 on a device whose speed is flat in the size, a GPU); 256 without "
+        "--max-minutes, and for a text outside the sizes the rule was fitted on (0.2M-2.75M tokens; a larger "
+        "one on such a device excepted).",
         allowed=POSITIVE,
         auto=True,
     )

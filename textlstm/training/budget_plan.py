@@ -381,8 +381,11 @@ class Walk:
         """Why the rule does not apply to this text (None: it does); see FITTED_TEXT_TOKENS."""
         tokens, (low, high) = self.budget.train_tokens, FITTED_TEXT_TOKENS
         fitted = f"the rule was fitted on {low / 1e6:.1f}M to {high / 1e6:.2f}M"
-        default = (f"the default plan: {DEFAULT_SHAPE[0]} x {DEFAULT_SHAPE[1]}, batch {TUNED_BATCH} x "
-                   f"{self.budget.train.seq_len}, the dropouts by their table")
+        layers, hidden, _ = self.start.shape
+        default = ", ".join([f"{layers} x {hidden}"] * self.shape_auto
+                            + [f"batch {self.start.batch_size} x {self.budget.train.seq_len}"] * self.batch_auto
+                            + ["the dropouts by their table"])
+        default = f"the default plan: {default}"
         if tokens is None:
             return f"a streamed text, of unknown size; {default}"
         if tokens < low:
