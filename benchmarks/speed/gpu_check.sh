@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check, for the first machine with a CUDA GPU: the tests that need one (pytest -m cuda) and a
-# throughput benchmark of training steps on it in float32, bfloat16 and float16. Under ten minutes.
+# The GPU check, for the first machine with a CUDA GPU: the tests that need one (pytest -m cuda), the plan
+# `textlstm train --max-minutes 15` makes there (printed, not trained), and a throughput benchmark of training
+# steps on it in float32, bfloat16 and float16. Under ten minutes.
 #
 # Needs:
 #   - Python >= 3.11 (PYTHON, default python3) with pip;
@@ -17,7 +18,7 @@
 #
 # Writes gpu_check.log (all it prints), gpu_tests.xml (JUnit) and gpu_training_step.json (tokens/s)
 # to $OUT if set, else benchmarks/results/.
-# Exit status: 0 all passed; 1 a test or the benchmark failed or ran out of time; 2 no CUDA device;
+# Exit status: 0 all passed; 1 a test, the plan or the benchmark failed or ran out of time; 2 no CUDA device;
 # 3 the environment lacks something (Python version, packages, the wheels folder).
 
 set -uo pipefail
@@ -108,12 +109,38 @@ timeout "$(left 300)" "$PYTHON" -m pytest -q -m cuda tests/test_cuda.py -p no:ca
 tests=$?
 [ "$tests" -eq 124 ] && echo "gpu_check: the tests ran out of time"
 
+section "the plan of textlstm train --max-minutes 15 on cuda (the built-in corpus; timed, not trained)"
+timeout "$(left 150)" "$PYTHON" - <<'EOF'
+import tempfile
+from pathlib import Path
+
+from textlstm.config import ModelConfig, RunConfig, TrainConfig
+from textlstm.hardware.device import resolve_device
+from textlstm.hardware.precision import training_precision
+from textlstm.training.trainer import Reporter, planned, read_data
+
+
+class Printed(Reporter):
+    def message(self, text):
+        print(text, flush=True)
+
+
+config = RunConfig(model=ModelConfig(), train=TrainConfig(max_minutes=15, device="cuda"))
+with tempfile.TemporaryDirectory() as folder:
+    data, config = read_data(config, Path(folder), False, None, Printed())
+device = resolve_device("cuda")
+for line in planned(config, data, device, training_precision(config.train.precision, device)).lines:
+    print(line)
+EOF
+plan=$?
+[ "$plan" -eq 124 ] && echo "gpu_check: the plan ran out of time"
+
 section "training steps per second on cuda"
 timeout "$(left 240)" "$PYTHON" -m benchmarks.speed.training_step --device cuda --output "$RESULTS/gpu_training_step.json"
 bench=$?
 [ "$bench" -eq 124 ] && echo "gpu_check: the benchmark ran out of time"
 
 section "summary"
-echo "tests: $([ "$tests" -eq 0 ] && echo passed || echo "failed (exit $tests)"); benchmark: $([ "$bench" -eq 0 ] && echo done || echo "failed (exit $bench)"); ${SECONDS}s"
+echo "tests: $([ "$tests" -eq 0 ] && echo passed || echo "failed (exit $tests)"); plan: $([ "$plan" -eq 0 ] && echo printed || echo "failed (exit $plan)"); benchmark: $([ "$bench" -eq 0 ] && echo done || echo "failed (exit $bench)"); ${SECONDS}s"
 echo "results in $RESULTS: gpu_check.log, gpu_tests.xml, gpu_training_step.json"
-[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
+[ "$tests" -eq 0 ] && [ "$plan" -eq 0 ] && [ "$bench" -eq 0 ]
