@@ -39,14 +39,16 @@ def test_the_help_lists_every_option_in_its_group():
 @pytest.mark.parametrize(
     "option,shown,text",
     [
-        ("--hidden-size", "--hidden-size [INT|auto]", "expected to learn most in the budget; without, 256.  [default: (auto)]"),
+        ("--hidden-size", "--hidden-size [INT|auto]", "(0.2M-2.75M tokens; a larger one on such a device excepted).  "
+         "[default: (auto)]"),
         ("--embedding-size", "--embedding-size [INT|auto]", "planned with the hidden size (a quarter of it, at least 16).  [default: (auto)]"),
         ("--eval-every", "--eval-every [INT|auto]", "take about 5% of the budget (4 to 40 of them); else 500.  [default: (auto)]"),
         ("--vocab-size", "--vocab-size INTEGER RANGE", "auto chooses it).  [x>=8]"),
         ("--dropout", "--dropout [FLOAT|auto]", "once the data is prepared.  [default: (auto)]"),
         ("--weight-decay", "--weight-decay [FLOAT|auto]", "auto: chosen with the dropouts.  [default: (auto)]"),
         ("--embedding-dropout", "--embedding-dropout FLOAT RANGE", "0: off.  [default: 0.0; 0.0<=x<1.0]"),
-        ("--lr", "--lr FLOAT RANGE", "Peak learning rate (AdamW).  [default: 0.004; x>0]"),
+        ("--lr", "--lr [FLOAT|auto]", "above, 0.004 x sqrt(batch / 16), at most 0.008.  [default: (auto)]"),
+        ("--batch-size", "--batch-size [INT|auto]", "learns more in the budget.  [default: (auto)]"),
         ("--max-minutes", "--max-minutes FLOAT RANGE", "Default, with none of them given: 4.5 minutes.  [x>0]"),
         ("--tie-weights", "--tie-weights / --no-tie-weights", "output layer.  [default: no-tie-weights]"),
         ("--streaming", "--streaming", "Give --max-steps or --max-minutes, not --epochs."),
