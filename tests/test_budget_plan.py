@@ -9,8 +9,8 @@ import torch
 
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.training import budget_plan
-from textlstm.training.budget_plan import CANDIDATE_SHAPES, DEFAULT_SHAPE, plan_run, predicted_loss
 from textlstm.training.auto_settings import learning_rate_for, lstm_weights
+from textlstm.training.budget_plan import CANDIDATE_SHAPES, DEFAULT_SHAPE, plan_run, predicted_loss
 from textlstm.training.speed_probe import DoesNotFit, Probe
 
 from conftest import TINY_MODEL

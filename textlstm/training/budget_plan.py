@@ -338,7 +338,7 @@ class Walk:
         self.not_timed: dict[Candidate, str] = {}  # not timed: why
 
     @classmethod
-    def replaying(cls, config: RunConfig, budget: Budget, measurements: Measurements) -> "Walk":
+    def replaying(cls, config: RunConfig, budget: Budget, measurements: Measurements) -> Walk:
         def recorded(candidate: Candidate) -> Probe:
             if candidate in measurements.probes:
                 return measurements.probes[candidate]
