@@ -30,7 +30,7 @@ from textlstm.hardware.precision import autocast
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.tokens import PAD_ID
-from textlstm.training.auto_settings import learning_rate_for
+from textlstm.training.auto_settings import TUNED_LR
 from textlstm.training.optimizer import build_optimizer
 from textlstm.training.step import TrainingStep
 
@@ -121,7 +121,7 @@ class SpeedProbe:
         step = TrainingStep(model, build_optimizer(model, self.train), self.train, self.device, self.precision,
                             alone=True)
         state, steps, timed_start, timed_tokens = None, 0, None, 0
-        lr = self.train.lr if self.train.lr is not None else learning_rate_for(rows)  # --lr auto: the plan's rate
+        lr = self.train.lr or TUNED_LR  # --lr auto: any rate, a step takes as long
         while steps < WARM_UP_STEPS + PROBE_STEPS:
             inputs, targets, lengths = self._batch(rows, steps)
             outcome = self._step(step, inputs, targets, None if lengths is not None else state, lengths, lr)
@@ -167,6 +167,7 @@ class SpeedProbe:
         """Bytes of tensors on the device now, with its peak counter started again (CUDA only)."""
         if self.device.type != "cuda":
             return None
+        torch.cuda.init()  # the allocator's counters exist once CUDA is initialized
         torch.cuda.reset_peak_memory_stats(self.device)
         return torch.cuda.memory_allocated(self.device)
 
