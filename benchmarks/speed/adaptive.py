@@ -5,7 +5,8 @@ batch 20 x 35, on tinyshakespeare's word tokens. Each output layer trains --step
 --warmup untimed ones) through `model.loss`, `clip_grad_norm_` and AdamW, on the same batches; then
 scores the same batches without gradients. Tokens per second, best of --repeats.
 
-    python benchmarks/bench_adaptive.py [--steps 20] [--warmup 3] [--repeats 2]
+    python -m benchmarks.speed.adaptive [--steps 20] [--warmup 3] [--repeats 2]
+    python -m benchmarks.speed.adaptive --quick    # size 32, vocabulary 500, the start of the text, 2 steps
 
 Writes benchmarks/results/adaptive.json and benchmarks/results/adaptive.md.
 """
@@ -18,33 +19,36 @@ import os
 import platform
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks.speed.common import RESULTS, SHAKESPEARE as CORPUS
+from benchmarks.speed.common import RESULTS, SHAKESPEARE, add_quick_options, output_folder, shakespeare_sample
 
 BATCH, SEQ_LEN, SIZE, VOCAB = 20, 35, 650, 10_000
+QUICK_SIZE, QUICK_VOCAB = 32, 500
 
 
-def word_batches():
+def word_batches(corpus_path: Path, vocabulary: int):
     os.environ.setdefault("TEXTLSTM_CACHE", tempfile.mkdtemp(prefix="textlstm-bench-adaptive-"))
     from textlstm.data.batchers import StreamBatcher
     from textlstm.data.corpora import load_corpus
     from textlstm.data.token_ids import tokenize_splits
     from textlstm.data.tokenizer import tokenizer_for_corpus
 
-    corpus = load_corpus(str(CORPUS))
-    tokenizer = tokenizer_for_corpus(corpus, "word", VOCAB)
+    corpus = load_corpus(str(corpus_path))
+    tokenizer = tokenizer_for_corpus(corpus, "word", vocabulary)
     ids = tokenize_splits(corpus, tokenizer)["train"].ids
     return StreamBatcher(ids, BATCH, SEQ_LEN), tokenizer.vocab_size
 
 
-def make_model(output_layer: str, vocab_size: int):
+def make_model(output_layer: str, vocab_size: int, size: int):
     from textlstm.config import ModelConfig
     from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size, SIZE, SIZE, layers=2, dropout=0.5, recurrent_dropout=0.0, output_layer=output_layer)
+    config = ModelConfig(vocab_size, size, size, layers=2, dropout=0.5, recurrent_dropout=0.0,
+                         output_layer=output_layer)
     return LSTMLanguageModel(config)
 
 
@@ -80,16 +84,23 @@ def score_rate(model, batcher, steps: int) -> tuple[float, float]:
     return tokens / (time.perf_counter() - started), nats / tokens
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
-    batcher, vocab_size = word_batches()
+    add_quick_options(parser, f"size {QUICK_SIZE}, vocabulary {QUICK_VOCAB}, the start of the text, 2 steps",
+                      "benchmarks/results/adaptive.json and adaptive.md")
+    args = parser.parse_args(argv)
+    size, vocabulary, corpus = SIZE, VOCAB, SHAKESPEARE
+    folder = output_folder(args.output_dir, args.quick)
+    if args.quick:
+        args.steps, args.warmup, args.repeats = 2, 1, 1
+        size, vocabulary, corpus = QUICK_SIZE, QUICK_VOCAB, shakespeare_sample(folder)
+    batcher, vocab_size = word_batches(corpus, vocabulary)
     figures = {}
     for output_layer in ("full", "adaptive"):
-        model = make_model(output_layer, vocab_size)
+        model = make_model(output_layer, vocab_size, size)
         train = max(train_rate(model, batcher, args.steps, args.warmup) for _ in range(args.repeats))
         score, loss = max(score_rate(model, batcher, args.steps) for _ in range(args.repeats))
         figures[output_layer] = {
@@ -100,25 +111,32 @@ def main() -> None:
     speedup = figures["adaptive"]["train_tokens_per_sec"] / figures["full"]["train_tokens_per_sec"]
     score_speedup = figures["adaptive"]["score_tokens_per_sec"] / figures["full"]["score_tokens_per_sec"]
     result = {
-        "config": f"word vocab {vocab_size}, embedding/hidden {SIZE}, 2 layers, batch {BATCH} x {SEQ_LEN}, tinyshakespeare",
+        "config": f"word vocab {vocab_size}, embedding/hidden {size}, 2 layers, batch {BATCH} x {SEQ_LEN}, "
+                  f"tinyshakespeare{' (its first characters)' if args.quick else ''}",
         "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "steps": args.steps, "repeats": args.repeats, **figures,
         "train_speedup": round(speedup, 2), "score_speedup": round(score_speedup, 2),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "adaptive.json").write_text(json.dumps(result, indent=2) + "\n")
+    folder = folder or RESULTS
+    folder.mkdir(exist_ok=True)
+    (folder / "adaptive.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(
-        f"| {name} | {f['train_tokens_per_sec']:,} | {f['score_tokens_per_sec']:,} | {f['parameters']:,} | {f['load_average']:.2f} |"
+        f"| {name} | {f['train_tokens_per_sec']:,} | {f['score_tokens_per_sec']:,} | {f['parameters']:,} "
+        f"| {f['load_average']:.2f} |"
         for name, f in figures.items()
     )
-    (RESULTS / "adaptive.md").write_text(
-        "# Adaptive softmax vs full softmax (`python benchmarks/bench_adaptive.py`)\n\n"
+    (folder / "adaptive.md").write_text(
+        "# Adaptive softmax vs full softmax (`python -m benchmarks.speed.adaptive`)\n\n"
         f"{result['config']}; {args.steps} timed steps after {args.warmup} warm-up steps, best of {args.repeats}; "
         f"{result['machine']}, {result['torch_threads']} torch threads.\n\n"
-        "| output layer | train tokens/s | score tokens/s | parameters | load average (1 min) |\n| --- | --- | --- | --- | --- |\n"
-        f"{rows}\n\nAdaptive softmax trains {speedup:.2f}x and scores {score_speedup:.2f}x as fast as the full softmax.\n"
+        "| output layer | train tokens/s | score tokens/s | parameters | load average (1 min) |\n"
+        "| --- | --- | --- | --- | --- |\n"
+        f"{rows}\n\nAdaptive softmax trains {speedup:.2f}x and scores {score_speedup:.2f}x as fast as the full "
+        "softmax.\n"
     )
     print(json.dumps(result, indent=2))
+    print(f"written to {folder / 'adaptive.json'} and {folder / 'adaptive.md'}")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Time of a char-model training step with the byte-fallback softmax against a plain softmax over
 the whole vocabulary (issue 11: byte fallback without paying for 256 extra outputs on every step).
 
-    python benchmarks/bench_byte_softmax.py                      # both shapes, 1 thread
-    python benchmarks/bench_byte_softmax.py --threads 2 --steps 60
+    python -m benchmarks.speed.byte_softmax                      # both shapes, 1 thread
+    python -m benchmarks.speed.byte_softmax --threads 2 --steps 60
+    python -m benchmarks.speed.byte_softmax --quick              # a tiny shape, 2 steps: checks that it runs
 
 Each step is forward, backward and an AdamW update on the same random ids of tiny Shakespeare's
 vocabulary (65 characters, 323 ids with the byte tokens); the two output layers alternate step by
@@ -28,21 +29,27 @@ SHAPES = {
     "issue 10 (emb 64, 2 x 128, batch 32 x 64)": (64, 128, 32, 64),
     "emb 64, 2 x 256, batch 64 x 128": (64, 256, 64, 128),
 }
+QUICK_SHAPES = {"emb 8, 2 x 16, batch 4 x 8 (quick)": (8, 16, 4, 8)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """The median step seconds of each output layer, by shape."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40, help="timed steps of each output layer, per shape")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="a tiny shape and 2 steps, to check that it runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps = 2
     torch.set_num_threads(args.threads)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; torch threads {args.threads}")
-    for name, (embedding, hidden, batch, seq) in SHAPES.items():
+    results = {}
+    for name, (embedding, hidden, batch, seq) in (QUICK_SHAPES if args.quick else SHAPES).items():
         models = {}
         for label, byte_start in (("plain softmax (323 outputs)", None), ("byte-fallback softmax (68 outputs)", 2)):
             torch.manual_seed(0)
-            config = ModelConfig(VOCAB, embedding_size=embedding, hidden_size=hidden, layers=2, dropout=0.1, recurrent_dropout=0.1,
-                                 byte_fallback_start=byte_start)
+            config = ModelConfig(VOCAB, embedding_size=embedding, hidden_size=hidden, layers=2, dropout=0.1,
+                                 recurrent_dropout=0.1, byte_fallback_start=byte_start)
             model = LSTMLanguageModel(config).train()
             models[label] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         ids = torch.randint(FIRST_CHAR, VOCAB, (batch, seq + 1))
@@ -56,11 +63,12 @@ def main() -> None:
                 optimizer.step()
                 if step >= 3:
                     times[label].append(time.perf_counter() - started)
-        medians = {label: statistics.median(values) for label, values in times.items()}
+        medians = results[name] = {label: statistics.median(values) for label, values in times.items()}
         plain, byte = medians.values()
         print(f"{name}: " + ", ".join(f"{label} {ms * 1000:.1f} ms" for label, ms in medians.items())
               + f"; byte-fallback / plain {byte / plain:.2f}x")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return results
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 Run it alone for one process, or under torchrun for several; --batch-size is the global batch, as
 in `textlstm train`:
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_ddp.py --shape char
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 benchmarks/bench_ddp.py --shape char
+    OMP_NUM_THREADS=2 python -m benchmarks.speed.ddp --shape char
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m benchmarks.speed.ddp --shape char
+
+--quick times a tiny model for 2 steps of each kind, to check that it runs.
 
 Each step is the step the trainer runs (training/step.py's TrainingStep, through
 DistributedDataParallel when there are several processes), with the settings SCALING.md was
@@ -36,6 +38,7 @@ from textlstm.training import distributed
 SHAPES = {  # the shapes of benchmarks/RESULTS.md: vocab, embedding, hidden, layers, global batch, seq_len
     "char": (323, 128, 512, 2, 64, 128),
     "word": (10_000, 650, 650, 2, 20, 35),
+    "tiny": (40, 8, 16, 2, 4, 8),  # --quick's
 }
 
 
@@ -67,12 +70,16 @@ def trainer_steps_for(shape: str, steps: int) -> TrainerSteps:
     return TrainerSteps.on_ids(RunConfig(model=model, data=DataConfig(), train=train), ids)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> dict | None:
+    """Process 0's figures (None in the other processes)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="char")
     parser.add_argument("--steps", type=int, default=12, help="steps of each kind (synchronized, unsynchronized)")
     parser.add_argument("--warmup", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="the tiny shape, 2 steps of each kind after 1 warm-up")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.shape, args.steps, args.warmup = "tiny", 2, 1
     with distributed.session():
         step = trainer_steps_for(args.shape, args.steps + args.warmup)
         ddp = step.train_step.loss_of  # the DistributedDataParallel module when there are several processes
@@ -107,22 +114,25 @@ def main() -> None:
                 dist.all_reduce(flat)
                 times.append(time.perf_counter() - started)
             bandwidth = statistics.median(times)
-        if distributed.is_main():
-            print(json.dumps({
-                "shape": args.shape,
-                "processes": distributed.world_size(),
-                "threads_per_process": torch.get_num_threads(),
-                "global_tokens_per_step": tokens,
-                "tokens_per_sec": tokens / step_seconds,
-                "step_sec_median": step_seconds,
-                "step_sec_no_sync_median": statistics.median(unsynced),
-                "exposed_allreduce_sec": step_seconds - statistics.median(unsynced) if several else 0.0,
-                "allreduce_sec_per_step_hook": statistics.median(reduce_seconds) if several else 0.0,
-                "allreduce_bytes_per_step": reduce_bytes[-1] if several else 0,
-                "parameters": params,
-                "lone_allreduce_sec": bandwidth,
-                "load_average": os.getloadavg(),
-            }))
+        if not distributed.is_main():
+            return None
+        figures = {
+            "shape": args.shape,
+            "processes": distributed.world_size(),
+            "threads_per_process": torch.get_num_threads(),
+            "global_tokens_per_step": tokens,
+            "tokens_per_sec": tokens / step_seconds,
+            "step_sec_median": step_seconds,
+            "step_sec_no_sync_median": statistics.median(unsynced),
+            "exposed_allreduce_sec": step_seconds - statistics.median(unsynced) if several else 0.0,
+            "allreduce_sec_per_step_hook": statistics.median(reduce_seconds) if several else 0.0,
+            "allreduce_bytes_per_step": reduce_bytes[-1] if several else 0,
+            "parameters": params,
+            "lone_allreduce_sec": bandwidth,
+            "load_average": os.getloadavg(),
+        }
+        print(json.dumps(figures))
+        return figures
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ A char model with hidden 512, 2 layers and random weights (speed does not depend
 end-of-text token is switched off so every run makes exactly --tokens tokens), on the default
 torch thread settings, through the Python API (`TextGenerator.generate`). Then the time from
 starting `textlstm generate` as a subprocess to the first generated character on its stdout.
+Writes benchmarks/results/generate.json.
 
-    python benchmarks/bench_generate.py [--tokens 2000] [--repeats 5]
+    python -m benchmarks.speed.generate [--tokens 2000] [--repeats 5]
+    python -m benchmarks.speed.generate --quick    # hidden 32, a few tokens, one run: checks that it runs
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from textlstm.fileio import write_text
 from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 from textlstm.tokens import EOT_ID
 
-from benchmarks.speed.common import REPO, RESULTS as RESULTS_FOLDER
+from benchmarks.speed.common import REPO, RESULTS, add_quick_options, output_folder
 
-RESULTS = RESULTS_FOLDER / "generate.json"
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
 PROMPT = "ROMEO:\nBut soft, what light"
 SETTINGS = {
@@ -46,9 +47,9 @@ SETTINGS = {
 }
 
 
-def make_generator() -> tuple[TextGenerator, RunConfig]:
+def make_generator(hidden: int = 512) -> tuple[TextGenerator, RunConfig]:
     tokenizer = build_tokenizer("char", [ALPHABET])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=64, hidden_size=512, layers=2))
+    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=64, hidden_size=hidden, layers=2))
     torch.manual_seed(0)
     model = LSTMLanguageModel(config.model)
     with torch.no_grad():
@@ -122,29 +123,36 @@ def _first_token_seconds(command: list[str], env: dict) -> float:
         process.wait()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    add_quick_options(parser, "hidden 32, 20 tokens, one run", "benchmarks/results/generate.json")
+    args = parser.parse_args(argv)
+    hidden = 32 if args.quick else 512
+    if args.quick:
+        args.tokens, args.repeats = 20, 1
+    folder = output_folder(args.output_dir, args.quick)
 
-    lm, config = make_generator()
-    print(f"char model, hidden 512, 2 layers, vocab {lm.tokenizer.vocab_size}; torch {torch.__version__}, "
+    lm, config = make_generator(hidden)
+    print(f"char model, hidden {hidden}, 2 layers, vocab {lm.tokenizer.vocab_size}; torch {torch.__version__}, "
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; load average {os.getloadavg()[0]:.1f}")
     print(f"generation at batch 1 ({args.tokens} tokens per run, {args.repeats} runs):")
     results = {
-        "model": {"tokenizer": "char", "vocab_size": lm.tokenizer.vocab_size, "hidden_size": 512, "layers": 2},
+        "model": {"tokenizer": "char", "vocab_size": lm.tokenizer.vocab_size, "hidden_size": hidden, "layers": 2},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                     "load_average_at_start": round(os.getloadavg()[0], 2)},
         "tokens_per_second": tokens_per_second(lm, args.tokens, args.repeats),
-        "cost_per_token": early_and_late_cost(lm, 3),
+        "cost_per_token": early_and_late_cost(lm, 1 if args.quick else 3),
         "first_token": time_to_first_token(lm, config, args.repeats),
     }
     results["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(REPO)}")
+    out = (folder or RESULTS) / "generate.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out}")
+    return results
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ quantized from the float32 weights at load; nothing int8 is saved). For each, on
   each part's burned-in start state from matching the end state of the part before within the
   check's tolerance, so the parts are scored again, one round after another.)
 
-The three are timed in alternation (bench_interleaved), medians kept, so that load from other
-processes hits them alike. Writes benchmarks/results/quantize.json, prints a markdown table and
-puts it in benchmarks/RESULTS.md, section "int8 weights" (not with --quick, which writes
-results/quantize-quick.json only).
+The three are timed in alternation (benchmarks/speed/interleaved.py), medians kept, so that load from
+other processes hits them alike. Writes benchmarks/results/quantize.json, prints a markdown table and
+puts it in benchmarks/RESULTS.md, section "int8 weights" (with --output-dir: quantize.json and RESULTS.md
+there). --quick trains 2 x 32 and 2 x 64 models for 20 steps on the start of the text and times them
+briefly, into --output-dir or a new temporary folder.
 
-    python benchmarks/bench_quantize.py [--minutes 4] [--runs DIR] [--checkpoint RUN ...] [--quick]
+    python -m benchmarks.speed.quantize [--minutes 4] [--runs DIR] [--checkpoint RUN ...] [--quick]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.speed.common import BENCHMARKS, REPO
+from benchmarks.speed.common import BENCHMARKS, add_quick_options, output_folder, shakespeare_sample
 from benchmarks.speed.generate import PROMPT
 from benchmarks.speed.interleaved import interleaved_medians
 from benchmarks.speed.run import CORPUS, machine
@@ -50,7 +51,6 @@ from textlstm.runs.checkpoint import BEST_WEIGHTS, load_config
 from textlstm.training.trainer import train
 
 RESULTS = BENCHMARKS / "results" / "quantize.json"
-QUICK_RESULTS = BENCHMARKS / "results" / "quantize-quick.json"
 REPORT = BENCHMARKS / "RESULTS.md"
 SECTION = "## int8 weights"
 HOLDINGS = {"float32": {}, "bfloat16": {"precision": "bfloat16"}, "int8": {"quantize": "int8"}}
@@ -58,15 +58,15 @@ SHAPES = {"char 2 x 256": 256, "char 2 x 512": 512}
 QUICK_SHAPES = {"char 2 x 32 (quick)": 32, "char 2 x 64 (quick)": 64}
 
 
-def trained_run(folder: Path, hidden: int, minutes: float, quick: bool) -> Path:
-    """A char model (embedding 64, or 16 with --quick) trained on tiny Shakespeare into `folder`; kept if already there."""
+def trained_run(folder: Path, hidden: int, minutes: float, quick: bool, corpus: Path = CORPUS) -> Path:
+    """A char model (embedding 64, or 16 with --quick) trained on `corpus` into `folder`; kept if already there."""
     if (folder / BEST_WEIGHTS).is_file():
         print(f"  reusing {folder}")
         return folder
     limit = {"max_steps": 20, "eval_every": 20, "eval_tokens": 2_000} if quick else {"max_minutes": minutes}
     config = RunConfig(
         model=ModelConfig(embedding_size=16 if quick else 64, hidden_size=hidden, layers=2),
-        data=DataConfig(dataset=str(CORPUS), tokenizer="char"),
+        data=DataConfig(dataset=str(corpus), tokenizer="char"),
         train=TrainConfig(seed=1, device="cpu", save_every_minutes=0, **limit),
     )
     print(f"  training {folder.name} ({'20 steps' if quick else f'{minutes:g} minutes'})")
@@ -144,7 +144,7 @@ def markdown(results: dict) -> str:
     lines = [
         SECTION,
         "",
-        f"`python benchmarks/bench_quantize.py` ({results['machine']['cpu']}, {results['machine']['cpus']} CPUs, "
+        f"`python -m benchmarks.speed.quantize` ({results['machine']['cpu']}, {results['machine']['cpus']} CPUs, "
         f"torch {results['machine']['torch']}, one torch thread; commit {results['machine']['commit']}). Batch 1: the "
         f"sampling loop of `textlstm generate`, {settings['tokens']} tokens after a short prompt; batch 64: "
         f"{settings['batch_steps']} greedy `model.step` calls on 64 rows; medians of {settings['repeats']} interleaved "
@@ -167,16 +167,16 @@ def markdown(results: dict) -> str:
 
 def put_section(report: Path, section: str) -> None:
     """Replace the report's int8 section (up to the next "## " heading) with `section`, or add it at the end."""
-    text = report.read_text(encoding="utf-8")
+    text = report.read_text(encoding="utf-8") if report.is_file() else ""
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section
     report.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="training minutes for each model")
     parser.add_argument("--runs", type=Path, help="folder for the trained runs, reused when there (default: a temporary one)")
@@ -184,35 +184,38 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2000, help="tokens per batch-1 run")
     parser.add_argument("--batch-steps", type=int, default=200, help="steps per batch-64 run")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="tiny models and runs, to check that it works")
-    args = parser.parse_args()
+    add_quick_options(parser, "2 x 32 and 2 x 64 models trained 20 steps on the start of the text, timed briefly",
+                      "benchmarks/results/quantize.json and benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
     if args.quick:
         args.tokens, args.batch_steps, args.repeats = 50, 10, 2
+    out_folder = output_folder(args.output_dir, args.quick)
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    results = {"machine": machine(), "settings": {"tokens": args.tokens, "batch_steps": args.batch_steps, "repeats": args.repeats},
-               "models": {}}
+    settings = {"tokens": args.tokens, "batch_steps": args.batch_steps, "repeats": args.repeats}
+    results = {"machine": machine(), "settings": settings, "models": {}}
     with tempfile.TemporaryDirectory() as scratch:
         if args.checkpoint:
             runs = {folder.name: folder for folder in args.checkpoint}
         else:
             root = args.runs or Path(scratch)
             shapes = QUICK_SHAPES if args.quick else SHAPES
-            runs = {name: trained_run(root / f"char-2x{hidden}", hidden, args.minutes, args.quick) for name, hidden in shapes.items()}
+            corpus = shakespeare_sample(Path(scratch)) if args.quick else CORPUS
+            runs = {name: trained_run(root / f"char-2x{hidden}", hidden, args.minutes, args.quick, corpus)
+                    for name, hidden in shapes.items()}
         for name, folder in runs.items():
             results["models"][name] = measure(name, folder, args)
     results["seconds"] = round(time.perf_counter() - started)
 
-    path = QUICK_RESULTS if args.quick else RESULTS
+    path, report = (RESULTS, REPORT) if out_folder is None else (out_folder / "quantize.json", out_folder / "RESULTS.md")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     section = markdown(results)
     print("\n" + section)
-    print(f"written to {path.relative_to(REPO)}")
-    if not args.quick:
-        put_section(REPORT, section)
-        print(f"and to {REPORT.relative_to(REPO)}, section '{SECTION[3:]}'")
+    put_section(report, section)
+    print(f"written to {path} and to {report}, section '{SECTION[3:]}'")
+    return results
 
 
 if __name__ == "__main__":

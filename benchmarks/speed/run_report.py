@@ -1,4 +1,4 @@
-"""benchmarks/RESULTS.md from the figures of `run.py`: each target, met or by how much it misses."""
+"""benchmarks/RESULTS.md from the figures of benchmarks/speed/run.py: each target, met or by how much it misses."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def write_results_md(r: dict, path: Path) -> None:
         f"Load average (1 min) {r['load_average_at_start']} at the start, {r['load_average_at_end']} at the end; "
         f"each section gives its own. The run took {r['seconds']} s.",
         "",
-        f"Reproduce: `{r.get('command', 'python benchmarks/run.py')}` (writes this file and "
+        f"Reproduce: `{r['command']}` (writes this file and "
         "`benchmarks/results/run.json`; `--quick` for a smoke run, `--threads N` to set torch's threads).",
         "",
         "## Targets (issue #5)",
@@ -135,19 +135,22 @@ def write_results_md(r: dict, path: Path) -> None:
               f"{ev['tokens']:,} validation tokens per run; load average {ev['load_average'][0]} / {ev['load_average'][1]}.", ""]
 
     g = r["generation"]
-    parts += ["## Generation at batch 1 (char model, hidden 512, 2 layers; bench_generate.py)", ""]
+    parts += [f"## Generation at batch 1 (char model, hidden {g['hidden_size']}, 2 layers; "
+              "benchmarks/speed/generate.py)", ""]
     rows = [[name, f"{g['float32'][name]['median']:,}", f"{g['bfloat16_weights'][name]['median']:,}"] for name in g["float32"]]
     parts += [_table(["sampling", "float32 weights tok/s", "bfloat16 weights tok/s"], rows), "",
               f"`textlstm generate` from start to first token: median {g['first_token']['median_s']} s, "
               f"best {g['first_token']['best_s']} s. {g['tokens']} tokens per run, {g['repeats']} runs; "
               f"load average {g['load_average'][0]} / {g['load_average'][1]}.", ""]
 
-    parts += ["## Tokenization (tiny Shakespeare, 1.1 MB, as `textlstm.data.token_ids` encodes a corpus)", "",
+    size = r["tokenization_text_mb"]
+    parts += [f"## Tokenization (tiny Shakespeare, {size:.2g} MB, as `textlstm.data.token_ids` encodes a corpus)", "",
               _table(["tokenizer", "MB/s"], [[n, f"{v:.1f}"] for n, v in r["tokenization_mb_per_second"].items()]), ""]
 
     q = r["bfloat16_quality"]
     parts += ["## bfloat16 quality", "",
-              f"Char model (64, 1 x 256), batch 32 x 64, {q['steps']} steps on tiny Shakespeare through `textlstm.training.trainer`: "
+              f"Char model (64, 1 x {q['hidden_size']}), batch 32 x 64, {q['steps']} steps on tiny Shakespeare "
+              "through `textlstm.training.trainer`: "
               f"validation loss {q['float32_valid_loss']:.4f} in float32, {q['bfloat16_valid_loss']:.4f} in bfloat16 "
               f"({q['relative_difference']:.2%} apart).", ""]
     path.write_text("\n".join(parts) + NOTES)

@@ -20,17 +20,18 @@ seconds (bounded in count and time), and we record:
 - the same model's `textlstm eval` scoring (evaluate_split, batch 32 x 256 as the command runs
   it) and training (training/step.py's `TrainingStep`, the step the trainer runs, batch 64 x 128,
   dropout 0.2 and recurrent 0.25)
-  tokens/s, timed in alternation as benchmarks/run.py times them for RESULTS.md, in this process
+  tokens/s, timed in alternation as benchmarks/speed/run.py times them for RESULTS.md, in this process
   with no server running, on the server's --threads;
 - the model's `step` alone at batch 1 and 64: the most the streaming levels could reach.
 
 The precisions default to serve's own (--precision auto: bfloat16 where the CPU computes it
 natively, hardware/precision.py), then float32. The clients speak HTTP/1.1 on raw asyncio sockets,
 so the client side costs little CPU. Writes benchmarks/results/serving.json and
-benchmarks/SERVING.md; --quick (a few seconds a level, to check that it runs) writes
-benchmarks/results/serving-quick.json only.
+benchmarks/SERVING.md (serving.json and SERVING.md in --output-dir). Needs the serve extra
+(pip install -e ".[serve]").
 
-    python benchmarks/bench_serving.py [--seconds 15] [--conversations 4000] [--threads 1] [--quick]
+    python -m benchmarks.speed.serving [--seconds 15] [--conversations 4000] [--threads 1]
+    python -m benchmarks.speed.serving --quick    # float32 only, 1 and 4 clients, 1 s a level: checks that it runs
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from textlstm.hardware.threads import prefer_passive_waiting
@@ -57,32 +59,45 @@ import torch  # noqa: E402
 
 from textlstm.hardware.device import device_name  # noqa: E402
 
-from benchmarks.speed.common import BENCHMARKS, REPO  # noqa: E402
+from benchmarks.speed.common import BENCHMARKS, REPO, add_quick_options, output_folder  # noqa: E402
 from benchmarks.speed.interleaved import interleaved_medians  # noqa: E402
 from benchmarks.speed.training_step import Shape, textlstm_step  # noqa: E402
 
 RESULTS = BENCHMARKS / "results" / "serving.json"
-QUICK_RESULTS = BENCHMARKS / "results" / "serving-quick.json"
 REPORT = BENCHMARKS / "SERVING.md"
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
 PROMPT = "ROMEO:\nBut soft, what light"
 LEVELS = (1, 8, 64, 256)
 MAX_TOKENS = 100  # per request; clients send requests back to back
 SCORED_CHARS = 2000  # the text of each scoring request
-EMBEDDING, HIDDEN, LAYERS = 64, 512, 2
-TRAIN_BATCH, TRAIN_SEQ_LEN = 64, 128  # benchmarks/run.py's char shape
 
 
-def served_model(vocab_size: int):
+@dataclass(frozen=True)
+class Served:
+    """The served model's shape, and the batch its training steps are timed at."""
+
+    embedding: int = 64
+    hidden: int = 512
+    layers: int = 2
+    train_batch: int = 64  # benchmarks/speed/run.py's char shape
+    train_seq_len: int = 128
+
+
+SERVED = Served()
+QUICK_SERVED = Served(embedding=16, hidden=32, train_batch=4, train_seq_len=16)
+
+
+def served_model(vocab_size: int, served: Served):
     """The served shape with seed-0 random weights (speed does not depend on training)."""
     from textlstm.config import ModelConfig
     from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
-    return LSTMLanguageModel(ModelConfig(vocab_size, embedding_size=EMBEDDING, hidden_size=HIDDEN, layers=LAYERS))
+    config = ModelConfig(vocab_size, embedding_size=served.embedding, hidden_size=served.hidden, layers=served.layers)
+    return LSTMLanguageModel(config)
 
 
-def write_checkpoint(folder: Path) -> Path:
+def write_checkpoint(folder: Path, served: Served) -> Path:
     from textlstm.config import RunConfig
     from textlstm.data.tokenizer import build_tokenizer
     from textlstm.fileio import write_text
@@ -90,7 +105,7 @@ def write_checkpoint(folder: Path) -> Path:
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [ALPHABET])
-    model = served_model(tokenizer.vocab_size)
+    model = served_model(tokenizer.vocab_size, served)
     config = RunConfig(model=model.config)
     with torch.no_grad():
         model.decoder.bias[EOT_ID] = -1e4
@@ -266,7 +281,8 @@ async def long_prompt_stall(host: str, port: int, seconds: float, chars: int = 1
     return {"prompt_chars": len(prompt), "prompt_seconds": finished - started, "others_max_gap_ms": 1000 * max(gaps), "others_p99_gap_ms": 1000 * percentile(gaps, 99)}
 
 
-async def kept_conversation_memory(host: str, port: int, pid: int, count: int, concurrency: int = 32) -> dict:
+async def kept_conversation_memory(host: str, port: int, pid: int, count: int, served: Served,
+                                   concurrency: int = 32) -> dict:
     """RSS growth per kept conversation: N chats without an id (the allocator warms up), then N with."""
 
     async def chats(keep: bool, offset: int) -> None:
@@ -294,7 +310,7 @@ async def kept_conversation_memory(host: str, port: int, pid: int, count: int, c
         "rss_before_mb": before,
         "rss_after_mb": after,
         "kb_per_conversation": (after - before) * 1024 / count,
-        "state_kb": 2 * 2 * 512 * 4 / 1024,
+        "state_kb": 2 * served.layers * served.hidden * 4 / 1024,  # (h, c) of each layer in float32
     }
 
 
@@ -329,13 +345,15 @@ def measure_levels(process: subprocess.Popen, host: str, port: int, args, precis
     return levels, scoring
 
 
-def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval_tokens: int) -> dict:
-    """evaluate_split and training-step tokens/s of the served model's shape, in alternation (benchmarks/run.py's way)."""
+def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval_tokens: int, served: Served) -> dict:
+    """evaluate_split and training-step tokens/s of the served model's shape, in alternation (as
+    benchmarks/speed/run.py times them)."""
     from textlstm.evaluation.scoring import evaluate_split
 
-    ids = np.random.default_rng(0).integers(2, vocab_size, 4 * eval_tokens + TRAIN_BATCH * TRAIN_SEQ_LEN * 8)
-    model = served_model(vocab_size)
-    shape = Shape("served", vocab_size, EMBEDDING, HIDDEN, LAYERS, TRAIN_BATCH, TRAIN_SEQ_LEN)
+    ids = np.random.default_rng(0).integers(2, vocab_size, 4 * eval_tokens + served.train_batch * served.train_seq_len * 8)
+    model = served_model(vocab_size, served)
+    shape = Shape("served", vocab_size, served.embedding, served.hidden, served.layers, served.train_batch,
+                  served.train_seq_len)
     contenders = {
         "eval": lambda: evaluate_split(model, ids, max_tokens=eval_tokens, precision=precision),
         "training": textlstm_step(shape, ids, precision),
@@ -352,10 +370,10 @@ def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval
     return result
 
 
-def model_step_tokens_per_second(precision: str, vocab_size: int, seconds: float) -> dict:
+def model_step_tokens_per_second(precision: str, vocab_size: int, seconds: float, served: Served) -> dict:
     """Tokens/s of the served model's `step` alone (weights in the precision, as serve holds them) at
     batch 1 and 64: what the streaming levels would reach with nothing but the model to run."""
-    model = served_model(vocab_size).eval()
+    model = served_model(vocab_size, served).eval()
     if precision != "float32":
         model = model.to(getattr(torch, precision))
     result = {"precision": precision, "torch_threads": torch.get_num_threads()}
@@ -373,7 +391,7 @@ def model_step_tokens_per_second(precision: str, vocab_size: int, seconds: float
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="how long each level streams")
     parser.add_argument("--conversations", type=int, default=4000, help="kept conversations for the RSS measurement")
@@ -383,14 +401,18 @@ def main() -> None:
                         help="the server's --precision, one pass of the levels each (default: serve's own, then float32)")
     parser.add_argument("--scoring-clients", default="8,64", help="numbers of concurrent clients of the scoring levels")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of eval and training steps")
-    parser.add_argument("--quick", action="store_true", help="a few seconds a level, to check that it runs; writes serving-quick.json only")
-    args = parser.parse_args()
+    add_quick_options(parser, "float32 only (unless --precisions), 1 and 4 streaming clients and 2 scoring ones, "
+                      "1 s a level, 50 kept conversations", "benchmarks/results/serving.json and benchmarks/SERVING.md")
+    args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.conversations, args.rounds = 2.0, min(args.conversations, 200), 2
+        args.seconds, args.conversations, args.rounds = 1.0, min(args.conversations, 50), 2
+        args.levels, args.scoring_clients, args.precisions = "1,4", "2", args.precisions or "float32"
+    out_folder = output_folder(args.output_dir, args.quick)
+    served = QUICK_SERVED if args.quick else SERVED
     precisions = list(dict.fromkeys((args.precisions or f"{serve_default_precision()},float32").split(",")))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = write_checkpoint(Path(folder) / "bench")
+        checkpoint = write_checkpoint(Path(folder) / "bench", served)
         levels, scoring = [], []
         for precision in precisions[1:]:
             process, host, port = start_server(checkpoint, args.threads, 100, precision)
@@ -407,9 +429,10 @@ def main() -> None:
             measured, scored = measure_levels(process, host, port, args, first)
             levels, scoring = measured + levels, scored + scoring
             stall_chars = 10_000 if args.quick else 100_000
-            stall = asyncio.run(long_prompt_stall(host, port, seconds=max(args.seconds, 3.0 if args.quick else 10.0), chars=stall_chars))
+            stall_seconds = max(args.seconds, 2.0 if args.quick else 10.0)
+            stall = asyncio.run(long_prompt_stall(host, port, seconds=stall_seconds, chars=stall_chars))
             print(json.dumps(stall), flush=True)
-            memory = asyncio.run(kept_conversation_memory(host, port, process.pid, args.conversations))
+            memory = asyncio.run(kept_conversation_memory(host, port, process.pid, args.conversations, served))
             print(json.dumps(memory), flush=True)
             final = asyncio.run(get_json(host, port, "/metrics.json"))
         finally:
@@ -417,10 +440,12 @@ def main() -> None:
             process.wait(60)
     vocab_size = build_tokenizer("char", [ALPHABET]).vocab_size
     torch.set_num_threads(args.threads)  # the offline figures on the server's threads: the same model, the same cores
-    offline = [offline_tokens_per_second(p, vocab_size, args.rounds, 16_384 if args.quick else 65_536) for p in precisions]
-    step_alone = [model_step_tokens_per_second(p, vocab_size, 0.5 if args.quick else 3.0) for p in precisions]
+    eval_tokens = 2_048 if args.quick else 65_536
+    offline = [offline_tokens_per_second(p, vocab_size, args.rounds, eval_tokens, served) for p in precisions]
+    step_alone = [model_step_tokens_per_second(p, vocab_size, 0.5 if args.quick else 3.0, served) for p in precisions]
     result = {
         "quick": args.quick,
+        "served": asdict(served),
         "levels": levels,
         "scoring": scoring,
         "offline": offline,
@@ -437,15 +462,12 @@ def main() -> None:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    out = QUICK_RESULTS if args.quick else RESULTS
+    out, page = (RESULTS, REPORT) if out_folder is None else (out_folder / "serving.json", out_folder / "SERVING.md")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    if args.quick:
-        print(report(result))
-        print(f"wrote {out} (--quick: SERVING.md left as it is)")
-        return
-    REPORT.write_text(report(result))
-    print(f"wrote {out} and {REPORT}")
+    page.write_text(report(result))
+    print(f"wrote {out} and {page}")
+    return result
 
 
 def build_tokenizer(kind: str, texts: list[str]):
@@ -490,6 +512,7 @@ def report(result: dict) -> str:
         for b in result.get("model_step_alone", [])
     ) or "not measured"
     memory = result["kept_conversations"]
+    served = result["served"]
     stall = result["long_prompt"]
     la_before = " / ".join(f"{x:.2f}" for x in result["load_average_before"])
     la_after = " / ".join(f"{x:.2f}" for x in result["load_average_after"])
@@ -500,9 +523,9 @@ def report(result: dict) -> str:
         if busiest > 0.5 * result["cpus"]
         else ""
     )
-    return f"""# Serving benchmark (`textlstm serve`; bench_serving.py)
+    return f"""# Serving benchmark (`textlstm serve`; benchmarks/speed/serving.py)
 
-Char model, 2 x 512 LSTM, random weights, every token one character; `textlstm serve --threads
+Char model, {served['layers']} x {served['hidden']} LSTM, random weights, every token one character; `textlstm serve --threads
 {result['server_threads']} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
 ({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
 {result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs ({result.get('cpu', 'model not recorded')}), torch {result['torch']},
@@ -536,8 +559,8 @@ echo, logprobs 1 and max_tokens 0 (what lm-evaluation-harness sends to score a t
 scored per second, to the end of the last request. "eval": `evaluate_split` (what `textlstm eval`
 runs: 32 parts side by side, 256 tokens per pass, a burn-in before each part; only scored tokens
 count) on {result['offline'][0]['eval_tokens']:,} tokens; "training": training/step.py's `TrainingStep`
-(the step the trainer runs) at batch {TRAIN_BATCH} x {TRAIN_SEQ_LEN} with
-dropout 0.2 and recurrent dropout 0.25, as benchmarks/run.py measures both for RESULTS.md
+(the step the trainer runs) at batch {served['train_batch']} x {served['train_seq_len']} with
+dropout 0.2 and recurrent dropout 0.25, as benchmarks/speed/run.py measures both for RESULTS.md
 (alternating, medians; torch threads {result['offline'][0]['torch_threads']}, the server's `--threads`; in this process with
 no server running). The served model holds its weights in the precision; eval and training run float32
 weights under bfloat16 autocast.
@@ -552,7 +575,7 @@ conversation can come out below the state's own size: the states partly fill mem
 already held from the requests before. All clients of a level start at once, so the first-token
 times include waiting behind the first step of every other client.
 
-Rerun with `python benchmarks/bench_serving.py` (about 8 minutes; `--quick` checks that it runs). `--threads 2` runs the model step
+Rerun with `python -m benchmarks.speed.serving` (about 8 minutes; `--quick` checks that it runs). `--threads 2` runs the model step
 on two torch threads: on this machine under load that was many times slower; on an idle machine it
 is worth comparing.
 """

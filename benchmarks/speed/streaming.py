@@ -9,7 +9,8 @@ with fresh TEXTLSTM_CACHE, HF_HOME and HF_DATASETS_CACHE folders inside that tem
 records GNU time's maximum resident set size, the wall time, `du` of the cache folders and of the
 run folder, and the load average. The temporary folder (the big file included) is deleted afterwards.
 
-    python benchmarks/bench_streaming.py [--gigabytes 5] [--steps 200]
+    python -m benchmarks.speed.streaming [--gigabytes 5] [--steps 200]
+    python -m benchmarks.speed.streaming --quick    # a 2 MB file, 2 steps
 
 Writes benchmarks/results/streaming.json.
 """
@@ -27,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.speed.common import REPO, RESULTS, SHAKESPEARE as SOURCE
+from benchmarks.speed.common import REPO, RESULTS, add_quick_options, output_folder
+from benchmarks.speed.common import SHAKESPEARE as SOURCE
 
 DOC_CHARS = 2000
 
@@ -56,11 +58,15 @@ def du_bytes(path: Path) -> int:
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gigabytes", type=float, default=5.0)
     parser.add_argument("--steps", type=int, default=200)
-    args = parser.parse_args()
+    add_quick_options(parser, "a 2 MB file and 2 steps", "benchmarks/results/streaming.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.gigabytes, args.steps = 0.002, 2
+    folder = output_folder(args.output_dir, args.quick) or RESULTS
 
     work = Path(tempfile.mkdtemp(prefix="textlstm-streaming-"))
     try:
@@ -97,9 +103,11 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "last_lines": [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.startswith(("final", "done", "tokens:", "tokenizer:"))],
         }
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "streaming.json").write_text(json.dumps(record, indent=2) + "\n")
+        folder.mkdir(exist_ok=True)
+        (folder / "streaming.json").write_text(json.dumps(record, indent=2) + "\n")
         print(json.dumps(record, indent=2))
+        print(f"written to {folder / 'streaming.json'}")
+        return record
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

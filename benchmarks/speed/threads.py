@@ -4,20 +4,20 @@ Each measurement runs in a fresh process, so OMP_NUM_THREADS and OMP_WAIT_POLICY
 when torch loads, as they are for a user. A "busy" run has another process spinning on one core
 (what a second job, a browser or a test suite does to a 2-core machine).
 
-    python benchmarks/bench_threads.py            # writes benchmarks/results/threads.json and prints a table
+    python -m benchmarks.speed.threads [--seconds 15]   # writes benchmarks/results/threads.json, prints a table
+    python -m benchmarks.speed.threads --quick          # a tiny model, half a second a point
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 
-from benchmarks.speed.common import REPO, RESULTS as RESULTS_FOLDER
-
-RESULTS = RESULTS_FOLDER / "threads.json"
+from benchmarks.speed.common import REPO, RESULTS, add_quick_options, output_folder
 
 # name: (vocab, embedding, hidden, layers, batch, seq_len)
 SHAPES = {
@@ -26,6 +26,7 @@ SHAPES = {
     "char 2x512 (emb 128, batch 32x64)": (67, 128, 512, 2, 32, 64),
     "word 2x650 (emb 650, batch 32x35, vocab 10k)": (10_000, 650, 650, 2, 32, 35),
 }
+QUICK_SHAPES = {"char 2x16 (emb 8, batch 4x8)": (67, 8, 16, 2, 4, 8)}
 
 CHILD = r"""
 import json, sys, time, torch
@@ -63,33 +64,55 @@ def spinner() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def main(seconds: float = 15.0) -> None:
+# The points measured for each model: column -> (threads, OMP_WAIT_POLICY or None for OpenMP's default, its heading)
+IDLE = {"idle_1t": (1, "PASSIVE", "idle 1 thread"), "idle_2t": (2, "PASSIVE", "idle 2 threads")}
+BUSY = {  # with another process spinning on one core
+    "busy_1t_passive": (1, "PASSIVE", "busy 1 thread"),
+    "busy_2t_passive": (2, "PASSIVE", "busy 2 threads PASSIVE"),
+    "busy_2t_default": (2, None, "busy 2 threads default wait"),
+}
+QUICK_POINTS = ("idle_1t", "busy_2t_default")  # one of each kind: each point is a new process that imports torch
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long each point trains")
+    add_quick_options(parser, "a tiny model, two points of half a second", "benchmarks/results/threads.json")
+    args = parser.parse_args(argv)
+    seconds = 0.5 if args.quick else args.seconds
+    folder = output_folder(args.output_dir, args.quick) or RESULTS
+    idle, busy = IDLE, BUSY
+    if args.quick:
+        idle, busy = ({c: p for c, p in points.items() if c in QUICK_POINTS} for points in (IDLE, BUSY))
     rows = []
     load_before = os.getloadavg()[0]
-    for name, shape in SHAPES.items():
+    for name, shape in (QUICK_SHAPES if args.quick else SHAPES).items():
         row = {"model": name}
-        for threads in (1, 2):
-            row[f"idle_{threads}t"] = measure(shape, threads, "PASSIVE", seconds)
-        busy = spinner()
+        for column, (threads, policy, _) in idle.items():
+            row[column] = measure(shape, threads, policy, seconds)
+        neighbour = spinner()
         try:
             time.sleep(1)
-            for threads, policy in ((1, "PASSIVE"), (2, "PASSIVE"), (2, None)):
-                row[f"busy_{threads}t_{(policy or 'default').lower()}"] = measure(shape, threads, policy, seconds)
+            for column, (threads, policy, _) in busy.items():
+                row[column] = measure(shape, threads, policy, seconds)
         finally:
-            busy.kill()
-            busy.wait()
+            neighbour.kill()
+            neighbour.wait()
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {"load_average_before": load_before, "cpus": os.cpu_count(), "seconds_per_point": seconds, "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = folder / "threads.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    columns = {**idle, **busy}
     print(f"\nload average before: {load_before:.2f}; tokens/s")
-    print("| model | idle 1 thread | idle 2 threads | busy 1 thread | busy 2 threads PASSIVE | busy 2 threads default wait |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        print(f"| {r['model']} | {r['idle_1t']:,.0f} | {r['idle_2t']:,.0f} | {r['busy_1t_passive']:,.0f} | "
-              f"{r['busy_2t_passive']:,.0f} | {r['busy_2t_default']:,.0f} |")
+    print("| model | " + " | ".join(heading for _, _, heading in columns.values()) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for row in rows:
+        print(f"| {row['model']} | " + " | ".join(f"{row[column]:,.0f}" for column in columns) + " |")
+    print(f"written to {out}")
+    return result
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 15.0)
+    main()

@@ -9,7 +9,8 @@ cross-entropy, no dropout.
 Run as a script, it times them on one device, each precision of textlstm's against the float32
 baseline, on random token ids (the speed of a step does not depend on the text), and writes JSON:
 
-    python benchmarks/bench_training_step.py --device cuda --output benchmarks/results/gpu_training_step.json
+    python -m benchmarks.speed.training_step --device cuda --output benchmarks/results/gpu_training_step.json
+    python -m benchmarks.speed.training_step --quick    # the tiny shape, a few steps: checks that it runs
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def seconds(step: Callable[[], None], repeats: int = 1) -> float:
 
 # The shapes the script times: run.py's char and word-medium shapes, and one large enough to fill a GPU.
 SHAPES = {
-    "tiny": Shape("tiny", 40, 8, 16, 2, 4, 8),  # a smoke run of the script itself
+    "tiny": Shape("tiny", 40, 8, 16, 2, 4, 8),  # --quick's
     "char": Shape("char", 100, 128, 512, 2, 64, 128),
     "word-medium": Shape("word-medium", 10_000, 650, 650, 2, 20, 35),
     "char-large": Shape("char-large", 100, 256, 1024, 3, 128, 256),
@@ -208,14 +209,20 @@ def machine(device: torch.device) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Training steps per second of textlstm and a plain PyTorch baseline on one device.")
+    parser = argparse.ArgumentParser(
+        description="Training steps per second of textlstm and a plain PyTorch baseline on one device.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=["char", "word-medium", "char-large"])
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (cuDNN picks its kernels, the allocator fills)")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="untimed steps first (cuDNN picks its kernels, the allocator fills)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--output", type=Path, help="write the results here as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="the tiny shape, 1 warm-up and 2 timed steps, to check that it runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.shapes, args.warmup, args.steps = ["tiny"], 1, 2
     device = torch.device(args.device)
     print(f"training steps on {device}:", flush=True)
     result = {"machine": machine(device), "warmup": args.warmup, "steps": args.steps, "shapes": {}}
