@@ -85,3 +85,12 @@ def test_the_shipped_corpus_cards_are_package_data():
     cards = [card.relative_to(corpora_package).as_posix() for card in CARD_FOLDERS[-1].glob("*.toml")]
     assert "shipped_cards/tinyshakespeare.toml" in cards
     assert all(any(fnmatch(card, pattern) for pattern in patterns["textlstm.data.corpora"]) for card in cards)
+
+
+def test_every_package_a_benchmark_imports_is_a_core_dependency_or_in_the_bench_extra():
+    benchmarks = REPO / "benchmarks"
+    own = {path.stem for path in benchmarks.rglob("*.py")} | {"benchmarks"}  # scripts that import their neighbours
+    declared = set(requirements()) | (extras()["bench"] - {"textlstm"})
+    for path in benchmarks.rglob("*.py"):
+        imported = set().union(*third_party_imports(path))
+        assert imported <= declared | own, (path, imported - declared - own)
