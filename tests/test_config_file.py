@@ -28,9 +28,10 @@ def test_the_default_recipe_is_the_defaults_written_out():
 
 
 def test_the_ten_minute_recipe_is_the_recorded_run():
-    results = (REPO / "benchmarks" / "results" / "tinyshakespeare_10min.jsonl").read_text().splitlines()
+    recipes = REPO / "benchmarks" / "experiments" / "e2026_11_25_tinyshakespeare_recipes"
+    results = (recipes / "tinyshakespeare_10min.jsonl").read_text().splitlines()
     record = next(json.loads(line) for line in results if json.loads(line)["name"] == "dropout01")
-    # The run: benchmarks/ablations.py's command with the defaults of its day (auto: char and weight
+    # The run: the ablations experiment's command with the defaults of its day (auto: char and weight
     # decay 0.01; AR and TAR off; the shape 2 x 256, embedding 64, evaluated every 500 steps; batch 16, lr 0.004).
     recorded = config_of("--dataset", record["dataset"], "--max-minutes", record["minutes"], "--threads", "1",
                          *shlex.split(record["options"]), "--tokenizer", "char", "--weight-decay", "0.01", "--ar", "0", "--tar", "0",

@@ -1,7 +1,7 @@
 """Stream batching on a corpus of many short documents: carry the LSTM state across end-of-text
 tokens (what textlstm does), or reset it to zero where each document starts.
 
-    python benchmarks/bench_document_reset.py --steps 400 --seeds 1337 7
+    python -m benchmarks.experiments.e2026_11_25_document_reset.bench_document_reset --steps 400 --seeds 1337 7
 
 The corpus: tiny Shakespeare cut into its speeches (blank-line separated), one jsonl row each,
 written to a temporary folder. Both variants train the same model from the same seed on the same
@@ -28,7 +28,7 @@ speeches two ways:
     per document: each speech alone from a zero state (what a reset at document starts means)
 
 Validation losses at equal steps do not depend on the machine's load; tokens/s does (the load
-average is recorded with it). Results: benchmarks/results/document_reset.json.
+average is recorded with it). Results: document_reset.json beside this script.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,8 +45,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -60,7 +59,7 @@ from textlstm.tokens import EOT_ID  # noqa: E402
 from textlstm.training.trainer import Trainer  # noqa: E402
 
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
-RESULT = REPO / "benchmarks" / "results" / "document_reset.json"
+RESULT = HERE / "document_reset.json"
 
 
 def write_speeches(folder: Path) -> Path:

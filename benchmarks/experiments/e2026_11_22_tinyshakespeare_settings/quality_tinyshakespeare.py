@@ -1,15 +1,16 @@
 """Quality benchmark: a char LSTM trained on tiny Shakespeare for a fixed wall-clock budget.
 
-    python benchmarks/quality_tinyshakespeare.py                  # 10 minutes, record the result
-    python benchmarks/quality_tinyshakespeare.py --minutes 2 --trial --hidden-size 384 --lr 4e-3
+    python -m benchmarks.experiments.e2026_11_22_tinyshakespeare_settings.quality_tinyshakespeare     # 10 minutes
+    python -m benchmarks.experiments.e2026_11_22_tinyshakespeare_settings.quality_tinyshakespeare \
+        --minutes 2 --trial --hidden-size 384 --lr 4e-3
 
 The split is nanoGPT's (first 90% of the characters train, last 10% validation), so the validation
 loss in nats per character compares with its published figures: 1.4697 for its 10.7M-parameter
 transformer on an A100, about 1.88 for its CPU setting.
 
-A full run writes benchmarks/results/quality_tinyshakespeare.json; a --trial run (for trying
-settings) appends one line to benchmarks/results/quality_tinyshakespeare_trials.jsonl. Both
-re-render benchmarks/QUALITY.md, keeping its hand-written "## Notes" section. Timings depend on
+A full run writes quality_tinyshakespeare.json beside this script; a --trial run (for trying
+settings) appends one line to quality_tinyshakespeare_trials.jsonl there. Both re-render report.md
+there, keeping its hand-written "## Notes" section. Timings depend on
 whatever else the machine is running: the load average before and after is recorded with them.
 """
 
@@ -32,16 +33,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-BENCHMARKS = Path(__file__).resolve().parent
-REPO = BENCHMARKS.parent
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
 CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
-RESULT = BENCHMARKS / "results" / "quality_tinyshakespeare.json"
-TRIALS = BENCHMARKS / "results" / "quality_tinyshakespeare_trials.jsonl"
-REPORT = BENCHMARKS / "QUALITY.md"
+RESULT = HERE / "quality_tinyshakespeare.json"
+TRIALS = HERE / "quality_tinyshakespeare_trials.jsonl"
+REPORT = HERE / "report.md"
 NOTES_HEADING = "## Notes"
 NANOGPT_A100, NANOGPT_CPU, TARGET_10_MIN, TARGET_HOUR = 1.4697, 1.88, 1.88, 1.55
 
-sys.path.insert(0, str(REPO))
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from textlstm.evaluation.scoring import evaluate_checkpoint  # noqa: E402
 from textlstm.training.trainer import Reporter, train  # noqa: E402
@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> dict:
             batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup_steps=args.warmup_steps,
             max_steps=10**9, max_minutes=args.minutes, eval_every=args.eval_every, patience=0,
             save_every_minutes=0, seed=args.seed, device="cpu",
+            # as the recorded runs had them (commit 5545934's defaults, which have changed since)
+            weight_decay=0.01, ar=0.0, tar=0.0, precision="float32", threads=2,
         ),
     )
     shutil.rmtree(args.output, ignore_errors=True)
@@ -172,13 +174,8 @@ def render_report() -> str:
         f"setting about {NANOGPT_CPU}. Target here, on 2 CPU cores: under {TARGET_10_MIN} in 10 minutes, "
         f"under {TARGET_HOUR} in an hour.",
         "",
-        "Reproduce: `python benchmarks/quality_tinyshakespeare.py` (defaults are the best settings found); "
-        "try settings with `--minutes 2 --trial ...`.",
-        "",
-        "The newer figures (issue 11) are in the section \"Model quality at equal budget\" at the end: tiny "
-        "Shakespeare 1.4275 nats/char in 10 minutes and 1.4120 in 60 (`recipes/`), the held-out table against "
-        "a plain word LSTM and a small transformer, the `auto` rules and the ablations. The sections before it "
-        "record earlier states of the code.",
+        "Reproduce: `python -m benchmarks.experiments.e2026_11_22_tinyshakespeare_settings.quality_tinyshakespeare` "
+        "(defaults are the best settings found); try settings with `--minutes 2 --trial ...`.",
         "",
     ]
     if RESULT.is_file():
@@ -240,8 +237,7 @@ def _load(values) -> str:
 def _shown_path(path) -> str:
     """The checkpoint folder relative to the repository when inside it: results name no machine's paths."""
     path = Path(path).resolve()
-    repo = Path(__file__).resolve().parents[1]
-    return str(path.relative_to(repo)) if path.is_relative_to(repo) else path.name
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
 
 
 def main() -> None:

@@ -5,35 +5,31 @@ B / D'^beta, N the LSTM's weights in millions, D' the training tokens in million
 repeated epochs with R. One E per corpus; A, alpha, B, beta shared, fitted by least squares
 (scipy). R is not fitted: REPEAT_R, the value Muennighoff et al. fitted for repeated data
 ("Scaling Data-Constrained Language Models", 2023, R*_D = 15.4); fitted here, on 16 runs, it came
-out 1.03 and its leave-one-out choices were worse (5 of 8 equal-time pairs right, against 7 of 8). Leave-one-out: fit without a corpus, then ask that fit which shape wins on the left-out
-corpus at the token counts its fitting runs had, and compare with what the runs measured.
+out 1.03 and its leave-one-out choices were worse (5 of 8 equal-time pairs right, against 7 of 8).
+Leave-one-out: fit without a corpus, then ask that fit which shape wins on the left-out corpus at the
+token counts its fitting runs had, and compare with what the runs measured. The corpora's sizes are
+the ones the runs trained on, frozen in settings.toml beside this script.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from heldout_corpora import DEFAULT_OUT  # noqa: E402
-
-from textlstm.hardware.threads import lstm_work_per_step  # noqa: E402
+from textlstm.hardware.threads import lstm_work_per_step
 
 REPEAT_R = 15.0
+SETTINGS = Path(__file__).resolve().parent / "settings.toml"
 
 
 def train_tokens(corpus: str) -> int:
     """The corpus's training characters, documents' end symbols included (a char model's tokens)."""
-    manifest = json.loads((DEFAULT_OUT / "manifest.json").read_text())
-    train = manifest[corpus]["train"]
-    return train["chars"] + train["documents"]
+    train = tomllib.loads(SETTINGS.read_text())["corpora"][corpus]
+    return train["train_chars"] + train["train_documents"]
 
 
 def effective(tokens: np.ndarray, text: np.ndarray, repeat: float) -> np.ndarray:

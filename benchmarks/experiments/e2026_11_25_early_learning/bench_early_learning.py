@@ -1,7 +1,7 @@
 """Early learning: textlstm against a plain PyTorch loop over the first 200 steps (issue 10).
 
-    python benchmarks/bench_early_learning.py                        # both, 200 steps, seed 1337
-    python benchmarks/bench_early_learning.py --seeds 1 2 3 --only textlstm --set dropout=0 --set lr=2e-3
+    python -m benchmarks.experiments.e2026_11_25_early_learning.bench_early_learning   # both, 200 steps, seed 1337
+    python -m benchmarks.experiments.e2026_11_25_early_learning.bench_early_learning --seeds 1 2 3 --only textlstm --set dropout=0 --set lr=2e-3
 
 Shape: char model, embedding 64, LSTM 2 x 128, batch 32 x 64, on tiny Shakespeare with nanoGPT's
 split (first 90% of the characters train, last 10% validation). Both models are scored by the same
@@ -14,6 +14,7 @@ characters with a zero start state (nanoGPT's get_batch); `--plain-batching stre
 textlstm's contiguous rows with the state carried instead.
 
 textlstm runs through its own Trainer with its config defaults, except the shape above, 200 steps,
+the char tokenizer (every recorded run had it; pinned, since `--tokenizer auto` may choose another)
 and any `--set name=value` (a ModelConfig or TrainConfig field).
 
 Equal-step losses do not depend on the machine's load, so this runs fine on a busy machine; the
@@ -26,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,13 +36,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BENCHMARKS = Path(__file__).resolve().parent
-REPO = BENCHMARKS.parent
-CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
-sys.path.insert(0, str(REPO))
+from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from textlstm.training.trainer import Reporter, Trainer
 
-from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from textlstm.training.trainer import Reporter, Trainer  # noqa: E402
+REPO = Path(__file__).resolve().parents[3]
+CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 
 SHAPE = dict(embedding_size=64, hidden_size=128, layers=2)
 BATCH = dict(batch_size=32, seq_len=64)
@@ -118,7 +116,7 @@ def textlstm_run(steps: int, seed: int, overrides: dict) -> tuple[nn.Module, obj
     train_settings.update({k: v for k, v in overrides.items() if k not in model_fields})
     config = RunConfig(
         model=ModelConfig(**model_settings),
-        data=DataConfig(dataset=str(CORPUS)),
+        data=DataConfig(dataset=str(CORPUS), tokenizer="char"),
         train=TrainConfig(**train_settings),
     )
     with tempfile.TemporaryDirectory() as folder:

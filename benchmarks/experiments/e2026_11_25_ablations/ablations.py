@@ -1,15 +1,16 @@
 """Ablations at equal wall clock: `textlstm train` variants on tiny Shakespeare, each given the same
 minutes on one pinned core.
 
-    python benchmarks/ablations.py --minutes 4 --variant base= --variant ema="--ema 0.999" ...
-    python benchmarks/ablations.py --minutes 4 --table      # print the table of what is recorded
+    python -m benchmarks.experiments.e2026_11_25_ablations.ablations --minutes 4 --variant base= --variant ema="--ema 0.999" ...
+    python -m benchmarks.experiments.e2026_11_25_ablations.ablations --minutes 4 --table      # print the table of what is recorded
 
 Each variant is the default command (`textlstm train --dataset tinyshakespeare --max-minutes M
---threads 1`) with the shape the recorded runs had (FIXED_SHAPE), plus its extra options. Two run at once, side by side, each pinned with `taskset` to a
+--threads 1`) with the settings the recorded runs had (FROZEN: the defaults of commit 758ede3, which
+later defaults differ from), plus its extra options, which win over them. Two run at once, side by side, each pinned with `taskset` to a
 core of its own, with OMP_NUM_THREADS=1 (the issue measured its baselines the same way); nothing else
 should run meanwhile. The figure is the best validation loss of the run (nats per character, whatever the tokenizer, on
 nanoGPT's validation split, the full 111,542 characters), from the run's metrics.jsonl. Results are
-appended to benchmarks/results/ablations.jsonl, one line per run, with the load average around it.
+appended to ablations.jsonl beside this script, one line per run, with the load average around it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from heldout import job_environment  # benchmarks/ is on the path of a script run from it
+from benchmarks.heldout import job_environment
 
-BENCHMARKS = Path(__file__).resolve().parent
-RESULTS = BENCHMARKS / "results" / "ablations.jsonl"
+RESULTS = Path(__file__).resolve().parent / "ablations.jsonl"
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,14 +45,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-# The shape and evaluation spacing the recorded ablations ran with, before the planner chose them:
-# a variant changes one thing, so the planner must not choose another shape for it.
-FIXED_SHAPE = ("--embedding-size", "64", "--hidden-size", "256", "--layers", "2", "--eval-every", "500")
+# The settings the recorded runs had, then the defaults (commit 758ede3): the shape and evaluation spacing
+# (before the planner chose them), the batch and rate, the tokenizer and weight decay that auto chose, AR/TAR
+# off, patience 3. A variant changes one thing, so nothing else may be chosen for it. The dropouts are left
+# to each variant: auto then gave the 4-minute runs 0 / 0 (5.1 expected epochs), which `--dropout 0
+# --recurrent-dropout 0` now gives (auto has since changed).
+FROZEN = ("--embedding-size", "64", "--hidden-size", "256", "--layers", "2", "--eval-every", "500",
+          "--batch-size", "16", "--lr", "0.004", "--tokenizer", "char", "--weight-decay", "0.01",
+          "--ar", "0", "--tar", "0", "--patience", "3")
 
 
 def command(dataset: str, minutes: float, extra: str, output: Path) -> list[str]:
     return [sys.executable, "-m", "textlstm", "train", "--dataset", dataset, "--max-minutes", str(minutes),
-            "--threads", "1", "--output", str(output), "--overwrite", *FIXED_SHAPE, *shlex.split(extra)]
+            "--threads", "1", "--output", str(output), "--overwrite", *FROZEN, *shlex.split(extra)]
 
 
 def best_record(folder: Path) -> dict:

@@ -2,13 +2,16 @@
 that many tokens (a step limit, so the load on the machine cannot change the loss), its best
 validation loss recorded.
 
-    python benchmarks/fit_plan.py --runs            # train what is not recorded yet (two at a time, pinned)
-    python benchmarks/fit_plan.py --fit             # fit the rule on the recorded runs; leave-one-out
+    python -m benchmarks.experiments.e2026_12_02_size_rule.fit_plan --runs   # train what is not recorded yet
+    python -m benchmarks.experiments.e2026_12_02_size_rule.fit_plan --fit    # fit the rule (scipy); leave-one-out
+
+--runs trains two at a time, each pinned to a core.
 
 Each run is `textlstm train --dataset FOLDER --layers L --hidden-size H --embedding-size E --max-steps S
---threads 1 --patience 0` with every other setting its default (dropouts chosen by the auto rule from
-the epochs the steps give), pinned with taskset to a core of its own. The corpora are the held-out
-ones (benchmarks/heldout_corpora.py). Results: benchmarks/results/plan_fit.jsonl, one line per run.
+--threads 1 --patience 0` with the settings the recorded runs had (FROZEN: the defaults of commit 3e9ea56,
+which later defaults differ from; settings.toml beside this script), pinned with taskset to a core of its
+own. The corpora are the held-out ones (benchmarks/heldout_corpora.py). Results: plan_fit.jsonl beside this
+script, one line per run.
 """
 
 from __future__ import annotations
@@ -22,16 +25,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from heldout import job_environment  # benchmarks/ is on the path of a script run from it
-from heldout_corpora import CORPORA, DEFAULT_OUT
+from benchmarks.heldout import job_environment
+from benchmarks.heldout_corpora import CORPORA, DEFAULT_OUT
 
-BENCHMARKS = Path(__file__).resolve().parent
-RESULTS = BENCHMARKS / "results" / "plan_fit.jsonl"
+RESULTS = Path(__file__).resolve().parent / "plan_fit.jsonl"
 TOKENS_PER_STEP = 16 * 64  # the default batch
 SHAPES = {"2x256": (2, 256, 64), "2x512": (2, 512, 128)}  # name: (layers, hidden, embedding)
 # Tokens per shape: about what 1.7 and 5 minutes of one core of this project's machine give each of
 # them in bfloat16 (the larger shape's steps cost about four times as much).
 TOKEN_BUDGETS = {"2x256": (2_000_000, 6_000_000), "2x512": (500_000, 1_500_000)}
+# What the recorded runs had as defaults then and later defaults change: the tokenizer auto chose (char;
+# the spacing rule came later), the batch and rate, AR/TAR on, weight decay 0.01, the evaluation spacing
+# of a run without a time budget. The dropouts stay auto: the rule of the day (by expected epochs: 0 / 0
+# up to 6, 0.1 / 0.1 up to 15, 0.3 / 0.1 beyond) is what each record's dropout field says it chose;
+# settings.toml lists them, and a rerun today gets today's rule unless they are given.
+FROZEN = ("--tokenizer", "char", "--batch-size", "16", "--lr", "0.004", "--ar", "2", "--tar", "1",
+          "--weight-decay", "0.01", "--eval-every", "500")
 
 
 def recorded(results: Path) -> list[dict]:
@@ -51,7 +60,8 @@ def train_one(corpus: str, shape: str, tokens: int, core: int, args: argparse.Na
     output = args.work / corpus / f"{shape}-{tokens // 1000}k"
     command = ["taskset", "-c", str(core), sys.executable, "-m", "textlstm", "train", "--dataset", str(args.data / corpus),
                "--layers", str(layers), "--hidden-size", str(hidden), "--embedding-size", str(embedding),
-               "--max-steps", str(steps), "--threads", "1", "--patience", "0", "--output", str(output), "--overwrite"]
+               "--max-steps", str(steps), "--threads", "1", "--patience", "0", "--output", str(output), "--overwrite",
+               *FROZEN]
     started = time.monotonic()
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output.parent / f"{output.name}.log", "w") as log:
@@ -104,7 +114,7 @@ def main() -> None:
     if args.runs:
         run_missing(args)
     if args.fit:
-        from plan_rule_fit import report  # the fit needs scipy; the runs do not
+        from .plan_rule_fit import report  # the fit needs scipy; the runs do not
 
         report(recorded(args.results), args.corpora)
 

@@ -8,13 +8,14 @@ Two ways to add nodes:
     global batch fixed (--batch-size unchanged): compute(N) = compute(1) / N
     batch per node fixed (--batch-size times N):  compute(N) = compute(1)
 
-    python benchmarks/scaling_model.py
+    python -m benchmarks.experiments.e2026_11_25_data_parallel.scaling_model
 """
 
 from __future__ import annotations
 
 LATENCY = 30e-6  # seconds per message on a TCP network (an assumption, not measured here)
-# shape: (bytes all-reduced per step, measured; compute seconds per step on one node: RESULTS.md tokens/s, 2 threads)
+# shape: (bytes all-reduced per step, measured (benchmarks/results/ddp_scaling.jsonl); compute seconds per step
+# on one node: the tokens/s of benchmarks/RESULTS.md (its run at commit 2b751c0), 2 threads)
 SHAPES = {
     "char 2 x 512 (batch 64 x 128)": (14_492_428, 64 * 128 / 11_137),
     "word 2 x 650 (batch 20 x 35)": (79_121_600, 20 * 35 / 2_164),
