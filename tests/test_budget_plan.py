@@ -320,9 +320,9 @@ def chosen_of(plan) -> tuple:
 
 
 @pytest.mark.parametrize("text, minutes, speed, expected", [
-    # benchmarks/QUALITY.md, "Tiny Shakespeare and the default run": 2 x 256, 0.1 / 0.1, weight decay 0.1.
+    # benchmarks/experiments/LOG.md, "Tiny Shakespeare and the default run": 2 x 256, 0.1 / 0.1, weight decay 0.1.
     (TINY_SHAKESPEARE, 10, XEON_CORE, ((2, 256), 16, 0.004, 0.1, 0.1, 0.1)),
-    # "The 5-minute table": handbook 2 x 256, 0.1 / 0.1; "The 15-minute table": verse 2 x 384, 0.3 / 0.1.
+    # e2026_12_02_planned_budget: handbook 2 x 256, 0.1 / 0.1; e2026_12_02_patience_auto: verse 2 x 384, 0.3 / 0.1.
     (988_838, 5, 15e9, ((2, 256), 16, 0.004, 0.1, 0.1, 0.01)),
     (208_912, 15, AMD_CORE, ((2, 384), 16, 0.004, 0.3, 0.1, 0.1)),
 ])

@@ -15,8 +15,8 @@ from textlstm.hardware.threads import prefer_passive_waiting
 DEBUG_ENV = "TEXTLSTM_DEBUG"  # set to 1 to see tracebacks of unexpected errors
 
 # OpenMP threads that spin while they wait collapse when other processes want the cores: the default
-# run's step (batch 16 x 64, 2 x 256, 2 threads) ran at 350 tokens/s spinning against 11,000 waiting
-# passively on a shared 2-core machine (benchmarks/QUALITY.md, "The default run"). Read once, when
+# run's step on 2 threads ran many times slower spinning than waiting passively on a shared 2-core
+# machine (benchmarks/experiments/e2026_11_25_default_run). Read once, when
 # torch loads its OpenMP runtime, so it is set here, before any command imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

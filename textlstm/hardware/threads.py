@@ -1,6 +1,6 @@
 """CPU threads for torch: how many to use, and how idle ones wait.
 
-Both numbers were measured by `benchmarks/speed/threads.py` (figures in benchmarks/RESULTS.md):
+Both were measured by `benchmarks/speed/threads.py` (benchmarks/experiments/e2026_11_25_two_threads):
 - A small LSTM's matrices are too small to share between cores: a second thread adds a wait at every
   parallel region and slows the step down. A large one gains from it. `default_threads` picks one
   thread below WORK_FOR_TWO_THREADS multiply-adds per time step, else one per core this process may
@@ -18,9 +18,8 @@ import os
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
 # Multiply-adds of one LSTM time step for the whole batch above which two threads beat one, by
-# precision. Measured training steps (2 cores, tokens/s at 1 / 2 threads): float32 2x256 batch 16
-# (14M) 14.8k / 12.1k, emb 256 (17M) 12.2k / 11.0k, batch 32 (27M) 16.1k / 18.3k; bfloat16 batch 32
-# (27M) 25.7k / 21.7k, batch 64 (54M) 21.0k / 20.6k, 2x512 batch 16 (52M) 5.6k / 6.6k.
+# precision: each line lies between the measured training steps (2 cores) where one thread was faster
+# and those where two were (benchmarks/experiments/e2026_11_25_two_threads).
 WORK_FOR_TWO_THREADS = {"float32": 20_000_000, "bfloat16": 50_000_000}
 
 

@@ -102,7 +102,8 @@ class LSTMLanguageModel(nn.Module):
         occurrences of each id), so the first prediction is the unigram distribution, not a uniform
         one; tokens never seen count as half an occurrence. Adam moves a bias by about lr per step,
         so from zero the ~250 byte tokens a char model never sees held most of the probability for
-        hundreds of steps (benchmarks/QUALITY.md, "Early learning"). The adaptive softmax has no bias."""
+        hundreds of steps (benchmarks/experiments/e2026_11_25_early_learning). The adaptive softmax has
+        no bias."""
         counts = torch.as_tensor(np.asarray(counts, dtype=np.float64))
         if self.byte_softmax is not None:
             head = self.byte_softmax.head_index(torch.arange(len(counts)))

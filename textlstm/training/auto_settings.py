@@ -41,8 +41,8 @@ def budget_tokens(train: TrainConfig, train_tokens: int | None, batch_size: int 
 # ----------------------------------------------------------------------------- batch and learning rate
 
 # The batch and learning rate that every measurement behind the rules here and in budget_plan.py was
-# made at: 16 rows of --seq-len 64 tokens, AdamW at 4e-3 (benchmarks/QUALITY.md, "The default run": 16 x 64
-# at 4e-3 learned more in the same minutes on a CPU than the 64 x 128 before it).
+# made at: 16 rows of --seq-len 64 tokens, AdamW at 4e-3, which learned more in the same minutes on a CPU
+# than larger batches (benchmarks/experiments/e2026_11_22_tinyshakespeare_settings, e2026_11_25_default_run).
 TUNED_BATCH, TUNED_LR = 16, 4e-3
 # --lr auto for B rows: TUNED_LR x sqrt(B / TUNED_BATCH) above TUNED_BATCH rows, the square-root rule for
 # Adam (the noise of a gradient averaged over B rows falls as 1 / sqrt(B); Malladi et al., "On the SDEs and
@@ -78,13 +78,11 @@ class TokenizerChoice:
 
 
 # --tokenizer auto: BPE of BPE_VOCABULARY tokens where at least SPACING_FOR_BPE of the training text is
-# runs of two or more blanks, char otherwise. Measured at equal wall clock (benchmarks/QUALITY.md,
-# "The tokenizer"): BPE 1,024 won on manual pages (0.208 of the text in such runs; test 1.439 against
-# char's 1.482 bits/char in 15 minutes on one core) and lost on prose (the Debian handbook, 0.008:
-# 1.753 against 1.721) and plays (tiny Shakespeare, 0.000: 1.4537 against 1.4449 nats/char in 4
-# minutes; BPE 4,096 lost by 0.11 there). A char model spends a step on every blank of an indented
-# or aligned line, all of them easy to predict; BPE merges a run into one or two tokens, so the same
-# minutes read about three times the characters, which pays for its dearer softmax. Where spacing is
+# runs of two or more blanks, char otherwise. Measured at equal wall clock, BPE 1,024 won on manual
+# pages, where such runs are common, and lost on prose and plays, where they are rare; BPE 4,096 lost
+# by more (benchmarks/experiments/e2026_12_03_tokenizer_spacing). A char model spends a step on every
+# blank of an indented or aligned line, all of them easy to predict; BPE merges a run into one or two
+# tokens, so the same minutes read more of the text, which pays for its dearer softmax. Where spacing is
 # rare, BPE's larger vocabulary costs more than the merges save. A word vocabulary maps unseen words
 # to one unknown token, so it cannot score every text: it is never chosen.
 SPACING_FOR_BPE = 0.1
@@ -118,20 +116,13 @@ class Regularization:
 # The measure the table is read by: the expected epochs E (budget tokens / training tokens U) weighed
 # by the model's size against the text's, W = E x N / U, N the LSTM's weights. The same epochs
 # overfit a larger model, or a smaller text, sooner. The first row whose bound W does not exceed
-# applies. Measured (benchmarks/QUALITY.md, "Regularization by corpus size and budget" and "Dropout
-# weighed by N / U"): no dropout won at W 1.0 and tied at 4.1 (tiny Shakespeare, 2 x 256, 1.2 and 4.8
-# epochs); 0.1 or 0.2 beat no dropout at W 11.6 (the built-in corpus, 7.9 epochs); 0.1 beat 0.3 at
-# W 11.1, 14.3, 20.6 and 23.6 (2 x 256 planned to read a 1M-character text 13, 17, 24 and 28 times: the last,
-# the held-out plays in 15 minutes, test 1.759 against 1.854 bits/char); 0.3 beat 0.1 at W 45 (tiny
-# Shakespeare's first 300k characters, 16 epochs). The bounds lie between those: 3.5, where the
-# 4.8-epoch tie falls to 0.1, and 36. Weighed by sqrt(N / U) instead, as this table was before the
-# 28-epoch run, the loss there (25.7) and the win at 300k characters (27.0) were 5% apart.
+# applies. Each value won measured comparisons, and each bound lies between the W where the rows on
+# either side won (benchmarks/experiments/e2026_12_03_dropout_by_weights_per_token: every comparison with
+# its W, and why W weighs the epochs by N / U and not by its square root, as this table did before).
 #
-# Weight decay (AdamW's, decoupled, on the weight matrices) follows the same W (benchmarks/QUALITY.md,
-# "Weight decay by W"): 0.1 against 0.01, the plans otherwise the same, won at W 19.0 (tiny
-# Shakespeare 10 minutes, 1.3778 against 1.3970 nats/char) and 31.5 (manual pages 15 minutes, test
-# 1.412 against 1.439 bits/char), and lost at W 3.8 (german 15 minutes, 1.544 against 1.502), where a
-# run of a few epochs still underfits. The bound lies between those, at 12.
+# Weight decay (AdamW's, decoupled, on the weight matrices) follows the same W: 0.1 against 0.01, the
+# plans otherwise the same, won where a run reads its text many times for its size and lost where a run
+# of a few epochs still underfits (benchmarks/experiments/e2026_12_03_weight_decay_by_w).
 REGULARIZATION_TABLE = (
     # (W at most, dropout, recurrent dropout, weight decay)
     (3.5, 0.0, 0.0, 0.01),

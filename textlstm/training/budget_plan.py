@@ -23,7 +23,8 @@ timed: the shape is DEFAULT_SHAPE and the batch TUNED_BATCH, since fewer tokens 
 make the steps fewer.
 
 The fitting runs behind the rule's constants, and its leave-one-corpus-out figures, are in
-benchmarks/QUALITY.md ("The planned budget"); `python benchmarks/fit_plan.py --fit` recomputes them.
+benchmarks/experiments/e2026_12_02_size_rule; `python -m benchmarks.experiments.e2026_12_02_size_rule.fit_plan
+--fit` recomputes them.
 """
 
 from __future__ import annotations
@@ -43,17 +44,18 @@ from textlstm.training.speed_probe import DoesNotFit, Probe
 
 SHAPE_FIELDS = ("layers", "hidden_size", "embedding_size")
 # (layers, hidden size), smallest first: from the smallest fitted shape up. Two layers throughout:
-# three learned no faster in the budgets measured (benchmarks/QUALITY.md, "Settings tried"). An
-# embedding left at auto is a quarter of the hidden size, as in the fitting runs. 2 x 192, below
-# the fitted range, was a candidate once: chosen for the handbook corpus in 5 minutes it scored
-# 1.808 bits/char where 2 x 256 scored 1.760.
+# three learned no faster in the budgets measured
+# (benchmarks/experiments/e2026_11_22_tinyshakespeare_settings). An embedding left at auto is a
+# quarter of the hidden size, as in the fitting runs. 2 x 192, below the fitted range, was a candidate
+# once and did worse than 2 x 256 where it was chosen (benchmarks/experiments/e2026_12_02_planned_budget).
 CANDIDATE_SHAPES = ((2, 256), (2, 384), (2, 512), (2, 768))
 # After those, on a device whose speed is flat in the model's size (FLAT_WORK, FLAT_SPEED): a GPU
 # trains 2 x 1024 about as fast as 2 x 256 at a small batch, which a CPU never does.
 EXTENDED_SHAPES = ((2, 1024), (2, 1536), (2, 2048), (2, 3072), (2, 4096))
 DEFAULT_SHAPE = (2, 256)
 
-# The rule, fitted on 16 runs of benchmarks/fit_plan.py (4 corpora x 2 shapes x 2 token counts):
+# The rule, fitted on the 16 runs of benchmarks/experiments/e2026_12_02_size_rule (4 corpora x 2 shapes x 2
+# token counts):
 # validation loss (bits per character) = E(corpus) + A / N^ALPHA + B / D'^BETA, with N the LSTM's
 # weights (in millions) and D' the training tokens (in millions) discounted for repetition: past the
 # first epoch each further one counts less, D' = U (1 + R (1 - exp(-(D/U - 1) / R))) for D > U
@@ -61,9 +63,9 @@ DEFAULT_SHAPE = (2, 256)
 # every shape, so the choice does not need it.
 FIT_A, FIT_ALPHA, FIT_B, FIT_BETA, FIT_R = 0.1286, 0.843, 1.5062, 0.155, 15.0
 
-# Where the rule was fitted: texts of 208,912 to 2,715,691 training tokens (verse to python-source,
-# char tokens), 2 x 256 and 2 x 512, batch 16 x 64, one CPU core (benchmarks/QUALITY.md, "The size
-# rule and its fitting runs"). For a text outside these sizes the plan is the default one (DEFAULT_SHAPE,
+# Where the rule was fitted: texts from verse's training tokens to python-source's (char tokens),
+# 2 x 256 and 2 x 512, batch 16 x 64, one CPU core (benchmarks/experiments/e2026_12_02_size_rule).
+# For a text outside these sizes the plan is the default one (DEFAULT_SHAPE,
 # TUNED_BATCH, the dropout table), said in a plan line, with one exception: a larger text on a device
 # whose speed is flat in the model's size. There the shapes cost the same time, so what bounds the
 # model is not the trade of size against tokens the rule was fitted for but the text (the weights per
@@ -71,19 +73,20 @@ FIT_A, FIT_ALPHA, FIT_B, FIT_BETA, FIT_R = 0.1286, 0.843, 1.5062, 0.155, 15.0
 # unknown size, gets the default plan on every device.
 FITTED_TEXT_TOKENS = (200_000, 2_750_000)
 # The capacity term: at most this many LSTM weights per training token, a little over the most any
-# fitting run had (2 x 512 on verse's 208,912 tokens: 16.3, where 2 x 512 learned no more than 2 x 256
-# in the same minutes). The rule has no term for a model too large for its text: without this bound a
-# small text would get the largest shape whose timing fits.
+# fitting run had (2 x 512 on verse, where it learned no more than 2 x 256 in the same minutes;
+# benchmarks/experiments/e2026_12_02_size_rule). The rule has no term for a model too large for its text: without
+# this bound a small text would get the largest shape whose timing fits.
 MAX_WEIGHTS_PER_TOKEN = 17.0
 # Stability: a larger shape or batch is taken only where the rule expects it to learn at least MIN_GAIN
 # bits per character more even with its timed speed TIMING_NOISE lower and the current one's as much
 # higher, so that a few percent of timing noise does not move the choice. The same 15-minute command timed
-# 2 x 384 at 12,279 and 13,303 tokens/s on one core (benchmarks/QUALITY.md, "The 60-minute table"), and
-# near the best size neighbouring shapes predict within a thousandth of a bit of each other (60 minutes
-# of one core: 2 x 384 and 2 x 512), where today a 3% slower timing of one flips the choice. On a device
-# whose speed is flat in the size a larger shape's gain does not depend on the timing; there MIN_GAIN
-# ends the walk where the rule, extrapolated beyond the sizes it was fitted on, expects little more (its
-# own rms error is 0.083 bits/char).
+# 2 x 384 8% apart on one core and planned two different models
+# (benchmarks/experiments/e2026_12_02_dropout_by_size), and near the best size neighbouring shapes
+# predict within a thousandth of a bit of each other (60 minutes of one core: 2 x 384 and 2 x 512),
+# where today a 3% slower timing of one flips the choice. On a device whose speed is flat in the size a
+# larger shape's gain does not depend on the timing; there MIN_GAIN ends the walk where the rule,
+# extrapolated beyond the sizes it was fitted on, expects little more (less than its own rms error:
+# benchmarks/experiments/e2026_12_02_size_rule).
 TIMING_NOISE = 0.05
 MIN_GAIN = 0.005
 
@@ -92,9 +95,10 @@ MIN_GAIN = 0.005
 # (1 + B0 / NOISE_BATCH_TOKENS) / (1 + B / NOISE_BATCH_TOKENS) of the start batch B0's, the steps-for-tokens
 # trade of McCandlish et al., "An Empirical Model of Large-Batch Training" (2018), with its critical
 # batch taken as the tuned 16 x 64 tokens: a batch twice as large must train 1.5 times the tokens a
-# second to learn as much. On a CPU it trained 1.09-1.23 times as many (benchmarks/RESULTS.md, 16 x 64
-# against 32 x 64), and 32 x 128 learned less than 16 x 128 from the same tokens in the 2-minute runs
-# of benchmarks/QUALITY.md ("Settings tried"), so a CPU keeps the tuned batch and is not timed at others.
+# second to learn as much. On a CPU it trained fewer than that (benchmarks/experiments/e2026_11_25_two_threads,
+# 16 x 64 against 32 x 64), and 32 x 128 learned less than 16 x 128 from the same tokens in 2-minute runs
+# (benchmarks/experiments/e2026_11_22_tinyshakespeare_settings), so a CPU keeps the tuned batch and is not
+# timed at others.
 BATCH_DOUBLINGS = 6
 NOISE_BATCH_TOKENS = 16 * 64
 # A device is flat in the model's size where a timed shape of at least FLAT_WORK times the weights of

@@ -3,7 +3,8 @@
 Decay is meant to keep the matrices that mix inputs small (the LSTM's W_ih and W_hh, the output
 layer, the projection); biases, the embedding (and so a tied output layer) and any other 1-D
 parameter are left out of it, the usual practice. Measured against decay on every parameter at
-equal steps, the two ended within run-to-run noise of each other (benchmarks/QUALITY.md).
+equal steps, the two ended within run-to-run noise of each other
+(benchmarks/experiments/e2026_11_25_weight_decay_groups).
 """
 
 from __future__ import annotations

@@ -59,11 +59,11 @@ from textlstm.training.weight_average import WeightAverage
 
 MAX_BAD_STEPS = 5  # consecutive non-finite losses before training gives up
 AUTO_PATIENCE = 3  # --patience auto: at least this many evaluations without improvement stop a run,
-# and at least as many as PATIENCE_SHARE of the run holds (a 15-minute run on 11,000 characters of
-# validation text, evaluated 40 times, stopped at 81% of its budget on three misses within 0.005 of its best)
+# and at least as many as PATIENCE_SHARE of the run holds: three noisy misses stopped a run evaluated 40
+# times before the end of its budget (benchmarks/experiments/e2026_12_02_patience_auto)
 PATIENCE_SHARE = 0.2
-# and, with a decaying learning rate, not before the decay is this far through: tiny Shakespeare in 10 minutes
-# stopped at 70% of its budget with 1.4347 nats/char, and the same command run to the end reached 1.4038
+# and, with a decaying learning rate, not before the decay is this far through: a run that stalled mid-decay
+# learned more as the rate came down (benchmarks/experiments/LOG.md, commit 78ce76c)
 LATE_DECAY = 0.8
 LIMITS = ("epochs", "max_steps", "max_minutes")  # a run ends at whichever of the given ones comes first
 now = time.perf_counter  # the loop's clock, in seconds; one name so a test can stand in for it
