@@ -19,7 +19,7 @@ MAY_IMPORT = {
     "generation": {"hardware", "data", "model", "runs"},
     "inspection": {"hardware", "data", "model", "runs"},
     "training": {"hardware", "data", "model", "runs", "evaluation"},
-    "serve": {"hardware", "data", "model", "runs", "evaluation", "generation"},
+    "serve": {"hardware", "data", "model", "runs", "evaluation", "generation", "inspection"},
     "cli": {"hardware", "data", "model", "runs", "evaluation", "generation", "inspection", "training", "serve"},
 }
 

@@ -38,7 +38,7 @@ def test_serves_help_names_every_route():
     app = create_loading_app(lambda: None)  # made, not started: nothing is loaded
     words = set(re.findall(r"/[\w./]*\w|/", " ".join(serve.help.split())))
     served = {path for path in paths(app.routes) if "{" not in path}
-    assert "/v1/completions" in served and served <= words
+    assert {"/v1/completions", "/v1/inspect"} <= served and served <= words
 
 
 def test_streamings_help_states_what_is_held_out_and_what_the_tokenizer_reads():

@@ -1,5 +1,6 @@
 """The page at / in a real headless Chromium: type a message, see the streamed answer; score a text,
-see each character shaded by its surprisal and the model's alternatives on hover; screenshots.
+see each character shaded by its surprisal and the model's alternatives on hover; inspect a text,
+see it shaded by a cell's state or gate and the gates on hover; screenshots.
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: commands in on
 fd 3, replies out on fd 4, each a JSON message ended by a NUL byte), so no extra package is needed.
@@ -295,3 +296,157 @@ def test_with_a_key_set_the_score_tab_sends_it_once_given(tmp_path):
     assert "API key" in refused
     assert "".join(span["text"] for span in spans) == SCORED
     assert shown == pytest.approx(bits_per_character(logprobs, SCORED), rel=1e-9)
+
+
+# --- the Cells tab ---------------------------------------------------------------------------------
+
+INSPECTED = 'He said "the FOX (jumps [over])" é\n  the lazy dog.'
+GATES = ("input", "forget", "output")
+
+
+def api_inspection(url: str, text: str, key: str | None = None) -> dict:
+    """The /v1/inspect answer the Cells tab shows."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url + "/v1/inspect", json.dumps({"text": text}).encode(), headers)
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return json.load(response)
+
+
+def api_value(answer: dict, layer: int, name: str, token: int, cell: int) -> float:
+    """One value of the answer, read from its bytes as docs/serving.md says."""
+    values = answer["layers"][layer]
+    unit = base64.b64decode(values[name])[token * answer["cells_per_layer"] + cell] / 255
+    if name == "cell":
+        return (2 * unit - 1) * values["cell_scale"][cell]
+    return 2 * unit - 1 if name == "hidden" else unit
+
+
+def inspect_in_page(browser: Browser, text: str) -> None:
+    browser.evaluate(
+        "document.getElementById('tab-cells').click();"
+        f"document.getElementById('input').value = {json.dumps(text)};"
+        "document.getElementById('form').requestSubmit();"
+    )
+    browser.wait_for("document.getElementById('cells-text') !== null || document.querySelector('#log .error') !== null")
+
+
+def rgba(css: str) -> list[float]:
+    """[red, green, blue, alpha] of a computed CSS colour (alpha 1 when it has none)."""
+    values = [float(v) for v in re.findall(r"[\d.]+", css)]
+    return values + [1.0] * (4 - len(values))
+
+
+def shaded(browser: Browser) -> list[dict]:
+    return browser.evaluate(
+        "Array.from(document.querySelectorAll('#cells-text span'), s => ({text: s.textContent,"
+        " first: Number(s.dataset.first), last: Number(s.dataset.last), value: Number(s.dataset.value),"
+        " background: getComputedStyle(s).backgroundColor}))"
+    )
+
+
+def choose(browser: Browser, element: str, value) -> None:
+    browser.evaluate(f"(() => {{ const e = document.getElementById('{element}'); e.value = {json.dumps(str(value))};"
+                     " e.dispatchEvent(new Event('change')); })()")
+
+
+def hover_cells_span(browser: Browser, span_index: int) -> str:
+    box = browser.evaluate(
+        f"(() => {{ const r = document.querySelectorAll('#cells-text span')[{span_index}].getBoundingClientRect();"
+        " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+    )
+    browser.send("Input.dispatchMouseEvent", type="mouseMoved", x=box[0], y=box[1])
+    return browser.wait_for("!document.getElementById('tip').hidden && document.getElementById('tip').textContent")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
+def test_the_cells_tab_shades_the_text_by_a_cell_a_gate_or_a_features_best_cell(tmp_path):
+    lm = load(write_tiny_checkpoint(tmp_path / "tiny"))
+    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TurnFormat()))
+    browser = Browser(tmp_path / "profile")
+    try:
+        with RunningServer(app, "127.0.0.1", 0) as server:
+            browser.open(server.url + "/")
+            browser.wait_for("document.getElementById('model').textContent === 'tiny'")
+            inspect_in_page(browser, INSPECTED)
+            answer = api_inspection(server.url, INSPECTED)
+            first_view = shaded(browser)
+            first_choice = browser.evaluate("['cells-feature', 'cells-layer', 'cells-index', 'cells-series']"
+                                            ".map(id => document.getElementById(id).value)")
+            summary = browser.evaluate("document.getElementById('cells-summary').textContent")
+            found_rows = browser.evaluate("document.querySelectorAll('#cells-found tr[data-layer]').length")
+
+            quotes = next(cell for cell in answer["cells"] if cell["feature"] == "inside_quotes")
+            choose(browser, "cells-feature", "inside_quotes")
+            quote_choice = browser.evaluate("[document.getElementById('cells-layer').value,"
+                                            " document.getElementById('cells-index').value]")
+            quote_view = shaded(browser)
+
+            choose(browser, "cells-layer", 0)
+            choose(browser, "cells-index", 5)
+            choose(browser, "cells-series", "forget")
+            forget_view = shaded(browser)
+            forget_feature = browser.evaluate("document.getElementById('cells-feature').value")
+            e_acute = [span["text"] for span in forget_view].index("é")
+            tip = hover_cells_span(browser, e_acute)
+            screenshot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
+    finally:
+        browser.close()
+    (tmp_path / "cells.png").write_bytes(screenshot)
+    assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 5_000
+
+    # A span per character, é (two byte tokens) one, the whole text and nothing else.
+    assert [span["text"] for span in first_view] == list(INSPECTED)
+    assert first_view[e_acute]["last"] == first_view[e_acute]["first"] + 1
+    assert summary.startswith(f"{len(answer['tokens'])} tokens, {len(INSPECTED)} characters")
+    assert found_rows == len(answer["cells"]) > 0
+
+    # First shown: the best cell of all, by c; then the chosen feature's best cell.
+    best = answer["cells"][0]
+    assert first_choice == [best["feature"], str(best["layer"]), str(best["index"]), "cell"]
+    assert quote_choice == [str(quotes["layer"]), str(quotes["index"])]
+    scale = answer["layers"][quotes["layer"]]["cell_scale"][quotes["index"]]
+    for span in quote_view:
+        assert span["value"] == pytest.approx(api_value(answer, quotes["layer"], "cell", span["last"], quotes["index"]))
+        *color, alpha = rgba(span["background"])  # red above 0, blue below, as strong as |c| / its largest |c|
+        assert color == ([220, 50, 32] if span["value"] >= 0 else [30, 90, 220])
+        assert alpha == pytest.approx(0.85 * abs(span["value"]) / scale, abs=0.01)
+
+    # A cell and a gate chosen by hand: layer 0, cell 5's forget gate, no feature's best cell.
+    best_of = {}
+    for cell in answer["cells"]:
+        best_of.setdefault(cell["feature"], (cell["layer"], cell["index"]))
+    assert forget_feature == next((feature for feature, cell in best_of.items() if cell == (0, 5)), "")
+    assert [span["value"] for span in forget_view] == pytest.approx(
+        [api_value(answer, 0, "forget", span["last"], 5) for span in forget_view])
+
+    # Hovering é shows the gates and states of both its tokens.
+    first = forget_view[e_acute]["first"]
+    assert tip.startswith('"é": layer 0, cell 5')
+    for token in (first, first + 1):
+        gates = "  ".join(f"{gate} {api_value(answer, 0, gate, token, 5):.2f}" for gate in GATES)
+        c, h = api_value(answer, 0, "cell", token, 5), api_value(answer, 0, "hidden", token, 5)
+        assert f"token {token}{gates}c {c:+.2f}  h {h:+.2f}" in tip
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
+def test_with_a_key_set_the_cells_tab_sends_it_once_given(tmp_path):
+    lm = load(write_tiny_checkpoint(tmp_path / "tiny"))
+    access = AccessSettings(api_keys=("page-key",))
+    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TurnFormat()), access)
+    browser = Browser(tmp_path / "profile")
+    try:
+        with RunningServer(app, "127.0.0.1", 0) as server:
+            browser.open(server.url + "/")
+            browser.wait_for("!document.getElementById('key-form').hidden")
+            inspect_in_page(browser, INSPECTED)  # before the key is given: refused, and the page asks for it
+            refused = browser.evaluate("document.querySelector('#log .error').textContent")
+            browser.evaluate("document.getElementById('key').value = 'page-key';"
+                             " document.getElementById('key-form').requestSubmit();")
+            browser.wait_for("document.getElementById('model').textContent === 'tiny'"
+                             " && document.getElementById('key-form').hidden")
+            inspect_in_page(browser, INSPECTED)
+            spans = shaded(browser)
+    finally:
+        browser.close()
+    assert "API key" in refused
+    assert "".join(span["text"] for span in spans) == INSPECTED

@@ -561,6 +561,12 @@ class ServeSettings:
         "A request still running after this long is stopped and answered with an error; 0: never.",
         NOT_NEGATIVE,
     )
+    max_inspect_chars: int = setting(
+        4_000,
+        help="Characters of text one /v1/inspect request may look into (the Cells tab of the page): its answer "
+        "holds 5 values per layer, token and cell.",
+        allowed=POSITIVE,
+    )
     max_request_bytes: int = internal(4 * 2**20, POSITIVE)  # a bigger request body gets 413
     # Prompt tokens read per step while others generate; None: adaptive.
     prompt_chunk: int | None = internal(None, POSITIVE)

@@ -64,7 +64,8 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
-    /v1/models, /tokenize, /detokenize, /tokenizer_info, /health, /metrics (Prometheus; /metrics.json
+    /v1/models, /tokenize, /detokenize, /tokenizer_info, /v1/inspect (a text's gates, states and
+    found cells, as textlstm inspect records them), /health, /metrics (Prometheus; /metrics.json
     the same as JSON), and a page at /. It listens at once and loads the
     model in the background (/health: 503 until it serves). Every active sequence advances in one
     batched LSTM step per token. Ctrl-C or SIGTERM ends open answers and stops.

@@ -7,7 +7,8 @@
         print(cell.layer, cell.index, cell.feature, cell.correlation, cell.ablation_bits_on, cell.ablation_bits_off)
 
 `inspect_text` does both and adds the memory of the model (textlstm/inspection/memory.py);
-`write_report` writes its HTML report and PNG pictures into a folder.
+`inspect_with` does the same with a model already loaded (the server's); `write_report` writes its
+HTML report and PNG pictures into a folder.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def find_cells(recording: Recording, regex: tuple[str, ...] | list[str] = (),
 
 @dataclass
 class Inspection:
-    checkpoint: Path
+    checkpoint: Path | None  # the folder the model came from (None: a model made in Python)
     recording: Recording
     features: list[Feature]
     cells: list[FoundCell]
@@ -106,10 +107,19 @@ def inspect_text(text: str, checkpoint: str | Path | None = None, device: str = 
     """Record, find cells and measure memory in one go."""
     if not text:
         raise TextlstmError("the text to inspect is empty")
-    features = text_features(text, list(regex))  # first: a bad expression is refused before the model loads
+    text_features(text, list(regex))  # first: a bad expression is refused before the model loads
     model, tokenizer, folder = load_model(checkpoint, device, precision, quantize)
+    return inspect_with(model, tokenizer, folder, text, regex, per_feature)
+
+
+def inspect_with(model: torch.nn.Module, tokenizer, checkpoint: Path | None, text: str,
+                 regex: tuple[str, ...] | list[str] = (), per_feature: int = PER_FEATURE) -> Inspection:
+    """`inspect_text` with a model already loaded (in eval mode), as the server holds it; `checkpoint`
+    is the folder it came from. The model is only read: no weight, mode or cache of it changes."""
+    features = text_features(text, list(regex))
     recording = record(model, tokenizer, text)
-    return Inspection(folder, recording, features, _find_cells(recording, features, per_feature), memory(recording))
+    return Inspection(checkpoint, recording, features, _find_cells(recording, features, per_feature),
+                      memory(recording))
 
 
 def write_report(inspection: Inspection, folder: str | Path) -> tuple[list[Path], str | None]:

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 
 from textlstm.config import ServeSettings  # also imported from here
 from textlstm.generation.generator import TextGenerator
-from textlstm.serve import routes
+from textlstm.serve import inspect_routes, routes
 from textlstm.serve.engine import Engine
 from textlstm.serve.errors import APIError, error_body
 from textlstm.serve.security import AccessSettings, install
@@ -54,6 +54,7 @@ def _new_app(state: ServerState) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(routes.router)
+    app.include_router(inspect_routes.router)
     app.add_middleware(_ServedOnceLoaded)
     install(app, state.access)
     return app

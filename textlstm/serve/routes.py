@@ -10,7 +10,9 @@ page, health and metrics.
     GET  /health                200 when it serves, 503 while the model loads
     GET  /metrics               sequences active, tokens generated, conversations kept (Prometheus)
     GET  /metrics.json          the same figures as JSON
-    GET  /                      a page to chat, generate and score text
+    GET  /                      a page to chat, generate, score text and look at the model's cells
+
+POST /v1/inspect, what the page's Cells tab shows, is in inspect_routes.py.
 
 Each route reads its body (bodies.py), makes its prompts (prompts.py) and jobs, and answers
 through replies.py. Errors are JSON in OpenAI's format, {"error": {"message", "type", "param",
@@ -54,7 +56,7 @@ async def models(request: Request) -> dict:
 
 @router.get("/v1/models/{name}")
 async def model(name: str, request: Request) -> dict:
-    _check_model(name, request)
+    check_model(name, request)
     return _model_card(request)
 
 
@@ -80,7 +82,7 @@ async def metrics_json(request: Request) -> dict:
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     body = await _body(request, CompletionRequest)
-    _check_model(body.model, request)
+    check_model(body.model, request)
     if body.max_tokens == 0 and not body.echo:
         raise APIError(400, "max_tokens 0 generates nothing: use it with echo to score the prompt", param="max_tokens")
     scored_prompt = body.echo and body.logprobs is not None
@@ -100,7 +102,7 @@ async def completions(request: Request) -> Response:
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     body = await _body(request, ChatRequest)
-    _check_model(body.model, request)
+    check_model(body.model, request)
     if body.conversation_id is not None and body.n > 1:
         raise APIError(400, "conversation_id keeps one answer's state: use it with n = 1", param="n")
     served = _served(request)
@@ -131,7 +133,7 @@ async def tokenize(request: Request) -> dict:
     is read the same way. max_model_len is null: an LSTM reads any length."""
     body = await _body(request, TokenizeRequest)
     if body.model is not None:
-        _check_model(body.model, request)
+        check_model(body.model, request)
     prompt = await text_prompt(_served(request).generator.tokenizer, body.prompt)
     ids = (prompt.read_ids if body.add_special_tokens else prompt.ids).tolist()
     return {"tokens": ids, "count": len(ids), "max_model_len": None}
@@ -141,7 +143,7 @@ async def tokenize(request: Request) -> dict:
 async def detokenize(request: Request) -> dict:
     body = await _body(request, DetokenizeRequest)
     if body.model is not None:
-        _check_model(body.model, request)
+        check_model(body.model, request)
     return {"prompt": await detokenized(_served(request).generator.tokenizer, body.tokens)}
 
 
@@ -168,7 +170,8 @@ async def _body(request: Request, schema: type[Schema]) -> Schema:
     return await read_body(request, schema, _served(request).settings.max_request_bytes)
 
 
-def _check_model(name: str, request: Request) -> None:
+def check_model(name: str, request: Request) -> None:
+    """A 404 unless `name` is the served model's (every route that takes a model name, inspect_routes.py's too)."""
     served = _served(request).settings.model_name
     if name != served:
         message = f"the model {name!r} does not exist: this server has {served!r}"

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from textlstm.config import SamplingOptions
+from textlstm.inspection.cells import PER_FEATURE
 
 MAX_TOKENS_LIMIT = 16_384  # the most tokens one choice may ask for
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -22,6 +23,7 @@ MAX_CHOICES = 16
 MAX_PROMPTS = 64  # prompts in one completions request: lm-evaluation-harness sends batches
 MAX_STOPS = 4
 MAX_LOGPROBS = 20  # the most likely tokens a request may ask for at each position
+MAX_CELLS_PER_FEATURE = 10  # /v1/inspect: each reported cell is one more row of its ablation
 
 
 class Strict(BaseModel):
@@ -155,6 +157,12 @@ class TokenizeRequest(Strict):
 class DetokenizeRequest(Strict):
     model: str | None = None
     tokens: list[int]
+
+
+class InspectRequest(Strict):
+    model: str | None = None
+    text: str = Field(min_length=1)
+    per_feature: int = Field(PER_FEATURE, ge=1, le=MAX_CELLS_PER_FEATURE)  # the best cells reported for each feature
 
 
 def describe(error: ValidationError) -> tuple[str, str | None]:

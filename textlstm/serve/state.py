@@ -7,6 +7,7 @@ create_loading_app's load has returned; the engine starts last, and from then on
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class ServerState:
     stopping: bool = False  # the app's lifespan has ended: a model loaded now is not served
     served: ServedModel | None = None
     engine: Engine | None = None  # set last: from then on the app serves
+    inspecting: asyncio.Lock = field(default_factory=asyncio.Lock)  # one /v1/inspect at a time (inspect_routes.py)
     registry: CollectorRegistry = field(init=False)  # /metrics
 
     def __post_init__(self):
