@@ -1,23 +1,19 @@
-"""The held-out benchmark's corpus builder and its bits-per-character accounting (benchmarks/heldout*)."""
+"""The held-out benchmark's corpus builder and its bits-per-character accounting (benchmarks/heldout/, benchmarks/corpora/, benchmarks/baselines/)."""
 
 from __future__ import annotations
 
 import math
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import baseline_transformer as transformer  # noqa: E402
-import baseline_word_lstm as word_lstm  # noqa: E402
-import heldout_corpora as corpora  # noqa: E402
-from heldout_common import bits_per_char, read_split, scored_chars  # noqa: E402
-
-from textlstm.data.corpora.files import load_path  # noqa: E402
+from benchmarks.baselines import char_transformer as transformer
+from benchmarks.baselines import word_lstm_capped as word_lstm
+from benchmarks.corpora import first_seven as corpora
+from benchmarks.heldout.protocol import bits_per_char, read_split, scored_chars
+from textlstm.data.corpora.files import load_path
 
 
 def test_documents_split_about_90_5_5_by_name_the_same_way_every_time():

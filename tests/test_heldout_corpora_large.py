@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.corpora import build, documents, go_source, linux_source
 from benchmarks.corpora.french_docs import help_page_text
-from benchmarks.heldout_corpora import SPLITS, split_of
+from benchmarks.corpora.first_seven import SPLITS, split_of
 from textlstm.data.corpora.files import load_path
 
 
@@ -202,7 +202,7 @@ def test_a_missing_source_is_skipped_with_what_installs_it_and_an_unknown_name_i
 
 
 def test_the_held_out_benchmark_knows_the_large_corpora_by_name_and_builds_one_that_is_missing(tmp_path, monkeypatch):
-    from benchmarks import heldout
+    from benchmarks.heldout import run as heldout
 
     assert set(build.LARGE_CORPORA) < set(heldout.CORPORA)
     corpus = [(f"page{index}", f"text {index}") for index in range(100)]

@@ -94,3 +94,12 @@ def test_every_package_a_benchmark_imports_is_a_core_dependency_or_in_the_bench_
     for path in benchmarks.rglob("*.py"):
         imported = set().union(*third_party_imports(path))
         assert imported <= declared | own, (path, imported - declared - own)
+
+
+def test_benchmarks_and_tests_import_by_package_not_by_editing_sys_path():
+    """benchmarks/ is a package run with python -m from the repository root: no script reaches into
+    another by putting its folder on sys.path."""
+    root = Path(__file__).resolve().parents[1]
+    editing = [str(path.relative_to(root)) for folder in ("benchmarks", "tests") for path in (root / folder).rglob("*.py")
+               if "sys.path.insert(" in path.read_text(encoding="utf-8") and path.name != "test_packaging.py"]
+    assert editing == []

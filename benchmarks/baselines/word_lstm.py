@@ -20,7 +20,7 @@ model of 650 units would read a fraction of the text the default one reads (untr
   each epoch's end the whole validation split is scored (batch 10) and the learning rate divided by
   4 when that does not beat the best so far; at most 40 epochs (main.py's --epochs). Seed 1111.
 
-The protocol, the same for every system of the held-out benchmark (benchmarks/heldout.py):
+The protocol, the same for every system of the held-out benchmark (benchmarks/heldout/run.py):
 
 - Data preparation is outside the budget: reading the splits, the vocabulary, the ids and the
   spelling model come before the clock starts. The budget counts training and the validation at
@@ -31,7 +31,7 @@ The protocol, the same for every system of the held-out benchmark (benchmarks/he
   one with the lower validation loss is scored on the whole test split (the model at the end is
   scored on validation first unless it was scored at the end of its last epoch).
 - Bits per character = summed test negative log-likelihood in nats / test characters / ln 2, the
-  characters counted as heldout_common.scored_chars counts them for every system: each document's
+  characters counted as benchmarks.heldout.protocol.scored_chars counts them for every system: each document's
   characters plus one for its end. The word model predicts every token of the stream `<eos>` +
   the test tokens (one `<eos>` of context first, as if the text followed a line end), each newline
   and document end being one `<eos>`; whitespace between words is not scored (words.py).
@@ -47,7 +47,7 @@ held-out corpora the types gave 0.04 to 0.11 bits per character less than the si
 distinct characters in the test words), as the other baselines charge it.
 
 The result (the test bits per character, the training figures and the data's sizes) goes to --out as
-JSON, and its scalar fields to stdout as one JSON line (what benchmarks/heldout.py reads).
+JSON, and its scalar fields to stdout as one JSON line (what benchmarks/heldout/run.py reads).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from benchmarks.baselines.spelling import SpellingModel
 from benchmarks.baselines.word_model import BPTT, WordLSTM, columns, stream_nats
 from benchmarks.baselines.words import EOS, Vocabulary, closed_vocabulary, open_vocabulary, tokens_of
-from benchmarks.heldout_common import (
+from benchmarks.heldout.protocol import (
     bits_per_char,
     read_split,
     scored_chars,

@@ -3,7 +3,7 @@
 The example reads a text file line by line and makes each line `line.split() + ['<eos>']`. A split of
 a held-out corpus is a list of documents; it is read here as the text file that holds each document
 followed by a newline. So every newline inside a document and every document's end is one `<eos>`,
-and the characters textlstm scores (each document plus one end symbol: heldout_common.scored_chars)
+and the characters textlstm scores (each document plus one end symbol: benchmarks.heldout.protocol.scored_chars)
 are the words, one `<eos>` per newline or document end, and the whitespace between words, which a
 word model is given for free (runs of spaces, tabs and indentation cost it nothing).
 

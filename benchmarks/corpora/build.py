@@ -1,9 +1,9 @@
-"""Build held-out corpora by name, the large ones of this package and the seven of benchmarks/heldout_corpora.py:
+"""Build held-out corpora by name, the large ones of this package and the seven of benchmarks/first_seven.py:
 
     python -m benchmarks.corpora.build [NAME ...] [--out ~/.cache/textlstm/heldout]
 
 from the repository root. Without a NAME it builds the large corpora. Each is written as
-heldout_corpora.py writes its own (OUT/NAME/{train,validation,test}.jsonl, split 90/5/5 by a stable
+first_seven.py writes its own (OUT/NAME/{train,validation,test}.jsonl, split 90/5/5 by a stable
 hash of each document's name) and listed in OUT/manifest.json with its sizes; a large corpus's entry
 also has the distinct whitespace-separated words of each split. A corpus whose source is not installed
 is skipped with the command that installs it.
@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import heldout_corpora
+from benchmarks.corpora import first_seven
 from benchmarks.corpora import french_docs, go_source, linux_source
 from benchmarks.corpora.documents import MIN_TRAIN_CHARS, Document, capped_by_training, unique, word_types
-from benchmarks.heldout_corpora import DEFAULT_OUT, SPLITS, write_corpus
+from benchmarks.corpora.first_seven import DEFAULT_OUT, SPLITS, write_corpus
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ LARGE_CORPORA = {
     "go-source": LargeCorpus(go_source.go_documents, go_source.NEEDS),
     "french-docs": LargeCorpus(french_docs.french_documents, french_docs.NEEDS),
 }
-CORPORA = (*heldout_corpora.CORPORA, *LARGE_CORPORA)
+CORPORA = (*first_seven.CORPORA, *LARGE_CORPORA)
 
 
 def build_large(folder: Path, corpus: LargeCorpus) -> dict | None:
@@ -62,9 +62,9 @@ def build(out: Path, corpora: tuple[str, ...] = CORPORA) -> dict:
     unknown = [name for name in corpora if name not in CORPORA]
     if unknown:
         raise SystemExit(f"error: unknown corpus {', '.join(unknown)} (known: {', '.join(CORPORA)})")
-    small = tuple(name for name in corpora if name in heldout_corpora.CORPORA)
+    small = tuple(name for name in corpora if name in first_seven.CORPORA)
     if small:
-        heldout_corpora.build(out, small)
+        first_seven.build(out, small)
     out.mkdir(parents=True, exist_ok=True)
     written = out / "manifest.json"
     manifest = json.loads(written.read_text()) if written.is_file() else {}  # the corpora not rebuilt stay listed

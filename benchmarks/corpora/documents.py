@@ -2,7 +2,7 @@
 number tables and repeated texts left out, the documents taken in a stable order, and the corpus
 cut off at its training characters.
 
-A document is a (name, text) pair; its name decides its split (benchmarks/heldout_corpora.py's
+A document is a (name, text) pair; its name decides its split (benchmarks/corpora/first_seven.py's
 split_of), so a document is never cut across splits.
 """
 
@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from benchmarks.heldout_corpora import split_of
+from benchmarks.corpora.first_seven import split_of
 
 MAX_TRAIN_CHARS = 30_000_000
 MIN_TRAIN_CHARS = 5_000_000  # the size these corpora are meant for; a smaller build says so

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from benchmarks.corpora.documents import Document, unique
-from benchmarks.heldout_sources import rendered_manual_page
+from benchmarks.corpora.debian_sources import rendered_manual_page
 
 LIBREOFFICE_HELP = Path("/usr/share/libreoffice/help/fr/text")
 MANUAL_PAGES = Path("/usr/share/man/fr")

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.heldout import job_environment
+from benchmarks.heldout.run import job_environment
 
 RESULTS = Path(__file__).resolve().parent / "ablations.jsonl"
 

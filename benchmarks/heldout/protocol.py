@@ -22,7 +22,7 @@ def read_split(folder: Path, split: str) -> list[str]:
     """The documents of `folder/split.jsonl` (one {"text": ...} per line)."""
     path = Path(folder) / f"{split}.jsonl"
     if not path.is_file():
-        raise SystemExit(f"error: {path} does not exist (build it with benchmarks/heldout_corpora.py)")
+        raise SystemExit(f"error: {path} does not exist (build it with benchmarks/corpora/first_seven.py)")
     with open(path, encoding="utf-8") as lines:
         return [json.loads(line)["text"] for line in lines if line.strip()]
 

@@ -1,7 +1,7 @@
 """Baseline for the held-out table: a small character transformer with nanoGPT's shakespeare_char
 CPU setting, one thread.
 
-    python benchmarks/baseline_transformer.py --data ~/.cache/textlstm/heldout/german --minutes 10 --out r.json
+    python -m benchmarks.baselines.char_transformer --data ~/.cache/textlstm/heldout/german --minutes 10 --out r.json
 
 Written from the description of that setting: 4 pre-LayerNorm blocks of causal self-attention
 (4 heads) and a 4x MLP (GELU), 128-dim embeddings, learned positions, blocks of 64 characters,
@@ -26,16 +26,12 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from heldout_common import (  # noqa: E402
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from benchmarks.heldout.protocol import (
     Clock,
     bits_per_char,
     scored_chars,

@@ -1,6 +1,6 @@
 """Baseline for the held-out table: a plain 2-layer word LSTM with the classic recipe, one thread.
 
-    python benchmarks/baseline_word_lstm.py --data ~/.cache/textlstm/heldout/german --minutes 10 --out r.json
+    python -m benchmarks.baselines.word_lstm_capped --data ~/.cache/textlstm/heldout/german --minutes 10 --out r.json
 
 The recipe of PyTorch's word_language_model example, written from its description: embedding and
 hidden size 200, 2 LSTM layers, dropout 0.2 (embeddings, between layers, before the output layer),
@@ -31,17 +31,13 @@ from __future__ import annotations
 import copy
 import math
 import re
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from heldout_common import (  # noqa: E402
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from benchmarks.heldout.protocol import (
     Clock,
     bits_per_char,
     scored_chars,

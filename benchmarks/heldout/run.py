@@ -1,17 +1,18 @@
 """The held-out table: textlstm and two classic baselines, each trained for the same wall-clock
 minutes on one thread pinned to one core, scored in bits per character on each corpus's test split.
 
-    python benchmarks/heldout.py --minutes 10                      # all corpora, all systems, cores 0 and 1
-    python benchmarks/heldout.py --minutes 10 --textlstm-args bpe="--tokenizer bpe"
+    python -m benchmarks.heldout.run --minutes 10                  # all corpora, all systems, cores 0 and 1
+    python -m benchmarks.heldout.run --minutes 10 --textlstm-args bpe="--tokenizer bpe"
 
-Corpora: the seven of benchmarks/heldout_corpora.py and the large ones of benchmarks/corpora/ (built under
+Corpora: the seven of benchmarks/corpora/first_seven.py and the large ones of benchmarks/corpora/ (built under
 --data first if missing). Systems:
 
     textlstm          python -m textlstm train --dataset FOLDER --max-minutes M --threads 1 --output DIR
                       (its defaults otherwise), then python -m textlstm eval --checkpoint DIR --split test
                       --precision float32 --json
-    word-lstm         benchmarks/baseline_word_lstm.py (the classic 2-layer word LSTM recipe, 10,000 words)
-    char-transformer  benchmarks/baseline_transformer.py (nanoGPT's shakespeare_char CPU setting)
+    word-lstm         benchmarks/baselines/word_lstm_capped.py (a 2-layer word LSTM capped at 10,000 words:
+                      the baseline of the tables before the example's own recipe, word-closed and word-open)
+    char-transformer  benchmarks/baselines/char_transformer.py (nanoGPT's shakespeare_char CPU setting)
     word-closed       python -m benchmarks.baselines.word_lstm --vocabulary closed: PyTorch's
                       word_language_model example as its main.py trains it, its dictionary over all splits
     word-open         the same with --vocabulary open: the training words, <unk> for the rest, an unknown
@@ -42,20 +43,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent
+from benchmarks.corpora.build import CORPORA, DEFAULT_OUT, SPLITS, build
+from textlstm.hardware.device import device_name
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
 REPO = BENCHMARKS.parent
-sys.path.insert(0, str(REPO))  # benchmarks.* when run as a script
-
-from benchmarks.corpora.build import CORPORA, DEFAULT_OUT, SPLITS, build  # noqa: E402
-
-from textlstm.hardware.device import device_name  # noqa: E402
-
-BASELINES = {"word-lstm": "baseline_word_lstm.py", "char-transformer": "baseline_transformer.py"}
-MODULE_BASELINES = {  # run as python -m MODULE ARGS from the repository root
+BASELINES = {  # run as python -m MODULE ARGS from the repository root
+    "word-lstm": ["benchmarks.baselines.word_lstm_capped"],
+    "char-transformer": ["benchmarks.baselines.char_transformer"],
     "word-closed": ["benchmarks.baselines.word_lstm", "--vocabulary", "closed"],
     "word-open": ["benchmarks.baselines.word_lstm", "--vocabulary", "open"],
 }
-SYSTEMS = ("textlstm", *BASELINES, *MODULE_BASELINES)
+SYSTEMS = ("textlstm", *BASELINES)
 DEFAULT_WORK = Path("~/.cache/textlstm/heldout-runs").expanduser()
 DEFAULT_RESULTS = BENCHMARKS / "results" / "heldout.json"
 
@@ -75,9 +74,7 @@ def commands_for(system: str, extra_args: list[str], folder: Path, minutes: floa
     python = sys.executable
     baseline_args = ["--data", str(folder), "--minutes", f"{minutes:g}", "--out", str(run_dir / "result.json")]
     if system in BASELINES:
-        return [[python, str(BENCHMARKS / BASELINES[system]), *baseline_args]]
-    if system in MODULE_BASELINES:
-        module, *args = MODULE_BASELINES[system]
+        module, *args = BASELINES[system]
         return [[python, "-m", module, *args, *baseline_args]]
     train = [python, "-m", "textlstm", "train", "--dataset", str(folder), "--max-minutes", f"{minutes:g}",
              "--threads", "1", "--output", str(run_dir / "checkpoint"), "--overwrite", *extra_args]

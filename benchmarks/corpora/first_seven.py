@@ -1,6 +1,6 @@
 """Held-out evaluation corpora built from text every Linux machine with Python has.
 
-    python benchmarks/heldout_corpora.py [--out ~/.cache/textlstm/heldout]
+    python -m benchmarks.corpora.first_seven [--out ~/.cache/textlstm/heldout]
 
 Writes one folder per corpus under --out, each with train.jsonl, validation.jsonl and test.jsonl
 (one {"text": ...} document per line: the `datasets` split naming that `textlstm train --dataset
@@ -15,7 +15,7 @@ by a stable hash of their name (about 90/5/5), so the same machine always gets t
                        gettext.GNUTranslations; one document per catalog (skipped if missing)
 
 The test and idlelib folders (and site-packages, lib2to3, turtledemo) are left out everywhere.
-Four more (English prose, manual pages, verse, plays) come from benchmarks/heldout_sources.py.
+Four more (English prose, manual pages, verse, plays) come from benchmarks/corpora/debian_sources.py.
 Each corpus is capped at MAX_CHARS characters, documents taken in the order their source gives.
 """
 
@@ -32,10 +32,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-try:  # imported as benchmarks.heldout_corpora (benchmarks/corpora/ does, from the repository root)
-    from .heldout_sources import MISSING, SOURCES
-except ImportError:  # run as a script, or imported with benchmarks/ on sys.path
-    from heldout_sources import MISSING, SOURCES
+from benchmarks.corpora.debian_sources import MISSING, SOURCES
 
 DEFAULT_OUT = Path("~/.cache/textlstm/heldout").expanduser()
 SPLITS = ("train", "validation", "test")

@@ -29,7 +29,7 @@ MANUAL_PAGES = Path("/usr/share/man/man1")
 MANUAL_CHARS = 3_000_000
 GENERATED_PAGES = ("gcloud",)
 SONGS_AND_POEMS = Path("/usr/share/games/fortunes/songs-poems")
-TINY_SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+TINY_SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
 SPEECHES_PER_DOCUMENT = 40
 MISSING = {
     "handbook": "apt-get install debian-handbook",

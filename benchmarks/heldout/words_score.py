@@ -1,7 +1,7 @@
 """Are a model's samples made of real words? (issue 10's bar for the default `textlstm train` run)
 
-    python benchmarks/words_score.py checkpoints/RUN          # default prompts, seeds 1-3, temperature 0.8
-    python benchmarks/words_score.py checkpoints/RUN --show   # and print the samples
+    python -m benchmarks.heldout.words_score checkpoints/RUN          # default prompts, seeds 1-3, temperature 0.8
+    python -m benchmarks.heldout.words_score checkpoints/RUN --show   # and print the samples
 
 Samples a continuation of each prompt with each seed (random stream seed * 1000 + the prompt's
 number), takes the words of three or more letters (runs of ASCII letters) of the continuations, and
@@ -18,10 +18,9 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from textlstm.data.corpora import load_corpus  # noqa: E402
-from textlstm.generation.generator import load  # noqa: E402
-from textlstm.runs.checkpoint import load_config  # noqa: E402
+from textlstm.data.corpora import load_corpus
+from textlstm.generation.generator import load
+from textlstm.runs.checkpoint import load_config
 
 WORD_LIST = Path("/usr/share/dict/words")
 PROMPTS = ("The with statement", "A list is", "If the file", "This module provides", "The function returns")
