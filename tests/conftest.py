@@ -44,7 +44,9 @@ def small_model(**overrides):
     from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
-    settings = dict(vocab_size=SMALL_VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0)
+    settings = dict(
+        vocab_size=SMALL_VOCAB, embedding_size=8, hidden_size=12, layers=2, dropout=0.0, recurrent_dropout=0.0
+    )
     return LSTMLanguageModel(ModelConfig(**settings | overrides))
 
 
@@ -174,8 +176,12 @@ def tiny_char_model(bias: dict[str, float] | None = None, allow_newline: bool = 
     from textlstm.tokens import EOT_ID
 
     tokenizer = build_tokenizer("char", [TINY_CORPUS])
-    config = RunConfig(model=ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2,
-                                         dropout=0.1, recurrent_dropout=0.1), data=DataConfig(tokenizer="char"))
+    config = RunConfig(
+        model=ModelConfig(
+            tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.1, recurrent_dropout=0.1
+        ),
+        data=DataConfig(tokenizer="char"),
+    )
     torch.manual_seed(0)
     model = LSTMLanguageModel(config.model)
     with torch.no_grad():

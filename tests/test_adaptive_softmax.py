@@ -17,7 +17,9 @@ from conftest import TINY_MODEL
 
 def make_model(**settings) -> LSTMLanguageModel:
     torch.manual_seed(0)
-    config = dict(vocab_size=60, embedding_size=12, hidden_size=20, layers=2, output_layer="adaptive", adaptive_cutoffs=[6, 25])
+    config = dict(
+        vocab_size=60, embedding_size=12, hidden_size=20, layers=2, output_layer="adaptive", adaptive_cutoffs=[6, 25]
+    )
     return LSTMLanguageModel(ModelConfig(**{**config, **settings})).eval()
 
 
@@ -75,9 +77,26 @@ def test_tied_weights_are_refused_clearly():
 def test_word_model_trains_and_generates_from_the_cli(run_cli, small_corpus, tmp_path):
     output = tmp_path / "adaptive-run"
     trained = run_cli(
-        "train", "--dataset", small_corpus, "--tokenizer", "word", "--vocab-size", "400", *TINY_MODEL,
-        "--output-layer", "adaptive", "--adaptive-cutoffs", "50,150", "--max-steps", "6", "--eval-every", "3",
-        "--eval-tokens", "500", "--output", output,
+        "train",
+        "--dataset",
+        small_corpus,
+        "--tokenizer",
+        "word",
+        "--vocab-size",
+        "400",
+        *TINY_MODEL,
+        "--output-layer",
+        "adaptive",
+        "--adaptive-cutoffs",
+        "50,150",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--eval-tokens",
+        "500",
+        "--output",
+        output,
     )
     assert trained.code == 0, trained.out + trained.err
     config = json.loads((output / "config.json").read_text())
@@ -88,7 +107,9 @@ def test_word_model_trains_and_generates_from_the_cli(run_cli, small_corpus, tmp
 
 
 def test_tie_weights_with_adaptive_is_one_line_in_the_cli(run_cli, small_corpus):
-    result = run_cli("train", "--dataset", small_corpus, "--tokenizer", "word", "--output-layer", "adaptive", "--tie-weights")
+    result = run_cli(
+        "train", "--dataset", small_corpus, "--tokenizer", "word", "--output-layer", "adaptive", "--tie-weights"
+    )
     assert result.code != 0
     assert "tie-weights" in result.err and "Traceback" not in result.err
 

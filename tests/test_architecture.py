@@ -75,7 +75,9 @@ def test_each_sub_package_says_its_job_and_what_it_may_import(package):
     init = PACKAGE / package / "__init__.py"
     tree = ast.parse(init.read_text(encoding="utf-8"))
     docstring = ast.get_docstring(tree) or ""
-    assert all(isinstance(node, ast.Expr) for node in tree.body), f"{package}/__init__.py holds code: keep it a docstring"
+    assert all(isinstance(node, ast.Expr) for node in tree.body), (
+        f"{package}/__init__.py holds code: keep it a docstring"
+    )
     assert "May import" in docstring, docstring
     named = {word for word in MAY_IMPORT if f"`{word}`" in docstring.split("May import", 1)[1]}
     assert named == MAY_IMPORT[package], (package, named)

@@ -88,7 +88,9 @@ def test_the_spacing_share_counts_runs_of_two_or_more_blanks_only():
     assert profile_text(len(PROSE), [PROSE]).spacing_share == 0
     runs = 7 + 2 + 7 + 2  # the indentations and the two-blank gaps
     line_end = MANUAL.index("\n") + 1  # pieces end after a line break
-    assert profile_text(len(MANUAL), [MANUAL[:line_end], MANUAL[line_end:]]).spacing_share == pytest.approx(runs / len(MANUAL))
+    assert profile_text(len(MANUAL), [MANUAL[:line_end], MANUAL[line_end:]]).spacing_share == pytest.approx(
+        runs / len(MANUAL)
+    )
     assert profile_text(0, []).spacing_share == 0
 
 
@@ -126,7 +128,10 @@ def test_an_explicit_value_wins_over_auto_and_auto_becomes_numbers():
     assert auto.dropout != 0.0, "the budget should reach a row of the table with dropout"
     resolved, line = resolve_regularization(config, TRAIN_TOKENS, 1000 * 16 * 64)
     assert resolved.model.dropout == 0.0
-    assert (resolved.model.recurrent_dropout, resolved.train.weight_decay) == (auto.recurrent_dropout, auto.weight_decay)
+    assert (resolved.model.recurrent_dropout, resolved.train.weight_decay) == (
+        auto.recurrent_dropout,
+        auto.weight_decay,
+    )
     assert line.startswith(f"recurrent dropout {auto.recurrent_dropout:g}, weight decay") and "dropout 0," not in line
     untouched, none = resolve_regularization(resolved, TRAIN_TOKENS, 1000 * 16 * 64)
     assert untouched == resolved and none is None
@@ -145,10 +150,25 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
     assert saved["data"]["tokenizer"] == "char"
     chosen = regularization_for(train_tokens_of(out), 2 * 4 * 32, TINY_WEIGHTS)
     assert (saved["model"]["dropout"], saved["model"]["recurrent_dropout"], saved["train"]["weight_decay"]) == (
-        chosen.dropout, chosen.recurrent_dropout, chosen.weight_decay)
+        chosen.dropout,
+        chosen.recurrent_dropout,
+        chosen.weight_decay,
+    )
     assert "tokenizer: char (auto: " in result.err and f"dropout {chosen.dropout:g}, recurrent dropout" in result.err
     # The command it was started with, "auto" typed out or not, resumes it.
-    again = run_cli(*command, "--max-steps", "4", "--resume", out, "--tokenizer", "auto", "--dropout", "auto", "--weight-decay", "auto")
+    again = run_cli(
+        *command,
+        "--max-steps",
+        "4",
+        "--resume",
+        out,
+        "--tokenizer",
+        "auto",
+        "--dropout",
+        "auto",
+        "--weight-decay",
+        "auto",
+    )
     assert again.code == 0, again.err
     assert saved_config(out) == saved
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
@@ -186,13 +206,40 @@ def test_an_explicit_dropout_of_zero_wins_in_a_run_of_many_epochs(run_cli, tmp_p
 
 def test_an_explicit_tokenizer_is_kept_and_fine_tuning_with_auto_keeps_the_parents(run_cli, small_corpus, tmp_path):
     parent = tmp_path / "words"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "word", "--vocab-size", "300",
-                     "--max-steps", "2", "--output", parent)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--tokenizer",
+        "word",
+        "--vocab-size",
+        "300",
+        "--max-steps",
+        "2",
+        "--output",
+        parent,
+    )
     assert result.code == 0, result.err
     assert saved_config(parent)["data"]["tokenizer"] == "word" and "(auto: " not in result.err.split("tokens:")[0]
     child = tmp_path / "child"
-    result = run_cli("train", "--init-from", parent, "--dataset", small_corpus, "--tokenizer", "auto", "--max-steps", "2",
-                     "--batch-size", "4", "--seq-len", "32", "--output", child)
+    result = run_cli(
+        "train",
+        "--init-from",
+        parent,
+        "--dataset",
+        small_corpus,
+        "--tokenizer",
+        "auto",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--output",
+        child,
+    )
     assert result.code == 0, result.err
     assert saved_config(child)["data"]["tokenizer"] == "word" and saved_config(child)["data"]["vocab_size"] == 300
 
@@ -220,8 +267,23 @@ def test_the_learning_rate_is_the_tuned_one_up_to_16_rows_then_grows_as_the_squa
 
 def test_a_run_left_at_auto_records_the_tuned_batch_and_rate(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, "--embedding-size", "16", "--hidden-size", "32",
-                     "--layers", "2", "--seq-len", "32", "--max-steps", "2", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        "--embedding-size",
+        "16",
+        "--hidden-size",
+        "32",
+        "--layers",
+        "2",
+        "--seq-len",
+        "32",
+        "--max-steps",
+        "2",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     assert (saved_config(out)["train"]["batch_size"], saved_config(out)["train"]["lr"]) == (16, 0.004)
     assert "batch 16 x 32 (auto: " in result.err and "learning rate 0.004 (auto: " in result.err

@@ -177,12 +177,32 @@ def test_the_learning_rate_is_divided_by_4_after_an_epoch_that_does_not_improve(
 
 def test_bad_input_is_one_error_line(tmp_path, capsys):
     with pytest.raises(SystemExit, match="^error: .*does not exist"):
-        word_lstm.main(["--vocabulary", "open", "--data", str(tmp_path / "missing"), "--minutes", "1",
-                        "--out", str(tmp_path / "r.json")])
+        word_lstm.main(
+            [
+                "--vocabulary",
+                "open",
+                "--data",
+                str(tmp_path / "missing"),
+                "--minutes",
+                "1",
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
     _write_corpus(tmp_path / "short", ["a b"], ["a"], ["b"])
     with pytest.raises(SystemExit, match="^error: the training split of .* is too short"):
-        word_lstm.main(["--vocabulary", "closed", "--data", str(tmp_path / "short"), "--minutes", "1",
-                        "--out", str(tmp_path / "r.json")])
+        word_lstm.main(
+            [
+                "--vocabulary",
+                "closed",
+                "--data",
+                str(tmp_path / "short"),
+                "--minutes",
+                "1",
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
     with pytest.raises(SystemExit):
         word_lstm.main(["--vocabulary", "open", "--data", str(tmp_path), "--minutes", "0", "--out", "r.json"])
     assert "--minutes must be positive" in capsys.readouterr().err
@@ -203,16 +223,21 @@ def test_each_system_runs_a_second_through_the_heldout_benchmarks_command(tmp_pa
     _write_corpus(tmp_path / "tiny", lines[:200], lines[200:220], test_docs)
     commands = heldout.commands_for(system, [], tmp_path / "tiny", 1 / 60, tmp_path / "run")
     assert len(commands) == 1
-    done = subprocess.run(commands[0], cwd=REPO, env=heldout.job_environment(), capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        commands[0], cwd=REPO, env=heldout.job_environment(), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     result = heldout.last_json_line(done.stdout)
-    assert result == {k: v for k, v in json.loads((tmp_path / "run" / "result.json").read_text()).items()
-                      if not isinstance(v, (list, dict))}
+    assert result == {
+        k: v
+        for k, v in json.loads((tmp_path / "run" / "result.json").read_text()).items()
+        if not isinstance(v, (list, dict))
+    }
     assert result["test_chars"] == scored_chars(test_docs)
     assert 0 < result["test_bits_per_char"] < 20
     assert result["test_bits_per_char"] == pytest.approx(
-        (result["test_lstm_nats"] + result["test_spelling_nats"]) / result["test_chars"] / math.log(2))
+        (result["test_lstm_nats"] + result["test_spelling_nats"]) / result["test_chars"] / math.log(2)
+    )
     assert result["train_seconds"] < 30 and result["steps"] > 0
     if system == "word-open":
         assert result["test_unknown_words"] >= 3 and result["test_spelling_nats"] > 0

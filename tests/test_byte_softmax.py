@@ -21,7 +21,9 @@ UNSEEN = "naïve café 😀 ok"  # characters the tiny corpus never had: they ar
 
 def char_model(**settings):
     tokenizer = build_tokenizer("char", [TINY_CORPUS])
-    config = model_config_for(ModelConfig(embedding_size=8, hidden_size=16, layers=2, dropout=0, recurrent_dropout=0, **settings), tokenizer)
+    config = model_config_for(
+        ModelConfig(embedding_size=8, hidden_size=16, layers=2, dropout=0, recurrent_dropout=0, **settings), tokenizer
+    )
     torch.manual_seed(0)
     return LSTMLanguageModel(config).eval(), tokenizer
 

@@ -30,7 +30,13 @@ def checkpoint(tmp_path) -> Path:
 def chat(*args: str, input: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
-        [sys.executable, "-m", "textlstm", "chat", *args], input=input, capture_output=True, text=True, env=env, timeout=60, check=False
+        [sys.executable, "-m", "textlstm", "chat", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -97,17 +103,24 @@ def test_after_an_answer_stops_the_state_has_read_the_answer_and_not_what_stoppe
 
     model, tokenizer, _ = tiny_char_model(allow_newline=True)
     lm = TextGenerator(model, tokenizer)
-    scripts = iter([
-        tokenizer.encode("the lazy dog\nfox! jumps over"),  # stops where the model starts the next user turn
-        tokenizer.encode("quick\n\nbrown"),  # stops at a blank line
-        [*tokenizer.encode("over"), EOT_ID, *tokenizer.encode("the")],  # stops at end of text
-        tokenizer.encode("brown fox! THE"),  # stops at a --stop string
-    ])
-    monkeypatch.setattr(textlstm.generation.generator, "TokenSampler", lambda *args, **kwargs: ScriptedSampler(next(scripts)))
+    scripts = iter(
+        [
+            tokenizer.encode("the lazy dog\nfox! jumps over"),  # stops where the model starts the next user turn
+            tokenizer.encode("quick\n\nbrown"),  # stops at a blank line
+            [*tokenizer.encode("over"), EOT_ID, *tokenizer.encode("the")],  # stops at end of text
+            tokenizer.encode("brown fox! THE"),  # stops at a --stop string
+        ]
+    )
+    monkeypatch.setattr(
+        textlstm.generation.generator, "TokenSampler", lambda *args, **kwargs: ScriptedSampler(next(scripts))
+    )
     session = lm.session(turns=TurnFormat("fox! ", "dog. "), max_tokens=50, stop=("THE",))
 
     assert [("".join(session.send(line))) for line in ("hello", "the fox", "jumps", "lazy")] == [
-        "the lazy dog", "quick", "over", "brown fox! "
+        "the lazy dog",
+        "quick",
+        "over",
+        "brown fox! ",
     ]
     session.send("over")  # reads the next user turn, up to where its answer starts
     read_so_far = (
@@ -185,8 +198,14 @@ def test_piped_chat_answers_each_line_and_obeys_slash_commands(checkpoint, tmp_p
 
     messages = result.stderr.splitlines()
     assert "Traceback" not in result.stderr
-    for expected in ("temperature", "/top-k needs a whole number", "top-p", "max-tokens", "unknown command /frobnicate",
-                     "cannot save"):
+    for expected in (
+        "temperature",
+        "/top-k needs a whole number",
+        "top-p",
+        "max-tokens",
+        "unknown command /frobnicate",
+        "cannot save",
+    ):
         assert any(expected in line for line in messages), (expected, messages)
 
     # The transcript is the text the model read: the conversations /reset separates, with a blank
@@ -212,13 +231,22 @@ def test_chat_without_a_checkpoint_is_one_line(tmp_path):
 
 def test_prefixes_frame_each_turn_and_the_saved_transcript(chat_here, checkpoint, tmp_path):
     script = f"the quick fox\nthe lazy dog\n/show\n/save {tmp_path / 'talk.txt'}\n"
-    result = chat_here("--user-prefix", "fox! ", "--bot-prefix", "dog. ", "--max-tokens", "12", "--seed", "1", input=script)
+    result = chat_here(
+        "--user-prefix", "fox! ", "--bot-prefix", "dog. ", "--max-tokens", "12", "--seed", "1", input=script
+    )
     assert result.code == 0, result.err
     first, second = result.out.splitlines()  # piped: the answers alone, without the prefix
-    assert (tmp_path / "talk.txt").read_text() == f"fox! the quick fox\ndog. {first}\nfox! the lazy dog\ndog. {second}\n"
+    assert (
+        tmp_path / "talk.txt"
+    ).read_text() == f"fox! the quick fox\ndog. {first}\nfox! the lazy dog\ndog. {second}\n"
     shown = settings_shown(result.err)
     assert shown["user-prefix"] == "'fox! '" and shown["bot-prefix"] == "'dog. '"
-    assert shown["temperature"] == "0.8" and shown["max-tokens"] == "12" and shown["seed"] == "1" and shown["stop"] == "(none)"
+    assert (
+        shown["temperature"] == "0.8"
+        and shown["max-tokens"] == "12"
+        and shown["seed"] == "1"
+        and shown["stop"] == "(none)"
+    )
 
 
 def settings_shown(messages: str) -> dict[str, str]:
@@ -232,7 +260,9 @@ def test_a_block_of_lines_is_one_turn(chat_here, checkpoint, tmp_path):
     result = chat_here("--max-tokens", "6", "--seed", "1", input=script)
     assert result.code == 0, result.err
     block_answer, end_answer = result.out.splitlines()
-    assert (tmp_path / "talk.txt").read_text() == f"the quick fox\n/reset is text here\n\n{block_answer}\nthe end\n{end_answer}\n"
+    assert (
+        tmp_path / "talk.txt"
+    ).read_text() == f"the quick fox\n/reset is text here\n\n{block_answer}\nthe end\n{end_answer}\n"
     unclosed = chat_here("--max-tokens", "6", input='"""\nthe fox\n')  # the end of input closes a block
     assert unclosed.code == 0 and len(unclosed.out.splitlines()) == 1
 
@@ -259,13 +289,17 @@ def test_chat_finds_the_turn_format_of_the_corpus_card_in_the_checkpoint(chat_he
 
     (tmp_path / "corpora").mkdir()
     (tmp_path / "corpora" / "foxes.txt").write_text(TINY_CORPUS * 40)
-    (tmp_path / "corpora" / "foxes.toml").write_text('path = "foxes.txt"\n\n[chat]\nuser_prefix = "fox! "\nbot_prefix = "dog. "\n')
+    (tmp_path / "corpora" / "foxes.toml").write_text(
+        'path = "foxes.txt"\n\n[chat]\nuser_prefix = "fox! "\nbot_prefix = "dog. "\n'
+    )
     trained = run_cli("train", "--dataset", "foxes", *TINY_MODEL, "--max-steps", "1", "--output", tmp_path / "run")
     assert trained.code == 0, trained.err
     assert RunConfig.load(tmp_path / "run" / "config.json").data.turns == TurnFormat("fox! ", "dog. ")
     assert load(tmp_path / "run").session().turns == TurnFormat("fox! ", "dog. ")
 
-    shown = settings_shown(chat_here("--checkpoint", str(tmp_path / "run"), "--bot-prefix", "cat. ", input="/show\n").err)
+    shown = settings_shown(
+        chat_here("--checkpoint", str(tmp_path / "run"), "--bot-prefix", "cat. ", input="/show\n").err
+    )
     assert shown["user-prefix"] == "'fox! '" and shown["bot-prefix"] == "'cat. '"  # the command line wins
 
     (tmp_path / "corpora" / "foxes.toml").write_text('path = "foxes.txt"\n\n[chat]\nuser = "fox! "\n')

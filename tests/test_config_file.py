@@ -33,10 +33,35 @@ def test_the_ten_minute_recipe_is_the_recorded_run():
     record = next(json.loads(line) for line in results if json.loads(line)["name"] == "dropout01")
     # The run: the ablations experiment's command with the defaults of its day (auto: char and weight
     # decay 0.01; AR and TAR off; the shape 2 x 256, embedding 64, evaluated every 500 steps; batch 16, lr 0.004).
-    recorded = config_of("--dataset", record["dataset"], "--max-minutes", record["minutes"], "--threads", "1",
-                         *shlex.split(record["options"]), "--tokenizer", "char", "--weight-decay", "0.01", "--ar", "0", "--tar", "0",
-                         "--embedding-size", "64", "--hidden-size", "256", "--layers", "2", "--eval-every", "500",
-                         "--batch-size", "16", "--lr", "0.004")
+    recorded = config_of(
+        "--dataset",
+        record["dataset"],
+        "--max-minutes",
+        record["minutes"],
+        "--threads",
+        "1",
+        *shlex.split(record["options"]),
+        "--tokenizer",
+        "char",
+        "--weight-decay",
+        "0.01",
+        "--ar",
+        "0",
+        "--tar",
+        "0",
+        "--embedding-size",
+        "64",
+        "--hidden-size",
+        "256",
+        "--layers",
+        "2",
+        "--eval-every",
+        "500",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.004",
+    )
     assert config_of("--config", RECIPES / "tinyshakespeare-10min.toml") == recorded
 
 
@@ -65,7 +90,11 @@ def test_every_recipe_trains_from_a_fresh_clone_with_no_shared_folder_beside_it(
 
     result = subprocess.run(
         [sys.executable, "-c", train_with_the_clone, str(clone), "train", "--config", f"recipes/{recipe}", *options],
-        cwd=clone, env={**os.environ, "PYTHONPATH": str(clone)}, capture_output=True, text=True, timeout=300,
+        cwd=clone,
+        env={**os.environ, "PYTHONPATH": str(clone)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert result.returncode == 0, result.stderr
@@ -78,7 +107,7 @@ def test_file_options_in_tables_or_not_dashes_or_underscores_and_the_command_lin
     path = tmp_path / "run.toml"
     path.write_text(
         'tokenizer = "word"\nhidden_size = 48\n'
-        "[model]\nembedding-size = 24\nlayers = 1\noutput-layer = \"adaptive\"\nadaptive-cutoffs = [100, 500]\n"
+        '[model]\nembedding-size = 24\nlayers = 1\noutput-layer = "adaptive"\nadaptive-cutoffs = [100, 500]\n'
         "[train]\nlr = 0.01\nmax-steps = 7\n"
     )
     config = config_of("--config", path, "--layers", "3", "--lr", "0.02")

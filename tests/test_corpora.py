@@ -37,7 +37,7 @@ def test_builtin_corpus_is_python_documentation_over_500_kb():
     everything = joined(corpus.train) + joined(corpus.valid)
     topic_text = "".join(topics[key] for key in sorted(topics))
     assert everything.startswith(topic_text)
-    assert "Thread-local objects" in everything[len(topic_text):]  # the _threading_local module docstring
+    assert "Thread-local objects" in everything[len(topic_text) :]  # the _threading_local module docstring
     assert len(everything.encode("utf-8")) > 500_000
     assert len(joined(corpus.valid)) == len(everything) - int(len(everything) * 0.9)
     assert corpus.name == "pydoc" and corpus.documents
@@ -254,7 +254,9 @@ def test_hub_dataset_with_a_loading_script_is_refused_in_one_line(tmp_path):
     (tmp_path / "scripted").mkdir()
     (tmp_path / "scripted" / "scripted.py").write_text("import datasets\n", encoding="utf-8")
 
-    with pytest.raises(TextlstmError, match="a dataset with a loading script, and textlstm reads only datasets of plain"):
+    with pytest.raises(
+        TextlstmError, match="a dataset with a loading script, and textlstm reads only datasets of plain"
+    ):
         load_hub(str(tmp_path / "scripted"), None)
 
 
@@ -414,7 +416,15 @@ def refusal(load, dataset) -> str:
 
 
 @pytest.mark.parametrize(
-    "dataset", ["missing/corpus.jsonl", "{tmp}/none/*.txt", "{tmp}/empty.txt", "{tmp}/notes.md", "someone/nothing", "no-such-corpus"]
+    "dataset",
+    [
+        "missing/corpus.jsonl",
+        "{tmp}/none/*.txt",
+        "{tmp}/empty.txt",
+        "{tmp}/notes.md",
+        "someone/nothing",
+        "no-such-corpus",
+    ],
 )
 def test_a_stored_and_a_streamed_corpus_refuse_the_same_dataset_with_the_same_line(tmp_path, dataset):
     from textlstm.data.corpora.streamed import open_streamed

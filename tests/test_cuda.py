@@ -28,8 +28,18 @@ def metric_records(folder) -> list[dict]:
 
 def test_training_on_cuda_in_each_precision_lands_close_to_float32(run_cli, tmp_path):
     for precision in ("float32", "bfloat16", "float16"):
-        result = run_cli("train", *ON_CUDA, "--max-steps", "40", "--eval-every", "20", "--precision", precision,
-                         "--output", tmp_path / precision)
+        result = run_cli(
+            "train",
+            *ON_CUDA,
+            "--max-steps",
+            "40",
+            "--eval-every",
+            "20",
+            "--precision",
+            precision,
+            "--output",
+            tmp_path / precision,
+        )
         assert result.code == 0, result.err
         records = metric_records(tmp_path / precision)
         assert [r["step"] for r in records] == [20, 40]
@@ -67,8 +77,20 @@ def test_resume_on_cuda_goes_on_with_the_loss_scale(run_cli, tmp_path):
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_the_adaptive_softmax_trains_on_cuda_in_half_precision(run_cli, tmp_path, precision):
-    result = run_cli("train", *ON_CUDA, "--output-layer", "adaptive", "--tokenizer", "char", "--precision", precision,
-                     "--max-steps", "4", "--output", tmp_path / "run")
+    result = run_cli(
+        "train",
+        *ON_CUDA,
+        "--output-layer",
+        "adaptive",
+        "--tokenizer",
+        "char",
+        "--precision",
+        precision,
+        "--max-steps",
+        "4",
+        "--output",
+        tmp_path / "run",
+    )
     assert result.code == 0, result.err
 
 
@@ -103,8 +125,21 @@ def test_generation_on_cuda_in_each_precision(run_cli, tmp_path):
             assert len(greedy) == len(on_cpu), precision
         assert len(lm.generate("the ", max_tokens=20, seed=1)) > 0
     for precision in ("float32", "bfloat16"):  # the command's choices
-        result = run_cli("generate", "--checkpoint", folder, "--device", "cuda", "--precision", precision,
-                         "--prompt", "the ", "--max-tokens", "20", "--seed", "1")
+        result = run_cli(
+            "generate",
+            "--checkpoint",
+            folder,
+            "--device",
+            "cuda",
+            "--precision",
+            precision,
+            "--prompt",
+            "the ",
+            "--max-tokens",
+            "20",
+            "--seed",
+            "1",
+        )
         assert result.code == 0, result.err
         assert result.out.startswith("the ") and len(result.out) > len("the ")
 

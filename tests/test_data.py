@@ -53,7 +53,9 @@ def test_each_stream_batch_continues_where_the_one_before_ended():
 def test_ranks_read_disjoint_rows_that_together_are_the_single_process_rows():
     world = 3
     alone = rows_of(StreamBatcher(STREAM, batch_size=2 * world, seq_len=6))[0]
-    per_rank = [rows_of(StreamBatcher(STREAM, batch_size=2, seq_len=6, rank=r, world_size=world))[0] for r in range(world)]
+    per_rank = [
+        rows_of(StreamBatcher(STREAM, batch_size=2, seq_len=6, rank=r, world_size=world))[0] for r in range(world)
+    ]
     seen = [set(rows.flatten().tolist()) for rows in per_rank]
     for a in range(world):
         for b in range(a + 1, world):
@@ -232,6 +234,10 @@ def test_another_library_version_or_building_code_gets_new_cache_entries(text_fi
 
     again = prepare(data)
 
-    assert again.splits["valid"].ids.tolist() == [EOT_ID, *first.tokenizer.encode("".join(first.corpus.valid["text"])), EOT_ID]
+    assert again.splits["valid"].ids.tolist() == [
+        EOT_ID,
+        *first.tokenizer.encode("".join(first.corpus.valid["text"])),
+        EOT_ID,
+    ]
     assert len(list((cache.cache_root() / "ids").iterdir())) == len(old_entries) + 1
     assert len(list((cache.cache_root() / "tokenizers").iterdir())) == 2

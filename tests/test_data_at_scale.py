@@ -28,7 +28,9 @@ def test_other_tokenizers_keep_the_tokenizers_encoder():
     for kind in ("word", "bpe"):
         tokenizer = build_tokenizer(kind, [TEXT], 300)
         assert tokenizer._char_lookup is None
-        assert [list(ids) for ids in tokenizer.encode_arrays([TEXT, *ODD])] == [tokenizer.encode(text) for text in [TEXT, *ODD]]
+        assert [list(ids) for ids in tokenizer.encode_arrays([TEXT, *ODD])] == [
+            tokenizer.encode(text) for text in [TEXT, *ODD]
+        ]
 
 
 def test_characters_in_finds_every_character():

@@ -19,8 +19,12 @@ def declaration(param) -> tuple:
 
 
 def options_named(name: str) -> dict:
-    return {command_name: param for command_name, command in cli.commands.items()
-            for param in command.params if param.name == name}
+    return {
+        command_name: param
+        for command_name, command in cli.commands.items()
+        for param in command.params
+        if param.name == name
+    }
 
 
 @pytest.mark.parametrize("name", ["device", "precision"])
@@ -40,8 +44,9 @@ def test_precision_offers_the_same_values_everywhere():
 @pytest.mark.parametrize("precision", ["auto", "float32", "bfloat16", "float16"])
 def test_generate_runs_in_every_precision_on_the_cpu(run_cli, tmp_path, precision):
     checkpoint = write_tiny_checkpoint(tmp_path / "run", allow_newline=True)
-    result = run_cli("generate", "--checkpoint", checkpoint, "--prompt", "the ", "--max-tokens", "10",
-                     "--precision", precision)
+    result = run_cli(
+        "generate", "--checkpoint", checkpoint, "--prompt", "the ", "--max-tokens", "10", "--precision", precision
+    )
     assert result.code == 0, result.err
     assert len(result.out) == len("the ") + 10 + 1
 

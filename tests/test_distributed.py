@@ -23,8 +23,13 @@ TINY = ("--embedding-size", "16", "--hidden-size", "32", "--layers", "2")
 
 
 def textlstm(*args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "textlstm", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "textlstm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def records(folder: Path) -> list[dict]:
@@ -54,9 +59,35 @@ def test_two_processes_train_the_model_one_process_trains(run_cli, small_corpus,
     read its own rows and the gradients must be averaged by token (documents give the two processes
     different numbers of tokens); the stream's last batch is narrower than the others."""
     corpus, batching_args = (small_corpus, STREAM) if batching == "stream" else (documents_corpus, DOCUMENTS)
-    common = ("train", "--dataset", corpus, *TINY, *batching_args, "--batch-size", "4", "--dropout", "0",
-              "--recurrent-dropout", "0", "--ar", "0", "--tar", "0", "--schedule", "constant", "--warmup-steps", "3", "--eval-every", "10",
-              "--lr", "0.01", "--seed", "5", "--precision", "float32")  # float32: the comparison is to 1e-4
+    common = (
+        "train",
+        "--dataset",
+        corpus,
+        *TINY,
+        *batching_args,
+        "--batch-size",
+        "4",
+        "--dropout",
+        "0",
+        "--recurrent-dropout",
+        "0",
+        "--ar",
+        "0",
+        "--tar",
+        "0",
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "3",
+        "--eval-every",
+        "10",
+        "--lr",
+        "0.01",
+        "--seed",
+        "5",
+        "--precision",
+        "float32",
+    )  # float32: the comparison is to 1e-4
     alone = run_cli(*common, "--output", tmp_path / "alone")
     assert alone.code == 0, alone.err
     two = textlstm(*common, "--nproc", "2", "--output", tmp_path / "two")
@@ -82,9 +113,28 @@ def test_two_processes_train_the_model_one_process_trains(run_cli, small_corpus,
 def test_resume_under_two_processes_is_exact(small_corpus, tmp_path):
     """With dropout, so each process's random stream must come back where it was. Slow: three
     2-process runs."""
-    common = ("train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL, "--schedule", "constant",
-              "--warmup-steps", "5", "--dropout", "0.2", "--recurrent-dropout", "0.2", "--eval-every", "100", "--seed", "7",
-              "--precision", "float32")
+    common = (
+        "train",
+        "--nproc",
+        "2",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "5",
+        "--dropout",
+        "0.2",
+        "--recurrent-dropout",
+        "0.2",
+        "--eval-every",
+        "100",
+        "--seed",
+        "7",
+        "--precision",
+        "float32",
+    )
     straight = textlstm(*common, "--max-steps", "40", "--output", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
     first = textlstm(*common, "--max-steps", "20", "--output", tmp_path / "halves")
@@ -96,7 +146,9 @@ def test_resume_under_two_processes_is_exact(small_corpus, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "resuming" in second.stderr
     assert records(tmp_path / "halves")[-1]["step"] == 40
-    assert records(tmp_path / "halves")[-1]["valid_loss"] == pytest.approx(records(tmp_path / "straight")[-1]["valid_loss"], abs=1e-5)
+    assert records(tmp_path / "halves")[-1]["valid_loss"] == pytest.approx(
+        records(tmp_path / "straight")[-1]["valid_loss"], abs=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -130,12 +182,30 @@ def _free_port() -> int:
 
 def test_a_rendezvous_that_cannot_be_reached_is_one_error(small_corpus, tmp_path):
     """Process 1 of 2, told to meet the others at a port where nobody listens."""
-    env = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    result = textlstm("train", "--dataset", small_corpus, *TINY_MODEL, "--dist-timeout", "0.02",
-                      "--output", tmp_path / "run", env=env, timeout=120)
+    env = {
+        "RANK": "1",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }
+    result = textlstm(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--dist-timeout",
+        "0.02",
+        "--output",
+        tmp_path / "run",
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1
     lines = error_lines(result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: process 1 of 2 could not join the others at 127.0.0.1:"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: process 1 of 2 could not join the others at 127.0.0.1:"), (
+        result.stderr
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -163,8 +233,14 @@ def _wait_for(path: Path, process: subprocess.Popen, deadline: float) -> None:
 
 
 def _start(args, mark: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TEXTLSTM_TEST_MARK": mark, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TEXTLSTM_TEST_MARK": mark, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -172,11 +248,34 @@ def test_a_killed_process_is_restarted_by_torchrun_and_the_run_resumes(small_cor
     """torchrun --max-restarts 1, no --output: after a SIGKILL the restarted processes find their run
     folder under checkpoints/ and go on from its last save to the end."""
     mark = uuid.uuid4().hex
-    process = _start(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
-                      "-m", "textlstm", "train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "60",
-                      "--eval-every", "10", "--save-every", "5"], mark)
+    process = _start(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "--max-restarts",
+            "1",
+            "-m",
+            "textlstm",
+            "train",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            "--max-steps",
+            "60",
+            "--eval-every",
+            "10",
+            "--save-every",
+            "5",
+        ],
+        mark,
+    )
     deadline = time.time() + 240
-    while time.time() < deadline and process.poll() is None and not list(tmp_path.glob("checkpoints/*/trainer_state.pt")):
+    while (
+        time.time() < deadline and process.poll() is None and not list(tmp_path.glob("checkpoints/*/trainer_state.pt"))
+    ):
         time.sleep(0.2)
     os.kill(_worker_pid(mark, 1, deadline), signal.SIGKILL)
     _, err = process.communicate(timeout=240)
@@ -191,8 +290,25 @@ def test_a_killed_process_is_restarted_by_torchrun_and_the_run_resumes(small_cor
 def test_a_killed_process_stops_the_whole_run(small_corpus, tmp_path):
     mark = uuid.uuid4().hex
     out = tmp_path / "run"
-    process = _start(["-m", "textlstm", "train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL,
-                      "--max-steps", "100000", "--eval-every", "5", "--output", out], mark)
+    process = _start(
+        [
+            "-m",
+            "textlstm",
+            "train",
+            "--nproc",
+            "2",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            "--max-steps",
+            "100000",
+            "--eval-every",
+            "5",
+            "--output",
+            out,
+        ],
+        mark,
+    )
     deadline = time.time() + 240
     _wait_for(out / "metrics.jsonl", process, deadline)
     os.kill(_worker_pid(mark, 1, deadline), signal.SIGKILL)
@@ -210,8 +326,25 @@ def test_a_killed_process_stops_the_whole_run(small_corpus, tmp_path):
 def test_ctrl_c_on_the_launcher_stops_every_process_with_a_checkpoint(small_corpus, tmp_path):
     mark = uuid.uuid4().hex
     out = tmp_path / "run"
-    process = _start(["-m", "textlstm", "train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL,
-                      "--max-steps", "100000", "--eval-every", "5", "--output", out], mark)
+    process = _start(
+        [
+            "-m",
+            "textlstm",
+            "train",
+            "--nproc",
+            "2",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            "--max-steps",
+            "100000",
+            "--eval-every",
+            "5",
+            "--output",
+            out,
+        ],
+        mark,
+    )
     deadline = time.time() + 240
     _wait_for(out / "metrics.jsonl", process, deadline)
     workers = [_worker_pid(mark, rank, deadline) for rank in (0, 1)]
@@ -237,8 +370,25 @@ def test_sigterm_to_the_launcher_stops_every_process_after_the_same_step_with_on
     on to each process; they agree to stop after the same step and save once, and the launcher exits 143."""
     mark = uuid.uuid4().hex
     out = tmp_path / "run"
-    process = _start(["-m", "textlstm", "train", "--nproc", "2", "--dataset", small_corpus, *TINY_MODEL,
-                      "--max-steps", "100000", "--eval-every", "5", "--output", out], mark)
+    process = _start(
+        [
+            "-m",
+            "textlstm",
+            "train",
+            "--nproc",
+            "2",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            "--max-steps",
+            "100000",
+            "--eval-every",
+            "5",
+            "--output",
+            out,
+        ],
+        mark,
+    )
     deadline = time.time() + 240
     _wait_for(out / "metrics.jsonl", process, deadline)
     workers = [_worker_pid(mark, rank, deadline) for rank in (0, 1)]
@@ -264,8 +414,21 @@ def test_under_two_processes_process_0_plans_the_time_budget_for_both(small_corp
     """The shape is left to the planner: if each process planned on its own (and measured another
     speed), their models could differ and DistributedDataParallel would fail; process 0's plan is the one saved."""
     out = tmp_path / "planned"
-    result = textlstm("train", "--nproc", "2", "--dataset", small_corpus, "--batch-size", "4", "--seq-len", "32",
-                      "--max-minutes", "0.15", "--output", out)
+    result = textlstm(
+        "train",
+        "--nproc",
+        "2",
+        "--dataset",
+        small_corpus,
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--max-minutes",
+        "0.15",
+        "--output",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("measured in ") == 1 and "Traceback" not in result.stderr
     saved = json.loads((out / "config.json").read_text())

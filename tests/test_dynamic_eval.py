@@ -28,7 +28,9 @@ def test_with_no_learning_it_is_the_static_one_row_score(tmp_path, folder_corpus
 
     no_lr = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--dynamic", "--dynamic-lr", "0")
     # A decay of 1 takes the weights all the way back to the trained ones after every step.
-    full_decay = eval_json(run_cli, "--checkpoint", tmp_path / "run", "--dynamic", "--dynamic-lr", "0.5", "--dynamic-decay", "1")
+    full_decay = eval_json(
+        run_cli, "--checkpoint", tmp_path / "run", "--dynamic", "--dynamic-lr", "0.5", "--dynamic-decay", "1"
+    )
 
     for dynamic in (no_lr, full_decay):
         assert dynamic["tokens"] == static["tokens"] and dynamic["chars"] == static["chars"]
@@ -86,7 +88,9 @@ def test_the_table_says_dynamic(tmp_path, folder_corpus, run_cli):
 
 def test_the_command_line_defaults_are_the_module_defaults():
     assert (eval_command.DYNAMIC_LR, eval_command.DYNAMIC_DECAY, eval_command.DYNAMIC_SEQ_LEN) == (
-        dynamic_eval.DEFAULT_LR, dynamic_eval.DEFAULT_DECAY, dynamic_eval.DEFAULT_SEQ_LEN
+        dynamic_eval.DEFAULT_LR,
+        dynamic_eval.DEFAULT_DECAY,
+        dynamic_eval.DEFAULT_SEQ_LEN,
     )
 
 
@@ -95,7 +99,11 @@ def test_bad_values_are_one_error_line(tmp_path, folder_corpus, run_cli):
     make_checkpoint(tmp_path / "docs", folder_corpus, batching="documents")
     run = tmp_path / "run"
     assert_one_error_line(run_cli("eval", "--checkpoint", run, "--dynamic", "--dynamic-lr", "-0.1"), "--dynamic-lr")
-    assert_one_error_line(run_cli("eval", "--checkpoint", run, "--dynamic", "--dynamic-decay", "1.5"), "--dynamic-decay")
+    assert_one_error_line(
+        run_cli("eval", "--checkpoint", run, "--dynamic", "--dynamic-decay", "1.5"), "--dynamic-decay"
+    )
     assert_one_error_line(run_cli("eval", "--checkpoint", run, "--dynamic", "--dynamic-lr", "nan"), "--dynamic-lr")
-    assert_one_error_line(run_cli("eval", "--checkpoint", run, "--dynamic", "--dynamic-decay", "nan"), "--dynamic-decay")
+    assert_one_error_line(
+        run_cli("eval", "--checkpoint", run, "--dynamic", "--dynamic-decay", "nan"), "--dynamic-decay"
+    )
     assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "docs", "--dynamic"), "--batching documents")

@@ -40,7 +40,12 @@ def folder_corpus(tmp_path) -> Path:
 
 
 def make_checkpoint(
-    folder: Path, dataset: Path, kind: str = "char", vocab_size: int | None = None, seed: int = 0, batching: str = "stream"
+    folder: Path,
+    dataset: Path,
+    kind: str = "char",
+    vocab_size: int | None = None,
+    seed: int = 0,
+    batching: str = "stream",
 ):
     """A checkpoint with random weights (no training), shaped so that the LSTM state matters.
 
@@ -51,7 +56,12 @@ def make_checkpoint(
     tokenizer = tokenizer_for_corpus(corpus, kind, vocab_size)
     config = RunConfig(
         model=ModelConfig(
-            vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.0, recurrent_dropout=0.0
+            vocab_size=tokenizer.vocab_size,
+            embedding_size=16,
+            hidden_size=32,
+            layers=2,
+            dropout=0.0,
+            recurrent_dropout=0.0,
         ),
         data=DataConfig(dataset=str(dataset), tokenizer=kind, vocab_size=vocab_size, batching=batching),
     )
@@ -173,7 +183,9 @@ def documents_corpus(tmp_path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
     for name, rows in (("train", DOCUMENTS[::2]), ("validation", DOCUMENTS[1::2])):
-        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": row}) + "\n" for row in rows), encoding="utf-8")
+        (folder / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"text": row}) + "\n" for row in rows), encoding="utf-8"
+        )
     return folder
 
 
@@ -215,10 +227,23 @@ def test_documents_scoring_counts_every_token_once_under_a_cap(tmp_path, documen
 
 def test_training_validates_a_documents_model_one_document_at_a_time(tmp_path, documents_corpus, run_cli):
     out = tmp_path / "run"
-    args = ("--embedding-size", "8", "--hidden-size", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
-            "--precision", "float32")  # compared with a float32 reference
-    trained = run_cli("train", "--dataset", documents_corpus, "--batching", "documents", *args, "--max-steps", "3",
-                      "--output", out)
+    args = (
+        "--embedding-size",
+        "8",
+        "--hidden-size",
+        "16",
+        "--layers",
+        "1",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--precision",
+        "float32",
+    )  # compared with a float32 reference
+    trained = run_cli(
+        "train", "--dataset", documents_corpus, "--batching", "documents", *args, "--max-steps", "3", "--output", out
+    )
     assert trained.code == 0, trained.err
     (record,) = [json.loads(line) for line in (out / ckpt.METRICS).read_text().splitlines()]
     model, tokenizer, _ = ckpt.load_checkpoint(out)  # the weights of that one evaluation
@@ -285,7 +310,9 @@ def test_empty_split_is_an_error(tmp_path, run_cli):
     (folder / "validation.jsonl").write_text(json.dumps({"text": ""}) + "\n", encoding="utf-8")
     make_checkpoint(tmp_path / "run", folder / "train.jsonl")
 
-    assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", folder, "--split", "test"), "empty")
+    assert_one_error_line(
+        run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", folder, "--split", "test"), "empty"
+    )
     assert_one_error_line(run_cli("eval", "--checkpoint", tmp_path / "run", "--dataset", folder), "empty")
 
 

@@ -52,8 +52,15 @@ def ort():
 
 def write_checkpoint(folder: Path, tokenizer, kind: str, **model_settings) -> Path:
     """An untrained 2 x 32 model over `tokenizer`, saved as a checkpoint folder."""
-    model_config = ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.0,
-                               recurrent_dropout=0.0, **model_settings)
+    model_config = ModelConfig(
+        tokenizer.vocab_size,
+        embedding_size=16,
+        hidden_size=32,
+        layers=2,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        **model_settings,
+    )
     config = RunConfig(model=model_config, data=DataConfig(tokenizer=kind))
     torch.manual_seed(0)
     model = LSTMLanguageModel(config.model)
@@ -74,8 +81,14 @@ def run_example(folder: Path, tmp_path: Path, *args: str) -> subprocess.Complete
     (blocked / "torch").mkdir(parents=True, exist_ok=True)
     (blocked / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
     env = {**os.environ, "PYTHONPATH": str(blocked), "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(folder), *args], env=env,
-                          capture_output=True, text=True, encoding="utf-8", timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, str(folder), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
 
 
 # char: the byte-fallback softmax (as training builds it); word: the full softmax; bpe: the adaptive softmax.
@@ -128,17 +141,45 @@ def test_the_export_folder_holds_the_tokenizer_and_what_a_runner_needs(ort, run_
     assert (tmp_path / "onnx" / "tokenizer.json").read_text() == (run / TOKENIZER).read_text()
     exported = json.loads((tmp_path / "onnx" / "config.json").read_text())
     assert exported["export"] == {
-        "format": "onnx", "format_version": 1, "step": 0, "quantize": None, "pad_id": 0, "eot_id": 1,
-        "vocab_size": exported["model"]["vocab_size"], "layers": 2, "hidden_size": 32,
-        "inputs": ["ids", "h", "c"], "outputs": ["log_probs", "h_new", "c_new"],
+        "format": "onnx",
+        "format_version": 1,
+        "step": 0,
+        "quantize": None,
+        "pad_id": 0,
+        "eot_id": 1,
+        "vocab_size": exported["model"]["vocab_size"],
+        "layers": 2,
+        "hidden_size": 32,
+        "inputs": ["ids", "h", "c"],
+        "outputs": ["log_probs", "h_new", "c_new"],
     }
-    assert RunConfig.from_json((tmp_path / "onnx" / "config.json").read_text()) == RunConfig.from_json((run / CONFIG).read_text())
+    assert RunConfig.from_json((tmp_path / "onnx" / "config.json").read_text()) == RunConfig.from_json(
+        (run / CONFIG).read_text()
+    )
 
 
 def train_small_model(run_cli, small_corpus, run: Path) -> Path:
     """A 2 x 64 char model trained for 300 steps on small_corpus: its text is a trained model's, not one letter."""
-    trained = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--hidden-size", "64", "--batch-size", "8",
-                      "--seq-len", "64", "--max-steps", "300", "--eval-every", "300", "--lr", "0.02", "--output", run)
+    trained = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--hidden-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "64",
+        "--max-steps",
+        "300",
+        "--eval-every",
+        "300",
+        "--lr",
+        "0.02",
+        "--output",
+        run,
+    )
     assert trained.code == 0, trained.err
     return run
 
@@ -147,11 +188,24 @@ def test_greedy_text_from_onnx_is_the_text_of_generate(ort, run_cli, small_corpu
     run = train_small_model(run_cli, small_corpus, tmp_path / "run")
     assert run_cli("export", run, "-o", tmp_path / "onnx").code == 0
     prompt = "ROMEO:"
-    generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "200",
-                        "--precision", "float32")
+    generated = run_cli(
+        "generate",
+        "--checkpoint",
+        run,
+        "--temperature",
+        "0",
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "200",
+        "--precision",
+        "float32",
+    )
     assert generated.code == 0, generated.err
     continuation = generated.out.removeprefix(prompt)
-    assert len(continuation) > 100 and len(set(continuation)) > 5, generated.out  # a trained model's text, not one letter
+    assert len(continuation) > 100 and len(set(continuation)) > 5, (
+        generated.out
+    )  # a trained model's text, not one letter
 
     example = run_example(tmp_path / "onnx", tmp_path, "--prompt", prompt, "--max-tokens", "200")
     assert example.returncode == 0, example.stderr
@@ -165,8 +219,19 @@ def test_the_example_runs_where_torch_cannot_be_imported(ort, run_cli, tmp_path)
     example = run_example(tmp_path / "onnx", tmp_path, "--prompt", prompt, "--max-tokens", "40")
     assert "torch not importable: torch is blocked in this test" in example.stderr
     assert example.returncode == 0, example.stderr
-    generated = run_cli("generate", "--checkpoint", run, "--temperature", "0", "--prompt", prompt, "--max-tokens", "40",
-                        "--precision", "float32")
+    generated = run_cli(
+        "generate",
+        "--checkpoint",
+        run,
+        "--temperature",
+        "0",
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "40",
+        "--precision",
+        "float32",
+    )
     assert example.stdout == generated.out and len(example.stdout) > len(prompt) + 20
 
 
@@ -182,7 +247,8 @@ def folder_bytes(folder: Path) -> int:
 
 
 def test_int8_export_runs_the_lstm_and_output_layer_in_int8_close_to_float32(
-        ort, run_cli, small_corpus, shakespeare_text, tmp_path, caplog):
+    ort, run_cli, small_corpus, shakespeare_text, tmp_path, caplog
+):
     run = train_small_model(run_cli, small_corpus, tmp_path / "run")
     assert run_cli("export", run, "-o", tmp_path / "float32").code == 0
     result = run_cli("export", run, "-o", tmp_path / "int8", "--quantize", "int8")
@@ -217,7 +283,9 @@ def test_int8_export_runs_the_lstm_and_output_layer_in_int8_close_to_float32(
     example = run_example(folder, tmp_path, "--prompt", "ROMEO:", "--max-tokens", "200")
     assert example.returncode == 0, example.stderr
     continuation = example.stdout.removeprefix("ROMEO:")
-    assert example.stdout.startswith("ROMEO:") and len(continuation) > 100 and len(set(continuation)) > 5, example.stdout
+    assert example.stdout.startswith("ROMEO:") and len(continuation) > 100 and len(set(continuation)) > 5, (
+        example.stdout
+    )
 
 
 @pytest.mark.parametrize("name", sorted(OUTPUT_LAYERS))
@@ -233,19 +301,26 @@ def test_int8_export_quantizes_every_lstm_layer_and_output_matrix(ort, run_cli, 
 
 
 def write_mogrifier_checkpoint(folder: Path) -> Path:
-    return write_checkpoint(folder, build_tokenizer("char", ["a mogrifier model"]), "char", cell="mogrifier", mogrifier_rounds=2)
+    return write_checkpoint(
+        folder, build_tokenizer("char", ["a mogrifier model"]), "char", cell="mogrifier", mogrifier_rounds=2
+    )
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("mogrifier", "is a --cell mogrifier model, which ONNX export does not support"),
-    ("missing run", "no run"),
-    ("output holds files", "is not empty: give a new folder, or pass --overwrite"),
-    ("output is a file", "is a file: give a folder to export into"),
-    ("output is the run", "is the run folder itself"),
-    ("too large", "GiB of float32 weights: model.onnx, one file, holds at most"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("mogrifier", "is a --cell mogrifier model, which ONNX export does not support"),
+        ("missing run", "no run"),
+        ("output holds files", "is not empty: give a new folder, or pass --overwrite"),
+        ("output is a file", "is a file: give a folder to export into"),
+        ("output is the run", "is the run folder itself"),
+        ("too large", "GiB of float32 weights: model.onnx, one file, holds at most"),
+    ],
+)
 def test_refusals_are_one_line_and_write_nothing(ort, run_cli, tmp_path, monkeypatch, case, expected):
-    run = write_mogrifier_checkpoint(tmp_path / "run") if case == "mogrifier" else write_tiny_checkpoint(tmp_path / "run")
+    run = (
+        write_mogrifier_checkpoint(tmp_path / "run") if case == "mogrifier" else write_tiny_checkpoint(tmp_path / "run")
+    )
     output = tmp_path / "onnx"
     if case == "output holds files":
         output.mkdir()
@@ -318,5 +393,8 @@ def test_without_the_extra_the_error_names_it(run_cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
     result = run_cli("export", run, "-o", tmp_path / "onnx")
     assert result.code == 1
-    assert result.err == "error: ONNX export needs the export extra (onnx is not installed): pip install 'textlstm[export]'\n"
+    assert (
+        result.err
+        == "error: ONNX export needs the export extra (onnx is not installed): pip install 'textlstm[export]'\n"
+    )
     assert not (tmp_path / "onnx").exists()

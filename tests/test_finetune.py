@@ -4,7 +4,20 @@ import json
 
 from conftest import TINY_MODEL
 
-FAST = ("--lr", "0.03", "--warmup-steps", "5", "--dropout", "0", "--recurrent-dropout", "0", "--batch-size", "8", "--seq-len", "32")
+FAST = (
+    "--lr",
+    "0.03",
+    "--warmup-steps",
+    "5",
+    "--dropout",
+    "0",
+    "--recurrent-dropout",
+    "0",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "32",
+)
 SHAPE = ("--embedding-size", "32", "--hidden-size", "32", "--layers", "1")
 
 
@@ -23,7 +36,9 @@ def test_fine_tuning_beats_a_fresh_model_on_new_text(run_cli, shakespeare_text, 
     second = write(tmp_path / "second.txt", shakespeare_text[600_000:640_000])
     parent = tmp_path / "parent"
     # 200 steps take this model past the plateau at the unigram entropy (3.3 nats) to about 2.4
-    result = run_cli("train", "--dataset", first, *SHAPE, *FAST, "--max-steps", "200", "--eval-every", "200", "--output", parent)
+    result = run_cli(
+        "train", "--dataset", first, *SHAPE, *FAST, "--max-steps", "200", "--eval-every", "200", "--output", parent
+    )
     assert result.code == 0, result.err
 
     common = ("--dataset", second, *FAST, "--max-steps", "50", "--eval-every", "50")
@@ -36,7 +51,10 @@ def test_fine_tuning_beats_a_fresh_model_on_new_text(run_cli, shakespeare_text, 
 
     config = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert config["train"]["init_from"] == str(parent.resolve())
-    assert config["model"] == json.loads((parent / "config.json").read_text())["model"] | {"dropout": 0.0, "recurrent_dropout": 0.0}
+    assert config["model"] == json.loads((parent / "config.json").read_text())["model"] | {
+        "dropout": 0.0,
+        "recurrent_dropout": 0.0,
+    }
     assert (tmp_path / "tuned" / "tokenizer.json").read_text() == (parent / "tokenizer.json").read_text()
     # a fresh optimizer and schedule: the new run counts its own steps from 0, the parent is untouched
     records = [json.loads(line) for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()]
@@ -54,9 +72,16 @@ def test_a_word_model_says_how_many_new_words_it_reads_as_unknown(run_cli, tmp_p
     write(tmp_path / "new" / "validation.txt", known * 20)
     parent = tmp_path / "parent"
     small = ("--batch-size", "2", "--seq-len", "16", "--max-steps", "2", "--eval-every", "2")
-    assert run_cli("train", "--dataset", tmp_path / "old", "--tokenizer", "word", *TINY_MODEL[:6], *small, "--output", parent).code == 0
+    assert (
+        run_cli(
+            "train", "--dataset", tmp_path / "old", "--tokenizer", "word", *TINY_MODEL[:6], *small, "--output", parent
+        ).code
+        == 0
+    )
 
-    result = run_cli("train", "--dataset", tmp_path / "new", "--init-from", parent, *small, "--output", tmp_path / "tuned")
+    result = run_cli(
+        "train", "--dataset", tmp_path / "new", "--init-from", parent, *small, "--output", tmp_path / "tuned"
+    )
     assert result.code == 0, result.err
     assert "7 words of the new text are not in the vocabulary (read as <|unk|>)" in result.err
 
@@ -69,7 +94,9 @@ def test_a_char_model_reads_unseen_characters_as_bytes(run_cli, tmp_path):
     # 5 two-byte and 3 three-byte characters the parent never saw, all in the training 90%
     write(tmp_path / "new.txt", "tôt " * 5 + "日本語 " + "plain ascii text only, over and over.\n" * 200)
 
-    result = run_cli("train", "--dataset", tmp_path / "new.txt", "--init-from", parent, *small, "--output", tmp_path / "tuned")
+    result = run_cli(
+        "train", "--dataset", tmp_path / "new.txt", "--init-from", parent, *small, "--output", tmp_path / "tuned"
+    )
     assert result.code == 0, result.err
     assert "8 characters of the new text are not in the vocabulary (read as UTF-8 bytes)" in result.err
 
@@ -79,10 +106,14 @@ def test_shape_options_that_contradict_the_parent_are_refused(run_cli, tmp_path)
 
     parent = write_tiny_checkpoint(tmp_path / "parent")  # hidden 32, char tokenizer
     write(tmp_path / "new.txt", "some new text\n" * 100)
-    result = run_cli("train", "--dataset", tmp_path / "new.txt", "--init-from", parent, "--hidden-size", "64", "--tokenizer", "bpe")
+    result = run_cli(
+        "train", "--dataset", tmp_path / "new.txt", "--init-from", parent, "--hidden-size", "64", "--tokenizer", "bpe"
+    )
     assert result.code == 2
     assert result.err.count("\n") == 1
-    assert "--tokenizer bpe (the parent has char)" in result.err and "--hidden-size 64 (the parent has 32)" in result.err
+    assert (
+        "--tokenizer bpe (the parent has char)" in result.err and "--hidden-size 64 (the parent has 32)" in result.err
+    )
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
     missing = run_cli("train", "--dataset", tmp_path / "new.txt", "--init-from", tmp_path / "nowhere")
@@ -99,8 +130,20 @@ def test_resume_accepts_the_fine_tuning_command_with_a_relative_init_from(run_cl
     write_tiny_checkpoint(tmp_path / "parent")
     write(tmp_path / "new.txt", "some new text\n" * 100)
     small = ("--batch-size", "2", "--seq-len", "16", "--eval-every", "2")
-    command = ("train", "--dataset", "new.txt", "--init-from", "./parent", *small, "--output", "tuned")  # relative to the cwd, tmp_path
+    command = (
+        "train",
+        "--dataset",
+        "new.txt",
+        "--init-from",
+        "./parent",
+        *small,
+        "--output",
+        "tuned",
+    )  # relative to the cwd, tmp_path
     assert run_cli(*command, "--max-steps", "2").code == 0
     result = run_cli(*command, "--max-steps", "4", "--resume", "tuned")
     assert result.code == 0, result.err
-    assert [json.loads(line)["step"] for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    assert [json.loads(line)["step"] for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()] == [
+        2,
+        4,
+    ]

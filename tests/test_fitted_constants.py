@@ -160,8 +160,11 @@ def recorded_loss(reference: dict, corpus: str, minutes: float) -> float:
         given = re.search(r"--(?:max-)?minutes (\S+)", job["commands"][0]["command"])
         return float(given.group(1))
 
-    (job,) = [job for job in jobs if (job["system"], job["corpus"]) == (reference["system"], corpus)
-              and job_minutes(job) == minutes]
+    (job,) = [
+        job
+        for job in jobs
+        if (job["system"], job["corpus"]) == (reference["system"], corpus) and job_minutes(job) == minutes
+    ]
     return job["test_bits_per_char"]
 
 

@@ -83,7 +83,9 @@ def test_num_samples_stop_and_greedy(run_cli, checkpoint):
 
     greedy = run_cli("generate", "--prompt", "the ", "--max-tokens", "30", "--temperature", "0").out
     stop = greedy[10:12]
-    stopped = run_cli("generate", "--prompt", "the ", "--max-tokens", "30", "--temperature", "0", "--stop", "NOPE", "--stop", stop)
+    stopped = run_cli(
+        "generate", "--prompt", "the ", "--max-tokens", "30", "--temperature", "0", "--stop", "NOPE", "--stop", stop
+    )
     assert stopped.out == greedy[: greedy.find(stop, len("the "))] + "\n"
 
 
@@ -106,8 +108,16 @@ def test_output_is_flushed_as_it_is_produced(checkpoint):
     unset, so without flushing the first text would come as one 8 KB block."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     process = textlstm_process(
-        "generate", "--prompt", "the ", "--max-tokens", "1000000", "--seed", "1",
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+        "generate",
+        "--prompt",
+        "the ",
+        "--max-tokens",
+        "1000000",
+        "--seed",
+        "1",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         received = b""
@@ -161,8 +171,16 @@ def one_line_error(result) -> None:
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--temperature", "-1"), ("--top-p", "0"), ("--top-p", "1.5"), ("--top-k", "-3"), ("--max-tokens", "0"),
-     ("--num-samples", "0"), ("--repetition-penalty", "0"), ("--temperature", "hot")],
+    [
+        ("--temperature", "-1"),
+        ("--top-p", "0"),
+        ("--top-p", "1.5"),
+        ("--top-k", "-3"),
+        ("--max-tokens", "0"),
+        ("--num-samples", "0"),
+        ("--repetition-penalty", "0"),
+        ("--temperature", "hot"),
+    ],
 )
 def test_bad_values_are_one_line(run_cli, checkpoint, option, value):
     result = run_cli("generate", "--prompt", "a", option, value)
@@ -190,7 +208,14 @@ def test_unknown_device_is_one_line(run_cli, checkpoint):
         (lambda f: (f / BEST_WEIGHTS).write_bytes((f / BEST_WEIGHTS).read_bytes()[:100]), "weights"),
         (lambda f: (f / BEST_WEIGHTS).unlink(), "weights"),
     ],
-    ids=["missing config", "corrupt config", "garbage tokenizer", "missing tokenizer", "truncated weights", "missing weights"],
+    ids=[
+        "missing config",
+        "corrupt config",
+        "garbage tokenizer",
+        "missing tokenizer",
+        "truncated weights",
+        "missing weights",
+    ],
 )
 def test_damaged_checkpoint_is_one_line(run_cli, checkpoint, damage, expected):
     damage(checkpoint)
@@ -285,11 +310,15 @@ def test_interactive_shows_the_likeliest_tokens_and_takes_a_choice_or_text(run_c
     scores = filtered_scores(stepper.logits[None], RowSettings.of([SamplingOptions(temperature=0.7)]))[0]
     probs = torch.softmax(scores, dim=-1)
     top = torch.topk(probs, 5)
-    expected = [(round(100 * p, 1), repr(lm.tokenizer.decode([t]))) for p, t in zip(top.values.tolist(), top.indices.tolist())]
+    expected = [
+        (round(100 * p, 1), repr(lm.tokenizer.decode([t]))) for p, t in zip(top.values.tolist(), top.indices.tolist())
+    ]
     assert steps[0] == expected
 
     second, first_of_next = steps[0][1][1], steps[1][0][1]
-    text = "the " + literal_eval(second) + literal_eval(first_of_next) + "fox" + "7"  # 2, Enter (the likeliest), text, \-escaped text
+    text = (
+        "the " + literal_eval(second) + literal_eval(first_of_next) + "fox" + "7"
+    )  # 2, Enter (the likeliest), text, \-escaped text
     assert result.out == text + "\n"
     assert [p for p, _ in steps[0]] == sorted((p for p, _ in steps[0]), reverse=True)
 

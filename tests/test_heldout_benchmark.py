@@ -129,7 +129,14 @@ def test_transformer_windows_score_each_character_once_with_at_least_32_characte
 def test_unknown_test_characters_pay_the_unknown_symbol_and_which_one_it_is():
     vocabulary = transformer.CharVocabulary(["abc"])
     ids = vocabulary.encode(["ax", "y"])
-    assert ids.tolist() == [transformer.EOD, 2, transformer.UNKNOWN, transformer.EOD, transformer.UNKNOWN, transformer.EOD]
+    assert ids.tolist() == [
+        transformer.EOD,
+        2,
+        transformer.UNKNOWN,
+        transformer.EOD,
+        transformer.UNKNOWN,
+        transformer.EOD,
+    ]
     model = transformer.CharTransformer(vocabulary.size).eval()
     with torch.no_grad():  # all-zero logits: uniform over the 5 symbols
         model.tokens.weight.zero_()

@@ -58,8 +58,14 @@ def lay_out_in_hub_cache(cache: Path, repo_id: str, snapshots: dict[str, Path], 
 
 
 def textlstm(*args, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "textlstm", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=WAIT)
+    return subprocess.run(
+        [sys.executable, "-m", "textlstm", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -74,8 +80,14 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 def offline_env(tmp_path) -> dict:
     """The environment of a subprocess: offline, its own empty Hub cache and token file, no token."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
-    return {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-            "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **env,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 @pytest.fixture
@@ -88,7 +100,9 @@ def cached_repo(tmp_path, offline_env) -> dict:
         write_model_card(run)
     main_commit, v1_commit = commit_hash("main"), commit_hash("v1")
     cache = Path(offline_env["HF_HUB_CACHE"])
-    lay_out_in_hub_cache(cache, "alice/tiny", {main_commit: main_run, v1_commit: v1_run}, {"main": main_commit, "v1": v1_commit})
+    lay_out_in_hub_cache(
+        cache, "alice/tiny", {main_commit: main_run, v1_commit: v1_run}, {"main": main_commit, "v1": v1_commit}
+    )
     (tmp_path / "tiny.txt").write_text(TINY_CORPUS * 20)
     return {"main": main_run, "v1": v1_run, "main_commit": main_commit, "v1_commit": v1_commit, "cache": cache}
 
@@ -99,17 +113,26 @@ def test_the_laid_out_cache_is_what_huggingface_hub_sees(cached_repo):
     (repo,) = scanned.repos
     assert repo.repo_id == "alice/tiny" and repo.repo_type == "model"
     assert {ref: revision.commit_hash for ref, revision in repo.refs.items()} == {
-        "main": cached_repo["main_commit"], "v1": cached_repo["v1_commit"]}
+        "main": cached_repo["main_commit"],
+        "v1": cached_repo["v1_commit"],
+    }
 
 
 # --- loading by id ---------------------------------------------------------------------------------
 
 
 def test_generate_from_the_cache_writes_what_the_local_folder_writes(cached_repo, offline_env, tmp_path, run_cli):
-    local = {name: run_cli("generate", "--checkpoint", cached_repo[name], "--prompt", "Q", *GREEDY).out for name in ("main", "v1")}
+    local = {
+        name: run_cli("generate", "--checkpoint", cached_repo[name], "--prompt", "Q", *GREEDY).out
+        for name in ("main", "v1")
+    }
     assert local["main"] != local["v1"]
-    for given, expected in (("hf://alice/tiny", "main"), ("hf://alice/tiny@main", "main"), ("hf://alice/tiny@v1", "v1"),
-                            (f"hf://alice/tiny@{cached_repo['v1_commit']}", "v1")):
+    for given, expected in (
+        ("hf://alice/tiny", "main"),
+        ("hf://alice/tiny@main", "main"),
+        ("hf://alice/tiny@v1", "v1"),
+        (f"hf://alice/tiny@{cached_repo['v1_commit']}", "v1"),
+    ):
         result = textlstm("generate", "--checkpoint", given, "--prompt", "Q", *GREEDY, env=offline_env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout == local[expected], given
@@ -122,7 +145,9 @@ def test_info_and_eval_read_a_model_from_the_cache(cached_repo, offline_env, tmp
     assert details["checkpoint"].endswith(f"models--alice--tiny/snapshots/{cached_repo['main_commit']}")
     assert details["parameters"] == json.loads(run_cli("info", cached_repo["main"], "--json").out)["parameters"]
 
-    scored = textlstm("eval", "--checkpoint", "hf://alice/tiny@v1", "--dataset", "tiny.txt", "--json", env=offline_env, cwd=tmp_path)
+    scored = textlstm(
+        "eval", "--checkpoint", "hf://alice/tiny@v1", "--dataset", "tiny.txt", "--json", env=offline_env, cwd=tmp_path
+    )
     assert scored.returncode == 0, scored.stderr
     local = run_cli("eval", "--checkpoint", cached_repo["v1"], "--dataset", tmp_path / "tiny.txt", "--json")
     assert json.loads(scored.stdout)["loss"] == pytest.approx(json.loads(local.out)["loss"])
@@ -131,8 +156,13 @@ def test_info_and_eval_read_a_model_from_the_cache(cached_repo, offline_env, tmp
 def test_serve_names_a_model_from_the_cache_by_its_id(cached_repo, offline_env, tmp_path):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("fastapi")
-    process = subprocess.Popen([sys.executable, "-m", "textlstm", "serve", "--checkpoint", "hf://alice/tiny", "--port", "0"],
-                               env=offline_env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "textlstm", "serve", "--checkpoint", "hf://alice/tiny", "--port", "0"],
+        env=offline_env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = iter(process.stderr.readline, "")
         serving = next((line for line in lines if line.startswith("serving ")), "")  # once the model is loaded
@@ -148,8 +178,23 @@ def test_serve_names_a_model_from_the_cache_by_its_id(cached_repo, offline_env, 
 
 
 def test_init_from_a_model_in_the_cache_fine_tunes_it_and_names_it_the_base_model(cached_repo, offline_env, tmp_path):
-    result = textlstm("train", "--dataset", "tiny.txt", "--init-from", "hf://alice/tiny", "--batch-size", "2", "--seq-len", "16",
-                      "--max-steps", "2", "--output", "tuned", env=offline_env, cwd=tmp_path)
+    result = textlstm(
+        "train",
+        "--dataset",
+        "tiny.txt",
+        "--init-from",
+        "hf://alice/tiny",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "2",
+        "--output",
+        "tuned",
+        env=offline_env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "tuned" / ckpt.CONFIG).read_text())
     assert config["train"]["init_from"].endswith(f"models--alice--tiny/snapshots/{cached_repo['main_commit']}")
@@ -157,19 +202,41 @@ def test_init_from_a_model_in_the_cache_fine_tunes_it_and_names_it_the_base_mode
     assert card.data.base_model == "alice/tiny"
     assert "Fine-tuned from hf://alice/tiny." in card.text
     # The same command typed again with --resume (the config holds the snapshot folder the id named).
-    resumed = textlstm("train", "--dataset", "tiny.txt", "--init-from", "hf://alice/tiny", "--batch-size", "2", "--seq-len", "16",
-                       "--max-steps", "3", "--output", "tuned", "--resume", "tuned", env=offline_env, cwd=tmp_path)
+    resumed = textlstm(
+        "train",
+        "--dataset",
+        "tiny.txt",
+        "--init-from",
+        "hf://alice/tiny",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--max-steps",
+        "3",
+        "--output",
+        "tuned",
+        "--resume",
+        "tuned",
+        env=offline_env,
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
 
 
-@pytest.mark.parametrize("given,expected", [
-    ("hf://alice/missing", "hf://alice/missing is not in the Hugging Face cache"),
-    ("hf://alice/tiny@v9", "hf://alice/tiny@v9 is not in the Hugging Face cache"),
-    ("hf://alice/bad--name", "is not a Hub model id"),
-    ("hf://alice/tiny@", "no revision after '@'"),
-])
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("hf://alice/missing", "hf://alice/missing is not in the Hugging Face cache"),
+        ("hf://alice/tiny@v9", "hf://alice/tiny@v9 is not in the Hugging Face cache"),
+        ("hf://alice/bad--name", "is not a Hub model id"),
+        ("hf://alice/tiny@", "no revision after '@'"),
+    ],
+)
 def test_a_model_the_cache_lacks_offline_is_one_error_line(cached_repo, offline_env, tmp_path, given, expected):
-    assert expected in one_error_line(textlstm("generate", "--checkpoint", given, "--prompt", "Q", env=offline_env, cwd=tmp_path))
+    assert expected in one_error_line(
+        textlstm("generate", "--checkpoint", given, "--prompt", "Q", env=offline_env, cwd=tmp_path)
+    )
 
 
 def test_loading_by_id_downloads_json_and_safetensors_only():

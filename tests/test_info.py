@@ -29,7 +29,9 @@ def test_summary_rows_count_every_weight_once(options):
     rows = layer_rows(model)
     unique = {id(p): p.numel() for p in model.parameters()}
     assert sum(row.parameters for row in rows) == sum(unique.values())
-    assert [row.name for row in rows if row.name.startswith("lstm")] == [f"lstm_{i + 1}" for i in range(model.config.layers)]
+    assert [row.name for row in rows if row.name.startswith("lstm")] == [
+        f"lstm_{i + 1}" for i in range(model.config.layers)
+    ]
     by_name = {row.name: row for row in rows}
     assert by_name["embedding"].output_shape == (None, None, model.config.embedding_size)
     assert by_name["embedding"].parameters == 300 * model.config.embedding_size
@@ -48,7 +50,9 @@ def test_masking_row_only_where_padding_is_masked():
 
 
 def train_tiny(run_cli, corpus, out, *extra):
-    result = run_cli("train", "--dataset", corpus, *TINY_MODEL, "--max-steps", "6", "--eval-every", "3", "--output", out, *extra)
+    result = run_cli(
+        "train", "--dataset", corpus, *TINY_MODEL, "--max-steps", "6", "--eval-every", "3", "--output", out, *extra
+    )
     assert result.code == 0, result.err
     return result
 
@@ -77,8 +81,17 @@ def test_info_table_names_layers_tokenizer_corpus_and_best_loss(run_cli, small_c
     train_tiny(run_cli, small_corpus, tmp_path / "checkpoints" / "only")
     result = run_cli("info")  # the newest run under ./checkpoints
     assert result.code == 0, result.err
-    for text in ("embedding (Embedding)", "lstm_1 (LSTM", "output (Linear + byte softmax)", "(None, None, 32)", "Total",
-                 "tokenizer: char", "small.txt", "trained: 6 steps", "bits per character"):
+    for text in (
+        "embedding (Embedding)",
+        "lstm_1 (LSTM",
+        "output (Linear + byte softmax)",
+        "(None, None, 32)",
+        "Total",
+        "tokenizer: char",
+        "small.txt",
+        "trained: 6 steps",
+        "bits per character",
+    ):
         assert text in result.out, text
 
 
@@ -117,8 +130,10 @@ def test_runs_lists_newest_first_and_survives_a_broken_run(run_cli, small_corpus
 
 def strict_json(text: str):
     """JSON as the standard has it: NaN and Infinity are not part of it."""
+
     def refuse(constant):
         raise AssertionError(f"{constant} in JSON output")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -131,8 +146,17 @@ def test_info_and_runs_show_a_run_whose_losses_are_not_finite(run_cli, tmp_path)
     }
     for name, losses in evaluations.items():
         run = write_tiny_checkpoint(tmp_path / "checkpoints" / name)
-        records = [{"step": step, "train_loss": loss, "valid_loss": loss, "valid_bits_per_char": loss / 0.69,
-                    "valid_perplexity": inf, "elapsed_sec": float(step)} for step, loss in losses]
+        records = [
+            {
+                "step": step,
+                "train_loss": loss,
+                "valid_loss": loss,
+                "valid_bits_per_char": loss / 0.69,
+                "valid_perplexity": inf,
+                "elapsed_sec": float(step),
+            }
+            for step, loss in losses
+        ]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
     diverged = run_cli("info", tmp_path / "checkpoints" / "diverged")

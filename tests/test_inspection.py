@@ -77,8 +77,11 @@ def test_a_recording_read_in_pieces_scores_each_token_as_forward_does(kind, shak
     text = shakespeare_text[: PIECE * 3]
     tokenizer = build_tokenizer(kind, [shakespeare_text[:20_000]], vocab_size=300 if kind == "bpe" else None)
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(tokenizer.vocab_size, embedding_size=8, hidden_size=16, layers=2,
-                                          dropout=0.0, recurrent_dropout=0.0)).eval()
+    model = LSTMLanguageModel(
+        ModelConfig(
+            tokenizer.vocab_size, embedding_size=8, hidden_size=16, layers=2, dropout=0.0, recurrent_dropout=0.0
+        )
+    ).eval()
     recording = record(model, tokenizer, text)
     ids = torch.tensor([[1, *tokenizer.encode(text)]])
     assert ids.shape[1] - 1 == len(recording.ends) > PIECE
@@ -99,18 +102,21 @@ def feature_string(text: str, name: str) -> str:
     return "".join(str(int(v))[-1] for v in feature.values)
 
 
-@pytest.mark.parametrize("name,text,expected", [
-    ("inside_quotes", 'a "bc" d “e”', "001110000110"),
-    ("bracket_depth", "a(b[c]d))e(", "01122110001"),
-    ("inside_brackets", "(a)b", "1100"),
-    ("line_position", "ab\ncde\n", "1201230"),
-    ("indentation", "  a \n\tb\n c", "1222044011"),
-    ("word_start", "ab c_d,e1", "100100010"),
-    ("sentence_start", "Hi. Yes! no 3.5 ok? Go", "1000100001000000000010"),
-    ("code_comment", "x # y\nz // w\n/* a */b", "001110001111011111100"),
-    ("code_string", "a 'b\\'c' don't \"d\"\nf'x' 'open\nz", "0011111000000001100011001111100"),
-    ("regex:o+", "foo bo", "011001"),
-])
+@pytest.mark.parametrize(
+    "name,text,expected",
+    [
+        ("inside_quotes", 'a "bc" d “e”', "001110000110"),
+        ("bracket_depth", "a(b[c]d))e(", "01122110001"),
+        ("inside_brackets", "(a)b", "1100"),
+        ("line_position", "ab\ncde\n", "1201230"),
+        ("indentation", "  a \n\tb\n c", "1222044011"),
+        ("word_start", "ab c_d,e1", "100100010"),
+        ("sentence_start", "Hi. Yes! no 3.5 ok? Go", "1000100001000000000010"),
+        ("code_comment", "x # y\nz // w\n/* a */b", "001110001111011111100"),
+        ("code_string", "a 'b\\'c' don't \"d\"\nf'x' 'open\nz", "0011111000000001100011001111100"),
+        ("regex:o+", "foo bo", "011001"),
+    ],
+)
 def test_a_feature_holds_after_reading_each_character(name, text, expected):
     assert feature_string(text, name) == expected
 
@@ -159,8 +165,15 @@ def test_time_constants_come_from_the_mean_forget_gate():
 
     found = memory(Forget())
     assert found.time_constants[0] == pytest.approx([5, 20, 200, 2000, 1e7], rel=1e-3)
-    assert found.as_dicts() == [{"layer": 0, "median_steps": pytest.approx(200, rel=1e-3), "share_over_10": 0.8,
-                                 "share_over_100": 0.6, "share_over_1000": 0.4}]
+    assert found.as_dicts() == [
+        {
+            "layer": 0,
+            "median_steps": pytest.approx(200, rel=1e-3),
+            "share_over_10": 0.8,
+            "share_over_100": 0.6,
+            "share_over_1000": 0.4,
+        }
+    ]
 
 
 # --- the meaning test -----------------------------------------------------------------------------
@@ -200,8 +213,11 @@ def test_a_small_char_model_grows_a_quote_cell_that_ablation_confirms():
     tokenizer = build_tokenizer("char", [text])
     ids = torch.tensor(tokenizer.encode(text))
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=64, layers=1,
-                                          dropout=0.0, recurrent_dropout=0.0))
+    model = LSTMLanguageModel(
+        ModelConfig(
+            tokenizer.vocab_size, embedding_size=16, hidden_size=64, layers=1, dropout=0.0, recurrent_dropout=0.0
+        )
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(300):
         starts = torch.randint(0, len(ids) - 65, (32,))
@@ -213,8 +229,9 @@ def test_a_small_char_model_grows_a_quote_cell_that_ablation_confirms():
     held_out = synthetic_text(random.Random(100), 2_000)
     recording = record(model.eval(), tokenizer, held_out)
     cells = [cell for cell in find_cells(recording, text_features(held_out)) if cell.feature == "inside_quotes"]
-    assert any(abs(cell.correlation) >= 0.8 and cell.ablation_bits_on > max(0.1, 5 * cell.ablation_bits_off)
-               for cell in cells), cells
+    assert any(
+        abs(cell.correlation) >= 0.8 and cell.ablation_bits_on > max(0.1, 5 * cell.ablation_bits_off) for cell in cells
+    ), cells
 
 
 # --- the command and the Python API, on a model trained by `textlstm train` -----------------------
@@ -248,8 +265,22 @@ PROMPT = 'KING: "Now, my lord (and [you])," said he.\n  Go.\n'
 
 
 def test_inspect_prints_the_found_cells_as_json(run_cli, trained_run):
-    result = run_cli("inspect", "--checkpoint", trained_run, "--prompt", PROMPT, "--json", "--feature", "[A-Z]{2,}",
-                     "--per-feature", "2", "--device", "cpu", "--precision", "float32")
+    result = run_cli(
+        "inspect",
+        "--checkpoint",
+        trained_run,
+        "--prompt",
+        PROMPT,
+        "--json",
+        "--feature",
+        "[A-Z]{2,}",
+        "--per-feature",
+        "2",
+        "--device",
+        "cpu",
+        "--precision",
+        "float32",
+    )
     assert result.code == 0, result.err
     found = json.loads(result.out)
     features = {cell["feature"] for cell in found["cells"]}
@@ -265,8 +296,19 @@ def test_inspect_prints_the_found_cells_as_json(run_cli, trained_run):
 
 
 def test_inspect_writes_a_self_contained_report(run_cli, trained_run, tmp_path):
-    result = run_cli("inspect", "--checkpoint", trained_run, "--prompt", PROMPT, "--output", tmp_path / "out",
-                     "--device", "cpu", "--precision", "float32")
+    result = run_cli(
+        "inspect",
+        "--checkpoint",
+        trained_run,
+        "--prompt",
+        PROMPT,
+        "--output",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+        "--precision",
+        "float32",
+    )
     assert result.code == 0, result.err
     assert "inside_quotes" in result.out and "memory, layer 1" in result.out
     page = (tmp_path / "out" / "report.html").read_text()
@@ -333,16 +375,19 @@ def test_without_matplotlib_the_report_is_written_and_the_pngs_left_out_with_a_n
     assert [path.name for path in (tmp_path / "out").iterdir()] == ["report.html"]
 
 
-@pytest.mark.parametrize("args,expected", [
-    ([], "--prompt TEXT or --prompt-file FILE"),
-    (["--prompt", ""], "empty"),
-    (["--prompt", "x", "--prompt-file", "p.txt"], "not both"),
-    (["--prompt-file", "missing.txt"], "missing.txt"),
-    (["--prompt", "x", "--feature", "[a-"], "bad --feature regular expression"),
-    (["--prompt", "x", "--per-feature", "0"], "--per-feature"),
-    (["--prompt", "x", "--checkpoint", "no/such/run"], "no/such/run"),
-    (["--prompt", "x", "--checkpoint", "{run}", "--output", "{run}/config.json"], "config.json"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        ([], "--prompt TEXT or --prompt-file FILE"),
+        (["--prompt", ""], "empty"),
+        (["--prompt", "x", "--prompt-file", "p.txt"], "not both"),
+        (["--prompt-file", "missing.txt"], "missing.txt"),
+        (["--prompt", "x", "--feature", "[a-"], "bad --feature regular expression"),
+        (["--prompt", "x", "--per-feature", "0"], "--per-feature"),
+        (["--prompt", "x", "--checkpoint", "no/such/run"], "no/such/run"),
+        (["--prompt", "x", "--checkpoint", "{run}", "--output", "{run}/config.json"], "config.json"),
+    ],
+)
 def test_bad_input_is_one_error_line(run_cli, trained_run, args, expected):
     result = run_cli("inspect", *[arg.replace("{run}", str(trained_run)) for arg in args], "--device", "cpu")
     assert result.code != 0 and "Traceback" not in result.err

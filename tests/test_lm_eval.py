@@ -39,18 +39,31 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def run_lm_eval(url: str, output: Path) -> tuple[dict, dict[str, list[dict]]]:
     """lm_eval's results and its logged samples (per task), for both tasks against the server at `url`."""
-    model_args = ",".join([
-        f"base_url={url}/v1/completions",
-        "model=tiny",
-        "tokenizer_backend=remote",  # the server's /tokenizer_info, /tokenize and /detokenize: no Hugging Face download
-        "custom_prefix_token_id=1",  # rolling windows start at the end-of-text token, as textlstm reads a text
-        "max_length=10000",  # longer than any document: each is one window
-        "max_retries=1",
-    ])
+    model_args = ",".join(
+        [
+            f"base_url={url}/v1/completions",
+            "model=tiny",
+            "tokenizer_backend=remote",  # the server's /tokenizer_info, /tokenize and /detokenize: no Hugging Face download
+            "custom_prefix_token_id=1",  # rolling windows start at the end-of-text token, as textlstm reads a text
+            "max_length=10000",  # longer than any document: each is one window
+            "max_retries=1",
+        ]
+    )
     command = [
-        sys.executable, "-m", "lm_eval", "--model", "local-completions", "--model_args", model_args,
-        "--tasks", "textlstm_choice,textlstm_rolling", "--include_path", str(TASKS),
-        "--output_path", str(output), "--log_samples",
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "local-completions",
+        "--model_args",
+        model_args,
+        "--tasks",
+        "textlstm_choice,textlstm_rolling",
+        "--include_path",
+        str(TASKS),
+        "--output_path",
+        str(output),
+        "--log_samples",
     ]
     # cwd: the tasks' data_files are relative to it. The environment is conftest's: offline, caches under tmp_path.
     done = subprocess.run(command, cwd=TASKS, capture_output=True, text=True, timeout=WAIT)
@@ -92,4 +105,6 @@ def test_lm_eval_scores_a_served_model_as_textlstm_eval_does(tmp_path):
         expected = [nats(doc["context"]) - nats(doc["context"] + choice) for choice in doc["choices"]]
         assert [float(resp[0][0]) for resp in sample["resps"]] == pytest.approx(expected, rel=1e-5)
         assert sample["acc"] == float(int(np.argmax(expected)) == doc["answer"])
-    assert results["textlstm_choice"]["acc,none"] == pytest.approx(np.mean([s["acc"] for s in samples["textlstm_choice"]]))
+    assert results["textlstm_choice"]["acc,none"] == pytest.approx(
+        np.mean([s["acc"] for s in samples["textlstm_choice"]])
+    )

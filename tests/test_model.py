@@ -92,7 +92,7 @@ def test_packed_documents_with_recurrent_dropout_equal_a_per_step_loop():
     for row, seq in enumerate(sequences):
         expected, (h_row, c_row) = per_step_lstm(model, seq[None], masks)
         torch.testing.assert_close(output[row, : len(seq)], expected[0], rtol=1e-4, atol=1e-5)
-        assert (output[row, len(seq):] == 0).all()
+        assert (output[row, len(seq) :] == 0).all()
         torch.testing.assert_close(h[:, row], h_row[:, 0], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(c[:, row], c_row[:, 0], rtol=1e-4, atol=1e-5)
 
@@ -150,7 +150,6 @@ def test_tied_weights_share_the_embedding_even_with_a_projection():
     assert model.projection is not None
     logits, _ = model(torch.randint(2, VOCAB, (1, 4)))
     assert logits.shape == (1, 4, VOCAB)
-
 
 
 def test_bfloat16_step_with_packed_gate_weights_follows_the_weights_and_the_cell(monkeypatch):

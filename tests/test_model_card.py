@@ -30,7 +30,9 @@ def test_training_writes_a_card_the_hub_parses_with_a_sample_at_the_end(small_co
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(trainer.model_card, "write_model_card", keep_the_card)
-        result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "4", "--eval-every", "2", "--output", "run")
+        result = run_cli(
+            "train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "4", "--eval-every", "2", "--output", "run"
+        )
     assert result.code == 0, result.err
     assert [with_sample for with_sample, _ in cards] == [False, False, True]  # each evaluation, then the end
     assert all("Sample: at the end of training." in text for _, text in cards[:2])
@@ -40,16 +42,22 @@ def test_training_writes_a_card_the_hub_parses_with_a_sample_at_the_end(small_co
     assert (card.data.library_name, card.data.pipeline_tag) == ("textlstm", "text-generation")
     assert {"text-generation", "lstm", "char-tokenizer"} <= set(card.data.tags)
     assert card.data.datasets is None  # a local corpus
-    best = min((json.loads(line) for line in (run / ckpt.METRICS).read_text().splitlines()), key=lambda r: r["valid_loss"])
+    best = min(
+        (json.loads(line) for line in (run / ckpt.METRICS).read_text().splitlines()), key=lambda r: r["valid_loss"]
+    )
     figures = {result.metric_type: result.metric_value for result in card.data.eval_results}
     assert figures == {"bpc": round(best["valid_bits_per_char"], 4), "perplexity": round(best["valid_perplexity"], 4)}
     assert {result.dataset_type for result in card.data.eval_results} == {"small.txt"}
     assert "small.txt" in card.text and str(small_corpus.parent) not in card.text  # named, its path not shown
 
-    greedy = run_cli("generate", "--checkpoint", run, "--prompt", "", "--temperature", "0", "--max-tokens", str(SAMPLE_TOKENS))
+    greedy = run_cli(
+        "generate", "--checkpoint", run, "--prompt", "", "--temperature", "0", "--max-tokens", str(SAMPLE_TOKENS)
+    )
     sample = re.search(r"```text\n(.*?)\n```", card.text, re.S).group(1)
     assert greedy.out.removesuffix("\n") == sample
-    assert "textlstm generate --checkpoint hf://USER/NAME" in card.text and 'textlstm.load("hf://USER/NAME")' in card.text
+    assert (
+        "textlstm generate --checkpoint hf://USER/NAME" in card.text and 'textlstm.load("hf://USER/NAME")' in card.text
+    )
 
 
 def test_a_card_names_a_hub_corpus_in_its_metadata_and_the_pushed_repository_in_its_usage(tmp_path):
@@ -57,8 +65,10 @@ def test_a_card_names_a_hub_corpus_in_its_metadata_and_the_pushed_repository_in_
     config = json.loads((run / ckpt.CONFIG).read_text())
     config["data"].update(dataset="bob/poems", valid_split="test")
     (run / ckpt.CONFIG).write_text(json.dumps(config))
-    records = [{"step": 10, "valid_loss": 1.5, "valid_perplexity": 4.4817, "valid_bits_per_char": None},
-               {"step": 20, "valid_loss": 1.2, "valid_perplexity": 3.3201, "valid_bits_per_char": 1.7312}]
+    records = [
+        {"step": 10, "valid_loss": 1.5, "valid_perplexity": 4.4817, "valid_bits_per_char": None},
+        {"step": 20, "valid_loss": 1.2, "valid_perplexity": 3.3201, "valid_bits_per_char": 1.7312},
+    ]
     (run / ckpt.METRICS).write_text("".join(json.dumps(record) + "\n" for record in records))
 
     write_model_card(run, repo_id="alice/poet")

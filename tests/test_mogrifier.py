@@ -123,8 +123,9 @@ def test_bfloat16_autocast_matches_float32():
 
 
 def test_summary_counts_the_mogrifier_weights():
-    model = LSTMLanguageModel(ModelConfig(vocab_size=300, embedding_size=16, hidden_size=32, layers=2,
-                                          cell="mogrifier", mogrifier_rounds=5))
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=300, embedding_size=16, hidden_size=32, layers=2, cell="mogrifier", mogrifier_rounds=5)
+    )
     rows = {row.name: row for row in layer_rows(model)}
     assert sum(row.parameters for row in rows.values()) == sum(p.numel() for p in model.parameters())
     lstm = 4 * 32 * (16 + 32 + 2)
@@ -148,9 +149,30 @@ def valid_losses(folder) -> list[float]:
 @pytest.mark.parametrize("batching", ["stream", "documents"])
 def test_training_learns_and_the_checkpoint_reloads(run_cli, small_corpus, tmp_path, batching):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--cell", "mogrifier", "--mogrifier-rounds", "4",
-                     "--batching", batching, "--max-steps", "50", "--eval-every", "10", "--eval-tokens", "4000",
-                     "--lr", "0.01", "--precision", "float32", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--cell",
+        "mogrifier",
+        "--mogrifier-rounds",
+        "4",
+        "--batching",
+        batching,
+        "--max-steps",
+        "50",
+        "--eval-every",
+        "10",
+        "--eval-tokens",
+        "4000",
+        "--lr",
+        "0.01",
+        "--precision",
+        "float32",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     assert "Mogrifier LSTM (4 rounds" in result.err
     losses = valid_losses(out)
@@ -161,8 +183,19 @@ def test_training_learns_and_the_checkpoint_reloads(run_cli, small_corpus, tmp_p
     model, _, _ = load_checkpoint(out)
     assert model.mogrifiers is not None and len(model.mogrifiers[0].rounds) == 4
     for precision in ("float32", "bfloat16"):  # bfloat16: the weights and the state held in bfloat16
-        result = run_cli("generate", "--checkpoint", out, "--prompt", "To be", "--max-tokens", "20", "--seed", "1",
-                         "--precision", precision)
+        result = run_cli(
+            "generate",
+            "--checkpoint",
+            out,
+            "--prompt",
+            "To be",
+            "--max-tokens",
+            "20",
+            "--seed",
+            "1",
+            "--precision",
+            precision,
+        )
         assert result.code == 0, result.err
         assert result.out.startswith("To be") and len(result.out) > len("To be")
     result = run_cli("eval", "--checkpoint", out, "--json")
@@ -172,20 +205,64 @@ def test_training_learns_and_the_checkpoint_reloads(run_cli, small_corpus, tmp_p
 
 def test_resume_and_fine_tuning_keep_the_cell(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--cell", "mogrifier", "--mogrifier-rounds", "2",
-                     "--max-steps", "2", "--eval-every", "2", "--eval-tokens", "500", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--cell",
+        "mogrifier",
+        "--mogrifier-rounds",
+        "2",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-tokens",
+        "500",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     result = run_cli("train", "--resume", out, "--cell", "lstm", "--max-steps", "3")
     assert result.code != 0
     assert "--cell cannot change when resuming" in result.err
 
-    result = run_cli("train", "--init-from", out, "--dataset", small_corpus, "--mogrifier-rounds", "3", "--max-steps", "2",
-                     "--output", tmp_path / "child")
+    result = run_cli(
+        "train",
+        "--init-from",
+        out,
+        "--dataset",
+        small_corpus,
+        "--mogrifier-rounds",
+        "3",
+        "--max-steps",
+        "2",
+        "--output",
+        tmp_path / "child",
+    )
     assert result.code != 0
     assert "--mogrifier-rounds 3 (the parent has 2)" in result.err
     child = tmp_path / "child"
-    result = run_cli("train", "--init-from", out, "--dataset", small_corpus, "--batch-size", "4", "--seq-len", "32",
-                     "--max-steps", "2", "--eval-every", "2", "--eval-tokens", "500", "--output", child)
+    result = run_cli(
+        "train",
+        "--init-from",
+        out,
+        "--dataset",
+        small_corpus,
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-tokens",
+        "500",
+        "--output",
+        child,
+    )
     assert result.code == 0, result.err
     model, _, config = load_checkpoint(child)
     assert config.model.cell == "mogrifier" and len(model.mogrifiers[0].rounds) == 2

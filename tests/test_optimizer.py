@@ -20,8 +20,13 @@ def decayed_names(model) -> set[str]:
 
 def test_only_weight_matrices_are_decayed():
     model = make_model()
-    assert decayed_names(model) == {"lstm.weight_ih_l0", "lstm.weight_hh_l0", "lstm.weight_ih_l1", "lstm.weight_hh_l1",
-                                    "decoder.weight"}
+    assert decayed_names(model) == {
+        "lstm.weight_ih_l0",
+        "lstm.weight_hh_l0",
+        "lstm.weight_ih_l1",
+        "lstm.weight_hh_l1",
+        "decoder.weight",
+    }
     groups = parameter_groups(model, 0.1)
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))

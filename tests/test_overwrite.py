@@ -29,16 +29,18 @@ def old_run(run_cli, small_corpus, tmp_path):
 
 def test_a_missing_dataset_leaves_the_run_to_replace_untouched(run_cli, old_run, tmp_path):
     before = contents(old_run)
-    result = run_cli("train", "--dataset", tmp_path / "typo.txt", *TINY_MODEL, "--max-steps", "3",
-                     "--output", old_run, "--overwrite")
+    result = run_cli(
+        "train", "--dataset", tmp_path / "typo.txt", *TINY_MODEL, "--max-steps", "3", "--output", old_run, "--overwrite"
+    )
     assert result.code != 0 and result.err.count("\n") == 1 and "typo.txt" in result.err
     assert contents(old_run) == before
 
 
 def test_a_bad_option_value_leaves_the_run_to_replace_untouched(run_cli, small_corpus, old_run):
     before = contents(old_run)
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--dropout", "1.5", "--output", old_run,
-                     "--overwrite")
+    result = run_cli(
+        "train", "--dataset", small_corpus, *TINY_MODEL, "--dropout", "1.5", "--output", old_run, "--overwrite"
+    )
     assert result.code != 0 and "Traceback" not in result.err
     assert contents(old_run) == before
 
@@ -54,16 +56,28 @@ def test_a_folder_that_is_not_a_run_is_refused(run_cli, small_corpus, tmp_path, 
     if output_is_cwd:  # `--output . --overwrite` inside a project
         monkeypatch.chdir(project)
         output = "."
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2", "--output", output,
-                     "--overwrite")
+    result = run_cli(
+        "train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2", "--output", output, "--overwrite"
+    )
     assert result.code != 0 and result.err.count("\n") == 1
     assert "not a textlstm run" in result.err
     assert contents(project) == before
 
 
 def test_nothing_of_the_old_run_survives_into_the_new_one(run_cli, small_corpus, old_run):
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--hidden-size", "16", "--max-steps", "2",
-                     "--output", old_run, "--overwrite")
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--hidden-size",
+        "16",
+        "--max-steps",
+        "2",
+        "--output",
+        old_run,
+        "--overwrite",
+    )
     assert result.code == 0, result.err
     assert not (old_run / "samples.jsonl").exists()
     assert not (old_run / "tensorboard").exists()
@@ -92,8 +106,9 @@ def test_a_run_that_fails_before_its_first_checkpoint_puts_the_old_run_back(old_
 def test_an_interrupted_overwrite_is_refused_until_its_files_are_dealt_with(run_cli, small_corpus, old_run):
     (old_run / SET_ASIDE).mkdir()
     (old_run / SET_ASIDE / "config.json").write_text("{}")
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2", "--output", old_run,
-                     "--overwrite")
+    result = run_cli(
+        "train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "2", "--output", old_run, "--overwrite"
+    )
     assert result.code != 0 and SET_ASIDE in result.err and result.err.count("\n") == 1
     assert (old_run / SET_ASIDE / "config.json").read_text() == "{}"
 

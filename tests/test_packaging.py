@@ -36,14 +36,18 @@ def test_the_floors_file_pins_every_core_dependency_at_its_declared_floor():
     torch = declared.pop("torch")
     assert floors.pop("torch") == pins(REPO / "constraints.txt")["torch"]  # the pinned build, not torch's floor
     assert torch
-    assert {name: Version(floors.get(name, '0')) for name in declared} == {name: Version(v) for name, v in declared.items()}
+    assert {name: Version(floors.get(name, "0")) for name in declared} == {
+        name: Version(v) for name, v in declared.items()
+    }
 
 
 def extras() -> dict[str, set[str]]:
     """{extra: the package names it installs}."""
     optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    return {extra: {re.split(r"[<>=!\[; ]", requirement)[0].lower().replace("-", "_") for requirement in requirements}
-            for extra, requirements in optional.items()}
+    return {
+        extra: {re.split(r"[<>=!\[; ]", requirement)[0].lower().replace("-", "_") for requirement in requirements}
+        for extra, requirements in optional.items()
+    }
 
 
 def third_party_imports(path: Path) -> tuple[set[str], set[str]]:
@@ -100,6 +104,10 @@ def test_benchmarks_and_tests_import_by_package_not_by_editing_sys_path():
     """benchmarks/ is a package run with python -m from the repository root: no script reaches into
     another by putting its folder on sys.path."""
     root = Path(__file__).resolve().parents[1]
-    editing = [str(path.relative_to(root)) for folder in ("benchmarks", "tests") for path in (root / folder).rglob("*.py")
-               if "sys.path.insert(" in path.read_text(encoding="utf-8") and path.name != "test_packaging.py"]
+    editing = [
+        str(path.relative_to(root))
+        for folder in ("benchmarks", "tests")
+        for path in (root / folder).rglob("*.py")
+        if "sys.path.insert(" in path.read_text(encoding="utf-8") and path.name != "test_packaging.py"
+    ]
     assert editing == []

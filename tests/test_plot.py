@@ -15,8 +15,16 @@ def run_with_metrics(folder, final_loss: float):
     records = []
     for i in range(1, 11):
         loss = final_loss + 3.0 / i
-        records.append({"step": 50 * i, "train_loss": loss + 0.1, "valid_loss": loss, "valid_bits_per_char": loss / 0.693,
-                        "elapsed_sec": 30.0 * i, "final": i == 10})
+        records.append(
+            {
+                "step": 50 * i,
+                "train_loss": loss + 0.1,
+                "valid_loss": loss,
+                "valid_bits_per_char": loss / 0.693,
+                "elapsed_sec": 30.0 * i,
+                "final": i == 10,
+            }
+        )
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
 
@@ -31,7 +39,9 @@ def test_plot_draws_every_run_into_a_png(run_cli, tmp_path):
     run_with_metrics(tmp_path / "checkpoints" / "first", 1.5)
     run_with_metrics(tmp_path / "second", 1.2)
 
-    result = run_cli("plot", "first", tmp_path / "second", "-o", tmp_path / "curves.png")  # a name under checkpoints/, a folder
+    result = run_cli(
+        "plot", "first", tmp_path / "second", "-o", tmp_path / "curves.png"
+    )  # a name under checkpoints/, a folder
     assert result.code == 0, result.err
     image = image_module.imread(tmp_path / "curves.png")
     assert image.shape[0] >= 600 and image.shape[1] >= 900
@@ -45,7 +55,9 @@ def test_plot_without_matplotlib_says_how_to_install_it(run_cli, tmp_path, monke
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     result = run_cli("plot", tmp_path / "run", "-o", tmp_path / "curves.png")
     assert result.code == 1
-    assert result.err.strip().splitlines() == ['error: plotting needs matplotlib: pip install "textlstm[plot]" (or pip install matplotlib)']
+    assert result.err.strip().splitlines() == [
+        'error: plotting needs matplotlib: pip install "textlstm[plot]" (or pip install matplotlib)'
+    ]
     assert not (tmp_path / "curves.png").exists()
 
 

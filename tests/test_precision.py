@@ -20,8 +20,17 @@ def valid_loss(folder) -> float:
 
 def test_bfloat16_training_lands_close_to_float32(run_cli, small_corpus, tmp_path):
     for precision in ("float32", "bfloat16"):
-        result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, *STEPS, "--precision", precision,
-                         "--output", tmp_path / precision)
+        result = run_cli(
+            "train",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            *STEPS,
+            "--precision",
+            precision,
+            "--output",
+            tmp_path / precision,
+        )
         assert result.code == 0, result.err
     float32, bfloat16 = valid_loss(tmp_path / "float32"), valid_loss(tmp_path / "bfloat16")
     assert float32 < 3.5  # it learned something, so "close" means something
@@ -44,8 +53,19 @@ def test_half_precision_evaluation_matches_float32(precision):
 def test_generate_and_eval_accept_bfloat16(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
     assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "5", "--output", out).code == 0
-    result = run_cli("generate", "--checkpoint", out, "--prompt", "To be", "--max-tokens", "20", "--seed", "1",
-                     "--precision", "bfloat16")
+    result = run_cli(
+        "generate",
+        "--checkpoint",
+        out,
+        "--prompt",
+        "To be",
+        "--max-tokens",
+        "20",
+        "--seed",
+        "1",
+        "--precision",
+        "bfloat16",
+    )
     assert result.code == 0, result.err
     assert result.out.startswith("To be") and len(result.out) > len("To be")
     result = run_cli("eval", "--checkpoint", out, "--precision", "bfloat16", "--json")

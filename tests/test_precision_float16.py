@@ -16,8 +16,16 @@ INITIAL_SCALE = 2.0**16  # torch.amp.GradScaler's
 
 
 def config(corpus, **train) -> RunConfig:
-    settings = dict(batch_size=4, seq_len=32, max_steps=8, eval_every=100, schedule="constant", warmup_steps=2,
-                    seed=3, precision="float16")
+    settings = dict(
+        batch_size=4,
+        seq_len=32,
+        max_steps=8,
+        eval_every=100,
+        schedule="constant",
+        warmup_steps=2,
+        seed=3,
+        precision="float16",
+    )
     return RunConfig(
         model=ModelConfig(embedding_size=16, hidden_size=32, layers=2, dropout=0.1, recurrent_dropout=0.1),
         data=DataConfig(dataset=str(corpus)),
@@ -32,8 +40,17 @@ def metric_records(folder) -> list[dict]:
 def test_float16_training_has_finite_losses_close_to_float32_and_a_working_checkpoint(run_cli, small_corpus, tmp_path):
     steps = ("--max-steps", "30", "--eval-every", "15", "--lr", "0.01", "--seed", "3")
     for precision in ("float32", "float16"):
-        result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, *steps, "--precision", precision,
-                         "--output", tmp_path / precision)
+        result = run_cli(
+            "train",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            *steps,
+            "--precision",
+            precision,
+            "--output",
+            tmp_path / precision,
+        )
         assert result.code == 0, result.err
     records = metric_records(tmp_path / "float16")
     assert [r["step"] for r in records] == [15, 30]
@@ -43,7 +60,9 @@ def test_float16_training_has_finite_losses_close_to_float32_and_a_working_check
     assert records[-1]["valid_loss"] == pytest.approx(float32, rel=0.03)
     assert json.loads((tmp_path / "float16" / "config.json").read_text())["train"]["precision"] == "float16"
     assert load_trainer_state(tmp_path / "float16" / "trainer_state.pt")["loss_scaler"]["scale"] > 0
-    result = run_cli("generate", "--checkpoint", tmp_path / "float16", "--prompt", "To be", "--max-tokens", "20", "--seed", "1")
+    result = run_cli(
+        "generate", "--checkpoint", tmp_path / "float16", "--prompt", "To be", "--max-tokens", "20", "--seed", "1"
+    )
     assert result.code == 0, result.err
     assert result.out.startswith("To be") and len(result.out) > len("To be")
 
@@ -110,7 +129,11 @@ def test_overflowing_gradients_skip_the_step_without_counting_as_bad_steps(small
         return total, count, new_state
 
     monkeypatch.setattr(LSTMLanguageModel, "loss", gradient_overflows)
-    result = train(config(small_corpus, max_steps=10, ema=0.9, ar=0.0, tar=0.0), output=tmp_path / "run", reporter=(messages := MessageLog()))
+    result = train(
+        config(small_corpus, max_steps=10, ema=0.9, ar=0.0, tar=0.0),
+        output=tmp_path / "run",
+        reporter=(messages := MessageLog()),
+    )
     assert result.steps == 10 and len(weights) == 10
     assert not any("skipped" in text for text in messages.said)
     for step in overflowing:  # weights[n] are those step n + 1 starts from
@@ -148,7 +171,9 @@ def test_float16_weights_generate(tmp_path):
     folder = write_tiny_checkpoint(tmp_path / "tiny")
     lm = load(folder, precision="float16")
     assert lm.model.embedding.weight.dtype == torch.float16
-    assert lm.generate("the ", max_tokens=20, temperature=0) == load(folder).generate("the ", max_tokens=20, temperature=0)
+    assert lm.generate("the ", max_tokens=20, temperature=0) == load(folder).generate(
+        "the ", max_tokens=20, temperature=0
+    )
 
 
 def test_auto_precision_on_cuda_is_bfloat16_from_ampere_on_and_float16_before(monkeypatch):
@@ -168,8 +193,27 @@ def test_auto_precision_on_cuda_is_bfloat16_from_ampere_on_and_float16_before(mo
 def test_the_adaptive_softmax_trains_in_half_precision(run_cli, small_corpus, tmp_path, precision):
     """pytorch/pytorch#44724: under autocast the adaptive softmax fails unless it runs in float32."""
     out = tmp_path / precision
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "word", "--vocab-size", "300",
-                     "--output-layer", "adaptive", "--adaptive-cutoffs", "50,150", "--precision", precision,
-                     "--max-steps", "4", "--eval-every", "4", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--tokenizer",
+        "word",
+        "--vocab-size",
+        "300",
+        "--output-layer",
+        "adaptive",
+        "--adaptive-cutoffs",
+        "50,150",
+        "--precision",
+        precision,
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "4",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     assert all(math.isfinite(r["valid_loss"]) for r in metric_records(out))

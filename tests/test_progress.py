@@ -11,8 +11,16 @@ from conftest import tiny_char_model
 
 
 def record(step: int, valid_loss: float) -> dict:
-    return {"step": step, "train_loss": None, "valid_loss": valid_loss, "valid_perplexity": math.exp(valid_loss),
-            "valid_bits_per_char": None, "tokens_per_sec": None, "elapsed_sec": 1.0, "final": False}
+    return {
+        "step": step,
+        "train_loss": None,
+        "valid_loss": valid_loss,
+        "valid_perplexity": math.exp(valid_loss),
+        "valid_bits_per_char": None,
+        "tokens_per_sec": None,
+        "elapsed_sec": 1.0,
+        "final": False,
+    }
 
 
 def shown(reporter: RichReporter) -> tuple[str, str]:

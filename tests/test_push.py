@@ -22,7 +22,13 @@ def test_push_uploads_what_a_user_needs_and_the_trainer_state_only_when_asked(tm
     (run / ckpt.METRICS).write_text("")
     (run / ckpt.TRAINER_STATE).write_bytes(b"state")
     (run / "notes.txt").write_text("mine")
-    assert hub.files_to_push(run) == ["README.md", "model.safetensors", "tokenizer.json", "config.json", "metrics.jsonl"]
+    assert hub.files_to_push(run) == [
+        "README.md",
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "metrics.jsonl",
+    ]
     assert hub.files_to_push(run, with_state=True)[-1] == ckpt.TRAINER_STATE
 
     (run / ckpt.MODEL_CARD).unlink()
@@ -45,8 +51,11 @@ def test_push_that_cannot_reach_the_hub_is_one_error_line(tmp_path, offline_env,
     if case == "no network":  # a local port nothing listens on: the connection is refused at once
         env.update(HF_HUB_OFFLINE="0", HF_ENDPOINT=f"http://127.0.0.1:{free_port()}")
     line = one_error_line(textlstm("push", run, "--repo", "alice/tiny", env=env, cwd=tmp_path))
-    expected = {"offline": "HF_HUB_OFFLINE=1 keeps the Hub out of reach", "no token": "not logged in to the Hugging Face Hub",
-                "no network": "cannot push to alice/tiny: the Hub cannot be reached"}[case]
+    expected = {
+        "offline": "HF_HUB_OFFLINE=1 keeps the Hub out of reach",
+        "no token": "not logged in to the Hugging Face Hub",
+        "no network": "cannot push to alice/tiny: the Hub cannot be reached",
+    }[case]
     assert expected in line
 
 

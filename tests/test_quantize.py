@@ -34,8 +34,11 @@ def trained_model(text: str, tokenizer: str, **config) -> tuple[LSTMLanguageMode
     ids = torch.tensor(built.hf.encode(text, add_special_tokens=False).ids)
     split = int(len(ids) * 0.9)
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(built.vocab_size, embedding_size=16, hidden_size=32, layers=2,
-                                          dropout=0.0, recurrent_dropout=0.0, **config))
+    model = LSTMLanguageModel(
+        ModelConfig(
+            built.vocab_size, embedding_size=16, hidden_size=32, layers=2, dropout=0.0, recurrent_dropout=0.0, **config
+        )
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(50 if config.get("cell") == "mogrifier" else 200):
         starts = torch.randint(0, split - 65, (16,))
@@ -78,7 +81,11 @@ def test_int8_next_token_log_probabilities_stay_close_to_float32s(shakespeare_te
     assert abs(int8_loss - loss) < 0.01
 
 
-SMALL_KINDS = [{}, {"cell": "mogrifier", "mogrifier_rounds": 3}, {"output_layer": "adaptive", "adaptive_cutoffs": [10, 20], "hidden_size": 32}]
+SMALL_KINDS = [
+    {},
+    {"cell": "mogrifier", "mogrifier_rounds": 3},
+    {"output_layer": "adaptive", "adaptive_cutoffs": [10, 20], "hidden_size": 32},
+]
 
 
 @pytest.mark.parametrize("overrides", SMALL_KINDS)
@@ -132,8 +139,19 @@ def checkpoint(tmp_path):
 
 
 def test_generate_writes_the_int8_models_text(run_cli, checkpoint):
-    result = run_cli("generate", "--checkpoint", checkpoint, "--quantize", "int8", "--temperature", "0",
-                     "--prompt", "the ", "--max-tokens", "30")
+    result = run_cli(
+        "generate",
+        "--checkpoint",
+        checkpoint,
+        "--quantize",
+        "int8",
+        "--temperature",
+        "0",
+        "--prompt",
+        "the ",
+        "--max-tokens",
+        "30",
+    )
     assert result.code == 0, result.err
     expected = load(checkpoint, quantize="int8").generate("the ", temperature=0, max_tokens=30)
     assert isinstance(load(checkpoint, quantize="int8").model, QuantizedLanguageModel)
@@ -142,7 +160,9 @@ def test_generate_writes_the_int8_models_text(run_cli, checkpoint):
 
 def test_chat_answers_with_the_int8_model(run_cli, checkpoint, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("the quick fox\n"))
-    result = run_cli("chat", "--checkpoint", checkpoint, "--quantize", "int8", "--temperature", "0", "--max-tokens", "12")
+    result = run_cli(
+        "chat", "--checkpoint", checkpoint, "--quantize", "int8", "--temperature", "0", "--max-tokens", "12"
+    )
     assert result.code == 0, result.err
     session = load(checkpoint, quantize="int8").session(temperature=0, max_tokens=12)
     assert result.out == "".join(session.send("the quick fox")) + "\n"
@@ -175,7 +195,9 @@ def test_serve_answers_with_the_int8_model(run_cli, checkpoint, monkeypatch):
 
 
 @pytest.mark.parametrize("command", ["generate", "chat", "serve"])
-@pytest.mark.parametrize("flags, words", [(("--precision", "bfloat16"), "not both"), (("--device", "cuda"), "CPU only")])
+@pytest.mark.parametrize(
+    "flags, words", [(("--precision", "bfloat16"), "not both"), (("--device", "cuda"), "CPU only")]
+)
 def test_what_int8_cannot_do_is_one_line(run_cli, checkpoint, command, flags, words):
     result = run_cli(command, "--checkpoint", checkpoint, "--quantize", "int8", *flags)
     assert result.code == 1 and "Traceback" not in result.err

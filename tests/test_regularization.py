@@ -113,8 +113,17 @@ def test_regularized_loss_reports_the_plain_loss_and_no_penalty_when_off():
 def tiny_run(corpus, **train):
     from textlstm.config import DataConfig, RunConfig, TrainConfig
 
-    settings = dict(batch_size=4, seq_len=32, max_steps=3, eval_every=100, warmup_steps=0, seed=3, precision="float32",
-                    ar=0.0, tar=0.0)
+    settings = dict(
+        batch_size=4,
+        seq_len=32,
+        max_steps=3,
+        eval_every=100,
+        warmup_steps=0,
+        seed=3,
+        precision="float32",
+        ar=0.0,
+        tar=0.0,
+    )
     return RunConfig(
         model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
         data=DataConfig(dataset=str(corpus)),
@@ -162,16 +171,59 @@ def test_two_processes_train_with_ar_tar_and_ema_as_one_does(run_cli, small_corp
     import subprocess
     import sys
 
-    common = ("train", "--dataset", small_corpus, "--embedding-size", "16", "--hidden-size", "32", "--layers", "2",
-              "--batch-size", "4", "--seq-len", "64", "--max-steps", "20", "--eval-every", "10", "--dropout", "0",
-              "--recurrent-dropout", "0", "--schedule", "constant", "--warmup-steps", "3", "--lr", "0.01", "--seed", "5",
-              "--precision", "float32", "--ar", "2", "--tar", "1", "--ema", "0.9")
+    common = (
+        "train",
+        "--dataset",
+        small_corpus,
+        "--embedding-size",
+        "16",
+        "--hidden-size",
+        "32",
+        "--layers",
+        "2",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "64",
+        "--max-steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--dropout",
+        "0",
+        "--recurrent-dropout",
+        "0",
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "3",
+        "--lr",
+        "0.01",
+        "--seed",
+        "5",
+        "--precision",
+        "float32",
+        "--ar",
+        "2",
+        "--tar",
+        "1",
+        "--ema",
+        "0.9",
+    )
     alone = run_cli(*common, "--output", tmp_path / "alone")
     assert alone.code == 0, alone.err
-    two = subprocess.run([sys.executable, "-m", "textlstm", *map(str, common), "--nproc", "2", "--output", str(tmp_path / "two")],
-                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    two = subprocess.run(
+        [sys.executable, "-m", "textlstm", *map(str, common), "--nproc", "2", "--output", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert two.returncode == 0, two.stderr
-    records = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("alone", "two")]
+    records = [
+        [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("alone", "two")
+    ]
     assert [r["step"] for r in records[1]] == [r["step"] for r in records[0]] == [10, 20]
     for one, both in zip(*records):
         assert both["valid_loss"] == pytest.approx(one["valid_loss"], abs=1e-4)

@@ -53,8 +53,20 @@ DIE_DURING_SAVE = textwrap.dedent(
 
 
 def train_args(corpus, out, steps=30):
-    return ["train", "--dataset", str(corpus), *TINY_MODEL, "--max-steps", str(steps), "--eval-every", "5",
-            "--save-every", "2", "--output", str(out)]
+    return [
+        "train",
+        "--dataset",
+        str(corpus),
+        *TINY_MODEL,
+        "--max-steps",
+        str(steps),
+        "--eval-every",
+        "5",
+        "--save-every",
+        "2",
+        "--output",
+        str(out),
+    ]
 
 
 @pytest.mark.parametrize("die_at_save", [3, 4, 7])
@@ -64,8 +76,12 @@ def test_killed_in_the_middle_of_a_save_resumes(run_cli, small_corpus, tmp_path,
     out = tmp_path / "run"
     script = tmp_path / "die.py"
     script.write_text(DIE_DURING_SAVE)
-    process = subprocess.run([sys.executable, str(script), str(die_at_save), *train_args(small_corpus, out)],
-                             capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, str(script), str(die_at_save), *train_args(small_corpus, out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr
     assert any(p.name.endswith(".tmp") for p in out.iterdir()), "the kill should leave a half-written temp file"
     model, _, _ = load_checkpoint(out)
@@ -81,8 +97,9 @@ def test_killed_at_random_moments_of_training_resumes(run_cli, small_corpus, tmp
     first_run = train_args(small_corpus, out, steps=100000)
     for delay in (0.5, 1.3):
         args = ["train", "--resume", str(out)] if (out / "trainer_state.pt").exists() else first_run
-        process = subprocess.Popen([sys.executable, "-m", "textlstm", *args],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "textlstm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.time() + 120
         while not (out / "trainer_state.pt").exists() and time.time() < deadline and process.poll() is None:
             time.sleep(0.05)
@@ -92,7 +109,9 @@ def test_killed_at_random_moments_of_training_resumes(run_cli, small_corpus, tmp
         process.wait(timeout=60)
         model, _, config = load_checkpoint(out)
         assert config.model.hidden_size == 32 and all(torch.isfinite(p).all() for p in model.parameters())
-    target = int(torch.load(out / "trainer_state.pt", weights_only=True)["step"]) + 10  # however far the kills let it get
+    target = (
+        int(torch.load(out / "trainer_state.pt", weights_only=True)["step"]) + 10
+    )  # however far the kills let it get
     result = run_cli("train", "--resume", out, "--max-steps", str(target))
     assert result.code == 0, result.err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -101,8 +120,25 @@ def test_killed_at_random_moments_of_training_resumes(run_cli, small_corpus, tmp
 
 # Everything that decides the weights is fixed (no "auto" that depends on the step budget, a schedule that
 # does not read --max-steps), so a run stopped anywhere and resumed can be compared with an uninterrupted one.
-EXACT_RUN = (*TINY_MODEL, "--schedule", "constant", "--warmup-steps", "3", "--dropout", "0.1", "--recurrent-dropout", "0.1",
-             "--weight-decay", "0.01", "--eval-every", "5", "--seed", "4", "--precision", "float32")
+EXACT_RUN = (
+    *TINY_MODEL,
+    "--schedule",
+    "constant",
+    "--warmup-steps",
+    "3",
+    "--dropout",
+    "0.1",
+    "--recurrent-dropout",
+    "0.1",
+    "--weight-decay",
+    "0.01",
+    "--eval-every",
+    "5",
+    "--seed",
+    "4",
+    "--precision",
+    "float32",
+)
 
 
 def test_sigterm_saves_and_stops_like_ctrl_c_and_the_run_resumes_exactly(run_cli, small_corpus, tmp_path):
@@ -110,9 +146,23 @@ def test_sigterm_saves_and_stops_like_ctrl_c_and_the_run_resumes_exactly(run_cli
     the exit code is 143; resumed, it ends where an uninterrupted run of as many steps ends."""
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "textlstm", "train", "--dataset", str(small_corpus), *EXACT_RUN, "--max-steps", "100000",
-         "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "textlstm",
+            "train",
+            "--dataset",
+            str(small_corpus),
+            *EXACT_RUN,
+            "--max-steps",
+            "100000",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
@@ -130,7 +180,9 @@ def test_sigterm_saves_and_stops_like_ctrl_c_and_the_run_resumes_exactly(run_cli
 
     total = stopped + 3
     assert run_cli("train", "--resume", out, "--max-steps", total).code == 0
-    straight = run_cli("train", "--dataset", small_corpus, *EXACT_RUN, "--max-steps", total, "--output", tmp_path / "straight")
+    straight = run_cli(
+        "train", "--dataset", small_corpus, *EXACT_RUN, "--max-steps", total, "--output", tmp_path / "straight"
+    )
     assert straight.code == 0, straight.err
     resumed_state = torch.load(out / "trainer_state.pt", weights_only=True)
     straight_state = torch.load(tmp_path / "straight" / "trainer_state.pt", weights_only=True)
@@ -230,9 +282,11 @@ def test_non_finite_losses_are_skipped_then_stop_training(small_corpus, tmp_path
         return total, count, state
 
     monkeypatch.setattr(LSTMLanguageModel, "loss", loss_that_goes_bad)
-    config = RunConfig(model=ModelConfig(embedding_size=16, hidden_size=32),
-                       data=DataConfig(dataset=str(small_corpus)),
-                       train=TrainConfig(batch_size=4, seq_len=32, max_steps=50, eval_every=5, ar=0.0, tar=0.0))  # model.loss: AR/TAR off
+    config = RunConfig(
+        model=ModelConfig(embedding_size=16, hidden_size=32),
+        data=DataConfig(dataset=str(small_corpus)),
+        train=TrainConfig(batch_size=4, seq_len=32, max_steps=50, eval_every=5, ar=0.0, tar=0.0),
+    )  # model.loss: AR/TAR off
     with pytest.raises(TextlstmError, match="non-finite loss"):
         train(config, output=tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -290,8 +344,12 @@ def test_a_1_mb_prompt_and_a_long_generation_run_in_bounded_memory(run_cli, smal
     script.write_text(PEAK_MEMORY_OF_GENERATION)
 
     def peak_mb(prompt_chars: int, tokens: int) -> int:
-        done = subprocess.run([sys.executable, str(script), str(out), str(prompt_chars), str(tokens)],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, str(script), str(out), str(prompt_chars), str(tokens)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr
         return int(done.stdout.strip().splitlines()[-1])
 

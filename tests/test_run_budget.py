@@ -22,11 +22,14 @@ def test_a_run_given_no_limit_has_the_default_time_budget():
         assert config.max_minutes is None, limit
 
 
-@pytest.mark.parametrize("limit, expected", [
-    (("--max-minutes", "0.02"), {"max_minutes": 0.02, "max_steps": None, "epochs": None}),
-    (("--max-steps", "2"), {"max_minutes": None, "max_steps": 2, "epochs": None}),
-    (("--epochs", "1", "--max-minutes", "0.02"), {"max_minutes": 0.02, "max_steps": None, "epochs": 1}),
-])
+@pytest.mark.parametrize(
+    "limit, expected",
+    [
+        (("--max-minutes", "0.02"), {"max_minutes": 0.02, "max_steps": None, "epochs": None}),
+        (("--max-steps", "2"), {"max_minutes": None, "max_steps": 2, "epochs": None}),
+        (("--epochs", "1", "--max-minutes", "0.02"), {"max_minutes": 0.02, "max_steps": None, "epochs": 1}),
+    ],
+)
 def test_each_limit_given_alone_is_the_only_limit(run_cli, small_corpus, tmp_path, limit, expected):
     out = tmp_path / "run"
     result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, *limit, "--eval-tokens", "500", "--output", out)
@@ -37,8 +40,21 @@ def test_each_limit_given_alone_is_the_only_limit(run_cli, small_corpus, tmp_pat
 
 def test_resuming_with_a_step_limit_drops_the_time_budget(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-minutes", "0.01", "--eval-tokens", "500",
-                   "--output", out).code == 0
+    assert (
+        run_cli(
+            "train",
+            "--dataset",
+            small_corpus,
+            *TINY_MODEL,
+            "--max-minutes",
+            "0.01",
+            "--eval-tokens",
+            "500",
+            "--output",
+            out,
+        ).code
+        == 0
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     target = records[-1]["step"] + 3
     result = run_cli("train", "--resume", out, "--max-steps", str(target))
@@ -60,11 +76,15 @@ def test_resuming_from_python_with_a_step_limit_drops_the_default_time_budget(sm
         def step(self, step, loss, tokens_per_sec, lr):
             clock["now"] += 10.0
 
-    config = RunConfig(model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
-                       data=DataConfig(dataset=str(small_corpus)),
-                       train=TrainConfig(batch_size=4, seq_len=32, eval_every=1000, eval_tokens=500, save_every_minutes=0))
+    config = RunConfig(
+        model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.0, recurrent_dropout=0.0),
+        data=DataConfig(dataset=str(small_corpus)),
+        train=TrainConfig(batch_size=4, seq_len=32, eval_every=1000, eval_tokens=500, save_every_minutes=0),
+    )
     first = train_module.train(config, output=tmp_path / "run", reporter=TenSecondSteps())
     assert saved_train_config(tmp_path / "run")["max_minutes"] == DEFAULT_MINUTES
     assert first.steps == DEFAULT_MINUTES * 60 / 10
-    resumed = train_module.train(resume=tmp_path / "run", reporter=TenSecondSteps(), train_overrides={"max_steps": first.steps + 3})
+    resumed = train_module.train(
+        resume=tmp_path / "run", reporter=TenSecondSteps(), train_overrides={"max_steps": first.steps + 3}
+    )
     assert resumed.steps == first.steps + 3 and not resumed.interrupted

@@ -12,15 +12,26 @@ from test_train import tiny_config
 
 
 def test_the_run_state_is_saved_and_restored_whole():
-    state = RunState(step=12, best_valid_loss=1.25, evals_since_best=2, evaluated_step=10, spent_before=30.0,
-                     lstm_state=(torch.randn(2, 4, 8), torch.randn(2, 4, 8)))
+    state = RunState(
+        step=12,
+        best_valid_loss=1.25,
+        evals_since_best=2,
+        evaluated_step=10,
+        spent_before=30.0,
+        lstm_state=(torch.randn(2, 4, 8), torch.randn(2, 4, 8)),
+    )
     state.start_clock(at=100.0)
     saved = state.to_saved(at=107.5)
     expected_draw = torch.rand(3)  # what the random stream gives next, after the save
     torch.manual_seed(999)  # the stream moves on elsewhere
     restored = RunState.from_saved(saved, torch.device("cpu"), rows_per_process=4)
     assert torch.equal(torch.rand(3), expected_draw)  # the random stream is back where it was saved
-    assert (restored.step, restored.best_valid_loss, restored.evals_since_best, restored.evaluated_step) == (12, 1.25, 2, 10)
+    assert (restored.step, restored.best_valid_loss, restored.evals_since_best, restored.evaluated_step) == (
+        12,
+        1.25,
+        2,
+        10,
+    )
     assert restored.spent_before == 37.5  # the budget spent, this session's 7.5 s included
     assert all(torch.equal(a, b) for a, b in zip(restored.lstm_state, state.lstm_state))
 

@@ -15,7 +15,14 @@ from textlstm.errors import TextlstmError
 from textlstm.generation import decoding
 from textlstm.generation.decoding import StopStringFilter, TextDecoder, own_texts
 from textlstm.generation.generator import TextGenerator, UnknownTokenWarning
-from textlstm.generation.sampler import RowSettings, TokenSampler, filtered_scores, make_rng, pick_tokens, token_logprobs
+from textlstm.generation.sampler import (
+    RowSettings,
+    TokenSampler,
+    filtered_scores,
+    make_rng,
+    pick_tokens,
+    token_logprobs,
+)
 from textlstm.generation.stepper import LSTMStepper, sample_tokens
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.tokens import EOT_ID, PAD_ID
@@ -28,7 +35,9 @@ def tiny_generator(hidden: int = 32, seed: int = 0, bias: dict[str, float] | Non
     that never picks byte tokens (so its text is plain characters)."""
     tokenizer = build_tokenizer("char", [CORPUS])
     torch.manual_seed(seed)
-    config = ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=hidden, layers=2, dropout=0, recurrent_dropout=0)
+    config = ModelConfig(
+        tokenizer.vocab_size, embedding_size=16, hidden_size=hidden, layers=2, dropout=0, recurrent_dropout=0
+    )
     model = LSTMLanguageModel(config)
     with torch.no_grad():
         model.decoder.weight.mul_(20)
@@ -100,7 +109,9 @@ def test_carried_state_gives_the_logits_of_a_full_rerun(lm):
 def test_prompt_is_read_in_one_forward_pass_and_each_token_is_one_step(lm, monkeypatch):
     calls = []
     original = lm.model.hidden_states
-    monkeypatch.setattr(lm.model, "hidden_states", lambda ids, *a, **k: calls.append(ids.shape) or original(ids, *a, **k))
+    monkeypatch.setattr(
+        lm.model, "hidden_states", lambda ids, *a, **k: calls.append(ids.shape) or original(ids, *a, **k)
+    )
     steps = []
     original_step = lm.model.step
     monkeypatch.setattr(lm.model, "step", lambda ids, state: steps.append(ids.tolist()) or original_step(ids, state))
@@ -169,7 +180,15 @@ def test_stream_yields_pieces_before_the_generation_ends(lm, monkeypatch):
 
 
 def test_options_are_checked():
-    for bad in (dict(temperature=-1), dict(top_k=-3), dict(top_p=0), dict(top_p=1.5), dict(max_tokens=0), dict(repetition_penalty=0), dict(stop=[""])):
+    for bad in (
+        dict(temperature=-1),
+        dict(top_k=-3),
+        dict(top_p=0),
+        dict(top_p=1.5),
+        dict(max_tokens=0),
+        dict(repetition_penalty=0),
+        dict(stop=[""]),
+    ):
         with pytest.raises(TextlstmError):
             SamplingOptions(**bad)
 
@@ -310,7 +329,11 @@ def test_lower_temperature_is_sharper():
 def test_a_text_sampled_alone_draws_what_its_row_of_a_batch_draws():
     """TokenSampler (generate, chat) and pick_tokens over a batch (the server) are one sampler."""
     logits = torch.stack([fixed_logits(), fixed_logits().flip(0), fixed_logits() * 0.1])
-    options = [SamplingOptions(temperature=1.0, top_k=12, seed=3), SamplingOptions(temperature=0), SamplingOptions(temperature=2.0)]
+    options = [
+        SamplingOptions(temperature=1.0, top_k=12, seed=3),
+        SamplingOptions(temperature=0),
+        SamplingOptions(temperature=2.0),
+    ]
     alone = TokenSampler(options[0], logits.shape[1], make_rng(3))
     rngs = [make_rng(3), make_rng(None), make_rng(5)]
     settings = RowSettings.of(options)
@@ -365,8 +388,16 @@ def test_each_token_of_a_long_text_is_one_step_of_the_same_size(monkeypatch):
     lm = tiny_generator(hidden=32)
     shapes, sequences = set(), []
     original_step, original_read = lm.model.step, lm.model.hidden_states
-    monkeypatch.setattr(lm.model, "step", lambda ids, state: shapes.add((tuple(ids.shape), tuple(state[0].shape), tuple(state[1].shape))) or original_step(ids, state))
-    monkeypatch.setattr(lm.model, "hidden_states", lambda ids, *a, **k: sequences.append(ids.shape) or original_read(ids, *a, **k))
+    monkeypatch.setattr(
+        lm.model,
+        "step",
+        lambda ids, state: (
+            shapes.add((tuple(ids.shape), tuple(state[0].shape), tuple(state[1].shape))) or original_step(ids, state)
+        ),
+    )
+    monkeypatch.setattr(
+        lm.model, "hidden_states", lambda ids, *a, **k: sequences.append(ids.shape) or original_read(ids, *a, **k)
+    )
     stepper = lm.new_stepper(lm.tokenizer.encode("the "))
     sampler = TokenSampler(SamplingOptions(temperature=1.0), lm.tokenizer.vocab_size, make_rng(0))
     assert len(list(sample_tokens(stepper, sampler, 2200))) == 2200
@@ -378,7 +409,9 @@ def test_a_model_trained_on_a_repeated_sentence_continues_it():
     text = "the cat sat on the mat. " * 40
     tokenizer = build_tokenizer("char", [text])
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=48, layers=1, dropout=0, recurrent_dropout=0))
+    model = LSTMLanguageModel(
+        ModelConfig(tokenizer.vocab_size, embedding_size=16, hidden_size=48, layers=1, dropout=0, recurrent_dropout=0)
+    )
     ids = torch.tensor([[EOT_ID, *tokenizer.encode(text)]])
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(300):

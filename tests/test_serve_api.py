@@ -101,11 +101,18 @@ def test_models_and_completions_match_the_library(client, lm):
     assert body["usage"] == {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}
     assert len(complete(client, prompt="the")["choices"][0]["text"]) == 16  # OpenAI's default max_tokens
     # top_p 0 keeps only the most likely token: greedy, whatever the temperature.
-    assert complete(client, prompt="the quick", max_tokens=30, temperature=1.5, top_p=0)["choices"][0]["text"] == choice["text"]
+    assert (
+        complete(client, prompt="the quick", max_tokens=30, temperature=1.5, top_p=0)["choices"][0]["text"]
+        == choice["text"]
+    )
 
     stop = choice["text"][5:8]
     stopped = complete(client, prompt="the quick", max_tokens=30, temperature=0, stop=[stop, "never"])
-    assert stopped["choices"][0] == {**choice, "text": choice["text"][: choice["text"].index(stop)], "finish_reason": "stop"}
+    assert stopped["choices"][0] == {
+        **choice,
+        "text": choice["text"][: choice["text"].index(stop)],
+        "finish_reason": "stop",
+    }
 
 
 def test_textlstm_generate_and_the_server_give_the_same_text_for_a_seed(client, lm, run_cli):
@@ -124,7 +131,9 @@ def test_streaming_gives_the_same_text_as_one_response_and_seeds_repeat(client):
     request = {"model": "tiny", "prompt": ["the", "fox"], "max_tokens": 40, "temperature": 1.0, "seed": 7, "n": 2}
     whole = client.post("/v1/completions", json=request).json()
     assert [c["index"] for c in whole["choices"]] == [0, 1, 2, 3]
-    with client.stream("POST", "/v1/completions", json={**request, "stream": True, "stream_options": {"include_usage": True}}) as response:
+    with client.stream(
+        "POST", "/v1/completions", json={**request, "stream": True, "stream_options": {"include_usage": True}}
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks = events(response)
     texts = ["", "", "", ""]
@@ -145,21 +154,36 @@ def test_chat_reads_the_messages_in_the_turn_format(client, lm):
         {"role": "assistant", "content": "brown"},
         {"role": "user", "content": [{"type": "text", "text": "lazy "}, {"type": "text", "text": "fox"}]},
     ]
-    text = conversation_text([("system", "the fox"), ("user", "the dog"), ("assistant", "brown"), ("user", "lazy fox")], TURNS)
+    text = conversation_text(
+        [("system", "the fox"), ("user", "the dog"), ("assistant", "brown"), ("user", "lazy fox")], TURNS
+    )
     assert text == "the fox\nQ. the dog\nB. brown\nQ. lazy fox\nB. "
-    response = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0})
+    response = client.post(
+        "/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0}
+    )
     body = response.json()
     assert body["object"] == "chat.completion"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": lm.generate(text, max_tokens=30, temperature=0, stop=TURNS.stops())}
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": lm.generate(text, max_tokens=30, temperature=0, stop=TURNS.stops()),
+    }
     assert body["usage"]["prompt_tokens"] == len(lm.tokenizer.encode(text))
 
-    with client.stream("POST", "/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0, "stream": True}) as r:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": messages, "max_tokens": 30, "temperature": 0, "stream": True},
+    ) as r:
         chunks = events(r)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == body["choices"][0]["message"]["content"]
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == body["choices"][0]["message"]["content"]
+    )
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
-    newer_name = client.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_completion_tokens": 7}).json()
+    newer_name = client.post(
+        "/v1/chat/completions", json={"model": "tiny", "messages": messages, "max_completion_tokens": 7}
+    ).json()
     assert newer_name["usage"]["completion_tokens"] == 7
 
 
@@ -189,8 +213,18 @@ def test_the_prompts_summed_logprobs_are_textlstm_evals_loss_on_the_same_text(cl
     of text after the last character: sent as the token-id prompt's last token, the sums agree."""
     text = TINY_CORPUS * 3
     (tmp_path / "text.txt").write_text(text, encoding="utf-8")
-    result = run_cli("eval", "--checkpoint", lm.checkpoint, "--dataset", tmp_path / "text.txt", "--split", "train", "--json",
-                     "--precision", "float32")  # as the served model's weights
+    result = run_cli(
+        "eval",
+        "--checkpoint",
+        lm.checkpoint,
+        "--dataset",
+        tmp_path / "text.txt",
+        "--split",
+        "train",
+        "--json",
+        "--precision",
+        "float32",
+    )  # as the served model's weights
     assert result.code == 0, result.err
     evaluated = json.loads(result.out)
     ids = lm.tokenizer.encode(text)
@@ -203,7 +237,9 @@ def test_the_prompts_summed_logprobs_are_textlstm_evals_loss_on_the_same_text(cl
 
     as_text = scored(client, prompt=text, echo=True, max_tokens=0, logprobs=0)
     assert as_text["text"] == text
-    assert same_figures(as_text["logprobs"]["token_logprobs"], logprobs["token_logprobs"][:-1])  # the same ids, the same figures
+    assert same_figures(
+        as_text["logprobs"]["token_logprobs"], logprobs["token_logprobs"][:-1]
+    )  # the same ids, the same figures
     assert "".join(as_text["logprobs"]["tokens"]) == text
     assert as_text["logprobs"]["text_offset"] == list(range(len(text)))
     assert logprobs["tokens"][-1] == EOT and with_end["text"] == text + EOT
@@ -220,16 +256,16 @@ def test_echo_with_generation_returns_the_prompts_and_the_completions_tokens(cli
     for token, logprob, most_likely in zip(logprobs["tokens"], logprobs["token_logprobs"], logprobs["top_logprobs"]):
         assert most_likely[token] == logprob  # the chosen token is always listed
         assert len(most_likely) in (top, top + 1)  # the `top` most likely, and the chosen one when not among them
-    for most_likely in logprobs["top_logprobs"][len(prompt):]:
+    for most_likely in logprobs["top_logprobs"][len(prompt) :]:
         assert len(most_likely) == top  # greedy: the chosen token is the most likely
     # A generated token's log-probability is the one it gets when the whole text is scored as a prompt.
     whole = scored(client, prompt=choice["text"], echo=True, max_tokens=0, logprobs=0)["logprobs"]["token_logprobs"]
     assert logprobs["token_logprobs"] == pytest.approx(whole, abs=1e-5)
     # Without echo: only the completion's tokens, offsets into the completion.
     alone = scored(client, prompt=prompt, max_tokens=12, logprobs=1, temperature=0)
-    assert alone["text"] == completion and alone["logprobs"]["tokens"] == logprobs["tokens"][len(prompt):]
+    assert alone["text"] == completion and alone["logprobs"]["tokens"] == logprobs["tokens"][len(prompt) :]
     assert alone["logprobs"]["text_offset"] == list(range(12))
-    assert same_figures(alone["logprobs"]["token_logprobs"], logprobs["token_logprobs"][len(prompt):])
+    assert same_figures(alone["logprobs"]["token_logprobs"], logprobs["token_logprobs"][len(prompt) :])
     # echo with n > 1 and several prompts: each choice starts with its own prompt.
     body = complete(client, prompt=["the", "fox"], n=2, echo=True, max_tokens=4, seed=1)
     assert [c["text"][:3] for c in body["choices"]] == ["the", "the", "fox", "fox"]
@@ -259,7 +295,10 @@ def test_token_id_prompts_are_read_like_their_text(client, lm):
 
     # A list of token-id prompts is several prompts, as a list of strings is.
     both = complete(client, prompt=[plain, lm.tokenizer.encode("the")], max_tokens=4, temperature=0)
-    assert [c["text"] for c in both["choices"]] == [lm.generate(text, max_tokens=4, temperature=0), lm.generate("the", max_tokens=4, temperature=0)]
+    assert [c["text"] for c in both["choices"]] == [
+        lm.generate(text, max_tokens=4, temperature=0),
+        lm.generate("the", max_tokens=4, temperature=0),
+    ]
 
 
 def test_tokenizer_info_gives_what_lm_evaluation_harness_asks_for(client, lm):
@@ -280,7 +319,15 @@ def test_tokens_that_are_not_whole_characters_are_written_as_bytes(client):
 
 
 def test_a_stream_with_logprobs_carries_each_chunks_tokens(client):
-    request = {"model": "tiny", "prompt": ["the", "fox"], "echo": True, "max_tokens": 20, "logprobs": 2, "temperature": 1.0, "seed": 5}
+    request = {
+        "model": "tiny",
+        "prompt": ["the", "fox"],
+        "echo": True,
+        "max_tokens": 20,
+        "logprobs": 2,
+        "temperature": 1.0,
+        "seed": 5,
+    }
     whole = client.post("/v1/completions", json=request).json()["choices"]
     with client.stream("POST", "/v1/completions", json={**request, "stream": True}) as response:
         chunks = events(response)
@@ -295,11 +342,20 @@ def test_a_stream_with_logprobs_carries_each_chunks_tokens(client):
     assert [j["text"] for j in joined] == [c["text"] for c in whole]
     assert same_figures([{k: v for k, v in j.items() if k != "text"} for j in joined], [c["logprobs"] for c in whole])
     first = next(c for c in chunks if c["choices"][0]["index"] == 0)["choices"][0]
-    assert first["text"].startswith("the") and first["logprobs"]["tokens"][:3] == ["t", "h", "e"]  # the echo comes first
+    assert first["text"].startswith("the") and first["logprobs"]["tokens"][:3] == [
+        "t",
+        "h",
+        "e",
+    ]  # the echo comes first
 
     with client.stream("POST", "/v1/completions", json={**request, "logprobs": None, "stream": True}) as response:
         plain = events(response)
-    assert plain[0]["choices"][0] == {"index": 0, "text": "the", "logprobs": None, "finish_reason": None}  # echo without logprobs
+    assert plain[0]["choices"][0] == {
+        "index": 0,
+        "text": "the",
+        "logprobs": None,
+        "finish_reason": None,
+    }  # echo without logprobs
 
 
 def test_chat_logprobs_list_the_answers_tokens_with_the_most_likely_ones(client):
@@ -343,14 +399,21 @@ def ask(client, model: str, text: str) -> dict:
 def assert_answered_in(turns: TurnFormat, answer: dict, lm: TextGenerator, text: str) -> None:
     prompt = conversation_text([("user", text)], turns)
     assert answer["usage"]["prompt_tokens"] == len(lm.tokenizer.encode(prompt))
-    assert answer["choices"][0]["message"]["content"] == lm.generate(prompt, max_tokens=30, temperature=0, stop=turns.stops())
+    assert answer["choices"][0]["message"]["content"] == lm.generate(
+        prompt, max_tokens=30, temperature=0, stop=turns.stops()
+    )
 
 
 def test_chat_is_in_the_checkpoints_turn_format_unless_the_settings_give_one(tmp_path):
     lm = load(checkpoint_with_turns(tmp_path / "run", TURNS))
-    for settings, turns in ((ServeSettings(model_name="tiny"), TURNS),
-                            (ServeSettings(model_name="tiny", turn_format=TurnFormat()), TurnFormat())):
-        with RunningServer(create_app(lm, settings), "127.0.0.1", 0) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
+    for settings, turns in (
+        (ServeSettings(model_name="tiny"), TURNS),
+        (ServeSettings(model_name="tiny", turn_format=TurnFormat()), TurnFormat()),
+    ):
+        with (
+            RunningServer(create_app(lm, settings), "127.0.0.1", 0) as server,
+            httpx.Client(base_url=server.url, timeout=WAIT) as client,
+        ):
             assert_answered_in(turns, ask(client, "tiny", "the dog"), lm, "the dog")
 
 
@@ -416,10 +479,21 @@ def test_the_official_openai_client_works_unmodified(client):
     completion = api.completions.create(model="tiny", prompt="the", max_tokens=12, temperature=0)
     assert len(completion.choices[0].text) == 12 and completion.usage.completion_tokens == 12
     chat = api.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=10, seed=3, extra_body={"top_k": 5, "conversation_id": "x"}
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=10,
+        seed=3,
+        extra_body={"top_k": 5, "conversation_id": "x"},
     )
     assert chat.choices[0].message.role == "assistant" and len(chat.choices[0].message.content) == 10
-    stream = api.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=10, seed=3, stream=True, extra_body={"top_k": 5})
+    stream = api.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=10,
+        seed=3,
+        stream=True,
+        extra_body={"top_k": 5},
+    )
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == chat.choices[0].message.content
     with pytest.raises(openai.BadRequestError, match="temperature"):
         api.completions.create(model="tiny", prompt="the", temperature=5)
@@ -458,7 +532,12 @@ BAD_REQUESTS = [
     ("/v1/completions", b'{"model": "tiny", "prompt": "a", "temperature": NaN}', 400, "temperature"),
     ("/v1/completions", {**GOOD, "top_p": 1.5}, 400, "top_p"),
     ("/v1/completions", {**GOOD, "top_k": -1}, 400, "top_k"),
-    ("/v1/completions", {**GOOD, "top_k": 2**63}, 400, "top_k"),  # past the sampler's int64: it failed every sequence of the step
+    (
+        "/v1/completions",
+        {**GOOD, "top_k": 2**63},
+        400,
+        "top_k",
+    ),  # past the sampler's int64: it failed every sequence of the step
     ("/v1/completions", {**GOOD, "repetition_penalty": 0}, 400, "repetition_penalty"),
     ("/v1/completions", {**GOOD, "n": 0}, 400, "n"),
     ("/v1/completions", {**GOOD, "stop": ""}, 400, "stop"),
@@ -476,7 +555,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("path, body, status, words", BAD_REQUESTS, ids=[f"{i}-{r[2]}" for i, r in enumerate(BAD_REQUESTS)])
+@pytest.mark.parametrize(
+    "path, body, status, words", BAD_REQUESTS, ids=[f"{i}-{r[2]}" for i, r in enumerate(BAD_REQUESTS)]
+)
 def test_bad_requests_get_an_openai_error_and_the_server_goes_on(client, path, body, status, words):
     if isinstance(body, bytes):
         response = client.post(path, content=body, headers={"content-type": "application/json"})
@@ -513,8 +594,10 @@ def test_a_request_whose_step_fails_gets_an_error_and_the_others_stream_on(clien
 
     monkeypatch.setattr(engine_module, "filtered_scores", filtered_scores_failing_on_top_k_7)
     long = {**GOOD, "max_tokens": 16_000, "stream": True, "temperature": 0}
-    with client.stream("POST", "/v1/completions", json=long) as one, \
-            client.stream("POST", "/v1/completions", json={**long, "prompt": "over"}) as two:
+    with (
+        client.stream("POST", "/v1/completions", json=long) as one,
+        client.stream("POST", "/v1/completions", json={**long, "prompt": "over"}) as two,
+    ):
         streams = [one.iter_lines(), two.iter_lines()]
         for lines in streams:
             assert next(line for line in lines if line.startswith("data: "))
@@ -575,7 +658,10 @@ def test_a_client_that_leaves_mid_stream_leaves_no_sequence_behind(client):
     host, port = client.url.removeprefix("http://").split(":")
     body = json.dumps({**GOOD, "max_tokens": 16_000}).encode()
     with socket.create_connection((host, int(port)), timeout=WAIT) as raw:
-        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n" % (host.encode(), port.encode()))
+        raw.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
+            % (host.encode(), port.encode())
+        )
         raw.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         for _ in range(WAIT * 20):
             if client.get("/metrics.json").json()["sequences"] > 0:
@@ -589,6 +675,7 @@ def test_a_thousand_requests_at_once(lm):
     async def hammer(url: str, count: int) -> list:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=WAIT * 2) as client:
+
             async def one(i: int):
                 body = {**GOOD, "max_tokens": 4, "seed": i, "stream": i % 2 == 0}
                 response = await client.post("/v1/completions", json=body)
@@ -623,7 +710,9 @@ def test_serve_command_stops_cleanly_on_sigterm_and_sigint(tmp_path):
     for signum, again in ((signal.SIGTERM, False), (signal.SIGINT, True)):
         process = subprocess.Popen(
             [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0"],
-            stderr=subprocess.PIPE, text=True, env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         try:
             printed = [process.stderr.readline()]
@@ -659,10 +748,18 @@ def test_serve_command_errors_are_one_line(run_cli, tmp_path, monkeypatch):
     checkpoint = write_tiny_checkpoint(tmp_path / "run")
     with RunningServer(create_app(load(checkpoint), ServeSettings(model_name="x")), "127.0.0.1", 0) as taken:
         result = run_cli("serve", "--checkpoint", checkpoint, "--port", taken.port)
-    assert result.code == 1 and result.err.startswith("error: cannot listen on 127.0.0.1:") and "Traceback" not in result.err
+    assert (
+        result.code == 1
+        and result.err.startswith("error: cannot listen on 127.0.0.1:")
+        and "Traceback" not in result.err
+    )
 
     result = run_cli("serve", "--checkpoint", tmp_path / "missing", "--port", "0")  # found missing once it listens
-    assert result.code == 1 and result.err.splitlines()[-1].startswith("error: no such checkpoint") and "Traceback" not in result.err
+    assert (
+        result.code == 1
+        and result.err.splitlines()[-1].startswith("error: no such checkpoint")
+        and "Traceback" not in result.err
+    )
 
     for module in ("fastapi", "textlstm.serve.app", "textlstm.serve.server"):
         monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed

@@ -11,7 +11,16 @@ from textlstm.config import SamplingOptions
 from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import RowSettings, filtered_scores, pick_tokens
 from textlstm.data.tokenizer import build_tokenizer
-from textlstm.serve.engine import Engine, EngineBusy, EngineStopped, Failed, Finished, GenerationRequest, TextPiece, TokenScores
+from textlstm.serve.engine import (
+    Engine,
+    EngineBusy,
+    EngineStopped,
+    Failed,
+    Finished,
+    GenerationRequest,
+    TextPiece,
+    TokenScores,
+)
 from textlstm.serve.logprobs import TokenNames
 from textlstm.tokens import EOT_ID
 
@@ -66,7 +75,11 @@ def test_picked_tokens_follow_each_rows_own_generator_and_distribution():
     flat = torch.zeros(1, 50)  # 50 equally likely tokens: the draw shows which uniform number was used
     alone = [int(pick_tokens(flat, torch.tensor([False]), [torch.Generator().manual_seed(s)])) for s in range(8)]
     for seed in range(8):
-        beside = [torch.Generator().manual_seed(100 + seed), torch.Generator().manual_seed(seed), torch.Generator().manual_seed(7)]
+        beside = [
+            torch.Generator().manual_seed(100 + seed),
+            torch.Generator().manual_seed(seed),
+            torch.Generator().manual_seed(7),
+        ]
         assert int(pick_tokens(flat.expand(3, 50), torch.tensor([False, False, True]), beside)[1]) == alone[seed]
     assert len(set(alone)) > 4
 
@@ -117,7 +130,9 @@ def engine(lm):
 def submit(engine: Engine, lm: TextGenerator, prompt: str, **options) -> Collector:
     collector = Collector()
     ids = lm.encode(prompt)
-    engine.submit(GenerationRequest([EOT_ID, *ids], SamplingOptions(**options), collector, seen_ids=ids, decode_context=ids))
+    engine.submit(
+        GenerationRequest([EOT_ID, *ids], SamplingOptions(**options), collector, seen_ids=ids, decode_context=ids)
+    )
     return collector
 
 
@@ -162,8 +177,14 @@ def test_a_long_prompt_is_read_in_chunks_while_others_generate(engine, lm):
 
     short, long = Collector(), Collector()
     ids = lm.encode(long_prompt)
-    engine.submit(GenerationRequest([EOT_ID, 5], SamplingOptions(temperature=0, max_tokens=100), tagged("short", short)))
-    engine.submit(GenerationRequest([EOT_ID, *ids], SamplingOptions(temperature=0, max_tokens=5), tagged("long", long), decode_context=ids))
+    engine.submit(
+        GenerationRequest([EOT_ID, 5], SamplingOptions(temperature=0, max_tokens=100), tagged("short", short))
+    )
+    engine.submit(
+        GenerationRequest(
+            [EOT_ID, *ids], SamplingOptions(temperature=0, max_tokens=5), tagged("long", long), decode_context=ids
+        )
+    )
     wait_all(short, long)
     assert order.index("long") > 50  # the short one kept generating while the long prompt was read
     assert long.text == lm.generate(long_prompt, temperature=0, max_tokens=5)
@@ -207,7 +228,9 @@ def test_cancelled_sequences_leave_and_deliver_nothing_more(engine, lm):
     cancelled, handles = [], []
     for i in range(3):
         cancelled.append(Collector())
-        handles.append(engine.submit(GenerationRequest([EOT_ID, 5], SamplingOptions(max_tokens=100_000, seed=i), cancelled[-1])))
+        handles.append(
+            engine.submit(GenerationRequest([EOT_ID, 5], SamplingOptions(max_tokens=100_000, seed=i), cancelled[-1]))
+        )
     wait_until(lambda: all(c.events for c in cancelled))
     for handle in handles:
         handle.cancel()
@@ -332,8 +355,16 @@ def test_prompts_of_different_lengths_are_read_side_by_side_in_dense_passes(lm, 
     for text in texts:  # all waiting when the engine starts: read in its first turn
         collectors.append(Collector())
         ids = [EOT_ID, *lm.encode(text)]
-        engine.submit(GenerationRequest(ids, SamplingOptions(temperature=0, max_tokens=4), collectors[-1], seen_ids=ids[1:],
-                                        decode_context=ids[1:], prompt_logprobs=0))
+        engine.submit(
+            GenerationRequest(
+                ids,
+                SamplingOptions(temperature=0, max_tokens=4),
+                collectors[-1],
+                seen_ids=ids[1:],
+                decode_context=ids[1:],
+                prompt_logprobs=0,
+            )
+        )
     engine.start()
     try:
         wait_all(*collectors)

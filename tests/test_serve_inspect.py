@@ -80,7 +80,8 @@ def test_the_answer_holds_record_states_values_and_find_cells_cells(checkpoint):
         assert values["cell_scale"] == pytest.approx(np.abs(recording.cell[layer]).max(axis=0).tolist(), rel=1e-6)
 
     assert [(c["layer"], c["index"], c["feature"]) for c in answer["cells"]] == [
-        (c.layer, c.index, c.feature) for c in found]
+        (c.layer, c.index, c.feature) for c in found
+    ]
     for shown, cell in zip(answer["cells"], found):
         assert shown["correlation"] == pytest.approx(cell.correlation, rel=1e-5, abs=1e-6)
         for side in ("ablation_bits_on", "ablation_bits_off"):
@@ -139,6 +140,7 @@ def test_the_server_answers_while_an_inspection_runs(checkpoint, monkeypatch):
     monkeypatch.setattr(inspector, "record", slow_record)
     with serving(checkpoint) as client:
         answers = {}
+
         def inspect():
             answers["inspect"] = client.post("/v1/inspect", json={"text": TEXT})
 

@@ -85,7 +85,11 @@ class Served:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("load") / "tiny")
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+    }
     command = [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0", "--model-name", "tiny",
                "--user-prefix", "Q. ", "--bot-prefix", "B. ", "--max-sequences", "4096", "--precision", "float32"]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
@@ -156,7 +160,12 @@ def completion(rng: random.Random, i: int, stream: bool) -> dict:
 
 
 def chat(rng: random.Random, i: int, stream: bool) -> dict:
-    body = {"model": "tiny", "messages": [{"role": "user", "content": rng.choice(TEXTS)}], "max_tokens": rng.randint(1, 24), "stream": stream}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": rng.choice(TEXTS)}],
+        "max_tokens": rng.randint(1, 24),
+        "stream": stream,
+    }
     if i % 4 == 0:
         body["conversation_id"] = f"load-{i}"  # the same ids each round: kept states replaced, not piled up
     return body
@@ -166,7 +175,14 @@ MALFORMED_JSON = [
     b"", b"{", b'{"model": "tiny", "prompt": "the', b"[1, 2", b"{'model': 'tiny'}", b"\xff\xfe\x00{}", b'{"model": "tiny",}',
     b"null", b"[]", b'"text"', b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
 ]  # fmt: skip
-WRONG_CONTENT_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None, "application/jsonx", "text/json"]
+WRONG_CONTENT_TYPES = [
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    None,
+    "application/jsonx",
+    "text/json",
+]
 WRONG_FIELDS = [  # (path, body, status)
     ("/v1/completions", {"model": "gpt-4", "prompt": "the"}, 404),
     ("/v1/completions", {"model": "tiny", "prompt": "the", "max_tokens": -1}, 400),
@@ -199,7 +215,9 @@ async def oversized(client, i: int) -> Outcome:
             yield body[start : start + (1 << 16)]
 
     content = body if i % 2 == 0 else in_chunks()
-    return await post(client, "/v1/completions", "oversized", (413,), content=content, headers={"content-type": "application/json"})
+    return await post(
+        client, "/v1/completions", "oversized", (413,), content=content, headers={"content-type": "application/json"}
+    )
 
 
 async def leave_mid_stream(client, i: int) -> Outcome:
@@ -216,7 +234,9 @@ async def leave_mid_stream(client, i: int) -> Outcome:
 
 async def slow_reader(served: Served, i: int) -> Outcome:
     """A stream read a little at a time through a small receive buffer, so the server has to wait for it."""
-    body = json.dumps({"model": "tiny", "prompt": TEXTS[i % len(TEXTS)], "max_tokens": 300, "stream": True, "seed": i}).encode()
+    body = json.dumps(
+        {"model": "tiny", "prompt": TEXTS[i % len(TEXTS)], "max_tokens": 300, "stream": True, "seed": i}
+    ).encode()
     head = (f"POST /v1/completions HTTP/1.1\r\nHost: {served.host}:{served.port}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -262,7 +282,13 @@ def round_of_requests(client, served: Served, seed: int) -> list:
             elif kind in ("chat", "chat stream"):
                 request = post(client, "/v1/chat/completions", kind, json=chat(rng, i, kind.endswith("stream")))
             elif kind == "score":
-                body = {"model": "tiny", "prompt": rng.choice(SCORED) * rng.randint(1, 20), "echo": True, "max_tokens": 0, "logprobs": 5}
+                body = {
+                    "model": "tiny",
+                    "prompt": rng.choice(SCORED) * rng.randint(1, 20),
+                    "echo": True,
+                    "max_tokens": 0,
+                    "logprobs": 5,
+                }
                 request = post(client, "/v1/completions", kind, json=body)
             elif kind == "slow reader":
                 request = slow_reader(served, i)
@@ -272,7 +298,9 @@ def round_of_requests(client, served: Served, seed: int) -> list:
                 request = oversized(client, i)
             elif kind == "malformed JSON":
                 path = rng.choice(["/v1/completions", "/v1/chat/completions", "/tokenize"])
-                request = post(client, path, kind, (400,), content=MALFORMED_JSON[i % len(MALFORMED_JSON)], headers=json_type)
+                request = post(
+                    client, path, kind, (400,), content=MALFORMED_JSON[i % len(MALFORMED_JSON)], headers=json_type
+                )
             elif kind == "wrong content type":
                 content_type = WRONG_CONTENT_TYPES[i % len(WRONG_CONTENT_TYPES)]
                 headers = {"content-type": content_type} if content_type else {}
@@ -321,7 +349,13 @@ def fuzz(served: Served, outcomes: list) -> None:
     """FUZZ_EXAMPLES random bodies, one after another (in a thread, beside the round), each checked."""
     with httpx.Client(base_url=served.url, timeout=WAIT) as client:
 
-        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=FUZZ_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(path=FUZZED_PATHS, body=RANDOM_BODIES)
         def send_random_body(path, body):
             response = client.post(path, content=body, headers={"content-type": "application/json"})
@@ -357,7 +391,9 @@ def run_round(served: Served, seed: int) -> list[Outcome]:
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=served.url, limits=limits, timeout=WAIT) as client:
             fuzzed: list[Outcome] = []
-            answers = await asyncio.gather(asyncio.to_thread(fuzz, served, fuzzed), *round_of_requests(client, served, seed))
+            answers = await asyncio.gather(
+                asyncio.to_thread(fuzz, served, fuzzed), *round_of_requests(client, served, seed)
+            )
             return answers[1:] + fuzzed
 
     return asyncio.run(asyncio.wait_for(everything(), 5 * WAIT))
@@ -391,6 +427,11 @@ def test_a_thousand_requests_with_abuse_leave_no_5xx_no_sequence_and_no_memory_b
     assert after["sequences"] == 0 and after["generating"] == 0 and after["reading_prompt"] == 0
     assert after["cancelled"] - warm["cancelled"] >= ROUND["leaves mid-stream"]
     assert after["failed"] == 0
-    assert abs(after_kib - warm_kib) <= 0.10 * warm_kib, f"resident memory {warm_kib} KiB after the warm-up, {after_kib} KiB after"
-    assert httpx.post(server.url + "/v1/completions", json={"model": "tiny", "prompt": "the", "max_tokens": 3}).status_code == 200
+    assert abs(after_kib - warm_kib) <= 0.10 * warm_kib, (
+        f"resident memory {warm_kib} KiB after the warm-up, {after_kib} KiB after"
+    )
+    assert (
+        httpx.post(server.url + "/v1/completions", json={"model": "tiny", "prompt": "the", "max_tokens": 3}).status_code
+        == 200
+    )
     assert not any("Traceback" in line or line.startswith("ERROR") for line in server.log), "".join(server.log)[-2000:]

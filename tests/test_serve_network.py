@@ -46,7 +46,10 @@ def serving(lm: TextGenerator, access: AccessSettings | None = None, key: str | 
     """A client of a server on 127.0.0.1 (port 0), sending `key` as its Bearer key if given."""
     app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TURNS, **settings), access)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    with RunningServer(app, "127.0.0.1", 0) as server, httpx.Client(base_url=server.url, timeout=WAIT, headers=headers) as client:
+    with (
+        RunningServer(app, "127.0.0.1", 0) as server,
+        httpx.Client(base_url=server.url, timeout=WAIT, headers=headers) as client,
+    ):
         client.app, client.url = app, server.url
         yield client
 
@@ -88,8 +91,13 @@ GOOD = {"model": "tiny", "prompt": "the", "max_tokens": 3}
 
 
 def test_with_keys_set_every_api_route_needs_one_of_them(keyed):
-    routes = [("POST", "/v1/completions", GOOD), ("GET", "/v1/models", None), ("POST", "/tokenize", {"prompt": "the"}),
-              ("GET", "/tokenizer_info", None), ("POST", "/v1/nothing", GOOD)]
+    routes = [
+        ("POST", "/v1/completions", GOOD),
+        ("GET", "/v1/models", None),
+        ("POST", "/tokenize", {"prompt": "the"}),
+        ("GET", "/tokenizer_info", None),
+        ("POST", "/v1/nothing", GOOD),
+    ]
     for method, path, body in routes:
         for headers in ({}, bearer("wrong"), {"Authorization": "key-one"}, {"Authorization": "Basic key-one"}):
             response = keyed.request(method, path, json=body, headers=headers)
@@ -146,12 +154,17 @@ def test_health_is_503_while_the_model_loads_then_200(lm):
     with RunningServer(app, "127.0.0.1", 0) as server, httpx.Client(base_url=server.url, timeout=WAIT) as client:
         health = client.get("/health")
         assert (health.status_code, health.json()) == (503, {"status": "loading"})  # no key needed
-        assert_openai_error(client.post("/v1/completions", json=GOOD, headers=bearer("key-one")), 503, "model_not_loaded")
+        assert_openai_error(
+            client.post("/v1/completions", json=GOOD, headers=bearer("key-one")), 503, "model_not_loaded"
+        )
         assert client.post("/v1/completions", json=GOOD).status_code == 401  # the key is checked all the same
         loaded.set()
         wait_until(lambda: client.get("/health").status_code == 200, "served")
         assert client.get("/health").json() == {"status": "ok"}
-        assert client.post("/v1/completions", json=GOOD, headers=bearer("key-one")).json()["usage"]["completion_tokens"] == 3
+        assert (
+            client.post("/v1/completions", json=GOOD, headers=bearer("key-one")).json()["usage"]["completion_tokens"]
+            == 3
+        )
 
 
 def test_a_load_that_fails_leaves_health_at_503_and_the_error_for_the_command():
@@ -163,7 +176,10 @@ def test_a_load_that_fails_leaves_health_at_503_and_the_error_for_the_command():
         assert server_state(app).loaded.wait(WAIT)
         assert str(server_state(app).load_error) == "no such checkpoint folder: nowhere"
         assert (client.get("/health").status_code, client.get("/health").json()) == (503, {"status": "failed"})
-        assert "failed to load" in assert_openai_error(client.post("/v1/completions", json=GOOD), 503, "model_not_loaded")["message"]
+        assert (
+            "failed to load"
+            in assert_openai_error(client.post("/v1/completions", json=GOOD), 503, "model_not_loaded")["message"]
+        )
 
 
 # --- who may send requests -----------------------------------------------------------------------
@@ -172,11 +188,20 @@ def test_a_load_that_fails_leaves_health_at_503_and_the_error_for_the_command():
 def test_a_post_body_must_be_json(lm):
     with serving(lm) as client:
         body = json.dumps(GOOD)
-        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        for content_type in (
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            None,
+        ):
             headers = {"Content-Type": content_type} if content_type else {}
-            assert_openai_error(client.post("/v1/completions", content=body, headers=headers), 415, "unsupported_media_type")
+            assert_openai_error(
+                client.post("/v1/completions", content=body, headers=headers), 415, "unsupported_media_type"
+            )
         for content_type in ("application/json", "application/json; charset=utf-8", "Application/JSON"):
-            assert client.post("/v1/completions", content=body, headers={"Content-Type": content_type}).status_code == 200
+            assert (
+                client.post("/v1/completions", content=body, headers={"Content-Type": content_type}).status_code == 200
+            )
 
 
 def test_pages_on_other_sites_are_refused_unless_allowed(lm):
@@ -185,16 +210,28 @@ def test_pages_on_other_sites_are_refused_unless_allowed(lm):
         own = client.url  # the page at / sends this Origin
         assert client.post("/v1/completions", json=GOOD, headers={"Origin": own}).status_code == 200
         for origin in ("http://evil.example", "null", "http://127.0.0.1:1"):
-            assert_openai_error(client.post("/v1/completions", json=GOOD, headers={"Origin": origin}), 403, "origin_not_allowed")
-            preflight = client.options("/v1/completions", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+            assert_openai_error(
+                client.post("/v1/completions", json=GOOD, headers={"Origin": origin}), 403, "origin_not_allowed"
+            )
+            preflight = client.options(
+                "/v1/completions", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+            )
             assert preflight.status_code == 403 and "access-control-allow-origin" not in preflight.headers
 
-        preflight = client.options("/v1/completions", headers={
-            "Origin": allowed, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"})
+        preflight = client.options(
+            "/v1/completions",
+            headers={
+                "Origin": allowed,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == allowed
         assert "POST" in preflight.headers["access-control-allow-methods"]
-        assert {"authorization", "content-type"} <= {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        assert {"authorization", "content-type"} <= {
+            h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")
+        }
         response = client.post("/v1/completions", json=GOOD, headers={"Origin": allowed})
         assert response.status_code == 200 and response.headers["access-control-allow-origin"] == allowed
 
@@ -217,7 +254,10 @@ def test_the_host_names_each_address_answers_to():
     loopback, everywhere, one = HostNames("127.0.0.1"), HostNames("0.0.0.0", ("box.lan",)), HostNames("192.168.1.5")
     assert all(loopback.answers(h) for h in ("127.0.0.1:8000", "localhost", "[::1]:80"))
     assert not any(loopback.answers(h) for h in ("192.168.1.5:8000", "box.lan", "evil.example:8000"))
-    assert all(everywhere.answers(h) for h in ("192.168.1.5:8000", "[fe80::1]:8000", "10.0.0.1", "localhost:8000", "box.lan:8000"))
+    assert all(
+        everywhere.answers(h)
+        for h in ("192.168.1.5:8000", "[fe80::1]:8000", "10.0.0.1", "localhost:8000", "box.lan:8000")
+    )
     assert not any(everywhere.answers(h) for h in ("evil.example:8000", "box.lan.evil.example"))
     assert one.answers("192.168.1.5:8000") and not one.answers("localhost:8000")
     assert HostNames("127.0.0.1", ("*",)).answers("anything.example")
@@ -227,7 +267,13 @@ def test_the_host_names_each_address_answers_to():
 
 
 def chat(client, key: str, history: list, conversation_id: str) -> str:
-    body = {"model": "tiny", "messages": history, "max_tokens": 20, "temperature": 0, "conversation_id": conversation_id}
+    body = {
+        "model": "tiny",
+        "messages": history,
+        "max_tokens": 20,
+        "temperature": 0,
+        "conversation_id": conversation_id,
+    }
     response = client.post("/v1/chat/completions", json=body, headers=bearer(key))
     assert response.status_code == 200, response.text
     return response.json()["choices"][0]["message"]["content"]
@@ -324,10 +370,19 @@ def conversation_text_of(history: list) -> str:
 
 def test_a_request_may_generate_and_read_only_so_much(lm):
     with serving(lm, max_request_tokens=100, max_prompt_tokens=50) as client:
-        too_many = client.post("/v1/completions", json={**GOOD, "prompt": ["a", "b", "c"], "n": 2, "max_tokens": 17})  # 102
+        too_many = client.post(
+            "/v1/completions", json={**GOOD, "prompt": ["a", "b", "c"], "n": 2, "max_tokens": 17}
+        )  # 102
         assert "--max-request-tokens" in assert_openai_error(too_many, 400, "request_too_large")["message"]
-        assert client.post("/v1/completions", json={**GOOD, "prompt": ["a", "b", "c"], "n": 2, "max_tokens": 16}).status_code == 200
-        too_long = client.post("/v1/completions", json={**GOOD, "prompt": "x" * 50})  # 51 read with the start-of-text token
+        assert (
+            client.post(
+                "/v1/completions", json={**GOOD, "prompt": ["a", "b", "c"], "n": 2, "max_tokens": 16}
+            ).status_code
+            == 200
+        )
+        too_long = client.post(
+            "/v1/completions", json={**GOOD, "prompt": "x" * 50}
+        )  # 51 read with the start-of-text token
         assert "--max-prompt-tokens" in assert_openai_error(too_long, 400, "request_too_large")["message"]
         assert client.post("/v1/completions", json={**GOOD, "prompt": "x" * 49}).status_code == 200
 
@@ -336,24 +391,33 @@ def test_the_default_caps_admit_lm_evaluation_harness_batches(lm):
     """64 prompts a request: scored (echo, max_tokens 0), or continued for 256 tokens each."""
     prompts = [f"the quick brown fox {i} " * 20 for i in range(64)]
     with serving(lm) as client:
-        scored = client.post("/v1/completions", json={"model": "tiny", "prompt": prompts, "echo": True, "max_tokens": 0, "logprobs": 0})
+        scored = client.post(
+            "/v1/completions", json={"model": "tiny", "prompt": prompts, "echo": True, "max_tokens": 0, "logprobs": 0}
+        )
         assert scored.status_code == 200, scored.text
         assert [c["text"] for c in scored.json()["choices"]] == prompts
-        continued = client.post("/v1/completions", json={"model": "tiny", "prompt": prompts, "max_tokens": 256, "temperature": 0})
+        continued = client.post(
+            "/v1/completions", json={"model": "tiny", "prompt": prompts, "max_tokens": 256, "temperature": 0}
+        )
         assert continued.status_code == 200, continued.text
         assert continued.json()["usage"]["completion_tokens"] == 64 * 256
 
 
 def test_each_key_may_have_only_so_many_sequences_at_once(lm):
     with serving(lm, AccessSettings(api_keys=KEYS), max_sequences_per_key=2) as client:
-        with client.stream("POST", "/v1/completions", json={**LONG, "n": 2, "stream": True}, headers=bearer("key-one")) as running:
+        with client.stream(
+            "POST", "/v1/completions", json={**LONG, "n": 2, "stream": True}, headers=bearer("key-one")
+        ) as running:
             lines = running.iter_lines()  # held: a dropped generator would close the connection
             next(line for line in lines if line.startswith("data: "))
             busy = client.post("/v1/completions", json=GOOD, headers=bearer("key-one"))
             error = assert_openai_error(busy, 429, "too_many_sequences")
             assert error["type"] == "rate_limit_error" and "--max-sequences-per-key" in error["message"]
             assert client.post("/v1/completions", json={**GOOD, "n": 2}, headers=bearer("key-two")).status_code == 200
-        wait_until(lambda: client.post("/v1/completions", json=GOOD, headers=bearer("key-one")).status_code == 200, "given back")
+        wait_until(
+            lambda: client.post("/v1/completions", json=GOOD, headers=bearer("key-one")).status_code == 200,
+            "given back",
+        )
 
 
 def test_a_request_past_its_deadline_is_stopped_and_answered_with_an_error(lm):
@@ -435,11 +499,16 @@ def test_the_command_takes_keys_from_the_option_the_environment_and_a_file(run_c
     assert status == 200 and "warning" not in result.err and "from-env" not in result.err
     monkeypatch.delenv("TEXTLSTM_API_KEY")
     for key in ("file-key-1", "file-key-2"):
-        assert run_serve_once(run_cli, monkeypatch, checkpoint, "--api-key-file", tmp_path / "keys.txt", key=key)[1] == 200
+        assert (
+            run_serve_once(run_cli, monkeypatch, checkpoint, "--api-key-file", tmp_path / "keys.txt", key=key)[1] == 200
+        )
 
     (tmp_path / "empty.txt").write_text("\n")
-    for flags in (("--api-key-file", tmp_path / "empty.txt"), ("--api-key-file", tmp_path / "missing.txt"),
-                  ("--cors-origin", "app.example/path")):
+    for flags in (
+        ("--api-key-file", tmp_path / "empty.txt"),
+        ("--api-key-file", tmp_path / "missing.txt"),
+        ("--cors-origin", "app.example/path"),
+    ):
         result = run_cli("serve", "--checkpoint", checkpoint, "--port", "0", *flags)
         assert result.code == 1 and result.err.startswith("error:") and "Traceback" not in result.err
 
@@ -450,7 +519,9 @@ def test_the_command_takes_keys_from_the_option_the_environment_and_a_file(run_c
 def prometheus(client) -> dict:
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain; version=")
-    return {sample.name: sample for family in text_string_to_metric_families(response.text) for sample in family.samples}
+    return {
+        sample.name: sample for family in text_string_to_metric_families(response.text) for sample in family.samples
+    }
 
 
 def test_metrics_are_in_prometheus_text_format_from_each_apps_own_registry(lm):

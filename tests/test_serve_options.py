@@ -15,8 +15,15 @@ from conftest import write_tiny_checkpoint
 def test_each_setting_is_an_option_with_the_settings_default_and_help():
     params = {param.name: param for param in serve.params}
     fields = option_fields(ServeSettings)
-    assert {field.name for field in fields} >= {"max_conversations", "max_sequences", "threads", "max_request_tokens",
-                                               "max_prompt_tokens", "max_sequences_per_key", "request_timeout"}
+    assert {field.name for field in fields} >= {
+        "max_conversations",
+        "max_sequences",
+        "threads",
+        "max_request_tokens",
+        "max_prompt_tokens",
+        "max_sequences_per_key",
+        "request_timeout",
+    }
     for field in fields:
         assert (params[field.name].default, params[field.name].help) == (field.default, field.metadata["help"])
 
@@ -34,8 +41,10 @@ def test_the_command_serves_with_the_settings_it_was_given(run_cli, monkeypatch,
 
     monkeypatch.setattr(textlstm.serve.app, "create_loading_app", load_and_stop)
     checkpoint = write_tiny_checkpoint(tmp_path / "run")
-    for flags, given in (((), {}), (("--max-conversations", "3", "--request-timeout", "0"),
-                                    {"max_conversations": 3, "request_timeout": 0.0})):
+    for flags, given in (
+        ((), {}),
+        (("--max-conversations", "3", "--request-timeout", "0"), {"max_conversations": 3, "request_timeout": 0.0}),
+    ):
         result = run_cli("serve", "--checkpoint", checkpoint, *flags)
         assert result.err.strip() == "error: stopped before listening"
         expected = ServeSettings(model_name="run", turn_format=served[-1].turn_format, **given)

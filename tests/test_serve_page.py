@@ -131,14 +131,18 @@ def test_the_page_streams_a_chat_answer_in_a_real_browser(tmp_path):
                 "document.getElementById('input').value = 'the fox';"
                 "document.getElementById('form').requestSubmit();"
             )
-            answer = browser.wait_for("(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()")
+            answer = browser.wait_for(
+                "(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()"
+            )
             screenshot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
             metrics = server_state(app).engine.stats()
     finally:
         browser.close()
     (tmp_path / "page.png").write_bytes(screenshot)
     assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 5_000
-    assert answer == lm.generate(conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=40, stop=turns.stops())
+    assert answer == lm.generate(
+        conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=40, stop=turns.stops()
+    )
     assert metrics["sequences"] == 0
 
 
@@ -153,10 +157,16 @@ def test_with_a_key_set_the_page_asks_for_it_and_sends_it(tmp_path):
             browser.open(server.url + "/")
             browser.wait_for("!document.getElementById('key-form').hidden")
             assert browser.evaluate("document.getElementById('model').textContent") == ""
-            browser.evaluate("document.getElementById('key').value = 'wrong'; document.getElementById('key-form').requestSubmit();")
+            browser.evaluate(
+                "document.getElementById('key').value = 'wrong'; document.getElementById('key-form').requestSubmit();"
+            )
             browser.wait_for("document.getElementById('log').textContent.includes('did not take that API key')")
-            browser.evaluate("document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();")
-            browser.wait_for("document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden")
+            browser.evaluate(
+                "document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();"
+            )
+            browser.wait_for(
+                "document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden"
+            )
             browser.evaluate(
                 "document.getElementById('log').textContent = '';"
                 "document.getElementById('temperature').value = '0';"
@@ -164,12 +174,16 @@ def test_with_a_key_set_the_page_asks_for_it_and_sends_it(tmp_path):
                 "document.getElementById('input').value = 'the fox';"
                 "document.getElementById('form').requestSubmit();"
             )
-            answer = browser.wait_for("(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()")
+            answer = browser.wait_for(
+                "(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()"
+            )
             stored = browser.evaluate("sessionStorage.getItem('textlstm-api-key')")
     finally:
         browser.close()
     assert stored == "page-key"
-    assert answer == lm.generate(conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=20, stop=turns.stops())
+    assert answer == lm.generate(
+        conversation_text([("user", "the fox")], turns), temperature=0, max_tokens=20, stop=turns.stops()
+    )
 
 
 # --- the Score tab ---------------------------------------------------------------------------------
@@ -183,7 +197,9 @@ def api_scores(url: str, text: str, key: str | None = None) -> dict:
     """The legacy logprobs object of the public scoring call the page makes."""
     body = json.dumps({"model": "tiny", "prompt": text, "echo": True, "max_tokens": 0, "logprobs": 5}).encode()
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    with urllib.request.urlopen(urllib.request.Request(url + "/v1/completions", body, headers), timeout=WAIT) as response:
+    with urllib.request.urlopen(
+        urllib.request.Request(url + "/v1/completions", body, headers), timeout=WAIT
+    ) as response:
         return json.load(response)["choices"][0]["logprobs"]
 
 
@@ -205,7 +221,9 @@ def score_in_page(browser: Browser, text: str) -> None:
         f"document.getElementById('input').value = {json.dumps(text)};"
         "document.getElementById('form').requestSubmit();"
     )
-    browser.wait_for("document.getElementById('bpc').textContent !== '' || document.querySelector('#log .error') !== null")
+    browser.wait_for(
+        "document.getElementById('bpc').textContent !== '' || document.querySelector('#log .error') !== null"
+    )
 
 
 def shown_spans(browser: Browser) -> list[dict]:
@@ -242,7 +260,9 @@ def test_the_score_tab_shades_each_character_by_its_surprisal_and_shows_the_alte
             score_in_page(browser, SCORED)
             spans = shown_spans(browser)
             whole_text = browser.evaluate("document.getElementById('score-text').textContent")
-            shown_bpc = browser.evaluate("[document.getElementById('bpc').textContent, Number(document.getElementById('bpc').dataset.bpc)]")
+            shown_bpc = browser.evaluate(
+                "[document.getElementById('bpc').textContent, Number(document.getElementById('bpc').dataset.bpc)]"
+            )
             tip = hover(browser, [span["text"] for span in spans].index("é"))
             tip_lines = browser.evaluate("Array.from(document.querySelectorAll('#tip li'), li => li.textContent)")
             screenshot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
@@ -277,7 +297,9 @@ def test_the_score_tab_shades_each_character_by_its_surprisal_and_shows_the_alte
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
 def test_with_a_key_set_the_score_tab_sends_it_once_given(tmp_path):
     lm = load(write_tiny_checkpoint(tmp_path / "tiny"))
-    app = create_app(lm, ServeSettings(model_name="tiny", turn_format=TurnFormat()), AccessSettings(api_keys=("page-key",)))
+    app = create_app(
+        lm, ServeSettings(model_name="tiny", turn_format=TurnFormat()), AccessSettings(api_keys=("page-key",))
+    )
     browser = Browser(tmp_path / "profile")
     try:
         with RunningServer(app, "127.0.0.1", 0) as server:
@@ -285,8 +307,12 @@ def test_with_a_key_set_the_score_tab_sends_it_once_given(tmp_path):
             browser.wait_for("!document.getElementById('key-form').hidden")
             score_in_page(browser, SCORED)  # before the key is given: refused, and the page asks for it
             refused = browser.evaluate("document.querySelector('#log .error').textContent")
-            browser.evaluate("document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();")
-            browser.wait_for("document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden")
+            browser.evaluate(
+                "document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();"
+            )
+            browser.wait_for(
+                "document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden"
+            )
             score_in_page(browser, SCORED)
             spans = shown_spans(browser)
             shown = browser.evaluate("Number(document.getElementById('bpc').dataset.bpc)")
@@ -345,8 +371,10 @@ def shaded(browser: Browser) -> list[dict]:
 
 
 def choose(browser: Browser, element: str, value) -> None:
-    browser.evaluate(f"(() => {{ const e = document.getElementById('{element}'); e.value = {json.dumps(str(value))};"
-                     " e.dispatchEvent(new Event('change')); })()")
+    browser.evaluate(
+        f"(() => {{ const e = document.getElementById('{element}'); e.value = {json.dumps(str(value))};"
+        " e.dispatchEvent(new Event('change')); })()"
+    )
 
 
 def hover_cells_span(browser: Browser, span_index: int) -> str:
@@ -370,15 +398,18 @@ def test_the_cells_tab_shades_the_text_by_a_cell_a_gate_or_a_features_best_cell(
             inspect_in_page(browser, INSPECTED)
             answer = api_inspection(server.url, INSPECTED)
             first_view = shaded(browser)
-            first_choice = browser.evaluate("['cells-feature', 'cells-layer', 'cells-index', 'cells-series']"
-                                            ".map(id => document.getElementById(id).value)")
+            first_choice = browser.evaluate(
+                "['cells-feature', 'cells-layer', 'cells-index', 'cells-series']"
+                ".map(id => document.getElementById(id).value)"
+            )
             summary = browser.evaluate("document.getElementById('cells-summary').textContent")
             found_rows = browser.evaluate("document.querySelectorAll('#cells-found tr[data-layer]').length")
 
             quotes = next(cell for cell in answer["cells"] if cell["feature"] == "inside_quotes")
             choose(browser, "cells-feature", "inside_quotes")
-            quote_choice = browser.evaluate("[document.getElementById('cells-layer').value,"
-                                            " document.getElementById('cells-index').value]")
+            quote_choice = browser.evaluate(
+                "[document.getElementById('cells-layer').value, document.getElementById('cells-index').value]"
+            )
             quote_view = shaded(browser)
 
             choose(browser, "cells-layer", 0)
@@ -417,7 +448,8 @@ def test_the_cells_tab_shades_the_text_by_a_cell_a_gate_or_a_features_best_cell(
         best_of.setdefault(cell["feature"], (cell["layer"], cell["index"]))
     assert forget_feature == next((feature for feature, cell in best_of.items() if cell == (0, 5)), "")
     assert [span["value"] for span in forget_view] == pytest.approx(
-        [api_value(answer, 0, "forget", span["last"], 5) for span in forget_view])
+        [api_value(answer, 0, "forget", span["last"], 5) for span in forget_view]
+    )
 
     # Hovering é shows the gates and states of both its tokens.
     first = forget_view[e_acute]["first"]
@@ -440,10 +472,13 @@ def test_with_a_key_set_the_cells_tab_sends_it_once_given(tmp_path):
             browser.wait_for("!document.getElementById('key-form').hidden")
             inspect_in_page(browser, INSPECTED)  # before the key is given: refused, and the page asks for it
             refused = browser.evaluate("document.querySelector('#log .error').textContent")
-            browser.evaluate("document.getElementById('key').value = 'page-key';"
-                             " document.getElementById('key-form').requestSubmit();")
-            browser.wait_for("document.getElementById('model').textContent === 'tiny'"
-                             " && document.getElementById('key-form').hidden")
+            browser.evaluate(
+                "document.getElementById('key').value = 'page-key';"
+                " document.getElementById('key-form').requestSubmit();"
+            )
+            browser.wait_for(
+                "document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden"
+            )
             inspect_in_page(browser, INSPECTED)
             spans = shaded(browser)
     finally:

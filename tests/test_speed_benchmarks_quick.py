@@ -31,8 +31,20 @@ from benchmarks.speed import (
 )
 from benchmarks.speed.common import BENCHMARKS, REPO, RESULTS
 
-QUICK_TESTED = {"adaptive", "byte_softmax", "ddp", "generate", "quantize", "recurrent_dropout", "run", "scale",
-                "serving", "streaming", "threads", "training_step"}
+QUICK_TESTED = {
+    "adaptive",
+    "byte_softmax",
+    "ddp",
+    "generate",
+    "quantize",
+    "recurrent_dropout",
+    "run",
+    "scale",
+    "serving",
+    "streaming",
+    "threads",
+    "training_step",
+}
 GNU_TIME = Path("/usr/bin/time")
 
 
@@ -99,10 +111,20 @@ def test_ddp_in_one_process():
 
 
 def test_ddp_in_two_processes():
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "benchmarks.speed.ddp", "--quick"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "benchmarks.speed.ddp",
+        "--quick",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["processes"] == 2 and measured["tokens_per_sec"] > 0
@@ -123,8 +145,10 @@ def test_quantize(tmp_path):
     assert len(measured) == 2
     for model in measured.values():
         assert set(model["holdings"]) == {"float32", "bfloat16", "int8"}
-        assert all(math.isfinite(h["validation_bits_per_char"]) and h["batch_1_tokens_per_second"] > 0
-                   for h in model["holdings"].values())
+        assert all(
+            math.isfinite(h["validation_bits_per_char"]) and h["batch_1_tokens_per_second"] > 0
+            for h in model["holdings"].values()
+        )
     assert (tmp_path / "RESULTS.md").read_text().startswith(quantize.SECTION)
 
 

@@ -18,7 +18,9 @@ NO_DROPOUT = ("--dropout", "0", "--recurrent-dropout", "0")
 
 
 def write_jsonl(path, texts):
-    path.write_text("".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(texts)), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(texts)), encoding="utf-8"
+    )
     return path
 
 
@@ -38,7 +40,19 @@ def files_under(folder):
 
 def test_streamed_training_writes_a_checkpoint_and_caches_nothing(run_cli, docs, tmp_path, offline_and_isolated):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", docs, "--streaming", *TINY_MODEL, "--max-steps", "12", "--eval-every", "6", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        docs,
+        "--streaming",
+        *TINY_MODEL,
+        "--max-steps",
+        "12",
+        "--eval-every",
+        "6",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     for name in ("config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl"):
         assert (out / name).is_file(), name
@@ -57,8 +71,21 @@ def test_resume_continues_from_the_same_stream_position(run_cli, docs, tmp_path,
         corpus.write_text(shakespeare_text[:5000], encoding="utf-8")
     else:
         corpus = docs
-    common = ("--dataset", corpus, "--streaming", *TINY_MODEL, *NO_DROPOUT, "--schedule", "constant",
-              "--warmup-steps", "5", "--eval-every", "100", "--seed", "7")
+    common = (
+        "--dataset",
+        corpus,
+        "--streaming",
+        *TINY_MODEL,
+        *NO_DROPOUT,
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "5",
+        "--eval-every",
+        "100",
+        "--seed",
+        "7",
+    )
     assert run_cli("train", *common, "--max-steps", "40", "--output", tmp_path / "once").code == 0
     assert run_cli("train", *common, "--max-steps", "20", "--output", tmp_path / "twice").code == 0
     result = run_cli("train", "--resume", tmp_path / "twice", "--max-steps", "40")
@@ -72,8 +99,21 @@ def test_resume_continues_from_the_same_stream_position(run_cli, docs, tmp_path,
 
 def test_resume_without_the_stream_position_would_differ(run_cli, docs, tmp_path):
     """The check above can fail: restarting the stream from its start on resume changes the result."""
-    common = ("--dataset", docs, "--streaming", *TINY_MODEL, *NO_DROPOUT, "--schedule", "constant",
-              "--warmup-steps", "5", "--eval-every", "100", "--seed", "7")
+    common = (
+        "--dataset",
+        docs,
+        "--streaming",
+        *TINY_MODEL,
+        *NO_DROPOUT,
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "5",
+        "--eval-every",
+        "100",
+        "--seed",
+        "7",
+    )
     assert run_cli("train", *common, "--max-steps", "40", "--output", tmp_path / "once").code == 0
     assert run_cli("train", *common, "--max-steps", "20", "--output", tmp_path / "twice").code == 0
     state_path = tmp_path / "twice" / "trainer_state.pt"
@@ -81,7 +121,9 @@ def test_resume_without_the_stream_position_would_differ(run_cli, docs, tmp_path
     state["stream"] = {**state["stream"], "dataset": _stream_of(docs).open().state_dict()}
     torch.save(state, state_path)
     assert run_cli("train", "--resume", tmp_path / "twice", "--max-steps", "40").code == 0
-    assert records(tmp_path / "twice")[-1]["valid_loss"] != pytest.approx(records(tmp_path / "once")[-1]["valid_loss"], abs=1e-5)
+    assert records(tmp_path / "twice")[-1]["valid_loss"] != pytest.approx(
+        records(tmp_path / "once")[-1]["valid_loss"], abs=1e-5
+    )
 
 
 def _stream_of(path):
@@ -153,7 +195,10 @@ def test_the_tokenizer_learns_only_from_its_sample(tmp_path, monkeypatch):
         (["--dataset", "{docs}", "--epochs", "1"], "--epochs needs a corpus of known length"),
         (["--dataset", "{docs}", "--batching", "documents"], "--streaming trains with --batching stream only"),
         (["--dataset", "{bad}"], "could not read"),
-        (["--dataset", "nobody/no-such-dataset"], "could not load 'nobody/no-such-dataset' from the Hugging Face Hub (offline"),
+        (
+            ["--dataset", "nobody/no-such-dataset"],
+            "could not load 'nobody/no-such-dataset' from the Hugging Face Hub (offline",
+        ),
         (["--dataset", "tinyshakespeare"], "'tinyshakespeare' is a corpus card; cards are not streamed"),
         (["--dataset", "{saved}"], "is a saved dataset, memory-mapped already: train on it without --streaming"),
     ],
@@ -178,7 +223,9 @@ def test_eval_of_a_streamed_run_scores_the_same_held_out_text(run_cli, docs, tmp
     from textlstm.evaluation.scoring import evaluate_checkpoint
 
     out = tmp_path / "run"
-    assert run_cli("train", "--dataset", docs, "--streaming", *TINY_MODEL, "--max-steps", "6", "--output", out).code == 0
+    assert (
+        run_cli("train", "--dataset", docs, "--streaming", *TINY_MODEL, "--max-steps", "6", "--output", out).code == 0
+    )
     result = evaluate_checkpoint(out)
     assert result.loss == pytest.approx(records(out)[-1]["valid_loss"], abs=1e-4)
     assert result.chars == prepare(DataConfig(dataset=str(docs), tokenizer="char")).splits["valid"].info.chars

@@ -24,7 +24,13 @@ def test_special_tokens_have_fixed_ids(tokenizers, kind):
 @pytest.mark.parametrize("kind", ["char", "bpe"])
 @pytest.mark.parametrize(
     "text",
-    ["To be, or not to be", "naïve café — 日本語 😀", "tabs\tand\r\nnewlines\n\n\n", "  leading and trailing  ", "\x00\x7f"],
+    [
+        "To be, or not to be",
+        "naïve café — 日本語 😀",
+        "tabs\tand\r\nnewlines\n\n\n",
+        "  leading and trailing  ",
+        "\x00\x7f",
+    ],
 )
 def test_char_and_bpe_round_trip_unseen_text(tokenizers, kind, text):
     tokenizer = tokenizers[kind]

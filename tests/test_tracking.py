@@ -30,19 +30,38 @@ def test_log_to_tensorboard_writes_the_figures_the_settings_and_the_samples(run_
     from textlstm.training.tracking import as_code_block
 
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "12", "--eval-every", "4",
-                     "--sample-every", "1", "--log-to", "tensorboard", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--max-steps",
+        "12",
+        "--eval-every",
+        "4",
+        "--sample-every",
+        "1",
+        "--log-to",
+        "tensorboard",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
     events.Reload()
 
     records = jsonl(out / "metrics.jsonl")
-    figures = {name for name, value in records[0].items()
-               if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    figures = {
+        name
+        for name, value in records[0].items()
+        if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
     assert {"train_loss", "valid_loss", "valid_bits_per_char", "lr", "tokens_per_sec"} <= figures
     assert set(events.Tags()["scalars"]) == figures
     for name in figures:  # TensorBoard keeps float32
-        assert [(e.step, e.value) for e in events.Scalars(name)] == [(r["step"], np.float32(r[name])) for r in records], name
+        assert [(e.step, e.value) for e in events.Scalars(name)] == [
+            (r["step"], np.float32(r[name])) for r in records
+        ], name
 
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = HParamsPluginData.FromString(content).session_start_info.hparams
@@ -58,24 +77,43 @@ def test_log_to_tensorboard_writes_the_figures_the_settings_and_the_samples(run_
     assert texts == [(s["step"], as_code_block(s["text"])) for s in samples]
 
 
-def test_log_to_tensorboard_without_the_package_fails_before_the_data_is_prepared(run_cli, small_corpus, tmp_path, monkeypatch):
+def test_log_to_tensorboard_without_the_package_fails_before_the_data_is_prepared(
+    run_cli, small_corpus, tmp_path, monkeypatch
+):
     import textlstm.training.trainer as trainer
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # importing it now fails, as without tensorboard
     monkeypatch.setattr(trainer, "prepare", lambda *args, **kwargs: pytest.fail("the data was prepared"))
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "4", "--log-to", "tensorboard",
-                     "--output", out)
+    result = run_cli(
+        "train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "4", "--log-to", "tensorboard", "--output", out
+    )
     assert result.code == 1
-    assert result.err.strip() == 'error: --log-to tensorboard needs the tensorboard package: pip install "textlstm[tracking]"'
+    assert (
+        result.err.strip()
+        == 'error: --log-to tensorboard needs the tensorboard package: pip install "textlstm[tracking]"'
+    )
     assert not out.exists()
 
 
 def test_samples_change_nothing_that_the_run_learns(run_cli, small_corpus, tmp_path):
     """The same run with and without --sample-every: the same weights. Samples come at every 2nd
     evaluation and at the last one, printed and in samples.jsonl; a resumed run may turn them on."""
-    common = ("--dataset", small_corpus, *TINY_MODEL, "--dropout", "0.2", "--recurrent-dropout", "0.2",
-              "--max-steps", "12", "--eval-every", "4", "--seed", "5")
+    common = (
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--dropout",
+        "0.2",
+        "--recurrent-dropout",
+        "0.2",
+        "--max-steps",
+        "12",
+        "--eval-every",
+        "4",
+        "--seed",
+        "5",
+    )
     plain = run_cli("train", *common, "--output", tmp_path / "plain")
     sampled = run_cli("train", *common, "--sample-every", "2", "--output", tmp_path / "sampled")
     assert plain.code == 0 and sampled.code == 0, plain.err + sampled.err
@@ -105,7 +143,9 @@ def test_a_resumed_run_with_samples_equals_an_uninterrupted_one(small_corpus, tm
         return RunConfig(
             model=ModelConfig(embedding_size=16, hidden_size=32, dropout=0.2, recurrent_dropout=0.2),
             data=DataConfig(dataset=str(small_corpus)),
-            train=TrainConfig(batch_size=4, seq_len=32, max_steps=12, eval_every=4, warmup_steps=2, seed=3, sample_every=1),
+            train=TrainConfig(
+                batch_size=4, seq_len=32, max_steps=12, eval_every=4, warmup_steps=2, seed=3, sample_every=1
+            ),
         )
 
     class StopAt6(Reporter):
@@ -132,4 +172,8 @@ def test_the_progress_output_prints_a_sample_as_it_is(tmp_path):
 
     console = Console(file=io.StringIO(), width=100)
     RichReporter(console).sampled(500, "[bold]not markup[/bold]\nsecond line")
-    assert console.file.getvalue().splitlines() == ["sample step    500", "  | [bold]not markup[/bold]", "  | second line"]
+    assert console.file.getvalue().splitlines() == [
+        "sample step    500",
+        "  | [bold]not markup[/bold]",
+        "  | second line",
+    ]

@@ -25,8 +25,17 @@ def tiny_config(corpus, batching="stream", **train):
     # AR/TAR off: with them on, training computes its loss through model.regularized_loss, not the
     # model.loss these tests watch.
     # Every size and regularization given: nothing is left for the planner to time.
-    settings = dict(batch_size=4, seq_len=32, max_steps=12, eval_every=100, warmup_steps=2, seed=3, ar=0.0, tar=0.0,
-                    weight_decay=0.01)
+    settings = dict(
+        batch_size=4,
+        seq_len=32,
+        max_steps=12,
+        eval_every=100,
+        warmup_steps=2,
+        seed=3,
+        ar=0.0,
+        tar=0.0,
+        weight_decay=0.01,
+    )
     settings.update(train)
     return RunConfig(
         model=ModelConfig(embedding_size=16, hidden_size=32, layers=2, dropout=0.0, recurrent_dropout=0.0),
@@ -48,7 +57,9 @@ def validation_losses(monkeypatch):
 
     def fake_evaluate_split(*args, **kwargs):
         loss = losses.pop(0)
-        return SimpleNamespace(loss=loss, perplexity=math.exp(loss), bits_per_token=loss, bits_per_char=loss, tokens=100)
+        return SimpleNamespace(
+            loss=loss, perplexity=math.exp(loss), bits_per_token=loss, bits_per_char=loss, tokens=100
+        )
 
     monkeypatch.setattr(train_module, "evaluate_split", fake_evaluate_split)
     return losses
@@ -61,7 +72,9 @@ def final_loss(folder) -> float:
 
 def test_train_writes_a_complete_checkpoint(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "12", "--eval-every", "5", "--output", out)
+    result = run_cli(
+        "train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "12", "--eval-every", "5", "--output", out
+    )
     assert result.code == 0, result.err
     for name in ("config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl"):
         assert (out / name).is_file(), name
@@ -80,16 +93,47 @@ def test_train_writes_a_complete_checkpoint(run_cli, small_corpus, tmp_path):
 
 def test_training_lowers_the_validation_loss(run_cli, small_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "60", "--eval-every", "20",
-                     "--lr", "0.01", "--ar", "0", "--tar", "0", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--max-steps",
+        "60",
+        "--eval-every",
+        "20",
+        "--lr",
+        "0.01",
+        "--ar",
+        "0",
+        "--tar",
+        "0",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["valid_loss"] < records[0]["valid_loss"] - 0.3
 
 
 def test_resume_continues_exactly_with_a_constant_schedule(run_cli, small_corpus, tmp_path):
-    common = ("--dataset", small_corpus, *TINY_MODEL, "--schedule", "constant", "--warmup-steps", "5",
-              "--dropout", "0.2", "--recurrent-dropout", "0.2", "--eval-every", "100", "--seed", "7")
+    common = (
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "5",
+        "--dropout",
+        "0.2",
+        "--recurrent-dropout",
+        "0.2",
+        "--eval-every",
+        "100",
+        "--seed",
+        "7",
+    )
     assert run_cli("train", *common, "--max-steps", "40", "--output", tmp_path / "once").code == 0
     assert run_cli("train", *common, "--max-steps", "20", "--output", tmp_path / "twice").code == 0
     result = run_cli("train", "--resume", tmp_path / "twice", "--max-steps", "40")
@@ -131,9 +175,26 @@ def test_ctrl_c_saves_a_checkpoint_and_says_where(run_cli, small_corpus, tmp_pat
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "textlstm", "train", "--dataset", str(small_corpus), *TINY_MODEL,
-         "--max-steps", "100000", "--eval-every", "5", "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "textlstm",
+            "train",
+            "--dataset",
+            str(small_corpus),
+            *TINY_MODEL,
+            "--max-steps",
+            "100000",
+            "--eval-every",
+            "5",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
@@ -191,8 +252,24 @@ def test_documents_batching_trains_on_each_document_alone(run_cli, speeches, tmp
 
     monkeypatch.setattr(LSTMLanguageModel, "loss", spy)
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", speeches, *TINY_MODEL, "--batching", "documents", "--max-steps", "6",
-                     "--eval-every", "3", "--ar", "0", "--tar", "0", "--output", out)  # AR/TAR off: training calls model.loss
+    result = run_cli(
+        "train",
+        "--dataset",
+        speeches,
+        *TINY_MODEL,
+        "--batching",
+        "documents",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--ar",
+        "0",
+        "--tar",
+        "0",
+        "--output",
+        out,
+    )  # AR/TAR off: training calls model.loss
     assert result.code == 0, result.err
     assert json.loads((out / "config.json").read_text())["data"]["batching"] == "documents"
     assert [r["step"] for r in metric_records(out)] == [3, 6]
@@ -208,8 +285,20 @@ def test_documents_batching_trains_on_each_document_alone(run_cli, speeches, tmp
 @pytest.mark.parametrize("kind", ["word", "bpe"])
 def test_word_and_bpe_models_train(run_cli, small_corpus, tmp_path, kind):
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", kind, "--vocab-size", "500",
-                     "--max-steps", "3", "--output", out)
+    result = run_cli(
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--tokenizer",
+        kind,
+        "--vocab-size",
+        "500",
+        "--max-steps",
+        "3",
+        "--output",
+        out,
+    )
     assert result.code == 0, result.err
     _, tokenizer, config = load_checkpoint(out)
     assert tokenizer.vocab_size <= 500 and config.data.tokenizer == kind
@@ -229,7 +318,10 @@ def _bad_inputs(tmp_path):
     return {
         "missing path": (["--dataset", tmp_path / "nope.txt"], "no such file or folder"),
         "empty corpus": (["--dataset", tmp_path / "empty.txt"], "empty"),
-        "unknown hub id offline": (["--dataset", "someone/no-such-dataset"], "could not load 'someone/no-such-dataset'"),
+        "unknown hub id offline": (
+            ["--dataset", "someone/no-such-dataset"],
+            "could not load 'someone/no-such-dataset'",
+        ),
         "missing text column": (["--dataset", tmp_path / "body.jsonl", "--text-column", "text"], "no column 'text'"),
         "hidden size 0": (["--hidden-size", "0"], "--hidden-size"),
         "negative layers": (["--layers", "-2"], "--layers"),
@@ -241,8 +333,16 @@ def _bad_inputs(tmp_path):
 
 
 BAD_INPUT_CASES = [
-    "missing path", "empty corpus", "unknown hub id offline", "missing text column", "hidden size 0",
-    "negative layers", "dropout 1.5", "recurrent dropout 1", "resume a folder without a run", "unknown option",
+    "missing path",
+    "empty corpus",
+    "unknown hub id offline",
+    "missing text column",
+    "hidden size 0",
+    "negative layers",
+    "dropout 1.5",
+    "recurrent dropout 1",
+    "resume a folder without a run",
+    "unknown option",
 ]
 
 
@@ -269,7 +369,9 @@ def test_an_output_folder_holding_another_run_is_left_untouched(run_cli, small_c
     out = tmp_path / "run"
     assert run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--max-steps", "3", "--output", out).code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    result = run_cli("train", "--dataset", small_corpus, *TINY_MODEL, "--hidden-size", "16", "--max-steps", "3", "--output", out)
+    result = run_cli(
+        "train", "--dataset", small_corpus, *TINY_MODEL, "--hidden-size", "16", "--max-steps", "3", "--output", out
+    )
     assert result.code != 0
     assert result.err.count("\n") == 1 and "--resume" in result.err and "--overwrite" in result.err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -290,8 +392,20 @@ def test_resume_refuses_to_change_the_model(run_cli, small_corpus, tmp_path):
 def test_resume_accepts_the_command_the_run_was_started_with(run_cli, small_corpus, tmp_path):
     """What a user types: the same command again, with --resume added (and a new --max-steps)."""
     out = tmp_path / "run"
-    command = ("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "char", "--lr", "0.01",
-               "--eval-every", "3", "--output", out)
+    command = (
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--tokenizer",
+        "char",
+        "--lr",
+        "0.01",
+        "--eval-every",
+        "3",
+        "--output",
+        out,
+    )
     assert run_cli(*command, "--max-steps", "3").code == 0
     result = run_cli(*command, "--max-steps", "6", "--resume", out)
     assert result.code == 0, result.err
@@ -303,8 +417,20 @@ def test_resume_accepts_the_vocab_size_asked_for_when_the_vocabulary_came_out_sm
     """The small corpus has far fewer than 50,000 distinct words: the model's vocabulary is smaller
     than --vocab-size, and the same command typed again with --resume still means the same run."""
     out = tmp_path / "run"
-    command = ("train", "--dataset", small_corpus, *TINY_MODEL, "--tokenizer", "word", "--vocab-size", "50000",
-               "--eval-every", "3", "--output", out)
+    command = (
+        "train",
+        "--dataset",
+        small_corpus,
+        *TINY_MODEL,
+        "--tokenizer",
+        "word",
+        "--vocab-size",
+        "50000",
+        "--eval-every",
+        "3",
+        "--output",
+        out,
+    )
     assert run_cli(*command, "--max-steps", "3").code == 0
     assert json.loads((out / "config.json").read_text())["model"]["vocab_size"] < 50_000
     result = run_cli(*command, "--max-steps", "6", "--resume", out)
@@ -327,7 +453,9 @@ def test_patience_stops_after_that_many_evaluations_without_improvement(small_co
     assert load_trainer_state(tmp_path / "run" / "trainer_state.pt")["evals_since_best"] == 3
 
 
-def test_auto_patience_waits_for_a_fifth_of_the_run_when_evaluations_are_many(small_corpus, tmp_path, validation_losses):
+def test_auto_patience_waits_for_a_fifth_of_the_run_when_evaluations_are_many(
+    small_corpus, tmp_path, validation_losses
+):
     """60 steps, an evaluation every 2: a fifth of the run holds 6 to 7 of its 30 evaluations, so
     three misses past the cosine's middle (step 31) do not stop it; nor do seven before the decay is
     80% through (step 48.4): the tenth, at step 50, does."""
@@ -342,8 +470,9 @@ def test_auto_patience_waits_for_a_fifth_of_the_run_when_evaluations_are_many(sm
     assert result.stopped_early and result.steps == 36
 
 
-def test_auto_patience_lets_a_run_stall_before_the_late_decay_and_improve_after(small_corpus, tmp_path,
-                                                                               validation_losses):
+def test_auto_patience_lets_a_run_stall_before_the_late_decay_and_improve_after(
+    small_corpus, tmp_path, validation_losses
+):
     """The loss stalls from step 22 to 48 (nine misses past the cosine's middle, a third of the run) and
     falls again at step 50 as the rate comes down: the run goes on to its end (it stopped at step 44)."""
     from textlstm.training.trainer import train
@@ -357,7 +486,9 @@ def test_with_a_constant_rate_every_miss_counts_toward_patience(small_corpus, tm
     from textlstm.training.trainer import train
 
     validation_losses.extend([3.0, 3.1, 3.2, 1.0])
-    result = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=2, schedule="constant"), output=tmp_path / "run")
+    result = train(
+        tiny_config(small_corpus, max_steps=30, eval_every=2, patience=2, schedule="constant"), output=tmp_path / "run"
+    )
     assert result.stopped_early and result.steps == 6
 
 
@@ -375,7 +506,9 @@ def test_resuming_a_run_that_stopped_early_does_not_train_on(small_corpus, tmp_p
     from textlstm.training.trainer import train
 
     validation_losses.extend([3.0, 3.5])
-    first = train(tiny_config(small_corpus, max_steps=30, eval_every=2, patience=1, schedule="constant"), output=tmp_path / "run")
+    first = train(
+        tiny_config(small_corpus, max_steps=30, eval_every=2, patience=1, schedule="constant"), output=tmp_path / "run"
+    )
     assert first.stopped_early and first.steps == 4
     again = train(resume=tmp_path / "run")
     assert again.stopped_early and again.steps == 4
@@ -415,7 +548,9 @@ def test_epochs_set_the_number_of_steps(run_cli, tmp_path, shakespeare_text):
     corpus = tmp_path / "short.txt"
     corpus.write_text(shakespeare_text[:2_000])
     out = tmp_path / "run"
-    result = run_cli("train", "--dataset", corpus, *TINY_MODEL, "--epochs", "2", "--eval-every", "1000", "--output", out)
+    result = run_cli(
+        "train", "--dataset", corpus, *TINY_MODEL, "--epochs", "2", "--eval-every", "1000", "--output", out
+    )
     assert result.code == 0, result.err
     assert json.loads((out / "config.json").read_text())["train"]["max_steps"] is None
     last = metric_records(out)[-1]
@@ -459,8 +594,14 @@ def test_a_step_whose_loss_is_not_finite_is_skipped_and_the_next_batch_follows(s
     def loss_nan_at_step_3(self, ids, targets, state=None, lengths=None):
         total, count, new_state = real_loss(self, ids, targets, state, lengths)
         if self.training:
-            steps.append(SimpleNamespace(ids=ids.clone(), started=state, ended=tuple(t.detach().clone() for t in new_state),
-                                         weights=[p.detach().clone() for p in self.parameters()]))
+            steps.append(
+                SimpleNamespace(
+                    ids=ids.clone(),
+                    started=state,
+                    ended=tuple(t.detach().clone() for t in new_state),
+                    weights=[p.detach().clone() for p in self.parameters()],
+                )
+            )
             if len(steps) == 3:
                 total = total * float("nan")
         return total, count, new_state
@@ -486,7 +627,9 @@ def test_resume_across_an_epoch_boundary_matches_an_uninterrupted_run(speeches, 
 
     def config():
         settings = tiny_config(speeches, batching, max_steps=1, eval_every=1000, batch_size=8)
-        return dataclasses.replace(settings, model=dataclasses.replace(settings.model, dropout=0.2, recurrent_dropout=0.2))
+        return dataclasses.replace(
+            settings, model=dataclasses.replace(settings.model, dropout=0.2, recurrent_dropout=0.2)
+        )
 
     probe = train(config(), output=tmp_path / "probe")
     per_epoch = round(1 / probe.records[-1]["epoch"])

@@ -39,10 +39,21 @@ def test_the_help_lists_every_option_in_its_group():
 @pytest.mark.parametrize(
     "option,shown,text",
     [
-        ("--hidden-size", "--hidden-size [INT|auto]", "(0.2M-2.75M tokens; a larger one on such a device excepted).  "
-         "[default: (auto)]"),
-        ("--embedding-size", "--embedding-size [INT|auto]", "planned with the hidden size (a quarter of it, at least 16).  [default: (auto)]"),
-        ("--eval-every", "--eval-every [INT|auto]", "take about 5% of the budget (4 to 40 of them); else 500.  [default: (auto)]"),
+        (
+            "--hidden-size",
+            "--hidden-size [INT|auto]",
+            "(0.2M-2.75M tokens; a larger one on such a device excepted).  [default: (auto)]",
+        ),
+        (
+            "--embedding-size",
+            "--embedding-size [INT|auto]",
+            "planned with the hidden size (a quarter of it, at least 16).  [default: (auto)]",
+        ),
+        (
+            "--eval-every",
+            "--eval-every [INT|auto]",
+            "take about 5% of the budget (4 to 40 of them); else 500.  [default: (auto)]",
+        ),
         ("--vocab-size", "--vocab-size INTEGER RANGE", "auto chooses it).  [x>=8]"),
         ("--dropout", "--dropout [FLOAT|auto]", "once the data is prepared.  [default: (auto)]"),
         ("--weight-decay", "--weight-decay [FLOAT|auto]", "auto: chosen with the dropouts.  [default: (auto)]"),
@@ -52,11 +63,19 @@ def test_the_help_lists_every_option_in_its_group():
         ("--max-minutes", "--max-minutes FLOAT RANGE", "Default, with none of them given: 4.5 minutes.  [x>0]"),
         ("--tie-weights", "--tie-weights / --no-tie-weights", "output layer.  [default: no-tie-weights]"),
         ("--streaming", "--streaming", "Give --max-steps or --max-minutes, not --epochs."),
-        ("--adaptive-cutoffs", "--adaptive-cutoffs TEXT", "e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary."),
+        (
+            "--adaptive-cutoffs",
+            "--adaptive-cutoffs TEXT",
+            "e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.",
+        ),
         ("--split", "--split TEXT", "Split to train on.  [default: train]"),
         ("--seed", "--seed INTEGER", "[default: 1337]"),
         ("--init-from", "--init-from DIRECTORY", "or hf://USER/NAME[@REVISION] from the Hugging Face Hub."),
-        ("--tokenizer", "--tokenizer [char|word|bpe|auto]", "the run's config records the one chosen.  [default: auto]"),
+        (
+            "--tokenizer",
+            "--tokenizer [char|word|bpe|auto]",
+            "the run's config records the one chosen.  [default: auto]",
+        ),
         ("--cell", "--cell [lstm|mogrifier]", "Works with both --batching modes.  [default: lstm]"),
         ("--output-layer", "--output-layer [full|adaptive]", "still an exact distribution.  [default: full]"),
         ("--batching", "--batching [stream|documents]", "short independent texts.  [default: stream]"),
@@ -86,16 +105,22 @@ def test_every_setting_a_user_may_set_has_exactly_one_option_with_its_default():
             assert len(matching) == 1, f"{settings.__name__}.{field.name} has {len(matching)} options"
             assert matching[0].opts == [flag(field.name)]
             assert matching[0].default == field.default, field.name
-    internal = {field.name for settings in SETTINGS for field in dataclasses.fields(settings) if field.metadata.get("internal")}
+    internal = {
+        field.name for settings in SETTINGS for field in dataclasses.fields(settings) if field.metadata.get("internal")
+    }
     options = {field.name for settings in SETTINGS for field in option_fields(settings)}
-    assert {param.name for param in params} & (internal - options) == set()  # vocab_size: data's is an option, model's not
+    assert {param.name for param in params} & (
+        internal - options
+    ) == set()  # vocab_size: data's is an option, model's not
 
 
 def refused_values(allowed) -> list:
     """Values just outside `allowed`."""
     if isinstance(allowed, Choices):
         return ["nonsense"]
-    step = 1 if all(isinstance(bound, int) for bound in (allowed.minimum, allowed.maximum) if bound is not None) else 0.5
+    step = (
+        1 if all(isinstance(bound, int) for bound in (allowed.minimum, allowed.maximum) if bound is not None) else 0.5
+    )
     values = []
     if allowed.minimum is not None:
         values.append(allowed.minimum if allowed.min_open else allowed.minimum - step)
@@ -129,8 +154,20 @@ def config_of(*args):
 
 
 def test_auto_cutoffs_and_flags_reach_the_run_config():
-    config = config_of("--output-layer", "adaptive", "--adaptive-cutoffs", "100,500", "--dropout", "auto",
-                       "--weight-decay", "0.02", "--streaming", "--no-tie-weights", "--tokenizer", "word")
+    config = config_of(
+        "--output-layer",
+        "adaptive",
+        "--adaptive-cutoffs",
+        "100,500",
+        "--dropout",
+        "auto",
+        "--weight-decay",
+        "0.02",
+        "--streaming",
+        "--no-tie-weights",
+        "--tokenizer",
+        "word",
+    )
     assert config.model.adaptive_cutoffs == [100, 500] and config.model.dropout is None
     assert config.train.weight_decay == 0.02 and config.data.streaming and not config.model.tie_weights
     assert config_of("--tie-weights").model.tie_weights

@@ -33,8 +33,25 @@ def test_the_average_follows_the_weights_with_a_warmed_up_decay():
 
 
 def train_args(corpus, *extra):
-    return ("train", "--dataset", corpus, *TINY_MODEL, "--schedule", "constant", "--warmup-steps", "5",
-            "--dropout", "0.2", "--seed", "7", "--precision", "float32", "--ema", "0.9", *extra)
+    return (
+        "train",
+        "--dataset",
+        corpus,
+        *TINY_MODEL,
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "5",
+        "--dropout",
+        "0.2",
+        "--seed",
+        "7",
+        "--precision",
+        "float32",
+        "--ema",
+        "0.9",
+        *extra,
+    )
 
 
 def test_evaluations_and_the_saved_weights_are_the_average(run_cli, small_corpus, tmp_path):

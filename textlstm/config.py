@@ -93,15 +93,32 @@ ABOVE_ZERO = Range(0, min_open=True)
 FRACTION = Range(0.0, 1.0, max_open=True)  # a dropout or a decay: 1 is not allowed
 
 
-def setting(default, metavar: str | None = None, help: str | None = None, allowed: Range | Choices | None = None,
-            *, auto: bool = False, negatable: bool = False, folder: bool = False):
+def setting(
+    default,
+    metavar: str | None = None,
+    help: str | None = None,
+    allowed: Range | Choices | None = None,
+    *,
+    auto: bool = False,
+    negatable: bool = False,
+    folder: bool = False,
+):
     """A dataclass field that commands take as an option: the name of its value (None: click's own),
     its help text and allowed values, which the option shows and `check_settings` applies.
     auto: training chooses the value given as auto (textlstm/training/auto_settings.py); with a
     default of None, None is auto and the option takes the word auto besides numbers. negatable: a
     bool given as --x/--no-x (else a flag that turns it on). folder: the value names a folder."""
-    return field(default=default, metadata={"metavar": metavar, "help": help, "allowed": allowed,
-                                            "auto": auto, "negatable": negatable, "folder": folder})
+    return field(
+        default=default,
+        metadata={
+            "metavar": metavar,
+            "help": help,
+            "allowed": allowed,
+            "auto": auto,
+            "negatable": negatable,
+            "folder": folder,
+        },
+    )
 
 
 def internal(default, allowed: Range | None = None):
@@ -162,7 +179,10 @@ class ModelConfig:
     # None: auto, planned when training starts (textlstm/training/budget_plan.py): with a time budget,
     # from the measured speed of candidate shapes; else 2 x 256, embedding 64.
     embedding_size: int | None = setting(
-        None, help="Embedding size. auto: planned with the hidden size (a quarter of it, at least 16).", allowed=POSITIVE, auto=True
+        None,
+        help="Embedding size. auto: planned with the hidden size (a quarter of it, at least 16).",
+        allowed=POSITIVE,
+        auto=True,
     )
     hidden_size: int | None = setting(
         None,
@@ -232,10 +252,15 @@ class ModelConfig:
             "--tie-weights does not work with --output-layer adaptive (the adaptive softmax has no single output matrix to tie)",
         )
         if self.byte_fallback_start is not None:
-            _check(self.output_layer == "full" and not self.tie_weights,
-                   "byte-fallback-start needs --output-layer full without --tie-weights")
-            _check(0 <= self.byte_fallback_start and (self.vocab_size == 0 or self.byte_fallback_start + 256 <= self.vocab_size),
-                   f"byte-fallback-start {self.byte_fallback_start} leaves no room for 256 byte tokens in a vocabulary of {self.vocab_size}")
+            _check(
+                self.output_layer == "full" and not self.tie_weights,
+                "byte-fallback-start needs --output-layer full without --tie-weights",
+            )
+            _check(
+                0 <= self.byte_fallback_start
+                and (self.vocab_size == 0 or self.byte_fallback_start + 256 <= self.vocab_size),
+                f"byte-fallback-start {self.byte_fallback_start} leaves no room for 256 byte tokens in a vocabulary of {self.vocab_size}",
+            )
         if self.adaptive_cutoffs is not None:
             _check(self.output_layer == "adaptive", "--adaptive-cutoffs needs --output-layer adaptive")
             cutoffs = list(self.adaptive_cutoffs)
@@ -260,7 +285,8 @@ class DataConfig:
     dataset_config: str | None = setting(None, help="Configuration name of a hub dataset.")
     split: str = setting("train", help="Split to train on.")
     valid_split: str | None = setting(
-        None, help="Split to validate on. Default: the dataset's validation split, else the last 10% of the training text."
+        None,
+        help="Split to validate on. Default: the dataset's validation split, else the last 10% of the training text.",
     )
     text_column: str | None = setting(
         None, help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column."
@@ -332,7 +358,10 @@ class TrainConfig:
     # None: auto, chosen with the dropouts when training starts (auto_settings.regularization_for);
     # an optimizer built from a config that still says None (outside training) has no weight decay.
     weight_decay: float | None = setting(
-        None, help="AdamW weight decay of the weight matrices. auto: chosen with the dropouts.", allowed=NOT_NEGATIVE, auto=True
+        None,
+        help="AdamW weight decay of the weight matrices. auto: chosen with the dropouts.",
+        allowed=NOT_NEGATIVE,
+        auto=True,
     )
     schedule: str = setting(  # warmup, then cosine decay to min_lr_ratio * lr, or constant
         "cosine",
@@ -414,7 +443,7 @@ class TrainConfig:
     log_to: str = setting(
         "none",
         help="tensorboard: also write each evaluation's figures, the run's settings and the samples for "
-        "TensorBoard, into the run folder's tensorboard/ (needs pip install \"textlstm[tracking]\"). "
+        'TensorBoard, into the run folder\'s tensorboard/ (needs pip install "textlstm[tracking]"). '
         "none: metrics.jsonl only.",
         allowed=Choices(("none", "tensorboard")),
     )
@@ -449,8 +478,12 @@ class RunConfig:
     version: str = __version__
     format: int = CHECKPOINT_FORMAT
     world_size: int = 1  # processes the run started with (torchrun); the batch's rows are split between them
-    launch_id: str | None = None  # torchrun's id of the launch that started it: processes it restarts find the run by it
-    plan: dict | None = None  # what the planner measured and chose (textlstm/training/budget_plan.py); None: nothing timed
+    launch_id: str | None = (
+        None  # torchrun's id of the launch that started it: processes it restarts find the run by it
+    )
+    plan: dict | None = (
+        None  # what the planner measured and chose (textlstm/training/budget_plan.py); None: nothing timed
+    )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -461,7 +494,10 @@ class RunConfig:
             raw = json.loads(text)
             _check(isinstance(raw, dict), "config.json does not hold a JSON object")
             fmt = raw.get("format")
-            _check(fmt == CHECKPOINT_FORMAT, f"checkpoint format {fmt} is not supported (this textlstm reads format {CHECKPOINT_FORMAT})")
+            _check(
+                fmt == CHECKPOINT_FORMAT,
+                f"checkpoint format {fmt} is not supported (this textlstm reads format {CHECKPOINT_FORMAT})",
+            )
             return cls(
                 model=ModelConfig(**raw["model"]),
                 data=DataConfig(**raw.get("data", {})),
@@ -540,7 +576,8 @@ class ServeSettings:
         allowed=NOT_NEGATIVE,
     )
     max_sequences: int = setting(
-        4096, help="Sequences generated at once, all requests together; beyond this a request gets 429.",
+        4096,
+        help="Sequences generated at once, all requests together; beyond this a request gets 429.",
         allowed=POSITIVE,
     )
     threads: int = setting(1, help="CPU threads for the model step.", allowed=POSITIVE)

@@ -25,7 +25,9 @@ BLANK_LINE = "\n\n"
 @dataclass(frozen=True)
 class TurnFormat:
     user_prefix: str = field(default="", metadata={"help": 'Text that starts each of your turns, e.g. "ROMEO: ".'})
-    bot_prefix: str = field(default="", metadata={"help": 'Text that starts each of the model\'s answers, e.g. "JULIET: ".'})
+    bot_prefix: str = field(
+        default="", metadata={"help": 'Text that starts each of the model\'s answers, e.g. "JULIET: ".'}
+    )
 
     def user_turn(self, text: str) -> str:
         """The text the model reads for one user turn, up to where its answer starts."""

@@ -68,7 +68,9 @@ class Block(nn.Module):
         self.qkv = nn.Linear(WIDTH, 3 * WIDTH, bias=False)
         self.projection = nn.Linear(WIDTH, WIDTH, bias=False)
         self.norm2 = nn.LayerNorm(WIDTH, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(WIDTH, 4 * WIDTH, bias=False), nn.GELU(), nn.Linear(4 * WIDTH, WIDTH, bias=False))
+        self.mlp = nn.Sequential(
+            nn.Linear(WIDTH, 4 * WIDTH, bias=False), nn.GELU(), nn.Linear(4 * WIDTH, WIDTH, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -195,19 +197,22 @@ def main() -> None:
     nats = stream_nats(model, test_ids, unknown_extra)
     chars = scored_chars(test_docs)
     assert chars == len(test_ids) - 1
-    write_result(args.out, {
-        "system": "char-transformer",
-        "data": str(args.data),
-        "minutes": args.minutes,
-        "test_bits_per_char": bits_per_char(nats, chars),
-        "test_chars": chars,
-        "test_unknown_chars": int((test_ids[1:] == UNKNOWN).sum()),
-        "test_nats": nats,
-        "test_seconds": time.monotonic() - started,
-        "vocabulary": vocabulary.size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        **training,
-    })
+    write_result(
+        args.out,
+        {
+            "system": "char-transformer",
+            "data": str(args.data),
+            "minutes": args.minutes,
+            "test_bits_per_char": bits_per_char(nats, chars),
+            "test_chars": chars,
+            "test_unknown_chars": int((test_ids[1:] == UNKNOWN).sum()),
+            "test_nats": nats,
+            "test_seconds": time.monotonic() - started,
+            "vocabulary": vocabulary.size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **training,
+        },
+    )
 
 
 if __name__ == "__main__":

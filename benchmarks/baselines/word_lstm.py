@@ -147,8 +147,15 @@ def train(model: WordLSTM, train_ids: list[int], valid_ids: list[int], seconds: 
         if out_of_time:
             break
         end_loss = validation_loss(model, valid_ids)
-        epochs.append({"epoch": epoch, "seconds": round(clock() - started, 1), "steps": steps,
-                       "valid_nats_per_token": end_loss, "lr": lr})
+        epochs.append(
+            {
+                "epoch": epoch,
+                "seconds": round(clock() - started, 1),
+                "steps": steps,
+                "valid_nats_per_token": end_loss,
+                "lr": lr,
+            }
+        )
         if end_loss < best_loss:
             best_loss, best_weights = end_loss, copy.deepcopy(model.state_dict())
         else:
@@ -160,10 +167,17 @@ def train(model: WordLSTM, train_ids: list[int], valid_ids: list[int], seconds: 
     if best_loss < end_loss:
         model.load_state_dict(best_weights)
         scored = f"the checkpoint of epoch {min(epochs, key=lambda e: e['valid_nats_per_token'])['epoch']}"
-    return {"steps": steps, "epochs_completed": len(epochs), "stopped_by": "deadline" if out_of_time else "epochs",
-            "train_seconds": train_seconds, "train_tokens_per_epoch": data.numel(), "epochs": epochs,
-            "end_valid_nats_per_token": end_loss, "scored": scored,
-            "scored_valid_nats_per_token": min(best_loss, end_loss)}
+    return {
+        "steps": steps,
+        "epochs_completed": len(epochs),
+        "stopped_by": "deadline" if out_of_time else "epochs",
+        "train_seconds": train_seconds,
+        "train_tokens_per_epoch": data.numel(),
+        "epochs": epochs,
+        "end_valid_nats_per_token": end_loss,
+        "scored": scored,
+        "scored_valid_nats_per_token": min(best_loss, end_loss),
+    }
 
 
 def nats_on_test(model: WordLSTM, data: PreparedData) -> tuple[float, float]:
@@ -175,8 +189,12 @@ def nats_on_test(model: WordLSTM, data: PreparedData) -> tuple[float, float]:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vocabulary", choices=VOCABULARIES, required=True,
-                        help="closed: the example's dictionary over all splits; open: training words and <unk>")
+    parser.add_argument(
+        "--vocabulary",
+        choices=VOCABULARIES,
+        required=True,
+        help="closed: the example's dictionary over all splits; open: training words and <unk>",
+    )
     parser.add_argument("--data", type=Path, required=True, help="corpus folder with train/validation/test.jsonl")
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training")
     parser.add_argument("--out", type=Path, required=True, help="result JSON file")
@@ -207,26 +225,29 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     lstm_nats, spelling_nats = nats_on_test(model, data)
     chars = scored_chars(test_docs)
-    write_result(args.out, {
-        "system": f"word-{args.vocabulary}",
-        "example": EXAMPLE,
-        "data": str(args.data),
-        "minutes": args.minutes,
-        "vocabulary": args.vocabulary,
-        "test_bits_per_char": bits_per_char(lstm_nats + spelling_nats, chars),
-        "test_chars": chars,
-        "test_tokens": len(data.test_ids) - 1,
-        "test_unknown_words": len(data.test_unknown),
-        "test_lstm_nats": lstm_nats,
-        "test_spelling_nats": spelling_nats,
-        "spelling_order": data.spelling.order if data.spelling else None,
-        "prepare_seconds": prepare_seconds,
-        "test_seconds": time.monotonic() - started,
-        "vocabulary_size": data.vocabulary.size,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "seed": args.seed,
-        **training,
-    })
+    write_result(
+        args.out,
+        {
+            "system": f"word-{args.vocabulary}",
+            "example": EXAMPLE,
+            "data": str(args.data),
+            "minutes": args.minutes,
+            "vocabulary": args.vocabulary,
+            "test_bits_per_char": bits_per_char(lstm_nats + spelling_nats, chars),
+            "test_chars": chars,
+            "test_tokens": len(data.test_ids) - 1,
+            "test_unknown_words": len(data.test_unknown),
+            "test_lstm_nats": lstm_nats,
+            "test_spelling_nats": spelling_nats,
+            "spelling_order": data.spelling.order if data.spelling else None,
+            "prepare_seconds": prepare_seconds,
+            "test_seconds": time.monotonic() - started,
+            "vocabulary_size": data.vocabulary.size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "seed": args.seed,
+            **training,
+        },
+    )
 
 
 if __name__ == "__main__":

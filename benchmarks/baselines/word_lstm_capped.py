@@ -198,21 +198,24 @@ def main() -> None:
     spelling = SpellingModel(train_docs, {c for text in test_docs for c in text if not c.isspace()})
     spelling_nats = sum(spelling.nats(word) for word in test_unknown)
     chars = scored_chars(test_docs)
-    write_result(args.out, {
-        "system": "word-lstm",
-        "data": str(args.data),
-        "minutes": args.minutes,
-        "test_bits_per_char": bits_per_char(lstm_nats + spelling_nats, chars),
-        "test_chars": chars,
-        "test_tokens": len(test_ids) - 1,
-        "test_unknown_words": len(test_unknown),
-        "test_lstm_nats": lstm_nats,
-        "test_spelling_nats": spelling_nats,
-        "test_seconds": time.monotonic() - started,
-        "vocabulary": len(vocabulary),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        **training,
-    })
+    write_result(
+        args.out,
+        {
+            "system": "word-lstm",
+            "data": str(args.data),
+            "minutes": args.minutes,
+            "test_bits_per_char": bits_per_char(lstm_nats + spelling_nats, chars),
+            "test_chars": chars,
+            "test_tokens": len(test_ids) - 1,
+            "test_unknown_words": len(test_unknown),
+            "test_lstm_nats": lstm_nats,
+            "test_spelling_nats": spelling_nats,
+            "test_seconds": time.monotonic() - started,
+            "vocabulary": len(vocabulary),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            **training,
+        },
+    )
 
 
 if __name__ == "__main__":

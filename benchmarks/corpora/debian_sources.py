@@ -88,14 +88,22 @@ def handbook_documents(folder: Path = HANDBOOK) -> list[tuple[str, str]] | None:
 def rendered_manual_page(page: Path) -> str:
     """A manual page file as `man` shows it at 80 columns, as plain text (no bold or underline overstrikes)."""
     environment = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
-    result = subprocess.run(["man", "--no-hyphenation", "--no-justification", "-l", str(page)],
-                            capture_output=True, env=environment, timeout=60)
+    result = subprocess.run(
+        ["man", "--no-hyphenation", "--no-justification", "-l", str(page)],
+        capture_output=True,
+        env=environment,
+        timeout=60,
+    )
     plain = subprocess.run(["col", "-bx"], input=result.stdout, capture_output=True, timeout=60).stdout
     return plain.decode("utf-8", errors="replace").strip()
 
 
 def manual_page_documents(folder: Path = MANUAL_PAGES, max_chars: int = MANUAL_CHARS) -> list[tuple[str, str]] | None:
-    if not folder.is_dir() or not any(folder.iterdir()) or subprocess.run(["which", "man"], capture_output=True).returncode:
+    if (
+        not folder.is_dir()
+        or not any(folder.iterdir())
+        or subprocess.run(["which", "man"], capture_output=True).returncode
+    ):
         return None
     # The Google Cloud SDK's generated pages (about 10,000 here, nearly alike) would be most of the corpus.
     pages = [path for path in folder.iterdir() if not path.name.startswith(GENERATED_PAGES)]

@@ -81,8 +81,14 @@ def start_baseline(doc: str, valid_unit: str, torch) -> tuple[argparse.Namespace
     parser.add_argument("--data", type=Path, required=True, help="corpus folder with train/validation/test.jsonl")
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training")
     parser.add_argument("--out", type=Path, required=True, help="result JSON file")
-    parser.add_argument(f"--valid-{valid_unit}", dest="valid_count", metavar="N", type=int, default=20_000,
-                        help=f"validation {valid_unit} scored at each check")
+    parser.add_argument(
+        f"--valid-{valid_unit}",
+        dest="valid_count",
+        metavar="N",
+        type=int,
+        default=20_000,
+        help=f"validation {valid_unit} scored at each check",
+    )
     parser.add_argument("--seed", type=int, default=1337)
     args = parser.parse_args()
     if args.minutes <= 0:

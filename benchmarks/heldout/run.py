@@ -62,8 +62,11 @@ DEFAULT_RESULTS = BENCHMARKS / "results" / "heldout.json"
 def job_environment() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", MKL_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        OMP_WAIT_POLICY="PASSIVE",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
     )
     return env
@@ -76,10 +79,35 @@ def commands_for(system: str, extra_args: list[str], folder: Path, minutes: floa
     if system in BASELINES:
         module, *args = BASELINES[system]
         return [[python, "-m", module, *args, *baseline_args]]
-    train = [python, "-m", "textlstm", "train", "--dataset", str(folder), "--max-minutes", f"{minutes:g}",
-             "--threads", "1", "--output", str(run_dir / "checkpoint"), "--overwrite", *extra_args]
-    score = [python, "-m", "textlstm", "eval", "--checkpoint", str(run_dir / "checkpoint"), "--split", "test",
-             "--precision", "float32", "--json"]  # as the recorded figures were scored
+    train = [
+        python,
+        "-m",
+        "textlstm",
+        "train",
+        "--dataset",
+        str(folder),
+        "--max-minutes",
+        f"{minutes:g}",
+        "--threads",
+        "1",
+        "--output",
+        str(run_dir / "checkpoint"),
+        "--overwrite",
+        *extra_args,
+    ]
+    score = [
+        python,
+        "-m",
+        "textlstm",
+        "eval",
+        "--checkpoint",
+        str(run_dir / "checkpoint"),
+        "--split",
+        "test",
+        "--precision",
+        "float32",
+        "--json",
+    ]  # as the recorded figures were scored
     return [train, score]
 
 
@@ -100,9 +128,13 @@ def run_job(corpus: str, system: str, commands: list[list[str]], core: int, run_
             log.write("$ " + shlex.join(pinned) + "\n")
             log.flush()
             step_started = time.monotonic()
-            done = subprocess.run(pinned, env=job_environment(), cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+            done = subprocess.run(
+                pinned, env=job_environment(), cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True
+            )
             log.write(done.stdout)
-            record["commands"].append({"command": shlex.join(pinned), "seconds": round(time.monotonic() - step_started, 1)})
+            record["commands"].append(
+                {"command": shlex.join(pinned), "seconds": round(time.monotonic() - step_started, 1)}
+            )
             if done.returncode != 0:
                 record["error"] = f"exit status {done.returncode}: see {run_dir / 'log.txt'}"
                 break
@@ -115,16 +147,20 @@ def run_job(corpus: str, system: str, commands: list[list[str]], core: int, run_
             record["result"] = result
         except ValueError as error:
             record["error"] = f"{error}: see {run_dir / 'log.txt'}"
-    print(f"{corpus} / {system} on core {core}: {record.get('test_bits_per_char', record.get('error'))}"
-          f" ({record['wall_seconds']} s, load {record['load_before'][0]:.2f} -> {record['load_after'][0]:.2f})",
-          flush=True)
+    print(
+        f"{corpus} / {system} on core {core}: {record.get('test_bits_per_char', record.get('error'))}"
+        f" ({record['wall_seconds']} s, load {record['load_before'][0]:.2f} -> {record['load_after'][0]:.2f})",
+        flush=True,
+    )
     return record
 
 
 def markdown_table(records: list[dict], corpora: list[str], systems: list[str], minutes: float) -> str:
     cell = {(r["corpus"], r["system"]): r for r in records}
-    lines = [f"| test bits/char, {minutes:g} min, 1 thread | " + " | ".join(systems) + " |",
-             "|---|" + "---:|" * len(systems)]
+    lines = [
+        f"| test bits/char, {minutes:g} min, 1 thread | " + " | ".join(systems) + " |",
+        "|---|" + "---:|" * len(systems),
+    ]
     for corpus in corpora:
         values = []
         for system in systems:
@@ -140,7 +176,7 @@ def parse_variants(values: list[str]) -> dict[str, list[str]]:
     for value in values:
         name, equals, args = value.partition("=")
         if not equals or not name or name in SYSTEMS:
-            raise SystemExit(f"error: --textlstm-args wants NAME=\"ARGS\" with a new NAME, not {value!r}")
+            raise SystemExit(f'error: --textlstm-args wants NAME="ARGS" with a new NAME, not {value!r}')
         variants[name] = shlex.split(args)
     return variants
 
@@ -157,14 +193,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of training per job")
     parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
-    parser.add_argument("--systems", nargs="+", default=None,
-                        help=f"of {', '.join(SYSTEMS)} and the --textlstm-args names (default: all of them)")
-    parser.add_argument("--textlstm-args", action="append", default=[], metavar='NAME="ARGS"',
-                        help="an extra textlstm system NAME: textlstm train with ARGS added (repeatable)")
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=None,
+        help=f"of {', '.join(SYSTEMS)} and the --textlstm-args names (default: all of them)",
+    )
+    parser.add_argument(
+        "--textlstm-args",
+        action="append",
+        default=[],
+        metavar='NAME="ARGS"',
+        help="an extra textlstm system NAME: textlstm train with ARGS added (repeatable)",
+    )
     parser.add_argument("--parallel", type=int, default=2, help="jobs at once, each on its own core")
     parser.add_argument("--cores", default="0,1", help="cores to pin jobs to, comma-separated (default 0,1)")
     parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help=f"corpus folder (default {DEFAULT_OUT})")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"run folders and logs (default {DEFAULT_WORK})")
+    parser.add_argument(
+        "--work", type=Path, default=DEFAULT_WORK, help=f"run folders and logs (default {DEFAULT_WORK})"
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="result JSON file")
     args = parser.parse_args()
 
@@ -201,12 +248,23 @@ def main() -> None:
 
     manifest_path = data / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    sizes = {c: {s: {k: v for k, v in manifest.get(c, {}).get(s, {}).items() if k != "names"} for s in SPLITS} for c in corpora}
+    sizes = {
+        c: {s: {k: v for k, v in manifest.get(c, {}).get(s, {}).items() if k != "names"} for s in SPLITS}
+        for c in corpora
+    }
     results = {
-        "minutes": args.minutes, "systems": systems, "corpora": corpora, "corpus_sizes": sizes,
+        "minutes": args.minutes,
+        "systems": systems,
+        "corpora": corpora,
+        "corpus_sizes": sizes,
         "textlstm_variants": {name: shlex.join(v) for name, v in variants.items()},
-        "cores": cores[: args.parallel], "parallel": args.parallel, "machine": platform.platform(), "cpu": device_name("cpu"),
-        "python": platform.python_version(), "cpu_count": os.cpu_count(), "jobs": records,
+        "cores": cores[: args.parallel],
+        "parallel": args.parallel,
+        "machine": platform.platform(),
+        "cpu": device_name("cpu"),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "jobs": records,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1) + "\n")

@@ -38,15 +38,26 @@ def known_words(checkpoint: Path) -> set[str]:
         sys.exit(f"error: {WORD_LIST} not found: install an English word list (apt-get install wamerican)")
     known = {line.strip().lower() for line in WORD_LIST.read_text(encoding="utf-8", errors="replace").splitlines()}
     data = load_config(checkpoint).data
-    corpus = load_corpus(data.dataset, config=data.dataset_config, split=data.split,
-                         valid_split=data.valid_split, text_column=data.text_column)
+    corpus = load_corpus(
+        data.dataset,
+        config=data.dataset_config,
+        split=data.split,
+        valid_split=data.valid_split,
+        text_column=data.text_column,
+    )
     for row in corpus.train:
         known.update(word.lower() for word in WORD.findall(row["text"]))
     return known
 
 
-def score(checkpoint: Path, prompts=PROMPTS, seeds=(1, 2, 3), temperature: float = 0.8, max_tokens: int = 400,
-          show: bool = False) -> dict:
+def score(
+    checkpoint: Path,
+    prompts=PROMPTS,
+    seeds=(1, 2, 3),
+    temperature: float = 0.8,
+    max_tokens: int = 400,
+    show: bool = False,
+) -> dict:
     known = known_words(checkpoint)
     generator = load(checkpoint)
     sampled, unknown = [], []
@@ -61,9 +72,16 @@ def score(checkpoint: Path, prompts=PROMPTS, seeds=(1, 2, 3), temperature: float
             sampled += words
             unknown += [word for word in words if word not in known]
     fraction = 1 - len(unknown) / len(sampled) if sampled else 0.0
-    return {"checkpoint": str(checkpoint), "words": len(sampled), "real_fraction": round(fraction, 4),
-            "temperature": temperature, "seeds": list(seeds), "prompts": list(prompts), "max_tokens": max_tokens,
-            "unknown_examples": sorted(set(unknown))[:30]}
+    return {
+        "checkpoint": str(checkpoint),
+        "words": len(sampled),
+        "real_fraction": round(fraction, 4),
+        "temperature": temperature,
+        "seeds": list(seeds),
+        "prompts": list(prompts),
+        "max_tokens": max_tokens,
+        "unknown_examples": sorted(set(unknown))[:30],
+    }
 
 
 def main() -> None:
@@ -74,10 +92,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=400, help="tokens sampled per prompt and seed")
     parser.add_argument("--show", action="store_true", help="print the samples")
     args = parser.parse_args()
-    result = score(args.checkpoint, seeds=args.seeds, temperature=args.temperature, max_tokens=args.max_tokens, show=args.show)
+    result = score(
+        args.checkpoint, seeds=args.seeds, temperature=args.temperature, max_tokens=args.max_tokens, show=args.show
+    )
     print(json.dumps(result))
     verdict = "meets" if result["real_fraction"] >= BAR else "misses"
-    print(f"{result['real_fraction']:.1%} of {result['words']} sampled words are real: {verdict} the {BAR:.0%} bar", file=sys.stderr)
+    print(
+        f"{result['real_fraction']:.1%} of {result['words']} sampled words are real: {verdict} the {BAR:.0%} bar",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

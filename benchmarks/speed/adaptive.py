@@ -47,8 +47,9 @@ def make_model(output_layer: str, vocab_size: int, size: int):
     from textlstm.model.network import LSTMLanguageModel
 
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size, size, size, layers=2, dropout=0.5, recurrent_dropout=0.0,
-                         output_layer=output_layer)
+    config = ModelConfig(
+        vocab_size, size, size, layers=2, dropout=0.5, recurrent_dropout=0.0, output_layer=output_layer
+    )
     return LSTMLanguageModel(config)
 
 
@@ -89,8 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
-    add_quick_options(parser, f"size {QUICK_SIZE}, vocabulary {QUICK_VOCAB}, the start of the text, 2 steps",
-                      "benchmarks/results/adaptive.json and adaptive.md")
+    add_quick_options(
+        parser,
+        f"size {QUICK_SIZE}, vocabulary {QUICK_VOCAB}, the start of the text, 2 steps",
+        "benchmarks/results/adaptive.json and adaptive.md",
+    )
     args = parser.parse_args(argv)
     size, vocabulary, corpus = SIZE, VOCAB, SHAKESPEARE
     folder = output_folder(args.output_dir, args.quick)
@@ -104,18 +108,24 @@ def main(argv: list[str] | None = None) -> dict:
         train = max(train_rate(model, batcher, args.steps, args.warmup) for _ in range(args.repeats))
         score, loss = max(score_rate(model, batcher, args.steps) for _ in range(args.repeats))
         figures[output_layer] = {
-            "train_tokens_per_sec": round(train), "score_tokens_per_sec": round(score),
-            "parameters": sum(p.numel() for p in model.parameters()), "load_average": os.getloadavg()[0],
+            "train_tokens_per_sec": round(train),
+            "score_tokens_per_sec": round(score),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "load_average": os.getloadavg()[0],
         }
         print(output_layer, figures[output_layer], flush=True)
     speedup = figures["adaptive"]["train_tokens_per_sec"] / figures["full"]["train_tokens_per_sec"]
     score_speedup = figures["adaptive"]["score_tokens_per_sec"] / figures["full"]["score_tokens_per_sec"]
     result = {
         "config": f"word vocab {vocab_size}, embedding/hidden {size}, 2 layers, batch {BATCH} x {SEQ_LEN}, "
-                  f"tinyshakespeare{' (its first characters)' if args.quick else ''}",
-        "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "steps": args.steps, "repeats": args.repeats, **figures,
-        "train_speedup": round(speedup, 2), "score_speedup": round(score_speedup, 2),
+        f"tinyshakespeare{' (its first characters)' if args.quick else ''}",
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "steps": args.steps,
+        "repeats": args.repeats,
+        **figures,
+        "train_speedup": round(speedup, 2),
+        "score_speedup": round(score_speedup, 2),
     }
     folder = folder or RESULTS
     folder.mkdir(exist_ok=True)

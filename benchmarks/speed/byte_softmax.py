@@ -48,8 +48,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         models = {}
         for label, byte_start in (("plain softmax (323 outputs)", None), ("byte-fallback softmax (68 outputs)", 2)):
             torch.manual_seed(0)
-            config = ModelConfig(VOCAB, embedding_size=embedding, hidden_size=hidden, layers=2, dropout=0.1,
-                                 recurrent_dropout=0.1, byte_fallback_start=byte_start)
+            config = ModelConfig(
+                VOCAB,
+                embedding_size=embedding,
+                hidden_size=hidden,
+                layers=2,
+                dropout=0.1,
+                recurrent_dropout=0.1,
+                byte_fallback_start=byte_start,
+            )
             model = LSTMLanguageModel(config).train()
             models[label] = (model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         ids = torch.randint(FIRST_CHAR, VOCAB, (batch, seq + 1))
@@ -65,8 +72,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                     times[label].append(time.perf_counter() - started)
         medians = results[name] = {label: statistics.median(values) for label, values in times.items()}
         plain, byte = medians.values()
-        print(f"{name}: " + ", ".join(f"{label} {ms * 1000:.1f} ms" for label, ms in medians.items())
-              + f"; byte-fallback / plain {byte / plain:.2f}x")
+        print(
+            f"{name}: "
+            + ", ".join(f"{label} {ms * 1000:.1f} ms" for label, ms in medians.items())
+            + f"; byte-fallback / plain {byte / plain:.2f}x"
+        )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return results
 

@@ -15,9 +15,12 @@ QUICK_CHARS = 60_000  # the text of a --quick run: the start of tiny Shakespeare
 
 def add_quick_options(parser: argparse.ArgumentParser, quick: str, recorded: str) -> None:
     """--quick (what it shrinks, in `quick`) and --output-dir (by default the `recorded` files)."""
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{quick}, in seconds, to check that it runs; writes to --output-dir or a new temporary "
-                        "folder, never over the recorded results")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{quick}, in seconds, to check that it runs; writes to --output-dir or a new temporary "
+        "folder, never over the recorded results",
+    )
     parser.add_argument("--output-dir", type=Path, help=f"write the results into this folder instead of {recorded}")
 
 

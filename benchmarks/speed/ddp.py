@@ -62,10 +62,25 @@ class AllReduceLog:
 
 def trainer_steps_for(shape: str, steps: int) -> TrainerSteps:
     vocab, embedding, hidden, layers, batch, seq_len = SHAPES[shape]
-    model = ModelConfig(vocab_size=vocab, embedding_size=embedding, hidden_size=hidden, layers=layers,
-                        dropout=0.2, recurrent_dropout=0.25)
-    train = TrainConfig(batch_size=batch, seq_len=seq_len, lr=4e-3, max_steps=10**9, warmup_steps=0, weight_decay=0.01,
-                        ar=0.0, tar=0.0, device="cpu")
+    model = ModelConfig(
+        vocab_size=vocab,
+        embedding_size=embedding,
+        hidden_size=hidden,
+        layers=layers,
+        dropout=0.2,
+        recurrent_dropout=0.25,
+    )
+    train = TrainConfig(
+        batch_size=batch,
+        seq_len=seq_len,
+        lr=4e-3,
+        max_steps=10**9,
+        warmup_steps=0,
+        weight_decay=0.01,
+        ar=0.0,
+        tar=0.0,
+        device="cpu",
+    )
     ids = np.random.default_rng(0).integers(3, vocab, size=batch * seq_len * (2 * steps + 8) + 1)
     return TrainerSteps.on_ids(RunConfig(model=model, data=DataConfig(), train=train), ids)
 

@@ -97,8 +97,24 @@ def time_to_first_token(lm: TextGenerator, config: RunConfig, repeats: int) -> d
         write_text(folder / CONFIG, config.to_json())
         lm.tokenizer.save(folder / TOKENIZER)
         save_weights(lm.model, folder / BEST_WEIGHTS, step=0)
-        command = [sys.executable, "-m", "textlstm", "generate", "--checkpoint", str(folder), "--prompt", PROMPT,
-                   "--max-tokens", "50", "--seed", "0", "--device", "cpu", "--precision", "float32"]
+        command = [
+            sys.executable,
+            "-m",
+            "textlstm",
+            "generate",
+            "--checkpoint",
+            str(folder),
+            "--prompt",
+            PROMPT,
+            "--max-tokens",
+            "50",
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "--precision",
+            "float32",
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         seconds = [_first_token_seconds(command, env) for _ in range(repeats)]
     figures = {"median_s": round(statistics.median(seconds), 3), "best_s": round(min(seconds), 3)}
@@ -135,14 +151,21 @@ def main(argv: list[str] | None = None) -> dict:
     folder = output_folder(args.output_dir, args.quick)
 
     lm, config = make_generator(hidden)
-    print(f"char model, hidden {hidden}, 2 layers, vocab {lm.tokenizer.vocab_size}; torch {torch.__version__}, "
-          f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"char model, hidden {hidden}, 2 layers, vocab {lm.tokenizer.vocab_size}; torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"generation at batch 1 ({args.tokens} tokens per run, {args.repeats} runs):")
     results = {
         "model": {"tokenizer": "char", "vocab_size": lm.tokenizer.vocab_size, "hidden_size": hidden, "layers": 2},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "load_average_at_start": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": round(os.getloadavg()[0], 2),
+        },
         "tokens_per_second": tokens_per_second(lm, args.tokens, args.repeats),
         "cost_per_token": early_and_late_cost(lm, 1 if args.quick else 3),
         "first_token": time_to_first_token(lm, config, args.repeats),

@@ -115,9 +115,12 @@ def measure(name: str, folder: Path, args) -> dict:
     generators = {holding: load(folder, threads=1, **options) for holding, options in HOLDINGS.items()}
     print(f"{name} ({folder}): timing")
     start_load = os.getloadavg()[0]
-    batch_1 = interleaved_medians({h: sampling_loop(lm, args.tokens) for h, lm in generators.items()}, args.repeats, warmup=1)
-    batch_64 = interleaved_medians({h: batched_steps(lm.model, 64, args.batch_steps) for h, lm in generators.items()},
-                                   args.repeats, warmup=1)
+    batch_1 = interleaved_medians(
+        {h: sampling_loop(lm, args.tokens) for h, lm in generators.items()}, args.repeats, warmup=1
+    )
+    batch_64 = interleaved_medians(
+        {h: batched_steps(lm.model, 64, args.batch_steps) for h, lm in generators.items()}, args.repeats, warmup=1
+    )
     end_load = os.getloadavg()[0]
     figures = {}
     for holding, lm in generators.items():
@@ -160,8 +163,12 @@ def markdown(results: dict) -> str:
                 f"| {name} | {holding} | {f['batch_1_tokens_per_second']:,.0f} | {f['batch_64_tokens_per_second']:,.0f} "
                 f"| {f['weights_mb']:.2f} | {f['validation_bits_per_char']:.4f} | {run['load_average'][0]} / {run['load_average'][1]} |"
             )
-    lines += ["", "The float32 weights files on disk: " + ", ".join(
-        f"{name} {run['weights_file_mb']:.2f} MB" for name, run in results["models"].items()) + "."]
+    lines += [
+        "",
+        "The float32 weights files on disk: "
+        + ", ".join(f"{name} {run['weights_file_mb']:.2f} MB" for name, run in results["models"].items())
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -179,13 +186,20 @@ def put_section(report: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="training minutes for each model")
-    parser.add_argument("--runs", type=Path, help="folder for the trained runs, reused when there (default: a temporary one)")
-    parser.add_argument("--checkpoint", type=Path, action="append", help="measure this run instead of training (repeatable)")
+    parser.add_argument(
+        "--runs", type=Path, help="folder for the trained runs, reused when there (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", help="measure this run instead of training (repeatable)"
+    )
     parser.add_argument("--tokens", type=int, default=2000, help="tokens per batch-1 run")
     parser.add_argument("--batch-steps", type=int, default=200, help="steps per batch-64 run")
     parser.add_argument("--repeats", type=int, default=5)
-    add_quick_options(parser, "2 x 32 and 2 x 64 models trained 20 steps on the start of the text, timed briefly",
-                      "benchmarks/results/quantize.json and benchmarks/RESULTS.md")
+    add_quick_options(
+        parser,
+        "2 x 32 and 2 x 64 models trained 20 steps on the start of the text, timed briefly",
+        "benchmarks/results/quantize.json and benchmarks/RESULTS.md",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.tokens, args.batch_steps, args.repeats = 50, 10, 2
@@ -202,13 +216,17 @@ def main(argv: list[str] | None = None) -> dict:
             root = args.runs or Path(scratch)
             shapes = QUICK_SHAPES if args.quick else SHAPES
             corpus = shakespeare_sample(Path(scratch)) if args.quick else CORPUS
-            runs = {name: trained_run(root / f"char-2x{hidden}", hidden, args.minutes, args.quick, corpus)
-                    for name, hidden in shapes.items()}
+            runs = {
+                name: trained_run(root / f"char-2x{hidden}", hidden, args.minutes, args.quick, corpus)
+                for name, hidden in shapes.items()
+            }
         for name, folder in runs.items():
             results["models"][name] = measure(name, folder, args)
     results["seconds"] = round(time.perf_counter() - started)
 
-    path, report = (RESULTS, REPORT) if out_folder is None else (out_folder / "quantize.json", out_folder / "RESULTS.md")
+    path, report = (
+        (RESULTS, REPORT) if out_folder is None else (out_folder / "quantize.json", out_folder / "RESULTS.md")
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     section = markdown(results)

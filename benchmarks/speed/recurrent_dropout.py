@@ -26,8 +26,16 @@ from textlstm.model.network import LSTMLanguageModel
 
 def make_step(dropout: float, recurrent_dropout: float, batch: int, seq_len: int, vocab: int, hidden: int = 512):
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=vocab, embedding_size=128, hidden_size=hidden, layers=2,
-                                          dropout=dropout, recurrent_dropout=recurrent_dropout)).train()
+    model = LSTMLanguageModel(
+        ModelConfig(
+            vocab_size=vocab,
+            embedding_size=128,
+            hidden_size=hidden,
+            layers=2,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+        )
+    ).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = torch.randint(2, vocab, (batch, seq_len))
     targets = torch.randint(2, vocab, (batch, seq_len))
@@ -70,17 +78,33 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": statistics.median(dropped_times) / statistics.median(plain_times),
         "plain_tokens_per_sec": tokens / statistics.median(plain_times),
         "dropout_tokens_per_sec": tokens / statistics.median(dropped_times),
-        "settings": {"embedding": 128, "hidden": hidden, "layers": 2, "batch": args.batch, "seq_len": args.seq_len,
-                     "vocab": vocab, "dropout": 0.2, "recurrent_dropout": 0.25, "rounds": args.rounds},
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+        "settings": {
+            "embedding": 128,
+            "hidden": hidden,
+            "layers": 2,
+            "batch": args.batch,
+            "seq_len": args.seq_len,
+            "vocab": vocab,
+            "dropout": 0.2,
+            "recurrent_dropout": 0.25,
+            "rounds": args.rounds,
+        },
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
     }
     out = (folder or RESULTS) / "recurrent_dropout.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"step without dropout: {result['plain_step_sec'] * 1000:.0f} ms ({result['plain_tokens_per_sec']:,.0f} tok/s)")
-    print(f"step with dropout 0.2 + recurrent dropout 0.25: {result['dropout_step_sec'] * 1000:.0f} ms "
-          f"({result['dropout_tokens_per_sec']:,.0f} tok/s)")
+    print(
+        f"step without dropout: {result['plain_step_sec'] * 1000:.0f} ms ({result['plain_tokens_per_sec']:,.0f} tok/s)"
+    )
+    print(
+        f"step with dropout 0.2 + recurrent dropout 0.25: {result['dropout_step_sec'] * 1000:.0f} ms "
+        f"({result['dropout_tokens_per_sec']:,.0f} tok/s)"
+    )
     print(f"ratio: {result['ratio']:.3f} (target <= 1.15); written to {out}")
     return result
 

@@ -92,6 +92,7 @@ def with_threads(step, threads: int):
             step()
         finally:
             torch.set_num_threads(previous)
+
     return call
 
 
@@ -115,13 +116,18 @@ def time_training(shape: Shape, ids: np.ndarray, rounds: int, matmul_size: int |
     result["tokens_per_second"] = {n: rate(shape, s) for n, s in medians.items() if not n.startswith("matmul")}
     if with_peak:
         result["matmul_gflops"] = {n: flops[n] / medians[n] / 1e9 for n in flops}
-        result["peak_gflops"] = {f"matmul_{d}": max(v for n, v in result["matmul_gflops"].items() if n.endswith(d))
-                                 for d in ("float32", "bfloat16")}
+        result["peak_gflops"] = {
+            f"matmul_{d}": max(v for n, v in result["matmul_gflops"].items() if n.endswith(d))
+            for d in ("float32", "bfloat16")
+        }
         per_token = shape.flops_per_token()
         result["flops_per_token"] = per_token
         result["achieved_gflops"] = {n: r * per_token / 1e9 for n, r in result["tokens_per_second"].items()}
-    print(f"  {shape.name}: " + ", ".join(f"{n} {v:,.0f} tok/s" for n, v in result["tokens_per_second"].items())
-          + f" (load {result['load_average']})")
+    print(
+        f"  {shape.name}: "
+        + ", ".join(f"{n} {v:,.0f} tok/s" for n, v in result["tokens_per_second"].items())
+        + f" (load {result['load_average']})"
+    )
     return result
 
 
@@ -144,14 +150,22 @@ def time_experiments(shape: Shape, ids: np.ndarray, rounds: int) -> dict:
 def time_evaluation(shape: Shape, valid_ids: np.ndarray, tokens: int, rounds: int) -> dict:
     """evaluate_split tokens/s (batch 32 x 256, as `textlstm eval`) of the char model, float32 and bfloat16."""
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=shape.vocab, embedding_size=shape.embedding,
-                                          hidden_size=shape.hidden, layers=shape.layers))
-    contenders = {p: (lambda p=p: evaluate_split(model, valid_ids, max_tokens=tokens, precision=p))
-                  for p in ("float32", "bfloat16")}
+    model = LSTMLanguageModel(
+        ModelConfig(
+            vocab_size=shape.vocab, embedding_size=shape.embedding, hidden_size=shape.hidden, layers=shape.layers
+        )
+    )
+    contenders = {
+        p: (lambda p=p: evaluate_split(model, valid_ids, max_tokens=tokens, precision=p))
+        for p in ("float32", "bfloat16")
+    }
     load = load_now()
     medians = interleaved_medians(contenders, rounds, warmup=1)
-    result = {"tokens": tokens, "load_average": [load, load_now()],
-              "tokens_per_second": {p: tokens / s for p, s in medians.items()}}
+    result = {
+        "tokens": tokens,
+        "load_average": [load, load_now()],
+        "tokens_per_second": {p: tokens / s for p, s in medians.items()},
+    }
     print("  evaluation: " + ", ".join(f"{n} {v:,.0f} tok/s" for n, v in result["tokens_per_second"].items()))
     return result
 
@@ -167,8 +181,15 @@ def time_generation(hidden: int, tokens: int, repeats: int) -> dict:
     bf16_lm = TextGenerator(bf16_model.to(torch.bfloat16).eval(), lm.tokenizer)
     bfloat16 = generate.tokens_per_second(bf16_lm, tokens, repeats)
     first = generate.time_to_first_token(lm, config, repeats)
-    return {"hidden_size": hidden, "tokens": tokens, "repeats": repeats, "load_average": [load, load_now()],
-            "float32": float32, "bfloat16_weights": bfloat16, "first_token": first}
+    return {
+        "hidden_size": hidden,
+        "tokens": tokens,
+        "repeats": repeats,
+        "load_average": [load, load_now()],
+        "float32": float32,
+        "bfloat16_weights": bfloat16,
+        "first_token": first,
+    }
 
 
 def machine() -> dict:
@@ -181,15 +202,24 @@ def machine() -> dict:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
-            "commit": commit + (" (with uncommitted changes)" if dirty else "")}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "python": platform.python_version(),
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_quick_options(parser, "tiny models on the first characters of the text",
-                      "benchmarks/results/run.json and benchmarks/RESULTS.md")
+    add_quick_options(
+        parser,
+        "tiny models on the first characters of the text",
+        "benchmarks/results/run.json and benchmarks/RESULTS.md",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, the number of cores)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -220,19 +250,22 @@ def main(argv: list[str] | None = None) -> dict:
     results["training"] = training
     results["experiments"] = time_experiments(shape["char"], train_char, rounds)
     results["evaluation"] = time_evaluation(shape["char"], valid_char, settings.eval_tokens, rounds)
-    results["generation"] = time_generation(settings.generate_hidden, settings.generate_tokens,
-                                            settings.generate_repeats)
+    results["generation"] = time_generation(
+        settings.generate_hidden, settings.generate_tokens, settings.generate_repeats
+    )
     with tempfile.TemporaryDirectory() as scratch:
         corpus = Path(scratch) / "text.txt"
         corpus.write_text(text, encoding="utf-8")
-        results["bfloat16_quality"] = compare_precision_quality(corpus, settings.quality_steps,
-                                                                settings.quality_hidden)
+        results["bfloat16_quality"] = compare_precision_quality(corpus, settings.quality_steps, settings.quality_hidden)
     print(f"  bf16 quality: {results['bfloat16_quality']}")
     results["load_average_at_end"] = load_now()
     results["seconds"] = round(time.perf_counter() - started)
 
-    out, page = (RESULTS / "run.json", BENCHMARKS / "RESULTS.md") if folder is None else (
-        folder / "run.json", folder / "RESULTS.md")
+    out, page = (
+        (RESULTS / "run.json", BENCHMARKS / "RESULTS.md")
+        if folder is None
+        else (folder / "run.json", folder / "RESULTS.md")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     write_results_md(results, page)

@@ -6,21 +6,17 @@ from pathlib import Path
 
 # Why a target misses or needs a caveat (written from the profile and the experiments; see the notes below).
 WHY_MISSED = {
-    "char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32":
-        ". The dropout textlstm adds costs ~5% of the step (Experiments: without any dropout textlstm runs at "
-        "the baseline's speed); the LSTM path itself is the baseline's kernel. Across runs on this shared "
-        "machine the ratio scattered between 0.92x and 1.01x.",
-    "generation at batch 1, float32 weights (default sampling), tokens/s":
-        ". Batch-1 generation is per-call overhead bound and slows most when other processes share the "
-        "2 cores; `--precision bfloat16` weights are about 2x faster (see Generation).",
-    "char training float32, achieved / measured float32 matmul peak":
-        " (caveat: the 'peak' is the faster of torch.mm and a oneDNN 1x1 convolution on a 2048 x 2048 "
-        "product, see the matmul table; the two back ends differ by up to 2x here, so the ratio says as "
-        "much about the peak measurement as about the step.)",
-    "evaluation / training tokens/s (char model, float32)":
-        ". Only scored tokens are counted: each of the 32 parts scored side by side first reads up to 512 "
-        "ids before it (burn-in) and parts whose start state differs from the previous part's end are "
-        "scored again, so that the result does not depend on the batch size.",
+    "char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32": ". The dropout textlstm adds costs ~5% of the step (Experiments: without any dropout textlstm runs at "
+    "the baseline's speed); the LSTM path itself is the baseline's kernel. Across runs on this shared "
+    "machine the ratio scattered between 0.92x and 1.01x.",
+    "generation at batch 1, float32 weights (default sampling), tokens/s": ". Batch-1 generation is per-call overhead bound and slows most when other processes share the "
+    "2 cores; `--precision bfloat16` weights are about 2x faster (see Generation).",
+    "char training float32, achieved / measured float32 matmul peak": " (caveat: the 'peak' is the faster of torch.mm and a oneDNN 1x1 convolution on a 2048 x 2048 "
+    "product, see the matmul table; the two back ends differ by up to 2x here, so the ratio says as "
+    "much about the peak measurement as about the step.)",
+    "evaluation / training tokens/s (char model, float32)": ". Only scored tokens are counted: each of the 32 parts scored side by side first reads up to 512 "
+    "ids before it (burn-in) and parts whose start state differs from the previous part's end are "
+    "scored again, so that the result does not depend on the batch size.",
 }
 
 
@@ -31,20 +27,49 @@ def targets(r: dict) -> list[tuple[str, str, float, float]]:
     peak = char["peak_gflops"]["matmul_float32"]
     gen = r["generation"]
     return [
-        ("char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32", "x",
-         tps["textlstm_float32"] / tps["baseline_float32"], 0.95),
-        ("Keras-recipe shape (64, 2 x 256, 64 x 128), float32 tokens/s", "tok/s",
-         r["training"]["keras"]["tokens_per_second"]["textlstm_float32"], 19_000),
-        ("char training bfloat16 / plain baseline float32", "x", tps["textlstm_bfloat16"] / tps["baseline_float32"], 1.3),
-        ("char training float32, achieved / measured float32 matmul peak", "",
-         char["achieved_gflops"]["textlstm_float32"] / peak, 0.70),
-        ("evaluation / training tokens/s (char model, float32)", "x",
-         r["evaluation"]["tokens_per_second"]["float32"] / tps["textlstm_float32"], 2.5),
-        ("generation at batch 1, float32 weights (default sampling), tokens/s", "tok/s",
-         gen["float32"]["default (temperature 0.8)"]["median"], 1500),
+        (
+            "char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32",
+            "x",
+            tps["textlstm_float32"] / tps["baseline_float32"],
+            0.95,
+        ),
+        (
+            "Keras-recipe shape (64, 2 x 256, 64 x 128), float32 tokens/s",
+            "tok/s",
+            r["training"]["keras"]["tokens_per_second"]["textlstm_float32"],
+            19_000,
+        ),
+        (
+            "char training bfloat16 / plain baseline float32",
+            "x",
+            tps["textlstm_bfloat16"] / tps["baseline_float32"],
+            1.3,
+        ),
+        (
+            "char training float32, achieved / measured float32 matmul peak",
+            "",
+            char["achieved_gflops"]["textlstm_float32"] / peak,
+            0.70,
+        ),
+        (
+            "evaluation / training tokens/s (char model, float32)",
+            "x",
+            r["evaluation"]["tokens_per_second"]["float32"] / tps["textlstm_float32"],
+            2.5,
+        ),
+        (
+            "generation at batch 1, float32 weights (default sampling), tokens/s",
+            "tok/s",
+            gen["float32"]["default (temperature 0.8)"]["median"],
+            1500,
+        ),
         ("`textlstm generate` start to first token, s (lower is better)", "s", -gen["first_token"]["median_s"], -2.0),
-        ("bfloat16 validation loss within 1% of float32 (relative difference, lower is better)", "",
-         -r["bfloat16_quality"]["relative_difference"], -0.01),
+        (
+            "bfloat16 validation loss within 1% of float32 (relative difference, lower is better)",
+            "",
+            -r["bfloat16_quality"]["relative_difference"],
+            -0.01,
+        ),
     ]
 
 
@@ -91,7 +116,9 @@ def write_results_md(r: dict, path: Path) -> None:
         else:
             verdict = f"missed by {abs(measured - wanted):.2f} {unit}"
         why = WHY_MISSED.get(name, "")
-        rows.append([name, _fmt(measured, unit), _fmt(wanted, unit), verdict + (why if not met or "caveat" in why else "")])
+        rows.append(
+            [name, _fmt(measured, unit), _fmt(wanted, unit), verdict + (why if not met or "caveat" in why else "")]
+        )
     parts += [_table(["target", "measured", "wanted", "verdict"], rows), ""]
 
     parts += ["## Training tokens/s (median of interleaved steps)", ""]
@@ -99,60 +126,120 @@ def write_results_md(r: dict, path: Path) -> None:
     for name, t in r["training"].items():
         s = t["shape"]
         tps = t["tokens_per_second"]
-        rows.append([
-            f"{name}: vocab {s['vocab']:,}, emb {s['embedding']}, {s['layers']} x {s['hidden']}, batch {s['batch']} x {s['seq_len']}",
-            f"{tps['baseline_float32']:,.0f}", f"{tps['textlstm_float32']:,.0f}", f"{tps['textlstm_bfloat16']:,.0f}",
-            f"{tps['textlstm_float32'] / tps['baseline_float32']:.2f}x", f"{tps['textlstm_bfloat16'] / tps['baseline_float32']:.2f}x",
-            f"{t['load_average'][0]} / {t['load_average'][1]}",
-        ])
-    parts += [_table(["shape", "plain baseline fp32", "textlstm fp32", "textlstm bf16", "fp32 / baseline",
-                      "bf16 / baseline", "load avg start / end"], rows), ""]
-    parts += ["textlstm runs with dropout 0.2 and recurrent dropout 0.25 (Keras shape: 0.1 and 0.1) through the "
-              "trainer's own step (training/step.py's `TrainingStep`); the baseline is Embedding -> nn.LSTM -> "
-              "Linear -> cross-entropy with no dropout. Both clip gradients and step AdamW, on the same tiny "
-              "Shakespeare ids.", ""]
+        rows.append(
+            [
+                f"{name}: vocab {s['vocab']:,}, emb {s['embedding']}, {s['layers']} x {s['hidden']}, batch {s['batch']} x {s['seq_len']}",
+                f"{tps['baseline_float32']:,.0f}",
+                f"{tps['textlstm_float32']:,.0f}",
+                f"{tps['textlstm_bfloat16']:,.0f}",
+                f"{tps['textlstm_float32'] / tps['baseline_float32']:.2f}x",
+                f"{tps['textlstm_bfloat16'] / tps['baseline_float32']:.2f}x",
+                f"{t['load_average'][0]} / {t['load_average'][1]}",
+            ]
+        )
+    parts += [
+        _table(
+            [
+                "shape",
+                "plain baseline fp32",
+                "textlstm fp32",
+                "textlstm bf16",
+                "fp32 / baseline",
+                "bf16 / baseline",
+                "load avg start / end",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    parts += [
+        "textlstm runs with dropout 0.2 and recurrent dropout 0.25 (Keras shape: 0.1 and 0.1) through the "
+        "trainer's own step (training/step.py's `TrainingStep`); the baseline is Embedding -> nn.LSTM -> "
+        "Linear -> cross-entropy with no dropout. Both clip gradients and step AdamW, on the same tiny "
+        "Shakespeare ids.",
+        "",
+    ]
 
     char = r["training"]["char"]
     parts += ["## Matmul peak and achieved FLOP rate (char config)", ""]
-    rows = [[dtype, f"{char['peak_gflops']['matmul_' + dtype]:.0f}",
-             f"{char['achieved_gflops']['textlstm_' + dtype]:.0f}",
-             f"{char['achieved_gflops']['textlstm_' + dtype] / char['peak_gflops']['matmul_' + dtype]:.0%}"]
-            for dtype in ("float32", "bfloat16")]
-    parts += [_table(["dtype", "2048 x 2048 matmul GFLOP/s (faster back end)", "textlstm step GFLOP/s", "fraction of peak"], rows), "",
-              "Matmul back ends, GFLOP/s: " + ", ".join(f"{n.removeprefix('matmul_')} {v:.0f}" for n, v in char["matmul_gflops"].items())
-              + " (mm: torch.mm, MKL/BLAS; onednn: the same product as a 1x1 convolution, the library the LSTM kernel uses).", "",
-              f"FLOPs per token counted: {char['flops_per_token']:,} (6 x the LSTM and output-layer weights). "
-              f"Baseline fp32: {char['achieved_gflops']['baseline_float32']:.0f} GFLOP/s.", ""]
+    rows = [
+        [
+            dtype,
+            f"{char['peak_gflops']['matmul_' + dtype]:.0f}",
+            f"{char['achieved_gflops']['textlstm_' + dtype]:.0f}",
+            f"{char['achieved_gflops']['textlstm_' + dtype] / char['peak_gflops']['matmul_' + dtype]:.0%}",
+        ]
+        for dtype in ("float32", "bfloat16")
+    ]
+    parts += [
+        _table(
+            ["dtype", "2048 x 2048 matmul GFLOP/s (faster back end)", "textlstm step GFLOP/s", "fraction of peak"], rows
+        ),
+        "",
+        "Matmul back ends, GFLOP/s: "
+        + ", ".join(f"{n.removeprefix('matmul_')} {v:.0f}" for n, v in char["matmul_gflops"].items())
+        + " (mm: torch.mm, MKL/BLAS; onednn: the same product as a 1x1 convolution, the library the LSTM kernel uses).",
+        "",
+        f"FLOPs per token counted: {char['flops_per_token']:,} (6 x the LSTM and output-layer weights). "
+        f"Baseline fp32: {char['achieved_gflops']['baseline_float32']:.0f} GFLOP/s.",
+        "",
+    ]
 
     e = r["experiments"]
     parts += ["## Experiments (char config, float32, interleaved)", ""]
-    parts += [_table(["variant", "tokens/s"], [[n, f"{v:,.0f}"] for n, v in e["tokens_per_second"].items()]), "",
-              f"Load average {e['load_average'][0]} / {e['load_average'][1]}.", ""]
+    parts += [
+        _table(["variant", "tokens/s"], [[n, f"{v:,.0f}"] for n, v in e["tokens_per_second"].items()]),
+        "",
+        f"Load average {e['load_average'][0]} / {e['load_average'][1]}.",
+        "",
+    ]
 
     ev = r["evaluation"]
-    parts += ["## Evaluation (char config, `evaluate_split`, batch 32 x 256)", "",
-              _table(["precision", "tokens/s"], [[p, f"{v:,.0f}"] for p, v in ev["tokens_per_second"].items()]), "",
-              f"{ev['tokens']:,} validation tokens per run; load average {ev['load_average'][0]} / {ev['load_average'][1]}.", ""]
+    parts += [
+        "## Evaluation (char config, `evaluate_split`, batch 32 x 256)",
+        "",
+        _table(["precision", "tokens/s"], [[p, f"{v:,.0f}"] for p, v in ev["tokens_per_second"].items()]),
+        "",
+        f"{ev['tokens']:,} validation tokens per run; load average {ev['load_average'][0]} / {ev['load_average'][1]}.",
+        "",
+    ]
 
     g = r["generation"]
-    parts += [f"## Generation at batch 1 (char model, hidden {g['hidden_size']}, 2 layers; "
-              "benchmarks/speed/generate.py)", ""]
-    rows = [[name, f"{g['float32'][name]['median']:,}", f"{g['bfloat16_weights'][name]['median']:,}"] for name in g["float32"]]
-    parts += [_table(["sampling", "float32 weights tok/s", "bfloat16 weights tok/s"], rows), "",
-              f"`textlstm generate` from start to first token: median {g['first_token']['median_s']} s, "
-              f"best {g['first_token']['best_s']} s. {g['tokens']} tokens per run, {g['repeats']} runs; "
-              f"load average {g['load_average'][0]} / {g['load_average'][1]}.", ""]
+    parts += [
+        f"## Generation at batch 1 (char model, hidden {g['hidden_size']}, 2 layers; benchmarks/speed/generate.py)",
+        "",
+    ]
+    rows = [
+        [name, f"{g['float32'][name]['median']:,}", f"{g['bfloat16_weights'][name]['median']:,}"]
+        for name in g["float32"]
+    ]
+    parts += [
+        _table(["sampling", "float32 weights tok/s", "bfloat16 weights tok/s"], rows),
+        "",
+        f"`textlstm generate` from start to first token: median {g['first_token']['median_s']} s, "
+        f"best {g['first_token']['best_s']} s. {g['tokens']} tokens per run, {g['repeats']} runs; "
+        f"load average {g['load_average'][0]} / {g['load_average'][1]}.",
+        "",
+    ]
 
     size = r["tokenization_text_mb"]
-    parts += [f"## Tokenization (tiny Shakespeare, {size:.2g} MB, as `textlstm.data.token_ids` encodes a corpus)", "",
-              _table(["tokenizer", "MB/s"], [[n, f"{v:.1f}"] for n, v in r["tokenization_mb_per_second"].items()]), ""]
+    parts += [
+        f"## Tokenization (tiny Shakespeare, {size:.2g} MB, as `textlstm.data.token_ids` encodes a corpus)",
+        "",
+        _table(["tokenizer", "MB/s"], [[n, f"{v:.1f}"] for n, v in r["tokenization_mb_per_second"].items()]),
+        "",
+    ]
 
     q = r["bfloat16_quality"]
-    parts += ["## bfloat16 quality", "",
-              f"Char model (64, 1 x {q['hidden_size']}), batch 32 x 64, {q['steps']} steps on tiny Shakespeare "
-              "through `textlstm.training.trainer`: "
-              f"validation loss {q['float32_valid_loss']:.4f} in float32, {q['bfloat16_valid_loss']:.4f} in bfloat16 "
-              f"({q['relative_difference']:.2%} apart).", ""]
+    parts += [
+        "## bfloat16 quality",
+        "",
+        f"Char model (64, 1 x {q['hidden_size']}), batch 32 x 64, {q['steps']} steps on tiny Shakespeare "
+        "through `textlstm.training.trainer`: "
+        f"validation loss {q['float32_valid_loss']:.4f} in float32, {q['bfloat16_valid_loss']:.4f} in bfloat16 "
+        f"({q['relative_difference']:.2%} apart).",
+        "",
+    ]
     path.write_text("\n".join(parts) + NOTES)
 
 

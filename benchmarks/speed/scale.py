@@ -93,18 +93,36 @@ def run(megabytes: int, steps: int, keep: bool, work: Path = WORK, eval_tokens: 
     }
     output = caches / "run"
     command = [
-        "textlstm", "train", "--dataset", str(corpus), "--tokenizer", "char", "--max-steps", str(steps),
-        "--output", str(output), "--eval-every", str(steps),
+        "textlstm",
+        "train",
+        "--dataset",
+        str(corpus),
+        "--tokenizer",
+        "char",
+        "--max-steps",
+        str(steps),
+        "--output",
+        str(output),
+        "--eval-every",
+        str(steps),
         # A small model and a short evaluation: this measures the data path, not the model's speed.
-        "--hidden-size", "128", "--batch-size", "32", "--eval-tokens", str(eval_tokens),
+        "--hidden-size",
+        "128",
+        "--batch-size",
+        "32",
+        "--eval-tokens",
+        str(eval_tokens),
     ]
     textlstm = [sys.executable, "-m", "textlstm"]  # the textlstm of this Python
     time_log, run_log = caches / "time.txt", caches / "train.log"
     started = time.perf_counter()
     with open(run_log, "w") as log_file:
         process = subprocess.Popen(
-            ["/usr/bin/time", "-v", "-o", str(time_log), *textlstm, *command[1:]], env=env, cwd=REPO,
-            stdout=log_file, stderr=subprocess.STDOUT,
+            ["/usr/bin/time", "-v", "-o", str(time_log), *textlstm, *command[1:]],
+            env=env,
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     marks: dict[str, float] = {}
     peak_mb, peak_anon_mb, peak_phase, peak_anon_phase = 0.0, 0.0, "", ""
@@ -140,7 +158,9 @@ def run(megabytes: int, steps: int, keep: bool, work: Path = WORK, eval_tokens: 
         "seconds_to_ids": round(ids, 1),
         "tokenize_mb_per_sec": round(size_mb / ids, 2),
         # None when no sample fell between the tokenizer and the ids (a small file)
-        "encode_mb_per_sec": round(size_mb / (ids - marks["tokenizer"]), 2) if ids > marks.get("tokenizer", ids) else None,
+        "encode_mb_per_sec": round(size_mb / (ids - marks["tokenizer"]), 2)
+        if ids > marks.get("tokenizer", ids)
+        else None,
         "seconds_training_and_eval": round(total - ids, 1),
         "seconds_total": round(total, 1),
         "peak_tree_rss_mb": round(peak_mb, 1),
@@ -186,8 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the big file and the caches")
     parser.add_argument("--no-write", action="store_true", help="print the figures, do not write results/")
-    add_quick_options(parser, "a 2 MB file in a temporary folder, 2 steps",
-                      "benchmarks/results/scale.json and scale.md")
+    add_quick_options(
+        parser, "a 2 MB file in a temporary folder, 2 steps", "benchmarks/results/scale.json and scale.md"
+    )
     args = parser.parse_args(argv)
     folder = output_folder(args.output_dir, args.quick)
     if args.quick:

@@ -118,7 +118,9 @@ def write_checkpoint(folder: Path, served: Served) -> Path:
     return folder
 
 
-def start_server(checkpoint: Path, threads: int, max_conversations: int, precision: str = "float32") -> tuple[subprocess.Popen, str, int]:
+def start_server(
+    checkpoint: Path, threads: int, max_conversations: int, precision: str = "float32"
+) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen(
         [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0",
@@ -161,7 +163,8 @@ async def post(host: str, port: int, path: str, body: dict, on_event=None) -> di
     payload = json.dumps(body).encode()
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+        + payload
     )
     try:
         status = int((await reader.readline()).split()[1])
@@ -207,7 +210,14 @@ async def streaming_client(host: str, port: int, until: float, seed: int, record
                 record["tokens"] += len(text)
             last = now
 
-        body = {"model": "bench", "prompt": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0.8, "seed": seed, "stream": True}
+        body = {
+            "model": "bench",
+            "prompt": PROMPT,
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0.8,
+            "seed": seed,
+            "stream": True,
+        }
         await post(host, port, "/v1/completions", body, on_event)
         seed += 1000
 
@@ -262,7 +272,13 @@ async def run_scoring_level(host: str, port: int, clients: int, seconds: float) 
     await asyncio.gather(*(scoring_client(host, port, start + seconds, i, records[i]) for i in range(clients)))
     elapsed = max(r["ended"] for r in records) - start
     tokens = sum(r["tokens"] for r in records)
-    return {"clients": clients, "chars_per_request": SCORED_CHARS, "seconds": elapsed, "tokens": tokens, "tokens_per_sec": tokens / elapsed}
+    return {
+        "clients": clients,
+        "chars_per_request": SCORED_CHARS,
+        "seconds": elapsed,
+        "tokens": tokens,
+        "tokens_per_sec": tokens / elapsed,
+    }
 
 
 async def long_prompt_stall(host: str, port: int, seconds: float, chars: int = 100_000) -> dict:
@@ -278,11 +294,17 @@ async def long_prompt_stall(host: str, port: int, seconds: float, chars: int = 1
     await asyncio.gather(*clients)
     # The gaps that ended while the long prompt was in the server (or just after).
     gaps = [gap for r in records for end, gap in r["event_gaps"] if started <= end <= finished + 0.5]
-    return {"prompt_chars": len(prompt), "prompt_seconds": finished - started, "others_max_gap_ms": 1000 * max(gaps), "others_p99_gap_ms": 1000 * percentile(gaps, 99)}
+    return {
+        "prompt_chars": len(prompt),
+        "prompt_seconds": finished - started,
+        "others_max_gap_ms": 1000 * max(gaps),
+        "others_p99_gap_ms": 1000 * percentile(gaps, 99),
+    }
 
 
-async def kept_conversation_memory(host: str, port: int, pid: int, count: int, served: Served,
-                                   concurrency: int = 32) -> dict:
+async def kept_conversation_memory(
+    host: str, port: int, pid: int, count: int, served: Served, concurrency: int = 32
+) -> dict:
     """RSS growth per kept conversation: N chats without an id (the allocator warms up), then N with."""
 
     async def chats(keep: bool, offset: int) -> None:
@@ -291,7 +313,11 @@ async def kept_conversation_memory(host: str, port: int, pid: int, count: int, s
         async def worker():
             while queue:
                 i = queue.pop()
-                body = {"model": "bench", "messages": [{"role": "user", "content": f"Good morrow, {i}"}], "max_tokens": 4}
+                body = {
+                    "model": "bench",
+                    "messages": [{"role": "user", "content": f"Good morrow, {i}"}],
+                    "max_tokens": 4,
+                }
                 if keep:
                     body["conversation_id"] = f"c{offset + i}"
                 await post(host, port, "/v1/chat/completions", body)
@@ -350,10 +376,13 @@ def offline_tokens_per_second(precision: str, vocab_size: int, rounds: int, eval
     benchmarks/speed/run.py times them)."""
     from textlstm.evaluation.scoring import evaluate_split
 
-    ids = np.random.default_rng(0).integers(2, vocab_size, 4 * eval_tokens + served.train_batch * served.train_seq_len * 8)
+    ids = np.random.default_rng(0).integers(
+        2, vocab_size, 4 * eval_tokens + served.train_batch * served.train_seq_len * 8
+    )
     model = served_model(vocab_size, served)
-    shape = Shape("served", vocab_size, served.embedding, served.hidden, served.layers, served.train_batch,
-                  served.train_seq_len)
+    shape = Shape(
+        "served", vocab_size, served.embedding, served.hidden, served.layers, served.train_batch, served.train_seq_len
+    )
     contenders = {
         "eval": lambda: evaluate_split(model, ids, max_tokens=eval_tokens, precision=precision),
         "training": textlstm_step(shape, ids, precision),
@@ -397,12 +426,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--conversations", type=int, default=4000, help="kept conversations for the RSS measurement")
     parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="numbers of concurrent clients")
-    parser.add_argument("--precisions", default=None,
-                        help="the server's --precision, one pass of the levels each (default: serve's own, then float32)")
+    parser.add_argument(
+        "--precisions",
+        default=None,
+        help="the server's --precision, one pass of the levels each (default: serve's own, then float32)",
+    )
     parser.add_argument("--scoring-clients", default="8,64", help="numbers of concurrent clients of the scoring levels")
     parser.add_argument("--rounds", type=int, default=7, help="alternating rounds of eval and training steps")
-    add_quick_options(parser, "float32 only (unless --precisions), 1 and 4 streaming clients and 2 scoring ones, "
-                      "1 s a level, 50 kept conversations", "benchmarks/results/serving.json and benchmarks/SERVING.md")
+    add_quick_options(
+        parser,
+        "float32 only (unless --precisions), 1 and 4 streaming clients and 2 scoring ones, "
+        "1 s a level, 50 kept conversations",
+        "benchmarks/results/serving.json and benchmarks/SERVING.md",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.conversations, args.rounds = 1.0, min(args.conversations, 50), 2
@@ -492,12 +528,20 @@ def report(result: dict) -> str:
         f"{l['server_cpu_ms_per_token']:.2f} | {l['server_rss_mb']:.0f} |"
         for l in result["levels"]
     )
-    speedup = ", ".join(
-        f"{l['precision']} **{l['total_tokens_per_sec'] / single[l['precision']]:.1f}x**" for l in result["levels"] if l["clients"] == 64
-    ) or "not measured"
-    first_token = ", ".join(
-        f"{l['precision']} **{l['first_token_ms_p99']:.0f} ms**" for l in result["levels"] if l["clients"] == 64
-    ) or "not measured"
+    speedup = (
+        ", ".join(
+            f"{l['precision']} **{l['total_tokens_per_sec'] / single[l['precision']]:.1f}x**"
+            for l in result["levels"]
+            if l["clients"] == 64
+        )
+        or "not measured"
+    )
+    first_token = (
+        ", ".join(
+            f"{l['precision']} **{l['first_token_ms_p99']:.0f} ms**" for l in result["levels"] if l["clients"] == 64
+        )
+        or "not measured"
+    )
     offline = {o["precision"]: o for o in result["offline"]}
     scoring_rows = "\n".join(
         f"| {s['precision']} | {s['clients']} | {s['tokens_per_sec']:.0f} | {s['server_cpu_ms_per_token']:.3f} | "
@@ -506,11 +550,14 @@ def report(result: dict) -> str:
         f"**{offline[s['precision']]['eval_tokens_per_sec'] / offline[s['precision']]['training_tokens_per_sec']:.2f}x** |"
         for s in result["scoring"]
     )
-    step_bound = "; ".join(
-        f"{b['precision']} {b['batch_1_tokens_per_sec']:,.0f} at batch 1 and {b['batch_64_tokens_per_sec']:,.0f} at batch 64 "
-        f"(**{b['batch_64_tokens_per_sec'] / b['batch_1_tokens_per_sec']:.1f}x**)"
-        for b in result.get("model_step_alone", [])
-    ) or "not measured"
+    step_bound = (
+        "; ".join(
+            f"{b['precision']} {b['batch_1_tokens_per_sec']:,.0f} at batch 1 and {b['batch_64_tokens_per_sec']:,.0f} at batch 64 "
+            f"(**{b['batch_64_tokens_per_sec'] / b['batch_1_tokens_per_sec']:.1f}x**)"
+            for b in result.get("model_step_alone", [])
+        )
+        or "not measured"
+    )
     memory = result["kept_conversations"]
     served = result["served"]
     stall = result["long_prompt"]
@@ -525,11 +572,11 @@ def report(result: dict) -> str:
     )
     return f"""# Serving benchmark (`textlstm serve`; benchmarks/speed/serving.py)
 
-Char model, {served['layers']} x {served['hidden']} LSTM, random weights, every token one character; `textlstm serve --threads
-{result['server_threads']} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
+Char model, {served["layers"]} x {served["hidden"]} LSTM, random weights, every token one character; `textlstm serve --threads
+{result["server_threads"]} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
 ({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
-{result['levels'][0]['seconds']:.0f} s per level. {result['cpus']} CPUs ({result.get('cpu', 'model not recorded')}), torch {result['torch']},
-Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
+{result["levels"][0]["seconds"]:.0f} s per level. {result["cpus"]} CPUs ({result.get("cpu", "model not recorded")}), torch {result["torch"]},
+Python {result["python"]}, {result["date"]}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
 {shared}
 | precision | clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
@@ -537,14 +584,14 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 
 - Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 20x).
 - The model's `step` alone, tokens/s (no HTTP, no sampling, no prompt to read; in this process, torch
-  threads {result['offline'][0]['torch_threads']}): {step_bound}. With the server's other work counted too, the levels above
+  threads {result["offline"][0]["torch_threads"]}): {step_bound}. With the server's other work counted too, the levels above
   stay under these.
 - First token p99 at 64 clients: {first_token} (target: under 1 s).
-- With the first precision's server: a {stall['prompt_chars']:,}-character prompt read while 8 clients stream: it took {stall['prompt_seconds']:.2f} s;
-  the longest gap between the 8 clients' events meanwhile was {stall['others_max_gap_ms']:.0f} ms (p99 {stall['others_p99_gap_ms']:.0f} ms).
-- Kept conversations: {memory['kept']:,} kept; RSS {memory['rss_before_mb']:.1f} MB -> {memory['rss_after_mb']:.1f} MB,
-  **{memory['kb_per_conversation']:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory['state_kb']:.0f} KB).
-- Active sequences after all clients left: {result['active_sequences_after']}.
+- With the first precision's server: a {stall["prompt_chars"]:,}-character prompt read while 8 clients stream: it took {stall["prompt_seconds"]:.2f} s;
+  the longest gap between the 8 clients' events meanwhile was {stall["others_max_gap_ms"]:.0f} ms (p99 {stall["others_p99_gap_ms"]:.0f} ms).
+- Kept conversations: {memory["kept"]:,} kept; RSS {memory["rss_before_mb"]:.1f} MB -> {memory["rss_after_mb"]:.1f} MB,
+  **{memory["kb_per_conversation"]:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory["state_kb"]:.0f} KB).
+- Active sequences after all clients left: {result["active_sequences_after"]}.
 
 ## Scoring
 
@@ -555,13 +602,13 @@ Python {result['python']}, {result['date']}. Load average (1/5/15 min) before: {
 Target: scoring at least 2.5x the training tokens/s of the same model, through the API and through
 `textlstm eval`. "API": the level's clients send `/v1/completions` requests with
 echo, logprobs 1 and max_tokens 0 (what lm-evaluation-harness sends to score a text) of
-{result['scoring'][0]['chars_per_request']:,} characters each, back to back for the level's seconds: prompt tokens
+{result["scoring"][0]["chars_per_request"]:,} characters each, back to back for the level's seconds: prompt tokens
 scored per second, to the end of the last request. "eval": `evaluate_split` (what `textlstm eval`
 runs: 32 parts side by side, 256 tokens per pass, a burn-in before each part; only scored tokens
-count) on {result['offline'][0]['eval_tokens']:,} tokens; "training": training/step.py's `TrainingStep`
-(the step the trainer runs) at batch {served['train_batch']} x {served['train_seq_len']} with
+count) on {result["offline"][0]["eval_tokens"]:,} tokens; "training": training/step.py's `TrainingStep`
+(the step the trainer runs) at batch {served["train_batch"]} x {served["train_seq_len"]} with
 dropout 0.2 and recurrent dropout 0.25, as benchmarks/speed/run.py measures both for RESULTS.md
-(alternating, medians; torch threads {result['offline'][0]['torch_threads']}, the server's `--threads`; in this process with
+(alternating, medians; torch threads {result["offline"][0]["torch_threads"]}, the server's `--threads`; in this process with
 no server running). The served model holds its weights in the precision; eval and training run float32
 weights under bfloat16 autocast.
 

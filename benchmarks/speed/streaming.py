@@ -76,11 +76,26 @@ def main(argv: list[str] | None = None) -> dict:
         write_sec = time.perf_counter() - start
         print(f"wrote {corpus} ({size / 1e9:.2f} GB) in {write_sec:.0f} s", flush=True)
 
-        caches = {"TEXTLSTM_CACHE": work / "textlstm-cache", "HF_HOME": work / "hf", "HF_DATASETS_CACHE": work / "hf" / "datasets"}
+        caches = {
+            "TEXTLSTM_CACHE": work / "textlstm-cache",
+            "HF_HOME": work / "hf",
+            "HF_DATASETS_CACHE": work / "hf" / "datasets",
+        }
         env = {**os.environ, **{name: str(path) for name, path in caches.items()}, "PYTHONPATH": str(REPO)}
         run = work / "run"
-        command = [sys.executable, "-m", "textlstm", "train", "--dataset", str(corpus), "--streaming",
-                   "--max-steps", str(args.steps), "--output", str(run)]
+        command = [
+            sys.executable,
+            "-m",
+            "textlstm",
+            "train",
+            "--dataset",
+            str(corpus),
+            "--streaming",
+            "--max-steps",
+            str(args.steps),
+            "--output",
+            str(run),
+        ]
         load_before = os.getloadavg()
         start = time.perf_counter()
         result = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True, text=True)
@@ -101,7 +116,11 @@ def main(argv: list[str] | None = None) -> dict:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
             "cpu_count": os.cpu_count(),
-            "last_lines": [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.startswith(("final", "done", "tokens:", "tokenizer:"))],
+            "last_lines": [
+                line.strip()
+                for line in (result.stdout + result.stderr).splitlines()
+                if line.startswith(("final", "done", "tokens:", "tokenizer:"))
+            ],
         }
         folder.mkdir(exist_ok=True)
         (folder / "streaming.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -87,8 +87,12 @@ class TrainerSteps:
         config.model.vocab_size instead of a corpus."""
         device = distributed.local_device(resolve_device(config.train.device))
         precision = training_precision(config.train.precision, device)
-        data = RunData(corpus=None, tokenizer=SimpleNamespace(vocab_size=config.model.vocab_size),
-                       splits={"train": SimpleNamespace(ids=ids)}, stream=None)
+        data = RunData(
+            corpus=None,
+            tokenizer=SimpleNamespace(vocab_size=config.model.vocab_size),
+            splits={"train": SimpleNamespace(ids=ids)},
+            stream=None,
+        )
         train_step, batcher = build_training(config, data, device, precision)
         return cls(train_step, batcher, config, step_limit(config, len(batcher)))
 
@@ -102,16 +106,30 @@ class TrainerSteps:
         return outcome
 
 
-def textlstm_step(shape: Shape, ids: np.ndarray, precision: str = "float32", seed: int = 0, device: str = "cpu",
-                  **model_overrides) -> TrainerSteps:
+def textlstm_step(
+    shape: Shape, ids: np.ndarray, precision: str = "float32", seed: int = 0, device: str = "cpu", **model_overrides
+) -> TrainerSteps:
     """One call = one step of textlstm's trainer (its model, optimizer, batcher and TrainingStep)."""
     model = ModelConfig(
-        vocab_size=shape.vocab, embedding_size=shape.embedding, hidden_size=shape.hidden, layers=shape.layers,
-        dropout=shape.dropout, recurrent_dropout=shape.recurrent_dropout,
+        vocab_size=shape.vocab,
+        embedding_size=shape.embedding,
+        hidden_size=shape.hidden,
+        layers=shape.layers,
+        dropout=shape.dropout,
+        recurrent_dropout=shape.recurrent_dropout,
     )
     model = ModelConfig(**{**model.__dict__, **model_overrides})
-    train = TrainConfig(batch_size=shape.batch, seq_len=shape.seq_len, lr=4e-3, max_steps=10**9, warmup_steps=0,
-                        weight_decay=0.01, seed=seed, device=device, precision=precision)
+    train = TrainConfig(
+        batch_size=shape.batch,
+        seq_len=shape.seq_len,
+        lr=4e-3,
+        max_steps=10**9,
+        warmup_steps=0,
+        weight_decay=0.01,
+        seed=seed,
+        device=device,
+        precision=precision,
+    )
     return TrainerSteps.on_ids(RunConfig(model=model, data=DataConfig(), train=train), ids)
 
 
@@ -195,31 +213,48 @@ def time_shape(device: torch.device, name: str, precisions: list[str], warmup: i
             errors[contender] = f"{type(error).__name__}: {error}"
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    print(f"  {name}: " + ", ".join([f"{n} {v:,.0f} tok/s" for n, v in rates.items()] + [f"{n} failed: {e}" for n, e in errors.items()]),
-          flush=True)
+    print(
+        f"  {name}: "
+        + ", ".join(
+            [f"{n} {v:,.0f} tok/s" for n, v in rates.items()] + [f"{n} failed: {e}" for n, e in errors.items()]
+        ),
+        flush=True,
+    )
     return {"shape": asdict(shape), "tokens_per_second": rates, "errors": errors}
 
 
 def machine(device: torch.device) -> dict:
-    about = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()}
+    about = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor(),
+    }
     if device.type == "cuda":
-        about |= {"gpu": torch.cuda.get_device_name(device), "compute_capability": list(torch.cuda.get_device_capability(device)),
-                  "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+        about |= {
+            "gpu": torch.cuda.get_device_name(device),
+            "compute_capability": list(torch.cuda.get_device_capability(device)),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        }
     return about
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        description="Training steps per second of textlstm and a plain PyTorch baseline on one device.")
+        description="Training steps per second of textlstm and a plain PyTorch baseline on one device."
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=["char", "word-medium", "char-large"])
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--warmup", type=int, default=5,
-                        help="untimed steps first (cuDNN picks its kernels, the allocator fills)")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed steps first (cuDNN picks its kernels, the allocator fills)"
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--output", type=Path, help="write the results here as JSON")
-    parser.add_argument("--quick", action="store_true",
-                        help="the tiny shape, 1 warm-up and 2 timed steps, to check that it runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="the tiny shape, 1 warm-up and 2 timed steps, to check that it runs"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.shapes, args.warmup, args.steps = ["tiny"], 1, 2

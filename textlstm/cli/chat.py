@@ -17,10 +17,15 @@ from textlstm.turns import TurnFormat
 @dataclass_options(TurnFormat)
 @sampling_options
 @model_options
-@click.option("--color", is_flag=True, help="Colour the prompt and the answer's prefix apart from the model's text (on a terminal only).")
+@click.option(
+    "--color",
+    is_flag=True,
+    help="Colour the prompt and the answer's prefix apart from the model's text (on a terminal only).",
+)
 @click.pass_context
-def chat(ctx: click.Context, checkpoint: str | None, device: str, precision: str, quantize: str | None, color: bool,
-         **params) -> None:
+def chat(
+    ctx: click.Context, checkpoint: str | None, device: str, precision: str, quantize: str | None, color: bool, **params
+) -> None:
     """Talk to a model: each line you type is a turn, and the model answers it.
 
     A turn is read as --user-prefix, your text and a newline, then --bot-prefix; the answer streams
@@ -35,11 +40,16 @@ def chat(ctx: click.Context, checkpoint: str | None, device: str, precision: str
     from textlstm.generation.generator import load
 
     interactive = sys.stdin.isatty()
-    prefixes = {name: value for name, value in dataclass_values(TurnFormat, params).items()
-                if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    prefixes = {
+        name: value
+        for name, value in dataclass_values(TurnFormat, params).items()
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    }
     with warnings_as_lines():
         model = load(checkpoint, device=device, precision=precision, quantize=quantize)
         session = model.session(turns=dataclasses.replace(model.turns, **prefixes), **sampling_values(params))
-        banner = (f"textlstm chat with {model.checkpoint}. Type a line to talk, {BLOCK} for several lines, "
-                  "/help for commands, Ctrl-D to leave.")
+        banner = (
+            f"textlstm chat with {model.checkpoint}. Type a line to talk, {BLOCK} for several lines, "
+            "/help for commands, Ctrl-D to leave."
+        )
         ChatRepl(session, interactive=interactive, color=color and sys.stdout.isatty()).run(banner)

@@ -76,7 +76,13 @@ def warnings_as_lines():
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read the prompt from this UTF-8 text file (for long prompts) instead of --prompt.",
 )
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="How many independent samples to write.")
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many independent samples to write.",
+)
 @click.option(
     "--interactive",
     is_flag=True,
@@ -84,13 +90,28 @@ def warnings_as_lines():
     "probabilities; type a number to take one, or any other text to add it. Ctrl-D ends and prints the text.",
 )
 @click.option(
-    "--choices", type=click.IntRange(min=1), default=10, show_default=True, help="With --interactive: how many next tokens to show."
+    "--choices",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="With --interactive: how many next tokens to show.",
 )
 @sampling_options
 @model_options
 @click.pass_context
-def generate(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool, choices: int,
-             checkpoint: str | None, device: str, precision: str, quantize: str | None, **params) -> None:
+def generate(
+    ctx: click.Context,
+    prompt: str,
+    prompt_file: Path | None,
+    num_samples: int,
+    interactive: bool,
+    choices: int,
+    checkpoint: str | None,
+    device: str,
+    precision: str,
+    quantize: str | None,
+    **params,
+) -> None:
     """Continue a prompt with text sampled from a trained model.
 
     The prompt is printed first and the new text streams after it as it is produced, so the output
@@ -126,14 +147,18 @@ def generate(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samp
                 _write("\n")
 
 
-def _check_combinations(ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool) -> None:
+def _check_combinations(
+    ctx: click.Context, prompt: str, prompt_file: Path | None, num_samples: int, interactive: bool
+) -> None:
     given = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     if prompt_file is not None and "prompt" in given:
         raise click.UsageError("give --prompt or --prompt-file, not both")
     if interactive and num_samples > 1:
         raise click.UsageError("--interactive writes one text: leave out --num-samples")
     if interactive and prompt == "-":
-        raise click.UsageError("--interactive reads your choices from stdin, so --prompt - cannot read the prompt from it: use --prompt-file")
+        raise click.UsageError(
+            "--interactive reads your choices from stdin, so --prompt - cannot read the prompt from it: use --prompt-file"
+        )
     if "choices" in given and not interactive:
         raise click.UsageError("--choices needs --interactive")
 

@@ -58,5 +58,6 @@ def _best_validation(details: dict) -> str:
     if details["best_step"] is None:
         return "best validation: none with a finite loss"
     bpc = details["best_valid_bits_per_char"]
-    return (f"best validation: loss {details['best_valid_loss']:.4f} nats per token at step {details['best_step']:,}"
-            + ("" if bpc is None else f", {bpc:.4f} bits per character"))
+    return f"best validation: loss {details['best_valid_loss']:.4f} nats per token at step {details['best_step']:,}" + (
+        "" if bpc is None else f", {bpc:.4f} bits per character"
+    )

@@ -20,24 +20,54 @@ PER_FEATURE = 3  # textlstm.inspection.cells.PER_FEATURE, written out: importing
 
 @click.command("inspect")
 @click.option("--prompt", metavar="TEXT", help="The text to read; '-' reads it from stdin.")
-@click.option("--prompt-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Read the text from this UTF-8 file instead of --prompt.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write report.html (the text shaded by any cell or gate) and the PNG heatmaps into "
-              "(the PNGs need matplotlib). Default: write nothing, print the found cells.")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print one JSON object instead of tables: {"cells": [{"layer", "index", "feature", "correlation", '
-              '"ablation_bits_on", "ablation_bits_off"}, ...], "memory": [...], "tokens", "characters", '
-              '"bits_per_char"}; no states.')
-@click.option("--feature", "patterns", metavar="REGEX", multiple=True,
-              help="A feature of your own: on for the characters a Python regular expression matches. Repeatable.")
-@click.option("--per-feature", type=click.IntRange(min=1), default=PER_FEATURE, show_default=True,
-              help="Cells reported for each feature, those of highest |R|.")
+@click.option(
+    "--prompt-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the text from this UTF-8 file instead of --prompt.",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write report.html (the text shaded by any cell or gate) and the PNG heatmaps into "
+    "(the PNGs need matplotlib). Default: write nothing, print the found cells.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print one JSON object instead of tables: {"cells": [{"layer", "index", "feature", "correlation", '
+    '"ablation_bits_on", "ablation_bits_off"}, ...], "memory": [...], "tokens", "characters", '
+    '"bits_per_char"}; no states.',
+)
+@click.option(
+    "--feature",
+    "patterns",
+    metavar="REGEX",
+    multiple=True,
+    help="A feature of your own: on for the characters a Python regular expression matches. Repeatable.",
+)
+@click.option(
+    "--per-feature",
+    type=click.IntRange(min=1),
+    default=PER_FEATURE,
+    show_default=True,
+    help="Cells reported for each feature, those of highest |R|.",
+)
 @model_options
 @click.pass_context
-def inspect_command(ctx: click.Context, prompt: str | None, prompt_file: Path | None, output: Path | None,
-                    as_json: bool, patterns: tuple[str, ...], per_feature: int, checkpoint: str | None,
-                    device: str, precision: str, quantize: str | None) -> None:
+def inspect_command(
+    ctx: click.Context,
+    prompt: str | None,
+    prompt_file: Path | None,
+    output: Path | None,
+    as_json: bool,
+    patterns: tuple[str, ...],
+    per_feature: int,
+    checkpoint: str | None,
+    device: str,
+    precision: str,
+    quantize: str | None,
+) -> None:
     """Look inside the LSTM: its gates, cells and memory on a text.
 
     Reads the text with the model (the newest run by default) and records, per layer and token, the
@@ -54,8 +84,15 @@ def inspect_command(ctx: click.Context, prompt: str | None, prompt_file: Path | 
 
     with warnings_as_lines():
         started = time.perf_counter()
-        inspection = inspect_text(text, checkpoint, device=device, precision=precision, quantize=quantize,
-                                  regex=patterns, per_feature=per_feature)
+        inspection = inspect_text(
+            text,
+            checkpoint,
+            device=device,
+            precision=precision,
+            quantize=quantize,
+            regex=patterns,
+            per_feature=per_feature,
+        )
         seconds = time.perf_counter() - started
         written, note = write_report(inspection, output) if output is not None else ([], None)
     if as_json:
@@ -91,24 +128,38 @@ def _print_tables(inspection, seconds: float) -> None:
 
     console = Console(soft_wrap=False)
     recording = inspection.recording
-    console.print(f"checkpoint: {inspection.checkpoint}\nread {len(recording.ends):,} tokens "
-                  f"({int(recording.chars.sum()):,} characters) in {seconds:.1f} s: "
-                  f"{recording.bits_per_char:.4f} bits per character", highlight=False)
-    table = Table(caption="R: correlation of the cell's c with the feature. Ablation: change in bits per character "
-                  "with c held at its mean where the feature is off, where the feature is on / off.",
-                  caption_justify="left")
+    console.print(
+        f"checkpoint: {inspection.checkpoint}\nread {len(recording.ends):,} tokens "
+        f"({int(recording.chars.sum()):,} characters) in {seconds:.1f} s: "
+        f"{recording.bits_per_char:.4f} bits per character",
+        highlight=False,
+    )
+    table = Table(
+        caption="R: correlation of the cell's c with the feature. Ablation: change in bits per character "
+        "with c held at its mean where the feature is off, where the feature is on / off.",
+        caption_justify="left",
+    )
     for column in ("layer", "cell", "feature", "R", "ablation on", "ablation off"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     for cell in inspection.cells:
-        table.add_row(str(cell.layer), str(cell.index), cell.feature, f"{cell.correlation:+.3f}",
-                      _bits(cell.ablation_bits_on), _bits(cell.ablation_bits_off))
+        table.add_row(
+            str(cell.layer),
+            str(cell.index),
+            cell.feature,
+            f"{cell.correlation:+.3f}",
+            _bits(cell.ablation_bits_on),
+            _bits(cell.ablation_bits_off),
+        )
     console.print(table)
     if inspection.quiet_features:
         console.print(f"constant over this text, so no cells: {', '.join(inspection.quiet_features)}", highlight=False)
     for row in inspection.memory.as_dicts():
-        console.print(f"memory, layer {row['layer']}: time constant over 10 steps {row['share_over_10']:.0%} of cells, "
-                      f"over 100 {row['share_over_100']:.0%}, over 1,000 {row['share_over_1000']:.0%} "
-                      f"(median {row['median_steps']:,.1f} steps)", highlight=False)
+        console.print(
+            f"memory, layer {row['layer']}: time constant over 10 steps {row['share_over_10']:.0%} of cells, "
+            f"over 100 {row['share_over_100']:.0%}, over 1,000 {row['share_over_1000']:.0%} "
+            f"(median {row['median_steps']:,.1f} steps)",
+            highlight=False,
+        )
 
 
 def _bits(value: float | None) -> str:

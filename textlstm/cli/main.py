@@ -40,7 +40,19 @@ def _register_commands() -> None:
     from textlstm.cli.serve import serve
     from textlstm.cli.train import train
 
-    for command in (train, eval_command, generate, chat, serve, inspect_command, info, runs, plot, export_command, push):
+    for command in (
+        train,
+        eval_command,
+        generate,
+        chat,
+        serve,
+        inspect_command,
+        info,
+        runs,
+        plot,
+        export_command,
+        push,
+    ):
         cli.add_command(command)
 
 

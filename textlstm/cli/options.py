@@ -133,7 +133,9 @@ def _click_type(field: dataclasses.Field, kind):
         inner = click.Choice(list(allowed.values))
     elif allowed is not None and kind in (int, float):
         range_type = click.IntRange if kind is int else click.FloatRange
-        inner = range_type(min=allowed.minimum, max=allowed.maximum, min_open=allowed.min_open, max_open=allowed.max_open)
+        inner = range_type(
+            min=allowed.minimum, max=allowed.maximum, min_open=allowed.min_open, max_open=allowed.max_open
+        )
     else:
         inner = kind
     return AutoOr(inner, kind.__name__.upper()) if _auto_is_none(field) else inner

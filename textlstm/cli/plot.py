@@ -7,8 +7,14 @@ import click
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
-@click.option("-o", "--output", default="curves.png", show_default=True, type=click.Path(dir_okay=False),
-              help="Picture to write; the format follows the extension (png, pdf, svg).")
+@click.option(
+    "-o",
+    "--output",
+    default="curves.png",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Picture to write; the format follows the extension (png, pdf, svg).",
+)
 @click.option("--title", help="Title of the figure.")
 def plot(runs, output, title) -> None:
     """Training and validation loss and bits per character of RUNS (folders, or names under

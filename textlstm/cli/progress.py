@@ -21,7 +21,9 @@ class RichReporter(Reporter):
         self.progress = Progress(
             TextColumn("step {task.completed:>6.0f}{task.fields[of_total]}"),
             BarColumn(),
-            TextColumn("loss {task.fields[loss]}  val {task.fields[valid]} (best {task.fields[best]})  {task.fields[rate]} tok/s"),
+            TextColumn(
+                "loss {task.fields[loss]}  val {task.fields[valid]} (best {task.fields[best]})  {task.fields[rate]} tok/s"
+            ),
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
@@ -69,7 +71,9 @@ class RichReporter(Reporter):
     def sampled(self, step: int, text: str) -> None:
         self.console.print(f"sample step {step:>6}", highlight=False)
         lines = text.splitlines() or [""]
-        self.console.print(Text("\n".join(f"  | {line}" for line in lines)), highlight=False)  # Text: brackets stay text
+        self.console.print(
+            Text("\n".join(f"  | {line}" for line in lines)), highlight=False
+        )  # Text: brackets stay text
 
     def stop(self) -> None:
         self.progress.stop()

@@ -9,11 +9,18 @@ from textlstm.errors import TextlstmError
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--repo", required=True, metavar="USER/NAME",
-              help="The model repository: your user or organization, then a name. Created if it does not exist.")
+@click.option(
+    "--repo",
+    required=True,
+    metavar="USER/NAME",
+    help="The model repository: your user or organization, then a name. Created if it does not exist.",
+)
 @click.option("--private", is_flag=True, help="Create the repository private (an existing one keeps its visibility).")
-@click.option("--with-state", is_flag=True,
-              help="Also upload trainer_state.pt, what --resume needs (a pickle; loading by hf:// never reads it).")
+@click.option(
+    "--with-state",
+    is_flag=True,
+    help="Also upload trainer_state.pt, what --resume needs (a pickle; loading by hf:// never reads it).",
+)
 def push(run, repo, private, with_state) -> None:
     """Upload RUN (a run folder, or a run's name under checkpoints/) to the Hugging Face Hub.
 

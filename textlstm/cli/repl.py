@@ -52,7 +52,9 @@ def _help() -> str:
         ("/help", "this help"),
         ("/quit", "leave (Ctrl-D does too; Ctrl-C stops an answer)"),
     ]
-    lines = [f'Type a line and the model answers. A line of {BLOCK} starts a turn of several lines; another {BLOCK} ends it.']
+    lines = [
+        f"Type a line and the model answers. A line of {BLOCK} starts a turn of several lines; another {BLOCK} ends it."
+    ]
     lines.append("Commands:")
     for name, text in rows:
         lines.append(textwrap.fill(text, width=100, initial_indent=f"  {name:<24}", subsequent_indent=" " * 26))
@@ -81,7 +83,12 @@ class Style:
 
 class ChatRepl:
     def __init__(
-        self, session: Session, interactive: bool, out: TextIO | None = None, messages: TextIO | None = None, color: bool = False
+        self,
+        session: Session,
+        interactive: bool,
+        out: TextIO | None = None,
+        messages: TextIO | None = None,
+        color: bool = False,
     ):
         self.session = session
         self.interactive = interactive

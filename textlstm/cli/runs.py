@@ -8,8 +8,13 @@ import click
 
 
 @click.command()
-@click.option("--root", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
-              help="Folder holding the run folders.")
+@click.option(
+    "--root",
+    default="checkpoints",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder holding the run folders.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list on stdout instead of a table.")
 def runs(root, as_json) -> None:
     """The runs under checkpoints/: name, corpus, tokenizer, size, steps, best validation bits per
@@ -47,8 +52,11 @@ def _print_table(rows: list[dict]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD, caption="bpc: bits per character of the validation text, best evaluation",
-                  caption_justify="left")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        caption="bpc: bits per character of the validation text, best evaluation",
+        caption_justify="left",
+    )
     table.add_column("name", overflow="fold", min_width=12)
     table.add_column("corpus", overflow="fold", min_width=12)
     table.add_column("tokenizer", no_wrap=True)
@@ -57,10 +65,21 @@ def _print_table(rows: list[dict]) -> None:
     table.add_column("date", no_wrap=True)
     for row in rows:
         if row["problem"]:
-            table.add_row(row["name"], Text(f"unreadable config.json (textlstm info {row['name']} says why)", style="red"), "", "", "", "", _date(row["date"]))
+            table.add_row(
+                row["name"],
+                Text(f"unreadable config.json (textlstm info {row['name']} says why)", style="red"),
+                "",
+                "",
+                "",
+                "",
+                _date(row["date"]),
+            )
             continue
         table.add_row(
-            row["name"], row["corpus"], row["tokenizer"], _size(row["parameters"]),
+            row["name"],
+            row["corpus"],
+            row["tokenizer"],
+            _size(row["parameters"]),
             "-" if row["steps"] is None else f"{row['steps']:,}",
             "-" if row["best_valid_bits_per_char"] is None else f"{row['best_valid_bits_per_char']:.4f}",
             _date(row["date"]),

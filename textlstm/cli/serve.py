@@ -22,17 +22,36 @@ ONEDNN_CACHE_ENTRIES = 64  # oneDNN primitives the server keeps (see serve)
 def _network_options(command):
     """Who may use the server (AccessSettings)."""
     options = [
-        click.option("--api-key", metavar="KEY", envvar="TEXTLSTM_API_KEY", show_envvar=True,
-                     help="Require this key (Authorization: Bearer KEY) on every route but /, /health, /metrics and "
-                     "/metrics.json."),
-        click.option("--api-key-file", type=click.Path(dir_okay=False), metavar="PATH",
-                     help="Require one of the keys in this file, one a line (with --api-key: that one too)."),
-        click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
-                     help="Let pages on this origin (e.g. https://app.example) call the API from a browser; "
-                     "repeatable; * for any. Others get 403."),
-        click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
-                     help="A name this server answers to in the Host header beside its addresses (a DNS name "
-                     "it is reached by); repeatable. Others get 400."),
+        click.option(
+            "--api-key",
+            metavar="KEY",
+            envvar="TEXTLSTM_API_KEY",
+            show_envvar=True,
+            help="Require this key (Authorization: Bearer KEY) on every route but /, /health, /metrics and "
+            "/metrics.json.",
+        ),
+        click.option(
+            "--api-key-file",
+            type=click.Path(dir_okay=False),
+            metavar="PATH",
+            help="Require one of the keys in this file, one a line (with --api-key: that one too).",
+        ),
+        click.option(
+            "--cors-origin",
+            "cors_origins",
+            multiple=True,
+            metavar="ORIGIN",
+            help="Let pages on this origin (e.g. https://app.example) call the API from a browser; "
+            "repeatable; * for any. Others get 403.",
+        ),
+        click.option(
+            "--allowed-host",
+            "allowed_hosts",
+            multiple=True,
+            metavar="NAME",
+            help="A name this server answers to in the Host header beside its addresses (a DNS name "
+            "it is reached by); repeatable. Others get 400.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -48,19 +67,48 @@ def _network_options(command):
     "Default: the newest folder under ./checkpoints.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on; 0 picks a free one.")
-@click.option("--model-name", default=None, help="The model's name in the API. Default: the checkpoint folder's name "
-              "(USER/NAME for a model from the Hub).")
-@click.option("--user-prefix", help="Text before each user message in a chat (e.g. 'ROMEO: '). "
-              "Default: the checkpoint's (its corpus card's [chat] table), else none.")
-@click.option("--bot-prefix", help="Text before each answer in a chat (e.g. 'JULIET: '). "
-              "Default: the checkpoint's (its corpus card's [chat] table), else none.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one.",
+)
+@click.option(
+    "--model-name",
+    default=None,
+    help="The model's name in the API. Default: the checkpoint folder's name (USER/NAME for a model from the Hub).",
+)
+@click.option(
+    "--user-prefix",
+    help="Text before each user message in a chat (e.g. 'ROMEO: '). "
+    "Default: the checkpoint's (its corpus card's [chat] table), else none.",
+)
+@click.option(
+    "--bot-prefix",
+    help="Text before each answer in a chat (e.g. 'JULIET: '). "
+    "Default: the checkpoint's (its corpus card's [chat] table), else none.",
+)
 @dataclass_options(ServeSettings)
 @dataclass_options(DeviceSettings)
 @quantize_option
 @_network_options
-def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, precision, quantize, api_key,
-          api_key_file, cors_origins, allowed_hosts, **settings) -> None:
+def serve(
+    checkpoint,
+    host,
+    port,
+    model_name,
+    user_prefix,
+    bot_prefix,
+    device,
+    precision,
+    quantize,
+    api_key,
+    api_key_file,
+    cors_origins,
+    allowed_hosts,
+    **settings,
+) -> None:
     """Serve a model over HTTP with an OpenAI-compatible API and a chat page.
 
     Endpoints: /v1/completions, /v1/chat/completions (stream: true streams server-sent events),
@@ -89,7 +137,9 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
     resolve_hardware(device, precision, quantize)  # what cannot run here: one error line before the server listens
     access = _access_settings(host, api_key, api_key_file, cors_origins, allowed_hosts)
     # Like `textlstm chat`: the checkpoint's prefixes, each replaced by the one given.
-    given = {name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None}
+    given = {
+        name: value for name, value in (("user_prefix", user_prefix), ("bot_prefix", bot_prefix)) if value is not None
+    }
 
     def load_model():  # in the background, once the server listens
         with warnings_as_lines():
@@ -115,8 +165,11 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
     server.start()
     click.echo(f"listening on {server.url} while the model loads (/health answers 503 until it serves)", err=True)
     if not access.api_keys and not is_loopback(host):
-        click.echo(f"warning: listening on {host} without an API key: anyone who can reach port {server.port} can use "
-                   "the model (--api-key, TEXTLSTM_API_KEY or --api-key-file to require one)", err=True)
+        click.echo(
+            f"warning: listening on {host} without an API key: anyone who can reach port {server.port} can use "
+            "the model (--api-key, TEXTLSTM_API_KEY or --api-key-file to require one)",
+            err=True,
+        )
     state = server_state(app)
     _wait_while(lambda: not state.loaded.is_set(), stop, server)
     if state.load_error is not None:
@@ -124,15 +177,18 @@ def serve(checkpoint, host, port, model_name, user_prefix, bot_prefix, device, p
         raise state.load_error
     if state.engine is not None:
         name = state.model.settings.model_name
-        click.echo(f"serving {name} on {server.url} (page: {server.url}/, API: {server.url}/v1); Ctrl-C stops", err=True)
+        click.echo(
+            f"serving {name} on {server.url} (page: {server.url}/, API: {server.url}/v1); Ctrl-C stops", err=True
+        )
         _wait_while(lambda: True, stop, server)
     click.echo("stopping", err=True)
     server.stop()
     click.echo(f"stopped; {state.engine.stats()['sequences'] if state.engine else 0} sequences active", err=True)
 
 
-def _access_settings(host: str, api_key: str | None, api_key_file: str | None, cors_origins: tuple,
-                     allowed_hosts: tuple):
+def _access_settings(
+    host: str, api_key: str | None, api_key_file: str | None, cors_origins: tuple, allowed_hosts: tuple
+):
     from textlstm.serve.security import AccessSettings, check_origin, read_api_keys
 
     keys = [api_key] if api_key else []

@@ -18,8 +18,14 @@ class ChooserLoop:
     The end of input (Ctrl-D), Ctrl-C or choosing end of text finishes; the text goes to `out`.
     """
 
-    def __init__(self, chooser: NextTokenChooser, count: int, interactive: bool, out: TextIO | None = None,
-                 messages: TextIO | None = None):
+    def __init__(
+        self,
+        chooser: NextTokenChooser,
+        count: int,
+        interactive: bool,
+        out: TextIO | None = None,
+        messages: TextIO | None = None,
+    ):
         self.chooser = chooser
         self.count = count
         self.interactive = interactive
@@ -55,8 +61,10 @@ class ChooserLoop:
         text = self.chooser.text
         tail = text if len(text) <= SHOWN_TAIL else "…" + text[-SHOWN_TAIL:]
         lines = [f"text: {tail!r}"]
-        lines += [f"{number:>4}  {candidate.probability:6.1%}  {_shown_token(candidate.text)}"
-                  for number, candidate in enumerate(shown, 1)]
+        lines += [
+            f"{number:>4}  {candidate.probability:6.1%}  {_shown_token(candidate.text)}"
+            for number, candidate in enumerate(shown, 1)
+        ]
         self.say("\n".join(lines))
 
     def read_line(self, prompt: str) -> str | None:

@@ -12,8 +12,21 @@ from textlstm.cli.options import dataclass_options, dataclass_values, flag, opti
 from textlstm.config import AUTO, DataConfig, ModelConfig, TrainConfig
 
 # Options that may change when a run is resumed; everything else is fixed by the saved config.
-RESUMABLE = ("epochs", "max_steps", "max_minutes", "eval_every", "eval_tokens", "save_every", "save_every_minutes", "patience", "device", "threads", "precision",
-             "sample_every", "log_to")
+RESUMABLE = (
+    "epochs",
+    "max_steps",
+    "max_minutes",
+    "eval_every",
+    "eval_tokens",
+    "save_every",
+    "save_every_minutes",
+    "patience",
+    "device",
+    "threads",
+    "precision",
+    "sample_every",
+    "log_to",
+)
 # Options of how the processes are started, not of the run: they may be given again when resuming.
 LAUNCH = ("nproc", "dist_timeout")
 POSITIVE = click.IntRange(min=1)
@@ -42,23 +55,43 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
 
 
 @click.command()
-@click.option("--config", type=click.Path(exists=True, dir_okay=False), is_eager=True, expose_value=False,
-              callback=_read_config_file,
-              help="Read options from this TOML file (keys are option names: hidden-size = 512); "
-              "options on the command line override it. Recipes are in recipes/.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_read_config_file,
+    help="Read options from this TOML file (keys are option names: hidden-size = 512); "
+    "options on the command line override it. Recipes are in recipes/.",
+)
 @dataclass_options(DataConfig)
 @dataclass_options(ModelConfig)
 @dataclass_options(TrainConfig)
-@click.option("--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/.")
+@click.option(
+    "--output", type=click.Path(file_okay=False), help="Checkpoint folder. Default: a new folder under checkpoints/."
+)
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run saved in this folder.")
-@click.option("--overwrite", is_flag=True, help="Replace the textlstm run in --output: it is set aside once the "
-              "new run is ready to train, deleted at the new run's first checkpoint, and put back if the new run "
-              "fails before then. A folder that is not a textlstm run is refused.")
-@click.option("--nproc", type=POSITIVE, help="Train one model with N processes on this machine (DistributedDataParallel, "
-              "started through torch.distributed.run). For several machines, use torchrun (see docs/processes.md).")
-@click.option("--dist-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="With several processes: minutes one waits for the others (process 0 preparing the data "
-              "included) before the run stops with an error.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the textlstm run in --output: it is set aside once the "
+    "new run is ready to train, deleted at the new run's first checkpoint, and put back if the new run "
+    "fails before then. A folder that is not a textlstm run is refused.",
+)
+@click.option(
+    "--nproc",
+    type=POSITIVE,
+    help="Train one model with N processes on this machine (DistributedDataParallel, "
+    "started through torch.distributed.run). For several machines, use torchrun (see docs/processes.md).",
+)
+@click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="With several processes: minutes one waits for the others (process 0 preparing the data "
+    "included) before the run stops with an error.",
+)
 @click.pass_context
 def train(ctx: click.Context, **options) -> None:
     """Train an LSTM language model; the checkpoint lands in checkpoints/ (or --output)."""
@@ -77,15 +110,32 @@ def train(ctx: click.Context, **options) -> None:
     if options["resume"]:
         _check_fixed_options(options, given - set(RESUMABLE) - {"resume"})
         # train() lets the limits given replace all the saved ones; "auto" keeps what the run chose.
-        overrides = {name: options[name] for name in given if name in RESUMABLE and not (name in AUTO_OPTIONS and options[name] is None)}
-        result = run_training(resume=options["resume"], reporter=reporter, train_overrides=overrides, timeout_minutes=timeout,
-                              sample=training_sample, card_sample=card_sample)
+        overrides = {
+            name: options[name]
+            for name in given
+            if name in RESUMABLE and not (name in AUTO_OPTIONS and options[name] is None)
+        }
+        result = run_training(
+            resume=options["resume"],
+            reporter=reporter,
+            train_overrides=overrides,
+            timeout_minutes=timeout,
+            sample=training_sample,
+            card_sample=card_sample,
+        )
     else:
         if options["streaming"] and options["epochs"]:
             raise click.UsageError("--epochs needs a corpus of known length: with --streaming give --max-steps")
         config = run_config(options, given)
-        result = run_training(config, output=options["output"], overwrite=options["overwrite"], reporter=reporter,
-                              timeout_minutes=timeout, sample=training_sample, card_sample=card_sample)
+        result = run_training(
+            config,
+            output=options["output"],
+            overwrite=options["overwrite"],
+            reporter=reporter,
+            timeout_minutes=timeout,
+            sample=training_sample,
+            card_sample=card_sample,
+        )
     _report(reporter, result)
 
 
@@ -99,7 +149,9 @@ def run_config(options: dict, given: set[str]):
     """The settings of a new run from the command's options."""
     from textlstm.config import RunConfig
 
-    model = _parent_model(options, given) if options["init_from"] else ModelConfig(**dataclass_values(ModelConfig, options))
+    model = (
+        _parent_model(options, given) if options["init_from"] else ModelConfig(**dataclass_values(ModelConfig, options))
+    )
     return RunConfig(
         model=model,
         data=DataConfig(**dataclass_values(DataConfig, options)),
@@ -116,7 +168,9 @@ def _parent_model(options: dict, given: set) -> ModelConfig:
     parent = load_parent(options["init_from"])
     refused = conflicts({name: options[name] for name in given}, parent)
     if refused:
-        raise click.UsageError(f"{'; '.join(refused)}: with --init-from the model's shape and tokenizer come from the parent")
+        raise click.UsageError(
+            f"{'; '.join(refused)}: with --init-from the model's shape and tokenizer come from the parent"
+        )
     changed = {name: options[name] for name in ("dropout", "recurrent_dropout", "embedding_dropout") if name in given}
     return dataclasses.replace(parent.config.model, **changed)
 
@@ -129,7 +183,9 @@ def _check_fixed_options(options: dict, names: set[str]) -> None:
     if "overwrite" in names:
         raise click.UsageError("--overwrite replaces a run and --resume continues it: give one of them")
     if "output" in names and Path(options["output"]).resolve() != Path(options["resume"]).resolve():
-        raise click.UsageError(f"--output cannot change when resuming: the run is in {options['resume']}, not {options['output']}")
+        raise click.UsageError(
+            f"--output cannot change when resuming: the run is in {options['resume']}, not {options['output']}"
+        )
     names = sorted(names - {"output", "overwrite"})
     if not names:
         return
@@ -161,7 +217,9 @@ def _as_path(name: str, value: str) -> Path:
 def _part_declaring(saved, name: str):
     """The part of a saved RunConfig (data, model or train) that has the option `name`. --vocab-size
     is data.vocab_size, what was asked; model.vocab_size, what the tokenizer came out with, is internal."""
-    return next(part for part in (saved.data, saved.model, saved.train) if name in {f.name for f in option_fields(type(part))})
+    return next(
+        part for part in (saved.data, saved.model, saved.train) if name in {f.name for f in option_fields(type(part))}
+    )
 
 
 def _launch(ctx: click.Context, nproc: int) -> None:
@@ -175,18 +233,24 @@ def _launch(ctx: click.Context, nproc: int) -> None:
     resume = ctx.params["resume"]
     distributed.check_batch_splits(load_config(resume).train.batch_size if resume else ctx.params["batch_size"], nproc)
     args = ctx.obj["argv"] if isinstance(ctx.obj, dict) and "argv" in ctx.obj else sys.argv[1:]
-    code = local_processes.run_on_this_machine(nproc, local_processes.without_option(args[args.index("train") + 1 :], "--nproc"))
+    code = local_processes.run_on_this_machine(
+        nproc, local_processes.without_option(args[args.index("train") + 1 :], "--nproc")
+    )
     if code:
         sys.exit(code)
 
 
 def _report(reporter, result) -> None:
     if result.interrupted:
-        reporter.message(f"interrupted by {result.stop_signal.name} at step {result.steps}: checkpoint saved in {result.output}")
+        reporter.message(
+            f"interrupted by {result.stop_signal.name} at step {result.steps}: checkpoint saved in {result.output}"
+        )
         reporter.message(f"continue with: textlstm train --resume {result.output}")
         sys.exit(128 + result.stop_signal)  # the shell's convention: 130 for SIGINT (Ctrl-C), 143 for SIGTERM
     if result.nothing_to_train:
         reporter.message(f"nothing trained: {result.nothing_to_train}")
         return
     why = "stopped early (no improvement)" if result.stopped_early else "done"
-    reporter.message(f"{why} after {result.steps} steps: best validation loss {result.best_valid_loss:.4f}, saved in {result.output}")
+    reporter.message(
+        f"{why} after {result.steps} steps: best validation loss {result.best_valid_loss:.4f}, saved in {result.output}"
+    )

@@ -62,10 +62,20 @@ def prepare(
         if tokenizer is None:
             data = _with_tokenizer_chosen(data, lambda: None, choose_tokenizer, report)
         stream, valid = prepare_streamed(data, tokenizer, report)
-        return Prepared(stream.source, stream.tokenizer, {"valid": valid}, stream=stream, tokenizer_kind=data.tokenizer,
-                        vocab_size=data.vocab_size)
+        return Prepared(
+            stream.source,
+            stream.tokenizer,
+            {"valid": valid},
+            stream=stream,
+            tokenizer_kind=data.tokenizer,
+            vocab_size=data.vocab_size,
+        )
     corpus = load_corpus(
-        data.dataset, config=data.dataset_config, split=data.split, valid_split=data.valid_split, text_column=data.text_column
+        data.dataset,
+        config=data.dataset_config,
+        split=data.split,
+        valid_split=data.valid_split,
+        text_column=data.text_column,
     )
     report(f"corpus: {corpus.source}")
     if tokenizer is None:

@@ -107,12 +107,16 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report) 
         sample = first_chars(_texts(stream.open(), stream.column, source), TOKENIZER_SAMPLE_CHARS)
         pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
         stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
-        report(f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters of the training rows at most")
+        report(
+            f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters of the training rows at most"
+        )
     valid = _encode_valid(valid_rows, source.documents, stream.tokenizer)
     if valid.info.scored_tokens < 1:
         raise TextlstmError(f"the validation text of {source.name} is empty")
-    report(f"tokens: {valid.info.tokens:,} validation ({data.tokenizer} tokenizer, "
-           f"{stream.tokenizer.vocab_size:,} tokens in the vocabulary); training text tokenized as it is read")
+    report(
+        f"tokens: {valid.info.tokens:,} validation ({data.tokenizer} tokenizer, "
+        f"{stream.tokenizer.vocab_size:,} tokens in the vocabulary); training text tokenized as it is read"
+    )
     return stream, valid
 
 
@@ -139,8 +143,10 @@ def _hold_out_tail(stream: TrainStream, report) -> Iterator[str]:
     stream.end = (row, kept)
     held_out = total - boundary
     scored = f"; its first {VALID_CHARS:,} are scored" if held_out > VALID_CHARS else ""
-    report(f"validation: the last {DEFAULT_VALID_FRACTION:.0%} of the characters ({held_out:,} of {total:,}), "
-           f"the part a stored corpus holds out{scored}")
+    report(
+        f"validation: the last {DEFAULT_VALID_FRACTION:.0%} of the characters ({held_out:,} of {total:,}), "
+        f"the part a stored corpus holds out{scored}"
+    )
     return first_chars(tail, VALID_CHARS)
 
 
@@ -165,8 +171,10 @@ def _split_at(batches: Iterator[pa.Array], position: int) -> tuple[int, int, Ite
 def _hold_out_head(dataset, stream: TrainStream, report) -> Iterator[str]:
     """A stream of unknown length holds out its first rows: VALID_CHARS characters' worth, or a tenth of a shorter one."""
     stream.skip_rows = _held_out_rows(_texts(dataset, stream.column, stream.source), stream.source.name)
-    report(f"validation: the first {stream.skip_rows:,} rows of the stream (its length is not known, so its head "
-           "is held out, not its tail as a stored corpus's is)")
+    report(
+        f"validation: the first {stream.skip_rows:,} rows of the stream (its length is not known, so its head "
+        "is held out, not its tail as a stored corpus's is)"
+    )
     return itertools.islice(_texts(stream.whole_split(), stream.column, stream.source), stream.skip_rows)
 
 

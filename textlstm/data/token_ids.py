@@ -80,7 +80,9 @@ def _encode_to_file(dataset, documents: bool, tokenizer: TextTokenizer, path: Pa
     return info[0]
 
 
-def encode_rows(rows: Iterable[str], documents: bool, tokenizer: TextTokenizer, out: BinaryIO, progress=None) -> SplitInfo:
+def encode_rows(
+    rows: Iterable[str], documents: bool, tokenizer: TextTokenizer, out: BinaryIO, progress=None
+) -> SplitInfo:
     """Write the ids of `rows` to `out` as `EOT doc1 EOT doc2 ... EOT` (see the module docstring)."""
     dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max else np.uint32
     counts = {"tokens": 1, "chars": 0, "bytes": 0, "documents": 0}

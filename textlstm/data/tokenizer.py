@@ -88,12 +88,15 @@ class TextTokenizer:
         except Exception as error:  # tokenizers raises a bare Exception on bad JSON
             raise TextlstmError(f"cannot read tokenizer {path}: {error}") from None
 
+
 def tokenizer_for_corpus(corpus, kind: str, vocab_size: int | None) -> TextTokenizer:
     """The tokenizer of `kind` trained on the corpus's train split; trained once, then read from the cache."""
     path = cache_root() / "tokenizers" / f"{cache_key(corpus.fingerprint, kind, str(vocab_size), code_key())}.json"
     if path.is_file():
         return TextTokenizer.load(path)
-    from textlstm.data.text_pieces import split_pieces  # pyarrow: only training needs it, generate and chat start faster
+    from textlstm.data.text_pieces import (
+        split_pieces,
+    )  # pyarrow: only training needs it, generate and chat start faster
 
     tokenizer = build_tokenizer(kind, split_pieces(corpus.train, corpus.documents), vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)

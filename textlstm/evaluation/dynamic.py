@@ -63,7 +63,9 @@ def segment_losses(
 ) -> Iterator[tuple[float, int]]:
     """Summed loss (nats) and count of each segment in turn, each scored before the step that learns from it."""
     if not (math.isfinite(lr) and lr >= 0 and 0 <= decay <= 1):
-        raise TextlstmError(f"dynamic evaluation needs a learning rate >= 0 and a decay from 0 to 1 (got {lr} and {decay})")
+        raise TextlstmError(
+            f"dynamic evaluation needs a learning rate >= 0 and a decay from 0 to 1 (got {lr} and {decay})"
+        )
     total = max(0, len(ids) - 1)
     if max_tokens is not None:
         total = min(total, max(0, max_tokens))
@@ -92,7 +94,9 @@ def segment_losses(
         model.train(was_training)
 
 
-def _step(params: list[torch.Tensor], trained: list[torch.Tensor], mean_loss: torch.Tensor, lr: float, decay: float) -> None:
+def _step(
+    params: list[torch.Tensor], trained: list[torch.Tensor], mean_loss: torch.Tensor, lr: float, decay: float
+) -> None:
     grads = torch.autograd.grad(mean_loss, params, allow_unused=True)
     with torch.no_grad():
         for param, grad, original in zip(params, grads, trained):

@@ -144,13 +144,23 @@ def evaluate_checkpoint(
             model, held_out.ids, seq_len, dynamic_lr, dynamic_decay, device=device, precision=precision
         )
         result = EvalResult(
-            loss_sum, tokens, held_out.info.chars, held_out.info.bytes, time.perf_counter() - start,
+            loss_sum,
+            tokens,
+            held_out.info.chars,
+            held_out.info.bytes,
+            time.perf_counter() - start,
             dynamic={"lr": dynamic_lr, "decay": dynamic_decay, "seq_len": seq_len},
         )
     else:
         result = evaluate_split(
-            model, held_out.ids, held_out.info, batch_size=batch_size, seq_len=seq_len, device=device,
-            precision=precision, documents=config.data.batching == "documents",
+            model,
+            held_out.ids,
+            held_out.info,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            device=device,
+            precision=precision,
+            documents=config.data.batching == "documents",
         )
     return dataclasses.replace(result, checkpoint=str(folder), text=f"{what}, from {prepared.corpus.source}")
 
@@ -169,8 +179,12 @@ def _text_to_score(
     else:
         defaults = DataConfig()
         data = dataclasses.replace(
-            trained_on, dataset=dataset, dataset_config=dataset_config, text_column=text_column,
-            split=defaults.split, valid_split=defaults.valid_split,
+            trained_on,
+            dataset=dataset,
+            dataset_config=dataset_config,
+            text_column=text_column,
+            split=defaults.split,
+            valid_split=defaults.valid_split,
         )
         what = "the held-out validation text"
     if split is None:
@@ -270,7 +284,9 @@ def _score_parts(model: LSTMLanguageModel, ids: np.ndarray, parts: list[tuple[in
     for offset in range(0, part_len, seq_len):
         inputs, targets = _chunk(ids, parts, offset, min(seq_len, part_len - offset))
         logits, state = model(inputs.to(device), state)
-        nats = F.cross_entropy(logits.transpose(1, 2).float(), targets.to(device), ignore_index=PAD_ID, reduction="none")
+        nats = F.cross_entropy(
+            logits.transpose(1, 2).float(), targets.to(device), ignore_index=PAD_ID, reduction="none"
+        )
         losses += nats.double().sum(dim=1)
     return losses, (state[0].float(), state[1].float())  # float32 also under bfloat16 autocast
 
@@ -365,13 +381,17 @@ def score_documents(
     try:
         with autocast(precision, device):
             for first in range(0, len(documents), batch_size):
-                losses += _score_documents_side_by_side(model, ids, documents[first : first + batch_size], seq_len, device)
+                losses += _score_documents_side_by_side(
+                    model, ids, documents[first : first + batch_size], seq_len, device
+                )
     finally:
         model.train(was_training)
     return float(losses), total
 
 
-def _score_documents_side_by_side(model: LSTMLanguageModel, ids: np.ndarray, parts: list[tuple[int, int]], seq_len: int, device):
+def _score_documents_side_by_side(
+    model: LSTMLanguageModel, ids: np.ndarray, parts: list[tuple[int, int]], seq_len: int, device
+):
     """Summed loss of these parts (longest first), each from a zero state.
 
     Sorted longest first, the parts still running at any offset are the first rows: the state of

@@ -15,7 +15,10 @@ from textlstm.tokens import is_byte_token
 
 DECODE_CONTEXT = 4  # ids before the first new one handed to the decoder, for decoders that look back
 # Decoders that give a token its own name as text whatever its neighbours: char (byte tokens aside) and word.
-CONTEXT_FREE_DECODERS = ({"type": "Fuse"}, {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}]})
+CONTEXT_FREE_DECODERS = (
+    {"type": "Fuse"},
+    {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}]},
+)
 
 _own_texts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

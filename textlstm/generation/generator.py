@@ -90,18 +90,28 @@ def resolve_hardware(device: str, precision: str, quantize: str | None = None) -
 def _check_quantization(quantize: str, precision: str, device: str) -> None:
     """Refuse what int8 weights cannot do, before anything is loaded."""
     if quantize not in QUANTIZATIONS:
-        raise TextlstmError(f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}")
+        raise TextlstmError(
+            f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}"
+        )
     if check_precision(precision) != "float32":
-        raise TextlstmError(f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones")
+        raise TextlstmError(
+            f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones"
+        )
     if device.split(":")[0] != "cpu":  # fbgemm's int8 kernels are CPU code
-        raise TextlstmError(f"int8 weights run on the CPU only: --quantize int8 needs --device cpu or auto, not {device!r}")
+        raise TextlstmError(
+            f"int8 weights run on the CPU only: --quantize int8 needs --device cpu or auto, not {device!r}"
+        )
 
 
 class TextGenerator:
     """A model and its tokenizer, ready to continue text."""
 
     def __init__(
-        self, model: LSTMLanguageModel, tokenizer: TextTokenizer, checkpoint: Path | None = None, turns: TurnFormat | None = None
+        self,
+        model: LSTMLanguageModel,
+        tokenizer: TextTokenizer,
+        checkpoint: Path | None = None,
+        turns: TurnFormat | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -132,7 +142,12 @@ class TextGenerator:
         return stepper
 
     def reply(
-        self, stepper: LSTMStepper, prompt_ids: list[int], options: SamplingOptions, rng: torch.Generator, stops: tuple[str, ...] = ()
+        self,
+        stepper: LSTMStepper,
+        prompt_ids: list[int],
+        options: SamplingOptions,
+        rng: torch.Generator,
+        stops: tuple[str, ...] = (),
     ) -> Iterator[str]:
         """Text sampled from where `stepper` stands; `prompt_ids` count as seen for the repetition penalty."""
         sampler = TokenSampler(options, self.tokenizer.vocab_size, rng, self.device)

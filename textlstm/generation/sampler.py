@@ -141,7 +141,9 @@ class TokenSampler:
     """The sampler of one text (a batch of one): its settings, its random stream and the tokens
     it already holds, for the repetition penalty."""
 
-    def __init__(self, options: SamplingOptions, vocab_size: int, rng: torch.Generator, device: torch.device | str = "cpu"):
+    def __init__(
+        self, options: SamplingOptions, vocab_size: int, rng: torch.Generator, device: torch.device | str = "cpu"
+    ):
         self.options = options
         self.rng = rng
         self.settings = RowSettings.of([options], device)

@@ -61,7 +61,9 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def use_threads(requested: int | None, embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32") -> int:
+def use_threads(
+    requested: int | None, embedding: int, hidden: int, layers: int, batch: int, precision: str = "float32"
+) -> int:
     """Set torch's thread count: `requested`; else OMP_NUM_THREADS when set (the user's or the
     launcher's choice, which torch already follows); else the default for this shape. Returns it."""
     import torch

@@ -36,8 +36,14 @@ class FoundCell:
     held_at: float | None  # the value c was held at: its mean where the feature is off
 
     def as_dict(self) -> dict:
-        return {"layer": self.layer, "index": self.index, "feature": self.feature, "correlation": self.correlation,
-                "ablation_bits_on": self.ablation_bits_on, "ablation_bits_off": self.ablation_bits_off}
+        return {
+            "layer": self.layer,
+            "index": self.index,
+            "feature": self.feature,
+            "correlation": self.correlation,
+            "ablation_bits_on": self.ablation_bits_on,
+            "ablation_bits_off": self.ablation_bits_off,
+        }
 
 
 def correlations(cell: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -75,8 +81,11 @@ def find_cells(recording: Recording, features: list[Feature], per_feature: int =
     for candidate in candidates:
         name, on, layer, index, r, held = candidate
         change = change_of.get(id(candidate))
-        bits_on, bits_off = (None, None) if change is None else (_bits(change, recording.chars, on),
-                                                                 _bits(change, recording.chars, ~on))
+        bits_on, bits_off = (
+            (None, None)
+            if change is None
+            else (_bits(change, recording.chars, on), _bits(change, recording.chars, ~on))
+        )
         found.append(FoundCell(layer, index, name, r, bits_on, bits_off, held))
     return sorted(found, key=lambda cell: -abs(cell.correlation))
 

@@ -129,8 +129,9 @@ def _is_word(char: str) -> bool:
 
 
 def word_starts(text: str) -> np.ndarray:
-    return np.array([_is_word(char) and (i == 0 or not _is_word(text[i - 1])) for i, char in enumerate(text)],
-                    dtype=np.float32)
+    return np.array(
+        [_is_word(char) and (i == 0 or not _is_word(text[i - 1])) for i, char in enumerate(text)], dtype=np.float32
+    )
 
 
 def sentence_starts(text: str) -> np.ndarray:

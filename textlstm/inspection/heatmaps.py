@@ -1,9 +1,9 @@
 """PNG pictures of an inspection (matplotlib, the `plot` extra: `pip install "textlstm[plot]"`):
 
-    cells.png            the found cells' c over the first tokens of the text, one row per cell
-    gate_saturation.png  per layer and gate, each cell's share of tokens where the gate is nearly
-                         shut (< 0.1) against nearly open (> 0.9), as Karpathy et al. 2015 plot them
-    memory.png           each layer's cells by time constant 1 / (1 - mean forget gate), log scale
+cells.png            the found cells' c over the first tokens of the text, one row per cell
+gate_saturation.png  per layer and gate, each cell's share of tokens where the gate is nearly
+                     shut (< 0.1) against nearly open (> 0.9), as Karpathy et al. 2015 plot them
+memory.png           each layer's cells by time constant 1 / (1 - mean forget gate), log scale
 """
 
 from __future__ import annotations
@@ -56,12 +56,14 @@ def _cells(Figure, inspection):
     scale = np.abs(values).max(axis=1, keepdims=True)
     labels = {}
     for cell in inspection.cells:
-        labels.setdefault((cell.layer, cell.index), f"layer {cell.layer} cell {cell.index}: {cell.feature} "
-                                                    f"R {cell.correlation:+.2f}")
+        labels.setdefault(
+            (cell.layer, cell.index), f"layer {cell.layer} cell {cell.index}: {cell.feature} R {cell.correlation:+.2f}"
+        )
     figure = Figure(figsize=(max(8, tokens * 0.09), 1.2 + 0.32 * len(rows)), layout="constrained")
     axes = figure.subplots()
-    axes.imshow(values / np.where(scale > 0, scale, 1), aspect="auto", cmap="coolwarm", vmin=-1, vmax=1,
-                interpolation="nearest")
+    axes.imshow(
+        values / np.where(scale > 0, scale, 1), aspect="auto", cmap="coolwarm", vmin=-1, vmax=1, interpolation="nearest"
+    )
     axes.set_yticks(range(len(rows)), [labels[row] for row in rows], fontsize=8)
     pieces = [piece.replace("\n", "↵") or "·" for piece in recording.pieces[:tokens]]
     axes.set_xticks(range(tokens), pieces, fontsize=7, family="monospace")
@@ -81,8 +83,13 @@ def _gate_saturation(Figure, inspection):
             axis = axes[layer][column]
             axis.scatter((gate < 0.1).mean(axis=0), (gate > 0.9).mean(axis=0), s=8, alpha=0.6)
             axis.plot([0, 1], [1, 0], color="grey", linewidth=0.8)
-            axis.set(xlim=(0, 1), ylim=(0, 1), title=f"layer {layer}: {name} gate",
-                     xlabel="share of tokens shut (< 0.1)", ylabel="share of tokens open (> 0.9)")
+            axis.set(
+                xlim=(0, 1),
+                ylim=(0, 1),
+                title=f"layer {layer}: {name} gate",
+                xlabel="share of tokens shut (< 0.1)",
+                ylabel="share of tokens open (> 0.9)",
+            )
     return figure
 
 
@@ -95,7 +102,11 @@ def _memory(Figure, inspection):
         axis.hist(row, bins=bins, alpha=0.6, label=f"layer {layer}")
     for steps in SPANS:
         axis.axvline(steps, color="grey", linestyle="--", linewidth=0.8)
-    axis.set(xscale="log", xlabel="time constant 1 / (1 - mean forget gate), steps", ylabel="cells",
-             title="How long the cells remember")
+    axis.set(
+        xscale="log",
+        xlabel="time constant 1 / (1 - mean forget gate), steps",
+        ylabel="cells",
+        title="How long the cells remember",
+    )
     axis.legend()
     return figure

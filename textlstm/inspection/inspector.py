@@ -33,8 +33,13 @@ from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
 from textlstm.runs.hub import resolve_checkpoint
 
 
-def load_model(checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32",
-               quantize: str | None = None, threads: int | None = 1):
+def load_model(
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "float32",
+    quantize: str | None = None,
+    threads: int | None = 1,
+):
     """(model in eval mode, tokenizer, checkpoint folder) of a checkpoint folder or "hf://USER/NAME[@REVISION]"
     (default: the newest folder under ./checkpoints), held as `textlstm generate` holds it: `precision`
     the weights' dtype ("auto": what training would choose on the device), `quantize` "int8" for int8
@@ -42,15 +47,17 @@ def load_model(checkpoint: str | Path | None = None, device: str = "cpu", precis
     default since the text is read one token at a time."""
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
-            raise TextlstmError(f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), "
-                                f"got {quantize!r}")
+            raise TextlstmError(
+                f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}"
+            )
         # int8 weights are float32 ones quantized, for the CPU: auto means those
         device, precision = ("cpu" if device == "auto" else device), ("float32" if precision == "auto" else precision)
     device = resolve_device(device)
     precision = training_precision(precision, device)
     if quantize is not None and precision != "float32":
-        raise TextlstmError(f"give --quantize int8 or --precision {precision}, not both: "
-                            "int8 weights are quantized from float32 ones")
+        raise TextlstmError(
+            f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones"
+        )
     folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
     if threads is not None and device.type == "cpu":
         torch.set_num_threads(threads)
@@ -62,8 +69,13 @@ def load_model(checkpoint: str | Path | None = None, device: str = "cpu", precis
     return model, tokenizer, folder
 
 
-def record_states(text: str, checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32",
-                  quantize: str | None = None) -> Recording:
+def record_states(
+    text: str,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "float32",
+    quantize: str | None = None,
+) -> Recording:
     """The gates and states of a checkpoint's model reading `text` (textlstm/inspection/recorder.py):
     numpy arrays [layers, tokens, cells] `input_gate`, `forget_gate`, `output_gate`, `cell`, `hidden`,
     and `nats` [tokens], the loss of each token."""
@@ -71,8 +83,9 @@ def record_states(text: str, checkpoint: str | Path | None = None, device: str =
     return record(model, tokenizer, text)
 
 
-def find_cells(recording: Recording, regex: tuple[str, ...] | list[str] = (),
-               per_feature: int = PER_FEATURE) -> list[FoundCell]:
+def find_cells(
+    recording: Recording, regex: tuple[str, ...] | list[str] = (), per_feature: int = PER_FEATURE
+) -> list[FoundCell]:
     """The cells of `recording`'s model that track the built-in features of its text, and one
     feature per regular expression in `regex` (on for its matches): `per_feature` cells each, ranked
     by |R|, with their ablations (textlstm/inspection/cells.py)."""
@@ -96,14 +109,24 @@ class Inspection:
     def as_dict(self) -> dict:
         """The found cells and the summaries, without the states."""
         recording = self.recording
-        return {"cells": [cell.as_dict() for cell in self.cells], "memory": self.memory.as_dicts(),
-                "tokens": len(recording.ends), "characters": int(recording.chars.sum()),
-                "bits_per_char": recording.bits_per_char}
+        return {
+            "cells": [cell.as_dict() for cell in self.cells],
+            "memory": self.memory.as_dicts(),
+            "tokens": len(recording.ends),
+            "characters": int(recording.chars.sum()),
+            "bits_per_char": recording.bits_per_char,
+        }
 
 
-def inspect_text(text: str, checkpoint: str | Path | None = None, device: str = "cpu", precision: str = "float32",
-                 quantize: str | None = None, regex: tuple[str, ...] | list[str] = (),
-                 per_feature: int = PER_FEATURE) -> Inspection:
+def inspect_text(
+    text: str,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    precision: str = "float32",
+    quantize: str | None = None,
+    regex: tuple[str, ...] | list[str] = (),
+    per_feature: int = PER_FEATURE,
+) -> Inspection:
     """Record, find cells and measure memory in one go."""
     if not text:
         raise TextlstmError("the text to inspect is empty")
@@ -112,14 +135,19 @@ def inspect_text(text: str, checkpoint: str | Path | None = None, device: str = 
     return inspect_with(model, tokenizer, folder, text, regex, per_feature)
 
 
-def inspect_with(model: torch.nn.Module, tokenizer, checkpoint: Path | None, text: str,
-                 regex: tuple[str, ...] | list[str] = (), per_feature: int = PER_FEATURE) -> Inspection:
+def inspect_with(
+    model: torch.nn.Module,
+    tokenizer,
+    checkpoint: Path | None,
+    text: str,
+    regex: tuple[str, ...] | list[str] = (),
+    per_feature: int = PER_FEATURE,
+) -> Inspection:
     """`inspect_text` with a model already loaded (in eval mode), as the server holds it; `checkpoint`
     is the folder it came from. The model is only read: no weight, mode or cache of it changes."""
     features = text_features(text, list(regex))
     recording = record(model, tokenizer, text)
-    return Inspection(checkpoint, recording, features, _find_cells(recording, features, per_feature),
-                      memory(recording))
+    return Inspection(checkpoint, recording, features, _find_cells(recording, features, per_feature), memory(recording))
 
 
 def write_report(inspection: Inspection, folder: str | Path) -> tuple[list[Path], str | None]:

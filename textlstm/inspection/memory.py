@@ -28,8 +28,11 @@ class Memory:
 
     def as_dicts(self) -> list[dict]:
         return [
-            {"layer": layer, "median_steps": float(np.median(constants)),
-             **{f"share_over_{steps}": float((constants > steps).mean()) for steps in SPANS}}
+            {
+                "layer": layer,
+                "median_steps": float(np.median(constants)),
+                **{f"share_over_{steps}": float((constants > steps).mean()) for steps in SPANS},
+            }
             for layer, constants in enumerate(self.time_constants)
         ]
 

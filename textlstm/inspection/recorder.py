@@ -68,8 +68,13 @@ class Recording:
 
     def gates(self) -> dict[str, np.ndarray]:
         """The recorded arrays by name: input, forget, output, cell, hidden."""
-        return {"input": self.input_gate, "forget": self.forget_gate, "output": self.output_gate,
-                "cell": self.cell, "hidden": self.hidden}
+        return {
+            "input": self.input_gate,
+            "forget": self.forget_gate,
+            "output": self.output_gate,
+            "cell": self.cell,
+            "hidden": self.hidden,
+        }
 
 
 def record(model: torch.nn.Module, tokenizer, text: str) -> Recording:
@@ -82,8 +87,10 @@ def record(model: torch.nn.Module, tokenizer, text: str) -> Recording:
     size = 20 * config.layers * config.hidden_size * tokens
     if size > MAX_RECORDING_BYTES:
         fits = MAX_RECORDING_BYTES // (20 * config.layers * config.hidden_size)
-        raise TextlstmError(f"the text is {tokens:,} tokens; the states of {fits:,} tokens fit in "
-                            f"{MAX_RECORDING_BYTES >> 30} GiB for this model: inspect a shorter text")
+        raise TextlstmError(
+            f"the text is {tokens:,} tokens; the states of {fits:,} tokens fit in "
+            f"{MAX_RECORDING_BYTES >> 30} GiB for this model: inspect a shorter text"
+        )
     ids = torch.tensor([[EOT_ID, *encoding.ids]], device=model.embedding.weight.device)
     gates = {name: np.zeros((config.layers, tokens + 1, config.hidden_size), dtype=np.float32) for name in GATE_NAMES}
     nats = []
@@ -94,12 +101,23 @@ def record(model: torch.nn.Module, tokenizer, text: str) -> Recording:
         nats.append(_token_nats(model, trace, ids[:, start : end + 1]))
     gates = {name: values[:, 1:] for name, values in gates.items()}  # the states after the text's tokens
     ends = np.maximum.accumulate(np.array([end for _, end in encoding.offsets], dtype=np.int64))
-    return Recording(text, ends, gates["input"], gates["forget"], gates["output"], gates["cell"], gates["hidden"],
-                     np.concatenate(nats, axis=1)[0], model, ids)
+    return Recording(
+        text,
+        ends,
+        gates["input"],
+        gates["forget"],
+        gates["output"],
+        gates["cell"],
+        gates["hidden"],
+        np.concatenate(nats, axis=1)[0],
+        model,
+        ids,
+    )
 
 
-def nats_change_with_cells_held(recording: Recording, holds: list[tuple[int, int, float]],
-                                rows: int = 32) -> np.ndarray:
+def nats_change_with_cells_held(
+    recording: Recording, holds: list[tuple[int, int, float]], rows: int = 32
+) -> np.ndarray:
     """How much the loss of each token changes [len(holds), tokens] when the model reads the text
     again with one cell of c held at a value throughout: holds[r] = (layer, cell, value) for row r.
     `rows` at a time, each batch with a row that holds nothing to compare with: a row's result can
@@ -116,8 +134,13 @@ def nats_change_with_cells_held(recording: Recording, holds: list[tuple[int, int
             values[layer, row, cell] = value
         batch = ids.expand(1 + len(chunk), -1)
         pieces = _read_in_pieces(model, batch, HeldCells(mask, values), record=False)
-        nats = np.concatenate([_token_nats(model, trace, batch[:, start : start + trace.outputs.shape[1] + 1])
-                               for start, trace in pieces], axis=1)
+        nats = np.concatenate(
+            [
+                _token_nats(model, trace, batch[:, start : start + trace.outputs.shape[1] + 1])
+                for start, trace in pieces
+            ],
+            axis=1,
+        )
         changes.append(nats[1:] - nats[:1])
     return np.concatenate(changes) if changes else np.zeros((0, ids.shape[1] - 1), dtype=np.float32)
 

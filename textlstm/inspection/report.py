@@ -48,8 +48,10 @@ def report_html(inspection) -> str:
     cells_note = f"{len(cells):,} of {all_cells:,} cells" if len(cells) < all_cells else f"all {all_cells:,} cells"
     return PAGE.format(
         title=html.escape(f"inspection of {inspection.checkpoint}"),
-        summary=html.escape(f"{inspection.checkpoint}: {total:,} tokens, {int(recording.chars.sum()):,} characters, "
-                            f"{recording.bits_per_char:.3f} bits per character. Shown: {shown}, {cells_note}."),
+        summary=html.escape(
+            f"{inspection.checkpoint}: {total:,} tokens, {int(recording.chars.sum()):,} characters, "
+            f"{recording.bits_per_char:.3f} bits per character. Shown: {shown}, {cells_note}."
+        ),
         cells_table=_cells_table(inspection),
         memory_table=_memory_table(inspection),
         data=json.dumps(data).replace("</", "<\\/"),
@@ -94,8 +96,10 @@ def _cells_table(inspection) -> str:
         f"<td>{_number(cell.ablation_bits_off)}</td></tr>"
         for cell in inspection.cells
     )
-    return ("<table><tr><th>layer</th><th>cell</th><th>feature</th><th>R</th><th>ablation: bits/char where on</th>"
-            f"<th>where off</th></tr>{rows}</table>")
+    return (
+        "<table><tr><th>layer</th><th>cell</th><th>feature</th><th>R</th><th>ablation: bits/char where on</th>"
+        f"<th>where off</th></tr>{rows}</table>"
+    )
 
 
 def _memory_table(inspection) -> str:
@@ -104,8 +108,10 @@ def _memory_table(inspection) -> str:
         f"<td>{row['share_over_100']:.0%}</td><td>{row['share_over_1000']:.0%}</td></tr>"
         for row in inspection.memory.as_dicts()
     )
-    return ("<table><tr><th>layer</th><th>median time constant (steps)</th><th>cells over 10 steps</th>"
-            f"<th>over 100</th><th>over 1,000</th></tr>{rows}</table>")
+    return (
+        "<table><tr><th>layer</th><th>median time constant (steps)</th><th>cells over 10 steps</th>"
+        f"<th>over 100</th><th>over 1,000</th></tr>{rows}</table>"
+    )
 
 
 def _number(value: float | None) -> str:

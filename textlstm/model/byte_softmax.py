@@ -28,7 +28,9 @@ class ByteFallbackSoftmax(nn.Module):
     def __init__(self, in_features: int, vocab_size: int, first_byte_id: int):
         super().__init__()
         if not 0 <= first_byte_id <= vocab_size - BYTE_TOKENS:
-            raise ValueError(f"byte tokens {first_byte_id}..{first_byte_id + BYTE_TOKENS - 1} do not fit a vocabulary of {vocab_size}")
+            raise ValueError(
+                f"byte tokens {first_byte_id}..{first_byte_id + BYTE_TOKENS - 1} do not fit a vocabulary of {vocab_size}"
+            )
         self.first_byte_id = first_byte_id
         self.head = nn.Linear(in_features, vocab_size - BYTE_TOKENS + 1)  # the byte output at first_byte_id
         self.bytes = nn.Linear(in_features, BYTE_TOKENS)

@@ -79,8 +79,11 @@ def cell_update(pre: torch.Tensor, c: torch.Tensor, held: tuple[torch.Tensor, to
 
 @torch.no_grad()
 def trace_gates(
-    model, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
-    held: HeldCells | None = None, record: bool = True,
+    model,
+    ids: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    held: HeldCells | None = None,
+    record: bool = True,
 ) -> GateTrace:
     """Run `model` (an LSTMLanguageModel or QuantizedLanguageModel, in eval mode) over ids [batch,
     time] from `state`, one layer at a time through its `layer_gates`; with `record`, keep every

@@ -52,7 +52,9 @@ class LSTMLanguageModel(nn.Module):
             raise ValueError("ModelConfig.vocab_size must be set (it comes from the tokenizer)")
         unset = [name for name in ("embedding_size", "hidden_size", "layers") if getattr(config, name) is None]
         if unset:
-            raise ValueError(f"ModelConfig.{', '.join(unset)} must be set: None is auto, which training plans (see budget_plan.py)")
+            raise ValueError(
+                f"ModelConfig.{', '.join(unset)} must be set: None is auto, which training plans (see budget_plan.py)"
+            )
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=PAD_ID)
         self.lstm = nn.LSTM(
@@ -64,7 +66,9 @@ class LSTMLanguageModel(nn.Module):
         self.mogrifiers = None
         if config.cell == "mogrifier":
             input_sizes = [config.embedding_size] + [config.hidden_size] * (config.layers - 1)
-            self.mogrifiers = nn.ModuleList(Mogrifier(size, config.hidden_size, config.mogrifier_rounds) for size in input_sizes)
+            self.mogrifiers = nn.ModuleList(
+                Mogrifier(size, config.hidden_size, config.mogrifier_rounds) for size in input_sizes
+            )
         self.dropout = FastDropout(config.dropout or 0.0)  # None: auto, never resolved (not built by training)
         output_size = config.hidden_size
         self.projection = None
@@ -107,7 +111,10 @@ class LSTMLanguageModel(nn.Module):
         counts = torch.as_tensor(np.asarray(counts, dtype=np.float64))
         if self.byte_softmax is not None:
             head = self.byte_softmax.head_index(torch.arange(len(counts)))
-            counts, bias = torch.zeros(self.byte_softmax.head.out_features, dtype=torch.float64).index_add_(0, head, counts), self.byte_softmax.head.bias
+            counts, bias = (
+                torch.zeros(self.byte_softmax.head.out_features, dtype=torch.float64).index_add_(0, head, counts),
+                self.byte_softmax.head.bias,
+            )
         elif self.decoder is not None:
             bias = self.decoder.bias
         else:
@@ -119,7 +126,9 @@ class LSTMLanguageModel(nn.Module):
         weight = self.embedding.weight
         device = device or weight.device
         # The weights' dtype, so a model held in bfloat16 (for sampling) gets a bfloat16 state.
-        return torch.zeros(shape, device=device, dtype=weight.dtype), torch.zeros(shape, device=device, dtype=weight.dtype)
+        return torch.zeros(shape, device=device, dtype=weight.dtype), torch.zeros(
+            shape, device=device, dtype=weight.dtype
+        )
 
     def forward(
         self, ids: torch.Tensor, state: State | None = None, lengths: torch.Tensor | None = None
@@ -168,7 +177,9 @@ class LSTMLanguageModel(nn.Module):
         if self.byte_softmax is not None:
             return self.byte_softmax.log_prob(hidden)
         if self.adaptive is not None:
-            with _full_precision(hidden):  # in the weights' dtype: float32 under autocast, else the one they are held in
+            with _full_precision(
+                hidden
+            ):  # in the weights' dtype: float32 under autocast, else the one they are held in
                 flat = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]).to(self.adaptive.head.weight.dtype))
             return flat.reshape(*hidden.shape[:-1], flat.shape[-1])
         return self.decoder(hidden)
@@ -212,7 +223,10 @@ class LSTMLanguageModel(nn.Module):
         return torch.lstm_cell(x, (h, c), *weights)
 
     def layer_gates(
-        self, layer: int, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
+        self,
+        layer: int,
+        inputs: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
         held: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> list[CellStep]:
         """One layer over a sequence with its gates: inputs [batch, time, input] (the embeddings or the
@@ -240,7 +254,9 @@ class LSTMLanguageModel(nn.Module):
 
     def _layer_weights(self, layer: int) -> list[torch.Tensor]:
         """W_ih, W_hh, b_ih, b_hh of one layer; in training W_hh carries the recurrent-dropout mask."""
-        w_ih, w_hh, b_ih, b_hh = (getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        w_ih, w_hh, b_ih, b_hh = (
+            getattr(self.lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
         if self.training:
             w_hh = drop_recurrent_columns(w_hh, self.config.recurrent_dropout or 0.0)
         return [w_ih, w_hh, b_ih, b_hh]
@@ -317,7 +333,13 @@ class LSTMLanguageModel(nn.Module):
         return total, count, state
 
     def regularized_loss(
-        self, ids: torch.Tensor, targets: torch.Tensor, state: State | None, lengths: torch.Tensor | None, ar: float, tar: float
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor,
+        state: State | None,
+        lengths: torch.Tensor | None,
+        ar: float,
+        tar: float,
     ) -> tuple[torch.Tensor, torch.Tensor, State, torch.Tensor | None]:
         """`loss`, and the AR/TAR penalty on the last LSTM layer's outputs (textlstm/model/activation_penalty.py)
         that training adds to the loss it backpropagates; None when ar and tar are 0."""

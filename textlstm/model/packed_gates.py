@@ -27,7 +27,9 @@ class PackedGates:
             weight = torch.ops.mkldnn._reorder_linear_weight(torch.cat([w_ih, w_hh], dim=1).contiguous())
             self.layers.append((weight, (b_ih.float() + b_hh.float()).to(w_ih.dtype)))
 
-    def cell_step(self, layer: int, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def cell_step(
+        self, layer: int, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, c) after reading x [batch, input] from `state` ([batch, hidden] each), as torch.lstm_cell gives them."""
         h, c = state
         weight, bias = self.layers[layer]
@@ -43,7 +45,12 @@ def packed_gates(model: nn.Module, layer_weights) -> PackedGates | None:
     changes), or None where they do not apply: float32, training, the mogrifier cell, another
     device, a torch without oneDNN's bfloat16 kernels."""
     weights = list(model.lstm.parameters())
-    if model.training or model.mogrifiers is not None or weights[0].dtype != torch.bfloat16 or weights[0].device.type != "cpu":
+    if (
+        model.training
+        or model.mogrifiers is not None
+        or weights[0].dtype != torch.bfloat16
+        or weights[0].device.type != "cpu"
+    ):
         return None
     identity = tuple((w.data_ptr(), w._version) for w in weights)
     cached = _cache.get(model)
@@ -59,6 +66,10 @@ def packed_gates(model: nn.Module, layer_weights) -> PackedGates | None:
 def _available() -> bool:
     mkldnn = torch.ops.mkldnn
     try:
-        return torch.backends.mkldnn.is_available() and hasattr(mkldnn, "_reorder_linear_weight") and mkldnn._is_mkldnn_bf16_supported()
+        return (
+            torch.backends.mkldnn.is_available()
+            and hasattr(mkldnn, "_reorder_linear_weight")
+            and mkldnn._is_mkldnn_bf16_supported()
+        )
     except (AttributeError, RuntimeError):
         return False

@@ -115,7 +115,9 @@ class QuantizedLanguageModel(nn.Module):
         self.embedding = copy.deepcopy(model.embedding)
         self.mogrifiers = None
         if model.mogrifiers is not None:
-            self.mogrifiers = nn.ModuleList(QuantizedMogrifier(list(mogrifier.rounds)) for mogrifier in model.mogrifiers)
+            self.mogrifiers = nn.ModuleList(
+                QuantizedMogrifier(list(mogrifier.rounds)) for mogrifier in model.mogrifiers
+            )
         scale_rows = self.mogrifiers is not None  # h = o * tanh(c) is within [-1, 1], until a Mogrifier scales it
         w_ih, w_hh, b_ih, b_hh = model._layer_weights(0)
         self.input_weight, self.input_bias = w_ih.detach().clone(), (b_ih + b_hh).detach().clone()
@@ -251,9 +253,13 @@ def quantize_int8(model: LSTMLanguageModel) -> QuantizedLanguageModel:
     """An int8 copy of a float32 model on the CPU, for sampling and scoring (not training)."""
     device = model.embedding.weight.device
     if device.type != "cpu":
-        raise TextlstmError(f"int8 weights run on the CPU (fbgemm), and this model is on {device}: load it with device cpu")
+        raise TextlstmError(
+            f"int8 weights run on the CPU (fbgemm), and this model is on {device}: load it with device cpu"
+        )
     if model.embedding.weight.dtype != torch.float32:
-        raise TextlstmError(f"int8 weights are made from float32 weights; this model holds {model.embedding.weight.dtype}")
+        raise TextlstmError(
+            f"int8 weights are made from float32 weights; this model holds {model.embedding.weight.dtype}"
+        )
     was_training = model.training
     model.eval()  # _layer_weights without the recurrent-dropout mask
     try:

@@ -26,7 +26,12 @@ class LayerRow:
     parameters: int
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.kind, "output_shape": list(self.output_shape), "parameters": self.parameters}
+        return {
+            "name": self.name,
+            "type": self.kind,
+            "output_shape": list(self.output_shape),
+            "parameters": self.parameters,
+        }
 
 
 def skeleton(config: ModelConfig) -> LSTMLanguageModel:
@@ -66,7 +71,10 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
         kind, parameters = "LSTM", count(*weights)
         if model.mogrifiers is not None:  # its gating matrices counted in the layer's row, and named there
             mogrifier = count(model.mogrifiers[layer])
-            kind, parameters = f"Mogrifier LSTM ({config.mogrifier_rounds} rounds: {mogrifier:,} parameters)", parameters + mogrifier
+            kind, parameters = (
+                f"Mogrifier LSTM ({config.mogrifier_rounds} rounds: {mogrifier:,} parameters)",
+                parameters + mogrifier,
+            )
         kind += f", recurrent dropout {config.recurrent_dropout or 0:g}"
         rows.append(LayerRow(f"lstm_{layer + 1}", kind, sequence(config.hidden_size), parameters))
         rows.append(LayerRow(f"dropout_{layer + 1}", dropout, sequence(config.hidden_size), 0))
@@ -74,7 +82,11 @@ def layer_rows(model: LSTMLanguageModel, masked: bool = False) -> list[LayerRow]
         rows.append(LayerRow("projection", "Linear, no bias", sequence(config.embedding_size), count(model.projection)))
     if model.adaptive is not None:
         cutoffs = ", ".join(str(c) for c in model.adaptive.cutoffs[:-1])
-        rows.append(LayerRow("output", f"Adaptive softmax, clusters at {cutoffs}", sequence(config.vocab_size), count(model.adaptive)))
+        rows.append(
+            LayerRow(
+                "output", f"Adaptive softmax, clusters at {cutoffs}", sequence(config.vocab_size), count(model.adaptive)
+            )
+        )
     elif model.byte_softmax is not None:
         kind = "Linear + byte softmax"
         rows.append(LayerRow("output", kind, sequence(config.vocab_size), count(model.byte_softmax)))

@@ -79,7 +79,9 @@ def load_weights(model: LSTMLanguageModel, path: Path) -> None:
         detail = str(error).strip().splitlines()[-1].strip()
         raise TextlstmError(f"weights {path} do not match config.json: {detail}") from None
     if missing or unexpected:
-        raise TextlstmError(f"weights {path} do not match config.json: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        raise TextlstmError(
+            f"weights {path} do not match config.json: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
 
 
 def load_checkpoint(
@@ -109,5 +111,7 @@ def find_latest_checkpoint(root: str | Path = "checkpoints") -> Path:
     candidates = [p.parent for p in root.glob(f"*/{CONFIG}")] if root.is_dir() else []
     candidates = [c for c in candidates if (c / BEST_WEIGHTS).is_file()]
     if not candidates:
-        raise TextlstmError(f"no checkpoint found under {root}/: train one with `textlstm train`, or pass --checkpoint DIR")
+        raise TextlstmError(
+            f"no checkpoint found under {root}/: train one with `textlstm train`, or pass --checkpoint DIR"
+        )
     return max(candidates, key=lambda folder: (folder / BEST_WEIGHTS).stat().st_mtime)

@@ -74,7 +74,9 @@ class StepGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ids: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, ids: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden, (h, c) = self.model.hidden_states(ids, (h, c))
         # Logits of the full softmax, log-probabilities already of the other two: log_softmax normalizes both.
         return F.log_softmax(self.model.logits(hidden).float(), dim=-1), h, c
@@ -106,7 +108,9 @@ def _require_export_extra() -> None:
         import onnx  # noqa: F401 (torch's exporter needs it)
         import onnxruntime  # noqa: F401 (the check of the written graph)
     except ImportError as error:
-        raise TextlstmError(f"ONNX export needs the export extra ({error.name} is not installed): {INSTALL_HINT}") from None
+        raise TextlstmError(
+            f"ONNX export needs the export extra ({error.name} is not installed): {INSTALL_HINT}"
+        ) from None
 
 
 def _check_exportable(run: Path, config: RunConfig) -> None:
@@ -181,8 +185,14 @@ def _write_graph(graph: StepGraph, path: Path) -> None:
         # Its advice (make h0/c0 inputs of the model) is what the graph does already.
         warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1", UserWarning)
         torch.onnx.export(
-            graph, (ids, h, c), str(path), dynamo=False, opset_version=OPSET,
-            input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_axes=dynamic,
+            graph,
+            (ids, h, c),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes=dynamic,
         )
 
 
@@ -221,7 +231,14 @@ def _quantize_graph(float_path: Path, path: Path) -> None:
     advice = _NoPreprocessingAdvice()
     logging.getLogger().addFilter(advice)
     try:
-        quantize_dynamic(float_path, path, op_types_to_quantize=QUANTIZED_OPS, per_channel=True, weight_type=QuantType.QInt8, reduce_range=True)
+        quantize_dynamic(
+            float_path,
+            path,
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            reduce_range=True,
+        )
     finally:
         logging.getLogger().removeFilter(advice)
 

@@ -17,8 +17,19 @@ from textlstm.errors import TextlstmError
 from textlstm.runs import files
 
 PREFIX = "hf://"
-LOAD_FILES = [files.CONFIG, files.TOKENIZER, files.BEST_WEIGHTS, files.METRICS]  # what generate, eval, info and --init-from read
-PUSHED_FILES = [files.MODEL_CARD, files.BEST_WEIGHTS, files.TOKENIZER, files.CONFIG, files.METRICS]  # what a user of the model needs
+LOAD_FILES = [
+    files.CONFIG,
+    files.TOKENIZER,
+    files.BEST_WEIGHTS,
+    files.METRICS,
+]  # what generate, eval, info and --init-from read
+PUSHED_FILES = [
+    files.MODEL_CARD,
+    files.BEST_WEIGHTS,
+    files.TOKENIZER,
+    files.CONFIG,
+    files.METRICS,
+]  # what a user of the model needs
 NEEDED_TO_PUSH = [files.MODEL_CARD, files.BEST_WEIGHTS, files.TOKENIZER, files.CONFIG]
 LOGIN_HINT = "set HF_TOKEN or log in with `hf auth login`"
 # A snapshot in the Hub's cache: .../models--USER--NAME/snapshots/COMMIT
@@ -86,7 +97,9 @@ def _snapshot(repo_id: str, revision: str | None, given: str) -> str:
                 f"{given} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}), and HF_HUB_OFFLINE=1 keeps "
                 "the Hub out of reach: unset it to download the model"
             ) from None
-        raise TextlstmError(f"{given}: the Hub cannot be reached and the model is not in the Hugging Face cache") from None
+        raise TextlstmError(
+            f"{given}: the Hub cannot be reached and the model is not in the Hugging Face cache"
+        ) from None
     except GatedRepoError:
         raise TextlstmError(f"{given} is gated: accept its conditions on the Hub, then {LOGIN_HINT}") from None
     except RepositoryNotFoundError:
@@ -117,7 +130,9 @@ def check_repo_id_to_push(repo_id: str) -> str:
     """`repo_id` as USER/NAME (an hf:// prefix taken off), or an error."""
     repo_id = repo_id.removeprefix(PREFIX)
     if repo_id.count("/") != 1 or "@" in repo_id:
-        raise TextlstmError(f"--repo {repo_id}: give the repository as USER/NAME (your user or organization, then a name)")
+        raise TextlstmError(
+            f"--repo {repo_id}: give the repository as USER/NAME (your user or organization, then a name)"
+        )
     _check_repo_id(repo_id, repo_id)
     return repo_id
 
@@ -144,7 +159,10 @@ def push_run(folder: Path, repo_id: str, files: list[str], private: bool = False
     try:
         url = api.create_repo(repo_id, exist_ok=True, private=private)
         api.upload_folder(
-            repo_id=repo_id, folder_path=folder, allow_patterns=files, commit_message=f"Upload {Path(folder).name} with textlstm"
+            repo_id=repo_id,
+            folder_path=folder,
+            allow_patterns=files,
+            commit_message=f"Upload {Path(folder).name} with textlstm",
         )
     except HfHubHTTPError as error:
         raise TextlstmError(f"cannot push to {repo_id}: {_refusal(error)}") from None

@@ -63,7 +63,12 @@ def card_data(run: Run, name: str):
     return ModelCardData(
         library_name="textlstm",
         pipeline_tag="text-generation",
-        tags=["text-generation", "lstm", f"{config.data.tokenizer}-tokenizer", *(["mogrifier"] if config.model.cell == "mogrifier" else [])],
+        tags=[
+            "text-generation",
+            "lstm",
+            f"{config.data.tokenizer}-tokenizer",
+            *(["mogrifier"] if config.model.cell == "mogrifier" else []),
+        ],
         datasets=[hub_dataset] if hub_dataset else None,
         base_model=parent,
         model_name=name,
@@ -82,14 +87,22 @@ def eval_results(run: Run) -> list:
     data = run.config.data
     hub_dataset, corpus = corpus_of(data.dataset)
     validation = dict(
-        task_type="text-generation", task_name="Language modeling", dataset_type=hub_dataset or corpus,
-        dataset_name=f"{corpus} ({validation_text(run.config)})", dataset_config=data.dataset_config,
+        task_type="text-generation",
+        task_name="Language modeling",
+        dataset_type=hub_dataset or corpus,
+        dataset_name=f"{corpus} ({validation_text(run.config)})",
+        dataset_config=data.dataset_config,
         dataset_split=data.valid_split,
     )
-    figures = [("bpc", "Validation bits per character", best.get("valid_bits_per_char")),
-               ("perplexity", "Validation perplexity (per token)", best.get("valid_perplexity"))]
-    return [EvalResult(**validation, metric_type=kind, metric_name=label, metric_value=round(value, 4))
-            for kind, label, value in figures if isinstance(value, (int, float))]
+    figures = [
+        ("bpc", "Validation bits per character", best.get("valid_bits_per_char")),
+        ("perplexity", "Validation perplexity (per token)", best.get("valid_perplexity")),
+    ]
+    return [
+        EvalResult(**validation, metric_type=kind, metric_name=label, metric_value=round(value, 4))
+        for kind, label, value in figures
+        if isinstance(value, (int, float))
+    ]
 
 
 @functools.lru_cache(maxsize=16)
@@ -125,7 +138,9 @@ def validation_text(config: RunConfig) -> str:
 def _model_section(run: Run) -> str:
     model = run.config.model
     cell = f"Mogrifier LSTM ({model.mogrifier_rounds} rounds)" if model.cell == "mogrifier" else "LSTM"
-    rows = "\n".join(f"| {row.name} ({row.kind}) | {shape_text(row.output_shape)} | {row.parameters:,} |" for row in run.layers())
+    rows = "\n".join(
+        f"| {row.name} ({row.kind}) | {shape_text(row.output_shape)} | {row.parameters:,} |" for row in run.layers()
+    )
     return (
         "## Model\n\n"
         f"A {model.layers}-layer {cell} language model with {model.hidden_size} units per layer and "
@@ -162,8 +177,10 @@ def _training_section(run: Run) -> str:
     corpus = f"[{hub_dataset}](https://huggingface.co/datasets/{hub_dataset})" if hub_dataset else corpus
     lines = [f"Corpus: {corpus}."]
     if last:
-        lines.append(f"Trained for {last['step']:,} steps ({last.get('epoch', 0):.2f} epochs) in {_duration(last.get('elapsed_sec', 0))}"
-                     + (f" on {config.world_size} processes." if config.world_size > 1 else "."))
+        lines.append(
+            f"Trained for {last['step']:,} steps ({last.get('epoch', 0):.2f} epochs) in {_duration(last.get('elapsed_sec', 0))}"
+            + (f" on {config.world_size} processes." if config.world_size > 1 else ".")
+        )
     if run.parent:
         parent = repo_id_of(run.parent)
         lines.append(f"Fine-tuned from {f'{PREFIX}{parent}' if parent else Path(run.parent).name}.")
@@ -171,8 +188,14 @@ def _training_section(run: Run) -> str:
     lines.append(f"Chosen by textlstm when left at auto (these are the values the run used): {auto}.")
     changed = _settings(config, auto=False, changed_only=True)
     table = "\n".join(f"| {_label(name)} | {_shown(value)} |" for name, value in changed)
-    settings = ("Settings other than textlstm's defaults (`config.json` holds them all):\n\n| Setting | Value |\n| --- | --- |\n"
-                + table) if changed else "Every other setting at textlstm's default (`config.json` holds them all)."
+    settings = (
+        (
+            "Settings other than textlstm's defaults (`config.json` holds them all):\n\n| Setting | Value |\n| --- | --- |\n"
+            + table
+        )
+        if changed
+        else "Every other setting at textlstm's default (`config.json` holds them all)."
+    )
     return "## Training\n\n" + " ".join(lines) + "\n\n" + settings
 
 
@@ -222,14 +245,17 @@ def _sample_section(sample: str | None) -> str:
 
 def _use_section(repo_id: str, placeholder: bool) -> str:
     where = f"{PREFIX}{repo_id}"
-    note = (f"\n\n{REPO_PLACEHOLDER}: the repository the run is pushed to (`textlstm push RUN --repo {REPO_PLACEHOLDER}`)."
-            if placeholder else "")
+    note = (
+        f"\n\n{REPO_PLACEHOLDER}: the repository the run is pushed to (`textlstm push RUN --repo {REPO_PLACEHOLDER}`)."
+        if placeholder
+        else ""
+    )
     return (
         "## Use\n\n"
         "With textlstm installed, the model is downloaded into the Hugging Face cache on first use:\n\n"
-        f"```bash\ntextlstm generate --checkpoint {where} --prompt \"The\" --max-tokens 200\n"
-        f"textlstm generate --checkpoint {where} --prompt \"\" --temperature 0 --max-tokens {SAMPLE_TOKENS}  # the sample above\n"
+        f'```bash\ntextlstm generate --checkpoint {where} --prompt "The" --max-tokens 200\n'
+        f'textlstm generate --checkpoint {where} --prompt "" --temperature 0 --max-tokens {SAMPLE_TOKENS}  # the sample above\n'
         f"textlstm serve --checkpoint {where}\n```\n\n"
-        f"```python\nimport textlstm\n\nlm = textlstm.load(\"{where}\")\n"
-        "print(lm.generate(\"The\", max_tokens=200, seed=1))\n```" + note
+        f'```python\nimport textlstm\n\nlm = textlstm.load("{where}")\n'
+        'print(lm.generate("The", max_tokens=200, seed=1))\n```' + note
     )

@@ -53,7 +53,9 @@ def plot_runs(runs: list[Run], output: str | Path, title: str | None = None) -> 
     per_token = any(_bits_key(run) != "valid_bits_per_char" for run in runs)
     axes[1][0].set_ylabel("bits per character" + (" (or per token, where marked)" if per_token else ""))
     _legends(axes, figure)
-    figure.suptitle(title or ("training curves: " + ", ".join(labels) if len(runs) == 1 else "training curves"), fontsize=14)
+    figure.suptitle(
+        title or ("training curves: " + ", ".join(labels) if len(runs) == 1 else "training curves"), fontsize=14
+    )
     try:
         atomic_write(output, lambda tmp: figure.savefig(tmp, format=fmt or "png", dpi=120))
     except ValueError as error:  # an extension matplotlib cannot write

@@ -39,8 +39,9 @@ def create_app(generator: TextGenerator, settings: ServeSettings, access: Access
     return _new_app(ServerState(access or AccessSettings(), served=ServedModel.of(generator, settings)))
 
 
-def create_loading_app(load: Callable[[], tuple[TextGenerator, ServeSettings]],
-                       access: AccessSettings | None = None) -> FastAPI:
+def create_loading_app(
+    load: Callable[[], tuple[TextGenerator, ServeSettings]], access: AccessSettings | None = None
+) -> FastAPI:
     """An app that answers as soon as it starts, /health and every other route with 503, while
     `load()` runs in a thread of its own; then it serves what load returned. Its state's `loaded` is
     set once load has returned or failed (`load_error`: its exception)."""
@@ -91,8 +92,9 @@ def _load(state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
         state.loaded.set()
 
 
-def _serve_loaded(state: ServerState, generator: TextGenerator, settings: ServeSettings,
-                  loop: asyncio.AbstractEventLoop) -> None:
+def _serve_loaded(
+    state: ServerState, generator: TextGenerator, settings: ServeSettings, loop: asyncio.AbstractEventLoop
+) -> None:
     if not state.stopping:
         state.served = ServedModel.of(generator, settings)
         _start_engine(state, loop)

@@ -40,7 +40,14 @@ import torch
 from textlstm.config import SamplingOptions
 from textlstm.data.tokenizer import TextTokenizer
 from textlstm.generation.decoding import DECODE_CONTEXT, StopStringFilter, TextDecoder
-from textlstm.generation.sampler import RowSettings, TokenLogprobs, filtered_scores, make_rng, pick_tokens, token_logprobs
+from textlstm.generation.sampler import (
+    RowSettings,
+    TokenLogprobs,
+    filtered_scores,
+    make_rng,
+    pick_tokens,
+    token_logprobs,
+)
 from textlstm.model.network import LSTMLanguageModel, State
 from textlstm.tokens import EOT_ID
 
@@ -172,7 +179,14 @@ class Engine:
         self._live = 0  # submitted and not yet retired
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.counters = {"steps": 0, "tokens_generated": 0, "prompt_tokens_read": 0, "finished": 0, "cancelled": 0, "failed": 0}
+        self.counters = {
+            "steps": 0,
+            "tokens_generated": 0,
+            "prompt_tokens_read": 0,
+            "finished": 0,
+            "cancelled": 0,
+            "failed": 0,
+        }
 
     # -- the caller's side (any thread)
 
@@ -204,7 +218,12 @@ class Engine:
     def stats(self) -> dict:
         with self._lock:
             live = self._live
-        return {"sequences": live, "generating": len(self._batch.sequences), "reading_prompt": len(self._reading), **self.counters}
+        return {
+            "sequences": live,
+            "generating": len(self._batch.sequences),
+            "reading_prompt": len(self._reading),
+            **self.counters,
+        }
 
     # -- the loop (engine thread)
 
@@ -336,7 +355,9 @@ class Engine:
         done = 0
         for end in sorted(set(lengths)):
             active = [i for i, length in enumerate(lengths) if length >= end]
-            ids = torch.stack([rows[i].read_ids[rows[i].position + done : rows[i].position + end] for i in active]).to(self.device)
+            ids = torch.stack([rows[i].read_ids[rows[i].position + done : rows[i].position + end] for i in active]).to(
+                self.device
+            )
             if len(active) == len(rows):
                 part, (h, c) = self.model.hidden_states(ids, (h, c))
             else:
@@ -408,8 +429,9 @@ class Engine:
         logits, (h, c) = self.model.step(tokens, (batch.h[:, rows], batch.c[:, rows]))
         return _TokenStep(tokens, token_scores, logits, h, c)
 
-    def _token_scores(self, sequences: list[_Sequence], logits: torch.Tensor,
-                      tokens: torch.Tensor) -> list[tuple[Callable, TokenScores]]:
+    def _token_scores(
+        self, sequences: list[_Sequence], logits: torch.Tensor, tokens: torch.Tensor
+    ) -> list[tuple[Callable, TokenScores]]:
         """TokenScores of the token each sequence that asked for them has just picked, from its raw logits."""
         asking = [i for i, s in enumerate(sequences) if s.request.logprobs is not None]
         if not asking:
@@ -425,8 +447,9 @@ class Engine:
             events.append((request.on_event, scores))
         return events
 
-    def _isolated(self, sequences: list[_Sequence], compute: Callable[[slice], Result],
-                  rows: slice | None = None) -> list[tuple[slice, Result]]:
+    def _isolated(
+        self, sequences: list[_Sequence], compute: Callable[[slice], Result], rows: slice | None = None
+    ) -> list[tuple[slice, Result]]:
         """compute(rows) for all the rows of `sequences` at once; if it raises, for each half of the rows
         apart, and so on down to the sequence that fails alone: it ends with Failed, the others go on.
         What succeeded, in row order: (rows, compute(rows))."""
@@ -438,8 +461,12 @@ class Engine:
             if rows.stop - rows.start == 1:
                 self._fail(sequences[rows.start], error)
                 return []
-            log.warning("a step over %d sequences failed (%s: %s): trying each half apart",
-                        rows.stop - rows.start, type(error).__name__, error)
+            log.warning(
+                "a step over %d sequences failed (%s: %s): trying each half apart",
+                rows.stop - rows.start,
+                type(error).__name__,
+                error,
+            )
         middle = (rows.start + rows.stop) // 2
         first, second = slice(rows.start, middle), slice(middle, rows.stop)
         return self._isolated(sequences, compute, first) + self._isolated(sequences, compute, second)
@@ -505,7 +532,9 @@ class _Sequence:
 
     def score_prompt_chunk(self, model: LSTMLanguageModel, hidden: torch.Tensor) -> list[TokenLogprobs]:
         """Log-probabilities of the ids that follow the chunk read from `position` (hidden [length, hidden])."""
-        targets = self.read_ids[self.position + 1 : self.position + 1 + len(hidden)]  # the last position predicts a new token
+        targets = self.read_ids[
+            self.position + 1 : self.position + 1 + len(hidden)
+        ]  # the last position predicts a new token
         top = self.request.prompt_logprobs
         scores = []
         for start in range(0, len(targets), SCORED_POSITIONS):
@@ -608,7 +637,9 @@ class _Batch:
     settings: RowSettings | None = None
     scoring: int = 0  # sequences that asked for the log-probabilities of the tokens they pick
 
-    def join(self, sequences: list[_Sequence], h: torch.Tensor, c: torch.Tensor, logits: torch.Tensor, vocab_size: int) -> None:
+    def join(
+        self, sequences: list[_Sequence], h: torch.Tensor, c: torch.Tensor, logits: torch.Tensor, vocab_size: int
+    ) -> None:
         """Add rows; if it raises, the batch is as it was."""
         seen = torch.zeros(len(sequences), vocab_size, dtype=torch.bool, device=self.device)
         for row, sequence in enumerate(sequences):

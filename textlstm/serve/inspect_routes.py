@@ -61,8 +61,10 @@ async def inspect(request: Request) -> Response:
         check_model(body.model, request)
     limit = served.settings.max_inspect_chars
     if len(body.text) > limit:
-        message = (f"the text is {len(body.text):,} characters, over this server's limit of {limit:,} for "
-                   "/v1/inspect (--max-inspect-chars)")
+        message = (
+            f"the text is {len(body.text):,} characters, over this server's limit of {limit:,} for "
+            "/v1/inspect (--max-inspect-chars)"
+        )
         raise APIError(400, message, param="text", code="request_too_large")
     async with state.inspecting:
         answer = await run_in_threadpool(_inspected, served, body.text, body.per_feature)
@@ -75,8 +77,9 @@ def _inspected(served: ServedModel, text: str, per_feature: int) -> bytes:
     if generator.device.type == "cpu":
         torch.set_num_threads(served.settings.threads)  # what the engine's thread sets too
     try:
-        inspection = inspect_with(generator.model, generator.tokenizer, generator.checkpoint, text,
-                                  per_feature=per_feature)
+        inspection = inspect_with(
+            generator.model, generator.tokenizer, generator.checkpoint, text, per_feature=per_feature
+        )
     except TextlstmError as error:  # the states would not fit in memory
         raise APIError(400, str(error), param="text", code="request_too_large") from None
     return json.dumps(inspection_answer(inspection, served.settings.model_name)).encode()
@@ -85,8 +88,10 @@ def _inspected(served: ServedModel, text: str, per_feature: int) -> bytes:
 def inspection_answer(inspection: Inspection, model_name: str) -> dict:
     recording = inspection.recording
     summary = inspection.as_dict()
-    tokens = [{"text": piece, "start": int(start), "end": int(end)}
-              for piece, start, end in zip(recording.pieces, recording.starts, recording.ends)]
+    tokens = [
+        {"text": piece, "start": int(start), "end": int(end)}
+        for piece, start, end in zip(recording.pieces, recording.starts, recording.ends)
+    ]
     return {
         "object": "inspection",
         "model": model_name,

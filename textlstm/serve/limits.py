@@ -14,12 +14,16 @@ def check_request_size(generated_tokens: int, prompt_tokens: int, max_generated:
     """generated_tokens: what the request may generate (prompts x n x max_tokens); prompt_tokens: what the
     engine reads for it (each prompt once for each of its choices)."""
     if generated_tokens > max_generated:
-        message = (f"the request may generate {generated_tokens} tokens (prompts x n x max_tokens), "
-                   f"over this server's limit of {max_generated} a request (--max-request-tokens)")
+        message = (
+            f"the request may generate {generated_tokens} tokens (prompts x n x max_tokens), "
+            f"over this server's limit of {max_generated} a request (--max-request-tokens)"
+        )
         raise APIError(400, message, param="max_tokens", code="request_too_large")
     if prompt_tokens > max_prompt:
-        message = (f"the request's prompts are {prompt_tokens} tokens to read (each prompt once for each choice), "
-                   f"over this server's limit of {max_prompt} a request (--max-prompt-tokens)")
+        message = (
+            f"the request's prompts are {prompt_tokens} tokens to read (each prompt once for each choice), "
+            f"over this server's limit of {max_prompt} a request (--max-prompt-tokens)"
+        )
         raise APIError(400, message, param="prompt", code="request_too_large")
 
 
@@ -36,8 +40,10 @@ class KeyQuota:
             return
         active = self._active.get(client, 0)
         if active + count > self.limit:
-            message = (f"this API key has {active} sequences active and the request asks for {count} more: "
-                       f"the limit is {self.limit} a key (--max-sequences-per-key); try again when some end")
+            message = (
+                f"this API key has {active} sequences active and the request asks for {count} more: "
+                f"the limit is {self.limit} a key (--max-sequences-per-key); try again when some end"
+            )
             raise APIError(429, message, type="rate_limit_error", code="too_many_sequences")
         self._active[client] = active + count
 

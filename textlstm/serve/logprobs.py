@@ -68,7 +68,11 @@ class TokenNames:
 def _byte_level_table() -> dict[str, int]:
     """The byte each character of a byte-level BPE token stands for: GPT-2's table, where the
     printable Latin-1 bytes stand for themselves and the others take the code points from 256 on."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), ord("\xff") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("\xa1"), ord("\xac") + 1),
+        *range(ord("\xae"), ord("\xff") + 1),
+    ]
     table = {chr(byte): byte for byte in printable}
     others = [byte for byte in range(256) if byte not in table.values()]
     table.update({chr(256 + n): byte for n, byte in enumerate(others)})
@@ -90,8 +94,12 @@ class ChoiceTokens:
     """The scored tokens of one choice, in order: its echoed prompt's, then the generated ones."""
 
     def __init__(
-        self, names: TokenNames, prompt_ids: Sequence[int], text_start: int,
-        prompt_offsets: Sequence[int] | None = None, first_predicted: bool = True,
+        self,
+        names: TokenNames,
+        prompt_ids: Sequence[int],
+        text_start: int,
+        prompt_offsets: Sequence[int] | None = None,
+        first_predicted: bool = True,
     ):
         """text_start: where the generated text starts in the choice's text (after an echoed prompt).
         prompt_offsets: where each prompt token's text starts, when the prompt is echoed with its
@@ -143,10 +151,17 @@ class ChoiceTokens:
         return most_likely
 
     def chat_content(self, tokens: list[ScoredToken], top: int) -> list[dict]:
-        return [{**self._chat_entry(t.id, t.logprob), "top_logprobs": [self._chat_entry(i, lp) for i, lp in t.top[:top]]} for t in tokens]
+        return [
+            {**self._chat_entry(t.id, t.logprob), "top_logprobs": [self._chat_entry(i, lp) for i, lp in t.top[:top]]}
+            for t in tokens
+        ]
 
     def _chat_entry(self, token: int, logprob: float) -> dict:
-        return {"token": self.names.name(token), "logprob": _json_logprob(logprob), "bytes": self.names.byte_values(token)}
+        return {
+            "token": self.names.name(token),
+            "logprob": _json_logprob(logprob),
+            "bytes": self.names.byte_values(token),
+        }
 
 
 def _json_logprob(logprob: float | None) -> float | None:

@@ -78,8 +78,9 @@ async def text_prompt(tokenizer: TextTokenizer, text: str, with_offsets: bool = 
     return await run_in_threadpool(_text_prompt, tokenizer, text, with_offsets)
 
 
-async def conversation_prompt(tokenizer: TextTokenizer, text: str, store: ConversationStore, client: int | None,
-                              conversation_id: str) -> Prompt:
+async def conversation_prompt(
+    tokenizer: TextTokenizer, text: str, store: ConversationStore, client: int | None, conversation_id: str
+) -> Prompt:
     """A chat's prompt that keeps its conversation's state: read from the state kept for it, if its
     text continues the text that state has read."""
     if len(text) <= INLINE_PROMPT_CHARS:
@@ -100,8 +101,9 @@ def _text_prompt(tokenizer: TextTokenizer, text: str, with_offsets: bool) -> Pro
     return Prompt(ids, _after_end_of_text(ids), None, text, offsets)
 
 
-def _conversation_prompt(tokenizer: TextTokenizer, text: str, store: ConversationStore, client: int | None,
-                         conversation_id: str) -> Prompt:
+def _conversation_prompt(
+    tokenizer: TextTokenizer, text: str, store: ConversationStore, client: int | None, conversation_id: str
+) -> Prompt:
     prompt = _text_prompt(tokenizer, text, False)
     found = store.find(client, conversation_id, text)
     prompt.conversation = Conversation(store, client, conversation_id, text, tokenizer.decode, found)
@@ -111,8 +113,9 @@ def _conversation_prompt(tokenizer: TextTokenizer, text: str, store: Conversatio
     return prompt
 
 
-async def completion_prompt(tokenizer: TextTokenizer, prompt: str | list[int], echo: bool,
-                            with_offsets: bool) -> Prompt:
+async def completion_prompt(
+    tokenizer: TextTokenizer, prompt: str | list[int], echo: bool, with_offsets: bool
+) -> Prompt:
     """A completion's prompt, a text or token ids. Token ids are read after the start-of-text token
     like a text, unless they begin with it (EOT_ID): then they are read as they are."""
     if isinstance(prompt, str):

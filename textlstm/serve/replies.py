@@ -213,7 +213,11 @@ class Reply:
     def _envelope(self, kind: str, choices: list) -> dict:
         prefix = "chatcmpl-" if self.chat else "cmpl-"
         return {
-            "id": prefix + self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices,
+            "id": prefix + self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
         }
 
     def _logprobs(self, index: int, whole: bool = False) -> dict | None:

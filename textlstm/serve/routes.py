@@ -34,7 +34,12 @@ from textlstm.serve.metrics import CONTENT_TYPE, prometheus_text
 from textlstm.serve.prompts import completion_prompt, conversation_prompt, detokenized, text_prompt
 from textlstm.serve.replies import Reply, respond
 from textlstm.serve.schemas import (
-    CHAT_MAX_TOKENS, COMPLETION_MAX_TOKENS, ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest,
+    CHAT_MAX_TOKENS,
+    COMPLETION_MAX_TOKENS,
+    ChatRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
 )
 from textlstm.serve.security import client_key
 from textlstm.serve.state import ServedModel, server_state
@@ -89,8 +94,13 @@ async def completions(request: Request) -> Response:
     tokenizer = _served(request).generator.tokenizer
     prompts = [await completion_prompt(tokenizer, prompt, body.echo, scored_prompt) for prompt in body.prompts]
     jobs = [
-        Job(prompt, body.sampling_options(COMPLETION_MAX_TOKENS, choice), logprobs=body.logprobs,
-            prompt_logprobs=body.logprobs if scored_prompt else None, generate=body.max_tokens != 0)
+        Job(
+            prompt,
+            body.sampling_options(COMPLETION_MAX_TOKENS, choice),
+            logprobs=body.logprobs,
+            prompt_logprobs=body.logprobs if scored_prompt else None,
+            generate=body.max_tokens != 0,
+        )
         for prompt in prompts
         for choice in range(body.n)
     ]

@@ -83,7 +83,12 @@ class CompletionRequest(SamplingFields):
     @field_validator("prompt", mode="before")
     @classmethod
     def _prompt_shape(cls, prompt):
-        if isinstance(prompt, str) or _all(prompt, str) or _all(prompt, int) or (isinstance(prompt, list) and all(_all(p, int) for p in prompt)):
+        if (
+            isinstance(prompt, str)
+            or _all(prompt, str)
+            or _all(prompt, int)
+            or (isinstance(prompt, list) and all(_all(p, int) for p in prompt))
+        ):
             return prompt
         raise ValueError("must be a string, a list of strings, a list of token ids or a list of lists of token ids")
 
@@ -180,4 +185,6 @@ def describe(error: ValidationError) -> tuple[str, str | None]:
 
 def _is_type_name(part: str) -> bool:
     """pydantic puts the union member tried into an error's location (`stop.list[str].0`): leave it out."""
-    return part in ("str", "int", "float", "bool") or part.startswith(("list[", "function-", "literal[", "TextPart", "Message"))
+    return part in ("str", "int", "float", "bool") or part.startswith(
+        ("list[", "function-", "literal[", "TextPart", "Message")
+    )

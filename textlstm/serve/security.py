@@ -45,7 +45,12 @@ def install(app, access: AccessSettings) -> None:
     app.add_middleware(_KeyAndBodyChecks, keys=APIKeys(access.api_keys))
     if access.cors_origins:
         origins = [_origin(o) for o in access.cors_origins]
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.add_middleware(_SiteChecks, hosts=HostNames(access.host, access.allowed_hosts), origins=access.cors_origins)
 
 
@@ -59,7 +64,9 @@ def read_api_keys(path: Path) -> list[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise TextlstmError(f"cannot read the API keys in {path}: {getattr(error, 'strerror', None) or error}") from None
+        raise TextlstmError(
+            f"cannot read the API keys in {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
     keys = [line.strip() for line in lines if line.strip()]
     if not keys:
         raise TextlstmError(f"{path} holds no API key (one a line)")
@@ -69,8 +76,12 @@ def read_api_keys(path: Path) -> list[str]:
 def check_origin(origin: str) -> str:
     """`origin` if it is "*" or scheme://host[:port] (no path), else a TextlstmError."""
     parts = urlsplit(origin)
-    if origin != "*" and not (parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/") and not parts.query):
-        raise TextlstmError(f"--cors-origin {origin!r}: give an origin as a browser sends it, e.g. https://app.example:8443, or *")
+    if origin != "*" and not (
+        parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/") and not parts.query
+    ):
+        raise TextlstmError(
+            f"--cors-origin {origin!r}: give an origin as a browser sends it, e.g. https://app.example:8443, or *"
+        )
     return origin
 
 
@@ -156,7 +167,9 @@ def _header(scope, name: bytes) -> str | None:
 
 
 async def _refuse(scope, receive, send, status: int, message: str, code: str, headers: dict | None = None) -> None:
-    response = JSONResponse(error_body(message, "invalid_request_error", None, code), status_code=status, headers=headers)
+    response = JSONResponse(
+        error_body(message, "invalid_request_error", None, code), status_code=status, headers=headers
+    )
     await response(scope, receive, send)
 
 
@@ -174,7 +187,9 @@ class _SiteChecks:
             return await self.app(scope, receive, send)
         host = _header(scope, b"host")
         if host is not None and not self.hosts.answers(host):
-            message = f"this server does not answer to the Host {_without_port(host)!r}: --allowed-host NAME adds a name"
+            message = (
+                f"this server does not answer to the Host {_without_port(host)!r}: --allowed-host NAME adds a name"
+            )
             return await _refuse(scope, receive, send, 400, message, "host_not_allowed")
         origin = _header(scope, b"origin")
         if origin is not None and not self._allows(origin, host):
@@ -203,7 +218,9 @@ class _KeyAndBodyChecks:
             number = self._key_number(scope)
             if number is None:
                 message = "a valid API key is needed: send it as Authorization: Bearer KEY"
-                return await _refuse(scope, receive, send, 401, message, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+                return await _refuse(
+                    scope, receive, send, 401, message, "invalid_api_key", {"WWW-Authenticate": "Bearer"}
+                )
         if scope["method"] == "POST" and not _is_json(_header(scope, b"content-type")):
             message = "the request body must be JSON, sent with Content-Type: application/json"
             return await _refuse(scope, receive, send, 415, message, "unsupported_media_type")

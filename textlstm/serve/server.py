@@ -38,7 +38,9 @@ class RunningServer:
             app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=4 * GRACEFUL_SECONDS
         )
         self._server = _Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, name="textlstm-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self.socket]}, name="textlstm-http", daemon=True
+        )
 
     def start(self, timeout: float = 60.0) -> RunningServer:
         self._thread.start()
@@ -104,7 +106,9 @@ class _Server(uvicorn.Server):
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror as error:
         raise TextlstmError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     sock = socket.socket(family, kind, proto)

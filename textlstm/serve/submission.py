@@ -42,8 +42,14 @@ class Submission:
     conversation's state (`Prompt.admit`); ended without an answer, it puts it back.
     """
 
-    def __init__(self, engine: Engine, jobs: list[Job], client: int | None = None, quota: KeyQuota | None = None,
-                 timeout: float | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        jobs: list[Job],
+        client: int | None = None,
+        quota: KeyQuota | None = None,
+        timeout: float | None = None,
+    ):
         self.queue: asyncio.Queue[tuple[int | None, Event]] = asyncio.Queue()
         self.size = len(jobs)
         self.open = len(jobs)
@@ -72,15 +78,24 @@ class Submission:
     def _request(self, index: int, job: Job) -> GenerationRequest:
         prompt = job.prompt
         return GenerationRequest(
-            prompt.read_ids, job.options, lambda event: self.queue.put_nowait((index, event)), prompt.state,
-            seen_ids=prompt.ids, decode_context=prompt.ids, on_final_state=job.keep,
-            logprobs=job.logprobs, prompt_logprobs=job.prompt_logprobs, generate=job.generate,
+            prompt.read_ids,
+            job.options,
+            lambda event: self.queue.put_nowait((index, event)),
+            prompt.state,
+            seen_ids=prompt.ids,
+            decode_context=prompt.ids,
+            on_final_state=job.keep,
+            logprobs=job.logprobs,
+            prompt_logprobs=job.prompt_logprobs,
+            generate=job.generate,
         )
 
     def _time_out(self, timeout: float) -> None:
         self.cancel()
-        message = (f"the request ran past this server's limit of {timeout:g} seconds (--request-timeout): "
-                   "its sequences were stopped")
+        message = (
+            f"the request ran past this server's limit of {timeout:g} seconds (--request-timeout): "
+            "its sequences were stopped"
+        )
         self.queue.put_nowait((None, TimedOut(message)))
 
     async def next_events(self) -> list[tuple[int | None, Event]]:

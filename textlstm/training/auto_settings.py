@@ -62,8 +62,10 @@ def learning_rate_reason(batch_size: int) -> str:
     if batch_size <= TUNED_BATCH:
         return f"the rate the rules were measured at, with {TUNED_BATCH} rows"
     scaled = TUNED_LR * math.sqrt(batch_size / TUNED_BATCH)
-    rule = (f"{TUNED_LR:g} x sqrt({batch_size} / {TUNED_BATCH}), the square-root rule from the rate measured at "
-            f"{TUNED_BATCH} rows")
+    rule = (
+        f"{TUNED_LR:g} x sqrt({batch_size} / {TUNED_BATCH}), the square-root rule from the rate measured at "
+        f"{TUNED_BATCH} rows"
+    )
     return rule if scaled <= LR_CAP else f"{rule}, capped at {LR_CAP:g}"
 
 
@@ -97,8 +99,9 @@ def choose_tokenizer(profile: TextProfile | None) -> TokenizerChoice:
         return TokenizerChoice("char", "a streamed text's spacing is not measured before its tokenizer is trained")
     share = f"{profile.spacing_share:.0%} of the training text is runs of two or more blanks"
     if profile.spacing_share >= SPACING_FOR_BPE:
-        return TokenizerChoice("bpe", f"{share}, which BPE merges (BPE won where {SPACING_FOR_BPE:.0%} or more was)",
-                               BPE_VOCABULARY)
+        return TokenizerChoice(
+            "bpe", f"{share}, which BPE merges (BPE won where {SPACING_FOR_BPE:.0%} or more was)", BPE_VOCABULARY
+        )
     return TokenizerChoice("char", f"only {share}: char learned more than BPE in the same minutes on such text")
 
 
@@ -151,8 +154,10 @@ def regularization_for(train_tokens: int | None, budget: float | None, weights: 
         measure, reason = 0.0, "a training text or budget of unknown size, taken as at most one epoch"
     else:
         measure = weighted_epochs(train_tokens, budget, weights)
-        reason = (f"about {_epochs(budget / train_tokens)} of {_millions(train_tokens)} tokens in the budget "
-                  f"for {_millions(weights)} weights: {measure:.3g} weighted epochs")
+        reason = (
+            f"about {_epochs(budget / train_tokens)} of {_millions(train_tokens)} tokens in the budget "
+            f"for {_millions(weights)} weights: {measure:.3g} weighted epochs"
+        )
     dropout, recurrent, decay = next(row[1:] for row in REGULARIZATION_TABLE if measure <= row[0])
     return Regularization(dropout, recurrent, decay, reason)
 
@@ -160,13 +165,22 @@ def regularization_for(train_tokens: int | None, budget: float | None, weights: 
 # ----------------------------------------------------------------------------- applying them to a run
 
 
-def resolve_regularization(config: RunConfig, train_tokens: int | None, budget: float | None) -> tuple[RunConfig, str | None]:
+def resolve_regularization(
+    config: RunConfig, train_tokens: int | None, budget: float | None
+) -> tuple[RunConfig, str | None]:
     """`config` with its "auto" dropouts and weight decay (None) replaced by regularization_for's
     values for `budget` training tokens, and a line saying what was chosen and why (None when
     nothing was auto)."""
     model, train = config.model, config.train
-    auto = [name for name, value in (("dropout", model.dropout), ("recurrent_dropout", model.recurrent_dropout),
-                                     ("weight_decay", train.weight_decay)) if value is None]
+    auto = [
+        name
+        for name, value in (
+            ("dropout", model.dropout),
+            ("recurrent_dropout", model.recurrent_dropout),
+            ("weight_decay", train.weight_decay),
+        )
+        if value is None
+    ]
     if not auto:
         return config, None
     chosen = regularization_for(train_tokens, budget, model_weights(model))

@@ -183,24 +183,37 @@ class Measurements:
 Measure = Callable[[ModelConfig, int], Probe]  # (shape, batch size) -> its speed; may raise DoesNotFit
 
 
-def plan_run(config: RunConfig, train_tokens: int | None, valid_tokens: int, measure: Measure | None,
-             processes: int = 1, device_type: str = "cpu") -> Plan:
+def plan_run(
+    config: RunConfig,
+    train_tokens: int | None,
+    valid_tokens: int,
+    measure: Measure | None,
+    processes: int = 1,
+    device_type: str = "cpu",
+) -> Plan:
     """Measure what the plan needs on this machine (`measure` may be None without a time budget), then
     resolve the plan from those measurements."""
     measurements = measure_for_plan(config, train_tokens, valid_tokens, measure, processes, device_type)
     return resolve_plan(config, train_tokens, valid_tokens, measurements)
 
 
-def measure_for_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int, measure: Measure | None,
-                     processes: int = 1, device_type: str = "cpu") -> Measurements:
+def measure_for_plan(
+    config: RunConfig,
+    train_tokens: int | None,
+    valid_tokens: int,
+    measure: Measure | None,
+    processes: int = 1,
+    device_type: str = "cpu",
+) -> Measurements:
     """Time the candidates the walk asks for (see Walk), then the chosen shape without dropout, if the
     dropouts are the plan's to choose. Nothing is timed without a time budget or with nothing left to
     plan; `device_type` says whether the batch is worth timing (not on a CPU)."""
     if not _times_candidates(config, measure, device_type):
         return Measurements(device_type=device_type, processes=processes)
     budget = Budget(config, train_tokens, valid_tokens, processes)
-    walk = Walk(config, budget,
-                lambda candidate: measure(_with_shape(config.model, candidate.shape), candidate.batch_size))
+    walk = Walk(
+        config, budget, lambda candidate: measure(_with_shape(config.model, candidate.shape), candidate.batch_size)
+    )
     chosen = walk.settle()
     bare = None
     if _auto_dropout(config.model):
@@ -222,8 +235,11 @@ def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int,
     else:
         chosen = Candidate(_shape(model, *DEFAULT_SHAPE), budget.start_batch)
         outside, shape_reason = None, "no time budget to plan for: the default shape"
-        batch_reason = (_CPU_BATCH if budget.seconds and measurements.device_type == "cpu"
-                        else "no time budget to plan for: the batch the rules were measured at")
+        batch_reason = (
+            _CPU_BATCH
+            if budget.seconds and measurements.device_type == "cpu"
+            else "no time budget to plan for: the batch the rules were measured at"
+        )
     config = _with_candidate(config, chosen)
     if outside:
         lines.append(f"outside the size rule's fitted range: {outside}")
@@ -253,12 +269,18 @@ def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int,
         tokens = spending.tokens
         deciding = deciding or tokens
         lines.insert(0, _measured_line(chosen, probe, seconds, tokens, train_tokens))
-        record = {"seconds": round(seconds, 2), "cores": usable_cores(), "device": probe.device,
-                  "device_name": device_name(probe.device), "chosen": list(chosen.shape),
-                  "batch_size": chosen.batch_size, "tokens": round(tokens),
-                  "tokens_per_sec_of_chosen": round(probe.tokens_per_sec),
-                  "epochs": round(tokens / train_tokens, 2) if train_tokens else None,
-                  "tokens_per_sec": {_key(c, budget.start_batch): round(p.tokens_per_sec) for c, p in probes.items()}}
+        record = {
+            "seconds": round(seconds, 2),
+            "cores": usable_cores(),
+            "device": probe.device,
+            "device_name": device_name(probe.device),
+            "chosen": list(chosen.shape),
+            "batch_size": chosen.batch_size,
+            "tokens": round(tokens),
+            "tokens_per_sec_of_chosen": round(probe.tokens_per_sec),
+            "epochs": round(tokens / train_tokens, 2) if train_tokens else None,
+            "tokens_per_sec": {_key(c, budget.start_batch): round(p.tokens_per_sec) for c, p in probes.items()},
+        }
         if outside:
             record["outside_fitted_range"] = outside
     config, chosen_regularization = auto_settings.resolve_regularization(config, train_tokens, deciding)
@@ -277,8 +299,10 @@ def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int,
     return Plan(config, lines, seconds, record)
 
 
-_CPU_BATCH = ("the batch the rules were measured at: on a CPU a batch twice as large trains 1.1-1.2 times the "
-              "tokens/s, short of the 1.5 times it takes to learn as much, so larger ones are not timed")
+_CPU_BATCH = (
+    "the batch the rules were measured at: on a CPU a batch twice as large trains 1.1-1.2 times the "
+    "tokens/s, short of the 1.5 times it takes to learn as much, so larger ones are not timed"
+)
 
 
 class Budget:
@@ -386,9 +410,11 @@ class Walk:
         tokens, (low, high) = self.budget.train_tokens, FITTED_TEXT_TOKENS
         fitted = f"the rule was fitted on {low / 1e6:.1f}M to {high / 1e6:.2f}M"
         layers, hidden, _ = self.start.shape
-        default = ", ".join([f"{layers} x {hidden}"] * self.shape_auto
-                            + [f"batch {self.start.batch_size} x {self.budget.train.seq_len}"] * self.batch_auto
-                            + ["the dropouts by their table"])
+        default = ", ".join(
+            [f"{layers} x {hidden}"] * self.shape_auto
+            + [f"batch {self.start.batch_size} x {self.budget.train.seq_len}"] * self.batch_auto
+            + ["the dropouts by their table"]
+        )
         default = f"the default plan: {default}"
         if tokens is None:
             return f"a streamed text, of unknown size; {default}"
@@ -405,8 +431,11 @@ class Walk:
         for batch in {c.batch_size for c in self.probes}:
             timed = [(c.shape, p) for c, p in self.probes.items() if c.batch_size == batch]
             (small, first), rest = timed[0], timed[1:]
-            if any(lstm_weights(*shape) >= FLAT_WORK * lstm_weights(*small)
-                   and probe.tokens_per_sec >= FLAT_SPEED * first.tokens_per_sec for shape, probe in rest):
+            if any(
+                lstm_weights(*shape) >= FLAT_WORK * lstm_weights(*small)
+                and probe.tokens_per_sec >= FLAT_SPEED * first.tokens_per_sec
+                for shape, probe in rest
+            ):
                 return True
         return False
 
@@ -424,8 +453,11 @@ class Walk:
         following = shapes.index(current.shape) + 1
         if following < len(shapes):
             steps.append(Candidate(shapes[following], current.batch_size))
-        if (self.batch_auto and self.probes[self.start].device != "cpu"
-                and current.batch_size < self.start.batch_size * 2**BATCH_DOUBLINGS):
+        if (
+            self.batch_auto
+            and self.probes[self.start].device != "cpu"
+            and current.batch_size < self.start.batch_size * 2**BATCH_DOUBLINGS
+        ):
             steps.append(Candidate(current.shape, 2 * current.batch_size))
         return steps
 
@@ -449,15 +481,19 @@ class Walk:
     def _why_not_timed(self, candidate: Candidate, near: Candidate) -> str | None:
         weights, tokens = lstm_weights(*candidate.shape), self.budget.train_tokens
         if tokens and weights > MAX_WEIGHTS_PER_TOKEN * tokens:
-            return (f"{weights / 1e6:.1f}M weights would be {weights / tokens:.0f} per training token, more than the "
-                    f"{MAX_WEIGHTS_PER_TOKEN:g} the size rule was fitted up to")
+            return (
+                f"{weights / 1e6:.1f}M weights would be {weights / tokens:.0f} per training token, more than the "
+                f"{MAX_WEIGHTS_PER_TOKEN:g} the size rule was fitted up to"
+            )
         probe = self.probes[near]
         if probe.peak_memory is not None and probe.free_memory is not None:
             grows = max(1.0, weights / lstm_weights(*near.shape)) * max(1.0, candidate.batch_size / near.batch_size)
             needed, free = probe.peak_memory * grows, probe.free_memory
             if needed > MEMORY_SHARE * free:
-                return (f"it would need about {_bytes(needed)}, more than {MEMORY_SHARE:.0%} of the "
-                        f"{_bytes(free)} free on {probe.device}")
+                return (
+                    f"it would need about {_bytes(needed)}, more than {MEMORY_SHARE:.0%} of the "
+                    f"{_bytes(free)} free on {probe.device}"
+                )
         if sum(p.seconds for p in self.probes.values()) >= PROBE_SHARE * self.budget.seconds:
             return f"the timing had taken {PROBE_SHARE:.0%} of the budget"
         return None
@@ -473,8 +509,10 @@ class Walk:
         reason = f"of {timed} timed here, the one the size rule expects to learn most in the budget"
         if any(c.shape in self.extended for c in self.probes):
             largest = self.shapes[-1]
-            reason += (f"; {self.probes[self.start].device} trains large shapes about as fast as small ones, so "
-                       f"shapes beyond {largest[0]} x {largest[1]} were timed")
+            reason += (
+                f"; {self.probes[self.start].device} trains large shapes about as fast as small ones, so "
+                f"shapes beyond {largest[0]} x {largest[1]} were timed"
+            )
         larger = [c for c in self._next_to(chosen) if c.shape != chosen.shape]
         return reason + (self._why_not_further(chosen, larger[0]) if larger else "")
 
@@ -484,21 +522,25 @@ class Walk:
         if self.probes[self.start].device == "cpu":
             return _CPU_BATCH
         timed = ", ".join(str(b) for b in sorted({c.batch_size for c in self.probes if c.shape == chosen.shape}))
-        reason = (f"of {timed} rows timed with {chosen.shape[0]} x {chosen.shape[1]}, the one the size rule expects to "
-                  f"learn most, the tokens of a larger step counted as worth less (a critical batch of "
-                  f"{NOISE_BATCH_TOKENS:,} tokens)")
+        reason = (
+            f"of {timed} rows timed with {chosen.shape[0]} x {chosen.shape[1]}, the one the size rule expects to "
+            f"learn most, the tokens of a larger step counted as worth less (a critical batch of "
+            f"{NOISE_BATCH_TOKENS:,} tokens)"
+        )
         larger = [c for c in self._next_to(chosen) if c.batch_size != chosen.batch_size]
         return reason + (self._why_not_further(chosen, larger[0]) if larger else "")
 
     def _why_not_further(self, chosen: Candidate, step: Candidate) -> str:
         """Why the walk did not go on from `chosen` to `step` (the next shape or batch)."""
-        what = (f"{step.shape[0]} x {step.shape[1]}" if step.shape != chosen.shape else f"{step.batch_size} rows")
+        what = f"{step.shape[0]} x {step.shape[1]}" if step.shape != chosen.shape else f"{step.batch_size} rows"
         if step in self.probes:
             gain = self.losses()[chosen] - self.losses()[step]
             if gain <= 0:
                 return ""
-            return (f"; {what} was predicted {gain:.2g} bits/char better, but not by {MIN_GAIN:g} with its speed "
-                    f"{TIMING_NOISE:.0%} lower and this one's {TIMING_NOISE:.0%} higher")
+            return (
+                f"; {what} was predicted {gain:.2g} bits/char better, but not by {MIN_GAIN:g} with its speed "
+                f"{TIMING_NOISE:.0%} lower and this one's {TIMING_NOISE:.0%} higher"
+            )
         why = self.failed.get(step) or self.not_timed.get(step)
         return f"; {what} not timed: {why}" if why else ""
 
@@ -575,5 +617,7 @@ def _measured_line(chosen: Candidate, probe: Probe, seconds: float, tokens: floa
     else:
         where = f"on {probe.device}"
     shape = chosen.shape
-    return (f"measured in {seconds:.1f} s: {shape[0]} x {shape[1]} trains at {probe.tokens_per_sec:,.0f} tokens/s "
-            f"({where}): about {tokens / 1e6:.1f}M tokens in the budget{epochs}")
+    return (
+        f"measured in {seconds:.1f} s: {shape[0]} x {shape[1]} trains at {probe.tokens_per_sec:,.0f} tokens/s "
+        f"({where}): about {tokens / 1e6:.1f}M tokens in the budget{epochs}"
+    )

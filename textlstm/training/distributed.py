@@ -99,7 +99,13 @@ def session(timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> Iterator[None]:
     address = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
     timeout = timedelta(minutes=timeout_minutes)
     try:
-        dist.init_process_group(backend, store=_store(timeout), rank=launched_rank(), world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
+        dist.init_process_group(
+            backend,
+            store=_store(timeout),
+            rank=launched_rank(),
+            world_size=int(os.environ["WORLD_SIZE"]),
+            timeout=timeout,
+        )
     except (RuntimeError, ValueError, KeyError) as error:  # DistNetworkError and DistStoreError are RuntimeErrors
         detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise TextlstmError(
@@ -146,8 +152,11 @@ def _store(timeout: timedelta) -> dist.Store:
     """
     agent_holds_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"]),
-        is_master=not agent_holds_it and launched_rank() == 0, timeout=timeout,
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        int(os.environ["WORLD_SIZE"]),
+        is_master=not agent_holds_it and launched_rank() == 0,
+        timeout=timeout,
     )
     return dist.PrefixStore(f"textlstm/start-{restart_count()}", store)
 

@@ -23,7 +23,16 @@ from textlstm.runs import hub
 from textlstm.tokens import UNK, byte_token
 
 # ModelConfig fields that decide the weights' shapes: the parent's are kept. Dropouts may change.
-SHAPE_FIELDS = ("embedding_size", "hidden_size", "layers", "cell", "mogrifier_rounds", "tie_weights", "output_layer", "adaptive_cutoffs")
+SHAPE_FIELDS = (
+    "embedding_size",
+    "hidden_size",
+    "layers",
+    "cell",
+    "mogrifier_rounds",
+    "tie_weights",
+    "output_layer",
+    "adaptive_cutoffs",
+)
 CHUNK = 1 << 24  # ids counted at a time, so a corpus of many GB is counted in bounded memory
 
 
@@ -60,10 +69,14 @@ def load_parent(folder: str | Path) -> Parent:
 def inherit(config: RunConfig, parent: Parent) -> RunConfig:
     """`config` with the parent's model shape and tokenizer; its dropouts, data and training settings kept."""
     model = dataclasses.replace(
-        parent.config.model, dropout=config.model.dropout, recurrent_dropout=config.model.recurrent_dropout,
+        parent.config.model,
+        dropout=config.model.dropout,
+        recurrent_dropout=config.model.recurrent_dropout,
         embedding_dropout=config.model.embedding_dropout,
     )
-    data = dataclasses.replace(config.data, tokenizer=parent.config.data.tokenizer, vocab_size=parent.config.data.vocab_size)
+    data = dataclasses.replace(
+        config.data, tokenizer=parent.config.data.tokenizer, vocab_size=parent.config.data.vocab_size
+    )
     train = dataclasses.replace(config.train, init_from=str(parent.folder))
     return dataclasses.replace(config, model=model, data=data, train=train)
 
@@ -75,7 +88,9 @@ def conflicts(given: dict, parent: Parent) -> list[str]:
     return [
         f"--{name.replace('_', '-')} {_shown(value)} (the parent has {_shown(fixed[name])})"
         for name, value in given.items()
-        if name in fixed and value != fixed[name] and not (name == "tokenizer" and value == AUTO)
+        if name in fixed
+        and value != fixed[name]
+        and not (name == "tokenizer" and value == AUTO)
         and not (name in SHAPE_FIELDS and value is None)  # a size left at auto: the parent's
     ]
 
@@ -99,7 +114,9 @@ def unseen_note(tokenizer: TextTokenizer, kind: str, ids: np.ndarray) -> str | N
 
 
 def _count(ids: np.ndarray, matches) -> int:
-    return sum(int(np.count_nonzero(matches(np.asarray(ids[start : start + CHUNK])))) for start in range(0, len(ids), CHUNK))
+    return sum(
+        int(np.count_nonzero(matches(np.asarray(ids[start : start + CHUNK])))) for start in range(0, len(ids), CHUNK)
+    )
 
 
 def _shown(value) -> str:

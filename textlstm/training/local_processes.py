@@ -41,10 +41,21 @@ def run_on_this_machine(nproc: int, train_args: list[str]) -> int:
 
     if "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // nproc))
-    args = torchrun.parse_args([
-        "--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0",
-        "--shutdown-timeout", str(SHUTDOWN_SECONDS), "--module", "textlstm", "train", *train_args,
-    ])
+    args = torchrun.parse_args(
+        [
+            "--standalone",
+            "--nproc-per-node",
+            str(nproc),
+            "--max-restarts",
+            "0",
+            "--shutdown-timeout",
+            str(SHUTDOWN_SECONDS),
+            "--module",
+            "textlstm",
+            "train",
+            *train_args,
+        ]
+    )
     _quiet_torchrun()
     try:
         torchrun.run(args)
@@ -53,7 +64,9 @@ def run_on_this_machine(nproc: int, train_args: list[str]) -> int:
     except ChildFailedError as error:
         process, failure = error.get_first_failure()
         if failure.exitcode < 0:
-            raise TextlstmError(f"process {process} of {nproc} was killed by {failure.signal_name()}; the others were stopped") from None
+            raise TextlstmError(
+                f"process {process} of {nproc} was killed by {failure.signal_name()}; the others were stopped"
+            ) from None
         return failure.exitcode
     return 0
 

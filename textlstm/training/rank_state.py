@@ -53,5 +53,7 @@ def restore(state: dict, device: torch.device, rows_per_process: int) -> State |
     first = rank * rows_per_process
     rows = tuple(t[:, first : first + rows_per_process] for t in state["lstm_state"])
     if rows[0].shape[1] != rows_per_process:
-        raise ValueError(f"the saved LSTM state has {state['lstm_state'][0].shape[1]} rows, not {rows_per_process * distributed.world_size()}")
+        raise ValueError(
+            f"the saved LSTM state has {state['lstm_state'][0].shape[1]} rows, not {rows_per_process * distributed.world_size()}"
+        )
     return tuple(t.to(device) for t in rows)

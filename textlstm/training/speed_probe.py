@@ -110,16 +110,25 @@ class SpeedProbe:
         model_config = dataclasses.replace(
             model_config,
             dropout=TIMED_DROPOUT if model_config.dropout is None else model_config.dropout,
-            recurrent_dropout=TIMED_DROPOUT if model_config.recurrent_dropout is None else model_config.recurrent_dropout,
+            recurrent_dropout=TIMED_DROPOUT
+            if model_config.recurrent_dropout is None
+            else model_config.recurrent_dropout,
         )
         threads = 1
         if self.device.type == "cpu":
-            threads = use_threads(self.train.threads, model_config.embedding_size, model_config.hidden_size,
-                                  model_config.layers, rows, self.precision)
+            threads = use_threads(
+                self.train.threads,
+                model_config.embedding_size,
+                model_config.hidden_size,
+                model_config.layers,
+                rows,
+                self.precision,
+            )
         held_before = self._memory_held()
         model = LSTMLanguageModel(model_config).to(self.device)
-        step = TrainingStep(model, build_optimizer(model, self.train), self.train, self.device, self.precision,
-                            alone=True)
+        step = TrainingStep(
+            model, build_optimizer(model, self.train), self.train, self.device, self.precision, alone=True
+        )
         state, steps, timed_start, timed_tokens = None, 0, None, 0
         lr = self.train.lr or TUNED_LR  # --lr auto: any rate, a step takes as long
         while steps < WARM_UP_STEPS + PROBE_STEPS:

@@ -32,8 +32,16 @@ class TrainingStep:
     """Trains `model` one batch at a time. alone: this process steps by itself even when several
     processes run (the speed probe on process 0); otherwise DDP averages the gradients of all."""
 
-    def __init__(self, model: LSTMLanguageModel, optimizer: torch.optim.Optimizer, train: TrainConfig,
-                 device: torch.device, precision: str, average: WeightAverage | None = None, alone: bool = False):
+    def __init__(
+        self,
+        model: LSTMLanguageModel,
+        optimizer: torch.optim.Optimizer,
+        train: TrainConfig,
+        device: torch.device,
+        precision: str,
+        average: WeightAverage | None = None,
+        alone: bool = False,
+    ):
         self.model, self.optimizer, self.train = model, optimizer, train
         self.device, self.precision, self.average = device, precision, average
         self.processes = 1 if alone else distributed.world_size()
@@ -44,16 +52,20 @@ class TrainingStep:
             self.loss_of = distributed.loss_function(model, device, adaptive, train.ar, train.tar)
         self.loss_scaler = LossScaler(precision, device)
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None,
-                 lengths: torch.Tensor | None, lr: float) -> StepOutcome:
+    def __call__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None, lengths: torch.Tensor | None, lr: float
+    ) -> StepOutcome:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         with autocast(self.precision, self.device):  # the backward pass runs outside it
             loss_sum, count, new_state, penalty = self.loss_of(inputs, targets, state, lengths)
-        penalty_value = penalty.detach().double() if penalty is not None else torch.zeros(
-            (), dtype=torch.float64, device=count.device)
+        penalty_value = (
+            penalty.detach().double()
+            if penalty is not None
+            else torch.zeros((), dtype=torch.float64, device=count.device)
+        )
         totals = torch.stack([loss_sum.detach().double(), count.double(), penalty_value])
         if self.processes > 1:
             totals = distributed.sum_across(totals)

@@ -18,6 +18,7 @@ reads its own rows of every batch (--batch-size counts the rows of all processes
 DistributedDataParallel averages the gradients, every process evaluates, and only process 0
 writes files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -109,7 +110,9 @@ def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 <
     starts from), read in chunks so that memory stays small for memory-mapped ids."""
     counts = np.zeros(vocab_size, dtype=np.int64)
     for start in range(0, min(len(ids), limit), chunk):
-        counts += np.bincount(np.asarray(ids[start : min(start + chunk, limit)], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+        counts += np.bincount(np.asarray(ids[start : min(start + chunk, limit)], dtype=np.int64), minlength=vocab_size)[
+            :vocab_size
+        ]
     return counts
 
 
@@ -123,8 +126,9 @@ class RunData:
     stream: object | None
 
 
-def read_data(config: RunConfig, output: Path, resuming: bool, parent: finetune.Parent | None,
-              reporter: Reporter) -> tuple[RunData, RunConfig]:
+def read_data(
+    config: RunConfig, output: Path, resuming: bool, parent: finetune.Parent | None, reporter: Reporter
+) -> tuple[RunData, RunConfig]:
     """The corpus prepared as `config.data` says, and the settings with the choices the data made
     (tokenizer kind and vocabulary, a corpus's turn format) written in, so config.json holds them."""
     reused = None  # a new run trains its tokenizer on the corpus
@@ -173,8 +177,12 @@ def planned(config: RunConfig, data: RunData, device: torch.device, precision: s
 
 def with_vocabulary_and_launch(config: RunConfig, tokenizer: TextTokenizer) -> RunConfig:
     """A new run's settings with the model's vocabulary and the processes it starts with."""
-    model = config.model if config.model.vocab_size else model_config_for(config.model, tokenizer)  # fine-tuning: the parent's
-    return dataclasses.replace(config, model=model, world_size=distributed.world_size(), launch_id=distributed.launch_id())
+    model = (
+        config.model if config.model.vocab_size else model_config_for(config.model, tokenizer)
+    )  # fine-tuning: the parent's
+    return dataclasses.replace(
+        config, model=model, world_size=distributed.world_size(), launch_id=distributed.launch_id()
+    )
 
 
 def make_batcher(config: RunConfig, data: RunData):
@@ -201,9 +209,14 @@ def build_model(config: RunConfig, data: RunData, device: torch.device) -> LSTML
     return model.to(device)
 
 
-def build_training(config: RunConfig, data: RunData, device: torch.device, precision: str,
-                   parent: finetune.Parent | None = None, report: Callable[[str], None] = print,
-                   ) -> tuple[TrainingStep, object]:
+def build_training(
+    config: RunConfig,
+    data: RunData,
+    device: torch.device,
+    precision: str,
+    parent: finetune.Parent | None = None,
+    report: Callable[[str], None] = print,
+) -> tuple[TrainingStep, object]:
     """A new run's training step (its model, optimizer and --ema weight average) and this process's
     batches, set up as the trainer sets them up: the weights seeded by --seed (or the parent's), the CPU
     threads for the shape, each process's own random stream."""
@@ -221,8 +234,9 @@ def build_training(config: RunConfig, data: RunData, device: torch.device, preci
     return step, make_batcher(config, data)
 
 
-def batch_at(batcher, step: int, carried: State | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None,
-                                                                State | None]:
+def batch_at(
+    batcher, step: int, carried: State | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, State | None]:
     """Inputs, targets and (document windows) lengths of the batch of `step`, and the LSTM state it
     starts from: for stream batching the one `carried` from the batch before (none where a pass begins),
     for document windows none."""
@@ -245,9 +259,16 @@ class Trainer:
     """A run, set up to train: its settings resolved once (nothing changes them afterwards), its data,
     model, optimizer and batches, and its RunState. `run()` trains it and saves it."""
 
-    def __init__(self, config: RunConfig, output: Path, reporter: Reporter | None = None, resume: bool = False,
-                 sample: SampleFunction | None = None, card_sample: Callable[[Path], str] | None = None,
-                 overwrite: bool = False):
+    def __init__(
+        self,
+        config: RunConfig,
+        output: Path,
+        reporter: Reporter | None = None,
+        resume: bool = False,
+        sample: SampleFunction | None = None,
+        card_sample: Callable[[Path], str] | None = None,
+        overwrite: bool = False,
+    ):
         self.output = Path(output)
         self.reporter = reporter or Reporter()
         self.resuming = resume
@@ -297,7 +318,9 @@ class Trainer:
                 "that every machine shares, so all processes read the one process 0 built"
             )
         config = self.config
-        train_step, batcher = build_training(config, self.data, self.device, self.precision, parent, self.reporter.message)
+        train_step, batcher = build_training(
+            config, self.data, self.device, self.precision, parent, self.reporter.message
+        )
         model, optimizer, average = train_step.model, train_step.optimizer, train_step.average
         if saved is None:
             return model, optimizer, average, batcher, train_step, RunState(spent_before=planning_seconds)
@@ -311,7 +334,9 @@ class Trainer:
                 batcher.load_state_dict(saved["stream"])
             state = RunState.from_saved(saved, self.device, batcher.batch_size)
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
-            raise TextlstmError(f"cannot resume from {self.output}: trainer state does not fit this run ({error})") from None
+            raise TextlstmError(
+                f"cannot resume from {self.output}: trainer state does not fit this run ({error})"
+            ) from None
         self.reporter.message(f"resuming {self.output} at step {state.step}")
         return model, optimizer, average, batcher, train_step, state
 
@@ -365,7 +390,9 @@ class Trainer:
                 if math.isfinite(outcome.loss_sum):
                     bad_steps = 0
                     meter.add(outcome.loss_sum, outcome.tokens, now() - step_start)
-                    self.reporter.step(state.step, outcome.loss_sum / max(outcome.tokens, 1), meter.recent_rate(), self._lr())
+                    self.reporter.step(
+                        state.step, outcome.loss_sum / max(outcome.tokens, 1), meter.recent_rate(), self._lr()
+                    )
                 else:
                     bad_steps += 1
                     self._skip_step(outcome.loss_sum, bad_steps)
@@ -397,10 +424,14 @@ class Trainer:
         """Why a resumed run has nothing left to train, and how to give it more; None if it has."""
         budget, state = self.config.train.max_minutes, self.state
         if budget and state.spent_before >= 60 * budget:
-            return (f"the run has spent its whole budget of {budget:g} minutes ({state.spent_before / 60:.1f} used): "
-                    f"resume with a larger total, such as --max-minutes {2 * budget:g}, to train on")
+            return (
+                f"the run has spent its whole budget of {budget:g} minutes ({state.spent_before / 60:.1f} used): "
+                f"resume with a larger total, such as --max-minutes {2 * budget:g}, to train on"
+            )
         if state.step >= self.total_steps:
-            return f"the run is already at step {state.step:,}: resume with a higher --max-steps or --epochs to train on"
+            return (
+                f"the run is already at step {state.step:,}: resume with a higher --max-steps or --epochs to train on"
+            )
         return None
 
     def _skip_step(self, loss: float, bad_steps: int) -> None:
@@ -415,9 +446,13 @@ class Trainer:
     def _why_stopped_early(self) -> str:
         budget, state = self.config.train.max_minutes, self.state
         spent = f" ({state.clock / (60 * budget):.0%} of the {budget:g} minutes)" if budget else ""
-        decayed = ", with the learning rate past the middle of its decay," if self.config.train.schedule != "constant" else ""
-        return (f"stopped early at step {state.step:,}{spent}: the validation loss has not improved in "
-                f"{state.evals_since_best} evaluations{decayed} so more training would not help; the best weights are kept")
+        decayed = (
+            ", with the learning rate past the middle of its decay," if self.config.train.schedule != "constant" else ""
+        )
+        return (
+            f"stopped early at step {state.step:,}{spent}: the validation loss has not improved in "
+            f"{state.evals_since_best} evaluations{decayed} so more training would not help; the best weights are kept"
+        )
 
     def _patience_spent(self) -> bool:
         return self.state.evals_since_best >= self._patience() > 0
@@ -449,9 +484,14 @@ class Trainer:
         train, state = self.config.train, self.state
         valid = self.data.splits["valid"]
         result = evaluate_split(
-            self._evaluated_model(), valid.ids, valid.info,
-            batch_size=min(train.batch_size, 32), seq_len=max(train.seq_len, 256),
-            max_tokens=train.eval_tokens, device=self.device, precision=self.precision,
+            self._evaluated_model(),
+            valid.ids,
+            valid.info,
+            batch_size=min(train.batch_size, 32),
+            seq_len=max(train.seq_len, 256),
+            max_tokens=train.eval_tokens,
+            device=self.device,
+            precision=self.precision,
             documents=self.config.data.batching == "documents",
         )
         # Every process scores the same tokens with the same weights; process 0's figures decide for all.
@@ -492,14 +532,21 @@ class Trainer:
         """The evaluation to the tracker (--log-to), then a sample when one is due (--sample-every)."""
         self.tracker.evaluated(record)
         every = self.config.train.sample_every * self.config.train.eval_every
-        if self.sample is not None and every and distributed.is_main() and (self.state.step % every == 0 or record["final"]):
+        if (
+            self.sample is not None
+            and every
+            and distributed.is_main()
+            and (self.state.step % every == 0 or record["final"])
+        ):
             self._write_sample()
 
     def _write_sample(self) -> None:
         """A sample from the evaluated weights, seeded by the run's seed and the step: training's random
         numbers are not drawn from, so a run samples or not and learns the same."""
         step = self.state.step
-        text = self.sample(self._evaluated_model(), self.data.tokenizer, tracking.sample_seed(self.config.train.seed, step))
+        text = self.sample(
+            self._evaluated_model(), self.data.tokenizer, tracking.sample_seed(self.config.train.seed, step)
+        )
         tracking.append_sample(self.output, step, text)
         self.reporter.sampled(step, text)
         self.tracker.sampled(step, text)
@@ -547,7 +594,11 @@ class Trainer:
         """
         minutes = self.config.train.save_every_minutes
         local = torch.tensor(
-            [*self.stop.votes(), self.state.elapsed(now()), float(bool(minutes) and now() - self.last_save >= minutes * 60)],
+            [
+                *self.stop.votes(),
+                self.state.elapsed(now()),
+                float(bool(minutes) and now() - self.last_save >= minutes * 60),
+            ],
             dtype=torch.float64,
         )
         if distributed.world_size() > 1:
@@ -600,10 +651,14 @@ def train(
     timeout_minutes is how long a process waits for the others before the run stops with an error.
     """
     with distributed.session(timeout_minutes):
-        return _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample, card_sample)
+        return _train(
+            config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample, card_sample
+        )
 
 
-def _train(config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample, card_sample) -> TrainResult:
+def _train(
+    config, output, resume, overwrite, reporter, checkpoints_root, train_overrides, sample, card_sample
+) -> TrainResult:
     if resume is None and distributed.restart_count():
         # torchrun restarted the processes (--max-restarts): go on with the run this launch started.
         found = distributed.from_main(distributed.run_of_this_launch(output, checkpoints_root))

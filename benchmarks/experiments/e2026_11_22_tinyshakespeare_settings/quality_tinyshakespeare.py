@@ -80,7 +80,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--recurrent-dropout", type=float, default=0.0)
     parser.add_argument("--warmup-steps", type=int, default=50)
-    parser.add_argument("--eval-every", type=int, default=500, help="steps between validation evaluations (they count against the budget)")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=500,
+        help="steps between validation evaluations (they count against the budget)",
+    )
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "out" / "quality_tinyshakespeare")
     return parser.parse_args()
@@ -113,16 +118,31 @@ def run(args: argparse.Namespace) -> dict:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     config = RunConfig(
         model=ModelConfig(
-            embedding_size=args.embedding_size, hidden_size=args.hidden_size, layers=args.layers,
-            dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
+            embedding_size=args.embedding_size,
+            hidden_size=args.hidden_size,
+            layers=args.layers,
+            dropout=args.dropout,
+            recurrent_dropout=args.recurrent_dropout,
         ),
         data=DataConfig(dataset=str(CORPUS), tokenizer="char"),
         train=TrainConfig(
-            batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup_steps=args.warmup_steps,
-            max_steps=10**9, max_minutes=args.minutes, eval_every=args.eval_every, patience=0,
-            save_every_minutes=0, seed=args.seed, device="cpu",
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            max_steps=10**9,
+            max_minutes=args.minutes,
+            eval_every=args.eval_every,
+            patience=0,
+            save_every_minutes=0,
+            seed=args.seed,
+            device="cpu",
             # as the recorded runs had them (commit 5545934's defaults, which have changed since)
-            weight_decay=0.01, ar=0.0, tar=0.0, precision="float32", threads=2,
+            weight_decay=0.01,
+            ar=0.0,
+            tar=0.0,
+            precision="float32",
+            threads=2,
         ),
     )
     shutil.rmtree(args.output, ignore_errors=True)
@@ -219,7 +239,7 @@ def render_report() -> str:
 
 def _kept_notes() -> str:
     text = REPORT.read_text(encoding="utf-8") if REPORT.is_file() else ""
-    return "\n" + text[text.index(NOTES_HEADING):] if NOTES_HEADING in text else ""
+    return "\n" + text[text.index(NOTES_HEADING) :] if NOTES_HEADING in text else ""
 
 
 def _settings(s: dict) -> str:

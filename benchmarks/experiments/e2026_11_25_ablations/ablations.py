@@ -38,7 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--variant", action="append", default=[], help='NAME="extra options" (NAME= for none)')
     parser.add_argument("--parallel", type=int, default=2, choices=[1, 2])
     parser.add_argument("--cores", default="0,1", help="cores to pin the runs of a pair to, comma-separated")
-    parser.add_argument("--dataset-for", action="append", default=[], help="NAME=DATASET: another dataset for one variant")
+    parser.add_argument(
+        "--dataset-for", action="append", default=[], help="NAME=DATASET: another dataset for one variant"
+    )
     parser.add_argument("--work", default="/tmp/ablations", help="folder for the runs' checkpoints")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON-lines file runs are appended to")
     parser.add_argument("--table", action="store_true", help="only print the table of the recorded runs")
@@ -50,14 +52,50 @@ def parse_args() -> argparse.Namespace:
 # off, patience 3. A variant changes one thing, so nothing else may be chosen for it. The dropouts are left
 # to each variant: auto then gave the 4-minute runs 0 / 0 (5.1 expected epochs), which `--dropout 0
 # --recurrent-dropout 0` now gives (auto has since changed).
-FROZEN = ("--embedding-size", "64", "--hidden-size", "256", "--layers", "2", "--eval-every", "500",
-          "--batch-size", "16", "--lr", "0.004", "--tokenizer", "char", "--weight-decay", "0.01",
-          "--ar", "0", "--tar", "0", "--patience", "3")
+FROZEN = (
+    "--embedding-size",
+    "64",
+    "--hidden-size",
+    "256",
+    "--layers",
+    "2",
+    "--eval-every",
+    "500",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.004",
+    "--tokenizer",
+    "char",
+    "--weight-decay",
+    "0.01",
+    "--ar",
+    "0",
+    "--tar",
+    "0",
+    "--patience",
+    "3",
+)
 
 
 def command(dataset: str, minutes: float, extra: str, output: Path) -> list[str]:
-    return [sys.executable, "-m", "textlstm", "train", "--dataset", dataset, "--max-minutes", str(minutes),
-            "--threads", "1", "--output", str(output), "--overwrite", *FROZEN, *shlex.split(extra)]
+    return [
+        sys.executable,
+        "-m",
+        "textlstm",
+        "train",
+        "--dataset",
+        dataset,
+        "--max-minutes",
+        str(minutes),
+        "--threads",
+        "1",
+        "--output",
+        str(output),
+        "--overwrite",
+        *FROZEN,
+        *shlex.split(extra),
+    ]
 
 
 def best_record(folder: Path) -> dict:
@@ -66,9 +104,14 @@ def best_record(folder: Path) -> dict:
     for record in records:
         record["nats_per_char"] = record["valid_bits_per_char"] * math.log(2)
     best = min(records, key=lambda record: record["nats_per_char"])
-    return {"best_valid_loss": best["nats_per_char"], "best_step": best["step"], "steps": records[-1]["step"],
-            "last_valid_loss": records[-1]["nats_per_char"], "last_train_loss": records[-1].get("train_loss"),
-            "tokens_per_sec": records[-1].get("tokens_per_sec")}
+    return {
+        "best_valid_loss": best["nats_per_char"],
+        "best_step": best["step"],
+        "steps": records[-1]["step"],
+        "last_valid_loss": records[-1]["nats_per_char"],
+        "last_train_loss": records[-1].get("train_loss"),
+        "tokens_per_sec": records[-1].get("tokens_per_sec"),
+    }
 
 
 def run_pair(jobs: list[tuple[str, str]], args: argparse.Namespace) -> None:
@@ -82,15 +125,28 @@ def run_pair(jobs: list[tuple[str, str]], args: argparse.Namespace) -> None:
         output = Path(args.work) / name
         dataset = datasets.get(name, args.dataset)
         log = open(Path(args.work) / f"{name}.log", "w")
-        process = subprocess.Popen(["taskset", "-c", str(core), *command(dataset, args.minutes, extra, output)],
-                                   env=environment, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            ["taskset", "-c", str(core), *command(dataset, args.minutes, extra, output)],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         running.append((name, extra, output, process, core, dataset))
     for name, extra, output, process, core, dataset in running:
         code = process.wait()
-        record = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "name": name, "options": extra,
-                  "dataset": dataset, "minutes": args.minutes, "core": core, "exit": code,
-                  "wall_sec": round(time.time() - started, 1), "load_before": load_before, "load_after": os.getloadavg(),
-                  "beside": [other[0] for other in running if other[0] != name]}
+        record = {
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "name": name,
+            "options": extra,
+            "dataset": dataset,
+            "minutes": args.minutes,
+            "core": core,
+            "exit": code,
+            "wall_sec": round(time.time() - started, 1),
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+            "beside": [other[0] for other in running if other[0] != name],
+        }
         if code == 0:
             record.update(best_record(output))
         print(json.dumps(record), flush=True)
@@ -105,8 +161,10 @@ def print_table(results: Path, minutes: float) -> None:
     print("| --- | --- | --- | ---: | ---: | ---: | --- |")
     for row in sorted(rows, key=lambda row: row["best_valid_loss"]):
         load = "/".join(f"{value:.1f}" for value in row["load_before"])
-        print(f"| {row['name']} | {row['dataset']} | `{row['options'] or '(defaults)'}` | {row['best_valid_loss']:.4f} | {row['steps']:,} | "
-              f"{row['best_step']:,} | {load} |")
+        print(
+            f"| {row['name']} | {row['dataset']} | `{row['options'] or '(defaults)'}` | {row['best_valid_loss']:.4f} | {row['steps']:,} | "
+            f"{row['best_step']:,} | {load} |"
+        )
 
 
 def main() -> None:

@@ -90,7 +90,9 @@ def per_document_loss(model, ids: np.ndarray, batch_size: int = 64) -> float:
     """Mean nats per token, each document (`EOT text EOT`) scored alone from a zero state."""
     model.eval()
     ends = np.flatnonzero(np.asarray(ids) == EOT_ID)
-    documents = sorted((torch.from_numpy(ids[a : b + 1].astype(np.int64)) for a, b in zip(ends[:-1], ends[1:])), key=len)
+    documents = sorted(
+        (torch.from_numpy(ids[a : b + 1].astype(np.int64)) for a, b in zip(ends[:-1], ends[1:])), key=len
+    )
     total, count = 0.0, 0
     for first in range(0, len(documents), batch_size):
         chunk = documents[first : first + batch_size]
@@ -104,9 +106,22 @@ def per_document_loss(model, ids: np.ndarray, batch_size: int = 64) -> float:
 def run_one(corpus: Path, variant: str, seed: int, args) -> dict:
     config = RunConfig(
         model=ModelConfig(embedding_size=64, hidden_size=256, layers=2, dropout=0.0, recurrent_dropout=0.0),
-        data=DataConfig(dataset=str(corpus), tokenizer="char", batching="documents" if variant == "documents" else "stream"),
-        train=TrainConfig(batch_size=16, seq_len=64, lr=4e-3, weight_decay=0.01, warmup_steps=50, ar=0.0, tar=0.0,
-                          max_steps=args.steps, seed=seed, device="cpu", precision="float32"),
+        data=DataConfig(
+            dataset=str(corpus), tokenizer="char", batching="documents" if variant == "documents" else "stream"
+        ),
+        train=TrainConfig(
+            batch_size=16,
+            seq_len=64,
+            lr=4e-3,
+            weight_decay=0.01,
+            warmup_steps=50,
+            ar=0.0,
+            tar=0.0,
+            max_steps=args.steps,
+            seed=seed,
+            device="cpu",
+            precision="float32",
+        ),
     )
     trainer = Trainer(config, Path("unused"))  # reads and prepares the corpus; run() is never called
     step = TrainerSteps(trainer.train_step, trainer.batcher, trainer.config, trainer.total_steps)
@@ -132,7 +147,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
-    parser.add_argument("--variants", nargs="+", default=["carry", "reset", "documents"], choices=["carry", "reset", "documents"])
+    parser.add_argument(
+        "--variants", nargs="+", default=["carry", "reset", "documents"], choices=["carry", "reset", "documents"]
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = json.loads(RESULT.read_text()) if RESULT.is_file() else []
@@ -142,8 +159,14 @@ def main() -> None:
             for variant in args.variants:
                 load = os.getloadavg()[0]
                 figures = run_one(corpus, variant, seed, args)
-                row = {"variant": variant, "seed": seed, "steps": args.steps, "load_before": load,
-                       "load_after": os.getloadavg()[0], **figures}
+                row = {
+                    "variant": variant,
+                    "seed": seed,
+                    "steps": args.steps,
+                    "load_before": load,
+                    "load_after": os.getloadavg()[0],
+                    **figures,
+                }
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 RESULT.write_text(json.dumps(results, indent=1) + "\n")

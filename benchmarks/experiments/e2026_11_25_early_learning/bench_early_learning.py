@@ -67,8 +67,17 @@ class PlainLSTM(nn.Module):
         return self.decoder(out), state
 
 
-def plain_loop(train_ids: np.ndarray, vocab: int, steps: int, seed: int, outputs: int, batching: str,
-               betas: tuple[float, float], weight_decay: float, bias_init: str = "default") -> PlainLSTM:
+def plain_loop(
+    train_ids: np.ndarray,
+    vocab: int,
+    steps: int,
+    seed: int,
+    outputs: int,
+    batching: str,
+    betas: tuple[float, float],
+    weight_decay: float,
+    bias_init: str = "default",
+) -> PlainLSTM:
     torch.manual_seed(seed)
     model = PlainLSTM(vocab, outputs)
     with torch.no_grad():
@@ -111,8 +120,20 @@ class Quiet(Reporter):
 def textlstm_run(steps: int, seed: int, overrides: dict) -> tuple[nn.Module, object]:
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     # The dropouts and weight decay the benchmark was recorded with (training would choose them: "auto").
-    model_settings = {**SHAPE, "dropout": 0.1, "recurrent_dropout": 0.1, **{k: v for k, v in overrides.items() if k in model_fields}}
-    train_settings = {**BATCH, "max_steps": steps, "eval_every": 10**9, "patience": 0, "seed": seed, "weight_decay": 0.01}
+    model_settings = {
+        **SHAPE,
+        "dropout": 0.1,
+        "recurrent_dropout": 0.1,
+        **{k: v for k, v in overrides.items() if k in model_fields},
+    }
+    train_settings = {
+        **BATCH,
+        "max_steps": steps,
+        "eval_every": 10**9,
+        "patience": 0,
+        "seed": seed,
+        "weight_decay": 0.01,
+    }
     train_settings.update({k: v for k, v in overrides.items() if k not in model_fields})
     config = RunConfig(
         model=ModelConfig(**model_settings),
@@ -139,8 +160,13 @@ def nats_per_char(model: nn.Module, ids: np.ndarray, rows: int = 16, chunk: int 
     total, state = 0.0, None
     for start in range(0, width, chunk):
         logits, state = model(inputs[:, start : start + chunk], state)
-        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                       targets[:, start : start + chunk].reshape(-1), reduction="sum"))
+        total += float(
+            F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                targets[:, start : start + chunk].reshape(-1),
+                reduction="sum",
+            )
+        )
     return total / targets.numel()
 
 
@@ -158,14 +184,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337])
     parser.add_argument("--only", choices=["plain", "textlstm"])
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="a textlstm ModelConfig/TrainConfig field, e.g. dropout=0")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a textlstm ModelConfig/TrainConfig field, e.g. dropout=0",
+    )
     parser.add_argument("--plain-outputs", type=int, help="outputs of the plain loop (default: one per character)")
     parser.add_argument("--plain-batching", choices=["random", "stream"], default="random")
     parser.add_argument("--plain-betas", type=float, nargs=2, default=[0.9, 0.999])
     parser.add_argument("--plain-weight-decay", type=float, default=0.01)
-    parser.add_argument("--plain-bias-init", choices=["default", "zero", "unigram"], default="default",
-                        help="output bias: PyTorch's uniform init, zeros, or the log unigram frequencies")
+    parser.add_argument(
+        "--plain-bias-init",
+        choices=["default", "zero", "unigram"],
+        default="default",
+        help="output bias: PyTorch's uniform init, zeros, or the log unigram frequencies",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON line per run")
     args = parser.parse_args()
@@ -183,24 +218,58 @@ def main() -> None:
         if args.only != "textlstm":
             started = time.perf_counter()
             outputs = args.plain_outputs or len(chars)
-            model = plain_loop(plain_train, len(chars), args.steps, seed, outputs, args.plain_batching,
-                               tuple(args.plain_betas), args.plain_weight_decay, args.plain_bias_init)
-            runs.append(("plain", nats_per_char(model, plain_valid), time.perf_counter() - started,
-                         f"outputs {outputs}, {args.plain_batching} windows, betas {tuple(args.plain_betas)}, "
-                         f"weight decay {args.plain_weight_decay}, output bias {args.plain_bias_init}"))
+            model = plain_loop(
+                plain_train,
+                len(chars),
+                args.steps,
+                seed,
+                outputs,
+                args.plain_batching,
+                tuple(args.plain_betas),
+                args.plain_weight_decay,
+                args.plain_bias_init,
+            )
+            runs.append(
+                (
+                    "plain",
+                    nats_per_char(model, plain_valid),
+                    time.perf_counter() - started,
+                    f"outputs {outputs}, {args.plain_batching} windows, betas {tuple(args.plain_betas)}, "
+                    f"weight decay {args.plain_weight_decay}, output bias {args.plain_bias_init}",
+                )
+            )
         if args.only != "plain":
             started = time.perf_counter()
             model, tokenizer = textlstm_run(args.steps, seed, overrides)
             valid_ids = np.asarray(tokenizer.encode(valid_text), dtype=np.int64)
-            runs.append(("textlstm", nats_per_char(model, valid_ids), time.perf_counter() - started,
-                         " ".join(item for item in args.set) or "defaults"))
+            runs.append(
+                (
+                    "textlstm",
+                    nats_per_char(model, valid_ids),
+                    time.perf_counter() - started,
+                    " ".join(item for item in args.set) or "defaults",
+                )
+            )
         for name, loss, seconds, settings in runs:
             if args.json:
-                print(json.dumps({"run": name, "seed": seed, "steps": args.steps, "valid_nats_per_char": round(loss, 4),
-                                  "seconds": round(seconds, 1), "settings": settings}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "run": name,
+                            "seed": seed,
+                            "steps": args.steps,
+                            "valid_nats_per_char": round(loss, 4),
+                            "seconds": round(seconds, 1),
+                            "settings": settings,
+                        }
+                    ),
+                    flush=True,
+                )
             else:
-                print(f"{name:<9} seed {seed:<5} step {args.steps}: valid {loss:.4f} nats/char  ({seconds:.0f} s; {settings})",
-                      flush=True)
+                print(
+                    f"{name:<9} seed {seed:<5} step {args.steps}: valid {loss:.4f} nats/char  ({seconds:.0f} s; {settings})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

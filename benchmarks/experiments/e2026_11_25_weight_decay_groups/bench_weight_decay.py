@@ -55,16 +55,33 @@ def run_one(corpus: str | None, variant: str, seed: int, args) -> dict:
         model=ModelConfig(embedding_size=64, hidden_size=256, layers=2, dropout=0.1, recurrent_dropout=0.1),
         data=DataConfig(dataset=corpus, tokenizer="char"),
         # ar, tar and precision as the recorded runs had them (commit d254c62's defaults, which have changed since)
-        train=TrainConfig(batch_size=16, seq_len=64, lr=4e-3, weight_decay=args.weight_decay, warmup_steps=50,
-                          ar=0.0, tar=0.0, precision="float32",
-                          max_steps=args.steps, eval_every=args.steps, patience=0, seed=seed, device="cpu"),
+        train=TrainConfig(
+            batch_size=16,
+            seq_len=64,
+            lr=4e-3,
+            weight_decay=args.weight_decay,
+            warmup_steps=50,
+            ar=0.0,
+            tar=0.0,
+            precision="float32",
+            max_steps=args.steps,
+            eval_every=args.steps,
+            patience=0,
+            seed=seed,
+            device="cpu",
+        ),
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         result = train(config, output=Path(folder) / "run")
     record = result.records[-1]
-    return {"valid_loss": record["valid_loss"], "train_loss": record["train_loss"], "steps": result.steps,
-            "valid_tokens": record["valid_tokens"], "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "valid_loss": record["valid_loss"],
+        "train_loss": record["train_loss"],
+        "steps": result.steps,
+        "valid_tokens": record["valid_tokens"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main() -> None:
@@ -79,8 +96,14 @@ def main() -> None:
         for seed in args.seeds:
             for variant in VARIANTS:
                 figures = run_one(CORPORA[name], variant, seed, args)
-                row = {"corpus": name, "variant": variant, "seed": seed, "weight_decay": args.weight_decay,
-                       "load_before": os.getloadavg()[0], **figures}
+                row = {
+                    "corpus": name,
+                    "variant": variant,
+                    "seed": seed,
+                    "weight_decay": args.weight_decay,
+                    "load_before": os.getloadavg()[0],
+                    **figures,
+                }
                 print(json.dumps(row), flush=True)
                 results.append(row)
                 RESULT.write_text(json.dumps(results, indent=1) + "\n")

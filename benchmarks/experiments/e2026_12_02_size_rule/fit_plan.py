@@ -39,8 +39,22 @@ TOKEN_BUDGETS = {"2x256": (2_000_000, 6_000_000), "2x512": (500_000, 1_500_000)}
 # of a run without a time budget. The dropouts stay auto: the rule of the day (by expected epochs: 0 / 0
 # up to 6, 0.1 / 0.1 up to 15, 0.3 / 0.1 beyond) is what each record's dropout field says it chose;
 # settings.toml lists them, and a rerun today gets today's rule unless they are given.
-FROZEN = ("--tokenizer", "char", "--batch-size", "16", "--lr", "0.004", "--ar", "2", "--tar", "1",
-          "--weight-decay", "0.01", "--eval-every", "500")
+FROZEN = (
+    "--tokenizer",
+    "char",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.004",
+    "--ar",
+    "2",
+    "--tar",
+    "1",
+    "--weight-decay",
+    "0.01",
+    "--eval-every",
+    "500",
+)
 
 
 def recorded(results: Path) -> list[dict]:
@@ -50,36 +64,80 @@ def recorded(results: Path) -> list[dict]:
 def best_validation(folder: Path) -> dict:
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     best = min(records, key=lambda record: record["valid_bits_per_char"])
-    return {"valid_bits_per_char": best["valid_bits_per_char"], "best_step": best["step"], "steps": records[-1]["step"],
-            "epochs": records[-1]["epoch"], "tokens_per_sec": records[-1]["tokens_per_sec"]}
+    return {
+        "valid_bits_per_char": best["valid_bits_per_char"],
+        "best_step": best["step"],
+        "steps": records[-1]["step"],
+        "epochs": records[-1]["epoch"],
+        "tokens_per_sec": records[-1]["tokens_per_sec"],
+    }
 
 
 def train_one(corpus: str, shape: str, tokens: int, core: int, args: argparse.Namespace) -> dict:
     layers, hidden, embedding = SHAPES[shape]
     steps = tokens // TOKENS_PER_STEP
     output = args.work / corpus / f"{shape}-{tokens // 1000}k"
-    command = ["taskset", "-c", str(core), sys.executable, "-m", "textlstm", "train", "--dataset", str(args.data / corpus),
-               "--layers", str(layers), "--hidden-size", str(hidden), "--embedding-size", str(embedding),
-               "--max-steps", str(steps), "--threads", "1", "--patience", "0", "--output", str(output), "--overwrite",
-               *FROZEN]
+    command = [
+        "taskset",
+        "-c",
+        str(core),
+        sys.executable,
+        "-m",
+        "textlstm",
+        "train",
+        "--dataset",
+        str(args.data / corpus),
+        "--layers",
+        str(layers),
+        "--hidden-size",
+        str(hidden),
+        "--embedding-size",
+        str(embedding),
+        "--max-steps",
+        str(steps),
+        "--threads",
+        "1",
+        "--patience",
+        "0",
+        "--output",
+        str(output),
+        "--overwrite",
+        *FROZEN,
+    ]
     started = time.monotonic()
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output.parent / f"{output.name}.log", "w") as log:
         code = subprocess.run(command, env=job_environment(), stdout=log, stderr=subprocess.STDOUT).returncode
-    record = {"corpus": corpus, "shape": shape, "layers": layers, "hidden": hidden, "embedding": embedding,
-              "tokens": steps * TOKENS_PER_STEP, "exit": code, "wall_sec": round(time.monotonic() - started, 1)}
+    record = {
+        "corpus": corpus,
+        "shape": shape,
+        "layers": layers,
+        "hidden": hidden,
+        "embedding": embedding,
+        "tokens": steps * TOKENS_PER_STEP,
+        "exit": code,
+        "wall_sec": round(time.monotonic() - started, 1),
+    }
     if code == 0:
         record.update(best_validation(output))
         config = json.loads((output / "config.json").read_text())
-        record["dropout"], record["recurrent_dropout"] = config["model"]["dropout"], config["model"]["recurrent_dropout"]
+        record["dropout"], record["recurrent_dropout"] = (
+            config["model"]["dropout"],
+            config["model"]["recurrent_dropout"],
+        )
     print(json.dumps(record), flush=True)
     return record
 
 
 def run_missing(args: argparse.Namespace) -> None:
     done = {(r["corpus"], r["shape"], r["tokens"]) for r in recorded(args.results) if r["exit"] == 0}
-    jobs = [(c, s, t) for c in args.corpora for s in SHAPES for t in TOKEN_BUDGETS[s]
-            if (c, s, (t // TOKENS_PER_STEP) * TOKENS_PER_STEP) not in done]
+    jobs = [
+        (c, s, t)
+        for c in args.corpora
+        for s in SHAPES
+        for t in TOKEN_BUDGETS[s]
+        if (c, s, (t // TOKENS_PER_STEP) * TOKENS_PER_STEP) not in done
+    ]
     # Corpus by corpus, the longest first within each, so that what is recorded is whole corpora.
     jobs.sort(key=lambda job: (args.corpora.index(job[0]), -job[2] * SHAPES[job[1]][1] ** 2))
     cores: queue.Queue[int] = queue.Queue()

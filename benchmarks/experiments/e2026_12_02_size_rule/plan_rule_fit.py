@@ -53,36 +53,53 @@ def fit(runs: list[dict]) -> dict:
     loss = np.array([run["valid_bits_per_char"] for run in runs])
 
     def residuals(params):
-        return params[index] + model(params[len(corpora):], weights, tokens, text) - loss
+        return params[index] + model(params[len(corpora) :], weights, tokens, text) - loss
 
     start = np.concatenate([np.full(len(corpora), loss.min() - 0.3), [math.log(0.3), 0.5, math.log(0.5), 0.5]])
     lower = np.concatenate([np.full(len(corpora), -np.inf), [-10, 0.05, -10, 0.05]])
     upper = np.concatenate([np.full(len(corpora), np.inf), [10, 2.0, 10, 2.0]])
     result = least_squares(residuals, start, bounds=(lower, upper))
-    log_a, alpha, log_b, beta = result.x[len(corpora):]
-    return {"A": math.exp(log_a), "alpha": alpha, "B": math.exp(log_b), "beta": beta, "R": REPEAT_R,
-            "E": dict(zip(corpora, result.x[: len(corpora)])), "rms": float(np.sqrt(np.mean(result.fun**2))),
-            "shared": result.x[len(corpora):]}
+    log_a, alpha, log_b, beta = result.x[len(corpora) :]
+    return {
+        "A": math.exp(log_a),
+        "alpha": alpha,
+        "B": math.exp(log_b),
+        "beta": beta,
+        "R": REPEAT_R,
+        "E": dict(zip(corpora, result.x[: len(corpora)])),
+        "rms": float(np.sqrt(np.mean(result.fun**2))),
+        "shared": result.x[len(corpora) :],
+    }
 
 
 def predicted(rule: dict, run: dict) -> float:
     weights = np.array([lstm_work_per_step(run["embedding"], run["hidden"], run["layers"], 1) / 1e6])
-    return float(model(rule["shared"], weights, np.array([float(run["tokens"])]), np.array([float(train_tokens(run["corpus"]))]))[0])
+    return float(
+        model(
+            rule["shared"], weights, np.array([float(run["tokens"])]), np.array([float(train_tokens(run["corpus"]))])
+        )[0]
+    )
 
 
 def report(runs: list[dict], corpora: list[str]) -> None:
     runs = [run for run in runs if run["exit"] == 0 and run["corpus"] in corpora]
     rule = fit(runs)
-    print(f"all corpora: A {rule['A']:.4f}, alpha {rule['alpha']:.3f}, B {rule['B']:.4f}, beta {rule['beta']:.3f}, "
-          f"R {rule['R']:.2f}; rms residual {rule['rms']:.4f} bits/char over {len(runs)} runs")
+    print(
+        f"all corpora: A {rule['A']:.4f}, alpha {rule['alpha']:.3f}, B {rule['B']:.4f}, beta {rule['beta']:.3f}, "
+        f"R {rule['R']:.2f}; rms residual {rule['rms']:.4f} bits/char over {len(runs)} runs"
+    )
     print("\n| corpus | shape | tokens | epochs | dropout | valid bits/char | fitted |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for run in sorted(runs, key=lambda r: (r["corpus"], r["hidden"], r["tokens"])):
         fitted = rule["E"][run["corpus"]] + predicted(rule, run)
-        print(f"| {run['corpus']} | {run['shape']} | {run['tokens']:,} | {run['tokens'] / train_tokens(run['corpus']):.1f} | "
-              f"{run['dropout']:g} | {run['valid_bits_per_char']:.4f} | {fitted:.4f} |")
+        print(
+            f"| {run['corpus']} | {run['shape']} | {run['tokens']:,} | {run['tokens'] / train_tokens(run['corpus']):.1f} | "
+            f"{run['dropout']:g} | {run['valid_bits_per_char']:.4f} | {fitted:.4f} |"
+        )
     print("\nLeave one corpus out: the rule fitted on the others, asked which shape wins at each token count pairing")
-    print("(equal time: the pairs at about the same minutes of one core, the small shape reading four times the tokens)")
+    print(
+        "(equal time: the pairs at about the same minutes of one core, the small shape reading four times the tokens)"
+    )
     print("| left out | A | alpha | B | beta | pair (tokens of each) | equal time | rule picks | runs measured |")
     print("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |")
     for corpus in sorted({run["corpus"] for run in runs}):
@@ -94,8 +111,12 @@ def report(runs: list[dict], corpora: list[str]) -> None:
         for small in (r for r in mine if r["hidden"] == min(x["hidden"] for x in mine)):
             for large in (r for r in mine if r["hidden"] == max(x["hidden"] for x in mine)):
                 picks = small["shape"] if predicted(held, small) <= predicted(held, large) else large["shape"]
-                measured = small["shape"] if small["valid_bits_per_char"] <= large["valid_bits_per_char"] else large["shape"]
+                measured = (
+                    small["shape"] if small["valid_bits_per_char"] <= large["valid_bits_per_char"] else large["shape"]
+                )
                 equal = "yes" if abs(small["tokens"] / large["tokens"] - 4) < 0.1 else ""
-                print(f"| {corpus} | {held['A']:.3f} | {held['alpha']:.2f} | {held['B']:.3f} | {held['beta']:.2f} | "
-                      f"{small['shape']} {small['tokens'] / 1e6:.1f}M vs {large['shape']} {large['tokens'] / 1e6:.1f}M | {equal} | {picks} | "
-                      f"{measured} ({small['valid_bits_per_char']:.3f} vs {large['valid_bits_per_char']:.3f}) |")
+                print(
+                    f"| {corpus} | {held['A']:.3f} | {held['alpha']:.2f} | {held['B']:.3f} | {held['beta']:.2f} | "
+                    f"{small['shape']} {small['tokens'] / 1e6:.1f}M vs {large['shape']} {large['tokens'] / 1e6:.1f}M | {equal} | {picks} | "
+                    f"{measured} ({small['valid_bits_per_char']:.3f} vs {large['valid_bits_per_char']:.3f}) |"
+                )

@@ -39,7 +39,16 @@ def load_builtin(which: str) -> Loaded:
     )
 
 
-SKIPPED_STDLIB_FOLDERS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo", "__pycache__"}
+SKIPPED_STDLIB_FOLDERS = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "turtledemo",
+    "__pycache__",
+}
 MIN_DOCSTRING_CHARS = 200  # shorter ones are one-line summaries, not prose
 
 

@@ -88,8 +88,13 @@ def _download(download: Download, path: Path) -> None:
 def _receive(download: Download, tmp: Path, console: Console) -> None:
     digest, received = hashlib.sha256(), 0
     bar = Progress(
-        TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     )
     with open_url(download.url) as response, open(tmp, "wb") as out, bar:
         task = bar.add_task(url_file_name(download.url), total=download.size)

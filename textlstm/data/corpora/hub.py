@@ -22,7 +22,9 @@ def load_hub(repo_id: str, config: str | None) -> Loaded:
         splits = datasets.load_dataset(repo_id, name=config, **NO_SCRIPTS)
     except LOAD_ERRORS as error:
         raise hub_failure(repo_id, error) from None
-    return Loaded(safe_name(repo_id.replace("/", "_")), dict(splits), documents=True, source=hub_description(repo_id, config))
+    return Loaded(
+        safe_name(repo_id.replace("/", "_")), dict(splits), documents=True, source=hub_description(repo_id, config)
+    )
 
 
 def hub_failure(repo_id: str, error: BaseException) -> TextlstmError:

@@ -74,7 +74,9 @@ def resolve(dataset: str | None, streaming: bool = False) -> Source:
         raise TextlstmError(f"no such file or folder: {dataset}")
     card = find_card(dataset)
     if card and streaming:
-        raise TextlstmError(f"'{dataset}' is a corpus card; cards are not streamed: pass its file or Hub id to --dataset")
+        raise TextlstmError(
+            f"'{dataset}' is a corpus card; cards are not streamed: pass its file or Hub id to --dataset"
+        )
     if card:
         return _from_card(card)
     return Source(HUB, safe_name(dataset.replace("/", "_")), dataset, documents=True)
