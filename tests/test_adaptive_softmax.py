@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 
+from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel, default_cutoffs
 from textlstm.tokens import PAD_ID
-
-from conftest import TINY_MODEL
 
 
 def make_model(**settings) -> LSTMLanguageModel:

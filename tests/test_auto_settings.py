@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from conftest import TINY_MODEL
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.data.text_profile import SAMPLE_CHARS, profile_text
 from textlstm.training.auto_settings import (
@@ -20,8 +21,6 @@ from textlstm.training.auto_settings import (
     regularization_for,
     resolve_regularization,
 )
-
-from conftest import TINY_MODEL
 
 TRAIN_TOKENS = 10_000
 WEIGHTS = TRAIN_TOKENS  # a model with as many weights as its text has tokens: weighted epochs = epochs

@@ -12,11 +12,11 @@ import subprocess
 import pytest
 import torch
 
-from benchmarks.heldout import run as heldout
 from benchmarks.baselines import word_lstm
 from benchmarks.baselines.spelling import SpellingModel
 from benchmarks.baselines.word_model import IGNORED, WordLSTM, scoring_columns, stream_nats
 from benchmarks.baselines.words import EOS, UNKNOWN_ID, closed_vocabulary, open_vocabulary, tokens_of
+from benchmarks.heldout import run as heldout
 from benchmarks.heldout.protocol import scored_chars
 from conftest import REPO, TINYSHAKESPEARE
 

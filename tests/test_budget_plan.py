@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_MODEL
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.training import budget_plan
 from textlstm.training.auto_settings import learning_rate_for, lstm_weights
 from textlstm.training.budget_plan import CANDIDATE_SHAPES, DEFAULT_SHAPE, plan_run, predicted_loss
 from textlstm.training.speed_probe import DoesNotFit, Probe
-
-from conftest import TINY_MODEL
 
 TRAIN_TOKENS = 2_000_000
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_CORPUS, TINY_MODEL, tiny_char_model, write_tiny_checkpoint
 from textlstm.cli.repl import ChatRepl
 from textlstm.generation.generator import Session, TextGenerator
 from textlstm.tokens import EOT_ID
 from textlstm.turns import TurnFormat
-
-from conftest import TINY_CORPUS, TINY_MODEL, tiny_char_model, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

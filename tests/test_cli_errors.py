@@ -65,9 +65,8 @@ def trained_run(tmp_path_factory):
     """A tiny trained checkpoint shared by the cases that need one."""
     import os
 
-    from textlstm.cli.main import main
-
     from conftest import TINYSHAKESPEARE
+    from textlstm.cli.main import main
 
     if not TINYSHAKESPEARE.is_file():
         pytest.skip("shared corpus missing")

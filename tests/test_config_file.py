@@ -10,9 +10,8 @@ import tomllib
 
 import pytest
 
-from textlstm.cli.train import given_options, run_config, train
-
 from conftest import REPO, TINY_MODEL
+from textlstm.cli.train import given_options, run_config, train
 
 RECIPES = REPO / "recipes"
 

@@ -6,11 +6,10 @@ import urllib.error
 import huggingface_hub.constants
 import pytest
 
+from conftest import TINYSHAKESPEARE
 from textlstm.data.corpora import download, load_corpus
 from textlstm.data.corpora.download import Download, fetched
 from textlstm.errors import TextlstmError
-
-from conftest import TINYSHAKESPEARE
 
 TEXT = "to be, or not to be: that is the question\n" * 50
 

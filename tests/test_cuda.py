@@ -10,9 +10,8 @@ import math
 import pytest
 import torch
 
-from textlstm.runs.checkpoint import load_checkpoint, load_trainer_state, save_trainer_state
-
 from conftest import TINY_MODEL, write_tiny_checkpoint
+from textlstm.runs.checkpoint import load_checkpoint, load_trainer_state, save_trainer_state
 
 pytestmark = [
     pytest.mark.cuda,

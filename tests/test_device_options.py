@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import write_tiny_checkpoint
 from textlstm.cli.main import cli
 from textlstm.config import TrainConfig
 from textlstm.generation.generator import load
-
-from conftest import write_tiny_checkpoint
 
 COMMANDS_THAT_RUN_A_MODEL = {"train", "eval", "generate", "chat", "serve"}
 

@@ -9,8 +9,8 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from test_evaluate import VALID_TEXT, assert_one_error_line, eval_json, folder_corpus, make_checkpoint  # noqa: F401
 
+from test_evaluate import VALID_TEXT, assert_one_error_line, eval_json, folder_corpus, make_checkpoint  # noqa: F401
 from textlstm.cli import eval as eval_command
 from textlstm.evaluation import dynamic as dynamic_eval
 from textlstm.evaluation.scoring import evaluate_split

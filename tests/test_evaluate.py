@@ -16,8 +16,8 @@ from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.corpora import load_corpus
 from textlstm.data.token_ids import SplitInfo
 from textlstm.data.tokenizer import tokenizer_for_corpus
-from textlstm.fileio import atomic_write, write_text
 from textlstm.evaluation.scoring import evaluate_checkpoint, evaluate_split
+from textlstm.fileio import atomic_write, write_text
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import checkpoint as ckpt
 from textlstm.tokens import EOT_ID

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY_MODEL, write_tiny_checkpoint
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
@@ -25,8 +26,6 @@ from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import export as export_module
 from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, load_checkpoint, save_weights
 from textlstm.tokens import EOT_ID
-
-from conftest import TINY_MODEL, write_tiny_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "onnx_generate.py"
 EXPORTED = ["config.json", "model.onnx", "tokenizer.json"]

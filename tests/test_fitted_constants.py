@@ -29,6 +29,7 @@ import tomllib
 
 import pytest
 
+from conftest import REPO
 from textlstm.hardware.threads import WORK_FOR_TWO_THREADS, lstm_work_per_step
 from textlstm.training import budget_plan
 from textlstm.training.auto_settings import (
@@ -39,8 +40,6 @@ from textlstm.training.auto_settings import (
     regularization_for,
     weighted_epochs,
 )
-
-from conftest import REPO
 
 EXPERIMENTS = REPO / "benchmarks" / "experiments"
 SIZE_RULE = EXPERIMENTS / "e2026_12_02_size_rule"

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_CORPUS, write_tiny_checkpoint
 from textlstm.config import RunConfig
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
-
-from conftest import TINY_CORPUS, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = TINY_CORPUS

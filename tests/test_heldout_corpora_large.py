@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.corpora import build, documents, go_source, linux_source
-from benchmarks.corpora.french_docs import help_page_text
 from benchmarks.corpora.first_seven import SPLITS, split_of
+from benchmarks.corpora.french_docs import help_page_text
 from textlstm.data.corpora.files import load_path
 
 

@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, scan_cache_dir
 
+from conftest import TINY_CORPUS, write_tiny_checkpoint
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import hub
 from textlstm.runs.model_card import write_model_card
-
-from conftest import TINY_CORPUS, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 120  # seconds: a bound on every wait, never reached when things work

@@ -7,11 +7,10 @@ import time
 import pytest
 from safetensors.torch import load_file
 
+from conftest import TINY_MODEL, write_tiny_checkpoint
 from textlstm.config import ModelConfig
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.summary import layer_rows
-
-from conftest import TINY_MODEL, write_tiny_checkpoint
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_MODEL, small_model, tiny_char_model
 from textlstm.config import ModelConfig
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.inspection import report
@@ -26,8 +27,6 @@ from textlstm.inspection.recorder import PIECE, record
 from textlstm.model.gates import HeldCells, trace_gates
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.quantized import quantize_int8
-
-from conftest import TINY_MODEL, small_model, tiny_char_model
 
 CELLS = {"lstm": {}, "mogrifier": {"cell": "mogrifier", "mogrifier_rounds": 3}}
 
@@ -241,9 +240,8 @@ def test_a_small_char_model_grows_a_quote_cell_that_ablation_confirms():
 def trained_run(tmp_path_factory):
     import os
 
-    from textlstm.cli.main import main
-
     from conftest import TINYSHAKESPEARE
+    from textlstm.cli.main import main
 
     if not TINYSHAKESPEARE.is_file():
         pytest.skip("shared corpus missing")

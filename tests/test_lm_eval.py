@@ -21,13 +21,12 @@ pytest.importorskip("uvicorn")
 if importlib.util.find_spec("lm_eval") is None:
     pytest.skip('lm-evaluation-harness is not installed: pip install -e ".[lm-eval]"', allow_module_level=True)
 
+from conftest import write_tiny_checkpoint  # noqa: E402
 from textlstm.evaluation.scoring import score_stream  # noqa: E402
 from textlstm.generation.generator import load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
 from textlstm.tokens import EOT_ID  # noqa: E402
-
-from conftest import write_tiny_checkpoint  # noqa: E402
 
 TASKS = Path(__file__).resolve().parent / "lm_eval_tasks"
 WAIT = 600  # seconds: a bound on lm_eval's run, never reached when things work

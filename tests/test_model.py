@@ -2,10 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from textlstm.tokens import PAD_ID
-
 from conftest import SMALL_VOCAB as VOCAB
 from conftest import small_model as make_model
+from textlstm.tokens import PAD_ID
 
 
 def test_padded_batch_equals_each_sequence_run_alone():

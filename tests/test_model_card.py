@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
+from conftest import TINY_MODEL, write_tiny_checkpoint
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs.model_card import SAMPLE_TOKENS, write_model_card
-
-from conftest import TINY_MODEL, write_tiny_checkpoint
 
 
 def test_training_writes_a_card_the_hub_parses_with_a_sample_at_the_end(small_corpus, tmp_path, run_cli):

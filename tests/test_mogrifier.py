@@ -5,15 +5,14 @@ import json
 import pytest
 import torch
 
+from conftest import SMALL_VOCAB as VOCAB
+from conftest import TINY_MODEL, small_model
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.summary import layer_rows
 from textlstm.runs.checkpoint import load_checkpoint
 from textlstm.tokens import PAD_ID
-
-from conftest import SMALL_VOCAB as VOCAB
-from conftest import TINY_MODEL, small_model
 
 
 def make_model(**overrides) -> LSTMLanguageModel:

@@ -5,10 +5,9 @@ import json
 
 import pytest
 
-from textlstm.runs.new_run import SET_ASIDE
-
 from conftest import TINY_MODEL
 from test_train import tiny_config
+from textlstm.runs.new_run import SET_ASIDE
 
 
 def contents(folder) -> dict:

@@ -5,11 +5,10 @@ import json
 import pytest
 import torch
 
+from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.evaluation.scoring import evaluate_split
 from textlstm.model.network import LSTMLanguageModel
-
-from conftest import TINY_MODEL
 
 STEPS = ("--max-steps", "40", "--eval-every", "40", "--lr", "0.01", "--seed", "3")
 

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
+from conftest import TINY_MODEL, MessageLog
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.runs.checkpoint import load_trainer_state, save_trainer_state
-
-from conftest import TINY_MODEL, MessageLog
 
 INITIAL_SCALE = 2.0**16  # torch.amp.GradScaler's
 
@@ -164,9 +163,8 @@ def test_gradients_are_clipped_at_their_true_size(small_corpus, tmp_path, monkey
 
 
 def test_float16_weights_generate(tmp_path):
-    from textlstm.generation.generator import load
-
     from conftest import write_tiny_checkpoint
+    from textlstm.generation.generator import load
 
     folder = write_tiny_checkpoint(tmp_path / "tiny")
     lm = load(folder, precision="float16")

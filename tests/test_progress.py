@@ -5,9 +5,8 @@ import math
 
 from rich.console import Console
 
-from textlstm.cli.progress import RichReporter
-
 from conftest import tiny_char_model
+from textlstm.cli.progress import RichReporter
 
 
 def record(step: int, valid_loss: float) -> dict:

@@ -7,13 +7,12 @@ import socket
 
 import pytest
 
+from conftest import write_tiny_checkpoint
+from test_hub import offline_env, one_error_line, textlstm  # noqa: F401 (offline_env: a fixture)
 from textlstm.errors import TextlstmError
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import hub
 from textlstm.runs.model_card import write_model_card
-
-from conftest import write_tiny_checkpoint
-from test_hub import offline_env, one_error_line, textlstm  # noqa: F401 (offline_env: a fixture)
 
 
 def test_push_uploads_what_a_user_needs_and_the_trainer_state_only_when_asked(tmp_path):

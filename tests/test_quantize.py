@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import small_model, write_tiny_checkpoint
 from textlstm.config import ModelConfig
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
@@ -18,8 +19,6 @@ from textlstm.evaluation.scoring import evaluate_split
 from textlstm.generation.generator import load
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.model.quantized import QuantizedLanguageModel, quantize_int8
-
-from conftest import small_model, write_tiny_checkpoint
 
 TEXT_TOKENS = 300
 

@@ -5,13 +5,12 @@ import json
 import pytest
 import torch
 
+from conftest import SMALL_VOCAB as VOCAB
+from conftest import small_model as make_model
 from textlstm.config import ModelConfig
 from textlstm.model.activation_penalty import activation_penalty
 from textlstm.model.dropout import embedding_row_scales
 from textlstm.tokens import PAD_ID
-
-from conftest import SMALL_VOCAB as VOCAB
-from conftest import small_model as make_model
 
 # ----------------------------------------------------------------------------- embedding dropout
 

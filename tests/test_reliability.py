@@ -14,10 +14,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import TINY_MODEL
 from textlstm.errors import TextlstmError
 from textlstm.runs.checkpoint import load_checkpoint
-
-from conftest import TINY_MODEL
 
 DIE_DURING_SAVE = textwrap.dedent(
     """

@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from textlstm.config import DEFAULT_MINUTES, TrainConfig
-
 from conftest import TINY_MODEL
+from textlstm.config import DEFAULT_MINUTES, TrainConfig
 
 
 def saved_train_config(folder) -> dict:

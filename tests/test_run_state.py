@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from textlstm.training.run_state import RunState
-
 from test_train import tiny_config
+from textlstm.training.run_state import RunState
 
 
 def test_the_run_state_is_saved_and_restored_whole():

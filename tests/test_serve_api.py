@@ -22,15 +22,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
+from conftest import TINY_CORPUS, write_tiny_checkpoint  # noqa: E402
 from textlstm.generation.generator import TextGenerator, load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.conversations import conversation_text  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
-from textlstm.turns import TurnFormat  # noqa: E402
-
 from textlstm.tokens import EOT, EOT_ID  # noqa: E402
-
-from conftest import TINY_CORPUS, write_tiny_checkpoint  # noqa: E402
+from textlstm.turns import TurnFormat  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 60  # seconds: a bound on every wait, never reached when things work

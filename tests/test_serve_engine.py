@@ -7,10 +7,11 @@ import threading
 import pytest
 import torch
 
+from conftest import TINY_CORPUS, tiny_char_model
 from textlstm.config import SamplingOptions
+from textlstm.data.tokenizer import build_tokenizer
 from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import RowSettings, filtered_scores, pick_tokens
-from textlstm.data.tokenizer import build_tokenizer
 from textlstm.serve.engine import (
     Engine,
     EngineBusy,
@@ -23,8 +24,6 @@ from textlstm.serve.engine import (
 )
 from textlstm.serve.logprobs import TokenNames
 from textlstm.tokens import EOT_ID
-
-from conftest import TINY_CORPUS, tiny_char_model
 
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
 

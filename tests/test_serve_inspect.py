@@ -16,14 +16,13 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 import textlstm  # noqa: E402
+from conftest import write_tiny_checkpoint  # noqa: E402
 from textlstm.generation.generator import load  # noqa: E402
 from textlstm.inspection import inspector  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.security import AccessSettings  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
-
-from conftest import write_tiny_checkpoint  # noqa: E402
 
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
 # é is two byte tokens for the tiny char model: the second is an empty token at the same place

@@ -20,6 +20,7 @@ httpx = pytest.importorskip("httpx")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import textlstm.serve.security  # noqa: E402
+from conftest import write_tiny_checkpoint  # noqa: E402
 from textlstm.errors import TextlstmError  # noqa: E402
 from textlstm.generation.generator import TextGenerator, load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app, create_loading_app  # noqa: E402
@@ -27,8 +28,6 @@ from textlstm.serve.security import AccessSettings, APIKeys, HostNames  # noqa: 
 from textlstm.serve.server import RunningServer  # noqa: E402
 from textlstm.serve.state import server_state  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
-
-from conftest import write_tiny_checkpoint  # noqa: E402
 
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
 TURNS = TurnFormat("Q. ", "B. ")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import write_tiny_checkpoint
 from textlstm.cli.options import option_fields
 from textlstm.cli.serve import serve
 from textlstm.config import ServeSettings
 from textlstm.errors import TextlstmError
-
-from conftest import write_tiny_checkpoint
 
 
 def test_each_setting_is_an_option_with_the_settings_default_and_help():

@@ -26,6 +26,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from conftest import write_tiny_checkpoint  # noqa: E402
 from textlstm.generation.generator import load  # noqa: E402
 from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
 from textlstm.serve.conversations import conversation_text  # noqa: E402
@@ -33,8 +34,6 @@ from textlstm.serve.security import AccessSettings  # noqa: E402
 from textlstm.serve.server import RunningServer  # noqa: E402
 from textlstm.serve.state import server_state  # noqa: E402
 from textlstm.turns import TurnFormat  # noqa: E402
-
-from conftest import write_tiny_checkpoint  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT = 60  # seconds: a bound on every wait, never reached when things work

@@ -7,12 +7,11 @@ import os
 import pytest
 import torch
 
+from conftest import TINY_MODEL
 from textlstm.config import DataConfig
 from textlstm.data import streaming
 from textlstm.data.prepare import prepare
 from textlstm.tokens import EOT_ID
-
-from conftest import TINY_MODEL
 
 NO_DROPOUT = ("--dropout", "0", "--recurrent-dropout", "0")
 

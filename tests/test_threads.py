@@ -8,9 +8,8 @@ import sys
 
 import torch
 
-from textlstm.hardware import threads
-
 from conftest import REPO
+from textlstm.hardware import threads
 
 
 def test_small_models_get_one_thread_and_large_ones_torchs_default(monkeypatch):

@@ -11,9 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from textlstm.runs.checkpoint import load_checkpoint
-
 from conftest import TINY_MODEL, MessageLog
+from textlstm.runs.checkpoint import load_checkpoint
 
 REQUIRED_RECORD_KEYS = {"step", "train_loss", "valid_loss", "tokens_per_sec", "elapsed_sec"}
 

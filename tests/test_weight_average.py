@@ -6,11 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.training.weight_average import WeightAverage
-
-from conftest import TINY_MODEL
 
 
 def test_the_average_follows_the_weights_with_a_warmed_up_decay():

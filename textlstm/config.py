@@ -489,7 +489,7 @@ class RunConfig:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "RunConfig":
+    def from_json(cls, text: str) -> RunConfig:
         try:
             raw = json.loads(text)
             _check(isinstance(raw, dict), "config.json does not hold a JSON object")
@@ -512,7 +512,7 @@ class RunConfig:
             raise TextlstmError(f"config.json is not a valid textlstm config: {error}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:

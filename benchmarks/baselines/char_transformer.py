@@ -31,6 +31,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from benchmarks.heldout.protocol import (
     Clock,
     bits_per_char,

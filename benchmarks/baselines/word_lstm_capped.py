@@ -37,6 +37,7 @@ from collections import Counter
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from benchmarks.heldout.protocol import (
     Clock,
     bits_per_char,

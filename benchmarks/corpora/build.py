@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.corpora import first_seven
-from benchmarks.corpora import french_docs, go_source, linux_source
+from benchmarks.corpora import first_seven, french_docs, go_source, linux_source
 from benchmarks.corpora.documents import MIN_TRAIN_CHARS, Document, capped_by_training, unique, word_types
 from benchmarks.corpora.first_seven import DEFAULT_OUT, SPLITS, write_corpus
 

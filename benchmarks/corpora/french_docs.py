@@ -19,8 +19,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import NamedTuple
 
-from benchmarks.corpora.documents import Document, unique
 from benchmarks.corpora.debian_sources import rendered_manual_page
+from benchmarks.corpora.documents import Document, unique
 
 LIBREOFFICE_HELP = Path("/usr/share/libreoffice/help/fr/text")
 MANUAL_PAGES = Path("/usr/share/man/fr")

@@ -20,7 +20,6 @@ import time
 
 import torch
 
-
 from textlstm.config import ModelConfig
 from textlstm.model.network import LSTMLanguageModel
 

@@ -31,7 +31,6 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
 from benchmarks.speed.training_step import TrainerSteps
-
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.training import distributed
 

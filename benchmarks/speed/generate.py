@@ -26,17 +26,16 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.speed.common import REPO, RESULTS, add_quick_options, output_folder
 from textlstm.config import ModelConfig, RunConfig, SamplingOptions
 from textlstm.data.tokenizer import build_tokenizer
+from textlstm.fileio import write_text
 from textlstm.generation.generator import TextGenerator
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.generation.stepper import sample_tokens
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.fileio import write_text
 from textlstm.runs.checkpoint import BEST_WEIGHTS, CONFIG, TOKENIZER, save_weights
 from textlstm.tokens import EOT_ID
-
-from benchmarks.speed.common import REPO, RESULTS, add_quick_options, output_folder
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'-&$\n"  # tinyshakespeare's 65
 PROMPT = "ROMEO:\nBut soft, what light"

@@ -4,7 +4,7 @@ other processes on the machine hits every contender alike."""
 from __future__ import annotations
 
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 from benchmarks.speed.training_step import seconds
 

@@ -6,7 +6,7 @@ the LSTM kernel), and on some CPUs one is much faster than the other; the peak i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

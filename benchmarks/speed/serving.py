@@ -57,11 +57,10 @@ prefer_passive_waiting()  # as the textlstm command does, before torch loads: ev
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from textlstm.hardware.device import device_name  # noqa: E402
-
 from benchmarks.speed.common import BENCHMARKS, REPO, add_quick_options, output_folder  # noqa: E402
 from benchmarks.speed.interleaved import interleaved_medians  # noqa: E402
 from benchmarks.speed.training_step import Shape, textlstm_step  # noqa: E402
+from textlstm.hardware.device import device_name  # noqa: E402
 
 RESULTS = BENCHMARKS / "results" / "serving.json"
 REPORT = BENCHMARKS / "SERVING.md"

@@ -165,7 +165,7 @@ def _check_combinations(
 
 def _choose_tokens(model, prompt: str, options: dict, choices: int) -> None:
     from textlstm.cli.token_by_token import ChooserLoop
-    from textlstm.config import DeviceSettings, SamplingOptions
+    from textlstm.config import SamplingOptions
     from textlstm.generation.token_choice import NextTokenChooser
 
     chooser = NextTokenChooser(model, prompt, SamplingOptions(**options))

@@ -225,8 +225,7 @@ def _part_declaring(saved, name: str):
 def _launch(ctx: click.Context, nproc: int) -> None:
     """Start `nproc` processes running this same command without --nproc; exit as they did."""
     from textlstm.runs.files import load_config
-    from textlstm.training import distributed
-    from textlstm.training import local_processes
+    from textlstm.training import distributed, local_processes
 
     if distributed.under_torchrun():
         raise click.UsageError("--nproc starts the processes itself: leave it out when torchrun starts them")

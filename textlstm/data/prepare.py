@@ -6,8 +6,9 @@ streamed corpus (data.streaming) gives its validation ids and a stream of its tr
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from textlstm.config import AUTO, DataConfig
 from textlstm.data.corpora import Corpus, load_corpus

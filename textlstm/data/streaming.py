@@ -23,9 +23,9 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Iterator
 
 import datasets
 import numpy as np

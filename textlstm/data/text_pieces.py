@@ -8,7 +8,7 @@ documents of pieces of about CHUNK_CHARS characters, each cut after a line break
 from __future__ import annotations
 
 import itertools
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from textlstm.hardware.memory import page_out_array
 

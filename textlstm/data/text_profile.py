@@ -7,8 +7,8 @@ SAMPLE_CHARS characters.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from textlstm.data.text_pieces import first_chars
 

@@ -15,8 +15,8 @@ so the model, the batchers and the sampler never need to know which kind they we
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -80,7 +80,7 @@ class TextTokenizer:
         self.hf.save(str(path))
 
     @classmethod
-    def load(cls, path: str | Path) -> "TextTokenizer":
+    def load(cls, path: str | Path) -> TextTokenizer:
         try:
             return cls(Tokenizer.from_file(str(path)))
         except TextlstmError:
@@ -180,7 +180,7 @@ class _CharLookup:
                 self.table[ord(char)] = token_id
 
     @classmethod
-    def for_tokenizer(cls, tokenizer: Tokenizer) -> "_CharLookup | None":
+    def for_tokenizer(cls, tokenizer: Tokenizer) -> _CharLookup | None:
         """A lookup for a char tokenizer (BPE, no merges, no normalizer or pre-tokenizer), else None."""
         spec = json.loads(tokenizer.to_str())
         model = spec.get("model") or {}

@@ -90,7 +90,7 @@ async def collect(request: Request, submission: Submission, reply: Reply) -> Res
         while submission.open:
             try:
                 events = await asyncio.wait_for(submission.next_events(), DISCONNECT_POLL_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 events = []
             if loop.time() >= next_check:
                 if await request.is_disconnected():

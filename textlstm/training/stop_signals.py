@@ -33,7 +33,7 @@ class StopFlag:
     def requested(self) -> bool:
         return self.signal is not None
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED}
         return self

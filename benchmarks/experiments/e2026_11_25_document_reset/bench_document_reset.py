@@ -52,7 +52,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.speed.training_step import TrainerSteps  # noqa: E402
-
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from textlstm.evaluation.scoring import evaluate_split  # noqa: E402
 from textlstm.tokens import EOT_ID  # noqa: E402

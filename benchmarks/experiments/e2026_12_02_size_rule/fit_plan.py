@@ -25,8 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.heldout.run import job_environment
 from benchmarks.corpora.first_seven import CORPORA, DEFAULT_OUT
+from benchmarks.heldout.run import job_environment
 
 RESULTS = Path(__file__).resolve().parent / "plan_fit.jsonl"
 TOKENS_PER_STEP = 16 * 64  # the default batch

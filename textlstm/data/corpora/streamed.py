@@ -8,8 +8,8 @@ are small, or memory-mapped already).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import datasets
 from datasets.exceptions import DatasetsError
