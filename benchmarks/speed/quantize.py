@@ -154,14 +154,17 @@ def markdown(results: dict) -> str:
         "runs. Weights: bytes held in memory (int8 is quantized from the float32 file at load). Bits/char: the "
         "validation text each run held out (the last 10% of tiny Shakespeare), `evaluate_split` in one row.",
         "",
-        "| model | weights | batch 1 tok/s | batch 64 tok/s | weights in memory (MB) | validation bits/char | load avg start / end |",
+        "| model | weights | batch 1 tok/s | batch 64 tok/s | weights in memory (MB) | validation bits/char "
+        "| load avg start / end |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for name, run in results["models"].items():
         for holding, f in run["holdings"].items():
+            load_start, load_end = run["load_average"][0], run["load_average"][1]
             lines.append(
-                f"| {name} | {holding} | {f['batch_1_tokens_per_second']:,.0f} | {f['batch_64_tokens_per_second']:,.0f} "
-                f"| {f['weights_mb']:.2f} | {f['validation_bits_per_char']:.4f} | {run['load_average'][0]} / {run['load_average'][1]} |"
+                f"| {name} | {holding} | {f['batch_1_tokens_per_second']:,.0f} "
+                f"| {f['batch_64_tokens_per_second']:,.0f} "
+                f"| {f['weights_mb']:.2f} | {f['validation_bits_per_char']:.4f} | {load_start} / {load_end} |"
             )
     lines += [
         "",

@@ -6,17 +6,25 @@ from pathlib import Path
 
 # Why a target misses or needs a caveat (written from the profile and the experiments; see the notes below).
 WHY_MISSED = {
-    "char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32": ". The dropout textlstm adds costs ~5% of the step (Experiments: without any dropout textlstm runs at "
-    "the baseline's speed); the LSTM path itself is the baseline's kernel. Across runs on this shared "
-    "machine the ratio scattered between 0.92x and 1.01x.",
-    "generation at batch 1, float32 weights (default sampling), tokens/s": ". Batch-1 generation is per-call overhead bound and slows most when other processes share the "
-    "2 cores; `--precision bfloat16` weights are about 2x faster (see Generation).",
-    "char training float32, achieved / measured float32 matmul peak": " (caveat: the 'peak' is the faster of torch.mm and a oneDNN 1x1 convolution on a 2048 x 2048 "
-    "product, see the matmul table; the two back ends differ by up to 2x here, so the ratio says as "
-    "much about the peak measurement as about the step.)",
-    "evaluation / training tokens/s (char model, float32)": ". Only scored tokens are counted: each of the 32 parts scored side by side first reads up to 512 "
-    "ids before it (burn-in) and parts whose start state differs from the previous part's end are "
-    "scored again, so that the result does not depend on the batch size.",
+    "char training, dropout 0.2 + recurrent 0.25, float32 / plain baseline float32": (
+        ". The dropout textlstm adds costs ~5% of the step (Experiments: without any dropout textlstm runs at "
+        "the baseline's speed); the LSTM path itself is the baseline's kernel. Across runs on this shared "
+        "machine the ratio scattered between 0.92x and 1.01x."
+    ),
+    "generation at batch 1, float32 weights (default sampling), tokens/s": (
+        ". Batch-1 generation is per-call overhead bound and slows most when other processes share the "
+        "2 cores; `--precision bfloat16` weights are about 2x faster (see Generation)."
+    ),
+    "char training float32, achieved / measured float32 matmul peak": (
+        " (caveat: the 'peak' is the faster of torch.mm and a oneDNN 1x1 convolution on a 2048 x 2048 "
+        "product, see the matmul table; the two back ends differ by up to 2x here, so the ratio says as "
+        "much about the peak measurement as about the step.)"
+    ),
+    "evaluation / training tokens/s (char model, float32)": (
+        ". Only scored tokens are counted: each of the 32 parts scored side by side first reads up to 512 "
+        "ids before it (burn-in) and parts whose start state differs from the previous part's end are "
+        "scored again, so that the result does not depend on the batch size."
+    ),
 }
 
 
@@ -126,9 +134,10 @@ def write_results_md(r: dict, path: Path) -> None:
     for name, t in r["training"].items():
         s = t["shape"]
         tps = t["tokens_per_second"]
+        shape = f"vocab {s['vocab']:,}, emb {s['embedding']}, {s['layers']} x {s['hidden']}"
         rows.append(
             [
-                f"{name}: vocab {s['vocab']:,}, emb {s['embedding']}, {s['layers']} x {s['hidden']}, batch {s['batch']} x {s['seq_len']}",
+                f"{name}: {shape}, batch {s['batch']} x {s['seq_len']}",
                 f"{tps['baseline_float32']:,.0f}",
                 f"{tps['textlstm_float32']:,.0f}",
                 f"{tps['textlstm_bfloat16']:,.0f}",

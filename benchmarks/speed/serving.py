@@ -194,7 +194,7 @@ async def streaming_client(host: str, port: int, until: float, seed: int, record
         sent = time.perf_counter()
         last = None
 
-        def on_event(data):
+        def on_event(data, sent=sent):
             nonlocal last
             now = time.perf_counter()
             text = "".join(choice["text"] for choice in data["choices"])
@@ -518,40 +518,80 @@ def serve_default_precision() -> str:
     return training_precision("auto", "cpu")
 
 
+def _table_head(columns: list[str]) -> str:
+    """A Markdown table's header row and the rule under it."""
+    return "| " + " | ".join(columns) + " |\n| " + " | ".join("---" for _ in columns) + " |"
+
+
+LEVEL_COLUMNS = [
+    "precision",
+    "clients",
+    "total tokens/s",
+    "vs 1 client",
+    "per-client tokens/s (median)",
+    "first token ms p50 / p99",
+    "between tokens ms p50 / p99",
+    "tokens per event",
+    "server CPU ms per token",
+    "server RSS MB",
+]
+SCORING_COLUMNS = [
+    "precision",
+    "API clients",
+    "API tokens/s scored",
+    "server CPU ms per token",
+    "`textlstm eval` tokens/s",
+    "training tokens/s",
+    "API / training",
+    "eval / training",
+]
+
+
 def report(result: dict) -> str:
-    single = {l["precision"]: l["total_tokens_per_sec"] for l in result["levels"] if l["clients"] == 1}
+    single = {level["precision"]: level["total_tokens_per_sec"] for level in result["levels"] if level["clients"] == 1}
     rows = "\n".join(
-        f"| {l['precision']} | {l['clients']} | {l['total_tokens_per_sec']:.0f} | {l['total_tokens_per_sec'] / single[l['precision']]:.1f}x | "
-        f"{l['per_client_tokens_per_sec_median']:.1f} | {l['first_token_ms_p50']:.1f} / {l['first_token_ms_p99']:.1f} | "
-        f"{l['between_tokens_ms_p50']:.2f} / {l['between_tokens_ms_p99']:.2f} | {l['tokens_per_event_mean']:.1f} | "
-        f"{l['server_cpu_ms_per_token']:.2f} | {l['server_rss_mb']:.0f} |"
-        for l in result["levels"]
+        f"| {level['precision']} | {level['clients']} | {level['total_tokens_per_sec']:.0f} "
+        f"| {level['total_tokens_per_sec'] / single[level['precision']]:.1f}x "
+        f"| {level['per_client_tokens_per_sec_median']:.1f} "
+        f"| {level['first_token_ms_p50']:.1f} / {level['first_token_ms_p99']:.1f} "
+        f"| {level['between_tokens_ms_p50']:.2f} / {level['between_tokens_ms_p99']:.2f} "
+        f"| {level['tokens_per_event_mean']:.1f} "
+        f"| {level['server_cpu_ms_per_token']:.2f} | {level['server_rss_mb']:.0f} |"
+        for level in result["levels"]
     )
     speedup = (
         ", ".join(
-            f"{l['precision']} **{l['total_tokens_per_sec'] / single[l['precision']]:.1f}x**"
-            for l in result["levels"]
-            if l["clients"] == 64
+            f"{level['precision']} **{level['total_tokens_per_sec'] / single[level['precision']]:.1f}x**"
+            for level in result["levels"]
+            if level["clients"] == 64
         )
         or "not measured"
     )
     first_token = (
         ", ".join(
-            f"{l['precision']} **{l['first_token_ms_p99']:.0f} ms**" for l in result["levels"] if l["clients"] == 64
+            f"{level['precision']} **{level['first_token_ms_p99']:.0f} ms**"
+            for level in result["levels"]
+            if level["clients"] == 64
         )
         or "not measured"
     )
     offline = {o["precision"]: o for o in result["offline"]}
-    scoring_rows = "\n".join(
-        f"| {s['precision']} | {s['clients']} | {s['tokens_per_sec']:.0f} | {s['server_cpu_ms_per_token']:.3f} | "
-        f"{offline[s['precision']]['eval_tokens_per_sec']:.0f} | {offline[s['precision']]['training_tokens_per_sec']:.0f} | "
-        f"**{s['tokens_per_sec'] / offline[s['precision']]['training_tokens_per_sec']:.2f}x** | "
-        f"**{offline[s['precision']]['eval_tokens_per_sec'] / offline[s['precision']]['training_tokens_per_sec']:.2f}x** |"
-        for s in result["scoring"]
-    )
+
+    def scoring_row(s: dict) -> str:
+        eval_tps = offline[s["precision"]]["eval_tokens_per_sec"]
+        training_tps = offline[s["precision"]]["training_tokens_per_sec"]
+        return (
+            f"| {s['precision']} | {s['clients']} | {s['tokens_per_sec']:.0f} | {s['server_cpu_ms_per_token']:.3f} | "
+            f"{eval_tps:.0f} | {training_tps:.0f} | "
+            f"**{s['tokens_per_sec'] / training_tps:.2f}x** | "
+            f"**{eval_tps / training_tps:.2f}x** |"
+        )
+
+    scoring_rows = "\n".join(scoring_row(s) for s in result["scoring"])
     step_bound = (
         "; ".join(
-            f"{b['precision']} {b['batch_1_tokens_per_sec']:,.0f} at batch 1 and {b['batch_64_tokens_per_sec']:,.0f} at batch 64 "
+            f"{b['precision']} {b['batch_1_tokens_per_sec']:,.0f} at batch 1 and "
+            f"{b['batch_64_tokens_per_sec']:,.0f} at batch 64 "
             f"(**{b['batch_64_tokens_per_sec'] / b['batch_1_tokens_per_sec']:.1f}x**)"
             for b in result.get("model_step_alone", [])
         )
@@ -564,38 +604,40 @@ def report(result: dict) -> str:
     la_after = " / ".join(f"{x:.2f}" for x in result["load_average_after"])
     busiest = max(result["load_average_before"][0], result["load_average_after"][0])
     shared = (
-        f"\n**Taken under load**: the 1-minute load average reached {busiest:.1f} on {result['cpus']} CPUs, from other\n"
-        "work on the machine; rerun on an idle machine for figures to compare against the targets.\n"
+        f"\n**Taken under load**: the 1-minute load average reached {busiest:.1f} on {result['cpus']} CPUs, "
+        "from other\nwork on the machine; rerun on an idle machine for figures to compare against the targets.\n"
         if busiest > 0.5 * result["cpus"]
         else ""
     )
     return f"""# Serving benchmark (`textlstm serve`; benchmarks/speed/serving.py)
 
-Char model, {served["layers"]} x {served["hidden"]} LSTM, random weights, every token one character; `textlstm serve --threads
-{result["server_threads"]} --precision P` as a subprocess (bfloat16 holds the weights in bfloat16), clients streaming `/v1/completions` back to back
+Char model, {served["layers"]} x {served["hidden"]} LSTM, random weights, every token one character;
+`textlstm serve --threads {result["server_threads"]} --precision P` as a subprocess (bfloat16 holds the weights in
+bfloat16), clients streaming `/v1/completions` back to back
 ({MAX_TOKENS} tokens each, prompt {PROMPT!r}, temperature 0.8) on the same host for
-{result["levels"][0]["seconds"]:.0f} s per level. {result["cpus"]} CPUs ({result.get("cpu", "model not recorded")}), torch {result["torch"]},
-Python {result["python"]}, {result["date"]}. Load average (1/5/15 min) before: {la_before}, after: {la_after}.
+{result["levels"][0]["seconds"]:.0f} s per level. {result["cpus"]} CPUs ({result.get("cpu", "model not recorded")}),
+torch {result["torch"]}, Python {result["python"]}, {result["date"]}.
+Load average (1/5/15 min) before: {la_before}, after: {la_after}.
 {shared}
-| precision | clients | total tokens/s | vs 1 client | per-client tokens/s (median) | first token ms p50 / p99 | between tokens ms p50 / p99 | tokens per event | server CPU ms per token | server RSS MB |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{_table_head(LEVEL_COLUMNS)}
 {rows}
 
 - Total tokens/s at 64 clients vs 1 client: {speedup} (target: at least 20x).
 - The model's `step` alone, tokens/s (no HTTP, no sampling, no prompt to read; in this process, torch
-  threads {result["offline"][0]["torch_threads"]}): {step_bound}. With the server's other work counted too, the levels above
-  stay under these.
+  threads {result["offline"][0]["torch_threads"]}): {step_bound}. With the server's other work counted too,
+  the levels above stay under these.
 - First token p99 at 64 clients: {first_token} (target: under 1 s).
-- With the first precision's server: a {stall["prompt_chars"]:,}-character prompt read while 8 clients stream: it took {stall["prompt_seconds"]:.2f} s;
-  the longest gap between the 8 clients' events meanwhile was {stall["others_max_gap_ms"]:.0f} ms (p99 {stall["others_p99_gap_ms"]:.0f} ms).
+- With the first precision's server: a {stall["prompt_chars"]:,}-character prompt read while 8 clients stream:
+  it took {stall["prompt_seconds"]:.2f} s; the longest gap between the 8 clients' events meanwhile was
+  {stall["others_max_gap_ms"]:.0f} ms (p99 {stall["others_p99_gap_ms"]:.0f} ms).
 - Kept conversations: {memory["kept"]:,} kept; RSS {memory["rss_before_mb"]:.1f} MB -> {memory["rss_after_mb"]:.1f} MB,
-  **{memory["kb_per_conversation"]:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself is {memory["state_kb"]:.0f} KB).
+  **{memory["kb_per_conversation"]:.1f} KB per kept conversation** (target: under 100 KB; the (h, c) state itself
+  is {memory["state_kb"]:.0f} KB).
 - Active sequences after all clients left: {result["active_sequences_after"]}.
 
 ## Scoring
 
-| precision | API clients | API tokens/s scored | server CPU ms per token | `textlstm eval` tokens/s | training tokens/s | API / training | eval / training |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+{_table_head(SCORING_COLUMNS)}
 {scoring_rows}
 
 Target: scoring at least 2.5x the training tokens/s of the same model, through the API and through
@@ -607,8 +649,8 @@ runs: 32 parts side by side, 256 tokens per pass, a burn-in before each part; on
 count) on {result["offline"][0]["eval_tokens"]:,} tokens; "training": training/step.py's `TrainingStep`
 (the step the trainer runs) at batch {served["train_batch"]} x {served["train_seq_len"]} with
 dropout 0.2 and recurrent dropout 0.25, as benchmarks/speed/run.py measures both for RESULTS.md
-(alternating, medians; torch threads {result["offline"][0]["torch_threads"]}, the server's `--threads`; in this process with
-no server running). The served model holds its weights in the precision; eval and training run float32
+(alternating, medians; torch threads {result["offline"][0]["torch_threads"]}, the server's `--threads`; in this
+process with no server running). The served model holds its weights in the precision; eval and training run float32
 weights under bfloat16 autocast.
 
 The levels run one after another, so on a shared machine the load from other work changes between
@@ -621,9 +663,9 @@ conversation can come out below the state's own size: the states partly fill mem
 already held from the requests before. All clients of a level start at once, so the first-token
 times include waiting behind the first step of every other client.
 
-Rerun with `python -m benchmarks.speed.serving` (about 8 minutes; `--quick` checks that it runs). `--threads 2` runs the model step
-on two torch threads: on this machine under load that was many times slower; on an idle machine it
-is worth comparing.
+Rerun with `python -m benchmarks.speed.serving` (about 8 minutes; `--quick` checks that it runs). `--threads 2`
+runs the model step on two torch threads: on this machine under load that was many times slower; on an idle machine
+it is worth comparing.
 """
 
 

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         record = {
             "corpus_bytes": size,
             "steps": args.steps,
-            "command": "textlstm train --dataset FILE --streaming --max-steps %d --output RUN" % args.steps,
+            "command": f"textlstm train --dataset FILE --streaming --max-steps {args.steps} --output RUN",
             "peak_rss_mb": round(peak_kb / 1024, 1),
             "train_wall_sec": round(train_sec, 1),
             "write_corpus_sec": round(write_sec, 1),

@@ -46,7 +46,8 @@ for _ in range(3):
 steps, start = 0, time.perf_counter()
 while time.perf_counter() - start < seconds:
     step(); steps += 1
-print(json.dumps({"tokens_per_sec": steps * batch * seq / (time.perf_counter() - start), "threads": torch.get_num_threads()}))
+elapsed = time.perf_counter() - start
+print(json.dumps({"tokens_per_sec": steps * batch * seq / elapsed, "threads": torch.get_num_threads()}))
 """
 
 

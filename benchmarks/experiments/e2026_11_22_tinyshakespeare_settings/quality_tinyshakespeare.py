@@ -31,7 +31,7 @@ from pathlib import Path
 # fast as 1. It must be set before torch loads the OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -60,8 +60,9 @@ class PrintReporter(Reporter):
         print(text, flush=True)
 
     def evaluated(self, record: dict) -> None:
+        train_loss = record["train_loss"] or float("nan")
         print(
-            f"step {record['step']:>6}  {record['elapsed_sec']:6.0f}s  train {record['train_loss'] or float('nan'):.4f}  "
+            f"step {record['step']:>6}  {record['elapsed_sec']:6.0f}s  train {train_loss:.4f}  "
             f"valid {record['valid_loss']:.4f}  lr {record['lr']:.2e}  {record['tokens_per_sec'] or 0:,.0f} tok/s",
             flush=True,
         )

@@ -1,16 +1,19 @@
-"""Ablations at equal wall clock: `textlstm train` variants on tiny Shakespeare, each given the same
+r"""Ablations at equal wall clock: `textlstm train` variants on tiny Shakespeare, each given the same
 minutes on one pinned core.
 
-    python -m benchmarks.experiments.e2026_11_25_ablations.ablations --minutes 4 --variant base= --variant ema="--ema 0.999" ...
-    python -m benchmarks.experiments.e2026_11_25_ablations.ablations --minutes 4 --table      # print the table of what is recorded
+    python -m benchmarks.experiments.e2026_11_25_ablations.ablations --minutes 4 \
+        --variant base= --variant ema="--ema 0.999" ...
+    # print the table of what is recorded:
+    python -m benchmarks.experiments.e2026_11_25_ablations.ablations --minutes 4 --table
 
 Each variant is the default command (`textlstm train --dataset tinyshakespeare --max-minutes M
 --threads 1`) with the settings the recorded runs had (FROZEN: the defaults of commit 758ede3, which
-later defaults differ from), plus its extra options, which win over them. Two run at once, side by side, each pinned with `taskset` to a
-core of its own, with OMP_NUM_THREADS=1 (the issue measured its baselines the same way); nothing else
-should run meanwhile. The figure is the best validation loss of the run (nats per character, whatever the tokenizer, on
-nanoGPT's validation split, the full 111,542 characters), from the run's metrics.jsonl. Results are
-appended to ablations.jsonl beside this script, one line per run, with the load average around it.
+later defaults differ from), plus its extra options, which win over them. Two run at once, side by
+side, each pinned with `taskset` to a core of its own, with OMP_NUM_THREADS=1 (the issue measured its
+baselines the same way); nothing else should run meanwhile. The figure is the best validation loss of
+the run (nats per character, whatever the tokenizer, on nanoGPT's validation split, the full 111,542
+characters), from the run's metrics.jsonl. Results are appended to ablations.jsonl beside this
+script, one line per run, with the load average around it.
 """
 
 from __future__ import annotations
@@ -161,8 +164,9 @@ def print_table(results: Path, minutes: float) -> None:
     print("| --- | --- | --- | ---: | ---: | ---: | --- |")
     for row in sorted(rows, key=lambda row: row["best_valid_loss"]):
         load = "/".join(f"{value:.1f}" for value in row["load_before"])
+        options = row["options"] or "(defaults)"
         print(
-            f"| {row['name']} | {row['dataset']} | `{row['options'] or '(defaults)'}` | {row['best_valid_loss']:.4f} | {row['steps']:,} | "
+            f"| {row['name']} | {row['dataset']} | `{options}` | {row['best_valid_loss']:.4f} | {row['steps']:,} | "
             f"{row['best_step']:,} | {load} |"
         )
 

@@ -1,7 +1,8 @@
-"""Early learning: textlstm against a plain PyTorch loop over the first 200 steps (issue 10).
+r"""Early learning: textlstm against a plain PyTorch loop over the first 200 steps (issue 10).
 
     python -m benchmarks.experiments.e2026_11_25_early_learning.bench_early_learning   # both, 200 steps, seed 1337
-    python -m benchmarks.experiments.e2026_11_25_early_learning.bench_early_learning --seeds 1 2 3 --only textlstm --set dropout=0 --set lr=2e-3
+    python -m benchmarks.experiments.e2026_11_25_early_learning.bench_early_learning --seeds 1 2 3 --only textlstm \
+        --set dropout=0 --set lr=2e-3
 
 Shape: char model, embedding 64, LSTM 2 x 128, batch 32 x 64, on tiny Shakespeare with nanoGPT's
 split (first 90% of the characters train, last 10% validation). Both models are scored by the same
@@ -266,7 +267,8 @@ def main() -> None:
                 )
             else:
                 print(
-                    f"{name:<9} seed {seed:<5} step {args.steps}: valid {loss:.4f} nats/char  ({seconds:.0f} s; {settings})",
+                    f"{name:<9} seed {seed:<5} step {args.steps}: "
+                    f"valid {loss:.4f} nats/char  ({seconds:.0f} s; {settings})",
                     flush=True,
                 )
 

@@ -92,8 +92,9 @@ def report(runs: list[dict], corpora: list[str]) -> None:
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for run in sorted(runs, key=lambda r: (r["corpus"], r["hidden"], r["tokens"])):
         fitted = rule["E"][run["corpus"]] + predicted(rule, run)
+        epochs = run["tokens"] / train_tokens(run["corpus"])
         print(
-            f"| {run['corpus']} | {run['shape']} | {run['tokens']:,} | {run['tokens'] / train_tokens(run['corpus']):.1f} | "
+            f"| {run['corpus']} | {run['shape']} | {run['tokens']:,} | {epochs:.1f} | "
             f"{run['dropout']:g} | {run['valid_bits_per_char']:.4f} | {fitted:.4f} |"
         )
     print("\nLeave one corpus out: the rule fitted on the others, asked which shape wins at each token count pairing")
@@ -117,6 +118,7 @@ def report(runs: list[dict], corpora: list[str]) -> None:
                 equal = "yes" if abs(small["tokens"] / large["tokens"] - 4) < 0.1 else ""
                 print(
                     f"| {corpus} | {held['A']:.3f} | {held['alpha']:.2f} | {held['B']:.3f} | {held['beta']:.2f} | "
-                    f"{small['shape']} {small['tokens'] / 1e6:.1f}M vs {large['shape']} {large['tokens'] / 1e6:.1f}M | {equal} | {picks} | "
+                    f"{small['shape']} {small['tokens'] / 1e6:.1f}M vs {large['shape']} {large['tokens'] / 1e6:.1f}M | "
+                    f"{equal} | {picks} | "
                     f"{measured} ({small['valid_bits_per_char']:.3f} vs {large['valid_bits_per_char']:.3f}) |"
                 )
