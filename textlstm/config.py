@@ -153,11 +153,12 @@ def precision_setting():
     """The setting of --precision (textlstm/hardware/precision.py resolves auto)."""
     return setting(
         AUTO,
-        help="The number format the model computes in. train and eval run the forward pass in it under autocast (weights, gradients and optimizer stay "
-        "float32; float16 training scales the loss against underflow); generate, chat and serve hold the weights in "
-        "it (the text differs slightly from float32's). bfloat16 is computed natively by CPUs with bf16 instructions "
-        "(AVX-512 BF16, AMX) and GPUs from Ampere on; float16 is for older CUDA GPUs. auto: bfloat16 where the CPU "
-        "or GPU computes it natively, float16 on other CUDA GPUs, float32 elsewhere and with --quantize int8.",
+        help="The number format the model computes in. train and eval run the forward pass in it under autocast "
+        "(weights, gradients and optimizer stay float32; float16 training scales the loss against underflow); "
+        "generate, chat and serve hold the weights in it (the text differs slightly from float32's). bfloat16 is "
+        "computed natively by CPUs with bf16 instructions (AVX-512 BF16, AMX) and GPUs from Ampere on; float16 is for "
+        "older CUDA GPUs. auto: bfloat16 where the CPU or GPU computes it natively, float16 on other CUDA GPUs, "
+        "float32 elsewhere and with --quantize int8.",
         allowed=Choices(PRECISION_CHOICES),
     )
 
@@ -239,7 +240,8 @@ class ModelConfig:
     adaptive_cutoffs: list[int] | None = setting(  # None: derived from vocab_size (see model.default_cutoffs)
         None,
         "TEXT",
-        "Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. Default: 2000,10000 clipped to the vocabulary.",
+        "Cluster boundaries for --output-layer adaptive, e.g. 2000,10000. "
+        "Default: 2000,10000 clipped to the vocabulary.",
     )
     # The id of <0x00> when the vocabulary holds a char tokenizer's 256 byte-fallback tokens (set from
     # the tokenizer): they then share one softmax output (textlstm/model/byte_softmax.py). None: a plain softmax.
@@ -249,7 +251,8 @@ class ModelConfig:
         check_settings(self)
         _check(
             not (self.tie_weights and self.output_layer == "adaptive"),
-            "--tie-weights does not work with --output-layer adaptive (the adaptive softmax has no single output matrix to tie)",
+            "--tie-weights does not work with --output-layer adaptive "
+            "(the adaptive softmax has no single output matrix to tie)",
         )
         if self.byte_fallback_start is not None:
             _check(
@@ -259,7 +262,8 @@ class ModelConfig:
             _check(
                 0 <= self.byte_fallback_start
                 and (self.vocab_size == 0 or self.byte_fallback_start + 256 <= self.vocab_size),
-                f"byte-fallback-start {self.byte_fallback_start} leaves no room for 256 byte tokens in a vocabulary of {self.vocab_size}",
+                f"byte-fallback-start {self.byte_fallback_start} leaves no room for 256 byte tokens "
+                f"in a vocabulary of {self.vocab_size}",
             )
         if self.adaptive_cutoffs is not None:
             _check(self.output_layer == "adaptive", "--adaptive-cutoffs needs --output-layer adaptive")
@@ -424,9 +428,9 @@ class TrainConfig:
     )
     patience: int | None = setting(
         None,
-        help="Stop after this many evaluations in a row without improvement, counted once the learning rate is past the "
-        "middle of its decay (before, a high rate makes the validation loss noisy; with --schedule constant, from the "
-        "start). 0: never. auto: 3, or as many evaluations as a fifth of the run holds if that is more, and with a "
+        help="Stop after this many evaluations in a row without improvement, counted once the learning rate is past "
+        "the middle of its decay (before, a high rate makes the validation loss noisy; with --schedule constant, from "
+        "the start). 0: never. auto: 3, or as many evaluations as a fifth of the run holds if that is more, and with a "
         "decaying rate none before the decay is 80% through (the loss can stall, then fall again as the rate comes "
         "down).",
         allowed=NOT_NEGATIVE,
@@ -460,7 +464,8 @@ class TrainConfig:
     init_from: str | None = setting(
         None,
         help="Fine-tune: start from this checkpoint's weights and tokenizer (its model shape too), "
-        "with a new optimizer, schedule and run folder. A folder, or hf://USER/NAME[@REVISION] from the Hugging Face Hub.",
+        "with a new optimizer, schedule and run folder. "
+        "A folder, or hf://USER/NAME[@REVISION] from the Hugging Face Hub.",
         folder=True,
     )
 
@@ -534,7 +539,8 @@ class SamplingOptions:
     top_p: float = setting(
         1.0,
         "P",
-        "Nucleus sampling: sample only among the fewest most likely tokens whose probabilities add up to P; 1 turns this off.",
+        "Nucleus sampling: sample only among the fewest most likely tokens whose probabilities add up to P; "
+        "1 turns this off.",
         Range(0, 1, min_open=True),
     )
     repetition_penalty: float = setting(

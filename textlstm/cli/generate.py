@@ -157,7 +157,8 @@ def _check_combinations(
         raise click.UsageError("--interactive writes one text: leave out --num-samples")
     if interactive and prompt == "-":
         raise click.UsageError(
-            "--interactive reads your choices from stdin, so --prompt - cannot read the prompt from it: use --prompt-file"
+            "--interactive reads your choices from stdin, so --prompt - cannot read the prompt from it: "
+            "use --prompt-file"
         )
     if "choices" in given and not interactive:
         raise click.UsageError("--choices needs --interactive")

@@ -22,7 +22,8 @@ class RichReporter(Reporter):
             TextColumn("step {task.completed:>6.0f}{task.fields[of_total]}"),
             BarColumn(),
             TextColumn(
-                "loss {task.fields[loss]}  val {task.fields[valid]} (best {task.fields[best]})  {task.fields[rate]} tok/s"
+                "loss {task.fields[loss]}  val {task.fields[valid]} (best {task.fields[best]})  "
+                "{task.fields[rate]} tok/s"
             ),
             TimeElapsedColumn(),
             TextColumn("left"),

@@ -64,7 +64,8 @@ class DocumentBatcher:
                 lengths.append(min(seq_len, end - window) + 1)
         if len(starts) < batch_size * world_size:
             raise TextlstmError(
-                f"the training split has {len(starts)} document windows: too few for {batch_size * world_size} rows; lower --batch-size"
+                f"the training split has {len(starts)} document windows: "
+                f"too few for {batch_size * world_size} rows; lower --batch-size"
             )
         self.ids = ids
         self.starts = np.asarray(starts, dtype=np.int64)

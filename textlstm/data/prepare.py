@@ -80,7 +80,10 @@ def prepare(
     )
     report(f"corpus: {corpus.source}")
     if tokenizer is None:
-        profile = lambda: profile_text(character_count(corpus.train), split_pieces(corpus.train, corpus.documents))
+
+        def profile():
+            return profile_text(character_count(corpus.train), split_pieces(corpus.train, corpus.documents))
+
         data = _with_tokenizer_chosen(data, profile, choose_tokenizer, report)
         tokenizer = tokenizer_for_corpus(corpus, data.tokenizer, data.vocab_size)
     tokenized = tokenize_splits(corpus, tokenizer, names=splits)

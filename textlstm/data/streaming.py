@@ -108,7 +108,8 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report) 
         pieces = itertools.chain.from_iterable(documents_as_pieces(sample, source.documents))
         stream.tokenizer = build_tokenizer(data.tokenizer, pieces, data.vocab_size)
         report(
-            f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters of the training rows at most"
+            f"tokenizer: {data.tokenizer}, trained on the first {TOKENIZER_SAMPLE_CHARS:,} characters "
+            "of the training rows at most"
         )
     valid = _encode_valid(valid_rows, source.documents, stream.tokenizer)
     if valid.info.scored_tokens < 1:
@@ -121,7 +122,8 @@ def prepare_streamed(data: DataConfig, tokenizer: TextTokenizer | None, report) 
 
 
 def _hold_out(data: DataConfig, splits: dict, stream: TrainStream, report) -> Iterator[str]:
-    """The validation text (see the module docstring); sets the rows `stream` trains on, and reports which part it is."""
+    """The validation text (see the module docstring); sets the rows `stream` trains on, and reports which part it
+    is."""
     own = data.valid_split or next((name for name in OWN_VALID_SPLITS if name in splits and name != data.split), None)
     if own:
         _require_split(splits, own, stream.source)
@@ -135,7 +137,8 @@ def _hold_out(data: DataConfig, splits: dict, stream: TrainStream, report) -> It
 def _hold_out_tail(stream: TrainStream, report) -> Iterator[str]:
     """The last DEFAULT_VALID_FRACTION of the split's characters, cut as a stored corpus's are (splits.tail_boundary).
 
-    Two reads of the files: one counts their characters, the next stops at the boundary and reads the validation text on."""
+    Two reads of the files: one counts their characters, the next stops at the boundary and reads the validation
+    text on."""
     source, column = stream.source, stream.column
     total = sum(int(_lengths(texts).sum()) for texts in _arrow_batches(stream.whole_split(), column, source))
     boundary = tail_boundary(total, DEFAULT_VALID_FRACTION, source.name)
@@ -151,7 +154,8 @@ def _hold_out_tail(stream: TrainStream, report) -> Iterator[str]:
 
 
 def _split_at(batches: Iterator[pa.Array], position: int) -> tuple[int, int, Iterator[str]]:
-    """The row holding character `position` (splits.row_holding), its characters before `position`, and the text from `position` on."""
+    """The row holding character `position` (splits.row_holding), its characters before `position`, and the text
+    from `position` on."""
     holding = {}  # the batch read last, and the index of its first row
 
     def lengths() -> Iterator[np.ndarray]:
@@ -169,7 +173,8 @@ def _split_at(batches: Iterator[pa.Array], position: int) -> tuple[int, int, Ite
 
 
 def _hold_out_head(dataset, stream: TrainStream, report) -> Iterator[str]:
-    """A stream of unknown length holds out its first rows: VALID_CHARS characters' worth, or a tenth of a shorter one."""
+    """A stream of unknown length holds out its first rows: VALID_CHARS characters' worth, or a tenth of a shorter
+    one."""
     stream.skip_rows = _held_out_rows(_texts(dataset, stream.column, stream.source), stream.source.name)
     report(
         f"validation: the first {stream.skip_rows:,} rows of the stream (its length is not known, so its head "
@@ -230,7 +235,8 @@ def _lengths(texts: pa.Array) -> np.ndarray:
 
 
 def _held_out_rows(texts: Iterator[str], name: str) -> int:
-    """How many rows at the start of the stream are validation: VALID_CHARS characters' worth, or a tenth of a shorter corpus."""
+    """How many rows at the start of the stream are validation: VALID_CHARS characters' worth, or a tenth of a
+    shorter corpus."""
     probe = 10 * VALID_CHARS
     lengths, total = [], 0
     for text in texts:
@@ -321,8 +327,9 @@ class StreamingBatcher:
         return np.concatenate(self.stream.tokenizer.encode_arrays(["".join(texts)])).astype(np.int32)
 
     def _take_texts(self) -> list[str]:
-        """The next document, or the next lines of a running text up to RUNNING_TEXT_CHARS; starts a new pass at the end."""
-        for attempt in range(2):
+        """The next document, or the next lines of a running text up to RUNNING_TEXT_CHARS; starts a new pass at the
+        end."""
+        for _attempt in range(2):
             texts, size = [], 0
             for text in self._iterate():
                 if not text:

@@ -60,7 +60,7 @@ def tokenize_splits(
         if not meta_path.is_file():
             dataset = {"train": corpus.train, "valid": corpus.valid}[name]
             info = _encode_to_file(dataset, corpus.documents, tokenizer, folder / f"{name}.bin", progress)
-            atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(asdict(info))))
+            atomic_write(meta_path, lambda tmp, info=info: tmp.write_text(json.dumps(asdict(info))))
         splits[name] = open_split(folder / f"{name}.bin", SplitInfo(**json.loads(meta_path.read_text())))
     return splits
 

@@ -2,7 +2,9 @@
 
     from textlstm.evaluation.scoring import evaluate_checkpoint
     result = evaluate_checkpoint()                       # newest checkpoint, its own validation text
-    result = evaluate_checkpoint("checkpoints/run", dataset="wikitext", dataset_config="wikitext-2-raw-v1", split="test")
+    result = evaluate_checkpoint(
+        "checkpoints/run", dataset="wikitext", dataset_config="wikitext-2-raw-v1", split="test"
+    )
     print(result.perplexity, result.bits_per_char)
 
 `evaluate_checkpoint` (behind `textlstm eval`) loads a checkpoint and the text to score;

@@ -29,7 +29,8 @@ class ByteFallbackSoftmax(nn.Module):
         super().__init__()
         if not 0 <= first_byte_id <= vocab_size - BYTE_TOKENS:
             raise ValueError(
-                f"byte tokens {first_byte_id}..{first_byte_id + BYTE_TOKENS - 1} do not fit a vocabulary of {vocab_size}"
+                f"byte tokens {first_byte_id}..{first_byte_id + BYTE_TOKENS - 1} "
+                f"do not fit a vocabulary of {vocab_size}"
             )
         self.first_byte_id = first_byte_id
         self.head = nn.Linear(in_features, vocab_size - BYTE_TOKENS + 1)  # the byte output at first_byte_id

@@ -276,7 +276,8 @@ class LSTMLanguageModel(nn.Module):
             if layer > 0:
                 data = self.dropout(data)
             hx, params = (h[layer : layer + 1], c[layer : layer + 1]), self._layer_weights(layer)
-            # torch.lstm(input, [batch_sizes,] hx, params, has_biases, num_layers, dropout, train, bidirectional[, batch_first])
+            # torch.lstm(input, [batch_sizes,] hx, params, has_biases, num_layers, dropout, train, bidirectional
+            #            [, batch_first])
             if packed:
                 data, h_layer, c_layer = torch.lstm(data, x.batch_sizes, hx, params, True, 1, 0.0, self.training, False)
             else:

@@ -19,8 +19,9 @@ float32 was 1.0e-3 that way and 2.9e-4 this way). It is the smallest LSTM matrix
 
 Each product's input is quantized over a range that does not depend on the other rows of the
 batch (`Int8Linear`), so a sequence in the server's batch gets the probabilities it gets alone (but
-for float rounding, as in float32: the first layer's float32 product rounds by batch shape). `hidden_states` runs the same step once per time step, so reading a prompt
-in one call gives the state of stepping it token by token. That reads a long prompt at batch 1
+for float rounding, as in float32: the first layer's float32 product rounds by batch shape).
+`hidden_states` runs the same step once per time step, so reading a prompt in one call gives the
+state of stepping it token by token. That reads a long prompt at batch 1
 about four times slower than float32's fused kernel (measured on a 2 x 256 char model), but a
 prompt is read once, and then every token is a step.
 

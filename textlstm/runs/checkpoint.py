@@ -95,7 +95,8 @@ def load_checkpoint(
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != config.model.vocab_size:
         raise TextlstmError(
-            f"checkpoint {folder}: tokenizer has {tokenizer.vocab_size} tokens but the model expects {config.model.vocab_size}"
+            f"checkpoint {folder}: tokenizer has {tokenizer.vocab_size} tokens "
+            f"but the model expects {config.model.vocab_size}"
         )
     path = folder / BEST_WEIGHTS
     if not path.is_file():

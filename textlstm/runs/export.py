@@ -139,7 +139,8 @@ def _check_output(run: Path, output: Path, overwrite: bool) -> None:
         raise TextlstmError(f"{output} is the run folder itself: export into another folder")
     if any(output.iterdir()) and not overwrite:
         raise TextlstmError(
-            f"{output} is not empty: give a new folder, or pass --overwrite to replace its {MODEL}, {TOKENIZER} and {CONFIG}"
+            f"{output} is not empty: give a new folder, "
+            f"or pass --overwrite to replace its {MODEL}, {TOKENIZER} and {CONFIG}"
         )
 
 
@@ -207,7 +208,8 @@ def _check_graph(graph: StepGraph, path: Path) -> None:
     difference = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
     if not difference <= TOLERANCE:
         raise TextlstmError(
-            f"the exported graph does not compute what the model does (they differ by {difference:.3g}): {MODEL} not written"
+            f"the exported graph does not compute what the model does "
+            f"(they differ by {difference:.3g}): {MODEL} not written"
         )
 
 

@@ -178,7 +178,8 @@ def _training_section(run: Run) -> str:
     lines = [f"Corpus: {corpus}."]
     if last:
         lines.append(
-            f"Trained for {last['step']:,} steps ({last.get('epoch', 0):.2f} epochs) in {_duration(last.get('elapsed_sec', 0))}"
+            f"Trained for {last['step']:,} steps ({last.get('epoch', 0):.2f} epochs) "
+            f"in {_duration(last.get('elapsed_sec', 0))}"
             + (f" on {config.world_size} processes." if config.world_size > 1 else ".")
         )
     if run.parent:
@@ -190,8 +191,8 @@ def _training_section(run: Run) -> str:
     table = "\n".join(f"| {_label(name)} | {_shown(value)} |" for name, value in changed)
     settings = (
         (
-            "Settings other than textlstm's defaults (`config.json` holds them all):\n\n| Setting | Value |\n| --- | --- |\n"
-            + table
+            "Settings other than textlstm's defaults (`config.json` holds them all):\n\n"
+            "| Setting | Value |\n| --- | --- |\n" + table
         )
         if changed
         else "Every other setting at textlstm's default (`config.json` holds them all)."
@@ -254,7 +255,8 @@ def _use_section(repo_id: str, placeholder: bool) -> str:
         "## Use\n\n"
         "With textlstm installed, the model is downloaded into the Hugging Face cache on first use:\n\n"
         f'```bash\ntextlstm generate --checkpoint {where} --prompt "The" --max-tokens 200\n'
-        f'textlstm generate --checkpoint {where} --prompt "" --temperature 0 --max-tokens {SAMPLE_TOKENS}  # the sample above\n'
+        f'textlstm generate --checkpoint {where} --prompt "" --temperature 0 --max-tokens {SAMPLE_TOKENS}'
+        "  # the sample above\n"
         f"textlstm serve --checkpoint {where}\n```\n\n"
         f'```python\nimport textlstm\n\nlm = textlstm.load("{where}")\n'
         'print(lm.generate("The", max_tokens=200, seed=1))\n```' + note

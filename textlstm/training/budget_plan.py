@@ -587,7 +587,8 @@ def _with_candidate(config: RunConfig, chosen: Candidate) -> RunConfig:
 
 
 def _shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]:
-    """(layers, hidden, embedding): the model's sizes where given, else these, the embedding a quarter of the hidden size."""
+    """(layers, hidden, embedding): the model's sizes where given, else these, the embedding a quarter of the hidden
+    size."""
     layers = model.layers or layers
     hidden = model.hidden_size or hidden
     return layers, hidden, model.embedding_size or max(16, hidden // 4)
@@ -613,7 +614,8 @@ def _measured_line(chosen: Candidate, probe: Probe, seconds: float, tokens: floa
     epochs = f", {tokens / train_tokens:.1f} epochs" if train_tokens else ""
     if probe.device == "cpu":
         cores = usable_cores()
-        where = f"{probe.threads} thread{'s' if probe.threads > 1 else ''}, {cores} core{'s' if cores > 1 else ''} available"
+        threads = f"{probe.threads} thread{'s' if probe.threads > 1 else ''}"
+        where = f"{threads}, {cores} core{'s' if cores > 1 else ''} available"
     else:
         where = f"on {probe.device}"
     shape = chosen.shape

@@ -139,7 +139,8 @@ def _leave_together() -> None:
 
 
 def _gist(error: Exception) -> str:
-    """'Connection reset by peer' out of gloo's '[.../pair.cc:537] Read error [host]:port: Connection reset by peer. This is...'"""
+    """'Connection reset by peer' out of gloo's
+    '[.../pair.cc:537] Read error [host]:port: Connection reset by peer. This is...'"""
     text = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
     return text.rsplit(": ", 1)[-1] if ": " in text else text
 

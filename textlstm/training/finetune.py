@@ -45,7 +45,8 @@ class Parent:
         tokenizer = ckpt.load_tokenizer(self.folder)
         if tokenizer.vocab_size != self.config.model.vocab_size:
             raise TextlstmError(
-                f"checkpoint {self.folder}: tokenizer has {tokenizer.vocab_size} tokens but the model expects {self.config.model.vocab_size}"
+                f"checkpoint {self.folder}: tokenizer has {tokenizer.vocab_size} tokens "
+                f"but the model expects {self.config.model.vocab_size}"
             )
         return tokenizer
 

@@ -54,6 +54,7 @@ def restore(state: dict, device: torch.device, rows_per_process: int) -> State |
     rows = tuple(t[:, first : first + rows_per_process] for t in state["lstm_state"])
     if rows[0].shape[1] != rows_per_process:
         raise ValueError(
-            f"the saved LSTM state has {state['lstm_state'][0].shape[1]} rows, not {rows_per_process * distributed.world_size()}"
+            f"the saved LSTM state has {state['lstm_state'][0].shape[1]} rows, "
+            f"not {rows_per_process * distributed.world_size()}"
         )
     return tuple(t.to(device) for t in rows)

@@ -435,7 +435,8 @@ class Trainer:
         return None
 
     def _skip_step(self, loss: float, bad_steps: int) -> None:
-        """Report the step whose loss was `loss` (not finite) as skipped; the MAX_BAD_STEPS-th in a row stops the run."""
+        """Report the step whose loss was `loss` (not finite) as skipped; the MAX_BAD_STEPS-th in a row stops the
+        run."""
         self.reporter.message(f"step {self.state.step}: loss is {loss}; step skipped (no update, on to the next batch)")
         if bad_steps >= MAX_BAD_STEPS:
             raise TextlstmError(

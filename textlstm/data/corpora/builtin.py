@@ -35,7 +35,8 @@ def load_builtin(which: str) -> Loaded:
         name=DEFAULT_CARD,
         splits={DEFAULT_SPLIT: datasets.Dataset.from_dict({"text": texts})},
         documents=True,
-        source=f"built-in: CPython {platform.python_version()} documentation, pydoc topics and module docstrings ({kilobytes} KB)",
+        source=f"built-in: CPython {platform.python_version()} documentation, "
+        f"pydoc topics and module docstrings ({kilobytes} KB)",
     )
 
 

@@ -58,7 +58,9 @@ def _run_builder(builder: str, data_files: dict[str, list[str]], name: str, **ex
             raise TextlstmError(f"the corpus '{name}' is empty") from None
         if _cause_of_type(error, UnicodeDecodeError) and builder in BUILDERS_THAT_REPLACE_BAD_BYTES and not extra:
             bad_file = _first_file_not_utf8(_all_files(data_files)) or _describe_files(data_files)
-            warnings.warn(f"{bad_file} has bytes that are not valid UTF-8; they were replaced with U+FFFD")
+            warnings.warn(
+                f"{bad_file} has bytes that are not valid UTF-8; they were replaced with U+FFFD", stacklevel=2
+            )
             return _run_builder(builder, data_files, name, encoding_errors="replace")
         cause = error.__cause__ if isinstance(error, DatasetGenerationError) and error.__cause__ else error
         raise TextlstmError(f"could not read {_describe_files(data_files)}: {one_line(cause)}") from None
