@@ -121,6 +121,39 @@ def small_corpus(tmp_path, shakespeare_text) -> Path:
     return path
 
 
+# The corpus of the evaluation tests (test_evaluate.py, test_dynamic_eval.py).
+TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
+VALID_TEXT = (
+    "MENENIUS:\nWhat work's, my countrymen, in hand? where go you\n"
+    "With bats and clubs? The matter? speak, I pray you.\n\n"
+    "First Citizen:\nOur business is not unknown to the senate; they have had inkling this fortnight what we intend.\n"
+) * 6
+
+
+@pytest.fixture
+def folder_corpus(tmp_path) -> Path:
+    """A corpus folder with train and validation files: the validation text is exactly VALID_TEXT."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "train.txt").write_text(TRAIN_TEXT, encoding="utf-8")
+    (folder / "validation.txt").write_text(VALID_TEXT, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def offline_env(tmp_path) -> dict:
+    """The environment of a subprocess: offline, its own empty Hub cache and token file, no token."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+    return {
+        **env,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+
+
 @dataclass
 class CliResult:
     code: int
@@ -160,7 +193,8 @@ class MessageLog(Reporter):
 
 
 def pytest_report_header(config):
-    return f"textlstm tests; shared corpora: {SHARED_CORPORA if SHARED_CORPORA.is_dir() else 'missing'}; python {sys.version.split()[0]}"
+    corpora = SHARED_CORPORA if SHARED_CORPORA.is_dir() else "missing"
+    return f"textlstm tests; shared corpora: {corpora}; python {sys.version.split()[0]}"
 
 
 TINY_CORPUS = "the quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!\n"

@@ -88,6 +88,9 @@ def test_listing_reading_and_plotting_runs_do_not_load_torch():
     import subprocess
     import sys
 
-    code = "import sys, textlstm.cli.runs, textlstm.cli.plot, textlstm.runs.saved_runs, textlstm.runs.plot; print('torch' in sys.modules)"
+    code = (
+        "import sys, textlstm.cli.runs, textlstm.cli.plot, textlstm.runs.saved_runs, textlstm.runs.plot; "
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

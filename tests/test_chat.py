@@ -270,7 +270,10 @@ def test_load_sends_a_file_as_one_turn_and_a_bad_file_is_one_line(chat_here, che
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("the quick\nbrown fox\n")
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
-    script = f"/load {prompt}\n/load {tmp_path / 'missing.txt'}\n/load {tmp_path / 'binary.txt'}\n/load\n/save {tmp_path / 'talk.txt'}\n"
+    script = (
+        f"/load {prompt}\n/load {tmp_path / 'missing.txt'}\n/load {tmp_path / 'binary.txt'}\n"
+        f"/load\n/save {tmp_path / 'talk.txt'}\n"
+    )
     result = chat_here("--max-tokens", "6", "--seed", "1", input=script)
     assert result.code == 0, result.err
     (answer,) = result.out.splitlines()
@@ -353,7 +356,7 @@ def test_ctrl_c_on_an_empty_line_says_how_to_leave(monkeypatch, tmp_path):
     monkeypatch.setattr(textlstm.cli.repl, "HISTORY_FILE", tmp_path / "history")
     out = io.StringIO()
     for typed, hint_expected in (("", True), ("half a line", False)):
-        monkeypatch.setattr(textlstm.cli.repl, "_typed_so_far", lambda: typed)
+        monkeypatch.setattr(textlstm.cli.repl, "_typed_so_far", lambda typed=typed: typed)
         monkeypatch.setattr("builtins.input", TypedLines(KeyboardInterrupt(), "/quit"))
         out.seek(0), out.truncate()
         ChatRepl(InterruptedSession(), interactive=True, out=out).run()

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from test_evaluate import VALID_TEXT, assert_one_error_line, eval_json, folder_corpus, make_checkpoint  # noqa: F401
+from conftest import VALID_TEXT
+from test_evaluate import assert_one_error_line, eval_json, make_checkpoint
 from textlstm.cli import eval as eval_command
 from textlstm.evaluation import dynamic as dynamic_eval
 from textlstm.evaluation.scoring import evaluate_split

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TRAIN_TEXT, VALID_TEXT
 from textlstm.config import DataConfig, ModelConfig, RunConfig
 from textlstm.data.corpora import load_corpus
 from textlstm.data.token_ids import SplitInfo
@@ -21,22 +22,6 @@ from textlstm.fileio import atomic_write, write_text
 from textlstm.model.network import LSTMLanguageModel
 from textlstm.runs import checkpoint as ckpt
 from textlstm.tokens import EOT_ID
-
-TRAIN_TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 12
-VALID_TEXT = (
-    "MENENIUS:\nWhat work's, my countrymen, in hand? where go you\nWith bats and clubs? The matter? speak, I pray you.\n\n"
-    "First Citizen:\nOur business is not unknown to the senate; they have had inkling this fortnight what we intend.\n"
-) * 6
-
-
-@pytest.fixture
-def folder_corpus(tmp_path) -> Path:
-    """A corpus folder with train and validation files: the validation text is exactly VALID_TEXT."""
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    (folder / "train.txt").write_text(TRAIN_TEXT, encoding="utf-8")
-    (folder / "validation.txt").write_text(VALID_TEXT, encoding="utf-8")
-    return folder
 
 
 def make_checkpoint(

@@ -269,8 +269,8 @@ def test_int8_export_runs_the_lstm_and_output_layer_in_int8_close_to_float32(
     log_probs = run_graph(ort.InferenceSession(str(folder / "model.onnx")), ids, zeros, zeros)[0][0].astype(np.float64)
     with torch.no_grad():
         expected = F.log_softmax(model(ids, (zeros, zeros))[0], dim=-1)[0].double().numpy()
-    # Measured on this model: a mean KL divergence per token of 1.0e-4 nats (1.6e-4 on an AVX2-only CPU), each next token's
-    # log-probability within 0.08, the most likely token the same at 99% of positions.
+    # Measured on this model: a mean KL divergence per token of 1.0e-4 nats (1.6e-4 on an AVX2-only CPU),
+    # each next token's log-probability within 0.08, the most likely token the same at 99% of positions.
     divergence = (np.exp(expected) * (expected - log_probs)).sum(-1)
     assert divergence.mean() < 1e-3, divergence.mean()
     targets = ids[0, 1:].numpy()

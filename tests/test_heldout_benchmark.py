@@ -1,4 +1,5 @@
-"""The held-out benchmark's corpus builder and its bits-per-character accounting (benchmarks/heldout/, benchmarks/corpora/, benchmarks/baselines/)."""
+"""The held-out benchmark's corpus builder and its bits-per-character accounting (benchmarks/heldout/,
+benchmarks/corpora/, benchmarks/baselines/)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import hub
 from textlstm.runs.model_card import write_model_card
 
-REPO = Path(__file__).resolve().parents[1]
 WAIT = 120  # seconds: a bound on every wait, never reached when things work
 GREEDY = ("--temperature", "0", "--max-tokens", "40")
 
@@ -73,20 +72,6 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
-
-
-@pytest.fixture
-def offline_env(tmp_path) -> dict:
-    """The environment of a subprocess: offline, its own empty Hub cache and token file, no token."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
-    return {
-        **env,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf"),
-        "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
-        "HF_DATASETS_OFFLINE": "1",
-        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
 
 
 @pytest.fixture

@@ -123,7 +123,9 @@ def test_runs_lists_newest_first_and_survives_a_broken_run(run_cli, small_corpus
     table = run_cli("runs")
     assert table.code == 0, table.err
     lines = table.out.splitlines()
-    assert lines.index(next(l for l in lines if "newer" in l)) < lines.index(next(l for l in lines if "older" in l))
+    assert lines.index(next(line for line in lines if "newer" in line)) < lines.index(
+        next(line for line in lines if "older" in line)
+    )
     assert "unreadable config.json" in table.out
 
 

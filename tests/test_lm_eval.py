@@ -21,12 +21,12 @@ pytest.importorskip("uvicorn")
 if importlib.util.find_spec("lm_eval") is None:
     pytest.skip('lm-evaluation-harness is not installed: pip install -e ".[lm-eval]"', allow_module_level=True)
 
-from conftest import write_tiny_checkpoint  # noqa: E402
-from textlstm.evaluation.scoring import score_stream  # noqa: E402
-from textlstm.generation.generator import load  # noqa: E402
-from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
-from textlstm.serve.server import RunningServer  # noqa: E402
-from textlstm.tokens import EOT_ID  # noqa: E402
+from conftest import write_tiny_checkpoint
+from textlstm.evaluation.scoring import score_stream
+from textlstm.generation.generator import load
+from textlstm.serve.app import ServeSettings, create_app
+from textlstm.serve.server import RunningServer
+from textlstm.tokens import EOT_ID
 
 TASKS = Path(__file__).resolve().parent / "lm_eval_tasks"
 WAIT = 600  # seconds: a bound on lm_eval's run, never reached when things work
@@ -42,7 +42,8 @@ def run_lm_eval(url: str, output: Path) -> tuple[dict, dict[str, list[dict]]]:
         [
             f"base_url={url}/v1/completions",
             "model=tiny",
-            "tokenizer_backend=remote",  # the server's /tokenizer_info, /tokenize and /detokenize: no Hugging Face download
+            # the server's /tokenizer_info, /tokenize and /detokenize: no Hugging Face download
+            "tokenizer_backend=remote",
             "custom_prefix_token_id=1",  # rolling windows start at the end-of-text token, as textlstm reads a text
             "max_length=10000",  # longer than any document: each is one window
             "max_retries=1",
@@ -79,7 +80,8 @@ def test_lm_eval_scores_a_served_model_as_textlstm_eval_does(tmp_path):
     lm = load(write_tiny_checkpoint(tmp_path / "tiny"))  # float32, as eval scores
 
     def nats(text: str) -> float:
-        """textlstm eval's summed loss of `text` read after the start-of-text token (without the end of text it adds)."""
+        """textlstm eval's summed loss of `text` read after the start-of-text token (without the end of text it
+        adds)."""
         loss_sum, _ = score_stream(lm.model, np.array([EOT_ID, *lm.tokenizer.encode(text)]))
         return loss_sum
 

@@ -76,7 +76,7 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
     from textlstm.hardware import precision
 
     for native, expected in ((True, "bfloat16"), (False, "float32")):
-        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)
+        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda native=native: native)
         assert precision.training_precision("auto", "cpu") == expected
         assert precision.training_precision("float32", "cpu") == "float32"
         assert precision.training_precision("bfloat16", "cpu") == "bfloat16"
@@ -89,7 +89,7 @@ def test_bfloat16_autocast_runs_an_lstm_on_a_cpu_without_bfloat16_instructions(m
 
     lstm = torch.nn.LSTM(8, 16, 2, batch_first=True)
     for native in (True, False):
-        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: native)
+        monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda native=native: native)
         with precision.autocast("bfloat16", "cpu"):
             assert torch.backends.mkldnn.enabled == (torch.backends.mkldnn.is_available() and native)
             if not native:

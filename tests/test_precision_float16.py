@@ -181,7 +181,7 @@ def test_auto_precision_on_cuda_is_bfloat16_from_ampere_on_and_float16_before(mo
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
     for capability, expected in (((7, 5), "float16"), ((8, 0), "bfloat16"), ((9, 0), "bfloat16")):
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, capability=capability: capability)
         assert precision.training_precision("auto", "cuda") == expected
         assert precision.training_precision("auto", "cuda:1") == expected
     assert precision.training_precision("float16", "cpu") == "float16"

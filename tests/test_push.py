@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from conftest import write_tiny_checkpoint
-from test_hub import offline_env, one_error_line, textlstm  # noqa: F401 (offline_env: a fixture)
+from test_hub import one_error_line, textlstm
 from textlstm.errors import TextlstmError
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import hub

@@ -195,7 +195,8 @@ def scored(client, **body) -> dict:
 
 
 def same_figures(a, b) -> bool:
-    """Equal, floats to 1e-5: the same row gives logits that differ in the last bits when the batch around it differs."""
+    """Equal, floats to 1e-5: the same row gives logits that differ in the last bits when the batch around it
+    differs."""
     if isinstance(a, float) and isinstance(b, float):
         return a == pytest.approx(b, abs=1e-5)
     if isinstance(a, dict) and isinstance(b, dict):
@@ -306,7 +307,8 @@ def test_tokenizer_info_gives_what_lm_evaluation_harness_asks_for(client, lm):
 
 
 def test_tokens_that_are_not_whole_characters_are_written_as_bytes(client):
-    """The tiny model's vocabulary has no 'é': its two UTF-8 bytes are two byte tokens, which share the character's offset."""
+    """The tiny model's vocabulary has no 'é': its two UTF-8 bytes are two byte tokens, which share the
+    character's offset."""
     choice = scored(client, prompt="aé b", echo=True, max_tokens=0, logprobs=0)
     assert choice["logprobs"]["tokens"] == ["a", "bytes:\\xc3", "bytes:\\xa9", " ", "b"]
     assert choice["logprobs"]["text_offset"] == [0, 1, 1, 2, 3]
@@ -632,7 +634,9 @@ def test_long_token_id_prompts_and_detokenize_are_decoded_off_the_event_loop(cli
         entered.clear()
         release.clear()
         answers = []
-        sender = threading.Thread(target=lambda: answers.append(client.post(path, json=body)))
+        sender = threading.Thread(
+            target=lambda answers=answers, path=path, body=body: answers.append(client.post(path, json=body))
+        )
         sender.start()
         try:
             assert entered.wait(WAIT)

@@ -90,8 +90,9 @@ def server(tmp_path_factory):
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "MALLOC_MMAP_THRESHOLD_": "131072",
     }
-    command = [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0", "--model-name", "tiny",
-               "--user-prefix", "Q. ", "--bot-prefix", "B. ", "--max-sequences", "4096", "--precision", "float32"]  # fmt: skip
+    command = [sys.executable, "-m", "textlstm", "serve", "--checkpoint", str(checkpoint), "--port", "0",
+               "--model-name", "tiny", "--user-prefix", "Q. ", "--bot-prefix", "B. ", "--max-sequences", "4096",
+               "--precision", "float32"]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = re.search(r"on (http://\S+) ", process.stderr.readline()).group(1)
@@ -172,8 +173,9 @@ def chat(rng: random.Random, i: int, stream: bool) -> dict:
 
 
 MALFORMED_JSON = [
-    b"", b"{", b'{"model": "tiny", "prompt": "the', b"[1, 2", b"{'model': 'tiny'}", b"\xff\xfe\x00{}", b'{"model": "tiny",}',
-    b"null", b"[]", b'"text"', b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    b"", b"{", b'{"model": "tiny", "prompt": "the', b"[1, 2", b"{'model': 'tiny'}", b"\xff\xfe\x00{}",
+    b'{"model": "tiny",}', b"null", b"[]", b'"text"', b"[" * 100_000 + b"]" * 100_000,
+    b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
 ]  # fmt: skip
 WRONG_CONTENT_TYPES = [
     "text/plain",
@@ -325,14 +327,20 @@ JSON_VALUES = st.recursive(
 REQUEST_LIKE = st.fixed_dictionaries(
     {"model": st.sampled_from(["tiny", "other", ""]) | JSON_VALUES},
     optional={
-        "prompt": st.text(max_size=50) | st.lists(st.integers(-5, 300), max_size=20) | st.lists(st.text(max_size=10), max_size=3) | JSON_VALUES,
-        "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "x"]), "content": st.text(max_size=30) | JSON_VALUES}), max_size=3) | JSON_VALUES,
+        "prompt": st.text(max_size=50) | st.lists(st.integers(-5, 300), max_size=20)
+                  | st.lists(st.text(max_size=10), max_size=3) | JSON_VALUES,
+        "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "x"]),
+                                                    "content": st.text(max_size=30) | JSON_VALUES}),
+                             max_size=3) | JSON_VALUES,
         "tokens": st.lists(st.integers(-5, 300), max_size=20) | JSON_VALUES,
         "max_tokens": st.integers(-3, 24) | st.integers(min_value=16_385),
         "n": st.integers(-1, 3) | st.integers(min_value=17),
-        "echo": st.booleans() | JSON_VALUES, "logprobs": st.integers(-2, 25) | JSON_VALUES, "top_logprobs": st.integers(-2, 25),
-        "stream": st.booleans(), "temperature": st.floats() | JSON_VALUES, "top_p": st.floats(), "top_k": st.integers(min_value=-3),
-        "seed": st.integers(), "stop": st.text(max_size=3) | st.lists(st.text(max_size=3), max_size=6), "conversation_id": st.text(max_size=20),
+        "echo": st.booleans() | JSON_VALUES, "logprobs": st.integers(-2, 25) | JSON_VALUES,
+        "top_logprobs": st.integers(-2, 25),
+        "stream": st.booleans(), "temperature": st.floats() | JSON_VALUES, "top_p": st.floats(),
+        "top_k": st.integers(min_value=-3),
+        "seed": st.integers(), "stop": st.text(max_size=3) | st.lists(st.text(max_size=3), max_size=6),
+        "conversation_id": st.text(max_size=20),
         "repetition_penalty": st.floats(), "stream_options": JSON_VALUES, "add_special_tokens": JSON_VALUES,
     },
 )  # fmt: skip

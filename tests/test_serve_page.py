@@ -26,14 +26,14 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import write_tiny_checkpoint  # noqa: E402
-from textlstm.generation.generator import load  # noqa: E402
-from textlstm.serve.app import ServeSettings, create_app  # noqa: E402
-from textlstm.serve.conversations import conversation_text  # noqa: E402
-from textlstm.serve.security import AccessSettings  # noqa: E402
-from textlstm.serve.server import RunningServer  # noqa: E402
-from textlstm.serve.state import server_state  # noqa: E402
-from textlstm.turns import TurnFormat  # noqa: E402
+from conftest import write_tiny_checkpoint
+from textlstm.generation.generator import load
+from textlstm.serve.app import ServeSettings, create_app
+from textlstm.serve.conversations import conversation_text
+from textlstm.serve.security import AccessSettings
+from textlstm.serve.server import RunningServer
+from textlstm.serve.state import server_state
+from textlstm.turns import TurnFormat
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT = 60  # seconds: a bound on every wait, never reached when things work
@@ -46,12 +46,15 @@ class Browser:
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
         flags = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-            "--remote-debugging-pipe", "--window-size=1000,800",
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}", "--remote-debugging-pipe", "--window-size=1000,800",
         ]  # fmt: skip
         # A small Python launcher puts our pipe ends on fds 3 and 4, where Chromium expects them.
-        launcher = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); os.execv(sys.argv[3], sys.argv[3:])"
+        launcher = (
+            "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+            "os.execv(sys.argv[3], sys.argv[3:])"
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-c", launcher, str(to_browser_read), str(from_browser_write), str(CHROMIUM), *flags],
             pass_fds=(to_browser_read, from_browser_write),
@@ -131,7 +134,8 @@ def test_the_page_streams_a_chat_answer_in_a_real_browser(tmp_path):
                 "document.getElementById('form').requestSubmit();"
             )
             answer = browser.wait_for(
-                "(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()"
+                "(() => { const a = document.querySelector('.answer'); "
+                "return a && a.dataset.done && a.textContent; })()"
             )
             screenshot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
             metrics = server_state(app).engine.stats()
@@ -161,7 +165,8 @@ def test_with_a_key_set_the_page_asks_for_it_and_sends_it(tmp_path):
             )
             browser.wait_for("document.getElementById('log').textContent.includes('did not take that API key')")
             browser.evaluate(
-                "document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();"
+                "document.getElementById('key').value = 'page-key'; "
+                "document.getElementById('key-form').requestSubmit();"
             )
             browser.wait_for(
                 "document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden"
@@ -174,7 +179,8 @@ def test_with_a_key_set_the_page_asks_for_it_and_sends_it(tmp_path):
                 "document.getElementById('form').requestSubmit();"
             )
             answer = browser.wait_for(
-                "(() => { const a = document.querySelector('.answer'); return a && a.dataset.done && a.textContent; })()"
+                "(() => { const a = document.querySelector('.answer'); "
+                "return a && a.dataset.done && a.textContent; })()"
             )
             stored = browser.evaluate("sessionStorage.getItem('textlstm-api-key')")
     finally:
@@ -307,7 +313,8 @@ def test_with_a_key_set_the_score_tab_sends_it_once_given(tmp_path):
             score_in_page(browser, SCORED)  # before the key is given: refused, and the page asks for it
             refused = browser.evaluate("document.querySelector('#log .error').textContent")
             browser.evaluate(
-                "document.getElementById('key').value = 'page-key'; document.getElementById('key-form').requestSubmit();"
+                "document.getElementById('key').value = 'page-key'; "
+                "document.getElementById('key-form').requestSubmit();"
             )
             browser.wait_for(
                 "document.getElementById('model').textContent === 'tiny' && document.getElementById('key-form').hidden"

@@ -34,7 +34,11 @@ def test_threads_asked_for_win_then_omp_num_threads_then_the_default(monkeypatch
 
 
 def test_the_command_line_lets_idle_openmp_threads_sleep_unless_told_otherwise():
-    probe = "import os, sys; from textlstm.cli.main import main\ntry: main(['--version'])\nexcept SystemExit: pass\nprint(os.environ.get('OMP_WAIT_POLICY'))"
+    probe = (
+        "import os, sys; from textlstm.cli.main import main\n"
+        "try: main(['--version'])\nexcept SystemExit: pass\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "PASSIVE"

@@ -12,20 +12,23 @@ from textlstm.errors import TextlstmError
 
 SETTINGS = (DataConfig, ModelConfig, TrainConfig)
 
-# The options of `textlstm train`, in the order its help lists them: data, model, training, then the run's folders and processes.
+# The options of `textlstm train`, in the order its help lists them: data, model, training, then the run's folders
+# and processes.
 OPTIONS = """
-    --config --dataset --dataset-config --split --valid-split --text-column --tokenizer --vocab-size --batching --streaming
+    --config --dataset --dataset-config --split --valid-split --text-column --tokenizer --vocab-size --batching
+    --streaming
     --embedding-size --hidden-size --layers --dropout --recurrent-dropout --embedding-dropout --cell --mogrifier-rounds
     --tie-weights --output-layer --adaptive-cutoffs
     --batch-size --seq-len --lr --weight-decay --schedule --warmup-steps --clip --ar --tar --ema --epochs --max-steps
-    --max-minutes --eval-every --save-every --save-every-minutes --eval-tokens --patience --sample-every --log-to --seed --device
-    --threads --precision
+    --max-minutes --eval-every --save-every --save-every-minutes --eval-tokens --patience --sample-every --log-to
+    --seed --device --threads --precision
     --init-from --output --resume --overwrite --nproc --dist-timeout
 """.split()
 
 
 def help_records() -> dict[str, tuple[str, str]]:
-    """First option string -> (the options and value as the help shows them, the help text with its [default; range])."""
+    """First option string -> (the options and value as the help shows them, the help text with its
+    [default; range])."""
     ctx = click.Context(train)
     return {param.opts[0]: param.get_help_record(ctx) for param in train.params if param.get_help_record(ctx)}
 
