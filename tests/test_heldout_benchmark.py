@@ -144,3 +144,21 @@ def test_unknown_test_characters_pay_the_unknown_symbol_and_which_one_it_is():
     nats = transformer.stream_nats(model, ids, unknown_extra=math.log(2))
     assert nats == pytest.approx(5 * math.log(5) + 2 * math.log(2), rel=1e-5)
     assert scored_chars(["ax", "y"]) == len(ids) - 1
+
+
+def test_the_results_name_no_path_of_the_machine_they_ran_on(tmp_path):
+    import json
+    import sys
+
+    from benchmarks.heldout.run import without_machine_paths
+
+    work = Path.home() / ".cache" / "runs"
+    record = {
+        "command": f"taskset -c 0 {sys.executable} -m textlstm train --output {work}/handbook/textlstm",
+        "data": str(Path.home() / ".cache" / "textlstm" / "heldout" / "handbook"),
+    }
+    recorded = json.loads(without_machine_paths(json.dumps(record), work))
+    assert recorded == {
+        "command": "taskset -c 0 python -m textlstm train --output RUNS/handbook/textlstm",
+        "data": "~/.cache/textlstm/heldout/handbook",
+    }

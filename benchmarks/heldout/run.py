@@ -118,6 +118,14 @@ def last_json_line(text: str) -> dict:
     raise ValueError("no JSON line in the output")
 
 
+def without_machine_paths(text: str, work: Path) -> str:
+    """`text` as the results record it, naming no path of the machine it ran on: `python` for this
+    interpreter, RUNS for the --work folder, ~ for the home folder."""
+    for path, name in ((sys.executable, "python"), (str(work), "RUNS"), (str(Path.home()), "~")):
+        text = text.replace(json.dumps(path)[1:-1], name)
+    return text
+
+
 def run_job(corpus: str, system: str, commands: list[list[str]], core: int, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"corpus": corpus, "system": system, "core": core, "load_before": os.getloadavg(), "commands": []}
@@ -267,7 +275,7 @@ def main() -> None:
         "jobs": records,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    args.results.write_text(without_machine_paths(json.dumps(results, indent=1), work) + "\n")
     print(markdown_table(records, corpora, systems, args.minutes))
     if any("error" in record for record in records):
         sys.exit(1)
