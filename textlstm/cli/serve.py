@@ -130,8 +130,9 @@ def serve(
     except ImportError as error:
         raise TextlstmError(f"{EXTRA_HINT} ({error})") from None
     from textlstm.cli.generate import warnings_as_lines
-    from textlstm.generation.generator import load, resolve_hardware
+    from textlstm.generation.generator import load
     from textlstm.runs.hub import repo_id_of
+    from textlstm.runs.inference import resolve_hardware
 
     _log_to_stderr()
     resolve_hardware(device, precision, quantize)  # what cannot run here: one error line before the server listens

@@ -28,12 +28,8 @@ from textlstm.errors import TextlstmError
 from textlstm.generation.decoding import DECODE_CONTEXT, TextDecoder, stream_text
 from textlstm.generation.sampler import TokenSampler, make_rng
 from textlstm.generation.stepper import LSTMStepper, sample_tokens
-from textlstm.hardware.device import resolve_device
-from textlstm.hardware.precision import check_precision, training_precision
 from textlstm.model.network import LSTMLanguageModel
-from textlstm.model.quantized import QUANTIZATIONS, quantize_int8
-from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
-from textlstm.runs.hub import resolve_checkpoint
+from textlstm.runs.inference import load_for_inference
 from textlstm.tokens import EOT_ID, is_byte_token
 from textlstm.turns import TurnFormat
 
@@ -65,42 +61,8 @@ def load(
     quantize "int8": the LSTM and output matrices in int8, for sampling on a CPU
     (textlstm/model/quantized.py; how fast and how close to float32: benchmarks/RESULTS.md, "int8 weights").
     """
-    device, precision = resolve_hardware(device, precision, quantize)
-    folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    if threads is not None and device.type == "cpu":
-        torch.set_num_threads(threads)
-    model, tokenizer, config = load_checkpoint(folder, device=device)
-    if precision != "float32":
-        model = model.to(getattr(torch, precision))
-    if quantize is not None:
-        model = quantize_int8(model)
+    model, tokenizer, config, folder = load_for_inference(checkpoint, device, precision, quantize, threads)
     return TextGenerator(model, tokenizer, checkpoint=folder, turns=config.data.turns)
-
-
-def resolve_hardware(device: str, precision: str, quantize: str | None = None) -> tuple[torch.device, str]:
-    """The device and precision `load` runs a model in, "auto" resolved; what int8 weights cannot do
-    is refused, before anything is loaded."""
-    if quantize is not None:  # int8 weights are float32 ones quantized, for the CPU: auto means those
-        device, precision = ("cpu" if device == "auto" else device), ("float32" if precision == "auto" else precision)
-        _check_quantization(quantize, precision, device)
-    device = resolve_device(device)
-    return device, training_precision(precision, device)  # auto: the precision training would choose here
-
-
-def _check_quantization(quantize: str, precision: str, device: str) -> None:
-    """Refuse what int8 weights cannot do, before anything is loaded."""
-    if quantize not in QUANTIZATIONS:
-        raise TextlstmError(
-            f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}"
-        )
-    if check_precision(precision) != "float32":
-        raise TextlstmError(
-            f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones"
-        )
-    if device.split(":")[0] != "cpu":  # fbgemm's int8 kernels are CPU code
-        raise TextlstmError(
-            f"int8 weights run on the CPU only: --quantize int8 needs --device cpu or auto, not {device!r}"
-        )
 
 
 class TextGenerator:

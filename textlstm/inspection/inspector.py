@@ -19,8 +19,6 @@ from pathlib import Path
 import torch
 
 from textlstm.errors import TextlstmError
-from textlstm.hardware.device import resolve_device
-from textlstm.hardware.precision import training_precision
 from textlstm.inspection.cells import PER_FEATURE, FoundCell
 from textlstm.inspection.cells import find_cells as _find_cells
 from textlstm.inspection.features import Feature, text_features
@@ -28,9 +26,7 @@ from textlstm.inspection.heatmaps import INSTALL_HINT, matplotlib_available, wri
 from textlstm.inspection.memory import Memory, memory
 from textlstm.inspection.recorder import Recording, record
 from textlstm.inspection.report import write_html_report
-from textlstm.model.quantized import QUANTIZATIONS, quantize_int8
-from textlstm.runs.checkpoint import find_latest_checkpoint, load_checkpoint
-from textlstm.runs.hub import resolve_checkpoint
+from textlstm.runs.inference import load_for_inference
 
 
 def load_model(
@@ -45,27 +41,7 @@ def load_model(
     the weights' dtype ("auto": what training would choose on the device), `quantize` "int8" for int8
     weights on the CPU; `threads` CPU threads for torch in this process (None: as they are), one by
     default since the text is read one token at a time."""
-    if quantize is not None:
-        if quantize not in QUANTIZATIONS:
-            raise TextlstmError(
-                f"quantize must be {' or '.join(QUANTIZATIONS)} (or None for float weights), got {quantize!r}"
-            )
-        # int8 weights are float32 ones quantized, for the CPU: auto means those
-        device, precision = ("cpu" if device == "auto" else device), ("float32" if precision == "auto" else precision)
-    device = resolve_device(device)
-    precision = training_precision(precision, device)
-    if quantize is not None and precision != "float32":
-        raise TextlstmError(
-            f"give --quantize int8 or --precision {precision}, not both: int8 weights are quantized from float32 ones"
-        )
-    folder = resolve_checkpoint(checkpoint) if checkpoint is not None else find_latest_checkpoint()
-    if threads is not None and device.type == "cpu":
-        torch.set_num_threads(threads)
-    model, tokenizer, _ = load_checkpoint(folder, device=device)
-    if precision != "float32":
-        model = model.to(getattr(torch, precision))
-    if quantize is not None:
-        model = quantize_int8(model)
+    model, tokenizer, _, folder = load_for_inference(checkpoint, device, precision, quantize, threads)
     return model, tokenizer, folder
 
 
