@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.errors import TextlstmError
-from textlstm.model.network import LSTMLanguageModel, default_cutoffs
+from textlstm.model.network import ADAPTIVE_FROM, LSTMLanguageModel, default_cutoffs, model_config_for
 from textlstm.tokens import PAD_ID
 
 
@@ -70,7 +70,22 @@ def test_tied_weights_are_refused_clearly():
     with pytest.raises(TextlstmError, match="below the vocabulary size"):
         ModelConfig(vocab_size=60, output_layer="adaptive", adaptive_cutoffs=[10, 60])
     with pytest.raises(TextlstmError, match="needs --output-layer adaptive"):
-        ModelConfig(vocab_size=60, adaptive_cutoffs=[10])
+        ModelConfig(vocab_size=60, output_layer="full", adaptive_cutoffs=[10])
+
+
+class Vocabulary:
+    def __init__(self, size: int):
+        self.vocab_size, self.byte_fallback_start = size, None
+
+
+def test_the_output_layer_left_at_auto_is_adaptive_from_4096_tokens_and_full_below():
+    def resolved(size: int, **model) -> str:
+        return model_config_for(ModelConfig(**model), Vocabulary(size)).output_layer
+
+    assert (resolved(ADAPTIVE_FROM - 1), resolved(ADAPTIVE_FROM)) == ("full", "adaptive")
+    assert resolved(100, adaptive_cutoffs=[10]) == "adaptive"  # cutoffs given ask for it
+    assert resolved(ADAPTIVE_FROM, tie_weights=True) == "full"  # nothing to tie in an adaptive softmax
+    assert resolved(ADAPTIVE_FROM, output_layer="full") == "full"  # a given layer is kept
 
 
 def test_word_model_trains_and_generates_from_the_cli(run_cli, small_corpus, tmp_path):

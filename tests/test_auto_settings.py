@@ -7,14 +7,10 @@ import pytest
 
 from conftest import TINY_MODEL
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
-from textlstm.data.text_profile import SAMPLE_CHARS, profile_text
 from textlstm.training.auto_settings import (
-    BPE_VOCABULARY,
     LR_CAP,
     REGULARIZATION_TABLE,
-    SPACING_FOR_BPE,
     budget_tokens,
-    choose_tokenizer,
     learning_rate_for,
     lstm_weights,
     model_weights,
@@ -79,37 +75,6 @@ def test_weight_decay_grows_with_the_weighted_epochs_as_measured():
     assert decays == sorted(decays)
 
 
-PROSE = "It is a truth universally acknowledged, that a single man in possession\n"
-MANUAL = "       ls -l  list in long format\n       ls -a  do not ignore entries starting with .\n"
-
-
-def test_the_spacing_share_counts_runs_of_two_or_more_blanks_only():
-    assert profile_text(len(PROSE), [PROSE]).spacing_share == 0
-    runs = 7 + 2 + 7 + 2  # the indentations and the two-blank gaps
-    line_end = MANUAL.index("\n") + 1  # pieces end after a line break
-    assert profile_text(len(MANUAL), [MANUAL[:line_end], MANUAL[line_end:]]).spacing_share == pytest.approx(
-        runs / len(MANUAL)
-    )
-    assert profile_text(0, []).spacing_share == 0
-
-
-def test_the_spacing_share_reads_a_sample_of_a_long_text_only():
-    pieces = iter(["a  b" * (SAMPLE_CHARS // 4), "          " * 1000])  # the second piece is never read
-    profile = profile_text(SAMPLE_CHARS + 10_000, pieces)
-    assert profile.characters == SAMPLE_CHARS + 10_000 and profile.spacing_share == pytest.approx(0.5)
-    assert next(pieces, None) is not None
-
-
-def test_bpe_is_chosen_for_text_with_much_spacing_and_char_otherwise():
-    manual = choose_tokenizer(profile_text(len(MANUAL), [MANUAL]))
-    assert (manual.kind, manual.vocab_size) == ("bpe", BPE_VOCABULARY) and "runs of two or more blanks" in manual.reason
-    prose = choose_tokenizer(profile_text(len(PROSE), [PROSE]))
-    assert (prose.kind, prose.vocab_size) == ("char", None)
-    at_bound = choose_tokenizer(profile_text(100, ["  " * int(SPACING_FOR_BPE * 50) + "x" * 90]))
-    assert at_bound.kind == "bpe"
-    assert choose_tokenizer(None).kind == "char"  # streamed: not measured
-
-
 def test_the_budget_is_the_least_of_the_counted_limits_and_minutes_are_not_guessed():
     assert budget_tokens(TrainConfig(max_steps=10, batch_size=4, seq_len=8), 1000) == 320
     assert budget_tokens(TrainConfig(max_steps=10, seq_len=8), 1000) == 10 * 16 * 8  # --batch-size auto: the tuned 16
@@ -171,16 +136,6 @@ def test_auto_resolves_and_the_saved_config_holds_what_was_chosen(run_cli, small
     assert again.code == 0, again.err
     assert saved_config(out) == saved
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
-
-
-def test_auto_trains_bpe_on_an_indented_text_and_the_saved_config_holds_kind_and_size(run_cli, tmp_path):
-    corpus = tmp_path / "manual.txt"
-    corpus.write_text("".join(f"{MANUAL.replace('ls', f'cmd{i}')}" for i in range(60)), encoding="utf-8")
-    out = tmp_path / "run"
-    result = run_cli("train", "--dataset", corpus, *TINY_MODEL, "--max-steps", "2", "--output", out)
-    assert result.code == 0, result.err
-    assert (saved_config(out)["data"]["tokenizer"], saved_config(out)["data"]["vocab_size"]) == ("bpe", BPE_VOCABULARY)
-    assert f"tokenizer: bpe of {BPE_VOCABULARY:,} tokens (auto: " in result.err
 
 
 def train_tokens_of(folder) -> int:

@@ -11,9 +11,9 @@ import torch
 from conftest import TINY_CORPUS, TINY_MODEL
 from textlstm.config import ModelConfig
 from textlstm.data.tokenizer import build_tokenizer
-from textlstm.model.network import LSTMLanguageModel
+from textlstm.model.network import LSTMLanguageModel, model_config_for
 from textlstm.runs.checkpoint import load_checkpoint
-from textlstm.training.trainer import model_config_for, token_counts
+from textlstm.training.trainer import token_counts
 
 UNSEEN = "naïve café 😀 ok"  # characters the tiny corpus never had: they are read as UTF-8 bytes
 

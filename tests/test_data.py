@@ -11,7 +11,6 @@ from textlstm.data.prepare import prepare
 from textlstm.data.tokenizer import build_tokenizer
 from textlstm.errors import TextlstmError
 from textlstm.tokens import EOT_ID, PAD_ID
-from textlstm.training.auto_settings import TokenizerChoice, choose_tokenizer
 
 # ---------------------------------------------------------------- StreamBatcher
 
@@ -154,8 +153,8 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
     import textlstm.data.tokenizer as tokenizer
 
     lines = []
-    first = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=choose_tokenizer)
-    assert [line.split(":")[0] for line in lines] == ["corpus", "tokenizer", "tokens"]  # the tokenizer auto chose
+    first = prepare(DataConfig(dataset=str(text_file), tokenizer="char"), report=lines.append)
+    assert [line.split(":")[0] for line in lines] == ["corpus", "tokens"]
     assert first.splits["train"].info.tokens > first.splits["valid"].info.tokens > 1
 
     def fail(*_, **__):
@@ -163,28 +162,12 @@ def test_prepare_trains_a_tokenizer_once_then_reads_it_and_the_ids_from_the_cach
 
     monkeypatch.setattr(tokenizer, "build_tokenizer", fail)
     monkeypatch.setattr(token_ids, "_encode_to_file", fail)
-    again = prepare(DataConfig(dataset=str(text_file), tokenizer=first.tokenizer_kind))
+    again = prepare(DataConfig(dataset=str(text_file), tokenizer="char"))
     assert again.tokenizer.to_str() == first.tokenizer.to_str()
     assert again.splits["valid"].ids.tolist() == first.splits["valid"].ids.tolist()
 
 
-def test_tokenizer_auto_is_the_kind_and_size_the_given_rule_picks_from_the_training_texts_profile(text_file):
-    asked = []
-
-    def choose(profile):
-        asked.append(profile)
-        return TokenizerChoice("word", "a test's rule", vocab_size=12)
-
-    lines = []
-    prepared = prepare(DataConfig(dataset=str(text_file)), report=lines.append, choose_tokenizer=choose)
-    train_text = "".join(prepared.corpus.train["text"])
-    assert [profile.characters for profile in asked] == [len(train_text)]
-    assert asked[0].spacing_share == 0  # single spaces only
-    assert prepared.tokenizer_kind == "word" and prepared.tokenizer.unk_id is not None  # a word vocabulary
-    assert prepared.tokenizer.vocab_size == prepared.vocab_size == 12
-    assert "tokenizer: word of 12 tokens (auto: a test's rule)" in lines
-    given = prepare(DataConfig(dataset=str(text_file), vocab_size=10), choose_tokenizer=choose)
-    assert given.tokenizer.vocab_size == given.vocab_size == 10  # the run's --vocab-size wins over the rule's
+def test_tokenizer_auto_is_left_to_the_trainer(text_file):
     with pytest.raises(TextlstmError, match="tokenizer 'auto' is chosen by the trainer"):
         prepare(DataConfig(dataset=str(text_file)))
 

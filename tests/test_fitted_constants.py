@@ -8,14 +8,14 @@ Each was set from measurements kept in benchmarks/experiments/ (its README.md li
   MAX_WEIGHTS_PER_TOKEN bound the same runs' texts and weights per token.
 - REGULARIZATION_TABLE (training/auto_settings.py): its values are the measured winners, and it picks
   the winner of every comparison of e2026_12_03_dropout_by_weights_per_token.
-- SPACING_FOR_BPE and BPE_VOCABULARY (training/auto_settings.py): they separate where char and where
-  BPE won (e2026_12_03_tokenizer_spacing), each comparison read from its raw results.
+- CHAR_WEIGHTED_EPOCHS (training/tokenizer_choice.py) and ADAPTIVE_FROM (model/network.py): the
+  tokenizers' learning curves of e2026_12_07_tokenizer_race.
 - WORK_FOR_TWO_THREADS (hardware/threads.py): it picks the faster thread count at every point of
   e2026_11_25_two_threads, but where the two are within 3%.
 
 Chosen by judgement, which no data fits: where each bound of those tables lies inside the gap the data
 leave (the tests check only that it lies in the gap): REGULARIZATION_TABLE's 3.5, 12 and 36,
-SPACING_FOR_BPE's 0.1, the thread lines' 20 M and 50 M; FIT_R (15, taken from Muennighoff et al., 2023);
+the thread lines' 20 M and 50 M; FIT_R (15, taken from Muennighoff et al., 2023);
 and the planner's margins and shares (MIN_GAIN, TIMING_NOISE, FLAT_WORK, FLAT_SPEED, MEMORY_SHARE,
 EVAL_SHARE, PROBE_SHARE), NOISE_BATCH_TOKENS and LR_CAP.
 """
@@ -31,15 +31,15 @@ import pytest
 
 from conftest import REPO
 from textlstm.hardware.threads import WORK_FOR_TWO_THREADS, lstm_work_per_step
+from textlstm.model.network import ADAPTIVE_FROM
 from textlstm.training import budget_plan
 from textlstm.training.auto_settings import (
-    BPE_VOCABULARY,
     REGULARIZATION_TABLE,
-    SPACING_FOR_BPE,
     lstm_weights,
     regularization_for,
     weighted_epochs,
 )
+from textlstm.training.tokenizer_choice import CHAR_WEIGHTED_EPOCHS
 
 EXPERIMENTS = REPO / "benchmarks" / "experiments"
 SIZE_RULE = EXPERIMENTS / "e2026_12_02_size_rule"
@@ -143,54 +143,29 @@ def test_the_regularization_table_holds_measured_winners_only():
 
 # ----------------------------------------------------------------------------- the tokenizer
 
-
-def recorded_loss(reference: dict, corpus: str, minutes: float) -> float:
-    """The score a raw result file records for one job: a held-out job's test bits/char (the job whose
-    system, corpus and --max-minutes match), or an ablation's best validation nats/char (by its name)."""
-    path = REPO / reference["file"]
-    if path.suffix == ".jsonl":
-        (row,) = [row for row in read_jsonl(path) if row["name"] == reference["system"] and row["minutes"] == minutes]
-        return row["best_valid_loss"]
-    data = json.loads(path.read_text())
-    files = data["files"].values() if "files" in data else [data]
-    jobs = [job for result in files for job in result["jobs"]]
-
-    def job_minutes(job):
-        given = re.search(r"--(?:max-)?minutes (\S+)", job["commands"][0]["command"])
-        return float(given.group(1))
-
-    (job,) = [
-        job
-        for job in jobs
-        if (job["system"], job["corpus"]) == (reference["system"], corpus) and job_minutes(job) == minutes
-    ]
-    return job["test_bits_per_char"]
+TOKENIZER_RACE = EXPERIMENTS / "e2026_12_07_tokenizer_race"
+CURVE_TEXTS = {"curves-tinyshakespeare.json": 1_003_854, "curves-linux-docs.json": 4_000_000}  # training chars read
 
 
-def tokenizer_record() -> dict:
-    return json.loads((EXPERIMENTS / "e2026_12_03_tokenizer_spacing" / "spacing.json").read_text())
+@pytest.mark.parametrize("curves, train_chars", CURVE_TEXTS.items())
+def test_char_leads_exactly_where_its_weighted_epochs_reach_the_rules_bound(curves, train_chars):
+    runs = json.loads((TOKENIZER_RACE / curves).read_text())
+    (char,) = [run for run in runs if run["candidate"] == "char"]
+    weights = lstm_weights(2, 256, 64)  # the curves' model
+    for index, (_, steps, _) in enumerate(char["curve"]):
+        weighted = weighted_epochs(train_chars, steps * TOKENS_PER_STEP, weights)
+        leader = min(runs, key=lambda run: run["curve"][index][2])["candidate"]
+        assert (leader == "char") == (weighted >= CHAR_WEIGHTED_EPOCHS), (curves, steps, weighted, leader)
 
 
-def test_the_spacing_threshold_separates_char_and_bpe_wins():
-    record = tokenizer_record()
-    winners = set()
-    for comparison in record["comparisons"]:
-        corpus, minutes = comparison["corpus"], comparison["minutes"]
-        char, bpe = (recorded_loss(comparison[kind], corpus, minutes) for kind in ("char", "bpe"))
-        winner = "bpe" if bpe < char else "char"
-        winners.add(winner)
-        share = record["spacing_share"][corpus]
-        assert (share >= SPACING_FOR_BPE) == (winner == "bpe"), (corpus, minutes, share, char, bpe)
-    assert winners == {"char", "bpe"}  # the threshold lies between wins of both
-
-
-def test_the_bpe_vocabulary_is_the_size_that_won():
-    variants = json.loads((EXPERIMENTS / "e2026_12_03_tokenizer_spacing" / "heldout-tokenizer.json").read_text())
-    (size,) = re.findall(r"--vocab-size (\d+)", variants["textlstm_variants"]["bpe1k"])
-    assert int(size) == BPE_VOCABULARY
-    ablations = {row["name"]: row for row in read_jsonl(EXPERIMENTS / "e2026_11_25_ablations" / "ablations.jsonl")}
-    assert "--vocab-size 1024" in ablations["bpe1024"]["options"]
-    assert ablations["bpe1024"]["best_valid_loss"] < ablations["bpe4096"]["best_valid_loss"]  # --tokenizer bpe: 4,096
+def test_the_adaptive_softmax_starts_where_it_won():
+    adaptive = {run["candidate"]: run for run in json.loads((TOKENIZER_RACE / "curves-linux-docs.json").read_text())}
+    full = json.loads((TOKENIZER_RACE / "curves-linux-docs-full-softmax.json").read_text())
+    sizes = sorted(int(run["candidate"].split("-")[1]) for run in full)
+    assert ADAPTIVE_FROM == sizes[0]
+    for run in full:
+        with_adaptive = {seconds: bits for seconds, _, bits in adaptive[run["candidate"] + "a"]["curve"]}
+        assert all(with_adaptive[seconds] < bits for seconds, _, bits in run["curve"]), run["candidate"]
 
 
 # ----------------------------------------------------------------------------- threads

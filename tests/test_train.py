@@ -522,10 +522,12 @@ def test_max_minutes_stops_by_the_clock_and_drives_the_decay(small_corpus, tmp_p
     """A fake clock: every training step takes 10 s, so a 1-minute budget ends after step 6."""
     import textlstm.training.trainer as train_module
     from textlstm.runs.checkpoint import load_config
+    from textlstm.training import tokenizer_choice
     from textlstm.training.schedule import learning_rate
 
     clock = {"now": 0.0}
     monkeypatch.setattr(train_module, "now", lambda: clock["now"])
+    monkeypatch.setattr(tokenizer_choice, "now", lambda: clock["now"])  # choosing the tokenizer takes no time here
     rates = {}
 
     class TenSecondSteps(train_module.Reporter):

@@ -231,11 +231,16 @@ class ModelConfig:
         allowed=NOT_NEGATIVE,
     )
     tie_weights: bool = setting(False, help="Share the embedding matrix with the output layer.", negatable=True)
+    # auto: resolved with the vocabulary when training starts (model.network.model_config_for); a model built
+    # from a config that still says auto, outside training, has the full softmax.
     output_layer: str = setting(
-        "full",
+        AUTO,
         help="full: softmax over the whole vocabulary. adaptive: adaptive softmax (frequent tokens in a small head, "
-        "rare ones in clusters); much faster for large word vocabularies, still an exact distribution.",
-        allowed=Choices(("full", "adaptive")),
+        "rare ones in clusters); much faster for large vocabularies, still an exact distribution. auto (the "
+        "default): adaptive for a vocabulary of 4,096 tokens or more, full below it and with --tie-weights; the "
+        "run's config records the one used.",
+        allowed=Choices(("full", "adaptive", AUTO)),
+        auto=True,
     )
     adaptive_cutoffs: list[int] | None = setting(  # None: derived from vocab_size (see model.default_cutoffs)
         None,
@@ -256,7 +261,7 @@ class ModelConfig:
         )
         if self.byte_fallback_start is not None:
             _check(
-                self.output_layer == "full" and not self.tie_weights,
+                self.output_layer != "adaptive" and not self.tie_weights,
                 "byte-fallback-start needs --output-layer full without --tie-weights",
             )
             _check(
@@ -266,7 +271,7 @@ class ModelConfig:
                 f"in a vocabulary of {self.vocab_size}",
             )
         if self.adaptive_cutoffs is not None:
-            _check(self.output_layer == "adaptive", "--adaptive-cutoffs needs --output-layer adaptive")
+            _check(self.output_layer != "full", "--adaptive-cutoffs needs --output-layer adaptive")
             cutoffs = list(self.adaptive_cutoffs)
             _check(
                 cutoffs == sorted(set(cutoffs)) and all(c >= 1 for c in cutoffs) and cutoffs,
@@ -295,19 +300,22 @@ class DataConfig:
     text_column: str | None = setting(
         None, help="Column holding the text (json/csv/parquet/hub). Default: 'text' or the only string column."
     )
-    # auto: chosen from the corpus when training starts (auto_settings.choose_tokenizer)
+    # auto: chosen on the corpus when a new run starts (training/tokenizer_choice.py)
     tokenizer: str = setting(
         AUTO,
         help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
-        "auto (the default): bpe of 1,024 tokens where 10% or more of the training text is runs of two or more "
-        "blanks (indented code, manual pages), char otherwise, as measured in benchmarks/QUALITY.md (a streamed "
-        "corpus, not read before its tokenizer is trained, gets char); the run's config records the one chosen.",
+        "auto (the default): char where the budget reads the training text often for the model's size (2.5 "
+        "weighted epochs or more, the char model's speed timed on this machine); otherwise, with --max-minutes, "
+        "a race inside the budget of char and bpe of 1,024, 4,096 and 16,384 tokens on the text's first "
+        "characters, the lowest validation bits/char winning; char where no race fits (no time budget, a budget "
+        "under about 8 minutes, a streamed corpus). The run prints why and its config records the one chosen.",
         allowed=Choices(("char", "word", "bpe", AUTO)),
         auto=True,
     )
     vocab_size: int | None = setting(  # word and bpe only
         None,
-        help="Vocabulary size for word (default 10000) and bpe (default 4096; 1024 when --tokenizer auto chooses it).",
+        help="Vocabulary size for word (default 10000) and bpe (default 4096; the raced size when --tokenizer auto "
+        "chooses bpe).",
         allowed=Range(8),
     )
     batching: str = setting(

@@ -117,7 +117,7 @@ from pathlib import Path
 from textlstm.config import ModelConfig, RunConfig, TrainConfig
 from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import training_precision
-from textlstm.training.trainer import Reporter, planned, read_data
+from textlstm.training.trainer import Reporter, planned, read_data, with_tokenizer_chosen
 
 
 class Printed(Reporter):
@@ -126,10 +126,12 @@ class Printed(Reporter):
 
 
 config = RunConfig(model=ModelConfig(), train=TrainConfig(max_minutes=15, device="cuda"))
+device = resolve_device("cuda")
+precision = training_precision(config.train.precision, device)
+config, choosing = with_tokenizer_chosen(config, device, precision, Printed())
 with tempfile.TemporaryDirectory() as folder:
     data, config = read_data(config, Path(folder), False, None, Printed())
-device = resolve_device("cuda")
-for line in planned(config, data, device, training_precision(config.train.precision, device)).lines:
+for line in planned(config, data, device, precision, choosing).lines:
     print(line)
 EOF
 plan=$?

@@ -27,6 +27,8 @@ frequencies of the training text (`init_output_bias`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -378,6 +380,26 @@ def _full_precision(hidden: torch.Tensor):
     """Autocast off: the adaptive softmax copies float32 log-probabilities into a tensor of its input's
     dtype, which fails in half precision (pytorch/pytorch#44724), so it runs in float32."""
     return torch.autocast(hidden.device.type, enabled=False)
+
+
+# --output-layer auto: the adaptive softmax from this vocabulary size up. At 4,096 BPE tokens it learned
+# more in the same minutes than the full softmax, its steps being faster
+# (benchmarks/experiments/e2026_12_07_tokenizer_race).
+ADAPTIVE_FROM = 4096
+
+
+def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
+    """`model` with the vocabulary of `tokenizer`, its output layer resolved where it is left at auto
+    (ADAPTIVE_FROM; given cutoffs ask for the adaptive one), and a char tokenizer's byte tokens on their
+    own small softmax when the output layer allows it (textlstm/model/byte_softmax.py)."""
+    output_layer = model.output_layer
+    if output_layer not in ("full", "adaptive"):  # auto
+        large = tokenizer.vocab_size >= ADAPTIVE_FROM or model.adaptive_cutoffs is not None
+        output_layer = "adaptive" if large and not model.tie_weights else "full"
+    byte_start = tokenizer.byte_fallback_start if output_layer == "full" and not model.tie_weights else None
+    return dataclasses.replace(
+        model, vocab_size=tokenizer.vocab_size, output_layer=output_layer, byte_fallback_start=byte_start
+    )
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:

@@ -1,8 +1,6 @@
-"""The settings `textlstm train` chooses itself when they are left at "auto": the tokenizer, and the
-dropouts and weight decay. Each is chosen once the training text is known, by one rule:
+"""The settings `textlstm train` chooses itself when they are left at "auto", each by one rule, once the
+training text is known (the tokenizer is chosen before, by tokenizer_choice.py):
 
-- `choose_tokenizer(profile)`: the tokenizer (SPACING_FOR_BPE), from the training text's profile
-  (data.text_profile), as data.prepare asks for it.
 - `regularization_for(train_tokens, budget, weights)`: dropout, recurrent dropout, weight decay
   (REGULARIZATION_TABLE), from the epochs in the run's budget weighed by the model's size.
 - `learning_rate_for(batch_size)`: the learning rate, from the batch (the batch itself is planned
@@ -21,7 +19,6 @@ import math
 from dataclasses import dataclass
 
 from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
-from textlstm.data.text_profile import TextProfile
 from textlstm.hardware.threads import lstm_work_per_step
 
 
@@ -67,42 +64,6 @@ def learning_rate_reason(batch_size: int) -> str:
         f"{TUNED_BATCH} rows"
     )
     return rule if scaled <= LR_CAP else f"{rule}, capped at {LR_CAP:g}"
-
-
-# ----------------------------------------------------------------------------- the tokenizer
-
-
-@dataclass(frozen=True)
-class TokenizerChoice:
-    kind: str  # char, word or bpe
-    reason: str  # shown as "tokenizer: char (auto: REASON)"
-    vocab_size: int | None = None  # bpe's measured size; the run's --vocab-size wins
-
-
-# --tokenizer auto: BPE of BPE_VOCABULARY tokens where at least SPACING_FOR_BPE of the training text is
-# runs of two or more blanks, char otherwise. Measured at equal wall clock, BPE 1,024 won on manual
-# pages, where such runs are common, and lost on prose and plays, where they are rare; BPE 4,096 lost
-# by more (benchmarks/experiments/e2026_12_03_tokenizer_spacing). A char model spends a step on every
-# blank of an indented or aligned line, all of them easy to predict; BPE merges a run into one or two
-# tokens, so the same minutes read more of the text, which pays for its dearer softmax. Where spacing is
-# rare, BPE's larger vocabulary costs more than the merges save. A word vocabulary maps unseen words
-# to one unknown token, so it cannot score every text: it is never chosen.
-SPACING_FOR_BPE = 0.1
-BPE_VOCABULARY = 1024
-
-
-def choose_tokenizer(profile: TextProfile | None) -> TokenizerChoice:
-    """The tokenizer for a run whose training text has `profile` (None: streamed, not measured), as
-    data.prepare asks for it. The budget does not enter: BPE's lead on manual pages held at 5 and 15
-    minutes alike, and char's on prose and plays at 4 and 15."""
-    if profile is None:
-        return TokenizerChoice("char", "a streamed text's spacing is not measured before its tokenizer is trained")
-    share = f"{profile.spacing_share:.0%} of the training text is runs of two or more blanks"
-    if profile.spacing_share >= SPACING_FOR_BPE:
-        return TokenizerChoice(
-            "bpe", f"{share}, which BPE merges (BPE won where {SPACING_FOR_BPE:.0%} or more was)", BPE_VOCABULARY
-        )
-    return TokenizerChoice("char", f"only {share}: char learned more than BPE in the same minutes on such text")
 
 
 # ----------------------------------------------------------------------------- dropout and weight decay

@@ -174,9 +174,11 @@ class Measurements:
     failed: dict[Candidate, str] = dataclasses.field(default_factory=dict)
     device_type: str = "cpu"
     processes: int = 1
+    before: float = 0.0  # seconds the run's budget lost before planning (its tokenizer chosen by a race)
 
     @property
     def seconds(self) -> float:
+        """What the timing took."""
         return sum(probe.seconds for probe in self.probes.values()) + (self.bare.seconds if self.bare else 0.0)
 
 
@@ -190,10 +192,12 @@ def plan_run(
     measure: Measure | None,
     processes: int = 1,
     device_type: str = "cpu",
+    before: float = 0.0,
 ) -> Plan:
     """Measure what the plan needs on this machine (`measure` may be None without a time budget), then
-    resolve the plan from those measurements."""
-    measurements = measure_for_plan(config, train_tokens, valid_tokens, measure, processes, device_type)
+    resolve the plan from those measurements. `before`: seconds of the budget already spent (choosing the
+    tokenizer), left out of what the plan spends."""
+    measurements = measure_for_plan(config, train_tokens, valid_tokens, measure, processes, device_type, before)
     return resolve_plan(config, train_tokens, valid_tokens, measurements)
 
 
@@ -204,13 +208,14 @@ def measure_for_plan(
     measure: Measure | None,
     processes: int = 1,
     device_type: str = "cpu",
+    before: float = 0.0,
 ) -> Measurements:
     """Time the candidates the walk asks for (see Walk), then the chosen shape without dropout, if the
     dropouts are the plan's to choose. Nothing is timed without a time budget or with nothing left to
     plan; `device_type` says whether the batch is worth timing (not on a CPU)."""
     if not _times_candidates(config, measure, device_type):
-        return Measurements(device_type=device_type, processes=processes)
-    budget = Budget(config, train_tokens, valid_tokens, processes)
+        return Measurements(device_type=device_type, processes=processes, before=before)
+    budget = Budget(config, train_tokens, valid_tokens, processes, before)
     walk = Walk(
         config, budget, lambda candidate: measure(_with_shape(config.model, candidate.shape), candidate.batch_size)
     )
@@ -219,14 +224,14 @@ def measure_for_plan(
     if _auto_dropout(config.model):
         shape = dataclasses.replace(_with_shape(config.model, chosen.shape), dropout=0.0, recurrent_dropout=0.0)
         bare = measure(shape, chosen.batch_size)
-    return Measurements(walk.probes, bare, walk.failed, device_type, processes)
+    return Measurements(walk.probes, bare, walk.failed, device_type, processes, before)
 
 
 def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int, measurements: Measurements) -> Plan:
     """The resolved settings of a new run on `train_tokens` training tokens (None: streamed): a pure
     function of the settings, the corpus's size and what was measured."""
     model, train = config.model, config.train
-    budget = Budget(config, train_tokens, valid_tokens, measurements.processes)
+    budget = Budget(config, train_tokens, valid_tokens, measurements.processes, measurements.before)
     lines, record, probes = [], {}, measurements.probes
     if probes:
         walk = Walk.replaying(config, budget, measurements)
@@ -296,7 +301,7 @@ def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int,
         lines.append(f"evaluate every {eval_every:,} steps ({AUTO}: {why})")
     if record:
         config = dataclasses.replace(config, plan=record)
-    return Plan(config, lines, seconds, record)
+    return Plan(config, lines, measurements.before + seconds, record)
 
 
 _CPU_BATCH = (
@@ -308,10 +313,12 @@ _CPU_BATCH = (
 class Budget:
     """A run's limits: the seconds of its time budget, and the tokens its step and epoch limits count."""
 
-    def __init__(self, config: RunConfig, train_tokens: int | None, valid_tokens: int, processes: int = 1):
+    def __init__(
+        self, config: RunConfig, train_tokens: int | None, valid_tokens: int, processes: int = 1, before: float = 0.0
+    ):
         train = config.train
         self.train, self.train_tokens = train, train_tokens
-        self.seconds = (train.max_minutes or 0) * 60
+        self.seconds = max((train.max_minutes or 0) * 60 - before, 0.0) if train.max_minutes else 0.0  # left to plan
         self.scored = min(valid_tokens, train.eval_tokens)  # each evaluation's tokens
         # The batch the walk starts from: the one given, else the tuned one split evenly over the processes.
         self.start_batch = train.batch_size or processes * math.ceil(TUNED_BATCH / processes)

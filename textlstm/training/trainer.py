@@ -1,7 +1,8 @@
 """The training loop, and the setting-up before it, in the order a run goes:
 
-1. read the data (`read_data`): the corpus prepared, its tokenizer trained or reused; the choices
-   the data made written into the settings;
+1. choose the tokenizer where it is left at auto (`with_tokenizer_chosen`, tokenizer_choice.py: timed and
+   maybe raced on the text, inside the time budget), then read the data (`read_data`): the corpus
+   prepared, its tokenizer trained or reused; the choices the data made written into the settings;
 2. plan (`planned`, budget_plan.py): the settings left at auto resolved from measurements taken on
    this machine; the settings are final from here on (config.json holds them, `--resume` keeps them);
 3. build (`Trainer._build`): model, optimizer, weight average, batches, the training step (step.py)
@@ -33,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textlstm.config import ModelConfig, RunConfig, TrainConfig
+from textlstm.config import AUTO, ModelConfig, RunConfig, TrainConfig
 from textlstm.data.batchers import DocumentBatcher, StreamBatcher
-from textlstm.data.prepare import prepare
+from textlstm.data.prepare import corpus_of, prepare
 from textlstm.data.streaming import StreamingBatcher
 from textlstm.data.tokenizer import TextTokenizer
 from textlstm.errors import TextlstmError
@@ -44,11 +45,11 @@ from textlstm.fileio import atomic_write, write_text
 from textlstm.hardware.device import resolve_device
 from textlstm.hardware.precision import training_precision
 from textlstm.hardware.threads import use_threads
-from textlstm.model.network import LSTMLanguageModel, State
+from textlstm.model.network import LSTMLanguageModel, State, model_config_for
 from textlstm.runs import checkpoint as ckpt
 from textlstm.runs import model_card
 from textlstm.runs.new_run import ReplacedRun, check_writable, new_run_folder, prepare_output
-from textlstm.training import auto_settings, budget_plan, distributed, finetune, tracking
+from textlstm.training import budget_plan, distributed, finetune, tokenizer_choice, tracking
 from textlstm.training.meter import Meter
 from textlstm.training.optimizer import build_optimizer, load_optimizer_state
 from textlstm.training.run_state import RunState
@@ -98,13 +99,6 @@ class TrainResult:
     nothing_to_train: str | None = None  # why a resumed run trained no step: its limits were already reached
 
 
-def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
-    """`model` with the vocabulary of `tokenizer`, and a char tokenizer's byte tokens on their own
-    small softmax when the output layer allows it (textlstm/model/byte_softmax.py)."""
-    byte_start = tokenizer.byte_fallback_start if model.output_layer == "full" and not model.tie_weights else None
-    return dataclasses.replace(model, vocab_size=tokenizer.vocab_size, byte_fallback_start=byte_start)
-
-
 def token_counts(ids, vocab_size: int, limit: int = 16_000_000, chunk: int = 1 << 20) -> np.ndarray:
     """How often each id occurs in the first `limit` ids (enough for the frequencies the output bias
     starts from), read in chunks so that memory stays small for memory-mapped ids."""
@@ -126,6 +120,28 @@ class RunData:
     stream: object | None
 
 
+def with_tokenizer_chosen(
+    config: RunConfig, device: torch.device, precision: str, reporter: Reporter
+) -> tuple[RunConfig, float]:
+    """`config` with --tokenizer auto resolved on the run's own text (tokenizer_choice.py), and the seconds
+    that took, counted in the run's time budget. Process 0 measures; every process gets its choice."""
+    if config.data.tokenizer != AUTO:  # named, or a resumed or fine-tuned run's
+        return config, 0.0
+
+    def choose() -> tokenizer_choice.TokenizerChoice | None:
+        if not distributed.is_main():
+            return None
+        corpus = None if config.data.streaming else corpus_of(config.data)
+        return tokenizer_choice.choose_tokenizer(config, corpus, device, precision)
+
+    choice = distributed.from_main(distributed.agree_on_errors(choose))
+    vocab_size = config.data.vocab_size if config.data.vocab_size is not None else choice.vocab_size
+    size = f" of {vocab_size:,} tokens" if choice.kind != "char" and vocab_size else ""
+    reporter.message(f"tokenizer: {choice.kind}{size} ({AUTO}: {choice.reason})")
+    data = dataclasses.replace(config.data, tokenizer=choice.kind, vocab_size=vocab_size)
+    return dataclasses.replace(config, data=data), choice.seconds
+
+
 def read_data(
     config: RunConfig, output: Path, resuming: bool, parent: finetune.Parent | None, reporter: Reporter
 ) -> tuple[RunData, RunConfig]:
@@ -136,8 +152,8 @@ def read_data(
         reused = ckpt.load_tokenizer(output)
     elif parent is not None:
         reused = parent.tokenizer()
-    prepared = prepare(config.data, reused, report=reporter.message, choose_tokenizer=auto_settings.choose_tokenizer)
-    data = dataclasses.replace(config.data, tokenizer=prepared.tokenizer_kind, vocab_size=prepared.vocab_size)
+    prepared = prepare(config.data, reused, report=reporter.message)
+    data = config.data
     if data.turns is None and prepared.corpus.turns is not None:  # recorded in config.json for chat
         data = dataclasses.replace(data, turns=prepared.corpus.turns)
     splits = prepared.splits
@@ -153,9 +169,12 @@ def document_batches(config: RunConfig) -> bool:
     return config.data.batching == "documents" and not config.data.streaming
 
 
-def planned(config: RunConfig, data: RunData, device: torch.device, precision: str) -> budget_plan.Plan:
+def planned(
+    config: RunConfig, data: RunData, device: torch.device, precision: str, before: float = 0.0
+) -> budget_plan.Plan:
     """The settings left at auto, resolved (budget_plan.py): with a time budget, from the speed of the
-    candidate shapes on this machine, measured by process 0 and told to the others."""
+    candidate shapes on this machine, measured by process 0 and told to the others. `before`: seconds of
+    the budget spent already (choosing the tokenizer)."""
     train_tokens = data.splits["train"].info.scored_tokens if "train" in data.splits else None  # None: streamed
     timed_ids = data.splits["train" if "train" in data.splits else "valid"].ids
     world = distributed.world_size()
@@ -170,7 +189,8 @@ def planned(config: RunConfig, data: RunData, device: torch.device, precision: s
             timed = probe.measure(model_config_for(shape, data.tokenizer), batch_size // world)
             return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * world)
 
-        return budget_plan.plan_run(config, train_tokens, len(data.splits["valid"].ids), measure, world, device.type)
+        valid_tokens = len(data.splits["valid"].ids)
+        return budget_plan.plan_run(config, train_tokens, valid_tokens, measure, world, device.type, before)
 
     return distributed.from_main(distributed.agree_on_errors(plan))
 
@@ -285,6 +305,9 @@ class Trainer:
 
         # The data, then the plan (process 0 reads and plans first: it fills the caches the others read).
         distributed.check_batch_splits(config.train.batch_size)
+        choosing_seconds = 0.0
+        if not resume and parent is None:
+            config, choosing_seconds = with_tokenizer_chosen(config, self.device, self.precision, self.reporter)
         read: list = []
 
         def read_saved_state_and_data() -> None:
@@ -296,7 +319,7 @@ class Trainer:
         saved, self.data, config = read[0]
         planning_seconds = 0.0
         if not resume:  # a resumed run keeps its plan
-            plan = planned(config, self.data, self.device, self.precision)
+            plan = planned(config, self.data, self.device, self.precision, choosing_seconds)
             config, planning_seconds = with_vocabulary_and_launch(plan.config, self.data.tokenizer), plan.seconds
             for line in plan.lines:
                 self.reporter.message(line)
