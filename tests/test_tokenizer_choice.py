@@ -64,7 +64,8 @@ def weighted_epochs_of(monkeypatch, weighted: float):
 
     def char_epochs(config, sample, char, device, precision):
         weights = model_weights(tokenizer_choice.race_model(config, char))
-        return weighted * sample.train_chars / weights, "a test's figure"
+        seconds = (config.train.max_minutes or 0) * 60
+        return weighted * sample.train_chars / weights, "a test's figure", seconds
 
     monkeypatch.setattr(tokenizer_choice, "_char_epochs", char_epochs)
 
@@ -117,7 +118,7 @@ def test_no_race_without_time_for_one_and_char_where_nothing_is_counted(prose, m
     steps = choose_tokenizer(config_for(prose, max_steps=5), corpus, CPU, "float32")
     assert (short.kind, steps.kind, seen) == ("char", "char", [])
     assert "too short to race" in short.reason and "no time budget to race" in steps.reason
-    monkeypatch.setattr(tokenizer_choice, "_char_epochs", lambda *args: (None, ""))
+    monkeypatch.setattr(tokenizer_choice, "_char_epochs", lambda *args: (None, "", 0.0))
     assert "no budget to count" in choose_tokenizer(config_for(prose), corpus, CPU, "float32").reason
     assert "streamed" in choose_tokenizer(config_for(prose, max_minutes=60), None, CPU, "float32").reason
 
@@ -127,12 +128,19 @@ def test_the_epochs_are_timed_for_a_time_budget_and_counted_for_step_and_epoch_l
     sample = tokenizer_choice.TextSample.of(corpus)
     char = tokenizer_choice.build_tokenizer("char", [sample.train])
     assert sample.train_chars == len(sample.train)  # a small text is read whole
-    counted, how = tokenizer_choice._char_epochs(config_for(prose, epochs=3), sample, char, CPU, "float32")
-    assert counted == pytest.approx(3) and "count" in how
-    one_minute, how = tokenizer_choice._char_epochs(config_for(prose, max_minutes=1), sample, char, CPU, "float32")
-    two_minutes, _ = tokenizer_choice._char_epochs(config_for(prose, max_minutes=2), sample, char, CPU, "float32")
-    assert one_minute > 1 and "chars/s" in how
-    assert two_minutes == pytest.approx(2 * one_minute, rel=0.5)  # timed twice: about twice the epochs
+    counted, how, seconds = tokenizer_choice._char_epochs(config_for(prose, epochs=3), sample, char, CPU, "float32")
+    assert counted == pytest.approx(3) and "count" in how and seconds == 0
+    one, how, one_seconds = tokenizer_choice._char_epochs(
+        config_for(prose, max_minutes=1), sample, char, CPU, "float32"
+    )
+    two, _, _ = tokenizer_choice._char_epochs(config_for(prose, max_minutes=2), sample, char, CPU, "float32")
+    assert one > 1 and "chars/s" in how and one_seconds == 60
+    assert two == pytest.approx(2 * one, rel=0.5)  # timed twice: about twice the epochs
+    # A step limit that ends the run first: the epochs it counts, in the seconds its steps take.
+    steps, _, steps_seconds = tokenizer_choice._char_epochs(
+        config_for(prose, max_minutes=60, max_steps=3), sample, char, CPU, "float32"
+    )
+    assert steps == pytest.approx(3 * 16 * 64 / sample.train_chars) and 0 < steps_seconds < 60
 
 
 def test_a_race_trains_and_scores_each_candidate_on_the_text_in_bits_per_character(prose):

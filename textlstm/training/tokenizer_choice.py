@@ -88,8 +88,7 @@ def choose_tokenizer(config: RunConfig, corpus: Corpus | None, device: torch.dev
         return TokenizerChoice("char", None, "a streamed text is not read before its tokenizer is trained")
     sample = TextSample.of(corpus)
     char = build_tokenizer("char", _pieces(sample.train))
-    budget_seconds = (config.train.max_minutes or 0) * 60
-    epochs, how = _char_epochs(config, sample, char, device, precision)
+    epochs, how, run_seconds = _char_epochs(config, sample, char, device, precision)
     if epochs is None:
         return TokenizerChoice("char", None, "no budget to count the epochs by: char, as the rules were measured")
     model = race_model(config, char)
@@ -102,9 +101,9 @@ def choose_tokenizer(config: RunConfig, corpus: Corpus | None, device: torch.dev
         reason = f"{read}; from {CHAR_WEIGHTED_EPOCHS:g} up char learned most in the runs measured"
         return TokenizerChoice("char", None, reason, now() - started)
     candidates = candidates_for(config)
-    seconds_each = RACE_SHARE * budget_seconds / len(candidates)
+    seconds_each = RACE_SHARE * run_seconds / len(candidates)
     if seconds_each < MIN_RACE_SECONDS:
-        why = "no time budget to race tokenizers in" if not budget_seconds else "the budget is too short to race in"
+        why = "no time budget to race tokenizers in" if not run_seconds else "the run is too short to race in"
         return TokenizerChoice("char", None, f"{read}; {why}", now() - started)
     results = {}
     for kind, size in candidates:
@@ -185,21 +184,24 @@ def _race_train_config(config: RunConfig):
 
 def _char_epochs(
     config: RunConfig, sample: TextSample, char: TextTokenizer, device: torch.device, precision: str
-) -> tuple[float | None, str]:
-    """The times the budget reads the training text with a char model, and how that was found."""
+) -> tuple[float | None, str, float]:
+    """The times the budget reads the training text with a char model, how that was found, and the
+    seconds a char run would train: its time budget, or less where a step or epoch limit ends it first
+    (0 without a time budget)."""
     train = _race_train_config(config)
-    if config.train.max_minutes:
-        probe = SpeedProbe(train, _ids(char, sample.train), device, precision).measure(
-            race_model(config, char), train.batch_size
-        )
-        tokens = probe.tokens_per_sec * config.train.max_minutes * 60
-        counted = auto_settings.budget_tokens(config.train, sample.train_chars, train.batch_size)
-        tokens = min(tokens, counted) if counted else tokens
-        return tokens / sample.train_chars, f"timed at {probe.tokens_per_sec:,.0f} chars/s"
     counted = auto_settings.budget_tokens(config.train, sample.train_chars, train.batch_size)
-    if counted is None:
-        return None, ""
-    return counted / sample.train_chars, "as the step and epoch limits count it"
+    if not config.train.max_minutes:
+        if counted is None:
+            return None, "", 0.0
+        return counted / sample.train_chars, "as the step and epoch limits count it", 0.0
+    probe = SpeedProbe(train, _ids(char, sample.train), device, precision).measure(
+        race_model(config, char), train.batch_size
+    )
+    seconds = config.train.max_minutes * 60
+    if counted is not None:
+        seconds = min(seconds, counted / probe.tokens_per_sec)
+    tokens = probe.tokens_per_sec * seconds
+    return tokens / sample.train_chars, f"timed at {probe.tokens_per_sec:,.0f} chars/s", seconds
 
 
 def _ids(tokenizer: TextTokenizer, text: str) -> np.ndarray:
