@@ -237,8 +237,8 @@ class ModelConfig:
         AUTO,
         help="full: softmax over the whole vocabulary. adaptive: adaptive softmax (frequent tokens in a small head, "
         "rare ones in clusters); much faster for large vocabularies, still an exact distribution. auto (the "
-        "default): adaptive for a vocabulary of 4,096 tokens or more, full below it and with --tie-weights; the "
-        "run's config records the one used.",
+        "default): adaptive for a vocabulary of 4,096 tokens or more trained in float32, full otherwise and with "
+        "--tie-weights; the run's config records the one used.",
         allowed=Choices(("full", "adaptive", AUTO)),
         auto=True,
     )

@@ -382,20 +382,22 @@ def _full_precision(hidden: torch.Tensor):
     return torch.autocast(hidden.device.type, enabled=False)
 
 
-# --output-layer auto: the adaptive softmax from this vocabulary size up. At 4,096 BPE tokens it learned
-# more in the same minutes than the full softmax, its steps being faster
-# (benchmarks/experiments/e2026_12_07_tokenizer_race).
+# --output-layer auto: the adaptive softmax from this vocabulary size up, in float32. At 4,096 BPE tokens
+# it learned more in the same minutes than the full softmax, its steps being faster
+# (benchmarks/experiments/e2026_12_07_tokenizer_race). Under bfloat16 or float16 autocast PyTorch's
+# adaptive softmax mixes precisions and fails on CUDA (pytorch/pytorch#44724), so auto keeps the full one there.
 ADAPTIVE_FROM = 4096
 
 
-def model_config_for(model: ModelConfig, tokenizer) -> ModelConfig:
+def model_config_for(model: ModelConfig, tokenizer, precision: str = "float32") -> ModelConfig:
     """`model` with the vocabulary of `tokenizer`, its output layer resolved where it is left at auto
-    (ADAPTIVE_FROM; given cutoffs ask for the adaptive one), and a char tokenizer's byte tokens on their
-    own small softmax when the output layer allows it (textlstm/model/byte_softmax.py)."""
+    (ADAPTIVE_FROM, trained in `precision`; given cutoffs ask for the adaptive one), and a char tokenizer's
+    byte tokens on their own small softmax when the output layer allows it (textlstm/model/byte_softmax.py)."""
     output_layer = model.output_layer
     if output_layer not in ("full", "adaptive"):  # auto
-        large = tokenizer.vocab_size >= ADAPTIVE_FROM or model.adaptive_cutoffs is not None
-        output_layer = "adaptive" if large and not model.tie_weights else "full"
+        large = tokenizer.vocab_size >= ADAPTIVE_FROM and precision == "float32"
+        wanted = large or model.adaptive_cutoffs is not None
+        output_layer = "adaptive" if wanted and not model.tie_weights else "full"
     byte_start = tokenizer.byte_fallback_start if output_layer == "full" and not model.tie_weights else None
     return dataclasses.replace(
         model, vocab_size=tokenizer.vocab_size, output_layer=output_layer, byte_fallback_start=byte_start

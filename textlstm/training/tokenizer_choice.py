@@ -137,7 +137,7 @@ def race_one(
     """Validation bits per character of the race's model with `tokenizer`, trained `seconds` on the sample."""
     train_ids = _ids(tokenizer, sample.train)
     valid_ids = _ids(tokenizer, sample.valid)
-    model_config = race_model(config, tokenizer)
+    model_config = race_model(config, tokenizer, precision)
     train = _race_train_config(config)
     use_threads(
         train.threads, model_config.embedding_size, model_config.hidden_size, model_config.layers,
@@ -160,7 +160,7 @@ def race_one(
     return loss / len(sample.valid) / math.log(2)
 
 
-def race_model(config: RunConfig, tokenizer: TextTokenizer) -> ModelConfig:
+def race_model(config: RunConfig, tokenizer: TextTokenizer, precision: str = "float32") -> ModelConfig:
     """The model every candidate trains: the run's shape where it is given, else the default; no dropout."""
     model = config.model
     layers = model.layers or DEFAULT_SHAPE[0]
@@ -169,7 +169,7 @@ def race_model(config: RunConfig, tokenizer: TextTokenizer) -> ModelConfig:
     shaped = dataclasses.replace(
         model, layers=layers, hidden_size=hidden, embedding_size=embedding, dropout=0.0, recurrent_dropout=0.0
     )
-    return model_config_for(shaped, tokenizer)
+    return model_config_for(shaped, tokenizer, precision)
 
 
 def _race_train_config(config: RunConfig):

@@ -186,7 +186,7 @@ def planned(
 
         def measure(shape: ModelConfig, batch_size: int):
             # Process 0 times its own rows; every process trains as fast (each evaluates all of validation).
-            timed = probe.measure(model_config_for(shape, data.tokenizer), batch_size // world)
+            timed = probe.measure(model_config_for(shape, data.tokenizer, precision), batch_size // world)
             return dataclasses.replace(timed, tokens_per_sec=timed.tokens_per_sec * world)
 
         valid_tokens = len(data.splits["valid"].ids)
@@ -195,10 +195,10 @@ def planned(
     return distributed.from_main(distributed.agree_on_errors(plan))
 
 
-def with_vocabulary_and_launch(config: RunConfig, tokenizer: TextTokenizer) -> RunConfig:
+def with_vocabulary_and_launch(config: RunConfig, tokenizer: TextTokenizer, precision: str) -> RunConfig:
     """A new run's settings with the model's vocabulary and the processes it starts with."""
     model = (
-        config.model if config.model.vocab_size else model_config_for(config.model, tokenizer)
+        config.model if config.model.vocab_size else model_config_for(config.model, tokenizer, precision)
     )  # fine-tuning: the parent's
     return dataclasses.replace(
         config, model=model, world_size=distributed.world_size(), launch_id=distributed.launch_id()
@@ -320,7 +320,10 @@ class Trainer:
         planning_seconds = 0.0
         if not resume:  # a resumed run keeps its plan
             plan = planned(config, self.data, self.device, self.precision, choosing_seconds)
-            config, planning_seconds = with_vocabulary_and_launch(plan.config, self.data.tokenizer), plan.seconds
+            config, planning_seconds = (
+                with_vocabulary_and_launch(plan.config, self.data.tokenizer, self.precision),
+                plan.seconds,
+            )
             for line in plan.lines:
                 self.reporter.message(line)
         self.config = config  # resolved: from here on, read only
