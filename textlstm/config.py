@@ -18,8 +18,8 @@ from textlstm import __version__
 from textlstm.errors import TextlstmError
 from textlstm.turns import TurnFormat, turn_format
 
-# The time budget of a run given no --epochs, --max-steps or --max-minutes. Like any budget it covers the
-# timing that plans the run and training with its evaluations; reading and tokenizing the corpus before it,
+# The time budget of a run given no --epochs, --max-steps or --max-minutes. Like any budget it covers choosing the
+# tokenizer, the timing that plans the run and training with its evaluations; reading and tokenizing the corpus,
 # and a last evaluation when the clock stops the run between evaluations, come on top.
 DEFAULT_MINUTES = 4.5
 
@@ -407,8 +407,9 @@ class TrainConfig:
     max_steps: int | None = setting(None, help="Training steps.", allowed=POSITIVE)
     max_minutes: float | None = setting(
         None,
-        help=f"Minutes of the run's time budget: the steps timed to plan it and training with its evaluations; "
-        f"reading and tokenizing the corpus before it, and a last evaluation when the clock stops the run between "
+        help=f"Minutes of the run's time budget: choosing the tokenizer (--tokenizer auto), the steps timed to plan "
+        f"the run, and training with its evaluations; reading and tokenizing the corpus, and a last evaluation when "
+        f"the clock stops the run between "
         f"evaluations, come on top. The learning-rate schedule follows the clock. Of --epochs, --max-steps "
         f"and --max-minutes, the run ends at whichever given one comes first. "
         f"Default, with none of them given: {DEFAULT_MINUTES:g} minutes.",

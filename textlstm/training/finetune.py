@@ -86,12 +86,13 @@ def conflicts(given: dict, parent: Parent) -> list[str]:
     """Options in `given` (option name -> value) that would change the parent's shape or tokenizer."""
     fixed = {name: getattr(parent.config.model, name) for name in SHAPE_FIELDS}
     fixed.update(tokenizer=parent.config.data.tokenizer, vocab_size=parent.config.data.vocab_size)
+    fixed.update(output_layer=parent.config.model.output_layer)
     return [
         f"--{name.replace('_', '-')} {_shown(value)} (the parent has {_shown(fixed[name])})"
         for name, value in given.items()
         if name in fixed
         and value != fixed[name]
-        and not (name == "tokenizer" and value == AUTO)
+        and not (name in ("tokenizer", "output_layer") and value == AUTO)
         and not (name in SHAPE_FIELDS and value is None)  # a size left at auto: the parent's
     ]
 

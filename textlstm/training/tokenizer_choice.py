@@ -3,19 +3,22 @@
 Two measurements, both taken on the user's training text and both counted in a time budget:
 
 1. How many times the budget reads the text with a char model: the speed of the run's shape (the default
-   one where it is left to the plan), timed with a char tokenizer on the text's first characters, times
-   the budget, over the text's characters (for --max-steps and --epochs: what they count). A run that reads
-   its text CHAR_EPOCHS times or more trains char without a race: in every measured run that read its text
-   that often, char learned more than each BPE tried, while a short race still put BPE ahead (at a few
-   hundred steps BPE leads on any text; only with epochs does char catch up and pass it).
+   one where it is left to the plan), timed with a char tokenizer on the text's first TIMING_CHARS
+   characters, times the seconds the run will train, over the text's characters (for --max-steps and
+   --epochs alone: what they count); weighed by the model's size against the text's as the dropout table
+   weighs them (auto_settings.weighted_epochs, W). A run with W of CHAR_WEIGHTED_EPOCHS or more trains
+   char without a race: where a run reads a text that often for its size, char learned most, while a
+   short race still puts BPE ahead (after a few hundred steps BPE leads on any text; with epochs char
+   catches up and passes it).
 2. Otherwise a race: each of CANDIDATES learns its tokenizer from the first RACE_TRAIN_CHARS of the
-   training text, trains the same model on them for an equal share of RACE_SHARE of the budget, and
-   is scored in bits per character on the first RACE_VALID_CHARS of the validation text. The lowest wins.
+   training text, trains the same model on them for an equal share of RACE_SHARE of the run's seconds
+   (at most MAX_RACE_SECONDS each), and is scored in bits per character on the first RACE_VALID_CHARS of
+   the validation text. The lowest wins.
 
-Where neither applies (a streamed corpus, a run whose budget cannot be counted, a budget too short to
-race in) the run trains char, as the rules of the planner were measured with. Each choice comes with
-its reason, printed as "tokenizer: KIND (auto: REASON)". The figures behind CHAR_EPOCHS and the race:
-benchmarks/experiments/e2026_12_07_tokenizer_race.
+Where neither applies (a streamed corpus, a run whose budget cannot be counted, no time to race in, a
+validation text too short to score a race on) the run trains char, as the planner's rules were measured
+with. Each choice comes with its reason, printed as "tokenizer: KIND (auto: REASON)". The figures behind
+CHAR_WEIGHTED_EPOCHS and the race: benchmarks/experiments/e2026_12_07_tokenizer_race.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 from textlstm.evaluation.scoring import score_stream
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, model_config_for
-from textlstm.training import auto_settings
+from textlstm.training import auto_settings, distributed
 from textlstm.training.auto_settings import model_weights
 from textlstm.training.optimizer import build_optimizer
 from textlstm.training.speed_probe import SpeedProbe
@@ -47,6 +50,9 @@ CANDIDATES = (("char", None), ("bpe", 1024), ("bpe", 4096), ("bpe", 16384))
 CHAR_WEIGHTED_EPOCHS = 2.5
 RACE_SHARE = 0.08  # of a time budget, for the whole race
 MIN_RACE_SECONDS = 10.0  # of training per candidate: below it a race ranks noise, and the run trains char
+MAX_RACE_SECONDS = 120.0  # per candidate: a long budget's race ends well inside the processes' 30-minute wait
+MIN_RACE_VALID_CHARS = 10_000
+TIMING_CHARS = 256_000  # of the sample, encoded to time the char model
 RACE_TRAIN_CHARS = 4_000_000
 RACE_VALID_CHARS = 100_000
 RACE_SEED = 0
@@ -101,9 +107,11 @@ def choose_tokenizer(config: RunConfig, corpus: Corpus | None, device: torch.dev
         reason = f"{read}; from {CHAR_WEIGHTED_EPOCHS:g} up char learned most in the runs measured"
         return TokenizerChoice("char", None, reason, now() - started)
     candidates = candidates_for(config)
-    seconds_each = RACE_SHARE * run_seconds / len(candidates)
-    if seconds_each < MIN_RACE_SECONDS:
+    seconds_each = min(MAX_RACE_SECONDS, RACE_SHARE * run_seconds / len(candidates))
+    if seconds_each < MIN_RACE_SECONDS or len(sample.valid) < MIN_RACE_VALID_CHARS:
         why = "no time budget to race tokenizers in" if not run_seconds else "the run is too short to race in"
+        if len(sample.valid) < MIN_RACE_VALID_CHARS:
+            why = f"its validation text, under {MIN_RACE_VALID_CHARS:,} characters, is too short to race on"
         return TokenizerChoice("char", None, f"{read}; {why}", now() - started)
     results = {}
     for kind, size in candidates:
@@ -157,7 +165,7 @@ def race_one(
         loss, _ = score_stream(model, valid_ids, train.batch_size, train.seq_len, device=device, precision=precision)
     finally:
         torch.set_rng_state(random_state)
-    return loss / len(sample.valid) / math.log(2)
+    return loss / len(sample.valid) / math.log(2)  # the first token is not scored: a few characters of 100,000
 
 
 def race_model(config: RunConfig, tokenizer: TextTokenizer, precision: str = "float32") -> ModelConfig:
@@ -166,8 +174,17 @@ def race_model(config: RunConfig, tokenizer: TextTokenizer, precision: str = "fl
     layers = model.layers or DEFAULT_SHAPE[0]
     hidden = model.hidden_size or DEFAULT_SHAPE[1]
     embedding = model.embedding_size or max(16, hidden // 4)
+    cutoffs = model.adaptive_cutoffs
+    if cutoffs and cutoffs[-1] >= tokenizer.vocab_size:  # the run's cutoffs, for a larger vocabulary than this
+        cutoffs = None
     shaped = dataclasses.replace(
-        model, layers=layers, hidden_size=hidden, embedding_size=embedding, dropout=0.0, recurrent_dropout=0.0
+        model,
+        layers=layers,
+        hidden_size=hidden,
+        embedding_size=embedding,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        adaptive_cutoffs=cutoffs,
     )
     return model_config_for(shaped, tokenizer, precision)
 
@@ -187,21 +204,24 @@ def _char_epochs(
 ) -> tuple[float | None, str, float]:
     """The times the budget reads the training text with a char model, how that was found, and the
     seconds a char run would train: its time budget, or less where a step or epoch limit ends it first
-    (0 without a time budget)."""
+    (0 without a time budget). Under several processes each trains its share of the batch, as fast
+    as process 0 times its own (as the planner counts them)."""
     train = _race_train_config(config)
     counted = auto_settings.budget_tokens(config.train, sample.train_chars, train.batch_size)
     if not config.train.max_minutes:
         if counted is None:
             return None, "", 0.0
         return counted / sample.train_chars, "as the step and epoch limits count it", 0.0
-    probe = SpeedProbe(train, _ids(char, sample.train), device, precision).measure(
-        race_model(config, char), train.batch_size
+    world = distributed.world_size()
+    timed_ids = _ids(char, sample.train[:TIMING_CHARS])
+    probe = SpeedProbe(train, timed_ids, device, precision).measure(
+        race_model(config, char, precision), max(1, train.batch_size // world)
     )
+    speed = probe.tokens_per_sec * world
     seconds = config.train.max_minutes * 60
     if counted is not None:
-        seconds = min(seconds, counted / probe.tokens_per_sec)
-    tokens = probe.tokens_per_sec * seconds
-    return tokens / sample.train_chars, f"timed at {probe.tokens_per_sec:,.0f} chars/s", seconds
+        seconds = min(seconds, counted / speed)
+    return speed * seconds / sample.train_chars, f"timed at {speed:,.0f} chars/s", seconds
 
 
 def _ids(tokenizer: TextTokenizer, text: str) -> np.ndarray:
