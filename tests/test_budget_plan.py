@@ -44,7 +44,7 @@ def best_shape_by_rule(machine: Machine, minutes: float) -> tuple[int, int, int]
     best, best_loss, seconds = None, float("inf"), 0.0
     noise = budget_plan.TIMING_NOISE
     for layers, hidden in CANDIDATE_SHAPES:
-        shape = budget_plan._shape(ModelConfig(), layers, hidden)
+        shape = budget_plan.sized_shape(ModelConfig(), layers, hidden)
         seconds += 0.5
         probe = machine(ModelConfig(layers=shape[0], hidden_size=shape[1], embedding_size=shape[2]))
         tokens = budget.spending(probe, 16, seconds).tokens

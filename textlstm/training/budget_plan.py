@@ -238,7 +238,7 @@ def resolve_plan(config: RunConfig, train_tokens: int | None, valid_tokens: int,
         chosen = walk.settle()
         outside, shape_reason, batch_reason = walk.outside(), walk.shape_reason(chosen), walk.batch_reason(chosen)
     else:
-        chosen = Candidate(_shape(model, *DEFAULT_SHAPE), budget.start_batch)
+        chosen = Candidate(sized_shape(model, *DEFAULT_SHAPE), budget.start_batch)
         outside, shape_reason = None, "no time budget to plan for: the default shape"
         batch_reason = (
             _CPU_BATCH
@@ -573,7 +573,7 @@ def _candidates(model: ModelConfig, shapes) -> list[Shape]:
     """`shapes` with the sizes the user gave kept, each once, smallest first."""
     candidates = []
     for layers, hidden in shapes:
-        shape = _shape(model, layers, hidden)
+        shape = sized_shape(model, layers, hidden)
         if shape not in candidates:
             candidates.append(shape)
     return candidates
@@ -593,7 +593,7 @@ def _with_candidate(config: RunConfig, chosen: Candidate) -> RunConfig:
     return dataclasses.replace(config, model=_with_shape(config.model, chosen.shape), train=train)
 
 
-def _shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]:
+def sized_shape(model: ModelConfig, layers: int, hidden: int) -> tuple[int, int, int]:
     """(layers, hidden, embedding): the model's sizes where given, else these, the embedding a quarter of the hidden
     size."""
     layers = model.layers or layers

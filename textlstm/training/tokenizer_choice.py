@@ -40,7 +40,7 @@ from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 from textlstm.evaluation.scoring import score_stream
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, model_config_for
-from textlstm.training import auto_settings, distributed
+from textlstm.training import auto_settings, budget_plan, distributed
 from textlstm.training.auto_settings import model_weights
 from textlstm.training.optimizer import build_optimizer
 from textlstm.training.speed_probe import SpeedProbe
@@ -56,7 +56,6 @@ TIMING_CHARS = 256_000  # of the sample, encoded to time the char model
 RACE_TRAIN_CHARS = 4_000_000
 RACE_VALID_CHARS = 100_000
 RACE_SEED = 0
-DEFAULT_SHAPE = (2, 256)  # budget_plan's fallback shape: the one the race trains when the shape is left to the plan
 now = time.perf_counter
 
 
@@ -171,9 +170,7 @@ def race_one(
 def race_model(config: RunConfig, tokenizer: TextTokenizer, precision: str = "float32") -> ModelConfig:
     """The model every candidate trains: the run's shape where it is given, else the default; no dropout."""
     model = config.model
-    layers = model.layers or DEFAULT_SHAPE[0]
-    hidden = model.hidden_size or DEFAULT_SHAPE[1]
-    embedding = model.embedding_size or max(16, hidden // 4)
+    layers, hidden, embedding = budget_plan.sized_shape(model, *budget_plan.DEFAULT_SHAPE)
     cutoffs = model.adaptive_cutoffs
     if cutoffs and cutoffs[-1] >= tokenizer.vocab_size:  # the run's cutoffs, for a larger vocabulary than this
         cutoffs = None
