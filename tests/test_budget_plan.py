@@ -9,9 +9,11 @@ import torch
 
 from conftest import TINY_MODEL
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from textlstm.training import budget_plan
+from textlstm.training import budget_plan, plan_walk, size_rule
 from textlstm.training.auto_settings import learning_rate_for, lstm_weights
-from textlstm.training.budget_plan import CANDIDATE_SHAPES, DEFAULT_SHAPE, plan_run, predicted_loss
+from textlstm.training.budget_plan import plan_run
+from textlstm.training.plan_walk import CANDIDATE_SHAPES, DEFAULT_SHAPE
+from textlstm.training.size_rule import predicted_loss
 from textlstm.training.speed_probe import DoesNotFit, Probe
 
 TRAIN_TOKENS = 2_000_000
@@ -33,23 +35,23 @@ class Machine:
     def __call__(self, model: ModelConfig, batch_size: int = 16) -> Probe:
         self.asked.append((model.layers, model.hidden_size, model.embedding_size))
         self.batches.append(batch_size)
-        work = budget_plan.lstm_weights(model.layers, model.hidden_size, model.embedding_size)
+        work = lstm_weights(model.layers, model.hidden_size, model.embedding_size)
         return Probe(self.speed / work, 4 * self.speed / work, 0.5, 1)
 
 
 def best_shape_by_rule(machine: Machine, minutes: float) -> tuple[int, int, int]:
     """The planner's choice worked out by hand: each candidate timed in turn (0.5 s each), until one is not
     expected to learn more by MIN_GAIN with TIMING_NOISE against it."""
-    budget = budget_plan.Budget(config_for(max_minutes=minutes), TRAIN_TOKENS, 50_000)
+    budget = plan_walk.Budget(config_for(max_minutes=minutes), TRAIN_TOKENS, 50_000)
     best, best_loss, seconds = None, float("inf"), 0.0
-    noise = budget_plan.TIMING_NOISE
+    noise = size_rule.TIMING_NOISE
     for layers, hidden in CANDIDATE_SHAPES:
-        shape = budget_plan.sized_shape(ModelConfig(), layers, hidden)
+        shape = plan_walk.sized_shape(ModelConfig(), layers, hidden)
         seconds += 0.5
         probe = machine(ModelConfig(layers=shape[0], hidden_size=shape[1], embedding_size=shape[2]))
         tokens = budget.spending(probe, 16, seconds).tokens
         gain = best_loss - predicted_loss(shape, (1 - noise) * tokens, TRAIN_TOKENS)
-        if best is not None and gain <= budget_plan.MIN_GAIN:
+        if best is not None and gain <= size_rule.MIN_GAIN:
             break
         best, best_loss = shape, predicted_loss(shape, (1 + noise) * tokens, TRAIN_TOKENS)
     return best
@@ -170,10 +172,10 @@ def test_evaluations_are_spaced_to_take_a_small_share_of_the_budget():
         chosen = (plan.config.model.layers, plan.config.model.hidden_size, plan.config.model.embedding_size)
         probe = machine(ModelConfig(layers=chosen[0], hidden_size=chosen[1], embedding_size=chosen[2]))
         evaluations = max(1, round(plan.config.plan["tokens"] / (train.batch_size * train.seq_len) / train.eval_every))
-        assert evaluations <= budget_plan.MAX_EVALUATIONS
+        assert evaluations <= plan_walk.MAX_EVALUATIONS
         one = valid_tokens / probe.eval_tokens_per_sec
         spent = evaluations * one
-        assert spent <= max(one, 2 * budget_plan.EVAL_SHARE * 15 * 60) * 1.1  # the last one is always made
+        assert spent <= max(one, 2 * plan_walk.EVAL_SHARE * 15 * 60) * 1.1  # the last one is always made
         # What the evaluations take is not counted as training tokens.
         assert plan.config.plan["tokens"] <= probe.tokens_per_sec * (15 * 60 - plan.seconds - spent * 0.9)
 
@@ -196,9 +198,9 @@ def test_timing_stops_once_it_has_taken_a_tenth_of_the_budget():
 
 
 def test_repeated_epochs_count_less_than_new_text():
-    assert budget_plan.effective_tokens(1000, 2000) == 1000
-    assert 2000 < budget_plan.effective_tokens(10_000, 2000) < 10_000
-    assert budget_plan.effective_tokens(1e9, 2000) < 2000 * (1 + budget_plan.FIT_R) + 1
+    assert size_rule.effective_tokens(1000, 2000) == 1000
+    assert 2000 < size_rule.effective_tokens(10_000, 2000) < 10_000
+    assert size_rule.effective_tokens(1e9, 2000) < 2000 * (1 + size_rule.FIT_R) + 1
 
 
 def test_the_probe_times_real_steps_and_leaves_the_random_state_as_it_was():
@@ -433,7 +435,7 @@ def test_no_model_gets_more_weights_per_training_token_than_the_rule_was_fitted_
     machine = Machine(2000e9)
     plan = plan_run(config_for(max_minutes=30), text, 5_000, machine)
     shape = (plan.config.model.layers, plan.config.model.hidden_size, plan.config.model.embedding_size)
-    assert lstm_weights(*shape) <= budget_plan.MAX_WEIGHTS_PER_TOKEN * text < lstm_weights(2, 768, 192)
+    assert lstm_weights(*shape) <= size_rule.MAX_WEIGHTS_PER_TOKEN * text < lstm_weights(2, 768, 192)
     assert (2, 768, 192) not in machine.asked  # the planner before took 2 x 768 here
     model_line = next(line for line in plan.lines if line.startswith("model: "))
     assert "2 x 768 not timed: 7.7M weights would be 26 per training token, more than the 17" in model_line
@@ -474,7 +476,7 @@ def test_a_device_flat_in_the_models_size_plans_larger_shapes_and_batches_with_t
     hidden, batch, lr = plan.config.model.hidden_size, plan.config.train.batch_size, plan.config.train.lr
     assert hidden > 768 and batch > 16  # the planner before: 2 x 768 at 16 x 64, whatever the device
     assert lr == learning_rate_for(batch) > 0.004
-    assert lstm_weights(2, hidden, hidden // 4) <= budget_plan.MAX_WEIGHTS_PER_TOKEN * TRAIN_TOKENS
+    assert lstm_weights(2, hidden, hidden // 4) <= size_rule.MAX_WEIGHTS_PER_TOKEN * TRAIN_TOKENS
     assert any(size > 768 for size, _ in gpu.asked) and all(rows % 16 == 0 for _, rows in gpu.asked)
     assert plan.config.plan["batch_size"] == batch and plan.config.plan["device_name"] == "a simulated GPU"
     assert f"batch {batch} x 64 (auto: of 16, " in "\n".join(plan.lines)
@@ -497,7 +499,7 @@ def test_on_a_flat_device_a_few_percent_of_timing_noise_does_not_move_the_plan(s
 def test_on_a_gpu_no_candidate_is_timed_that_would_not_fit_its_memory(simulated_gpu):
     gpu = FlatDevice(memory=0.3 * 2**30)
     plan = plan_run(config_for(max_minutes=15), TRAIN_TOKENS, 50_000, gpu, device_type="cuda")
-    assert all(gpu.needs(hidden, rows) <= budget_plan.MEMORY_SHARE * gpu.memory for hidden, rows in gpu.asked)
+    assert all(gpu.needs(hidden, rows) <= plan_walk.MEMORY_SHARE * gpu.memory for hidden, rows in gpu.asked)
     assert plan.config.model.hidden_size < 1024
     assert "not timed: it would need about" in "\n".join(plan.lines)
 

@@ -2,7 +2,7 @@
 
 Each was set from measurements kept in benchmarks/experiments/ (its README.md lists them):
 
-- FIT_A, FIT_ALPHA, FIT_B, FIT_BETA (training/budget_plan.py): refitted on the runs of
+- FIT_A, FIT_ALPHA, FIT_B, FIT_BETA (training/size_rule.py): refitted on the runs of
   e2026_12_02_size_rule where scipy is installed (the bench extra), and compared with the fit recorded
   beside them (fit.json) either way, rounded as the code rounds them. FITTED_TEXT_TOKENS and
   MAX_WEIGHTS_PER_TOKEN bound the same runs' texts and weights per token.
@@ -32,7 +32,7 @@ import pytest
 from conftest import REPO
 from textlstm.hardware.threads import WORK_FOR_TWO_THREADS, lstm_work_per_step
 from textlstm.model.network import ADAPTIVE_FROM
-from textlstm.training import budget_plan
+from textlstm.training import size_rule
 from textlstm.training.auto_settings import (
     REGULARIZATION_TABLE,
     lstm_weights,
@@ -64,7 +64,7 @@ def as_the_code_rounds(fit: dict) -> tuple:
     return round(fit["A"], 4), round(fit["alpha"], 3), round(fit["B"], 4), round(fit["beta"], 3)
 
 
-CODE_FIT = (budget_plan.FIT_A, budget_plan.FIT_ALPHA, budget_plan.FIT_B, budget_plan.FIT_BETA)
+CODE_FIT = (size_rule.FIT_A, size_rule.FIT_ALPHA, size_rule.FIT_B, size_rule.FIT_BETA)
 
 
 # ----------------------------------------------------------------------------- the size rule
@@ -74,7 +74,7 @@ def test_the_size_rule_is_the_recorded_fit():
     recorded = json.loads((SIZE_RULE / "fit.json").read_text())
     assert as_the_code_rounds(recorded) == CODE_FIT
     assert recorded["runs"] == len(fitting_runs()) == 16
-    assert recorded["R"] == budget_plan.FIT_R
+    assert recorded["R"] == size_rule.FIT_R
 
 
 def test_the_size_rule_refits_from_its_runs():
@@ -83,7 +83,7 @@ def test_the_size_rule_refits_from_its_runs():
 
     fit = plan_rule_fit.fit(fitting_runs())
     assert as_the_code_rounds(fit) == CODE_FIT
-    assert fit["R"] == budget_plan.FIT_R  # not fitted: the fit holds it where the code does
+    assert fit["R"] == size_rule.FIT_R  # not fitted: the fit holds it where the code does
     assert as_the_code_rounds(fit) == as_the_code_rounds(json.loads((SIZE_RULE / "fit.json").read_text()))
 
 
@@ -98,12 +98,12 @@ def test_the_fitting_runs_read_char_tokens():
 
 def test_the_fitted_range_bounds_the_runs():
     texts = fitted_text_tokens()
-    low, high = budget_plan.FITTED_TEXT_TOKENS
+    low, high = size_rule.FITTED_TEXT_TOKENS
     assert 0.9 * min(texts.values()) <= low <= min(texts.values())
     assert max(texts.values()) <= high <= 1.1 * max(texts.values())
     runs = fitting_runs()
     most = max(lstm_weights(run["layers"], run["hidden"], run["embedding"]) / texts[run["corpus"]] for run in runs)
-    assert most <= budget_plan.MAX_WEIGHTS_PER_TOKEN <= 1.1 * most
+    assert most <= size_rule.MAX_WEIGHTS_PER_TOKEN <= 1.1 * most
 
 
 # ----------------------------------------------------------------------------- dropout and weight decay

@@ -12,7 +12,7 @@ import torch
 from conftest import TINY_MODEL
 from textlstm.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from textlstm.data.prepare import corpus_of
-from textlstm.training import budget_plan, tokenizer_choice
+from textlstm.training import budget_plan, plan_walk, tokenizer_choice
 from textlstm.training.auto_settings import model_weights
 from textlstm.training.tokenizer_choice import (
     CANDIDATES,
@@ -160,7 +160,7 @@ def test_a_race_trains_and_scores_each_candidate_on_the_text_in_bits_per_charact
 
 def test_the_time_spent_choosing_is_taken_from_the_budget_the_plan_spends():
     config = RunConfig(model=SMALL, train=TrainConfig(max_minutes=10))
-    assert budget_plan.Budget(config, 1000, 100, before=30).seconds == 570
+    assert plan_walk.Budget(config, 1000, 100, before=30).seconds == 570
     plan = budget_plan.plan_run(config, 1000, 100, None, before=30)
     assert plan.seconds == 30  # nothing timed without a measure: only the choosing, which the run's clock starts at
 

@@ -40,7 +40,7 @@ from textlstm.data.tokenizer import TextTokenizer, build_tokenizer
 from textlstm.evaluation.scoring import score_stream
 from textlstm.hardware.threads import use_threads
 from textlstm.model.network import LSTMLanguageModel, model_config_for
-from textlstm.training import auto_settings, budget_plan, distributed
+from textlstm.training import auto_settings, distributed, plan_walk
 from textlstm.training.auto_settings import model_weights
 from textlstm.training.optimizer import build_optimizer
 from textlstm.training.speed_probe import SpeedProbe
@@ -170,7 +170,7 @@ def race_one(
 def race_model(config: RunConfig, tokenizer: TextTokenizer, precision: str = "float32") -> ModelConfig:
     """The model every candidate trains: the run's shape where it is given, else the default; no dropout."""
     model = config.model
-    layers, hidden, embedding = budget_plan.sized_shape(model, *budget_plan.DEFAULT_SHAPE)
+    layers, hidden, embedding = plan_walk.sized_shape(model, *plan_walk.DEFAULT_SHAPE)
     cutoffs = model.adaptive_cutoffs
     if cutoffs and cutoffs[-1] >= tokenizer.vocab_size:  # the run's cutoffs, for a larger vocabulary than this
         cutoffs = None

@@ -1,6 +1,6 @@
 """Fit the planner's size rule on the runs of fit_plan.py, and check it leaving one corpus out.
 
-The rule (textlstm/training/budget_plan.py): validation bits/char = E(corpus) + A / N^alpha +
+The rule (textlstm/training/size_rule.py): validation bits/char = E(corpus) + A / N^alpha +
 B / D'^beta, N the LSTM's weights in millions, D' the training tokens in millions discounted for
 repeated epochs with R. One E per corpus; A, alpha, B, beta shared, fitted by least squares
 (scipy). R is not fitted: REPEAT_R, the value Muennighoff et al. fitted for repeated data
