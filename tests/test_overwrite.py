@@ -125,3 +125,13 @@ def test_resuming_a_run_at_its_last_step_says_how_to_train_on(run_cli, old_run):
     result = run_cli("train", "--resume", old_run)
     said = result.out + result.err
     assert result.code == 0 and "nothing trained" in said and "--max-steps" in said and "done" not in said
+
+
+def test_a_budget_spent_before_the_first_step_says_so_and_keeps_the_run_it_would_replace(
+    run_cli, small_corpus, old_run
+):
+    before = contents(old_run)
+    result = run_cli("train", "--dataset", small_corpus, "--max-minutes", "0.0001", "--output", old_run, "--overwrite")
+    assert result.code != 0 and "Traceback" not in result.err
+    assert "ran out before the first step" in result.err and "--max-minutes" in result.err
+    assert contents(old_run) == before

@@ -409,6 +409,8 @@ class Trainer:
                     result.interrupted, result.stop_signal = True, stop
                     break
                 if out_of_time:
+                    if state.step == 0:
+                        raise TextlstmError(self._why_no_step())
                     break
                 step_start = now()
                 outcome = self._train_step()
@@ -450,6 +452,8 @@ class Trainer:
         """Why a resumed run has nothing left to train, and how to give it more; None if it has."""
         budget, state = self.config.train.max_minutes, self.state
         if budget and state.spent_before >= 60 * budget:
+            if state.step == 0:  # a new run, its budget spent on planning
+                raise TextlstmError(self._why_no_step())
             return (
                 f"the run has spent its whole budget of {budget:g} minutes ({state.spent_before / 60:.1f} used): "
                 f"resume with a larger total, such as --max-minutes {2 * budget:g}, to train on"
@@ -459,6 +463,14 @@ class Trainer:
                 f"the run is already at step {state.step:,}: resume with a higher --max-steps or --epochs to train on"
             )
         return None
+
+    def _why_no_step(self) -> str:
+        """A new run whose time budget ran out before its first step: what took it, and what to give."""
+        budget, state = self.config.train.max_minutes, self.state
+        return (
+            f"the time budget of {budget:g} minutes ran out before the first step (choosing the tokenizer, timing "
+            f"the model and setting up took {state.clock:.0f} s): give a larger --max-minutes"
+        )
 
     def _skip_step(self, loss: float, bad_steps: int) -> None:
         """Report the step whose loss was `loss` (not finite) as skipped; the MAX_BAD_STEPS-th in a row stops the
