@@ -135,3 +135,12 @@ def test_a_budget_spent_before_the_first_step_says_so_and_keeps_the_run_it_would
     assert result.code != 0 and "Traceback" not in result.err
     assert "ran out before the first step" in result.err and "--max-minutes" in result.err
     assert contents(old_run) == before
+
+
+def test_a_new_folder_whose_budget_ran_out_before_the_first_step_is_not_left_half_written(
+    run_cli, small_corpus, tmp_path
+):
+    out = tmp_path / "new-run"
+    result = run_cli("train", "--dataset", small_corpus, "--max-minutes", "0.0001", "--output", out)
+    assert result.code != 0 and "ran out before the first step" in result.err
+    assert not out.exists()  # a rerun with more minutes is not refused by a folder without a checkpoint

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -409,7 +410,7 @@ class Trainer:
                     result.interrupted, result.stop_signal = True, stop
                     break
                 if out_of_time:
-                    if state.step == 0:
+                    if state.step == 0 and not self.resuming:
                         raise TextlstmError(self._why_no_step())
                     break
                 step_start = now()
@@ -452,7 +453,7 @@ class Trainer:
         """Why a resumed run has nothing left to train, and how to give it more; None if it has."""
         budget, state = self.config.train.max_minutes, self.state
         if budget and state.spent_before >= 60 * budget:
-            if state.step == 0:  # a new run, its budget spent on planning
+            if state.step == 0 and not self.resuming:  # a new run, its budget spent on planning
                 raise TextlstmError(self._why_no_step())
             return (
                 f"the run has spent its whole budget of {budget:g} minutes ({state.spent_before / 60:.1f} used): "
@@ -468,8 +469,8 @@ class Trainer:
         """A new run whose time budget ran out before its first step: what took it, and what to give."""
         budget, state = self.config.train.max_minutes, self.state
         return (
-            f"the time budget of {budget:g} minutes ran out before the first step (choosing the tokenizer, timing "
-            f"the model and setting up took {state.clock:.0f} s): give a larger --max-minutes"
+            f"the time budget of {budget:g} minutes ran out before the first step (planning and setting up took "
+            f"{state.clock:.1f} s): give a larger --max-minutes"
         )
 
     def _skip_step(self, loss: float, bad_steps: int) -> None:
@@ -725,9 +726,13 @@ def _train(
         if distributed.is_main():
             if trainer is not None:
                 trainer.put_back_replaced()
-            if created and output.is_dir() and not any(output.iterdir()):
-                output.rmdir()  # failed before anything was saved: leave no empty run folder behind
+            if created and output.is_dir() and not _holds_a_checkpoint(output):
+                shutil.rmtree(output)  # a new folder, failed before anything was saved: leave no half run behind
         raise
+
+
+def _holds_a_checkpoint(folder: Path) -> bool:
+    return (folder / ckpt.TRAINER_STATE).exists() or (folder / ckpt.BEST_WEIGHTS).exists()
 
 
 def _config_to_resume(folder: Path, train_overrides: dict | None) -> RunConfig:
