@@ -44,14 +44,14 @@ def best_shape_by_rule(machine: Machine, minutes: float) -> tuple[int, int, int]
     expected to learn more by MIN_GAIN with TIMING_NOISE against it."""
     budget = plan_walk.Budget(config_for(max_minutes=minutes), TRAIN_TOKENS, 50_000)
     best, best_loss, seconds = None, float("inf"), 0.0
-    noise = size_rule.TIMING_NOISE
+    noise = plan_walk.TIMING_NOISE
     for layers, hidden in CANDIDATE_SHAPES:
         shape = plan_walk.sized_shape(ModelConfig(), layers, hidden)
         seconds += 0.5
         probe = machine(ModelConfig(layers=shape[0], hidden_size=shape[1], embedding_size=shape[2]))
         tokens = budget.spending(probe, 16, seconds).tokens
         gain = best_loss - predicted_loss(shape, (1 - noise) * tokens, TRAIN_TOKENS)
-        if best is not None and gain <= size_rule.MIN_GAIN:
+        if best is not None and gain <= plan_walk.MIN_GAIN:
             break
         best, best_loss = shape, predicted_loss(shape, (1 + noise) * tokens, TRAIN_TOKENS)
     return best

@@ -37,9 +37,10 @@ def budget_tokens(train: TrainConfig, train_tokens: int | None, batch_size: int 
 
 # ----------------------------------------------------------------------------- batch and learning rate
 
-# The batch and learning rate that every measurement behind the rules here and in budget_plan.py was
-# made at: 16 rows of --seq-len 64 tokens, AdamW at 4e-3, which learned more in the same minutes on a CPU
-# than larger batches (benchmarks/experiments/e2026_11_22_tinyshakespeare_settings, e2026_11_25_default_run).
+# The batch and learning rate that every measurement behind the rules here and in the planner (size_rule.py,
+# plan_walk.py) was made at: 16 rows of --seq-len 64 tokens, AdamW at 4e-3, which learned more in the same
+# minutes on a CPU than larger batches (benchmarks/experiments/e2026_11_22_tinyshakespeare_settings,
+# e2026_11_25_default_run).
 TUNED_BATCH, TUNED_LR = 16, 4e-3
 # --lr auto for B rows: TUNED_LR x sqrt(B / TUNED_BATCH) above TUNED_BATCH rows, the square-root rule for
 # Adam (the noise of a gradient averaged over B rows falls as 1 / sqrt(B); Malladi et al., "On the SDEs and

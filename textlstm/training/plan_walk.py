@@ -22,9 +22,7 @@ from textlstm.training.auto_settings import TUNED_BATCH, lstm_weights
 from textlstm.training.size_rule import (
     FITTED_TEXT_TOKENS,
     MAX_WEIGHTS_PER_TOKEN,
-    MIN_GAIN,
     NOISE_BATCH_TOKENS,
-    TIMING_NOISE,
     batch_worth,
     predicted_loss,
 )
@@ -41,6 +39,19 @@ CANDIDATE_SHAPES = ((2, 256), (2, 384), (2, 512), (2, 768))
 # trains 2 x 1024 about as fast as 2 x 256 at a small batch, which a CPU never does.
 EXTENDED_SHAPES = ((2, 1024), (2, 1536), (2, 2048), (2, 3072), (2, 4096))
 DEFAULT_SHAPE = (2, 256)
+
+# Stability: the walk takes a larger shape or batch only where the size rule expects it to learn at least
+# MIN_GAIN bits per character more even with its timed speed TIMING_NOISE lower and the current one's as much
+# higher, so that a few percent of timing noise does not move the choice. The same 15-minute command timed
+# 2 x 384 8% apart on one core and planned two different models
+# (benchmarks/experiments/e2026_12_02_dropout_by_size), and near the best size neighbouring shapes
+# predict within a thousandth of a bit of each other (60 minutes of one core: 2 x 384 and 2 x 512),
+# where today a 3% slower timing of one flips the choice. On a device whose speed is flat in the size a
+# larger shape's gain does not depend on the timing; there MIN_GAIN ends the walk where the rule,
+# extrapolated beyond the sizes it was fitted on, expects little more (less than its own rms error:
+# benchmarks/experiments/e2026_12_02_size_rule).
+TIMING_NOISE = 0.05
+MIN_GAIN = 0.005
 
 # Batches, off the CPU only: from the start batch (TUNED_BATCH rows, or the next multiple of the
 # processes) doubling, at most BATCH_DOUBLINGS times, a larger step's tokens counted as worth less

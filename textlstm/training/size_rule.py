@@ -23,8 +23,8 @@ FIT_A, FIT_ALPHA, FIT_B, FIT_BETA, FIT_R = 0.1286, 0.843, 1.5062, 0.155, 15.0
 
 # Where the rule was fitted: texts from verse's training tokens to python-source's (char tokens),
 # 2 x 256 and 2 x 512, batch 16 x 64, one CPU core (benchmarks/experiments/e2026_12_02_size_rule).
-# For a text outside these sizes the plan is the default one (DEFAULT_SHAPE,
-# TUNED_BATCH, the dropout table), said in a plan line, with one exception: a larger text on a device
+# For a text outside these sizes the plan is the default one (plan_walk.DEFAULT_SHAPE,
+# auto_settings.TUNED_BATCH, the dropout table), said in a plan line, with one exception: a larger text on a device
 # whose speed is flat in the model's size. There the shapes cost the same time, so what bounds the
 # model is not the trade of size against tokens the rule was fitted for but the text (the weights per
 # token below) and the device's memory, which hold at any size. A smaller text, or a streamed one of
@@ -35,19 +35,6 @@ FITTED_TEXT_TOKENS = (200_000, 2_750_000)
 # benchmarks/experiments/e2026_12_02_size_rule). The rule has no term for a model too large for its text: without
 # this bound a small text would get the largest shape whose timing fits.
 MAX_WEIGHTS_PER_TOKEN = 17.0
-# Stability: a larger shape or batch is taken only where the rule expects it to learn at least MIN_GAIN
-# bits per character more even with its timed speed TIMING_NOISE lower and the current one's as much
-# higher, so that a few percent of timing noise does not move the choice. The same 15-minute command timed
-# 2 x 384 8% apart on one core and planned two different models
-# (benchmarks/experiments/e2026_12_02_dropout_by_size), and near the best size neighbouring shapes
-# predict within a thousandth of a bit of each other (60 minutes of one core: 2 x 384 and 2 x 512),
-# where today a 3% slower timing of one flips the choice. On a device whose speed is flat in the size a
-# larger shape's gain does not depend on the timing; there MIN_GAIN ends the walk where the rule,
-# extrapolated beyond the sizes it was fitted on, expects little more (less than its own rms error:
-# benchmarks/experiments/e2026_12_02_size_rule).
-TIMING_NOISE = 0.05
-MIN_GAIN = 0.005
-
 # What a token of a larger batch teaches: the tokens of a step of B tokens count as
 # (1 + B0 / NOISE_BATCH_TOKENS) / (1 + B / NOISE_BATCH_TOKENS) of a start batch B0's, the steps-for-tokens
 # trade of McCandlish et al., "An Empirical Model of Large-Batch Training" (2018), with its critical
