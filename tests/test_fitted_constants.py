@@ -8,8 +8,10 @@ Each was set from measurements kept in benchmarks/experiments/ (its README.md li
   MAX_WEIGHTS_PER_TOKEN bound the same runs' texts and weights per token.
 - REGULARIZATION_TABLE (training/auto_settings.py): its values are the measured winners, and it picks
   the winner of every comparison of e2026_12_03_dropout_by_weights_per_token.
-- CHAR_WEIGHTED_EPOCHS (training/tokenizer_choice.py) and ADAPTIVE_FROM (model/network.py): the
-  tokenizers' learning curves of e2026_12_07_tokenizer_race.
+- CHAR_WEIGHTED_EPOCHS (training/tokenizer_choice.py): the whole runs of char against BPE of
+  e2026_12_07_tokenizer_bound (char without a race where char won, a race where BPE won);
+  MIN_CHARS_PER_ENTRY (the same module) and ADAPTIVE_FROM (model/network.py): the tokenizers' learning
+  curves of e2026_12_07_tokenizer_race.
 - WORK_FOR_TWO_THREADS (hardware/threads.py): it picks the faster thread count at every point of
   e2026_11_25_two_threads, but where the two are within 3%.
 
@@ -39,7 +41,7 @@ from textlstm.training.auto_settings import (
     regularization_for,
     weighted_epochs,
 )
-from textlstm.training.tokenizer_choice import CHAR_WEIGHTED_EPOCHS
+from textlstm.training.tokenizer_choice import CHAR_WEIGHTED_EPOCHS, MIN_CHARS_PER_ENTRY
 
 EXPERIMENTS = REPO / "benchmarks" / "experiments"
 SIZE_RULE = EXPERIMENTS / "e2026_12_02_size_rule"
@@ -144,18 +146,45 @@ def test_the_regularization_table_holds_measured_winners_only():
 # ----------------------------------------------------------------------------- the tokenizer
 
 TOKENIZER_RACE = EXPERIMENTS / "e2026_12_07_tokenizer_race"
-CURVE_TEXTS = {"curves-tinyshakespeare.json": 1_003_854, "curves-linux-docs.json": 4_000_000}  # training chars read
+TOKENIZER_BOUND = EXPERIMENTS / "e2026_12_07_tokenizer_bound"
+# Each curve's text: the training characters the bound counts (the whole training split).
+CURVE_TEXTS = {"curves-tinyshakespeare.json": 1_003_854, "curves-linux-docs.json": 22_442_393}
+LONG_CURVE_SECONDS = 60  # from here on a curve's ranking is the long run's, not a short race's
+
+
+def test_char_without_a_race_from_above_every_whole_run_bpe_won_to_every_one_char_won():
+    comparisons = json.loads((TOKENIZER_BOUND / "whole-runs.json").read_text())
+    assert {comparison["winner"] for comparison in comparisons} == {"char", "bpe-1024"}
+    for comparison in comparisons:
+        bits = comparison["test_bits_per_char"]
+        assert comparison["winner"] == min(bits, key=bits.get)
+        char_won = comparison["winner"] == "char"
+        assert char_won == (comparison["char_weighted_epochs"] >= CHAR_WEIGHTED_EPOCHS), comparison["corpus"]
 
 
 @pytest.mark.parametrize("curves, train_chars", CURVE_TEXTS.items())
-def test_char_leads_exactly_where_its_weighted_epochs_reach_the_rules_bound(curves, train_chars):
-    runs = json.loads((TOKENIZER_RACE / curves).read_text())
-    (char,) = [run for run in runs if run["candidate"] == "char"]
-    weights = lstm_weights(2, 256, 64)  # the curves' model
-    for index, (_, steps, _) in enumerate(char["curve"]):
-        weighted = weighted_epochs(train_chars, steps * TOKENS_PER_STEP, weights)
-        leader = min(runs, key=lambda run: run["curve"][index][2])["candidate"]
-        assert (leader == "char") == (weighted >= CHAR_WEIGHTED_EPOCHS), (curves, steps, weighted, leader)
+def test_a_bpe_size_is_raced_where_it_led_a_long_run_and_not_where_every_smaller_one_beat_it(curves, train_chars):
+    runs = {run["candidate"]: run for run in json.loads((TOKENIZER_RACE / curves).read_text())}
+
+    def size(candidate: str) -> int:
+        return 0 if candidate == "char" else int(candidate.split("-")[1].rstrip("a"))
+
+    long_checkpoints = [i for i, (seconds, _, _) in enumerate(runs["char"]["curve"]) if seconds >= LONG_CURVE_SECONDS]
+
+    def bits(candidate: str, index: int) -> float:
+        return runs[candidate]["curve"][index][2]
+
+    for candidate in runs:
+        if candidate == "char":
+            continue
+        raced = train_chars >= MIN_CHARS_PER_ENTRY * size(candidate)
+        smaller = [other for other in runs if size(other) < size(candidate)]
+        led = any(min(runs, key=lambda c: bits(c, i)) == candidate for i in long_checkpoints)
+        beaten = all(bits(other, i) < bits(candidate, i) for other in smaller for i in long_checkpoints)
+        if led:
+            assert raced, (curves, candidate)
+        if beaten:
+            assert not raced, (curves, candidate)
 
 
 def test_the_adaptive_softmax_starts_where_it_won():

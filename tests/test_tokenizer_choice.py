@@ -19,6 +19,7 @@ from textlstm.training.tokenizer_choice import (
     CHAR_WEIGHTED_EPOCHS,
     MIN_RACE_SECONDS,
     RACE_SHARE,
+    candidates_for,
     choose_tokenizer,
 )
 
@@ -37,9 +38,11 @@ def prose(tmp_path):
     return path
 
 
-def raced(monkeypatch, bits: dict[str, float]) -> list[str]:
-    """Make every race return `bits` of its candidate (by name) and record which were raced."""
+def raced(monkeypatch, bits: dict[str, float], min_chars_per_entry: float = 0) -> list[str]:
+    """Make every race return `bits` of its candidate (by name) and record which were raced; every BPE size
+    is raced on the tests' small texts unless `min_chars_per_entry` says otherwise."""
     seen = []
+    monkeypatch.setattr(tokenizer_choice, "MIN_CHARS_PER_ENTRY", min_chars_per_entry)
 
     def race_one(config, tokenizer, sample, seconds, device, precision):
         name = "char" if tokenizer.byte_fallback_start is not None else f"bpe {_size_asked[tokenizer]:,}"
@@ -97,6 +100,32 @@ def test_a_budget_that_reads_the_text_few_times_races_every_candidate_and_the_lo
         ).kind
         == "char"
     )
+
+
+def test_the_bpe_sizes_raced_are_those_with_enough_text_per_vocabulary_entry():
+    config = RunConfig(model=SMALL)
+    sizes = {chars: [size for _, size in candidates_for(config, chars)] for chars in (200_000, 1_000_000, 2_500_000)}
+    assert sizes == {200_000: [None], 1_000_000: [None, 1024], 2_500_000: [None, 1024, 4096]}
+    assert candidates_for(config, 30_000_000) == tokenizer_choice.CANDIDATES
+
+
+def test_sizes_too_large_for_the_text_are_left_out_of_the_race_and_said(prose, monkeypatch):
+    seen = raced(monkeypatch, {"char": 2.4, "bpe 1,024": 2.3}, min_chars_per_entry=100)  # 1,024 fits 131k chars
+    weighted_epochs_of(monkeypatch, CHAR_WEIGHTED_EPOCHS / 2)
+    choice = choose_tokenizer(
+        config_for(prose, max_minutes=60), corpus_of(DataConfig(dataset=str(prose))), CPU, "float32"
+    )
+    assert seen == ["char", "bpe 1,024"] and (choice.kind, choice.vocab_size) == ("bpe", 1024)
+    assert "not raced: bpe 4,096, 16,384, under 100 characters of text per entry" in choice.reason
+
+
+def test_a_text_too_small_for_every_bpe_size_trains_char_without_a_race(prose, monkeypatch):
+    seen = raced(monkeypatch, {}, min_chars_per_entry=tokenizer_choice.MIN_CHARS_PER_ENTRY)
+    weighted_epochs_of(monkeypatch, CHAR_WEIGHTED_EPOCHS / 2)
+    choice = choose_tokenizer(
+        config_for(prose, max_minutes=60), corpus_of(DataConfig(dataset=str(prose))), CPU, "float32"
+    )
+    assert (choice.kind, seen) == ("char", []) and "not raced: bpe 1,024, 4,096, 16,384" in choice.reason
 
 
 def test_a_given_vocabulary_size_races_char_against_bpe_of_that_size(prose, monkeypatch):

@@ -304,11 +304,12 @@ class DataConfig:
     tokenizer: str = setting(
         AUTO,
         help="char: one token per character; word: words, punctuation and spacing; bpe: byte-level BPE. "
-        "auto (the default): char where the budget reads the training text often for the model's size (2.5 "
+        "auto (the default): char where the budget reads the training text often for the model's size (6 "
         "weighted epochs or more, the char model's speed timed on this machine); otherwise, with --max-minutes, "
-        "a race inside the budget of char and bpe of 1,024, 4,096 and 16,384 tokens on the text's first "
-        "characters, the lowest validation bits/char winning; char where no race fits (no time budget, a budget "
-        "under about 8 minutes, a streamed corpus). The run prints why and its config records the one chosen.",
+        "a race inside the budget of char and bpe of 1,024, 4,096 and 16,384 tokens (the sizes with 500 "
+        "characters of training text per token or more) on the text's first characters, the lowest validation "
+        "bits/char winning; char where no race fits (no time budget, under 10 s per candidate, a streamed "
+        "corpus). The run prints why and its config records the one chosen.",
         allowed=Choices(("char", "word", "bpe", AUTO)),
         auto=True,
     )

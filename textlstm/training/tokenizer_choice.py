@@ -7,18 +7,21 @@ Two measurements, both taken on the user's training text and both counted in a t
    characters, times the seconds the run will train, over the text's characters (for --max-steps and
    --epochs alone: what they count); weighed by the model's size against the text's as the dropout table
    weighs them (auto_settings.weighted_epochs, W). A run with W of CHAR_WEIGHTED_EPOCHS or more trains
-   char without a race: where a run reads a text that often for its size, char learned most, while a
-   short race still puts BPE ahead (after a few hundred steps BPE leads on any text; with epochs char
-   catches up and passes it).
-2. Otherwise a race: each of CANDIDATES learns its tokenizer from the first RACE_TRAIN_CHARS of the
-   training text, trains the same model on them for an equal share of RACE_SHARE of the run's seconds
-   (at most MAX_RACE_SECONDS each), and is scored in bits per character on the first RACE_VALID_CHARS of
-   the validation text. The lowest wins.
+   char without a race: where a run reads a text that often for its size, char learned most in whole
+   runs, while a short race still puts BPE ahead (after a few hundred steps BPE leads on any text; with
+   epochs char catches up and passes it).
+2. Otherwise a race: each of CANDIDATES with at least MIN_CHARS_PER_ENTRY characters of training text per
+   entry of its vocabulary learns its tokenizer from the first RACE_TRAIN_CHARS of the training text,
+   trains the same model on them for an equal share of RACE_SHARE of the run's seconds (at most
+   MAX_RACE_SECONDS each), and is scored in bits per character on the first RACE_VALID_CHARS of the
+   validation text. The lowest wins. A vocabulary large for its text leads a short race and falls behind
+   in a long run, so such sizes are not raced.
 
 Where neither applies (a streamed corpus, a run whose budget cannot be counted, no time to race in, a
 validation text too short to score a race on) the run trains char, as the planner's rules were measured
 with. Each choice comes with its reason, printed as "tokenizer: KIND (auto: REASON)". The figures behind
-CHAR_WEIGHTED_EPOCHS and the race: benchmarks/experiments/e2026_12_07_tokenizer_race.
+CHAR_WEIGHTED_EPOCHS, MIN_CHARS_PER_ENTRY and the race: benchmarks/experiments/e2026_12_07_tokenizer_race
+and e2026_12_07_tokenizer_bound.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from textlstm.training.speed_probe import SpeedProbe
 from textlstm.training.step import TrainingStep
 
 CANDIDATES = (("char", None), ("bpe", 1024), ("bpe", 4096), ("bpe", 16384))
-CHAR_WEIGHTED_EPOCHS = 2.5
+CHAR_WEIGHTED_EPOCHS = 6.0
+MIN_CHARS_PER_ENTRY = 500  # of training text per entry of a BPE vocabulary, for it to be raced
 RACE_SHARE = 0.08  # of a time budget, for the whole race
 MIN_RACE_SECONDS = 10.0  # of training per candidate: below it a race ranks noise, and the run trains char
 MAX_RACE_SECONDS = 120.0  # per candidate: a long budget's race ends well inside the processes' 30-minute wait
@@ -105,7 +109,9 @@ def choose_tokenizer(config: RunConfig, corpus: Corpus | None, device: torch.dev
     if weighted >= CHAR_WEIGHTED_EPOCHS:
         reason = f"{read}; from {CHAR_WEIGHTED_EPOCHS:g} up char learned most in the runs measured"
         return TokenizerChoice("char", None, reason, now() - started)
-    candidates = candidates_for(config)
+    candidates = candidates_for(config, sample.train_chars)
+    if len(candidates) == 1:
+        return TokenizerChoice("char", None, f"{read}{_left_out(config, candidates)}", now() - started)
     seconds_each = min(MAX_RACE_SECONDS, RACE_SHARE * run_seconds / len(candidates))
     if seconds_each < MIN_RACE_SECONDS or len(sample.valid) < MIN_RACE_VALID_CHARS:
         why = "no time budget to race tokenizers in" if not run_seconds else "the run is too short to race in"
@@ -121,16 +127,26 @@ def choose_tokenizer(config: RunConfig, corpus: Corpus | None, device: torch.dev
     raced = ", ".join(f"{name} {bits:.3f}" for name, bits in results.items())
     reason = (
         f"{read}; raced {seconds_each:.0f} s each on its first {_chars(len(sample.train))}, "
-        f"bits/char on validation: {raced}"
+        f"bits/char on validation: {raced}{_left_out(config, candidates)}"
     )
     return TokenizerChoice(kind, size, reason, now() - started, results)
 
 
-def candidates_for(config: RunConfig) -> tuple[tuple[str, int | None], ...]:
-    """The tokenizers raced: CANDIDATES, or char and BPE of the run's --vocab-size where it gives one."""
+def candidates_for(config: RunConfig, train_chars: int) -> tuple[tuple[str, int | None], ...]:
+    """The tokenizers raced on a text of `train_chars` training characters: char and the BPE sizes of
+    CANDIDATES with MIN_CHARS_PER_ENTRY characters per entry, or char and BPE of the run's --vocab-size
+    where it gives one."""
     if config.data.vocab_size is not None:
         return (("char", None), ("bpe", config.data.vocab_size))
-    return CANDIDATES
+    return tuple((kind, size) for kind, size in CANDIDATES if size is None or train_chars >= MIN_CHARS_PER_ENTRY * size)
+
+
+def _left_out(config: RunConfig, raced: tuple) -> str:
+    """The reason's note of the BPE sizes too large for the text to be raced ("" if none)."""
+    if config.data.vocab_size is not None or len(raced) == len(CANDIDATES):
+        return ""
+    sizes = ", ".join(f"{size:,}" for kind, size in CANDIDATES if (kind, size) not in raced)
+    return f"; not raced: bpe {sizes}, under {MIN_CHARS_PER_ENTRY} characters of text per entry"
 
 
 def race_one(
