@@ -310,7 +310,9 @@ def test_a_killed_process_stops_the_whole_run(small_corpus, tmp_path):
         mark,
     )
     deadline = time.time() + 240
-    _wait_for(out / "metrics.jsonl", process, deadline)
+    # The checkpoint the resume below needs: metrics.jsonl is written before it, and a kill in between
+    # leaves a run with nothing to resume.
+    _wait_for(out / "trainer_state.pt", process, deadline)
     os.kill(_worker_pid(mark, 1, deadline), signal.SIGKILL)
     killed_at = time.time()
     _, err = process.communicate(timeout=120)
