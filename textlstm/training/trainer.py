@@ -452,9 +452,7 @@ class Trainer:
     def _limit_already_reached(self) -> str | None:
         """Why a resumed run has nothing left to train, and how to give it more; None if it has."""
         budget, state = self.config.train.max_minutes, self.state
-        if budget and state.spent_before >= 60 * budget:
-            if state.step == 0 and not self.resuming:  # a new run, its budget spent on planning
-                raise TextlstmError(self._why_no_step())
+        if budget and self.resuming and state.spent_before >= 60 * budget:  # a new run's: the loop says
             return (
                 f"the run has spent its whole budget of {budget:g} minutes ({state.spent_before / 60:.1f} used): "
                 f"resume with a larger total, such as --max-minutes {2 * budget:g}, to train on"
